@@ -1,0 +1,39 @@
+//! Typed errors of the library; the binary explains them to the user.
+
+use thiserror::Error;
+
+/// Why a message could not be read at all.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The input holds no bytes (or only white space).
+    #[error("the message is empty")]
+    Empty,
+    /// The input is larger than the configured limit; it was not parsed.
+    #[error("the message is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// The bytes do not form an Internet message (no header could be parsed).
+    #[error("not an Internet message: {0}")]
+    Malformed(String),
+}
+
+/// Why a user rule file could not be loaded.
+#[derive(Debug, Error)]
+pub enum RulesError {
+    /// The file could not be read.
+    #[error("cannot read rule file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not have the expected shape.
+    #[error("rule file {path} is not valid: {message}")]
+    Syntax { path: String, message: String },
+    /// One rule is wrong; `rule` names it (its id, or its position when it has none).
+    #[error("rule `{rule}` in {path}: {problem}")]
+    Rule {
+        path: String,
+        rule: String,
+        problem: String,
+    },
+}

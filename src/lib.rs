@@ -1,0 +1,67 @@
+//! bounced: read bounce messages, classify them, keep a suppression list.
+//!
+//! Data flows one way, and each hand-off has a named type:
+//!
+//! ```text
+//! bytes ──report::read──► Report ──Classifier::classify──► Vec<Bounce> ──store──► rows ──export──► files
+//! ```
+//!
+//! - [`report`]: what a message says. DSN fields (RFC 3464), ARF complaints (RFC 5965), auto-replies
+//!   (RFC 3834) and free-text MTA reports, plus the returned original message. Pure; never panics.
+//! - [`classify`]: SMTP reply codes and enhanced status codes, the ordered rule table that names a
+//!   reason, and the hard/soft decision. Pure; rules are compiled once.
+//! - [`error`]: the library's typed errors.
+//!
+//! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
+//! the same code.
+
+pub mod classify;
+pub mod cli;
+pub mod error;
+pub mod report;
+
+pub use classify::{Bounce, BounceType, Classifier, Reason};
+pub use error::ReadError;
+pub use report::{Kind, Report, read};
+
+/// The whole result for one message: its kind, its bounces, or why it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// `dsn`, `text`, `feedback`, `autoreply`, `not_bounce` or `error`.
+    pub kind: &'static str,
+    /// The reader that recognised the message (`none` when none did).
+    pub reader: &'static str,
+    /// One entry per recipient result; empty for a non-bounce or an error.
+    pub bounces: Vec<Bounce>,
+    /// The read error, when `kind` is `error`.
+    pub error: Option<ReadError>,
+    /// The returned original message's identity, when the report carries it.
+    pub original: Option<report::Original>,
+}
+
+/// Reads and classifies one message; the single entry point the CLI, the store and the daemon share.
+pub fn analyze(bytes: &[u8], classifier: &Classifier, opts: &report::ReadOptions) -> Analysis {
+    match report::read_with(bytes, opts) {
+        Ok(report) => {
+            let bounces = classifier.classify(&report);
+            let kind = match report.kind {
+                Some(k) if !bounces.is_empty() || k == Kind::NotBounce => k.as_str(),
+                _ => Kind::NotBounce.as_str(),
+            };
+            Analysis {
+                kind,
+                reader: report.reader,
+                bounces,
+                error: None,
+                original: report.original,
+            }
+        }
+        Err(e) => Analysis {
+            kind: "error",
+            reader: "none",
+            bounces: Vec::new(),
+            error: Some(e),
+            original: None,
+        },
+    }
+}

@@ -1,0 +1,17 @@
+//! The `bounced` command: parses the command line, starts logging and hands over to [`bounced::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = bounced::cli::Cli::parse();
+    bounced::cli::init_tracing(cli.verbose);
+    match bounced::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bounced: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

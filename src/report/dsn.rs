@@ -1,0 +1,4 @@
+//! TODO
+
+/// Reader name.
+pub const NAME: &str = "dsn";
