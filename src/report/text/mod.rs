@@ -1,4 +1,62 @@
-//! Free-text reports, one file per MTA family.
+//! Free-text reports: one small file per MTA family, and a general reader for the rest.
+//!
+//! Each family file exports a [`Family`]: `detect` looks at the headers and the text and says whether
+//! the format is its own; `read` extracts every failed recipient with its diagnostic. [`read`] tries the
+//! families in [`FAMILIES`] order and falls back to the general reader.
 
-/// Reader name.
+use mail_parser::Message;
+
+use super::RecipientReport;
+
+/// Reader name of the general fallback reader.
 pub const NAME: &str = "generic";
+
+/// What a free-text reader gets: the bounce's headers and its human-readable text, decoded.
+#[derive(Debug)]
+pub struct Input<'a> {
+    /// The parsed bounce.
+    pub message: &'a Message<'a>,
+    /// The bounce's `Subject`, decoded (empty when absent).
+    pub subject: &'a str,
+    /// The bounce's `From` address, lower-cased (empty when absent).
+    pub from: &'a str,
+    /// The readable text of the report: the top-level text parts (not those of the returned message
+    /// when it is attached), decoded to UTF-8, with LF line endings.
+    pub body: &'a str,
+}
+
+impl Input<'_> {
+    /// The value of a header of the bounce, raw and trimmed, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.message.header_raw(name).map(str::trim)
+    }
+}
+
+/// One MTA family's reader.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// The reader name reported in results (`postfix`, `exim`, ...).
+    pub name: &'static str,
+    /// Whether this message is in the family's format.
+    pub detect: fn(&Input) -> bool,
+    /// Every failed recipient the report names, in order; empty when none could be found.
+    pub read: fn(&Input) -> Vec<RecipientReport>,
+}
+
+/// The family readers, most specific first.
+pub const FAMILIES: &[Family] = &[];
+
+/// Reads a free-text report: the first family that detects the format and finds recipients wins,
+/// else the general reader. Returns the reader name and the recipients, or `None` when nothing
+/// looks like a failure report.
+pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
+    for family in FAMILIES {
+        if (family.detect)(input) {
+            let found = (family.read)(input);
+            if !found.is_empty() {
+                return Some((family.name, found));
+            }
+        }
+    }
+    None
+}
