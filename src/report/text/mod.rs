@@ -25,9 +25,9 @@ pub struct Input<'a> {
     pub body: &'a str,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
     /// The value of a header of the bounce, raw and trimmed, if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &'a str) -> Option<&'a str> {
         self.message.header_raw(name).map(str::trim)
     }
 }
