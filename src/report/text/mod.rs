@@ -60,3 +60,21 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
     }
     None
 }
+
+/// The human-readable text of a message: its top-level text parts (HTML-only parts included as
+/// text), decoded to UTF-8, joined by a blank line, with CRLF and lone CR turned into LF.
+pub fn readable_text(message: &Message) -> String {
+    let mut out = String::new();
+    for (i, _) in message.text_bodies().enumerate() {
+        if let Some(text) = message.body_text(i) {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(&text);
+        }
+    }
+    if out.contains('\r') {
+        out = out.replace("\r\n", "\n").replace('\r', "\n");
+    }
+    out
+}
