@@ -1,4 +1,375 @@
-//! TODO
+//! RFC 3464 delivery status notifications: the `message/delivery-status` (or
+//! `message/global-delivery-status`) part holds one per-message field block and one block per
+//! recipient; the human-readable part can add a better diagnostic for a recipient.
+
+use std::sync::LazyLock;
+
+use mail_parser::{Message, PartType};
+use regex::Regex;
+
+use super::{RecipientReport, field_blocks, normalize_address, part_text, part_type};
 
 /// Reader name.
 pub const NAME: &str = "dsn";
+
+/// What the delivery-status part says.
+#[derive(Debug, Default)]
+pub struct Dsn {
+    /// Per-message `Reporting-MTA`.
+    pub reporting_mta: Option<String>,
+    /// Per-message `Arrival-Date`.
+    pub arrival_date: Option<String>,
+    /// Per-message `Received-From-MTA`.
+    pub received_from_mta: Option<String>,
+    /// One entry per recipient block.
+    pub recipients: Vec<RecipientReport>,
+}
+
+/// An enhanced status code `class.subject.detail` (RFC 3463).
+static STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("fixed pattern"));
+
+/// The delivery-status part of a message, if it has one: `multipart/report; report-type=delivery-status`
+/// or any `message/delivery-status` / `message/global-delivery-status` part in its MIME tree.
+pub fn read(message: &Message) -> Option<Dsn> {
+    let part = message
+        .parts
+        .iter()
+        .find(|p| is_status_part(p))
+        .or_else(|| {
+            // A bounce forwarded as an attachment: its status part sits one message down.
+            message.parts.iter().find_map(|p| match &p.body {
+                PartType::Message(m) => m.parts.iter().find(|q| is_status_part(q)),
+                _ => None,
+            })
+        })?;
+    Some(parse(&part_text(part)))
+}
+
+/// Whether a MIME part carries RFC 3464 fields.
+fn is_status_part(part: &mail_parser::MessagePart) -> bool {
+    matches!(
+        part_type(part).as_str(),
+        "message/delivery-status" | "message/global-delivery-status"
+    )
+}
+
+/// Parses the fields of a delivery-status part.
+pub fn parse(text: &str) -> Dsn {
+    let mut dsn = Dsn::default();
+    let mut current: Option<RecipientReport> = None;
+    let mut seen_final = false;
+    let mut actual: Option<String> = None;
+
+    let finish = |current: &mut Option<RecipientReport>,
+                  actual: &mut Option<String>,
+                  out: &mut Vec<RecipientReport>| {
+        if let Some(mut r) = current.take() {
+            if r.recipient.is_none() {
+                r.recipient = actual.take().or_else(|| r.original_recipient.clone());
+            }
+            if r.recipient.is_some() {
+                out.push(r);
+            }
+        }
+        *actual = None;
+    };
+
+    for block in field_blocks(text) {
+        for (name, value) in block {
+            let name = name.to_ascii_lowercase();
+            match name.as_str() {
+                "reporting-mta" if current.is_none() => {
+                    dsn.reporting_mta = strip_type(&value);
+                }
+                "arrival-date" if current.is_none() => {
+                    dsn.arrival_date = non_empty(&value);
+                }
+                "received-from-mta" if current.is_none() => {
+                    dsn.received_from_mta = strip_type(&value);
+                }
+                "original-recipient" => {
+                    let starts_new = current.as_ref().is_some_and(|r| {
+                        r.original_recipient.is_some() || (seen_final && r.action.is_some())
+                    });
+                    if starts_new {
+                        finish(&mut current, &mut actual, &mut dsn.recipients);
+                        seen_final = false;
+                    }
+                    current
+                        .get_or_insert_with(RecipientReport::default)
+                        .original_recipient = normalize_address(&value);
+                }
+                "final-recipient" => {
+                    if seen_final {
+                        finish(&mut current, &mut actual, &mut dsn.recipients);
+                    }
+                    seen_final = true;
+                    current
+                        .get_or_insert_with(RecipientReport::default)
+                        .recipient = normalize_address(&value);
+                }
+                "x-actual-recipient" => {
+                    actual = normalize_address(&value);
+                }
+                _ => {
+                    let Some(r) = current.as_mut() else {
+                        continue;
+                    };
+                    match name.as_str() {
+                        "action" => {
+                            r.action = value
+                                .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+                                .find(|w| !w.is_empty())
+                                .map(str::to_ascii_lowercase);
+                        }
+                        "status" => {
+                            r.status = STATUS
+                                .captures(&value)
+                                .and_then(|c| c.get(1))
+                                .map(|m| m.as_str().to_string());
+                        }
+                        "diagnostic-code" => {
+                            let (kind, diag) = split_diagnostic(&value);
+                            r.diagnostic_type = kind;
+                            r.diagnostic = diag;
+                        }
+                        "remote-mta" => r.remote_mta = strip_type(&value),
+                        "last-attempt-date" => r.date = non_empty(&value),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        finish(&mut current, &mut actual, &mut dsn.recipients);
+        seen_final = false;
+    }
+    finish(&mut current, &mut actual, &mut dsn.recipients);
+
+    for r in &mut dsn.recipients {
+        if r.original_recipient.is_some() && r.original_recipient == r.recipient {
+            r.original_recipient = None;
+        }
+        if r.reporting_mta.is_none() {
+            r.reporting_mta = dsn.reporting_mta.clone();
+        }
+        if r.date.is_none() {
+            r.date = dsn.arrival_date.clone();
+        }
+    }
+    dsn
+}
+
+/// A trimmed value, `None` when empty.
+fn non_empty(value: &str) -> Option<String> {
+    let v = super::clean_line(value);
+    (!v.is_empty()).then_some(v)
+}
+
+/// A host field without its type (`dns; mx.example.net` -> `mx.example.net`).
+fn strip_type(value: &str) -> Option<String> {
+    let v = match value.split_once(';') {
+        Some((_, rest)) => rest,
+        None => value,
+    };
+    let v = v.trim().trim_matches(['[', ']']).trim();
+    let v = v.split_whitespace().next().unwrap_or("");
+    (!v.is_empty()).then(|| v.to_ascii_lowercase())
+}
+
+/// Splits `smtp; 550 5.1.1 text` into the type and the text.
+fn split_diagnostic(value: &str) -> (Option<String>, Option<String>) {
+    let value = value.trim();
+    if let Some((kind, rest)) = value.split_once(';') {
+        let kind = kind.trim();
+        if !kind.is_empty()
+            && kind.len() <= 24
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return (Some(kind.to_ascii_lowercase()), non_empty(rest));
+        }
+    }
+    (None, non_empty(value))
+}
+
+/// A diagnostic too thin to classify by: absent, or a few words with no code.
+fn is_generic(diagnostic: Option<&str>) -> bool {
+    let Some(d) = diagnostic else {
+        return true;
+    };
+    let has_code = REPLY_CODE.is_match(d) || STATUS.is_match(d);
+    !has_code && d.split_whitespace().count() < 4
+}
+
+/// An SMTP reply code.
+static REPLY_CODE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b[245]\d\d\b").expect("fixed pattern"));
+
+/// Postfix-style `host mx.example.net[192.0.2.1] said: ...`.
+static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bhost\s+([A-Za-z0-9][A-Za-z0-9.\-]*)(?:\s*\[[^\]]*\])?\s+said:\s*")
+        .expect("fixed pattern")
+});
+
+/// `(in reply to RCPT TO command)` and its variants.
+static IN_REPLY_TO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\(in reply to (?:end of )?([A-Z]+)(?: [A-Z]+)?(?: command)?\)")
+        .expect("fixed pattern")
+});
+
+/// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
+/// human-readable part as the diagnostic (with the remote host and SMTP command it names).
+pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
+    if body.is_empty() {
+        return;
+    }
+    let lower = body.to_ascii_lowercase();
+    enrich_with(recipients, body, &lower);
+}
+
+fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
+    for r in recipients.iter_mut() {
+        if !is_generic(r.diagnostic.as_deref()) {
+            continue;
+        }
+        let Some(addr) = r.recipient.as_deref() else {
+            continue;
+        };
+        let Some(paragraph) = paragraph_for(body, lower, &addr.to_ascii_lowercase()) else {
+            continue;
+        };
+        let has_evidence = REPLY_CODE.is_match(&paragraph)
+            || STATUS.is_match(&paragraph)
+            || HOST_SAID.is_match(&paragraph);
+        if !has_evidence {
+            continue;
+        }
+        let mut text = paragraph.as_str();
+        if let Some(c) = HOST_SAID.captures(&paragraph) {
+            if r.remote_mta.is_none() {
+                r.remote_mta = c.get(1).map(|m| m.as_str().to_ascii_lowercase());
+            }
+            if let Some(m) = c.get(0) {
+                text = paragraph.get(m.end()..).unwrap_or("");
+            }
+        } else if let Some(pos) = paragraph.find(">:") {
+            text = paragraph.get(pos + 2..).unwrap_or("");
+        }
+        let mut diag = text.to_string();
+        if let Some(c) = IN_REPLY_TO.captures(text) {
+            if r.command.is_none() {
+                r.command = c.get(1).map(|m| m.as_str().to_ascii_uppercase());
+            }
+            if let Some(m) = c.get(0) {
+                diag = format!(
+                    "{}{}",
+                    text.get(..m.start()).unwrap_or(""),
+                    text.get(m.end()..).unwrap_or("")
+                );
+            }
+        }
+        let diag = super::clean_line(&diag);
+        if !diag.is_empty() {
+            r.diagnostic = Some(diag);
+        }
+    }
+}
+
+/// The paragraph (up to a blank line) starting at the first line that names `addr`, on one line.
+fn paragraph_for(body: &str, lower: &str, addr: &str) -> Option<String> {
+    if addr.is_empty() {
+        return None;
+    }
+    let pos = lower.find(addr)?;
+    let start = lower.get(..pos)?.rfind('\n').map_or(0, |i| i + 1);
+    let rest = body.get(start..)?;
+    let end = rest.find("\n\n").unwrap_or(rest.len());
+    let paragraph = rest.get(..end)?;
+    Some(super::clean_line(super::prefix(paragraph, 2048)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_recipients_with_folded_diagnostic() {
+        let text = "Reporting-MTA: dns; out.example.org\nArrival-Date: Mon, 2 Mar 2026 10:00:00 +0000\n\n\
+Final-Recipient: rfc822; <Alice@Example.COM>\nAction: failed\nStatus: 5.1.1\nRemote-MTA: dns; mx.example.com\n\
+Diagnostic-Code: smtp; 550 5.1.1 <Alice@example.com>:\n  Recipient address rejected: no such mailbox\n\
+Last-Attempt-Date: Mon, 2 Mar 2026 10:00:05 +0000\n\n\
+Final-Recipient: RFC822; bob@example.net\nAction: Delayed\nStatus: 4.2.2 (mailbox full)\n";
+        let dsn = parse(text);
+        assert_eq!(dsn.reporting_mta.as_deref(), Some("out.example.org"));
+        assert_eq!(dsn.recipients.len(), 2);
+        let a = &dsn.recipients[0];
+        assert_eq!(a.recipient.as_deref(), Some("Alice@example.com"));
+        assert_eq!(a.action.as_deref(), Some("failed"));
+        assert_eq!(a.diagnostic_type.as_deref(), Some("smtp"));
+        assert_eq!(
+            a.diagnostic.as_deref(),
+            Some("550 5.1.1 <Alice@example.com>: Recipient address rejected: no such mailbox")
+        );
+        assert_eq!(a.remote_mta.as_deref(), Some("mx.example.com"));
+        assert_eq!(a.date.as_deref(), Some("Mon, 2 Mar 2026 10:00:05 +0000"));
+        assert_eq!(a.reporting_mta.as_deref(), Some("out.example.org"));
+        let b = &dsn.recipients[1];
+        assert_eq!(b.action.as_deref(), Some("delayed"));
+        assert_eq!(b.status.as_deref(), Some("4.2.2"));
+        assert_eq!(b.date.as_deref(), Some("Mon, 2 Mar 2026 10:00:00 +0000"));
+    }
+
+    #[test]
+    fn blocks_without_blank_lines_and_original_only() {
+        let text = "reporting-mta: dns; relay.example.org\n\n\
+final-recipient: rfc822; one@example.com\naction: failed\nstatus: 5.0.0\n\
+final-recipient: rfc822; two@example.com\naction: failed\nstatus: garbage\n\n\
+Original-Recipient: rfc822;three@Example.org\nAction: delivered\nStatus: 2.0.0\n";
+        let dsn = parse(text);
+        let got: Vec<_> = dsn.recipients.iter().map(|r| r.recipient.clone()).collect();
+        assert_eq!(
+            got,
+            vec![
+                Some("one@example.com".to_string()),
+                Some("two@example.com".to_string()),
+                Some("three@example.org".to_string())
+            ]
+        );
+        assert_eq!(dsn.recipients[1].status, None);
+        assert_eq!(dsn.recipients[2].action.as_deref(), Some("delivered"));
+    }
+
+    #[test]
+    fn generic_diagnostic_takes_postfix_paragraph() {
+        let mut recips = vec![RecipientReport {
+            recipient: Some("carol@example.com".into()),
+            diagnostic: None,
+            ..Default::default()
+        }];
+        let body = "I'm sorry.\n\n<carol@example.com>: host mx1.example.com[192.0.2.7] said: 550 5.1.1\n    <carol@example.com>: unknown user (in reply to RCPT TO command)\n\nbye\n";
+        enrich_from_text(&mut recips, body);
+        let r = &recips[0];
+        assert_eq!(r.remote_mta.as_deref(), Some("mx1.example.com"));
+        assert_eq!(r.command.as_deref(), Some("RCPT"));
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some("550 5.1.1 <carol@example.com>: unknown user")
+        );
+    }
+
+    #[test]
+    fn specific_diagnostic_is_kept() {
+        let mut recips = vec![RecipientReport {
+            recipient: Some("dan@example.com".into()),
+            diagnostic: Some("550 5.2.2 mailbox is full".into()),
+            ..Default::default()
+        }];
+        enrich_from_text(&mut recips, "<dan@example.com>: host x said: 550 other\n");
+        assert_eq!(
+            recips[0].diagnostic.as_deref(),
+            Some("550 5.2.2 mailbox is full")
+        );
+    }
+}

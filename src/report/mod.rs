@@ -10,6 +10,11 @@ pub mod dsn;
 pub mod text;
 pub mod verp;
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use regex::Regex;
 use serde::Serialize;
 
 use crate::error::ReadError;
@@ -139,6 +144,9 @@ pub fn read(bytes: &[u8]) -> Result<Report, ReadError> {
 }
 
 /// Reads one message: decides its kind and extracts every recipient the report names.
+///
+/// The order is: ARF feedback report, DSN, free-text report, then (for a message that looks like a
+/// bounce but names no recipient) VERP, then auto-reply, else not a bounce.
 pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> {
     if bytes.len() > opts.max_size {
         return Err(ReadError::TooLarge {
@@ -149,16 +157,383 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ReadError::Empty);
     }
-    let _ = (
-        arf::NAME,
-        autoreply::NAME,
-        dsn::NAME,
-        text::NAME,
-        verp::NAME,
-    );
-    Ok(Report {
+    let bytes = normalize_line_endings(bytes);
+    let message = MessageParser::default()
+        .parse(bytes.as_ref())
+        .ok_or_else(|| ReadError::Malformed("no header could be parsed".to_string()))?;
+    if message.headers().is_empty() {
+        return Err(ReadError::Malformed(
+            "no header could be parsed".to_string(),
+        ));
+    }
+
+    let subject = message.subject().map(clean_line).unwrap_or_default();
+    let from = first_address(&message).unwrap_or_default();
+    let body = text::readable_text(&message);
+    let mut report = Report {
         kind: Some(Kind::NotBounce),
         reader: "none",
+        date: message.header_raw("Date").map(clean_line),
+        subject: (!subject.is_empty()).then(|| subject.clone()),
+        from: (!from.is_empty()).then(|| from.clone()),
+        original: original_of(&message, &body),
         ..Report::default()
+    };
+    let input = text::Input {
+        message: &message,
+        subject: &subject,
+        from: &from,
+        body: &body,
+    };
+
+    if let Some(found) = arf::read(&message, report.original.as_ref()) {
+        report.kind = Some(Kind::Feedback);
+        report.reader = arf::NAME;
+        if report.date.is_none() {
+            report.date = found.date.clone();
+        }
+        report.reporting_mta = found.reporting_mta;
+        report.arrival_date = found.date;
+        report.recipients = found.recipients;
+        return Ok(report);
+    }
+
+    if let Some(mut found) = dsn::read(&message)
+        && !found.recipients.is_empty()
+    {
+        dsn::enrich_from_text(&mut found.recipients, &body);
+        report.kind = Some(Kind::Dsn);
+        report.reader = dsn::NAME;
+        report.reporting_mta = found.reporting_mta;
+        report.arrival_date = found.arrival_date;
+        report.recipients = found.recipients;
+        return Ok(report);
+    }
+
+    if let Some((reader, recipients)) = text::read(&input)
+        && !recipients.is_empty()
+    {
+        report.kind = Some(Kind::Text);
+        report.reader = reader;
+        report.recipients = recipients;
+        return Ok(report);
+    }
+
+    if looks_like_bounce(&input) {
+        report.kind = Some(Kind::Text);
+        if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
+            report.reader = verp::NAME;
+            report.recipients.push(RecipientReport {
+                recipient: Some(recipient),
+                action: Some("failed".to_string()),
+                ..RecipientReport::default()
+            });
+        }
+        return Ok(report);
+    }
+
+    if autoreply::detect(&input) {
+        report.kind = Some(Kind::Autoreply);
+        report.reader = autoreply::NAME;
+        report.recipients = autoreply::read(&input);
+        return Ok(report);
+    }
+
+    Ok(report)
+}
+
+/// Subjects that MTAs and providers give their failure reports.
+static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)undeliver|returned mail|returned to sender|delivery status notification|mail delivery fail|delivery fail|failure notice|failed delivery|non[- ]?delivery|delivery (?:report|problem|notification)|could not be delivered|not delivered|mail system error|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|rejected",
+    )
+    .expect("fixed pattern")
+});
+
+/// Wording in a text that says a delivery failed.
+static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|\b[45]\.\d{1,3}\.\d{1,3}\b|unzustellbar|nicht zugestellt",
+    )
+    .expect("fixed pattern")
+});
+
+/// Whether the message has the outward signs of a bounce: sent by a mailer daemon or postmaster, an
+/// empty envelope sender, a failure-report subject, or an `Auto-Submitted` header with failure wording.
+///
+/// The family readers and the VERP fallback share this test.
+pub fn looks_like_bounce(input: &text::Input) -> bool {
+    let from_raw = input
+        .message
+        .header_raw("From")
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if from_raw.contains("mailer-daemon")
+        || from_raw.contains("postmaster")
+        || from_raw.contains("mail delivery")
+        || from_raw.contains("maildelivery")
+    {
+        return true;
+    }
+    if input
+        .message
+        .header_raw("Return-Path")
+        .is_some_and(|v| v.trim() == "<>")
+    {
+        return true;
+    }
+    if BOUNCE_SUBJECT.is_match(input.subject) {
+        return true;
+    }
+    let auto = input
+        .message
+        .header_raw("Auto-Submitted")
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    (auto.contains("auto-generated") || auto.contains("auto-replied"))
+        && has_failure_wording(input.subject, input.body)
+}
+
+/// Whether the subject or the start of the text says that a delivery failed.
+pub fn has_failure_wording(subject: &str, body: &str) -> bool {
+    FAILURE_WORDING.is_match(subject) || FAILURE_WORDING.is_match(prefix(body, 8192))
+}
+
+/// The first `max` bytes of `s`, cut on a char boundary.
+pub(crate) fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// The input with lone CR line endings turned into LF, and a final newline added when missing;
+/// borrowed unchanged in the common case.
+fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let lone_cr = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+    let trailing = bytes.last().is_some_and(|&b| b == b'\n');
+    if !lone_cr && trailing {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    if lone_cr {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if b == b'\r' {
+                out.push(b'\n');
+                if bytes.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            } else {
+                out.push(b);
+            }
+            i += 1;
+        }
+    } else {
+        out.extend_from_slice(bytes);
+    }
+    if out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    Cow::Owned(out)
+}
+
+/// A header value on one line, trimmed.
+pub(crate) fn clean_line(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first `From` address of a message, lower-cased.
+fn first_address(message: &Message) -> Option<String> {
+    message
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// An address as reports give it (`rfc822; <User@Example.COM>`): type and brackets removed, the
+/// domain lower-cased, the local part kept as sent. `None` when nothing usable is left.
+pub fn normalize_address(value: &str) -> Option<String> {
+    let mut v = value.trim();
+    if let Some((kind, rest)) = v.split_once(';')
+        && !kind.contains('@')
+        && !kind.contains('<')
+    {
+        v = rest.trim();
+    }
+    if let Some(start) = v.find('<') {
+        let inner = v.get(start + 1..).unwrap_or("");
+        v = inner.split('>').next().unwrap_or("").trim();
+    }
+    let v = v.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',');
+    let v = v.split_whitespace().next().unwrap_or("");
+    if v.is_empty() {
+        return None;
+    }
+    Some(match v.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            format!("{local}@{}", domain.to_lowercase())
+        }
+        _ => v.to_string(),
     })
 }
+
+/// Header-like field blocks (RFC 3464 / RFC 5965 bodies): blank lines separate blocks, continuation
+/// lines are unfolded with one space, names are kept as written.
+pub(crate) fn field_blocks(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut blocks: Vec<Vec<(String, String)>> = Vec::new();
+    let mut current: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                blocks.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = current.last_mut() {
+                let more = line.trim();
+                if !value.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(more);
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                current.push((name.to_string(), value.trim().to_string()));
+            }
+        }
+    }
+    if !current.is_empty() {
+        blocks.push(current);
+    }
+    blocks
+}
+
+/// The content type of a part as `type/subtype`, lower-cased.
+pub(crate) fn part_type(part: &mail_parser::MessagePart) -> String {
+    match part.content_type() {
+        Some(ct) => {
+            let sub = ct.subtype().unwrap_or("");
+            format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase()
+        }
+        None => match part.body {
+            PartType::Message(_) => "message/rfc822".to_string(),
+            _ => "text/plain".to_string(),
+        },
+    }
+}
+
+/// A part's body as text: text parts as decoded, binary parts as lossy UTF-8.
+pub(crate) fn part_text<'a>(part: &'a mail_parser::MessagePart) -> Cow<'a, str> {
+    match &part.body {
+        PartType::Text(t) | PartType::Html(t) => Cow::Borrowed(t.as_ref()),
+        PartType::Binary(b) | PartType::InlineBinary(b) => String::from_utf8_lossy(b),
+        PartType::Message(m) => String::from_utf8_lossy(m.raw_message()),
+        PartType::Multipart(_) => Cow::Borrowed(""),
+    }
+}
+
+/// Markers after which text reports copy the returned message inline.
+static INLINE_ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?im)^.*(?:original message follows|original message|copy of the (?:original )?message|copy of the message|below this line is a copy|returned message|message headers? follows?|headers of the original|original message headers|undelivered message|message that caused).*$",
+    )
+    .expect("fixed pattern")
+});
+
+/// The returned original message: an attached message or header part, else an inline copy.
+fn original_of(message: &Message, body: &str) -> Option<Original> {
+    for part in message.parts.iter().skip(1) {
+        if let PartType::Message(nested) = &part.body
+            && let Some(o) = original_from(nested)
+        {
+            return Some(o);
+        }
+    }
+    for part in message.parts.iter().skip(1) {
+        let ct = part_type(part);
+        if ct == "text/rfc822-headers" || ct == "message/rfc822-headers" {
+            let text = part_text(part);
+            if let Some(o) = original_from_text(&text) {
+                return Some(o);
+            }
+        }
+    }
+    for m in INLINE_ORIGINAL.find_iter(body) {
+        let rest = body.get(m.end()..).unwrap_or("");
+        let rest = rest.trim_start_matches(['\n', '\r', ' ', '\t']);
+        if let Some(o) = original_from_text(rest) {
+            return Some(o);
+        }
+    }
+    None
+}
+
+/// The returned message's identity from a header block at the start of `text`.
+fn original_from_text(text: &str) -> Option<Original> {
+    let first = text.lines().next().unwrap_or("");
+    let looks_like_header = first
+        .split_once(':')
+        .is_some_and(|(n, _)| !n.is_empty() && !n.contains(' ') && n.is_ascii());
+    if !looks_like_header {
+        return None;
+    }
+    let end = text
+        .find("\n\n")
+        .or_else(|| text.find("\r\n\r\n"))
+        .unwrap_or(text.len());
+    let mut block = text.get(..end).unwrap_or("").to_string();
+    block.push_str("\n\n");
+    let parsed = MessageParser::default().parse(block.as_bytes())?;
+    original_from(&parsed)
+}
+
+/// The identity fields of a parsed returned message; `None` when it has none of them.
+fn original_from(m: &Message) -> Option<Original> {
+    let to: Vec<String> = m
+        .to()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.address())
+                .filter_map(normalize_address)
+                .collect()
+        })
+        .unwrap_or_default();
+    let o = Original {
+        message_id: m
+            .message_id()
+            .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+            .filter(|id| !id.is_empty()),
+        from: m
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .and_then(normalize_address),
+        to: (!to.is_empty()).then(|| to.join(", ")),
+        subject: m.subject().map(clean_line),
+        list_id: m.header_raw("List-Id").map(clean_line),
+    };
+    (o != Original::default()).then_some(o)
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 //! the format is its own; `read` extracts every failed recipient with its diagnostic. [`read`] tries the
 //! families in [`FAMILIES`] order and falls back to the general reader.
 
-use mail_parser::Message;
+use mail_parser::{Message, MimeHeaders};
 
 use super::RecipientReport;
 
@@ -61,12 +61,25 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
     None
 }
 
-/// The human-readable text of a message: its top-level text parts (HTML-only parts included as
+/// The human-readable text of a message: its top-level text parts (HTML-only parts converted to
 /// text), decoded to UTF-8, joined by a blank line, with CRLF and lone CR turned into LF.
+///
+/// Parts of an attached returned message (`message/rfc822`) are not included, nor are returned header
+/// blocks (`text/rfc822-headers`): they are the original mail's words, not the report's.
 pub fn readable_text(message: &Message) -> String {
     let mut out = String::new();
-    for (i, _) in message.text_bodies().enumerate() {
+    for (i, part) in message.text_bodies().enumerate() {
+        let is_headers = part.content_type().is_some_and(|ct| {
+            ct.subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
+        });
+        if is_headers {
+            continue;
+        }
         if let Some(text) = message.body_text(i) {
+            if text.trim().is_empty() {
+                continue;
+            }
             if !out.is_empty() {
                 out.push_str("\n\n");
             }

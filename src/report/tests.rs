@@ -1,0 +1,315 @@
+//! Tests of the message-level dispatch: kinds, line endings, encodings, and robustness.
+
+use super::*;
+
+/// A Postfix-like DSN with two recipients, the second one without a Diagnostic-Code.
+fn dsn_message() -> String {
+    "Return-Path: <>\n\
+From: MAILER-DAEMON@out.example.org (Mail Delivery System)\n\
+To: sender@example.org\n\
+Date: Wed, 4 Mar 2026 08:00:00 +0000\n\
+Subject: Undelivered Mail Returned to Sender\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B0\"\n\
+\n\
+--B0\n\
+Content-Type: text/plain; charset=us-ascii\n\
+\n\
+This is the mail system at host out.example.org.\n\
+\n\
+<one@example.com>: host mx.example.com[192.0.2.10] said: 550 5.1.1 <one@example.com>:\n\
+\x20   Recipient address rejected: User unknown (in reply to RCPT TO command)\n\
+\n\
+<two@example.net>: host mx.example.net[192.0.2.20] said: 552 5.2.2 Mailbox\n\
+\x20   over quota (in reply to end of DATA command)\n\
+\n\
+--B0\n\
+Content-Type: message/delivery-status\n\
+\n\
+Reporting-MTA: dns; out.example.org\n\
+Arrival-Date: Wed, 4 Mar 2026 07:59:58 +0000\n\
+\n\
+Final-Recipient: rfc822; one@example.com\n\
+Original-Recipient: rfc822;one@example.com\n\
+Action: failed\n\
+Status: 5.1.1\n\
+Remote-MTA: dns; mx.example.com\n\
+Diagnostic-Code: smtp; 550 5.1.1 <one@example.com>: Recipient address rejected:\n\
+\x20   User unknown\n\
+\n\
+Final-Recipient: rfc822; two@example.net\n\
+Action: failed\n\
+Status: 5.2.2\n\
+\n\
+--B0\n\
+Content-Type: message/rfc822\n\
+\n\
+From: Sender <sender@example.org>\n\
+To: one@example.com, two@example.net\n\
+Subject: Monthly letter\n\
+Message-ID: <letter-42@example.org>\n\
+List-Id: Letters <letters.example.org>\n\
+\n\
+Hello.\n\
+\n\
+--B0--\n"
+        .to_string()
+}
+
+#[test]
+fn dsn_with_several_recipients() {
+    let r = read(dsn_message().as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Dsn));
+    assert_eq!(r.reader, "dsn");
+    assert_eq!(
+        r.subject.as_deref(),
+        Some("Undelivered Mail Returned to Sender")
+    );
+    assert_eq!(r.from.as_deref(), Some("mailer-daemon@out.example.org"));
+    assert_eq!(r.date.as_deref(), Some("Wed, 4 Mar 2026 08:00:00 +0000"));
+    assert_eq!(r.reporting_mta.as_deref(), Some("out.example.org"));
+    assert_eq!(r.recipients.len(), 2);
+    let one = &r.recipients[0];
+    assert_eq!(one.recipient.as_deref(), Some("one@example.com"));
+    assert_eq!(one.original_recipient, None);
+    assert_eq!(
+        one.diagnostic.as_deref(),
+        Some("550 5.1.1 <one@example.com>: Recipient address rejected: User unknown")
+    );
+    let two = &r.recipients[1];
+    assert_eq!(two.status.as_deref(), Some("5.2.2"));
+    assert_eq!(
+        two.diagnostic.as_deref(),
+        Some("552 5.2.2 Mailbox over quota")
+    );
+    assert_eq!(two.remote_mta.as_deref(), Some("mx.example.net"));
+    assert_eq!(two.command.as_deref(), Some("DATA"));
+    let o = r.original.unwrap();
+    assert_eq!(o.message_id.as_deref(), Some("letter-42@example.org"));
+    assert_eq!(o.from.as_deref(), Some("sender@example.org"));
+    assert_eq!(o.to.as_deref(), Some("one@example.com, two@example.net"));
+    assert_eq!(o.subject.as_deref(), Some("Monthly letter"));
+    assert_eq!(o.list_id.as_deref(), Some("Letters <letters.example.org>"));
+}
+
+#[test]
+fn readable_text_excludes_the_returned_message() {
+    let raw = dsn_message();
+    let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let body = text::readable_text(&msg);
+    assert!(body.contains("This is the mail system"));
+    assert!(!body.contains("Hello."));
+    assert!(!body.contains("Reporting-MTA"));
+}
+
+#[test]
+fn crlf_and_lone_cr_read_like_lf() {
+    let lf = read(dsn_message().as_bytes()).unwrap();
+    let crlf = read(dsn_message().replace('\n', "\r\n").as_bytes()).unwrap();
+    let cr = read(dsn_message().replace('\n', "\r").as_bytes()).unwrap();
+    assert_eq!(lf.recipients, crlf.recipients);
+    assert_eq!(lf.recipients, cr.recipients);
+    assert_eq!(cr.kind, Some(Kind::Dsn));
+}
+
+#[test]
+fn delayed_and_delivered_dsn() {
+    let raw = dsn_message()
+        .replace(
+            "Action: failed\nStatus: 5.1.1",
+            "Action: delayed\nStatus: 4.4.1",
+        )
+        .replace(
+            "Action: failed\nStatus: 5.2.2",
+            "Action: delivered\nStatus: 2.0.0",
+        );
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.recipients[0].action.as_deref(), Some("delayed"));
+    assert_eq!(r.recipients[0].status.as_deref(), Some("4.4.1"));
+    assert_eq!(r.recipients[1].action.as_deref(), Some("delivered"));
+    assert_eq!(r.recipients[1].status.as_deref(), Some("2.0.0"));
+}
+
+#[test]
+fn global_delivery_status_in_mixed_message() {
+    let raw = "From: postmaster@mx.example.jp\nTo: s@example.org\nSubject: report\n\
+Content-Type: multipart/mixed; boundary=\"G\"\n\n--G\nContent-Type: text/plain\n\nFailed.\n\n\
+--G\nContent-Type: message/global-delivery-status\n\nReporting-MTA: dns; mx.example.jp\n\n\
+Final-Recipient: rfc822; ユーザー@example.jp\nAction: failed\nStatus: 5.1.1\n\
+Diagnostic-Code: smtp; 550 5.1.1 ユーザーが見つかりません\n\n--G--\n";
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Dsn));
+    assert_eq!(r.recipients.len(), 1);
+    assert_eq!(
+        r.recipients[0].recipient.as_deref(),
+        Some("ユーザー@example.jp")
+    );
+    assert_eq!(
+        r.recipients[0].diagnostic.as_deref(),
+        Some("550 5.1.1 ユーザーが見つかりません")
+    );
+}
+
+#[test]
+fn headers_only_returned_message() {
+    let raw = dsn_message().replace(
+        "Content-Type: message/rfc822\n\nFrom: Sender",
+        "Content-Type: text/rfc822-headers\n\nFrom: Sender",
+    );
+    let r = read(raw.as_bytes()).unwrap();
+    let o = r.original.unwrap();
+    assert_eq!(o.message_id.as_deref(), Some("letter-42@example.org"));
+}
+
+#[test]
+fn inline_original_after_marker() {
+    let raw = "From: MAILER-DAEMON@mx.example.net\nTo: news@example.org\nSubject: failure notice\n\n\
+Delivery failed for someone.\n\n--- Below this line is a copy of the message.\n\n\
+Return-Path: <news@example.org>\nFrom: news@example.org\nTo: someone@example.com\n\
+Message-ID: <n-7@example.org>\nSubject: Issue 7\n\nbody\n";
+    let r = read(raw.as_bytes()).unwrap();
+    let o = r.original.unwrap();
+    assert_eq!(o.message_id.as_deref(), Some("n-7@example.org"));
+    assert_eq!(o.to.as_deref(), Some("someone@example.com"));
+}
+
+#[test]
+fn encodings_are_decoded_for_text_readers() {
+    let raw = "From: MAILER-DAEMON@mx.example.net\nTo: a@example.org\n\
+Subject: =?ISO-8859-1?Q?Unzustellbar=3A_R=FCckmeldung?=\n\
+Content-Type: multipart/mixed; boundary=\"E\"\n\n\
+--E\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n\
+Zustellung f=FCr x@example.com fehlgeschlagen.\n\n\
+--E\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n\
+RGVsaXZlcnkgZmFpbGVkLg==\n\n--E--\n";
+    let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let body = text::readable_text(&msg);
+    assert!(body.contains("Zustellung für x@example.com"));
+    assert!(body.contains("Delivery failed."));
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.subject.as_deref(), Some("Unzustellbar: Rückmeldung"));
+}
+
+#[test]
+fn iso_2022_jp_subject_and_body() {
+    // "配信失敗" / "宛先不明" in ISO-2022-JP.
+    let subject = "=?ISO-2022-JP?B?GyRCR1s/Ljw6R1QbKEI=?=";
+    let body: &[u8] = b"\x1b$B08@hITL@\x1b(B\n";
+    let mut raw = format!(
+        "From: postmaster@example.jp\nTo: a@example.org\nSubject: {subject}\n\
+Content-Type: text/plain; charset=ISO-2022-JP\n\n"
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    let r = read(&raw).unwrap();
+    assert_eq!(r.subject.as_deref(), Some("配信失敗"));
+    let msg = MessageParser::default().parse(&raw[..]).unwrap();
+    assert!(text::readable_text(&msg).contains("宛先不明"));
+}
+
+#[test]
+fn html_only_part_becomes_text() {
+    let raw = "From: postmaster@example.net\nTo: a@example.org\nSubject: x\n\
+Content-Type: text/html\n\n<html><body><p>Delivery to <b>z@example.com</b> failed.</p></body></html>\n";
+    let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let body = text::readable_text(&msg);
+    assert!(body.contains("z@example.com"));
+    assert!(!body.contains("<b>"));
+}
+
+#[test]
+fn truncated_and_unterminated_messages() {
+    let full = dsn_message();
+    for cut in [40, 300, 700, 1100, full.len() - 1] {
+        let part = full.get(..cut).unwrap_or(&full);
+        let _ = read(part.as_bytes());
+    }
+    let r = read(b"From: a@example.org\nSubject: hi\n\nno newline at end").unwrap();
+    assert_eq!(r.kind, Some(Kind::NotBounce));
+    let cut = full.get(..full.find("Status: 5.2.2").unwrap()).unwrap();
+    let r = read(cut.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Dsn));
+    assert_eq!(r.recipients.len(), 2);
+}
+
+#[test]
+fn empty_and_too_large() {
+    assert_eq!(read(b""), Err(ReadError::Empty));
+    assert_eq!(read(b" \r\n\n"), Err(ReadError::Empty));
+    let opts = ReadOptions {
+        max_size: 10,
+        ..ReadOptions::default()
+    };
+    assert!(matches!(
+        read_with(b"From: a@example.org\n\nhello", &opts),
+        Err(ReadError::TooLarge {
+            size: 26,
+            limit: 10
+        })
+    ));
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for len in 0..400 {
+        let mut bytes = Vec::with_capacity(len);
+        for _ in 0..len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            bytes.push((state & 0xff) as u8);
+        }
+        let _ = read(&bytes);
+        // Random bytes inside a plausible frame.
+        let mut framed = dsn_message().into_bytes();
+        let at = (state as usize) % framed.len();
+        framed.splice(at..at, bytes.iter().copied());
+        let _ = read(&framed);
+    }
+}
+
+#[test]
+fn address_normalisation() {
+    assert_eq!(
+        normalize_address("rfc822; <Ann.Lee@Mail.Example.COM>").as_deref(),
+        Some("Ann.Lee@mail.example.com")
+    );
+    assert_eq!(normalize_address("RFC822;  ").as_deref(), None);
+    assert_eq!(
+        normalize_address("\"bob@example.net\"").as_deref(),
+        Some("bob@example.net")
+    );
+}
+
+#[test]
+fn looks_like_bounce_signals() {
+    let check = |raw: &str| {
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let subject = msg.subject().unwrap_or("").to_string();
+        let body = text::readable_text(&msg);
+        let input = text::Input {
+            message: &msg,
+            subject: &subject,
+            from: "",
+            body: &body,
+        };
+        looks_like_bounce(&input)
+    };
+    assert!(check(
+        "From: Mail Delivery Subsystem <x@example.net>\nSubject: hi\n\nx\n"
+    ));
+    assert!(check(
+        "From: a@example.net\nReturn-Path: <>\nSubject: hi\n\nx\n"
+    ));
+    assert!(check(
+        "From: a@example.net\nSubject: Delivery Status Notification (Failure)\n\nx\n"
+    ));
+    assert!(check(
+        "From: a@example.net\nAuto-Submitted: auto-generated\nSubject: hi\n\nThe message could not be delivered.\n"
+    ));
+    assert!(!check(
+        "From: a@example.net\nAuto-Submitted: auto-generated\nSubject: hi\n\nYour invoice.\n"
+    ));
+    assert!(!check("From: a@example.net\nSubject: lunch\n\nnoon\n"));
+}
