@@ -30,10 +30,11 @@ pub fn detect(input: &Input) -> bool {
     let by_header = header("Auto-Submitted").is_some_and(|v| v.starts_with("auto-replied"))
         || header("X-Autoreply").is_some_and(|v| v != "no" && v != "false")
         || header("X-Autorespond").is_some()
-        || header("X-Auto-Response-Suppress").is_some_and(|v| v.contains("oof"))
         || header("Precedence").is_some_and(|v| v == "auto_reply");
     let by_subject = SUBJECT.is_match(input.subject);
-    (by_header || by_subject) && !super::has_failure_wording(input.subject, input.body)
+    (by_header || by_subject)
+        && !super::bounce_sender_or_subject(input)
+        && !super::has_failure_wording(input.subject, input.body)
 }
 
 /// One result for the auto-reply's sender, with the subject as diagnostic.

@@ -46,6 +46,27 @@ pub fn read(message: &Message) -> Option<Dsn> {
     Some(parse(&part_text(part)))
 }
 
+/// A recipient block written into the text itself (a report whose MIME structure is broken, or that
+/// never had one).
+static INLINE_FIELDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?im)^(?:final|original)-recipient:[ \t]*\S[^\n]*\n(?:[^\n]+\n){0,6}?action:")
+        .expect("fixed pattern")
+});
+
+/// RFC 3464 fields found in the readable text, when the message has no status part; `None` when the
+/// text holds no recipient block.
+pub fn read_inline(body: &str) -> Option<Dsn> {
+    let m = INLINE_FIELDS.find(body)?;
+    // Start at the per-message block when one precedes the first recipient block.
+    let before = body.get(..m.start()).unwrap_or("");
+    let start = before
+        .to_ascii_lowercase()
+        .rfind("reporting-mta:")
+        .unwrap_or(m.start());
+    let dsn = parse(body.get(start..).unwrap_or(""));
+    (!dsn.recipients.is_empty()).then_some(dsn)
+}
+
 /// Whether a MIME part carries RFC 3464 fields.
 fn is_status_part(part: &mail_parser::MessagePart) -> bool {
     matches!(

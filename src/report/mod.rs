@@ -145,8 +145,8 @@ pub fn read(bytes: &[u8]) -> Result<Report, ReadError> {
 
 /// Reads one message: decides its kind and extracts every recipient the report names.
 ///
-/// The order is: ARF feedback report, DSN, free-text report, then (for a message that looks like a
-/// bounce but names no recipient) VERP, then auto-reply, else not a bounce.
+/// The order is: ARF feedback report, DSN, free-text report, auto-reply, then (for a message that
+/// looks like a bounce but names no recipient) VERP, else not a bounce.
 pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> {
     if bytes.len() > opts.max_size {
         return Err(ReadError::TooLarge {
@@ -198,7 +198,11 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Ok(report);
     }
 
-    if let Some(mut found) = dsn::read(&message)
+    let found = dsn::read(&message)
+        .filter(|d| !d.recipients.is_empty())
+        .or_else(|| dsn::read_inline(&body));
+
+    if let Some(mut found) = found
         && !found.recipients.is_empty()
     {
         dsn::enrich_from_text(&mut found.recipients, &body);
@@ -219,6 +223,13 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Ok(report);
     }
 
+    if autoreply::detect(&input) {
+        report.kind = Some(Kind::Autoreply);
+        report.reader = autoreply::NAME;
+        report.recipients = autoreply::read(&input);
+        return Ok(report);
+    }
+
     if looks_like_bounce(&input) {
         report.kind = Some(Kind::Text);
         if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
@@ -232,20 +243,13 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Ok(report);
     }
 
-    if autoreply::detect(&input) {
-        report.kind = Some(Kind::Autoreply);
-        report.reader = autoreply::NAME;
-        report.recipients = autoreply::read(&input);
-        return Ok(report);
-    }
-
     Ok(report)
 }
 
 /// Subjects that MTAs and providers give their failure reports.
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|returned mail|returned to sender|delivery status notification|mail delivery fail|delivery fail|failure notice|failed delivery|non[- ]?delivery|delivery (?:report|problem|notification)|could not be delivered|not delivered|mail system error|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|rejected",
+        r"(?i)undeliver|returned mail|returned to sender|delivery status notification|mail delivery fail|delivery fail|failure notice|failed delivery|non[- ]?delivery|delivery (?:report|problem|notification)|could not be delivered|not delivered|mail system error|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|rejected|配信エラー|エラー通知|配送エラー|不達|退信",
     )
     .expect("fixed pattern")
 });
@@ -258,21 +262,29 @@ static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     .expect("fixed pattern")
 });
 
-/// Whether the message has the outward signs of a bounce: sent by a mailer daemon or postmaster, an
-/// empty envelope sender, a failure-report subject, or an `Auto-Submitted` header with failure wording.
-///
-/// The family readers and the VERP fallback share this test.
-pub fn looks_like_bounce(input: &text::Input) -> bool {
+/// Whether the sender or the subject is that of a failure report (`MAILER-DAEMON`, postmaster,
+/// "Undelivered Mail Returned to Sender", ...): evidence strong enough to rule out an auto-reply.
+pub fn bounce_sender_or_subject(input: &text::Input) -> bool {
     let from_raw = input
         .message
         .header_raw("From")
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    if from_raw.contains("mailer-daemon")
+    from_raw.contains("mailer-daemon")
+        || from_raw.contains("mailer_daemon")
         || from_raw.contains("postmaster")
+        || from_raw.contains("post_master")
         || from_raw.contains("mail delivery")
         || from_raw.contains("maildelivery")
-    {
+        || BOUNCE_SUBJECT.is_match(input.subject)
+}
+
+/// Whether the message has the outward signs of a bounce: sent by a mailer daemon or postmaster, an
+/// empty envelope sender, a failure-report subject, or an `Auto-Submitted` header with failure wording.
+///
+/// The family readers and the VERP fallback share this test.
+pub fn looks_like_bounce(input: &text::Input) -> bool {
+    if bounce_sender_or_subject(input) {
         return true;
     }
     if input
@@ -280,9 +292,6 @@ pub fn looks_like_bounce(input: &text::Input) -> bool {
         .header_raw("Return-Path")
         .is_some_and(|v| v.trim() == "<>")
     {
-        return true;
-    }
-    if BOUNCE_SUBJECT.is_match(input.subject) {
         return true;
     }
     let auto = input

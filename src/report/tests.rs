@@ -313,3 +313,26 @@ fn looks_like_bounce_signals() {
     ));
     assert!(!check("From: a@example.net\nSubject: lunch\n\nnoon\n"));
 }
+
+#[test]
+fn status_fields_in_text_when_mime_is_broken() {
+    // The declared boundary does not match the one used: no part is found, the fields sit in the text.
+    let raw = dsn_message().replace("boundary=\"B0\"", "boundary=\"B1\"");
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Dsn));
+    assert_eq!(r.recipients.len(), 2);
+    assert_eq!(r.reporting_mta.as_deref(), Some("out.example.org"));
+    assert_eq!(
+        r.recipients[1].recipient.as_deref(),
+        Some("two@example.net")
+    );
+}
+
+#[test]
+fn autoreply_with_null_sender_is_still_an_autoreply() {
+    let raw = "Return-Path: <>\nFrom: Jo <jo@example.com>\nTo: news@example.org\n\
+Subject: Automatic reply: Issue 7\n\nI am travelling this week.\n";
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Autoreply));
+    assert_eq!(r.recipients[0].recipient.as_deref(), Some("jo@example.com"));
+}

@@ -4,7 +4,7 @@
 //! the format is its own; `read` extracts every failed recipient with its diagnostic. [`read`] tries the
 //! families in [`FAMILIES`] order and falls back to the general reader.
 
-use mail_parser::{Message, MimeHeaders};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 use super::RecipientReport;
 
@@ -85,6 +85,12 @@ pub fn readable_text(message: &Message) -> String {
             }
             out.push_str(&text);
         }
+    }
+    if out.is_empty()
+        && let PartType::Text(text) = &message.root_part().body
+    {
+        // A multipart whose boundary never appears: its whole body is the only text there is.
+        out.push_str(text);
     }
     if out.contains('\r') {
         out = out.replace("\r\n", "\n").replace('\r', "\n");
