@@ -76,96 +76,62 @@ fn is_status_part(part: &mail_parser::MessagePart) -> bool {
 }
 
 /// Parses the fields of a delivery-status part.
+///
+/// A block that names a recipient (`Final-Recipient`, `Original-Recipient`, `X-Actual-Recipient`) is a
+/// recipient block, whatever the order of its fields; a block that names several recipients (a
+/// missing blank line) is split where a second address field starts. Other blocks are per-message.
 pub fn parse(text: &str) -> Dsn {
     let mut dsn = Dsn::default();
-    let mut current: Option<RecipientReport> = None;
-    let mut seen_final = false;
-    let mut actual: Option<String> = None;
-
-    let finish = |current: &mut Option<RecipientReport>,
-                  actual: &mut Option<String>,
-                  out: &mut Vec<RecipientReport>| {
-        if let Some(mut r) = current.take() {
-            if r.recipient.is_none() {
-                r.recipient = actual.take().or_else(|| r.original_recipient.clone());
-            }
-            if r.recipient.is_some() {
-                out.push(r);
-            }
-        }
-        *actual = None;
-    };
-
     for block in field_blocks(text) {
-        for (name, value) in block {
-            let name = name.to_ascii_lowercase();
-            match name.as_str() {
-                "reporting-mta" if current.is_none() => {
-                    dsn.reporting_mta = strip_type(&value);
-                }
-                "arrival-date" if current.is_none() => {
-                    dsn.arrival_date = non_empty(&value);
-                }
-                "received-from-mta" if current.is_none() => {
-                    dsn.received_from_mta = strip_type(&value);
-                }
-                "original-recipient" => {
-                    let starts_new = current.as_ref().is_some_and(|r| {
-                        r.original_recipient.is_some() || (seen_final && r.action.is_some())
-                    });
-                    if starts_new {
-                        finish(&mut current, &mut actual, &mut dsn.recipients);
-                        seen_final = false;
-                    }
-                    current
-                        .get_or_insert_with(RecipientReport::default)
-                        .original_recipient = normalize_address(&value);
-                }
-                "final-recipient" => {
-                    if seen_final {
-                        finish(&mut current, &mut actual, &mut dsn.recipients);
-                    }
-                    seen_final = true;
-                    current
-                        .get_or_insert_with(RecipientReport::default)
-                        .recipient = normalize_address(&value);
-                }
-                "x-actual-recipient" => {
-                    actual = normalize_address(&value);
-                }
-                _ => {
-                    let Some(r) = current.as_mut() else {
-                        continue;
-                    };
-                    match name.as_str() {
-                        "action" => {
-                            r.action = value
-                                .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
-                                .find(|w| !w.is_empty())
-                                .map(str::to_ascii_lowercase);
-                        }
-                        "status" => {
-                            r.status = STATUS
-                                .captures(&value)
-                                .and_then(|c| c.get(1))
-                                .map(|m| m.as_str().to_string());
-                        }
-                        "diagnostic-code" => {
-                            let (kind, diag) = split_diagnostic(&value);
-                            r.diagnostic_type = kind;
-                            r.diagnostic = diag;
-                        }
-                        "remote-mta" => r.remote_mta = strip_type(&value),
-                        "last-attempt-date" => r.date = non_empty(&value),
-                        _ => {}
-                    }
-                }
+        let names: Vec<String> = block.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        let is_recipient_block = names.iter().any(|n| {
+            n == "final-recipient" || n == "original-recipient" || n == "x-actual-recipient"
+        });
+        if !is_recipient_block {
+            for (name, (_, value)) in names.iter().zip(&block) {
+                per_message_field(&mut dsn, name, value);
             }
+            continue;
         }
-        finish(&mut current, &mut actual, &mut dsn.recipients);
-        seen_final = false;
+        let mut segment: Vec<(&str, &str)> = Vec::new();
+        let mut has_final = false;
+        let mut has_original = false;
+        let mut has_action = false;
+        let mut final_address: Option<String> = None;
+        for (name, (_, value)) in names.iter().zip(&block) {
+            let starts_new = match name.as_str() {
+                "final-recipient" => has_final,
+                // After a complete final/action pair, an Original-Recipient that names another
+                // address opens the next recipient; the same address just completes this one.
+                "original-recipient" => {
+                    has_original
+                        || (has_final
+                            && has_action
+                            && final_address != normalize_address(value).map(|a| a.to_lowercase()))
+                }
+                _ => false,
+            };
+            if starts_new {
+                push_recipient(&mut dsn, &segment);
+                segment.clear();
+                has_final = false;
+                has_original = false;
+                has_action = false;
+                final_address = None;
+            }
+            match name.as_str() {
+                "final-recipient" => {
+                    has_final = true;
+                    final_address = normalize_address(value).map(|a| a.to_lowercase());
+                }
+                "original-recipient" => has_original = true,
+                "action" => has_action = true,
+                _ => {}
+            }
+            segment.push((name.as_str(), value.as_str()));
+        }
+        push_recipient(&mut dsn, &segment);
     }
-    finish(&mut current, &mut actual, &mut dsn.recipients);
 
     for r in &mut dsn.recipients {
         if r.original_recipient.is_some() && r.original_recipient == r.recipient {
@@ -179,6 +145,57 @@ pub fn parse(text: &str) -> Dsn {
         }
     }
     dsn
+}
+
+/// Applies a per-message field; the first occurrence wins.
+fn per_message_field(dsn: &mut Dsn, name: &str, value: &str) {
+    match name {
+        "reporting-mta" if dsn.reporting_mta.is_none() => dsn.reporting_mta = strip_type(value),
+        "arrival-date" if dsn.arrival_date.is_none() => dsn.arrival_date = non_empty(value),
+        "received-from-mta" if dsn.received_from_mta.is_none() => {
+            dsn.received_from_mta = strip_type(value);
+        }
+        _ => {}
+    }
+}
+
+/// Builds one recipient from the fields of its block; dropped when it names no address.
+fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
+    let mut r = RecipientReport::default();
+    let mut actual = None;
+    for &(name, value) in fields {
+        match name {
+            "final-recipient" => r.recipient = normalize_address(value),
+            "original-recipient" => r.original_recipient = normalize_address(value),
+            "x-actual-recipient" => actual = normalize_address(value),
+            "action" => {
+                r.action = value
+                    .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+                    .find(|w| !w.is_empty())
+                    .map(str::to_ascii_lowercase);
+            }
+            "status" => {
+                r.status = STATUS
+                    .captures(value)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str().to_string());
+            }
+            "diagnostic-code" => {
+                let (kind, diag) = split_diagnostic(value);
+                r.diagnostic_type = kind;
+                r.diagnostic = diag;
+            }
+            "remote-mta" => r.remote_mta = strip_type(value),
+            "last-attempt-date" => r.date = non_empty(value),
+            other => per_message_field(dsn, other, value),
+        }
+    }
+    if r.recipient.is_none() {
+        r.recipient = actual.or_else(|| r.original_recipient.clone());
+    }
+    if r.recipient.is_some() {
+        dsn.recipients.push(r);
+    }
 }
 
 /// A trimmed value, `None` when empty.
@@ -360,6 +377,28 @@ Original-Recipient: rfc822;three@Example.org\nAction: delivered\nStatus: 2.0.0\n
         );
         assert_eq!(dsn.recipients[1].status, None);
         assert_eq!(dsn.recipients[2].action.as_deref(), Some("delivered"));
+    }
+
+    #[test]
+    fn fields_before_the_address_belong_to_the_recipient() {
+        let text = "Reporting-MTA: dns; 192.0.2.1\n\n\
+Diagnostic-Code: smtp; 550 5.1.1 refused\nStatus: 5.1.1\nFinal-Recipient: rfc822; kay@example.com\nAction: failed\n";
+        let dsn = parse(text);
+        assert_eq!(dsn.recipients.len(), 1);
+        let r = &dsn.recipients[0];
+        assert_eq!(r.recipient.as_deref(), Some("kay@example.com"));
+        assert_eq!(r.status.as_deref(), Some("5.1.1"));
+        assert_eq!(r.diagnostic.as_deref(), Some("550 5.1.1 refused"));
+        assert_eq!(r.action.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn original_recipient_after_action_for_the_same_address() {
+        let text = "Action: failed\nFinal-Recipient: rfc822; lu@example.com\n\
+Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
+        let dsn = parse(text);
+        assert_eq!(dsn.recipients.len(), 1);
+        assert_eq!(dsn.recipients[0].status.as_deref(), Some("5.2.2"));
     }
 
     #[test]
