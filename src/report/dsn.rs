@@ -263,6 +263,12 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     if body.is_empty() {
         return;
     }
+    if recipients
+        .iter()
+        .all(|r| !is_generic(r.diagnostic.as_deref()))
+    {
+        return;
+    }
     let lower = body.to_ascii_lowercase();
     enrich_with(recipients, body, &lower);
 }

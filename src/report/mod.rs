@@ -13,6 +13,7 @@ pub mod verp;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
@@ -455,16 +456,37 @@ pub(crate) fn part_type(part: &mail_parser::MessagePart) -> String {
 pub(crate) fn part_text<'a>(part: &'a mail_parser::MessagePart) -> Cow<'a, str> {
     match &part.body {
         PartType::Text(t) | PartType::Html(t) => Cow::Borrowed(t.as_ref()),
-        PartType::Binary(b) | PartType::InlineBinary(b) => String::from_utf8_lossy(b),
+        PartType::Binary(b) | PartType::InlineBinary(b) => decode_bytes(part, b),
         PartType::Message(m) => String::from_utf8_lossy(m.raw_message()),
         PartType::Multipart(_) => Cow::Borrowed(""),
+    }
+}
+
+/// Bytes of a part that mail-parser left undecoded (`message/delivery-status` and the like): UTF-8
+/// when they are, else the part's declared charset, else ISO-2022-JP when its escapes appear, else
+/// lossy UTF-8.
+fn decode_bytes<'a>(part: &mail_parser::MessagePart, bytes: &'a [u8]) -> Cow<'a, str> {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.contains("\x1b$")
+    {
+        return Cow::Borrowed(text);
+    }
+    let declared = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(str::as_bytes);
+    let jis = bytes.windows(2).any(|w| w == b"\x1b$");
+    let charset: Option<&[u8]> = declared.or(jis.then_some(b"iso-2022-jp".as_slice()));
+    match charset.and_then(charset_decoder) {
+        Some(decode) => Cow::Owned(decode(bytes)),
+        None => String::from_utf8_lossy(bytes),
     }
 }
 
 /// Markers after which text reports copy the returned message inline.
 static INLINE_ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?im)^.*(?:original message follows|original message|copy of the (?:original )?message|copy of the message|below this line is a copy|returned message|message headers? follows?|headers of the original|original message headers|undelivered message|message that caused).*$",
+        r"(?i)original message|copy of the (?:original )?message|below this line is a copy|returned message|message headers? follows?|headers of the original|undelivered message|message that caused",
     )
     .expect("fixed pattern")
 });
@@ -488,7 +510,11 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
         }
     }
     for m in INLINE_ORIGINAL.find_iter(body) {
-        let rest = body.get(m.end()..).unwrap_or("");
+        let line_end = body
+            .get(m.end()..)
+            .and_then(|r| r.find('\n'))
+            .map_or(body.len(), |i| m.end() + i);
+        let rest = body.get(line_end..).unwrap_or("");
         let rest = rest.trim_start_matches(['\n', '\r', ' ', '\t']);
         if let Some(o) = original_from_text(rest) {
             return Some(o);

@@ -336,3 +336,16 @@ Subject: Automatic reply: Issue 7\n\nI am travelling this week.\n";
     assert_eq!(r.kind, Some(Kind::Autoreply));
     assert_eq!(r.recipients[0].recipient.as_deref(), Some("jo@example.com"));
 }
+
+#[test]
+fn status_part_in_iso_2022_jp_is_decoded() {
+    let mut raw = b"From: postmaster@example.jp\nTo: a@example.org\nSubject: error\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"J\"\n\n--J\n\
+Content-Type: text/plain\n\nerror\n\n--J\nContent-Type: message/delivery-status\n\n\
+Reporting-MTA: dns; mx.example.jp\n\nFinal-Recipient: rfc822; mi@example.jp\nAction: failed\n\
+Status: 5.1.1\nDiagnostic-Code: x-local; "
+        .to_vec();
+    raw.extend_from_slice(b"\x1b$B08@hITL@\x1b(B\n\n--J--\n");
+    let r = read(&raw).unwrap();
+    assert_eq!(r.recipients[0].diagnostic.as_deref(), Some("宛先不明"));
+}
