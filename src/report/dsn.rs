@@ -273,65 +273,125 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     enrich_with(recipients, body, &lower);
 }
 
+/// A header line of a copied message (`To: ...`), which names a recipient without saying anything.
+static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:to|cc|bcc|from|subject|date|message-id|received|delivered-to|return-path|reply-to|x-[a-z0-9-]+)\s*:")
+        .expect("fixed pattern")
+});
+
 fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
     for r in recipients.iter_mut() {
         if !is_generic(r.diagnostic.as_deref()) {
             continue;
         }
-        let Some(addr) = r.recipient.as_deref() else {
+        let Some(addr) = r.recipient.as_deref().map(str::to_ascii_lowercase) else {
             continue;
         };
-        let Some(paragraph) = paragraph_for(body, lower, &addr.to_ascii_lowercase()) else {
+        let paragraphs = paragraphs_for(body, lower, &addr);
+        let with_evidence = paragraphs
+            .iter()
+            .find(|p| REPLY_CODE.is_match(p) || STATUS.is_match(p) || HOST_SAID.is_match(p));
+        if let Some(paragraph) = with_evidence {
+            apply_paragraph(r, paragraph);
             continue;
-        };
-        let has_evidence = REPLY_CODE.is_match(&paragraph)
-            || STATUS.is_match(&paragraph)
-            || HOST_SAID.is_match(&paragraph);
-        if !has_evidence {
+        }
+        if r.diagnostic.is_some() {
             continue;
         }
-        let mut text = paragraph.as_str();
-        if let Some(c) = HOST_SAID.captures(&paragraph) {
-            if r.remote_mta.is_none() {
-                r.remote_mta = c.get(1).map(|m| m.as_str().to_ascii_lowercase());
+        // No code anywhere: a sentence about the recipient is still better than nothing.
+        let wordy = paragraphs.iter().find(|p| {
+            !HEADER_LINE.is_match(p)
+                && p.to_ascii_lowercase()
+                    .replace(&addr, " ")
+                    .split_whitespace()
+                    .filter(|w| w.chars().any(char::is_alphabetic))
+                    .count()
+                    >= 2
+        });
+        if let Some(paragraph) = wordy {
+            let lower_p = paragraph.to_ascii_lowercase();
+            let text = lower_p
+                .find(&addr)
+                .and_then(|at| {
+                    let after = paragraph.get(at + addr.len()..)?;
+                    let after = after.trim_start_matches('>').trim_start();
+                    after.strip_prefix(':')
+                })
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or(paragraph);
+            let diag = super::clean_line(text);
+            if !diag.is_empty() {
+                r.diagnostic = Some(diag);
             }
-            if let Some(m) = c.get(0) {
-                text = paragraph.get(m.end()..).unwrap_or("");
-            }
-        } else if let Some(pos) = paragraph.find(">:") {
-            text = paragraph.get(pos + 2..).unwrap_or("");
-        }
-        let mut diag = text.to_string();
-        if let Some(c) = IN_REPLY_TO.captures(text) {
-            if r.command.is_none() {
-                r.command = c.get(1).map(|m| m.as_str().to_ascii_uppercase());
-            }
-            if let Some(m) = c.get(0) {
-                diag = format!(
-                    "{}{}",
-                    text.get(..m.start()).unwrap_or(""),
-                    text.get(m.end()..).unwrap_or("")
-                );
-            }
-        }
-        let diag = super::clean_line(&diag);
-        if !diag.is_empty() {
-            r.diagnostic = Some(diag);
         }
     }
 }
 
-/// The paragraph (up to a blank line) starting at the first line that names `addr`, on one line.
-fn paragraph_for(body: &str, lower: &str, addr: &str) -> Option<String> {
-    if addr.is_empty() {
-        return None;
+/// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
+fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
+    let mut text = paragraph;
+    if let Some(c) = HOST_SAID.captures(paragraph) {
+        if r.remote_mta.is_none() {
+            r.remote_mta = c.get(1).map(|m| m.as_str().to_ascii_lowercase());
+        }
+        if let Some(m) = c.get(0) {
+            text = paragraph.get(m.end()..).unwrap_or("");
+        }
+    } else if let Some(pos) = paragraph.find(">:") {
+        text = paragraph.get(pos + 2..).unwrap_or("");
     }
-    let pos = lower.find(addr)?;
-    let start = lower.get(..pos)?.rfind('\n').map_or(0, |i| i + 1);
-    let rest = body.get(start..)?;
-    let end = rest.find("\n\n").unwrap_or(rest.len());
-    let paragraph = rest.get(..end)?;
-    Some(super::clean_line(super::prefix(paragraph, 2048)))
+    let mut diag = text.to_string();
+    if let Some(c) = IN_REPLY_TO.captures(text) {
+        if r.command.is_none() {
+            r.command = c.get(1).map(|m| m.as_str().to_ascii_uppercase());
+        }
+        if let Some(m) = c.get(0) {
+            diag = format!(
+                "{}{}",
+                text.get(..m.start()).unwrap_or(""),
+                text.get(m.end()..).unwrap_or("")
+            );
+        }
+    }
+    let diag = super::clean_line(&diag);
+    if !diag.is_empty() {
+        r.diagnostic = Some(diag);
+    }
+}
+
+/// The paragraphs (up to a blank line) starting at each line that names `addr` (at most eight),
+/// each on one line.
+fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if addr.is_empty() {
+        return out;
+    }
+    let mut from = 0;
+    while out.len() < 8 {
+        let Some(pos) = lower
+            .get(from..)
+            .and_then(|l| l.find(addr))
+            .map(|p| p + from)
+        else {
+            break;
+        };
+        let start = lower
+            .get(..pos)
+            .and_then(|l| l.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let Some(rest) = body.get(start..) else {
+            break;
+        };
+        let end = rest.find("\n\n").unwrap_or(rest.len());
+        let paragraph = rest.get(..end).unwrap_or("");
+        out.push(super::clean_line(super::prefix(paragraph, 2048)));
+        // Continue after the end of this line.
+        from = lower
+            .get(pos..)
+            .and_then(|l| l.find('\n'))
+            .map_or(lower.len(), |i| pos + i + 1);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -422,6 +482,21 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         assert_eq!(
             r.diagnostic.as_deref(),
             Some("550 5.1.1 <carol@example.com>: unknown user")
+        );
+    }
+
+    #[test]
+    fn header_copy_is_skipped_for_a_sentence_about_the_recipient() {
+        let mut recips = vec![RecipientReport {
+            recipient: Some("mo@example.com".into()),
+            ..Default::default()
+        }];
+        let body = "Original header:\n  To: mo@example.com\n\n\
+mo@example.com: Envelope expired after five days\n";
+        enrich_from_text(&mut recips, body);
+        assert_eq!(
+            recips[0].diagnostic.as_deref(),
+            Some("Envelope expired after five days")
         );
     }
 
