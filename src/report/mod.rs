@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use mail_parser::decoders::charsets::map::charset_decoder;
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
 
@@ -139,6 +139,31 @@ pub struct Original {
     pub list_id: Option<String>,
 }
 
+/// The message parser, configured once: `Received` headers are kept raw (nothing here reads their
+/// parts, and parsing them is the costliest step of reading a bounce).
+/// Every other header is parsed as the default parser would parse it.
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .with_date_headers()
+        .with_address_headers()
+        .with_message_ids()
+        .header_text(HeaderName::Subject)
+        .header_text(HeaderName::Comments)
+        .header_comma_separated(HeaderName::Keywords)
+        .header_address(HeaderName::ListArchive)
+        .header_address(HeaderName::ListHelp)
+        .header_address(HeaderName::ListId)
+        .header_address(HeaderName::ListOwner)
+        .header_address(HeaderName::ListPost)
+        .header_address(HeaderName::ListSubscribe)
+        .header_address(HeaderName::ListUnsubscribe)
+        .header_id(HeaderName::ReturnPath)
+        .header_comma_separated(HeaderName::ContentLanguage)
+        .header_raw(HeaderName::Received)
+        .default_header_raw()
+});
+
 /// Reads one message with the default options. Never panics, whatever the bytes.
 pub fn read(bytes: &[u8]) -> Result<Report, ReadError> {
     read_with(bytes, &ReadOptions::default())
@@ -159,7 +184,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Err(ReadError::Empty);
     }
     let bytes = normalize_line_endings(bytes);
-    let message = MessageParser::default()
+    let message = PARSER
         .parse(bytes.as_ref())
         .ok_or_else(|| ReadError::Malformed("no header could be parsed".to_string()))?;
     if message.headers().is_empty() {
@@ -324,10 +349,11 @@ pub(crate) fn prefix(s: &str, max: usize) -> &str {
 /// The input with lone CR line endings turned into LF, and a final newline added when missing;
 /// borrowed unchanged in the common case.
 fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let lone_cr = bytes
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+    let lone_cr = bytes.contains(&b'\r')
+        && bytes
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
     let trailing = bytes.last().is_some_and(|&b| b == b'\n');
     if !lone_cr && trailing {
         return Cow::Borrowed(bytes);
@@ -538,7 +564,7 @@ fn original_from_text(text: &str) -> Option<Original> {
         .unwrap_or(text.len());
     let mut block = text.get(..end).unwrap_or("").to_string();
     block.push_str("\n\n");
-    let parsed = MessageParser::default().parse(block.as_bytes())?;
+    let parsed = PARSER.parse(block.as_bytes())?;
     original_from(&parsed)
 }
 
