@@ -349,3 +349,18 @@ Status: 5.1.1\nDiagnostic-Code: x-local; "
     let r = read(&raw).unwrap();
     assert_eq!(r.recipients[0].diagnostic.as_deref(), Some("宛先不明"));
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_read_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+        let _ = read(&bytes);
+    }
+
+    #[test]
+    fn any_status_part_reads_without_panic(body in "[ -~\r\n\t;:<>@]{0,600}") {
+        let raw = format!(
+            "From: postmaster@example.net\nSubject: x\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"Q\"\n\n--Q\nContent-Type: message/delivery-status\n\n{body}\n--Q--\n"
+        );
+        let _ = read(raw.as_bytes());
+    }
+}
