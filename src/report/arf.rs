@@ -108,12 +108,19 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
         removal
     };
     let mut seen = std::collections::HashSet::new();
+    let mut addresses: Vec<Option<String>> = addresses
+        .into_iter()
+        .filter(|a| a.contains('@') && seen.insert(a.to_ascii_lowercase()))
+        .map(Some)
+        .collect();
+    if addresses.is_empty() {
+        // A complaint about a message whose recipient was withheld still counts as one complaint;
+        // the returned message's identity ties it to the send.
+        addresses.push(None);
+    }
     for address in addresses {
-        if !seen.insert(address.to_ascii_lowercase()) {
-            continue;
-        }
         feedback.recipients.push(RecipientReport {
-            recipient: Some(address),
+            recipient: address,
             feedback_type: feedback_type.clone(),
             reporting_mta: feedback.reporting_mta.clone(),
             date: feedback.date.clone(),
@@ -184,6 +191,20 @@ Original-Rcpt-To: <Reader@Example.NET>\nOriginal-Rcpt-To: other@example.net\nArr
             .collect();
         assert_eq!(got, vec!["a@example.net", "b@example.net"]);
         assert_eq!(r.recipients[1].feedback_type.as_deref(), Some("opt-out"));
+    }
+
+    #[test]
+    fn withheld_recipient_gives_one_complaint_without_address() {
+        let msg = ARF
+            .replace(
+                "Original-Rcpt-To: <Reader@Example.NET>\nOriginal-Rcpt-To: other@example.net\n",
+                "",
+            )
+            .replace("To: reader@example.net\n", "To: <Undisclosed Recipients>\n");
+        let r = read(msg.as_bytes()).unwrap();
+        assert_eq!(r.recipients.len(), 1);
+        assert_eq!(r.recipients[0].recipient, None);
+        assert_eq!(r.recipients[0].feedback_type.as_deref(), Some("abuse"));
     }
 
     #[test]
