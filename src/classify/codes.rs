@@ -159,28 +159,29 @@ pub fn status_codes(text: &str) -> impl Iterator<Item = StatusCode> + '_ {
             if prev.is_ascii_alphanumeric() || prev == b'.' || prev == b'_' {
                 return None;
             }
-            // "version 5.1.1" or "v. 5.1.1" names a release, not a status.
-            let before = text.get(..start).unwrap_or("").trim_end();
-            let lower_tail = before
-                .get(before.len().saturating_sub(8)..)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if lower_tail.ends_with("version") || lower_tail.ends_with("release") {
+            // "version 5.1.1" names a release, not a status.
+            let before = text.get(..start).unwrap_or("").trim_end().as_bytes();
+            let ends_with = |word: &[u8]| {
+                before
+                    .len()
+                    .checked_sub(word.len())
+                    .and_then(|i| before.get(i..))
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(word))
+            };
+            if ends_with(b"version") || ends_with(b"release") {
                 return None;
             }
         }
         match bytes.get(end) {
-            None => {}
             Some(&next) if next.is_ascii_alphanumeric() || next == b'_' => return None,
-            Some(b'.') => {
+            Some(b'.')
                 if bytes
                     .get(end + 1)
-                    .is_some_and(|b| b.is_ascii_alphanumeric())
-                {
-                    return None;
-                }
+                    .is_some_and(|b| b.is_ascii_alphanumeric()) =>
+            {
+                return None;
             }
-            Some(_) => {}
+            _ => {}
         }
         StatusCode::parse(m.as_str())
     })

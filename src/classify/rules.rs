@@ -241,7 +241,9 @@ impl Default for RuleSet {
 
 /// `NNN-X.Y.Z` continuation prefixes that multi-line replies leave in the middle of unfolded text.
 static CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b[245][0-9][0-9]-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} ?)?")
+    Regex::new(
+        r"\b[245][0-9][0-9](?:-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} ?)?| [245]\.[0-9]{1,3}\.[0-9]{1,3}\b ?)",
+    )
         .expect("the pattern is valid")
 });
 
