@@ -494,8 +494,10 @@ mod tests {
         }
     }
 
+    static SHARED: std::sync::LazyLock<Classifier> = std::sync::LazyLock::new(Classifier::new);
+
     fn one(kind: Kind, r: RecipientReport) -> Bounce {
-        let out = Classifier::new().classify(&report(kind, vec![r]));
+        let out = SHARED.classify(&report(kind, vec![r]));
         assert_eq!(out.len(), 1);
         out.into_iter().next().unwrap_or_else(|| unreachable!())
     }
@@ -783,6 +785,21 @@ mod tests {
         let mut r = rcpt("failed", "", "554 no SMTP service here");
         r.command = Some("CONN".into());
         assert_eq!(one(Kind::Text, r).reason, Reason::Blocked);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(
+            action in "\\PC{0,12}",
+            status in "\\PC{0,16}",
+            diag in "\\PC{0,300}",
+            command in proptest::option::of("[A-Za-z]{0,6}"),
+        ) {
+            let mut r = rcpt(&action, &status, &diag);
+            r.command = command;
+            let out = SHARED.classify(&report(Kind::Dsn, vec![r]));
+            proptest::prop_assert_eq!(out.len(), 1);
+        }
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl RuleSet {
         let mut owner = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             for t in &rule.text {
-                patterns.push(t.as_str());
+                patterns.push(ascii_word_boundaries(t));
                 owner.push(i);
             }
         }
@@ -366,6 +366,36 @@ impl RuleSet {
             .filter(|r| !r.is_text_rule())
             .find(|r| r.other_conditions_hold(facts))
     }
+}
+
+/// `\b` as an ASCII word boundary: the Unicode one makes the lazy DFA give up on any non-ASCII
+/// input and fall back to a much slower engine for the whole set.
+fn ascii_word_boundaries(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('b') if !in_class => out.push_str("(?-u:\\b)"),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '[' => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn builtin_specs(origin: &str) -> Result<Vec<Rule>, RulesError> {
@@ -566,6 +596,17 @@ mod tests {
         for bad in ["55", "5500", "5a0", ""] {
             assert!(ReplyPattern::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn word_boundaries_become_ascii() {
+        assert_eq!(ascii_word_boundaries(r"\bspam\b"), r"(?-u:\b)spam(?-u:\b)");
+        assert_eq!(ascii_word_boundaries(r"a\\b[\b]\d"), r"a\\b[\b]\d");
+        let set = RuleSet::builtin();
+        assert_eq!(
+            text_reason(&set, "550 メール spam"),
+            Some(Reason::Spamdetected)
+        );
     }
 
     #[test]
