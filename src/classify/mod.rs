@@ -772,6 +772,27 @@ mod tests {
     }
 
     #[test]
+    fn sender_problems_are_never_hard() {
+        for (status, diag, command) in [
+            ("5.1.8", "553 5.1.8 no such domain", None),
+            ("5.1.7", "550 5.1.7 user unknown", None),
+            ("5.0.0", "550 sender account does not exist", None),
+            ("5.0.0", "550 sender user unknown", None),
+            ("5.0.0", "550 user unknown", Some("MAIL")),
+            ("5.0.0", "550 domain not found", Some("MAIL")),
+        ] {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            let b = one(Kind::Dsn, r);
+            assert_eq!(
+                (b.reason, b.bounce_type),
+                (Reason::Rejected, BounceType::Soft),
+                "{diag}"
+            );
+        }
+    }
+
+    #[test]
     fn command_and_diagnostic_type() {
         let mut r = rcpt("failed", "5.0.0", "550 user unknown");
         r.command = Some("DATA".into());
