@@ -671,6 +671,10 @@ mod tests {
                 Reason::Blocked,
             ),
             (
+                "550 5.7.1 The IP you are using is not authorized to send mail directly to this server",
+                Reason::Blocked,
+            ),
+            (
                 "550 5.7.1 rejected because of the low reputation of the sending IP",
                 Reason::Badreputation,
             ),
