@@ -6,13 +6,15 @@
 pub mod codes;
 pub mod rules;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::RulesError;
-use crate::report::Report;
+use crate::report::{Kind, RecipientReport, Report};
+use codes::{ReplyCode, StatusCode};
 
 /// Why a delivery failed (or what else the message was), in the shared vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -306,14 +308,540 @@ impl Classifier {
     }
 
     /// One [`Bounce`] per recipient in the report; none for a message that is not a bounce.
+    ///
+    /// Codes: the `Status` field, but a more specific code in the diagnostic beats a generic
+    /// `X.0.0`; else a code found in the diagnostic; else none. The reply code comes from the
+    /// diagnostic. Never invented.
+    ///
+    /// Reason, in order of precedence:
+    /// 1. the kind of message: a feedback report gives `feedback`, an auto-reply `vacation`;
+    /// 2. success: action `delivered` / `relayed` / `expanded`, or a 2.x.x status, gives `delivered`;
+    /// 3. text rules: the diagnostic's own words are the most specific evidence there is;
+    /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
+    /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
+    ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
+    /// 6. `onhold` when there is evidence of a failure but nothing decided it, `undefined` when
+    ///    there is nothing at all.
+    ///
+    /// The bounce type follows from the reason and whether the codes say permanent
+    /// ([`BounceType::of`]).
     pub fn classify(&self, report: &Report) -> Vec<Bounce> {
-        let _ = report;
-        Vec::new()
+        report
+            .recipients
+            .iter()
+            .map(|r| self.classify_recipient(report, r))
+            .collect()
+    }
+
+    fn classify_recipient(&self, report: &Report, rcpt: &RecipientReport) -> Bounce {
+        let diagnostic = rcpt.diagnostic.as_deref().unwrap_or("");
+        let status = choose_status(rcpt.status.as_deref(), diagnostic);
+        // Without a diagnostic, a comment on the Status field ("4.0.0 (host name lookup
+        // failure)") is the only wording the report gives.
+        let diagnostic = if diagnostic.trim().is_empty() {
+            rcpt.status
+                .as_deref()
+                .and_then(status_comment)
+                .unwrap_or(diagnostic)
+        } else {
+            diagnostic
+        };
+        let replycode = codes::find_reply(diagnostic);
+        let action = rcpt
+            .action
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        let facts = rules::Facts {
+            diagnostic,
+            status,
+            replycode,
+            command: rcpt.command.as_deref(),
+            action,
+            diagnostic_type: rcpt.diagnostic_type.as_deref(),
+        };
+        let (reason, rule) = self.decide(report.kind, &facts, rcpt.reason_hint);
+        let permanent = status
+            .and_then(StatusCode::is_permanent)
+            .or_else(|| replycode.and_then(ReplyCode::is_permanent));
+        let original = report.original.as_ref();
+        Bounce {
+            recipient: rcpt.recipient.clone(),
+            action: rcpt.action.clone(),
+            status: status.map(|s| s.to_string()),
+            replycode: replycode.map(|r| r.to_string()),
+            reason,
+            bounce_type: BounceType::of(reason, permanent),
+            diagnostic: rcpt.diagnostic.clone(),
+            remote_mta: rcpt.remote_mta.clone(),
+            reporting_mta: rcpt
+                .reporting_mta
+                .clone()
+                .or_else(|| report.reporting_mta.clone()),
+            date: rcpt
+                .date
+                .clone()
+                .or_else(|| report.arrival_date.clone())
+                .or_else(|| report.date.clone()),
+            feedback_type: rcpt.feedback_type.clone(),
+            rule: rule.into_owned(),
+            reader: report.reader.to_string(),
+            original_message_id: original.and_then(|o| o.message_id.clone()),
+            original_from: original.and_then(|o| o.from.clone()),
+            original_to: original.and_then(|o| o.to.clone()),
+            original_subject: original.and_then(|o| o.subject.clone()),
+            original_list_id: original.and_then(|o| o.list_id.clone()),
+        }
+    }
+
+    /// The reason for one recipient and the id of what decided it (a rule id, or `kind.feedback`,
+    /// `kind.autoreply`, `action.delivered`, `status.success`, `reader.hint`, `fallback.onhold`,
+    /// `fallback.undefined`). See [`Classifier::classify`] for the order.
+    pub fn decide<'a>(
+        &'a self,
+        kind: Option<Kind>,
+        facts: &rules::Facts,
+        hint: Option<&str>,
+    ) -> (Reason, Cow<'a, str>) {
+        match kind {
+            Some(Kind::Feedback) => return (Reason::Feedback, Cow::Borrowed("kind.feedback")),
+            Some(Kind::Autoreply) => return (Reason::Vacation, Cow::Borrowed("kind.autoreply")),
+            _ => {}
+        }
+        let action = facts.action.map(str::to_ascii_lowercase);
+        let failing = matches!(action.as_deref(), Some("failed" | "delayed" | "expired"));
+        if matches!(
+            action.as_deref(),
+            Some("delivered" | "relayed" | "expanded")
+        ) {
+            return (Reason::Delivered, Cow::Borrowed("action.delivered"));
+        }
+        if !failing && facts.status.is_some_and(|s| s.class == 2) {
+            return (Reason::Delivered, Cow::Borrowed("status.success"));
+        }
+        if let Some(rule) = self.rules.match_text(facts) {
+            return (rule.reason, Cow::Borrowed(rule.id.as_str()));
+        }
+        if let Some(reason) = hint.and_then(|h| h.parse::<Reason>().ok()) {
+            return (reason, Cow::Borrowed("reader.hint"));
+        }
+        if let Some(rule) = self.rules.match_code(facts) {
+            return (rule.reason, Cow::Borrowed(rule.id.as_str()));
+        }
+        let evidence = failing
+            || facts.status.is_some()
+            || facts.replycode.is_some()
+            || !facts.diagnostic.trim().is_empty()
+            || matches!(kind, Some(Kind::Dsn | Kind::Text));
+        if evidence {
+            (Reason::Onhold, Cow::Borrowed("fallback.onhold"))
+        } else {
+            (Reason::Undefined, Cow::Borrowed("fallback.undefined"))
+        }
+    }
+}
+
+/// The comment after a `Status` field's code: `4.0.0 (host name lookup failure)`.
+fn status_comment(field: &str) -> Option<&str> {
+    let (_, rest) = field.split_once('(')?;
+    let comment = rest.rsplit_once(')').map_or(rest, |(c, _)| c).trim();
+    (!comment.is_empty()).then_some(comment)
+}
+
+/// The status for a recipient: the field, unless it is a generic `X.0.0` and the diagnostic
+/// carries a specific code; else the most telling code in the diagnostic.
+fn choose_status(field: Option<&str>, diagnostic: &str) -> Option<StatusCode> {
+    let field = field.and_then(|f| StatusCode::parse(f).or_else(|| codes::find_status(f)));
+    match field {
+        Some(f) if !f.is_generic() => Some(f),
+        Some(f) => match codes::find_status(diagnostic) {
+            Some(t) if !t.is_generic() => Some(t),
+            _ => Some(f),
+        },
+        None => codes::find_status(diagnostic),
     }
 }
 
 impl Default for Classifier {
     fn default() -> Self {
         Classifier::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Original;
+
+    fn rcpt(action: &str, status: &str, diagnostic: &str) -> RecipientReport {
+        RecipientReport {
+            recipient: Some("user@example.com".into()),
+            action: (!action.is_empty()).then(|| action.to_string()),
+            status: (!status.is_empty()).then(|| status.to_string()),
+            diagnostic: (!diagnostic.is_empty()).then(|| diagnostic.to_string()),
+            ..RecipientReport::default()
+        }
+    }
+
+    fn report(kind: Kind, recipients: Vec<RecipientReport>) -> Report {
+        Report {
+            kind: Some(kind),
+            reader: "dsn",
+            recipients,
+            reporting_mta: Some("mta.example.org".into()),
+            date: Some("Mon, 2 Nov 2026 10:00:00 +0000".into()),
+            ..Report::default()
+        }
+    }
+
+    static SHARED: std::sync::LazyLock<Classifier> = std::sync::LazyLock::new(Classifier::new);
+
+    fn one(kind: Kind, r: RecipientReport) -> Bounce {
+        let out = SHARED.classify(&report(kind, vec![r]));
+        assert_eq!(out.len(), 1);
+        out.into_iter().next().unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn one_bounce_per_recipient_and_none_for_none() {
+        let c = Classifier::new();
+        let rep = report(
+            Kind::Dsn,
+            vec![
+                rcpt("failed", "5.1.1", "550 5.1.1 user unknown"),
+                rcpt("failed", "5.2.2", "552 5.2.2 mailbox full"),
+            ],
+        );
+        let out = c.classify(&rep);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].reason, Reason::Userunknown);
+        assert_eq!(out[1].reason, Reason::Mailboxfull);
+        assert!(c.classify(&report(Kind::NotBounce, vec![])).is_empty());
+    }
+
+    #[test]
+    fn hard_and_soft() {
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.1.1",
+                "550 5.1.1 <user@example.com>: user unknown",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Userunknown, BounceType::Hard)
+        );
+        assert_eq!(b.status.as_deref(), Some("5.1.1"));
+        assert_eq!(b.replycode.as_deref(), Some("550"));
+        assert_eq!(b.rule, "userunknown.text.no-such-user");
+
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "4.1.1",
+                "450 4.1.1 user unknown in virtual alias table",
+            ),
+        );
+        assert_eq!(
+            b.bounce_type,
+            BounceType::Hard,
+            "userunknown is hard even with 4.x.x"
+        );
+
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.7.1", "550 5.7.1 message rejected as spam"),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Spamdetected, BounceType::Soft)
+        );
+
+        let b = one(Kind::Dsn, rcpt("failed", "5.2.2", "552 5.2.2 mailbox full"));
+        assert_eq!(b.bounce_type, BounceType::Soft);
+
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.1.10",
+                "556 5.1.10 recipient domain has a null MX",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Notaccept, BounceType::Hard)
+        );
+        let b = one(Kind::Dsn, rcpt("delayed", "4.1.10", "null MX"));
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Notaccept, BounceType::Soft)
+        );
+    }
+
+    #[test]
+    fn generic_codes_need_words() {
+        for (status, diag) in [
+            ("5.0.0", "550 5.0.0 rejected"),
+            ("5.7.1", "550 5.7.1 delivery not authorized"),
+            ("", "550 Requested action not taken: mailbox unavailable"),
+            ("4.0.0", ""),
+        ] {
+            let b = one(Kind::Dsn, rcpt("failed", status, diag));
+            assert_eq!(b.reason, Reason::Onhold, "{status} {diag}");
+            assert_eq!(b.bounce_type, BounceType::Soft);
+            assert_eq!(b.rule, "fallback.onhold");
+        }
+        let b = one(Kind::Dsn, RecipientReport::default());
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Onhold, "fallback.onhold")
+        );
+        let b = one(Kind::NotBounce, RecipientReport::default());
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Undefined, "fallback.undefined")
+        );
+    }
+
+    #[test]
+    fn specific_code_in_text_beats_generic_field() {
+        let b = one(Kind::Dsn, rcpt("failed", "5.0.0", "550 5.1.1 no such user"));
+        assert_eq!(b.status.as_deref(), Some("5.1.1"));
+        let b = one(Kind::Dsn, rcpt("failed", "5.2.2", "550 5.1.1 odd server"));
+        assert_eq!(
+            b.status.as_deref(),
+            Some("5.2.2"),
+            "a specific field is kept"
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "",
+                "host mx.example.net said: 552 5.2.2 over quota",
+            ),
+        );
+        assert_eq!(b.status.as_deref(), Some("5.2.2"));
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "", "connect to 192.0.2.1 refused"),
+        );
+        assert_eq!(b.status, None, "never invented");
+        assert_eq!(b.replycode, None);
+    }
+
+    #[test]
+    fn code_rules_when_no_words() {
+        let b = one(Kind::Dsn, rcpt("failed", "5.1.1", ""));
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Userunknown, "userunknown.status.x11")
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.2.2", "550 see https://example.net/help"),
+        );
+        assert_eq!(b.reason, Reason::Mailboxfull);
+        let b = one(Kind::Dsn, rcpt("failed", "5.3.4", ""));
+        assert_eq!(b.reason, Reason::Mesgtoobig);
+    }
+
+    #[test]
+    fn precedence_text_then_hint_then_code() {
+        let mut r = rcpt(
+            "failed",
+            "5.1.1",
+            "550 5.1.1 refused due to recipient preferences",
+        );
+        r.reason_hint = Some("userunknown");
+        let b = one(Kind::Text, r);
+        assert_eq!(
+            b.reason,
+            Reason::Filtered,
+            "text beats the hint and the code"
+        );
+
+        let mut r = rcpt("failed", "5.2.2", "550 see https://example.net/help");
+        r.reason_hint = Some("suspend");
+        let b = one(Kind::Text, r);
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Suspend, "reader.hint"),
+            "hint beats code"
+        );
+
+        let mut r = rcpt("failed", "5.2.2", "");
+        r.reason_hint = Some("nonsense");
+        assert_eq!(
+            one(Kind::Text, r).reason,
+            Reason::Mailboxfull,
+            "a bad hint is ignored"
+        );
+    }
+
+    #[test]
+    fn delivered_feedback_vacation() {
+        let b = one(Kind::Dsn, rcpt("delivered", "2.0.0", "250 ok"));
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Delivered, BounceType::None)
+        );
+        assert_eq!(b.rule, "action.delivered");
+        let b = one(Kind::Dsn, rcpt("relayed", "", ""));
+        assert_eq!(b.reason, Reason::Delivered);
+        let b = one(Kind::Dsn, rcpt("", "2.1.5", ""));
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Delivered, "status.success")
+        );
+
+        let mut r = rcpt("", "", "");
+        r.feedback_type = Some("abuse".into());
+        let b = one(Kind::Feedback, r);
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Feedback, BounceType::Complaint)
+        );
+        assert_eq!(b.feedback_type.as_deref(), Some("abuse"));
+        assert_eq!(b.rule, "kind.feedback");
+
+        let b = one(Kind::Autoreply, rcpt("", "", "I am out of the office"));
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Vacation, BounceType::None)
+        );
+    }
+
+    #[test]
+    fn delayed_and_expired() {
+        let b = one(Kind::Dsn, rcpt("delayed", "4.4.7", ""));
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Expired, BounceType::Soft)
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "4.4.1",
+                "connect to mx.example.net[192.0.2.7]:25: Connection timed out",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Expired, "a final failure after timeouts");
+        let b = one(Kind::Dsn, rcpt("failed", "5.0.0", "retry timeout exceeded"));
+        assert_eq!(b.reason, Reason::Expired);
+        let b = one(
+            Kind::Dsn,
+            rcpt("delayed", "4.2.2", "452 4.2.2 mailbox full"),
+        );
+        assert_eq!(b.reason, Reason::Mailboxfull);
+        let b = one(
+            Kind::Dsn,
+            rcpt("delayed", "4.0.0 (host name lookup failure)", ""),
+        );
+        assert_eq!(b.reason, Reason::Networkerror, "the status comment is read");
+    }
+
+    #[test]
+    fn transient_dns_failure_is_not_hostunknown() {
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.4.4",
+                "Host or domain name not found. Name service error for name=example.net type=A: Host not found",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Hostunknown, BounceType::Hard)
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "delayed",
+                "4.4.3",
+                "Host or domain name not found. Name service error for name=example.net type=MX: Host not found, try again",
+            ),
+        );
+        assert_eq!(b.bounce_type, BounceType::Soft);
+    }
+
+    #[test]
+    fn sender_problems_are_never_hard() {
+        for (status, diag, command) in [
+            ("5.1.8", "553 5.1.8 no such domain", None),
+            ("5.1.7", "550 5.1.7 user unknown", None),
+            ("5.0.0", "550 sender account does not exist", None),
+            ("5.0.0", "550 sender user unknown", None),
+            ("5.0.0", "550 user unknown", Some("MAIL")),
+            ("5.0.0", "550 domain not found", Some("MAIL")),
+        ] {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            let b = one(Kind::Dsn, r);
+            assert_eq!(
+                (b.reason, b.bounce_type),
+                (Reason::Rejected, BounceType::Soft),
+                "{diag}"
+            );
+        }
+    }
+
+    #[test]
+    fn command_and_diagnostic_type() {
+        let mut r = rcpt("failed", "5.0.0", "550 user unknown");
+        r.command = Some("DATA".into());
+        assert_eq!(one(Kind::Dsn, r).reason, Reason::Filtered);
+        let mut r = rcpt("failed", "5.0.0", "550 user unknown");
+        r.command = Some("RCPT".into());
+        assert_eq!(one(Kind::Dsn, r).reason, Reason::Userunknown);
+        let mut r = rcpt("failed", "5.3.0", "75");
+        r.diagnostic_type = Some("X-Unix".into());
+        assert_eq!(one(Kind::Dsn, r).reason, Reason::Mailererror);
+        let mut r = rcpt("failed", "", "554 no SMTP service here");
+        r.command = Some("CONN".into());
+        assert_eq!(one(Kind::Text, r).reason, Reason::Blocked);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(
+            action in "\\PC{0,12}",
+            status in "\\PC{0,16}",
+            diag in "\\PC{0,300}",
+            command in proptest::option::of("[A-Za-z]{0,6}"),
+        ) {
+            let mut r = rcpt(&action, &status, &diag);
+            r.command = command;
+            let out = SHARED.classify(&report(Kind::Dsn, vec![r]));
+            proptest::prop_assert_eq!(out.len(), 1);
+        }
+    }
+
+    #[test]
+    fn copies_report_fields() {
+        let mut rep = report(Kind::Dsn, vec![rcpt("failed", "5.1.1", "")]);
+        rep.original = Some(Original {
+            message_id: Some("abc@example.org".into()),
+            from: Some("news@example.org".into()),
+            to: Some("user@example.com".into()),
+            subject: Some("Hello".into()),
+            list_id: Some("<news.example.org>".into()),
+        });
+        rep.recipients[0].remote_mta = Some("mx.example.com".into());
+        let out = Classifier::new().classify(&rep);
+        let b = &out[0];
+        assert_eq!(b.reporting_mta.as_deref(), Some("mta.example.org"));
+        assert_eq!(b.remote_mta.as_deref(), Some("mx.example.com"));
+        assert_eq!(b.date.as_deref(), Some("Mon, 2 Nov 2026 10:00:00 +0000"));
+        assert_eq!(b.reader, "dsn");
+        assert_eq!(b.original_message_id.as_deref(), Some("abc@example.org"));
+        assert_eq!(b.original_list_id.as_deref(), Some("<news.example.org>"));
+        assert_eq!(b.recipient.as_deref(), Some("user@example.com"));
     }
 }
