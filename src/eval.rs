@@ -582,8 +582,9 @@ mod tests {
         assert_eq!(f.reason, Ratio { hits: 0, total: 2 });
         assert_eq!(f.hard_soft, Ratio { hits: 0, total: 2 });
         assert!(
-            mism.iter()
-                .any(|m| m.n == 1 && m.field == "reason" && m.got.as_deref() == Some("mailboxfull"))
+            mism.iter().any(|m| m.n == 1
+                && m.field == "reason"
+                && m.got.as_deref() == Some("mailboxfull"))
         );
         assert_eq!(f.worst_families, vec![("a".to_string(), 2)]);
     }
