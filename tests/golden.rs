@@ -53,10 +53,8 @@ fn matches(want: &Value, got: &Value, key: Option<&str>) -> bool {
     match (want, got) {
         (Value::Object(w), Value::Object(g)) => {
             w.len() == g.len()
-                && w.iter().all(|(k, wv)| {
-                    g.get(k)
-                        .is_some_and(|gv| matches(wv, gv, Some(k.as_str())))
-                })
+                && w.iter()
+                    .all(|(k, wv)| g.get(k).is_some_and(|gv| matches(wv, gv, Some(k.as_str()))))
         }
         (Value::Array(w), Value::Array(g)) => {
             w.len() == g.len() && w.iter().zip(g).all(|(a, b)| matches(a, b, None))
