@@ -42,9 +42,23 @@ pub fn find_addresses(text: &str) -> Vec<Found> {
         while start > 0 && bytes.get(start - 1).is_some_and(|&c| is_local_char(c)) {
             start -= 1;
         }
-        // A local part does not start or end with a dot, nor start with a path slash.
-        while start < at && matches!(bytes.get(start), Some(b'.') | Some(b'/') | Some(b'=')) {
+        // A path or URL query before the address is not part of it.
+        if let Some(cut) = text.get(start..at).and_then(|l| l.rfind(['/', '&', '?'])) {
+            start += cut + 1;
+        }
+        // A local part does not start or end with a dot.
+        while start < at && matches!(bytes.get(start), Some(b'.') | Some(b'=')) {
             start += 1;
+        }
+        let token_start = text
+            .get(..start)
+            .and_then(|b| b.rfind(char::is_whitespace))
+            .map_or(0, |i| i + 1);
+        if text
+            .get(token_start..start)
+            .is_some_and(|t| t.contains("://"))
+        {
+            continue;
         }
         if start == at || bytes.get(at - 1) == Some(&b'.') {
             continue;
@@ -121,46 +135,49 @@ pub fn is_system_address(address: &str) -> bool {
         || local.starts_with("double-bounce")
 }
 
-/// Line prefixes (lower-case) that start the returned original message in free-text reports.
+/// Phrases (lower-case) that, at the start of a line (after any `-`, `=`, `|`, `*` or `>` decoration),
+/// announce the returned original message in free-text reports.
 const ORIGINAL_MARKERS: &[&str] = &[
-    "------ this is a copy of the message",
-    "------ this is a copy of your message",
-    "--- below this line is a copy of the message",
-    "--- below the next line is a copy of the message",
-    "--- enclosed are the original headers",
+    "this is a copy of the message",
+    "this is a copy of your message",
+    "below this line is a copy of the message",
+    "below the next line is a copy of the message",
+    "enclosed are the original headers",
     "below is a copy of the original message",
-    "----- original message follows",
     "original message follows",
-    "--- original message follows",
-    "------ original message follows",
-    "----- unsent message follows",
-    "------ unsent message follows",
-    "----- message header follows",
-    "----- original message -----",
-    "-----original message-----",
-    "--- original message ---",
-    "----- returned message",
-    "------ returned message",
-    "--- returned message",
-    "---- the header of the original message",
-    "------ original message header",
-    "----- the following is a copy of the message",
+    "unsent message follows",
+    "message header follows",
+    "original message --",
+    "original message-",
+    "original message ---",
+    "the header of the original message",
+    "original message header",
+    "the following is a copy of the message",
     "the original message was as follows",
     "the original message headers are",
     "original message headers:",
     "following is a copy of the message headers",
     "content-type: message/rfc822",
     "content-type: text/rfc822-headers",
-    "----- included message follows",
-    "----- message text follows",
-    "------ failed message follows",
-    "--- the header of the original message",
+    "included message follows",
+    "message text follows",
+    "failed message follows",
     "here is a copy of the first part of the message",
     "a copy of the original message below",
     "the headers of the original message follow",
-    "---------- original message",
     "original-message:",
     "message headers follow",
+    "original mail as follows",
+    "original message:",
+    "headers of your message follow",
+];
+
+/// Phrases that announce the original only inside a decorated separator line (`----- ... -----`).
+const DECORATED_MARKERS: &[&str] = &[
+    "returned message",
+    "original message",
+    "returned mail",
+    "message follows",
 ];
 
 /// Header names that, at the start of a line, begin a block of the original message's headers.
@@ -198,7 +215,12 @@ fn original_offset(body: &str) -> usize {
             .flat_map(char::to_lowercase)
             .collect();
         let lower = lower_start.trim_start_matches(['>', ' ']);
-        if offset > 0 && ORIGINAL_MARKERS.iter().any(|m| lower.starts_with(m)) {
+        let phrase = lower.trim_start_matches(['-', '=', '|', '*', '>', ' ', '_']);
+        let decorated = phrase.len() < lower.len();
+        if offset > 0
+            && (ORIGINAL_MARKERS.iter().any(|m| phrase.starts_with(m))
+                || (decorated && DECORATED_MARKERS.iter().any(|m| phrase.starts_with(m))))
+        {
             return offset;
         }
         if offset > 0
@@ -573,13 +595,11 @@ pub fn angle_blocks(text: &str) -> Vec<Block> {
             open = false;
             continue;
         }
-        if open {
-            if let Some(last) = out.last_mut() {
-                if !last.text.is_empty() {
-                    last.text.push('\n');
-                }
-                last.text.push_str(t);
+        if open && let Some(last) = out.last_mut() {
+            if !last.text.is_empty() {
+                last.text.push('\n');
             }
+            last.text.push_str(t);
         }
     }
     out
@@ -609,10 +629,10 @@ pub fn first_code_line(text: &str) -> Option<&str> {
 
 /// Fills `remote_mta` from a "host X said:" sentence in the diagnostic, when there is one.
 pub fn set_remote_from_diagnostic(r: &mut RecipientReport) {
-    if r.remote_mta.is_none() {
-        if let Some(h) = r.diagnostic.as_deref().and_then(host_said) {
-            r.remote_mta = Some(h.host);
-        }
+    if r.remote_mta.is_none()
+        && let Some(h) = r.diagnostic.as_deref().and_then(host_said)
+    {
+        r.remote_mta = Some(h.host);
     }
 }
 

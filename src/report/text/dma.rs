@@ -31,11 +31,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .get(t.to_ascii_lowercase().find("mail to").unwrap_or(0)..)
                 .unwrap_or(t);
             current = common::first_address(after).map(|a| (a, String::new()));
-        } else if let Some((_, words)) = current.as_mut() {
-            if !t.is_empty() {
-                words.push_str(t);
-                words.push('\n');
-            }
+        } else if let Some((_, words)) = current.as_mut()
+            && !t.is_empty()
+        {
+            words.push_str(t);
+            words.push('\n');
         }
     }
     if let Some((a, w)) = current.take() {

@@ -120,11 +120,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             open = false;
         }
     }
-    if blocks.is_empty() {
-        if let Some(list) = input.header("X-Failed-Recipients") {
-            for f in common::find_addresses(list) {
-                blocks.push((f.address, String::new()));
-            }
+    if blocks.is_empty()
+        && let Some(list) = input.header("X-Failed-Recipients")
+    {
+        for f in common::find_addresses(list) {
+            blocks.push((f.address, String::new()));
         }
     }
     for (address, words) in blocks {

@@ -61,11 +61,10 @@ fn addresses_of(list: Option<&Address>) -> Vec<String> {
     .unwrap_or_default()
 }
 
-/// Addresses that are never the failed recipient: the bounce's own From and To (the original sender)
-/// and the returned original's From.
+/// Addresses that are never the failed recipient: the bounce's own From and the returned original's
+/// From and Return-Path.
 fn skipped(input: &Input) -> Vec<String> {
     let mut out = addresses_of(input.message.from());
-    out.extend(addresses_of(input.message.to()));
     if let Some(original) = attached_original(input.message) {
         out.extend(addresses_of(original.from()));
         out.extend(
@@ -82,6 +81,15 @@ fn skipped(input: &Input) -> Vec<String> {
         *a = a.to_ascii_lowercase();
     }
     out
+}
+
+/// Addresses that are the failed recipient only when the report names nobody else: the bounce's
+/// `To` (usually the original sender, sometimes the only address the report has).
+fn weakly_skipped(input: &Input) -> Vec<String> {
+    addresses_of(input.message.to())
+        .into_iter()
+        .map(|a| a.to_ascii_lowercase())
+        .collect()
 }
 
 /// The first attached message (`message/rfc822`) of the bounce, if any.
@@ -107,7 +115,22 @@ fn original_header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
+/// Words that mark a line as help text (whom to contact), not a failure.
+const HELP_WORDS: &[&str] = &[
+    "contact",
+    "assistance",
+    "please send",
+    "send mail to",
+    "write to",
+    "mailing list",
+    "generated from",
+    "expanded from",
+];
+
 fn line_is_skipped(line: &str) -> bool {
+    if HELP_WORDS.iter().any(|w| contains_ci(line, w)) {
+        return true;
+    }
     let t =
         line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '*');
     let low: String = t.chars().take(24).flat_map(char::to_lowercase).collect();
@@ -131,13 +154,16 @@ fn is_sender_context(line: &str, start: usize) -> bool {
 struct Mention {
     address: String,
     line: usize,
+    start_in_line: usize,
     end_in_line: usize,
+    weak: bool,
 }
 
 /// Reads a report of unknown shape: one recipient per distinct address the explanation names.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
     let explanation = common::cut_original(input.body);
     let skip = skipped(input);
+    let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
     let mut mentions: Vec<Mention> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -146,16 +172,18 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         }
         for found in common::find_addresses(line) {
             let lower = found.address.to_ascii_lowercase();
-            if common::is_system_address(&lower)
-                || skip.contains(&lower)
+            if skip.contains(&lower)
                 || is_sender_context(line, found.start)
+                || lower.starts_with("mailer-daemon@")
             {
                 continue;
             }
             mentions.push(Mention {
                 address: found.address,
                 line: i,
+                start_in_line: found.start,
                 end_in_line: found.end,
+                weak: common::is_system_address(&lower) || weak.contains(&lower),
             });
         }
     }
@@ -164,10 +192,12 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     } else {
         "failed"
     };
+    if mentions.iter().any(|m| !m.weak) {
+        mentions.retain(|m| !m.weak);
+    }
     let mut out: Vec<RecipientReport> = Vec::new();
-    let mention_lines: Vec<usize> = mentions.iter().map(|m| m.line).collect();
     for m in &mentions {
-        let diagnostic = diagnostic_after(&lines, m, &mention_lines);
+        let diagnostic = diagnostic_after(&lines, m, &mentions);
         let existing = out.iter_mut().find(|r| {
             r.recipient
                 .as_deref()
@@ -206,82 +236,109 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             }
         }
     }
-    if out.len() == 1 {
-        if let Some(r) = out.first_mut() {
-            if r.diagnostic.as_deref().is_none_or(|d| !has_code(d)) {
-                let fallback = fallback_diagnostic(explanation);
-                if has_code(&fallback) || r.diagnostic.is_none() {
-                    let command = common::command_of(&fallback).map(str::to_string);
-                    r.diagnostic = (!fallback.is_empty()).then_some(fallback);
-                    r.command = command.or(r.command.take());
-                }
-            }
+    if out.len() == 1
+        && let Some(r) = out.first_mut()
+        && r.diagnostic.as_deref().is_none_or(|d| !has_code(d))
+    {
+        let fallback = fallback_diagnostic(explanation);
+        if has_code(&fallback) || r.diagnostic.is_none() {
+            let command = common::command_of(&fallback).map(str::to_string);
+            r.diagnostic = (!fallback.is_empty()).then_some(fallback);
+            r.command = command.or(r.command.take());
         }
     }
     for r in &mut out {
-        if let Some(d) = r.diagnostic.as_deref() {
-            if let Some(h) = common::host_said(d) {
-                r.remote_mta = Some(h.host);
-            }
+        if let Some(d) = r.diagnostic.as_deref()
+            && let Some(h) = common::host_said(d)
+        {
+            r.remote_mta = Some(h.host);
         }
     }
     out
 }
 
-/// The words about one mention: the rest of its line, then the following lines of its paragraph
-/// (or the next paragraph when its own says nothing), up to the next mentioned address.
-fn diagnostic_after(lines: &[&str], m: &Mention, mention_lines: &[usize]) -> String {
+/// The words about one mention: the line holding it (from its start when the address sits inside a
+/// sentence, else from after the address), then the following lines up to the next line naming
+/// another address; blank lines end it once it says something (a code, or more than a few words
+/// not ending in a colon).
+fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String {
     let line = lines.get(m.line).copied().unwrap_or("");
+    let before = line.get(..m.start_in_line).unwrap_or("");
+    let before_words = before
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count();
     let rest = line
         .get(m.end_in_line..)
         .unwrap_or("")
         .trim_start_matches(|c: char| {
             c == '>' || c == ':' || c == '.' || c == ',' || c.is_whitespace()
         });
-    let mut text = String::from(rest);
-    let next_mention = mention_lines
+    let mut text = if before_words >= 2 {
+        line.trim().to_string()
+    } else {
+        rest.to_string()
+    };
+    let next_other = mentions
         .iter()
-        .copied()
-        .find(|&l| l > m.line)
+        .filter(|o| o.line > m.line && !o.address.eq_ignore_ascii_case(&m.address))
+        .map(|o| o.line)
+        .min()
         .unwrap_or(usize::MAX);
-    let mut i = m.line + 1;
-    let mut paragraphs = 0;
-    while i < lines.len() && i < next_mention {
-        let l = lines.get(i).copied().unwrap_or("").trim();
-        if l.is_empty() {
-            if has_code(&text) || text.split_whitespace().count() > 3 {
-                break;
-            }
-            paragraphs += 1;
-            if paragraphs > 1 {
-                break;
-            }
-        } else {
-            if l.starts_with("---") || l.starts_with("===") {
-                break;
-            }
-            text.push(' ');
-            text.push_str(l);
+    let says_enough =
+        |t: &str| has_code(t) || (t.split_whitespace().count() > 3 && !t.trim_end().ends_with(':'));
+    let mut breaks = 0;
+    for (i, l) in lines.iter().enumerate().skip(m.line + 1) {
+        if i >= next_other {
+            break;
         }
-        i += 1;
+        let l = l.trim();
+        if l.is_empty() {
+            if says_enough(&text) {
+                break;
+            }
+            breaks += 1;
+            if breaks > 3 {
+                break;
+            }
+            continue;
+        }
+        if l.chars()
+            .all(|c| c == '-' || c == '=' || c == '*' || c == '_')
+        {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(l.trim_start_matches(['-', '=', '*']));
     }
-    if !has_code(&text) && text.split_whitespace().count() <= 3 {
-        // The address stood alone: the words before it on its paragraph are the explanation.
+    if !says_enough(&text) && before_words < 2 {
+        // The address stood alone: the paragraph before it is the explanation.
         let mut j = m.line;
-        let mut before = String::new();
+        let mut above: Vec<&str> = Vec::new();
         while j > 0 {
             let l = lines.get(j - 1).copied().unwrap_or("").trim();
             if l.is_empty() {
+                if above.is_empty() {
+                    j -= 1;
+                    continue;
+                }
                 break;
             }
-            before = format!("{l} {before}");
+            if mentions.iter().any(|o| o.line == j - 1) {
+                break;
+            }
+            above.push(l);
             j -= 1;
         }
-        let own = line.get(..m.end_in_line.min(line.len())).unwrap_or("");
-        let own = own
-            .get(..own.rfind(|c: char| c.is_whitespace()).unwrap_or(0))
-            .unwrap_or("");
-        text = format!("{before}{own} {text}");
+        above.reverse();
+        let mut joined = above.join(" ");
+        if !text.is_empty() {
+            joined.push(' ');
+            joined.push_str(&text);
+        }
+        text = joined;
     }
     unfold(&text)
 }

@@ -129,11 +129,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                     }
                 } else if t.starts_with('(') {
                     // "(expanded from: <...>)" and other remarks.
-                } else if !line.starts_with([' ', '\t']) {
-                    if let Some(a) = common::first_address(t) {
-                        entry(&mut entries, &a);
-                        last_listed = Some(a);
-                    }
+                } else if !line.starts_with([' ', '\t'])
+                    && let Some(a) = common::first_address(t)
+                {
+                    entry(&mut entries, &a);
+                    last_listed = Some(a);
                 }
             }
             Section::Transcript => {
@@ -154,13 +154,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                         reply.push(' ');
                     }
                     reply.push_str(r);
-                    if let Some(a) = sent_rcpt.clone() {
-                        if matches!(r.as_bytes().first(), Some(b'4') | Some(b'5')) {
-                            let e = entry(&mut entries, &a);
-                            e.reply = reply.clone();
-                            e.command = command;
-                            e.remote = host.clone();
-                        }
+                    if let Some(a) = sent_rcpt.clone()
+                        && matches!(r.as_bytes().first(), Some(b'4') | Some(b'5'))
+                    {
+                        let e = entry(&mut entries, &a);
+                        e.reply = reply.clone();
+                        e.command = command;
+                        e.remote = host.clone();
                     }
                 } else if t
                     .as_bytes()
