@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::Input;
 use crate::report::RecipientReport;
 
 /// An address found in text: its byte span in the text and the normalised address.
@@ -300,6 +301,15 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
             r"(?i)did not like our (?:final )?(RCPT|MAIL|DATA|HELO|EHLO)",
             None,
         ),
+        (
+            r"(?i)refused to accept your message \((RCPT|MAIL|DATA)",
+            None,
+        ),
+        (
+            r"(?i)error following (RCPT|MAIL|DATA|HELO|EHLO) command",
+            None,
+        ),
+        (r"(?i)\bSMTP:(RCPT|MAIL|DATA|HELO|EHLO)\b", None),
         (r"(?i)most progress was (RCPT|MAIL|DATA)", None),
         (r"(?i)\bbut sender was rejected", Some("MAIL")),
         (r"(?i)\bbut my name was rejected", Some("HELO")),
@@ -634,6 +644,48 @@ pub fn set_remote_from_diagnostic(r: &mut RecipientReport) {
     {
         r.remote_mta = Some(h.host);
     }
+}
+
+/// The lines after the first line containing `start` (case-insensitive), up to the first blank line
+/// after some content or the first line satisfying `stop`, trimmed and
+/// joined by newlines.
+pub fn section_after(text: &str, start: &str, stop: impl Fn(&str) -> bool) -> Option<String> {
+    let mut lines = text.lines();
+    lines.by_ref().find(|l| contains_ci(l, start))?;
+    let mut out = String::new();
+    for l in lines {
+        let t = l.trim();
+        if stop(t) {
+            break;
+        }
+        if t.is_empty() {
+            if out.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(t);
+    }
+    Some(out)
+}
+
+/// The readable text of the report, or, when the parser found none (a malformed MIME structure),
+/// the raw body after the header block, so a reader still sees the words.
+pub fn text_or_raw<'a>(input: &Input<'a>) -> std::borrow::Cow<'a, str> {
+    if !input.body.trim().is_empty() {
+        return std::borrow::Cow::Borrowed(input.body);
+    }
+    let raw = input.message.raw_message();
+    let start = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(raw.len(), |i| i + 2);
+    let body = raw.get(start..).unwrap_or_default();
+    let text = String::from_utf8_lossy(body);
+    std::borrow::Cow::Owned(text.replace("\r\n", "\n"))
 }
 
 /// Whether the bounce comes from a mailer daemon or postmaster (by its `From`).

@@ -268,13 +268,15 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         .split_whitespace()
         .filter(|w| w.chars().any(char::is_alphanumeric))
         .count();
-    let rest = line
-        .get(m.end_in_line..)
-        .unwrap_or("")
-        .trim_start_matches(|c: char| {
-            c == '>' || c == ':' || c == '.' || c == ',' || c.is_whitespace()
-        });
-    let mut text = if before_words >= 2 {
+    let raw_rest = line.get(m.end_in_line..).unwrap_or("");
+    let ends_sentence = raw_rest
+        .trim_start_matches('>')
+        .trim_start()
+        .starts_with(':');
+    let rest = raw_rest.trim_start_matches(|c: char| {
+        c == '>' || c == ':' || c == '.' || c == ',' || c.is_whitespace()
+    });
+    let mut text = if before_words >= 2 && !ends_sentence {
         line.trim().to_string()
     } else {
         rest.to_string()

@@ -4,14 +4,29 @@
 //! the format is its own; `read` extracts every failed recipient with its diagnostic. [`read`] tries the
 //! families in [`FAMILIES`] order and falls back to the general reader.
 
+mod activehunter;
 pub mod common;
+mod courier;
 mod dma;
 mod exim;
+mod fml;
 pub mod generic;
+mod imail;
+mod james;
+mod mailfoundry;
+mod mailmarshal;
+mod messagingserver;
+mod mfilter;
+mod notes;
 mod opensmtpd;
 mod postfix;
 mod qmail;
 mod sendmail;
+mod surfcontrol;
+mod x1;
+mod x2;
+mod x3;
+mod x6;
 
 use mail_parser::Message;
 
@@ -56,10 +71,26 @@ pub struct Family {
 pub const FAMILIES: &[Family] = &[
     postfix::POSTFIX,
     exim::EXIM,
+    x2::X2,
     qmail::QMAIL,
+    activehunter::ACTIVEHUNTER,
     sendmail::SENDMAIL,
+    courier::COURIER,
     opensmtpd::OPENSMTPD,
     dma::DMA,
+    messagingserver::MESSAGINGSERVER,
+    notes::NOTES,
+    notes::DOMINO,
+    imail::IMAIL,
+    james::JAMES,
+    fml::FML,
+    mfilter::MFILTER,
+    mailfoundry::MAILFOUNDRY,
+    mailmarshal::MAILMARSHAL,
+    surfcontrol::SURFCONTROL,
+    x1::X1,
+    x3::X3,
+    x6::X6,
 ];
 
 /// Reads a free-text report: the first family that detects the format and finds recipients wins,

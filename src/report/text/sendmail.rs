@@ -82,7 +82,7 @@ fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
     &mut entries[i.min(len - 1)]
 }
 
-fn read(input: &Input) -> Vec<RecipientReport> {
+pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let body = dequoted(input.body);
     let text = common::cut_original(&body);
     let skip = input.from.to_ascii_lowercase();
