@@ -16,12 +16,10 @@ pub const EXIM: Family = Family {
 fn detect(input: &Input) -> bool {
     let s = input.subject;
     let b = input.body;
-    input.header("X-Failed-Recipients").is_some()
-        || contains_ci(
-            b,
-            "This message was created automatically by mail delivery software",
-        )
-        || contains_ci(b, "------ This is a copy of the message")
+    contains_ci(
+        b,
+        "This message was created automatically by mail delivery software",
+    ) || contains_ci(b, "------ This is a copy of the message")
         || contains_ci(b, "------ This is a copy of your message")
         || (common::from_daemon(input.from)
             && (s.starts_with("Mail delivery failed")
@@ -31,14 +29,14 @@ fn detect(input: &Input) -> bool {
 
 /// Fixed Exim phrases that name the reason exactly.
 const HINTS: &[(&str, &str)] = &[
+    ("Mailbox quota exceeded", "mailboxfull"),
+    ("mailbox is full", "mailboxfull"),
     ("retry timeout exceeded", "expired"),
     (
         "retry time not reached for any host after a long failure period",
         "expired",
     ),
     ("all hosts have been failing for a long time", "expired"),
-    ("Mailbox quota exceeded", "mailboxfull"),
-    ("mailbox is full", "mailboxfull"),
     ("Unrouteable address", "hostunknown"),
     (
         "all relevant MX records point to non-existent hosts",
@@ -58,6 +56,18 @@ fn is_intro_line(line: &str) -> bool {
         || l.contains("could not be delivered to one or more")
         || l.ends_with("incorrectly constructed:")
         || l.ends_with("been delayed:")
+}
+
+/// The `X-Failed-Recipients` address for a recipient line without a domain: the one whose local part
+/// is the line's first word, else the one at the same position.
+fn failed_header_address(input: &Input, line: &str, index: usize) -> Option<String> {
+    let list = common::find_addresses(input.header("X-Failed-Recipients")?);
+    let word = line.split_whitespace().next().unwrap_or("");
+    let by_name = list
+        .iter()
+        .find(|f| f.address.split('@').next() == Some(word))
+        .map(|f| f.address.clone());
+    by_name.or_else(|| list.get(index).map(|f| f.address.clone()))
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
@@ -96,6 +106,14 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 }
                 let rest = rest.trim_start_matches(':').trim();
                 blocks.push((first.address.clone(), rest.to_string()));
+                open = true;
+                continue;
+            }
+            // A local recipient without a domain ("  user", "  pipe to |...", "  save to ..."): the
+            // X-Failed-Recipients header names it in full.
+            let index = blocks.len();
+            if let Some(address) = failed_header_address(input, t, index) {
+                blocks.push((address, String::new()));
                 open = true;
                 continue;
             }

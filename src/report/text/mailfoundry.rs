@@ -32,9 +32,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .split_whitespace()
                 .next()
                 .and_then(|h| h.split('[').next())
-                && host.contains('.') && said.contains("[") {
-                    r.remote_mta = Some(host.to_ascii_lowercase());
-                }
+                && host.contains('.')
+                && said.contains("[")
+            {
+                r.remote_mta = Some(host.to_ascii_lowercase());
+            }
             out.push(r);
         }
     }
