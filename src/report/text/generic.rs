@@ -287,8 +287,11 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         .map(|o| o.line)
         .min()
         .unwrap_or(usize::MAX);
-    let says_enough =
-        |t: &str| has_code(t) || (t.split_whitespace().count() > 3 && !t.trim_end().ends_with(':'));
+    let says_enough = |t: &str| {
+        let wordy =
+            t.split_whitespace().count() > 3 || t.chars().filter(|c| !c.is_ascii()).count() > 8;
+        has_code(t) || (wordy && !t.trim_end().ends_with(':'))
+    };
     let mut breaks = 0;
     for (i, l) in lines.iter().enumerate().skip(m.line + 1) {
         if i >= next_other {
