@@ -351,7 +351,9 @@ pub fn command_of(text: &str) -> Option<&'static str> {
     None
 }
 
-fn command_word(word: &str) -> Option<&'static str> {
+/// The command name (`RCPT`, `MAIL`, `DATA`, `HELO`, `EHLO`, `STARTTLS`) for a command word as
+/// written (`RCPT TO:<...>`, `end of data`, `.`).
+pub fn command_word(word: &str) -> Option<&'static str> {
     let w = word.trim().to_ascii_uppercase();
     let w = w.as_str();
     Some(match w {

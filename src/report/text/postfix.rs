@@ -14,7 +14,8 @@ pub const POSTFIX: Family = Family {
 
 fn detect(input: &Input) -> bool {
     let s = input.subject;
-    s.starts_with("Undelivered Mail Returned to Sender")
+    s.starts_with("Postfix SMTP server: errors from")
+        || s.starts_with("Undelivered Mail Returned to Sender")
         || s.starts_with("Delayed Mail (still being retried)")
         || s.starts_with("Undeliverable mail returned")
         || contains_ci(input.body, "This is the mail system at host")
@@ -23,6 +24,12 @@ fn detect(input: &Input) -> bool {
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let text = common::cut_original(input.body);
+    if input
+        .subject
+        .starts_with("Postfix SMTP server: errors from")
+    {
+        return read_session(text);
+    }
     let action = if input.subject.starts_with("Delayed Mail")
         || common::is_delay_notice(input.subject, text)
     {
@@ -43,6 +50,47 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         out.push(r);
     }
     out
+}
+
+/// The notice Postfix's SMTP server sends the postmaster: an `In:` / `Out:` transcript of the
+/// session; the recipients are those of `RCPT TO`, the diagnostic is the last failing reply.
+fn read_session(text: &str) -> Vec<RecipientReport> {
+    let mut recipients: Vec<String> = Vec::new();
+    let mut command: Option<&'static str> = None;
+    let mut failure: Option<(String, Option<&'static str>)> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(sent) = t.strip_prefix("In:") {
+            let sent = sent.trim();
+            command = common::command_word(sent.split_whitespace().next().unwrap_or(""));
+            if command == Some("RCPT")
+                && let Some(a) = common::first_address(sent)
+                    && !recipients.contains(&a) {
+                        recipients.push(a);
+                    }
+        } else if let Some(reply) = t.strip_prefix("Out:") {
+            let reply = reply.trim();
+            if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
+                failure = Some((reply.to_string(), command));
+            }
+        }
+    }
+    let Some((reply, command)) = failure else {
+        return Vec::new();
+    };
+    let action = if reply.starts_with('4') {
+        "delayed"
+    } else {
+        "failed"
+    };
+    recipients
+        .into_iter()
+        .map(|a| {
+            let mut r = common::recipient(a, action, &reply);
+            r.command = command.map(str::to_string);
+            r
+        })
+        .collect()
 }
 
 fn hint(text: &str) -> Option<&'static str> {
@@ -90,6 +138,28 @@ I'm sorry to have to inform you that your message could not\nbe delivered to one
             assert_eq!(r[2].diagnostic.as_deref(), Some("unknown user: \"carol\""));
             assert_eq!(r[2].reason_hint, Some("userunknown"));
             assert_eq!(r[2].command, None);
+        });
+    }
+
+    const SESSION: &str = "From: MAILER-DAEMON@mx.example.org\nTo: postmaster@example.org\n\
+Subject: Postfix SMTP server: errors from client.example.com[192.0.2.4]\n\n\
+Transcript of session follows.\n\n Out: 220 mx.example.org ESMTP\n In:  EHLO client.example.com\n Out: 250 mx.example.org\n\
+ In:  MAIL FROM:<sender@example.com>\n Out: 250 2.1.0 Ok\n In:  RCPT TO:<una@example.org>\n Out: 250 2.1.5 Ok\n\
+ In:  DATA\n Out: 354 End data with <CR><LF>.<CR><LF>\n Out: 451 4.3.0 Error: queue file write error\n In:  QUIT\n Out: 221 Bye\n";
+
+    #[test]
+    fn reads_server_session_notice() {
+        input_from(SESSION, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("una@example.org"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("451 4.3.0 Error: queue file write error")
+            );
+            assert_eq!(r[0].command.as_deref(), Some("DATA"));
+            assert_eq!(r[0].action.as_deref(), Some("delayed"));
         });
     }
 

@@ -100,6 +100,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let mut command: Option<&'static str> = None;
     let mut sent_rcpt: Option<String> = None;
     let mut reply = String::new();
+    let mut last_failure: Option<(String, Option<&'static str>, Option<String>)> = None;
     for line in text.lines() {
         let t = line.trim();
         let low = t.to_ascii_lowercase();
@@ -154,6 +155,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                         reply.push(' ');
                     }
                     reply.push_str(r);
+                    if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
+                        last_failure = Some((reply.clone(), command, host.clone()));
+                    }
                     if let Some(a) = sent_rcpt.clone()
                         && matches!(r.as_bytes().first(), Some(b'4') | Some(b'5'))
                     {
@@ -186,6 +190,16 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                         e.remote = host.clone();
                     }
                 }
+            }
+        }
+    }
+    if let Some((reply, command, host)) = last_failure {
+        // A failure of MAIL, DATA or the connection applies to every recipient without its own.
+        for e in entries.iter_mut().filter(|e| e.reply.is_empty()) {
+            e.reply = reply.clone();
+            e.command = command;
+            if e.remote.is_none() {
+                e.remote = host.clone();
             }
         }
     }
