@@ -1,7 +1,7 @@
 //! ActiveHunter's report: Sendmail's layout ("The following addresses had permanent fatal errors",
 //! a transcript) under a "FAILURE NOTICE :" subject.
 
-use super::common::contains_ci;
+use super::common::{self, contains_ci};
 use super::{Family, Input};
 
 /// The ActiveHunter reader (Sendmail's layout).
@@ -15,7 +15,7 @@ fn detect(input: &Input) -> bool {
     input.header("X-AHMAILID").is_some()
         || (input.subject.starts_with("FAILURE NOTICE :")
             && contains_ci(
-                input.body,
+                common::head(input.body),
                 "----- The following addresses had permanent fatal errors -----",
             ))
 }

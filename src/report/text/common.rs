@@ -210,23 +210,20 @@ fn original_offset(body: &str) -> usize {
     let mut previous_blank = true;
     for line in body.split_inclusive('\n') {
         let trimmed = line.trim();
-        let lower_start: String = trimmed
-            .chars()
-            .take(64)
-            .flat_map(char::to_lowercase)
-            .collect();
-        let lower = lower_start.trim_start_matches(['>', ' ']);
+        let lower = trimmed.trim_start_matches(['>', ' ']);
         let phrase = lower.trim_start_matches(['-', '=', '|', '*', '>', ' ', '_']);
         let decorated = phrase.len() < lower.len();
         if offset > 0
-            && (ORIGINAL_MARKERS.iter().any(|m| phrase.starts_with(m))
-                || (decorated && DECORATED_MARKERS.iter().any(|m| phrase.starts_with(m))))
+            && (ORIGINAL_MARKERS.iter().any(|m| starts_with_ci(phrase, m))
+                || (decorated && DECORATED_MARKERS.iter().any(|m| starts_with_ci(phrase, m))))
         {
             return offset;
         }
         if offset > 0
             && previous_blank
-            && ORIGINAL_HEADER_STARTS.iter().any(|h| lower.starts_with(h))
+            && ORIGINAL_HEADER_STARTS
+                .iter()
+                .any(|h| starts_with_ci(lower, h))
         {
             return offset;
         }
@@ -331,10 +328,19 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
         .collect()
 });
 
+static COMMAND_SET: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+    regex::RegexSet::new(COMMAND_PATTERNS.iter().map(|(r, _)| r.as_str()))
+        .unwrap_or_else(|_| regex::RegexSet::empty())
+});
+
 /// The SMTP command a failure answered, when the text says (`RCPT`, `MAIL`, `DATA`, `HELO`,
 /// `EHLO`, `CONN` for the connection or greeting).
 pub fn command_of(text: &str) -> Option<&'static str> {
-    for (re, fixed) in COMMAND_PATTERNS.iter() {
+    let matched = COMMAND_SET.matches(text);
+    for (i, (re, fixed)) in COMMAND_PATTERNS.iter().enumerate() {
+        if !matched.matched(i) {
+            continue;
+        }
         let Some(caps) = re.captures(text) else {
             continue;
         };
@@ -452,16 +458,54 @@ pub fn recipient(address: String, action: &str, diagnostic: &str) -> RecipientRe
     }
 }
 
-/// Lower-cases ASCII letters of a short prefix of `s` for cheap marker checks.
+/// Whether `haystack` contains `needle`, ASCII case-insensitively.
 pub fn contains_ci(haystack: &str, needle: &str) -> bool {
-    let n = needle.len();
-    if n == 0 {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let Some((&first, rest)) = n.split_first() else {
         return true;
+    };
+    if h.len() < n.len() {
+        return false;
     }
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let last_start = h.len() - n.len();
+    let mut i = 0;
+    while i <= last_start {
+        match h
+            .get(i..=last_start)
+            .and_then(|w| w.iter().position(|&b| b == lo || b == up))
+        {
+            None => return false,
+            Some(p) => {
+                let at = i + p;
+                if h.get(at + 1..at + n.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+                {
+                    return true;
+                }
+                i = at + 1;
+            }
+        }
+    }
+    false
+}
+
+/// The first 16 KiB of a report's text (cut at a character boundary): where family markers are
+/// looked for, so detection stays cheap on long messages.
+pub fn head(text: &str) -> &str {
+    let mut end = text.len().min(16 * 1024);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or(text)
+}
+
+/// Whether `haystack` starts with `needle`, ASCII case-insensitively.
+pub fn starts_with_ci(haystack: &str, needle: &str) -> bool {
     haystack
         .as_bytes()
-        .windows(n)
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        .get(..needle.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Whether the text says the failure is temporary (a warning or deferral, not a final failure).

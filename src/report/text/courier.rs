@@ -14,13 +14,13 @@ pub const COURIER: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(input.body, "running the Courier mail server")
+    contains_ci(common::head(input.body), "running the Courier mail server")
         || contains_ci(
-            input.body,
+            common::head(input.body),
             "Your message to the following recipients cannot be delivered:",
         )
         || contains_ci(
-            input.body,
+            common::head(input.body),
             "Your message to the following recipients has been delayed",
         )
 }

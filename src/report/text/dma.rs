@@ -13,8 +13,11 @@ pub const DMA: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(input.body, "This is the DragonFly Mail Agent")
-        || contains_ci(input.body, "There was an error delivering your mail to")
+    contains_ci(common::head(input.body), "This is the DragonFly Mail Agent")
+        || contains_ci(
+            common::head(input.body),
+            "There was an error delivering your mail to",
+        )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

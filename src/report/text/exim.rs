@@ -15,7 +15,7 @@ pub const EXIM: Family = Family {
 
 fn detect(input: &Input) -> bool {
     let s = input.subject;
-    let b = input.body;
+    let b = common::head(input.body);
     contains_ci(
         b,
         "This message was created automatically by mail delivery software",

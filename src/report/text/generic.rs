@@ -133,22 +133,16 @@ fn line_is_skipped(line: &str) -> bool {
     }
     let t =
         line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '*');
-    let low: String = t.chars().take(24).flat_map(char::to_lowercase).collect();
-    SKIP_LINE_PREFIXES.iter().any(|p| low.starts_with(p))
+    SKIP_LINE_PREFIXES
+        .iter()
+        .any(|p| common::starts_with_ci(t, p))
 }
 
 fn is_sender_context(line: &str, start: usize) -> bool {
     let before = line.get(..start).unwrap_or("");
-    let tail: String = before
-        .chars()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .flat_map(char::to_lowercase)
-        .collect();
-    SENDER_WORDS.iter().any(|w| tail.contains(w))
+    let from = before.char_indices().rev().nth(19).map_or(0, |(i, _)| i);
+    let tail = before.get(from..).unwrap_or(before);
+    SENDER_WORDS.iter().any(|w| contains_ci(tail, w))
 }
 
 struct Mention {

@@ -30,8 +30,10 @@ fn detect(input: &Input) -> bool {
         .header("X-Mailer")
         .is_some_and(|m| m.starts_with("<SMTP32 v"))
         || (input.subject.starts_with("Undeliverable Mail")
-            && contains_ci(input.body, "Original message follows.")
-            && PHRASES.iter().any(|(p, _)| contains_ci(input.body, p)))
+            && contains_ci(common::head(input.body), "Original message follows.")
+            && PHRASES
+                .iter()
+                .any(|(p, _)| contains_ci(common::head(input.body), p)))
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

@@ -13,8 +13,11 @@ pub const MAILFOUNDRY: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(input.body, "Unable to deliver message to:")
-        && contains_ci(input.body, "Delivery failed for the following reason:")
+    contains_ci(common::head(input.body), "Unable to deliver message to:")
+        && contains_ci(
+            common::head(input.body),
+            "Delivery failed for the following reason:",
+        )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

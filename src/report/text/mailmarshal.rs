@@ -13,8 +13,13 @@ pub const MAILMARSHAL: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(input.body, "Could not be delivered because of")
-        && contains_ci(input.body, "The following recipients were affected")
+    contains_ci(
+        common::head(input.body),
+        "Could not be delivered because of",
+    ) && contains_ci(
+        common::head(input.body),
+        "The following recipients were affected",
+    )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

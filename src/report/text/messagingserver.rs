@@ -14,7 +14,7 @@ pub const MESSAGINGSERVER: Family = Family {
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        input.body,
+        common::head(input.body),
         "This report relates to a message you sent with the following header fields",
     ) || input
         .message

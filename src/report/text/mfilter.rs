@@ -13,7 +13,8 @@ pub const MFILTER: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(input.body, "-------server message") || contains_ci(input.body, "m-FILTER")
+    contains_ci(common::head(input.body), "-------server message")
+        || contains_ci(common::head(input.body), "m-FILTER")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

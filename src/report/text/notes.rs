@@ -21,7 +21,7 @@ pub const DOMINO: Family = Family {
 };
 
 fn detect_notes(input: &Input) -> bool {
-    input.body.contains("------- Failure Reasons")
+    common::head(input.body).contains("------- Failure Reasons")
 }
 
 fn hint(text: &str) -> Option<&'static str> {
@@ -70,7 +70,8 @@ fn read_notes(input: &Input) -> Vec<RecipientReport> {
 
 fn detect_domino(input: &Input) -> bool {
     input.subject.starts_with("DELIVERY FAILURE:")
-        || (contains_ci(input.body, "was not delivered to:") && contains_ci(input.body, "because:"))
+        || (contains_ci(common::head(input.body), "was not delivered to:")
+            && contains_ci(common::head(input.body), "because:"))
 }
 
 fn read_domino(input: &Input) -> Vec<RecipientReport> {

@@ -13,7 +13,7 @@ pub const OPENSMTPD: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    let b = input.body;
+    let b = common::head(input.body);
     input.subject.starts_with("Delivery status notification")
         && (contains_ci(b, "This is the MAILER-DAEMON, please DO NOT REPLY")
             || contains_ci(b, "following list of recipients"))

@@ -18,8 +18,11 @@ fn detect(input: &Input) -> bool {
         || s.starts_with("Undelivered Mail Returned to Sender")
         || s.starts_with("Delayed Mail (still being retried)")
         || s.starts_with("Undeliverable mail returned")
-        || contains_ci(input.body, "This is the mail system at host")
-        || contains_ci(input.body, "This is the Postfix program at host")
+        || contains_ci(common::head(input.body), "This is the mail system at host")
+        || contains_ci(
+            common::head(input.body),
+            "This is the Postfix program at host",
+        )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
@@ -65,9 +68,10 @@ fn read_session(text: &str) -> Vec<RecipientReport> {
             command = common::command_word(sent.split_whitespace().next().unwrap_or(""));
             if command == Some("RCPT")
                 && let Some(a) = common::first_address(sent)
-                    && !recipients.contains(&a) {
-                        recipients.push(a);
-                    }
+                && !recipients.contains(&a)
+            {
+                recipients.push(a);
+            }
         } else if let Some(reply) = t.strip_prefix("Out:") {
             let reply = reply.trim();
             if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
@@ -78,11 +82,8 @@ fn read_session(text: &str) -> Vec<RecipientReport> {
     let Some((reply, command)) = failure else {
         return Vec::new();
     };
-    let action = if reply.starts_with('4') {
-        "delayed"
-    } else {
-        "failed"
-    };
+    // The client was refused (even a 4xx refusal ends this session): not a delay warning.
+    let action = "failed";
     recipients
         .into_iter()
         .map(|a| {
@@ -159,7 +160,7 @@ Transcript of session follows.\n\n Out: 220 mx.example.org ESMTP\n In:  EHLO cli
                 Some("451 4.3.0 Error: queue file write error")
             );
             assert_eq!(r[0].command.as_deref(), Some("DATA"));
-            assert_eq!(r[0].action.as_deref(), Some("delayed"));
+            assert_eq!(r[0].action.as_deref(), Some("failed"));
         });
     }
 

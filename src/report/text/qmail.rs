@@ -13,7 +13,7 @@ pub const QMAIL: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    let b = input.body;
+    let b = common::head(input.body);
     contains_ci(b, "This is the qmail-send program")
         || contains_ci(b, "I'm afraid I wasn't able to deliver your message")
         || contains_ci(b, "--- Below this line is a copy of the message")

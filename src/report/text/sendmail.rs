@@ -17,7 +17,7 @@ pub const SENDMAIL: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    let b = input.body;
+    let b = common::head(input.body);
     contains_ci(b, "----- Transcript of session follows -----")
         || contains_ci(
             b,

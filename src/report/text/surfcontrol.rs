@@ -15,7 +15,7 @@ pub const SURFCONTROL: Family = Family {
 fn detect(input: &Input) -> bool {
     input.header("X-SEF-Processed").is_some()
         || contains_ci(
-            input.body,
+            common::head(input.body),
             "A transcript of the attempts to send the message follows",
         )
 }

@@ -13,7 +13,10 @@ pub const X1: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(input.body, "The following addresses had delivery errors")
+    contains_ci(
+        common::head(input.body),
+        "The following addresses had delivery errors",
+    )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

@@ -14,7 +14,7 @@ pub const X2: Family = Family {
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        input.body,
+        common::head(input.body),
         "Unable to deliver message to the following address(es).",
     )
 }

@@ -15,9 +15,12 @@ pub const X3: Family = Family {
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        input.body,
+        common::head(input.body),
         "This is an automatically generated Delivery Status Notification",
-    ) && contains_ci(input.body, "Delivery to the following recipients")
+    ) && contains_ci(
+        common::head(input.body),
+        "Delivery to the following recipients",
+    )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {

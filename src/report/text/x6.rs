@@ -16,7 +16,7 @@ pub const X6: Family = Family {
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        input.body,
+        common::head(input.body),
         "We had trouble delivering your message. Full details follow:",
     )
 }
