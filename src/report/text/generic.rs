@@ -294,6 +294,22 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         let l = l.trim();
         if l.is_empty() {
             if says_enough(&text) {
+                if !has_code(&text) {
+                    // Words without codes: the server's reply often follows in the next paragraph.
+                    let next: Vec<&str> = lines
+                        .iter()
+                        .enumerate()
+                        .skip(i + 1)
+                        .take_while(|(j, _)| *j < next_other)
+                        .map(|(_, l)| l.trim())
+                        .skip_while(|l| l.is_empty())
+                        .take_while(|l| !l.is_empty())
+                        .collect();
+                    if next.iter().any(|l| has_code(l)) {
+                        text.push(' ');
+                        text.push_str(&next.join(" "));
+                    }
+                }
                 break;
             }
             breaks += 1;
@@ -380,12 +396,20 @@ fn fallback_diagnostic(text: &str) -> String {
             return unfold(&out);
         }
     }
-    for para in text.split("\n\n") {
-        if looks_failed("", para) && para.len() < 2000 {
-            return unfold(para);
-        }
+    let paragraphs = || {
+        text.split("\n\n")
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && p.len() < 2000)
+    };
+    if let Some(para) = paragraphs().find(|p| looks_failed("", p)) {
+        return unfold(para);
     }
-    String::new()
+    // Nothing in a known language: the longest of the first few paragraphs is the explanation.
+    paragraphs()
+        .take(4)
+        .max_by_key(|p| p.chars().count())
+        .map(unfold)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -456,6 +480,79 @@ Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n"
                 .unwrap_or("")
                 .contains("550 no such user")
         );
+    }
+
+    /// Fragments of the fixed wording of every family, so random bodies reach their code paths.
+    const FRAGMENTS: &[&str] = &[
+        "This is the mail system at host x.example.org.\n",
+        "This message was created automatically by mail delivery software.\n",
+        "The following address(es) failed:\n",
+        "  a@example.org\n    SMTP error from remote mail server after RCPT TO:<a@example.org>:\n",
+        "Hi. This is the qmail-send program at x.\n",
+        "<b@example.net>:\n",
+        "----- Transcript of session follows -----\n",
+        "----- The following addresses had permanent fatal errors -----\n",
+        ">>> RCPT To:<c@example.com>\n<<< 550 5.1.1 no\n",
+        "... while talking to mx.example.com.:\n",
+        "550 5.1.1 <d@example.org>... User unknown\n",
+        "This is the DragonFly Mail Agent\nThere was an error delivering your mail to <e@example.org>.\n",
+        "the following list of recipients:\n",
+        "f@example.org: 550 nope\n",
+        "------- Failure Reasons  --------\n",
+        "was not delivered to:\n\n  g@example.org\n\nbecause:\n",
+        "Error message below:\nMessage details:\n  RCPT TO: h@example.org\n",
+        "-------server message\n",
+        "Unable to deliver message to: <i@example.org>\nDelivery failed for the following reason:\n",
+        "Could not be delivered because of\nThe following recipients were affected:\n",
+        "Addressed To: j@example.org\n",
+        "The following addresses had delivery errors\nk@example.org [x]\n",
+        "This is an automatically generated Delivery Status Notification.\nDelivery to the following recipients\n   * l@example.org\n",
+        "We had trouble delivering your message. Full details follow:\nrejected recipient <m@example.org>\n",
+        "Recipient address: n@example.org\nDiagnostic code: smtp;550\nRemote system: dns;\n",
+        " In:  RCPT TO:<o@example.org>\n Out: 550 no\n",
+        "Unknown user: p@example.org\n",
+        "------ This is a copy of the message, including all the headers. ------\n",
+        "Received: from x\nTo: q@example.org\n",
+        "\n",
+        "é",
+        "日本",
+        "<",
+        ">",
+        "@",
+        ":",
+        " ",
+        "\t",
+        "(",
+        ")",
+        "[",
+        "]",
+        "-----",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn no_reader_panics_on_mixed_wording(
+            parts in proptest::collection::vec(proptest::sample::select(FRAGMENTS), 0..40),
+            noise in "[ -~\n]{0,80}",
+            subject in proptest::sample::select(&[
+                "Undelivered Mail Returned to Sender", "Mail delivery failed", "failure notice",
+                "Returned mail: see transcript for details", "Delivery status notification",
+                "Postfix SMTP server: errors from x", "DELIVERY FAILURE: x", "FAILURE NOTICE : x",
+                "Undeliverable Mail", "x (list ML)", "",
+            ][..]),
+        ) {
+            let body: String = parts.concat() + &noise;
+            let raw = format!("From: MAILER-DAEMON@example.org\nTo: s@example.com\nSubject: {subject}\nX-Failed-Recipients: a@example.org\n\n{body}");
+            if let Some(msg) = MessageParser::default().parse(raw.as_bytes()) {
+                let text = super::super::readable_text(&msg);
+                let input = Input { message: &msg, subject, from: "mailer-daemon@example.org", body: &text };
+                for family in super::super::FAMILIES {
+                    let _ = (family.detect)(&input);
+                    let _ = (family.read)(&input);
+                }
+                let _ = super::super::read(&input);
+            }
+        }
     }
 
     #[test]
