@@ -275,6 +275,7 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
     } else {
         rest.to_string()
     };
+    let initial_len = text.len();
     let next_other = mentions
         .iter()
         .filter(|o| o.line > m.line && !o.address.eq_ignore_ascii_case(&m.address))
@@ -328,14 +329,20 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         }
         text.push_str(l.trim_start_matches(['-', '=', '*']));
     }
-    if !says_enough(&text) && before_words < 2 {
-        // The address stood alone: the paragraph before it is the explanation.
+    let alone = !says_enough(&text) && before_words < 2;
+    let labelled = before_words >= 2
+        && !has_code(&text)
+        && rest.trim().is_empty()
+        && text.len() == initial_len;
+    if alone || labelled {
+        // The address stood alone (the paragraph before it is the explanation), or on a labelled
+        // line without codes (the lines above it in its paragraph give the reason).
         let mut j = m.line;
         let mut above: Vec<&str> = Vec::new();
         while j > 0 {
             let l = lines.get(j - 1).copied().unwrap_or("").trim();
             if l.is_empty() {
-                if above.is_empty() {
+                if above.is_empty() && alone {
                     j -= 1;
                     continue;
                 }
@@ -463,6 +470,22 @@ Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dav
                 .unwrap_or("")
                 .contains("552 message rejected")
         );
+    }
+
+    #[test]
+    fn labelled_address_takes_reason_above_it() {
+        let r = run(
+            "From: postmaster@example.org\nTo: sender@example.com\nSubject: bounce notification\n\n\
+Your message was rejected.\n\nrefusal cause: quota exceeded\nintended address: gail@example.net\n\n\
+------ Original message follows ------\nFrom: sender@example.com\nTo: gail@example.net\n",
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].recipient.as_deref(), Some("gail@example.net"));
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("refusal cause: quota exceeded intended address: gail@example.net")
+        );
+        assert_eq!(r[0].command, None);
     }
 
     #[test]
