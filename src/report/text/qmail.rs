@@ -67,9 +67,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         }
         let mut r = common::recipient(block.address, action, &block.text);
-        if let Some(h) = common::host_said(&block.text) {
-            r.remote_mta = Some(h.host);
-        }
+        r.remote_mta = common::host_said(&block.text)
+            .map(|h| h.host)
+            .or_else(|| remote_of(&block.text));
         r.reason_hint = HINTS
             .iter()
             .find(|(p, _)| contains_ci(&block.text, p))
@@ -77,6 +77,19 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         out.push(r);
     }
     out
+}
+
+/// The host in qmail's "X does not like recipient." and "Connected to X but ..." sentences.
+fn remote_of(text: &str) -> Option<String> {
+    let first = text.lines().next()?.trim();
+    let host = if let Some(rest) = first.strip_prefix("Connected to ") {
+        rest.split_whitespace().next()?
+    } else if first.contains(" does not like ") || first.contains(" failed after I sent") {
+        first.split_whitespace().next()?
+    } else {
+        return None;
+    };
+    host.contains('.').then(|| host.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -110,6 +123,7 @@ This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
                 )
             );
             assert_eq!(r[0].command, None);
+            assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.7"));
             assert_eq!(r[1].reason_hint, Some("userunknown"));
             assert_eq!(
                 r[1].diagnostic.as_deref(),
