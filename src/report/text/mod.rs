@@ -4,9 +4,54 @@
 //! the format is its own; `read` extracts every failed recipient with its diagnostic. [`read`] tries the
 //! families in [`FAMILIES`] order and falls back to the general reader.
 
+mod activehunter;
+pub mod common;
+mod courier;
+mod dma;
+mod exim;
+mod fml;
+pub mod generic;
+mod imail;
+mod james;
+mod mailfoundry;
+mod mailmarshal;
+mod messagingserver;
+mod mfilter;
+mod notes;
+mod opensmtpd;
+mod postfix;
+mod qmail;
+mod sendmail;
+mod surfcontrol;
+mod x1;
+mod x2;
+mod x3;
+mod x6;
+
 use mail_parser::{Message, MimeHeaders, PartType};
 
 use super::RecipientReport;
+
+// Provider and gateway families.
+pub mod amazonses;
+pub mod barracuda;
+pub mod bigfoot;
+pub mod domino;
+pub mod exchange;
+pub mod gmail;
+pub mod gmx;
+pub mod googlegroups;
+pub mod japan;
+pub mod mailru;
+pub mod mcafee;
+pub mod mimecast;
+pub mod mxlogic;
+pub mod provider_util;
+pub mod trendmicro;
+pub mod verizon;
+pub mod workmail;
+pub mod yahoo;
+pub mod zoho;
 
 /// Reader name of the general fallback reader.
 pub const NAME: &str = "generic";
@@ -44,7 +89,52 @@ pub struct Family {
 }
 
 /// The family readers, most specific first.
-pub const FAMILIES: &[Family] = &[];
+pub const FAMILIES: &[Family] = &[
+    // Provider and gateway families.
+    amazonses::FAMILY,
+    workmail::FAMILY,
+    googlegroups::FAMILY,
+    gmail::FAMILY,
+    yahoo::FAMILY,
+    mailru::FAMILY,
+    japan::EZWEB,
+    japan::KDDI,
+    japan::BIGLOBE,
+    zoho::FAMILY,
+    mcafee::FAMILY,
+    barracuda::FAMILY,
+    bigfoot::FAMILY,
+    trendmicro::FAMILY,
+    mimecast::FAMILY,
+    verizon::FAMILY,
+    domino::FAMILY,
+    exchange::FAMILY,
+    mxlogic::FAMILY,
+    gmx::FAMILY,
+    // Open-source MTA families.
+    postfix::POSTFIX,
+    exim::EXIM,
+    x2::X2,
+    qmail::QMAIL,
+    activehunter::ACTIVEHUNTER,
+    sendmail::SENDMAIL,
+    courier::COURIER,
+    opensmtpd::OPENSMTPD,
+    dma::DMA,
+    messagingserver::MESSAGINGSERVER,
+    notes::NOTES,
+    notes::DOMINO,
+    imail::IMAIL,
+    james::JAMES,
+    fml::FML,
+    mfilter::MFILTER,
+    mailfoundry::MAILFOUNDRY,
+    mailmarshal::MAILMARSHAL,
+    surfcontrol::SURFCONTROL,
+    x1::X1,
+    x3::X3,
+    x6::X6,
+];
 
 /// Reads a free-text report: the first family that detects the format and finds recipients wins,
 /// else the general reader. Returns the reader name and the recipients, or `None` when nothing
@@ -58,7 +148,8 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
             }
         }
     }
-    None
+    let found = generic::read(input);
+    (!found.is_empty()).then_some((NAME, found))
 }
 
 /// The human-readable text of a message: its top-level text parts (HTML-only parts converted to

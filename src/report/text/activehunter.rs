@@ -1,0 +1,51 @@
+//! ActiveHunter's report: Sendmail's layout ("The following addresses had permanent fatal errors",
+//! a transcript) under a "FAILURE NOTICE :" subject.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+
+/// The ActiveHunter reader (Sendmail's layout).
+pub const ACTIVEHUNTER: Family = Family {
+    name: "activehunter",
+    detect,
+    read: super::sendmail::read,
+};
+
+fn detect(input: &Input) -> bool {
+    input.header("X-AHMAILID").is_some()
+        || (input.subject.starts_with("FAILURE NOTICE :")
+            && contains_ci(
+                common::head(input.body),
+                "----- The following addresses had permanent fatal errors -----",
+            ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: MAILER-DAEMON@ah.example.org\nTo: sender@example.com\nSubject: FAILURE NOTICE : hello\n\n\
+  ----- The following addresses had permanent fatal errors -----\n\n<yan@example.net>\n\n\
+  ----- Transcript of session follows -----\n 550 5.1.1 <yan@example.net>... User Unknown\n";
+
+    #[test]
+    fn reads_sendmail_layout() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = (ACTIVEHUNTER.read)(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("yan@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("550 5.1.1 <yan@example.net>... User Unknown")
+            );
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(ACTIVEHUNTER.read);
+    }
+}

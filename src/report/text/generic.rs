@@ -1,0 +1,592 @@
+//! The general reader for free-text reports from MTAs no family reader knows.
+//!
+//! Unknown MTAs mostly share one shape: an explanation naming each failed address (in `<...>`, on its
+//! own line, or after `To:` / `Recipient:`), the server's words or an SMTP transcript after it, and
+//! then the returned original message. The original is cut off first, so its own headers are never
+//! taken for failed recipients; addresses of the reporting system and of the original sender are
+//! skipped.
+
+use mail_parser::{Address, Message};
+
+use super::common::{self, contains_ci, has_code, unfold};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The general reader, as a family that accepts every message (used last).
+pub const GENERIC: Family = Family {
+    name: super::NAME,
+    detect: |_| true,
+    read,
+};
+
+/// Line starts (lower-case) whose addresses are never failed recipients.
+const SKIP_LINE_PREFIXES: &[&str] = &[
+    "from:",
+    "sender:",
+    "reply-to:",
+    "return-path:",
+    "message-id:",
+    "in-reply-to:",
+    "references:",
+    "received:",
+    "envelope-from",
+    "mail from",
+    ">>> mail from",
+    "x-",
+    "list-",
+    "errors-to:",
+    "by ",
+    "id ",
+    "sender address",
+    "the sender",
+];
+
+/// Words after which a line names the sender rather than a recipient.
+const SENDER_WORDS: &[&str] = &[
+    "mail from:",
+    "envelope-from",
+    "sender:",
+    "from:",
+    "from <",
+    "return-path",
+];
+
+fn addresses_of(list: Option<&Address>) -> Vec<String> {
+    list.map(|a| {
+        a.iter()
+            .filter_map(|addr| addr.address())
+            .filter_map(common::normalize_address)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Addresses that are never the failed recipient: the bounce's own From and the returned original's
+/// From and Return-Path.
+fn skipped(input: &Input) -> Vec<String> {
+    let mut out = addresses_of(input.message.from());
+    if let Some(original) = attached_original(input.message) {
+        out.extend(addresses_of(original.from()));
+        out.extend(
+            original
+                .return_path()
+                .as_text()
+                .and_then(common::normalize_address),
+        );
+    }
+    if let Some(from) = original_header(common::returned_original(input.body), "from:") {
+        out.extend(common::first_address(from));
+    }
+    for a in &mut out {
+        *a = a.to_ascii_lowercase();
+    }
+    out
+}
+
+/// Addresses that are the failed recipient only when the report names nobody else: the bounce's
+/// `To` (usually the original sender, sometimes the only address the report has).
+fn weakly_skipped(input: &Input) -> Vec<String> {
+    addresses_of(input.message.to())
+        .into_iter()
+        .map(|a| a.to_ascii_lowercase())
+        .collect()
+}
+
+/// The first attached message (`message/rfc822`) of the bounce, if any.
+pub fn attached_original<'a>(message: &'a Message<'a>) -> Option<&'a Message<'a>> {
+    message.attachments().find_map(|part| part.message())
+}
+
+/// The value of a header (lower-case name with colon) in an inline header block.
+fn original_header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    for line in text.lines() {
+        if line.trim().is_empty() && !text.starts_with(line) {
+            // End of the header block.
+            break;
+        }
+        if line.len() > name.len()
+            && line
+                .get(..name.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(name))
+        {
+            return line.get(name.len()..);
+        }
+    }
+    None
+}
+
+/// Words that mark a line as help text (whom to contact), not a failure.
+const HELP_WORDS: &[&str] = &[
+    "contact",
+    "assistance",
+    "please send",
+    "send mail to",
+    "write to",
+    "mailing list",
+    "generated from",
+    "expanded from",
+];
+
+fn line_is_skipped(line: &str) -> bool {
+    if HELP_WORDS.iter().any(|w| contains_ci(line, w)) {
+        return true;
+    }
+    let t =
+        line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '*');
+    SKIP_LINE_PREFIXES
+        .iter()
+        .any(|p| common::starts_with_ci(t, p))
+}
+
+fn is_sender_context(line: &str, start: usize) -> bool {
+    let before = line.get(..start).unwrap_or("");
+    let from = before.char_indices().rev().nth(19).map_or(0, |(i, _)| i);
+    let tail = before.get(from..).unwrap_or(before);
+    SENDER_WORDS.iter().any(|w| contains_ci(tail, w))
+}
+
+struct Mention {
+    address: String,
+    line: usize,
+    start_in_line: usize,
+    end_in_line: usize,
+    weak: bool,
+}
+
+/// Reads a report of unknown shape: one recipient per distinct address the explanation names.
+pub fn read(input: &Input) -> Vec<RecipientReport> {
+    let explanation = common::cut_original(input.body);
+    let skip = skipped(input);
+    let weak = weakly_skipped(input);
+    let lines: Vec<&str> = explanation.lines().collect();
+    let mut mentions: Vec<Mention> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line_is_skipped(line) {
+            continue;
+        }
+        for found in common::find_addresses(line) {
+            let lower = found.address.to_ascii_lowercase();
+            if skip.contains(&lower)
+                || is_sender_context(line, found.start)
+                || lower.starts_with("mailer-daemon@")
+            {
+                continue;
+            }
+            mentions.push(Mention {
+                address: found.address,
+                line: i,
+                start_in_line: found.start,
+                end_in_line: found.end,
+                weak: common::is_system_address(&lower) || weak.contains(&lower),
+            });
+        }
+    }
+    let action = if common::is_delay_notice(input.subject, explanation) {
+        "delayed"
+    } else {
+        "failed"
+    };
+    if mentions.iter().any(|m| !m.weak) {
+        mentions.retain(|m| !m.weak);
+    }
+    let mut out: Vec<RecipientReport> = Vec::new();
+    for m in &mentions {
+        let diagnostic = diagnostic_after(&lines, m, &mentions);
+        let existing = out.iter_mut().find(|r| {
+            r.recipient
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(&m.address))
+        });
+        match existing {
+            Some(r) => {
+                let better =
+                    r.diagnostic.as_deref().is_none_or(|d| !has_code(d)) && has_code(&diagnostic);
+                if better {
+                    *r = common::recipient(m.address.clone(), action, &diagnostic);
+                }
+            }
+            None => out.push(common::recipient(m.address.clone(), action, &diagnostic)),
+        }
+    }
+    if out.is_empty() && looks_failed(input.subject, explanation) {
+        // The explanation names nobody: the original's To is the best evidence left.
+        let to = attached_original(input.message)
+            .map(|o| addresses_of(o.to()))
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                original_header(common::returned_original(input.body), "to:").map(|v| {
+                    common::find_addresses(v)
+                        .into_iter()
+                        .map(|f| f.address)
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let diagnostic = fallback_diagnostic(explanation);
+        for address in to {
+            if !common::is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase())
+            {
+                out.push(common::recipient(address, action, &diagnostic));
+            }
+        }
+    }
+    if out.len() == 1
+        && let Some(r) = out.first_mut()
+        && r.diagnostic.as_deref().is_none_or(|d| !has_code(d))
+    {
+        let fallback = fallback_diagnostic(explanation);
+        if has_code(&fallback) || r.diagnostic.is_none() {
+            let command = common::command_of(&fallback).map(str::to_string);
+            r.diagnostic = (!fallback.is_empty()).then_some(fallback);
+            r.command = command.or(r.command.take());
+        }
+    }
+    for r in &mut out {
+        if let Some(d) = r.diagnostic.as_deref()
+            && let Some(h) = common::host_said(d)
+        {
+            r.remote_mta = Some(h.host);
+        }
+    }
+    out
+}
+
+/// The words about one mention: the line holding it (from its start when the address sits inside a
+/// sentence, else from after the address), then the following lines up to the next line naming
+/// another address; blank lines end it once it says something (a code, or more than a few words
+/// not ending in a colon).
+fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String {
+    let line = lines.get(m.line).copied().unwrap_or("");
+    let before = line.get(..m.start_in_line).unwrap_or("");
+    let before_words = before
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count();
+    let raw_rest = line.get(m.end_in_line..).unwrap_or("");
+    let ends_sentence = raw_rest
+        .trim_start_matches('>')
+        .trim_start()
+        .starts_with(':');
+    let rest = raw_rest.trim_start_matches(|c: char| {
+        c == '>' || c == ':' || c == '.' || c == ',' || c.is_whitespace()
+    });
+    let mut text = if before_words >= 2 && !ends_sentence {
+        line.trim().to_string()
+    } else {
+        rest.to_string()
+    };
+    let initial_len = text.len();
+    let next_other = mentions
+        .iter()
+        .filter(|o| o.line > m.line && !o.address.eq_ignore_ascii_case(&m.address))
+        .map(|o| o.line)
+        .min()
+        .unwrap_or(usize::MAX);
+    let says_enough = |t: &str| {
+        let wordy =
+            t.split_whitespace().count() > 3 || t.chars().filter(|c| !c.is_ascii()).count() > 8;
+        has_code(t) || (wordy && !t.trim_end().ends_with(':'))
+    };
+    let mut breaks = 0;
+    for (i, l) in lines.iter().enumerate().skip(m.line + 1) {
+        if i >= next_other {
+            break;
+        }
+        let l = l.trim();
+        if l.is_empty() {
+            if says_enough(&text) {
+                if !has_code(&text) {
+                    // Words without codes: the server's reply often follows in the next paragraph.
+                    let next: Vec<&str> = lines
+                        .iter()
+                        .enumerate()
+                        .skip(i + 1)
+                        .take_while(|(j, _)| *j < next_other)
+                        .map(|(_, l)| l.trim())
+                        .skip_while(|l| l.is_empty())
+                        .take_while(|l| !l.is_empty())
+                        .collect();
+                    if next.iter().any(|l| has_code(l)) {
+                        text.push(' ');
+                        text.push_str(&next.join(" "));
+                    }
+                }
+                break;
+            }
+            breaks += 1;
+            if breaks > 3 {
+                break;
+            }
+            continue;
+        }
+        if l.chars()
+            .all(|c| c == '-' || c == '=' || c == '*' || c == '_')
+        {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(l.trim_start_matches(['-', '=', '*']));
+    }
+    let alone = !says_enough(&text) && before_words < 2;
+    let labelled = before_words >= 2
+        && !has_code(&text)
+        && rest.trim().is_empty()
+        && text.len() == initial_len;
+    if alone || labelled {
+        // The address stood alone (the paragraph before it is the explanation), or on a labelled
+        // line without codes (the lines above it in its paragraph give the reason).
+        let mut j = m.line;
+        let mut above: Vec<&str> = Vec::new();
+        while j > 0 {
+            let l = lines.get(j - 1).copied().unwrap_or("").trim();
+            if l.is_empty() {
+                if above.is_empty() && alone {
+                    j -= 1;
+                    continue;
+                }
+                break;
+            }
+            if mentions.iter().any(|o| o.line == j - 1) {
+                break;
+            }
+            above.push(l);
+            j -= 1;
+        }
+        above.reverse();
+        let mut joined = above.join(" ");
+        if !text.is_empty() {
+            joined.push(' ');
+            joined.push_str(&text);
+        }
+        text = joined;
+    }
+    unfold(&text)
+}
+
+fn looks_failed(subject: &str, text: &str) -> bool {
+    let words = [
+        "undeliver",
+        "not delivered",
+        "could not be delivered",
+        "failure",
+        "failed",
+        "returned",
+        "rejected",
+        "unknown",
+        "error",
+        "delay",
+        "unable to deliver",
+        "undelivered",
+    ];
+    words
+        .iter()
+        .any(|w| contains_ci(subject, w) || contains_ci(text, w))
+}
+
+/// The most telling line of an explanation: the first line carrying an SMTP code (with its
+/// continuation lines), else the first paragraph with failure words.
+fn fallback_diagnostic(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if has_code(line) && !line_is_skipped(line) {
+            let mut out = String::from(line.trim());
+            for l in lines.iter().skip(i + 1) {
+                let t = l.trim();
+                if t.is_empty() || !l.starts_with([' ', '\t']) {
+                    break;
+                }
+                out.push(' ');
+                out.push_str(t);
+            }
+            return unfold(&out);
+        }
+    }
+    let paragraphs = || {
+        text.split("\n\n")
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && p.len() < 2000)
+    };
+    if let Some(para) = paragraphs().find(|p| looks_failed("", p)) {
+        return unfold(para);
+    }
+    // Nothing in a known language: the longest of the first few paragraphs is the explanation.
+    paragraphs()
+        .take(4)
+        .max_by_key(|p| p.chars().count())
+        .map(unfold)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::MessageParser;
+
+    fn run(raw: &str) -> Vec<RecipientReport> {
+        let Some(msg) = MessageParser::default().parse(raw.as_bytes()) else {
+            return Vec::new();
+        };
+        let body = super::super::readable_text(&msg);
+        let subject = msg.subject().unwrap_or("").to_string();
+        let input = Input {
+            message: &msg,
+            subject: &subject,
+            from: "mailer-daemon@mx.example.org",
+            body: &body,
+        };
+        read(&input)
+    }
+
+    #[test]
+    fn finds_bracketed_recipient_and_its_words() {
+        let r = run(
+            "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\nSubject: Returned mail\n\n\
+Your mail could not be delivered to <Carol@Example.NET>:\n  550 5.1.1 mailbox unavailable\n\n\
+------ Original message follows ------\nFrom: sender@example.com\nTo: carol@example.net\n\nhi\n",
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].recipient.as_deref(), Some("Carol@example.net"));
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("550 5.1.1 mailbox unavailable")
+        );
+        assert_eq!(r[0].action.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn falls_back_to_original_to_when_nobody_named() {
+        let r = run(
+            "From: postmaster@example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
+Delivery failed: 552 message rejected by recipient policy\n\n\
+Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dave@example.net\n\nbody\n",
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].recipient.as_deref(), Some("dave@example.net"));
+        assert!(
+            r[0].diagnostic
+                .as_deref()
+                .unwrap_or("")
+                .contains("552 message rejected")
+        );
+    }
+
+    #[test]
+    fn labelled_address_takes_reason_above_it() {
+        let r = run(
+            "From: postmaster@example.org\nTo: sender@example.com\nSubject: bounce notification\n\n\
+Your message was rejected.\n\nrefusal cause: quota exceeded\nintended address: gail@example.net\n\n\
+------ Original message follows ------\nFrom: sender@example.com\nTo: gail@example.net\n",
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].recipient.as_deref(), Some("gail@example.net"));
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("refusal cause: quota exceeded intended address: gail@example.net")
+        );
+        assert_eq!(r[0].command, None);
+    }
+
+    #[test]
+    fn skips_sender_and_system_addresses() {
+        let r = run(
+            "From: MAILER-DAEMON@example.org\nTo: sender@example.com\nSubject: failure\n\n\
+Message from sender@example.com to erin@example.net failed.\nMAIL FROM:<sender@example.com>\n\
+Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n",
+        );
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["erin@example.net"]);
+        assert!(
+            r[0].diagnostic
+                .as_deref()
+                .unwrap_or("")
+                .contains("550 no such user")
+        );
+    }
+
+    /// Fragments of the fixed wording of every family, so random bodies reach their code paths.
+    const FRAGMENTS: &[&str] = &[
+        "This is the mail system at host x.example.org.\n",
+        "This message was created automatically by mail delivery software.\n",
+        "The following address(es) failed:\n",
+        "  a@example.org\n    SMTP error from remote mail server after RCPT TO:<a@example.org>:\n",
+        "Hi. This is the qmail-send program at x.\n",
+        "<b@example.net>:\n",
+        "----- Transcript of session follows -----\n",
+        "----- The following addresses had permanent fatal errors -----\n",
+        ">>> RCPT To:<c@example.com>\n<<< 550 5.1.1 no\n",
+        "... while talking to mx.example.com.:\n",
+        "550 5.1.1 <d@example.org>... User unknown\n",
+        "This is the DragonFly Mail Agent\nThere was an error delivering your mail to <e@example.org>.\n",
+        "the following list of recipients:\n",
+        "f@example.org: 550 nope\n",
+        "------- Failure Reasons  --------\n",
+        "was not delivered to:\n\n  g@example.org\n\nbecause:\n",
+        "Error message below:\nMessage details:\n  RCPT TO: h@example.org\n",
+        "-------server message\n",
+        "Unable to deliver message to: <i@example.org>\nDelivery failed for the following reason:\n",
+        "Could not be delivered because of\nThe following recipients were affected:\n",
+        "Addressed To: j@example.org\n",
+        "The following addresses had delivery errors\nk@example.org [x]\n",
+        "This is an automatically generated Delivery Status Notification.\nDelivery to the following recipients\n   * l@example.org\n",
+        "We had trouble delivering your message. Full details follow:\nrejected recipient <m@example.org>\n",
+        "Recipient address: n@example.org\nDiagnostic code: smtp;550\nRemote system: dns;\n",
+        " In:  RCPT TO:<o@example.org>\n Out: 550 no\n",
+        "Unknown user: p@example.org\n",
+        "------ This is a copy of the message, including all the headers. ------\n",
+        "Received: from x\nTo: q@example.org\n",
+        "\n",
+        "é",
+        "日本",
+        "<",
+        ">",
+        "@",
+        ":",
+        " ",
+        "\t",
+        "(",
+        ")",
+        "[",
+        "]",
+        "-----",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn no_reader_panics_on_mixed_wording(
+            parts in proptest::collection::vec(proptest::sample::select(FRAGMENTS), 0..40),
+            noise in "[ -~\n]{0,80}",
+            subject in proptest::sample::select(&[
+                "Undelivered Mail Returned to Sender", "Mail delivery failed", "failure notice",
+                "Returned mail: see transcript for details", "Delivery status notification",
+                "Postfix SMTP server: errors from x", "DELIVERY FAILURE: x", "FAILURE NOTICE : x",
+                "Undeliverable Mail", "x (list ML)", "",
+            ][..]),
+        ) {
+            let body: String = parts.concat() + &noise;
+            let raw = format!("From: MAILER-DAEMON@example.org\nTo: s@example.com\nSubject: {subject}\nX-Failed-Recipients: a@example.org\n\n{body}");
+            if let Some(msg) = MessageParser::default().parse(raw.as_bytes()) {
+                let text = super::super::readable_text(&msg);
+                let input = Input { message: &msg, subject, from: "mailer-daemon@example.org", body: &text };
+                for family in super::super::FAMILIES {
+                    let _ = (family.detect)(&input);
+                    let _ = (family.read)(&input);
+                }
+                let _ = super::super::read(&input);
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        for raw in [
+            "",
+            "\n\n",
+            "Subject: x\n\n@@@ <<<>>> a@b.cc\n\n\n---",
+            "From: <@>\n\n\u{fffd}@é.fr ü",
+        ] {
+            let _ = run(raw);
+        }
+    }
+}

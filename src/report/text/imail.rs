@@ -1,0 +1,110 @@
+//! IMail Server's report: one `Reason phrase: address` line per recipient ("Unknown user:",
+//! "User mailbox exceeds allowed size:", ...), optionally "Body of message generated response:" with
+//! the server's reply, then "Original message follows."
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The IMail Server reader.
+pub const IMAIL: Family = Family {
+    name: "imail",
+    detect,
+    read,
+};
+
+/// IMail's fixed reason phrases, with the reason each names.
+const PHRASES: &[(&str, Option<&str>)] = &[
+    ("Unknown user:", Some("userunknown")),
+    ("User mailbox exceeds allowed size:", Some("mailboxfull")),
+    ("Invalid final delivery userid:", Some("userunknown")),
+    ("Delivery failed", Some("expired")),
+    ("Body of message generated response:", None),
+    ("Mail loop detected:", Some("networkerror")),
+    ("Host unknown:", Some("hostunknown")),
+    ("SMTP error", None),
+];
+
+fn detect(input: &Input) -> bool {
+    input
+        .header("X-Mailer")
+        .is_some_and(|m| m.starts_with("<SMTP32 v"))
+        || (input.subject.starts_with("Undeliverable Mail")
+            && contains_ci(common::head(input.body), "Original message follows.")
+            && PHRASES
+                .iter()
+                .any(|(p, _)| contains_ci(common::head(input.body), p)))
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let mut out: Vec<RecipientReport> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        let Some((phrase, hint)) = PHRASES.iter().find(|(p, _)| t.starts_with(p)) else {
+            continue;
+        };
+        let Some(address) = common::first_address(t.get(phrase.len()..).unwrap_or("")) else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|r| r.recipient.as_deref() == Some(address.as_str()))
+        {
+            continue;
+        }
+        let mut words = t.to_string();
+        for l in lines.iter().skip(i + 1) {
+            let l = l.trim();
+            if l.is_empty() && !words.trim_end().ends_with(':') {
+                break;
+            }
+            if PHRASES
+                .iter()
+                .any(|(p, _)| l.starts_with(p) && common::first_address(l).is_some())
+            {
+                break;
+            }
+            words.push(' ');
+            words.push_str(l);
+        }
+        let mut r = common::recipient(address, "failed", &words);
+        r.reason_hint = *hint;
+        out.push(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: postmaster@imail.example.org\nTo: sender@example.com\nSubject: Undeliverable Mail\n\
+X-Mailer: <SMTP32 v8.22>\n\n\
+Unknown user: oli@example.org\n\nUser mailbox exceeds allowed size: pam@example.org\n\n\
+Original message follows.\n\nFrom: sender@example.com\nTo: oli@example.org\n\nhi\n";
+
+    #[test]
+    fn reads_phrase_lines() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+            assert_eq!(got, ["oli@example.org", "pam@example.org"]);
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("Unknown user: oli@example.org")
+            );
+            assert_eq!(r[0].reason_hint, Some("userunknown"));
+            assert_eq!(r[1].reason_hint, Some("mailboxfull"));
+            assert_eq!(r[1].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

@@ -1,0 +1,81 @@
+//! MailFoundry's report: "Unable to deliver message to: <address>", then "Delivery failed for the
+//! following reason:" and the server's words.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The MailFoundry reader.
+pub const MAILFOUNDRY: Family = Family {
+    name: "mailfoundry",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    contains_ci(common::head(input.body), "Unable to deliver message to:")
+        && contains_ci(
+            common::head(input.body),
+            "Delivery failed for the following reason:",
+        )
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let said = common::section_after(text, "Delivery failed for the following reason:", |_| false)
+        .unwrap_or_default();
+    let mut out: Vec<RecipientReport> = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| contains_ci(l, "Unable to deliver message to:"))
+    {
+        if let Some(address) = common::first_address(line) {
+            let mut r = common::recipient(address, "failed", &said);
+            if let Some(host) = said
+                .split_whitespace()
+                .next()
+                .and_then(|h| h.split('[').next())
+                && host.contains('.')
+                && said.contains("[")
+            {
+                r.remote_mta = Some(host.to_ascii_lowercase());
+            }
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: MAILER-DAEMON@mf.example.org\nTo: sender@example.com\nSubject: Message delivery has failed\n\n\
+Unable to deliver message to: <val@example.net>\nDelivery failed for the following reason:\n\
+mx.example.net[192.0.2.8] responded with failure: 552 mailbox val@example.net is over quota\n\n\
+This has been a permanent failure.  No further delivery attempts will be made.\n";
+
+    #[test]
+    fn reads_reason() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("val@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some(
+                    "mx.example.net[192.0.2.8] responded with failure: 552 mailbox val@example.net is over quota"
+                )
+            );
+            assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.net"));
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

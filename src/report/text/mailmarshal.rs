@@ -1,0 +1,72 @@
+//! MailMarshal's report: "Could not be delivered because of" the server's words, then "The following
+//! recipients were affected:" with one address per line.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The MailMarshal reader.
+pub const MAILMARSHAL: Family = Family {
+    name: "mailmarshal",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    contains_ci(
+        common::head(input.body),
+        "Could not be delivered because of",
+    ) && contains_ci(
+        common::head(input.body),
+        "The following recipients were affected",
+    )
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let said = common::section_after(text, "Could not be delivered because of", |_| false)
+        .unwrap_or_default();
+    let list = common::section_after(text, "The following recipients were affected", |_| false)
+        .unwrap_or_default();
+    let remote = text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("Remote-MTA:")?;
+        let host = v.trim().trim_start_matches('<').trim_end_matches('>');
+        (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    });
+    common::find_addresses(&list)
+        .into_iter()
+        .map(|f| {
+            let mut r = common::recipient(f.address, "failed", &said);
+            r.remote_mta = remote.clone();
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: postmaster@mm.example.org\nTo: sender@example.com\nSubject: Undeliverable Mail: \"hi\"\n\n\
+Your message:\n   From:    sender@example.com\n   Subject: hi\n\nCould not be delivered because of\n\n550 5.1.1 User unknown\n\n\
+The following recipients were affected: \n    wes@example.net\n\n\nAdditional Information\n======================\nRemote-MTA:   <192.0.2.77>\n";
+
+    #[test]
+    fn reads_affected_recipients() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("wes@example.net"));
+            assert_eq!(r[0].diagnostic.as_deref(), Some("550 5.1.1 User unknown"));
+            assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.77"));
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

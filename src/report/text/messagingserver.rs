@@ -1,0 +1,105 @@
+//! Oracle (Sun) Communications Messaging Server's text report: per recipient, a block of
+//! `Recipient address:`, `Original address:`, `Reason:`, `Diagnostic code:`, `Remote system:` lines.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The Messaging Server reader.
+pub const MESSAGINGSERVER: Family = Family {
+    name: "messagingserver",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    contains_ci(
+        common::head(input.body),
+        "This report relates to a message you sent with the following header fields",
+    ) || input
+        .message
+        .header_raw("Content-Type")
+        .is_some_and(|c| contains_ci(c, "Boundary_(ID_"))
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let head = line.get(..name.len())?;
+    head.eq_ignore_ascii_case(name)
+        .then(|| line.get(name.len()..).unwrap_or("").trim())
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let action = if contains_ci(text, "has not been delivered yet")
+        || contains_ci(text, "is being delayed")
+    {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut reason = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = field(t, "Recipient address:") {
+            if let Some(address) = common::first_address(v) {
+                reason.clear();
+                out.push(common::recipient(address, action, ""));
+            }
+            continue;
+        }
+        let Some(r) = out.last_mut() else {
+            continue;
+        };
+        if let Some(v) = field(t, "Reason:") {
+            reason = v.to_string();
+            if r.diagnostic.is_none() {
+                r.diagnostic = Some(reason.clone());
+            }
+        } else if let Some(v) = field(t, "Diagnostic code:") {
+            let v = v.split_once(';').map_or(v, |(_, d)| d).trim();
+            r.diagnostic = Some(common::unfold(v));
+            r.command = common::command_of(v).map(str::to_string);
+        } else if let Some(v) = field(t, "Remote system:") {
+            let v = v.split_once(';').map_or(v, |(_, h)| h);
+            r.remote_mta = v
+                .split(|c: char| c.is_whitespace() || c == '(')
+                .find(|s| !s.is_empty())
+                .map(str::to_ascii_lowercase);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: Internet Mail Delivery <postmaster@ms.example.org>\nTo: sender@example.com\nSubject: Delivery Notification: Delivery has failed\n\n\
+This report relates to a message you sent with the following header fields:\n\n  Subject: hello\n\n\
+Your message cannot be delivered to the following recipients:\n\n\
+  Recipient address: tom@example.net\n  Reason: Remote SMTP server has rejected address\n\
+  Diagnostic code: smtp;550 5.1.1 <tom@example.net>... User Unknown\n  Remote system: dns;mx.example.net (TCP|192.0.2.1|1|192.0.2.2|25)\n";
+
+    #[test]
+    fn reads_fields() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("tom@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("550 5.1.1 <tom@example.net>... User Unknown")
+            );
+            assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.net"));
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

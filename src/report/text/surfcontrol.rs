@@ -1,0 +1,92 @@
+//! SurfControl's report: "Your message could not be sent. A transcript of the attempts to send the
+//! message follows.", then `Addressed To: address` and `address: [ip], the server's words` lines.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The SurfControl reader.
+pub const SURFCONTROL: Family = Family {
+    name: "surfcontrol",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    input.header("X-SEF-Processed").is_some()
+        || contains_ci(
+            common::head(input.body),
+            "A transcript of the attempts to send the message follows",
+        )
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let mut out: Vec<RecipientReport> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Addressed To:") {
+            for f in common::find_addresses(v) {
+                if !out
+                    .iter()
+                    .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
+                {
+                    out.push(common::recipient(f.address, "failed", ""));
+                }
+            }
+            continue;
+        }
+        let Some(first) = common::find_addresses(t).into_iter().next() else {
+            continue;
+        };
+        if first.start > 1 {
+            continue;
+        }
+        let words = t
+            .get(first.end..)
+            .unwrap_or("")
+            .trim_start_matches(['>', ':', ' ']);
+        if words.is_empty() {
+            continue;
+        }
+        match out
+            .iter_mut()
+            .find(|r| r.recipient.as_deref() == Some(first.address.as_str()))
+        {
+            Some(r) => *r = common::recipient(first.address, "failed", words),
+            None => out.push(common::recipient(first.address, "failed", words)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: postmaster@sc.example.org\nTo: sender@example.com\nSubject: Mail could not be delivered\nX-SEF-Processed: 5_0_0_910\n\n\
+Your message could not be sent.\nA transcript of the attempts to send the message follows.\nThe number of attempts made: 1\n\
+Addressed To: xia@example.net\n\nMon 2 Mar 2026 10:00:00 +0100\nFailed to send to identified host,\n\
+xia@example.net: [192.0.2.5], 550 xia@example.net... No such user\n--- Message non-deliverable.\n";
+
+    #[test]
+    fn reads_attempts() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("xia@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("[192.0.2.5], 550 xia@example.net... No such user")
+            );
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

@@ -1,0 +1,77 @@
+//! An unnamed MTA ("X1"): "---The following addresses had delivery errors---" then one
+//! `address [reason]` line per recipient.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The X1 reader.
+pub const X1: Family = Family {
+    name: "x1",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    contains_ci(
+        common::head(input.body),
+        "The following addresses had delivery errors",
+    )
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut started = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if !started {
+            started = contains_ci(t, "The following addresses had delivery errors");
+            continue;
+        }
+        let Some(first) = common::find_addresses(t).into_iter().next() else {
+            continue;
+        };
+        if first.start > 1 {
+            continue;
+        }
+        let words = t
+            .get(first.end..)
+            .unwrap_or("")
+            .trim_start_matches('>')
+            .trim();
+        let words = words
+            .strip_prefix('[')
+            .and_then(|w| w.strip_suffix(']'))
+            .unwrap_or(words);
+        out.push(common::recipient(first.address, "failed", words));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: MAILER-DAEMON@x1.example.org\nTo: sender@example.com\nSubject: Returned Mail: User unknown\n\n\
+The original message was received at Mon, 2 Mar 2026 10:00:00 +0100\nfrom sender@example.com\n\n\
+---The following addresses had delivery errors---\n\nzed@example.net [User unknown]\n";
+
+    #[test]
+    fn reads_bracketed_reasons() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("zed@example.net"));
+            assert_eq!(r[0].diagnostic.as_deref(), Some("User unknown"));
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

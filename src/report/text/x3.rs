@@ -1,0 +1,85 @@
+//! An unnamed MTA ("X3"): "This is an automatically generated Delivery Status Notification.",
+//! "Delivery to the following recipients failed permanently:" with `* address` lines, and an
+//! optional "Technical details:" section with the server's words.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The X3 reader.
+pub const X3: Family = Family {
+    name: "x3",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    contains_ci(
+        common::head(input.body),
+        "This is an automatically generated Delivery Status Notification",
+    ) && contains_ci(
+        common::head(input.body),
+        "Delivery to the following recipients",
+    )
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let intro = text
+        .lines()
+        .map(str::trim)
+        .find(|l| contains_ci(l, "Delivery to the following recipients"))
+        .unwrap_or("");
+    let action = if contains_ci(intro, "delayed") {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let details = common::section_after(text, "Technical details", |l| l.starts_with("====="))
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| intro.to_string());
+    let mut out: Vec<RecipientReport> = Vec::new();
+    for line in text.lines() {
+        let Some(item) = line.trim().strip_prefix("* ") else {
+            continue;
+        };
+        if let Some(address) = common::first_address(item) {
+            let mut r = common::recipient(address, action, &details);
+            common::set_remote_from_diagnostic(&mut r);
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: mail.delivery.system@x3.example.org\nTo: sender@example.com\nSubject: Delivery status notification\n\n\
+=====\n      This is an automatically generated Delivery Status Notification.\n\n\
+Delivery to the following recipients failed permanently:\n\n   * cal@example.net\n\n\n=====\n   Technical details:\n\n\
+SMTP:RCPT host 192.0.2.8: 553 5.3.0 <cal@example.net>... No such user here\n\n\n=====\n";
+
+    #[test]
+    fn reads_items_and_details() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("cal@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("SMTP:RCPT host 192.0.2.8: 553 5.3.0 <cal@example.net>... No such user here")
+            );
+            assert_eq!(r[0].command.as_deref(), Some("RCPT"));
+            assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.8"));
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}
