@@ -52,6 +52,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 /// Exchange 2003: `address on DATE` then indented reason lines, until a blank line.
 fn read_2003(text: &str) -> Vec<RecipientReport> {
     let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut skipping = false;
     for line in text.lines() {
         let t = line.trim();
         if t.is_empty() {
@@ -63,7 +64,14 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
         let head = t.split_once(" on ").map_or(t, |(a, _)| a);
         if let Some(a) = addr_line(head) {
             blocks.push((a, Vec::new()));
+            skipping = false;
+        } else if t.starts_with("The MTS-ID of the original message") {
+            // The message's X.400 id, folded over lines: not the server's words.
+            skipping = true;
+        } else if skipping && !t.starts_with("MSEXCH:") {
+            continue;
         } else if let Some((_, lines)) = blocks.last_mut() {
+            skipping = false;
             lines.push(t);
         }
     }
@@ -153,7 +161,7 @@ mod tests {
 
     #[test]
     fn reads_exchange_2003() {
-        let body = "Your message\n\n  To:      x@example.org\n  Subject: Hi\n\ndid not reach the following recipient(s):\n\nann@EXAMPLE.com on Mon, 5 Jan 2026 10:00:00 +0000\n    The recipient name is not recognized\n    MSEXCH:IMS:ORG:SITE:SERVER 0 (000C05A6) Unknown Recipient\nben@example.com on Mon, 5 Jan 2026 10:00:00 +0000\n    The e-mail account does not exist\n\n";
+        let body = "Your message\n\n  To:      x@example.org\n  Subject: Hi\n\ndid not reach the following recipient(s):\n\nann@EXAMPLE.com on Mon, 5 Jan 2026 10:00:00 +0000\n    The recipient name is not recognized\n\tThe MTS-ID of the original message is: c=us;a= ;p=org\n;l=SERVER0000\n    MSEXCH:IMS:ORG:SITE:SERVER 0 (000C05A6) Unknown Recipient\nben@example.com on Mon, 5 Jan 2026 10:00:00 +0000\n    The e-mail account does not exist\n\n";
         let got = test_input("postmaster@example.com", "Undeliverable: Hi", body, |i| {
             assert!(detect(i));
             read(i)

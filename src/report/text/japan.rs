@@ -77,7 +77,8 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
             if let Some(r) = out.last_mut() {
                 r.diagnostic = Some(rest.trim().to_string());
             }
-        } else if !t.is_empty() && t.is_ascii() {
+        } else if !t.is_empty() && t.is_ascii() && !t.ends_with(':') {
+            // Lines ending in a colon only introduce the address list.
             english.push(t);
         }
     }
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn ezweb_fixed_sentences() {
-        let body = "メッセージは送信できませんでした。\n\nThe user(s) account is disabled.\n\n<oto@ezweb.ne.jp>\n";
+        let body = "メッセージは送信できませんでした。\n\nThe user(s) account is disabled.\n\nThe following recipients did not receive this message:\n\n<oto@ezweb.ne.jp>\n";
         let got = test_input(
             "postmaster@ezweb.ne.jp",
             "Mail System Error - Returned Mail",

@@ -1,6 +1,8 @@
 //! Verizon Wireless MMS gateway notices (vtext.com, vzwpix.com): "Message could not be delivered
 //! to mobile." with the original's `To`, or "Error message below:" with `RCPT TO:` in the details.
 
+use std::borrow::Cow;
+
 use super::provider_util::{failed, first_addr, unfold};
 use super::{Family, Input};
 use crate::report::RecipientReport;
@@ -12,15 +14,29 @@ pub const FAMILY: Family = Family {
     read,
 };
 
-fn detect(input: &Input) -> bool {
-    (input.from.contains("vtext.com")
+fn from_verizon(input: &Input) -> bool {
+    input.from.contains("vtext.com")
         || input.from.contains("vzwpix.com")
-        || input.from.contains("verizon"))
-        && (input.body.contains("Error:") || input.body.contains("Error message below:"))
+        || input.from.contains("verizon")
+}
+
+/// The report text: the decoded body, or the raw message when the gateway's malformed MIME
+/// (an unfolded `boundary=` line) leaves the decoded body without it.
+fn text<'a>(input: &Input<'a>) -> Cow<'a, str> {
+    if input.body.contains("Error") {
+        Cow::Borrowed(input.body)
+    } else {
+        String::from_utf8_lossy(input.message.raw_message())
+    }
+}
+
+fn detect(input: &Input) -> bool {
+    from_verizon(input) && text(input).contains("Error")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let body = input.body;
+    let text = text(input);
+    let body = text.as_ref();
     let mut recipient = None;
     let mut diag = Vec::new();
     let mut take_next = false;
@@ -84,6 +100,28 @@ mod tests {
             Some("No valid recipients for this MM")
         );
         assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn falls_back_to_raw_text() {
+        let raw = "From: post_master@vtext.com\nSubject: Re: hi\nContent-Type: multipart/mixed;\nboundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nError: Invalid user address\n\nError message below:\n550 no such user here\n\n  RCPT TO: 5550102@vtext.example.com\n--b1--\n";
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap_or_default();
+        let input = Input {
+            message: &message,
+            subject: "Re: hi",
+            from: "post_master@vtext.com",
+            body: "",
+        };
+        assert!(detect(&input));
+        let got = read(&input);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].recipient.as_deref(),
+            Some("5550102@vtext.example.com")
+        );
+        assert_eq!(got[0].diagnostic.as_deref(), Some("550 no such user here"));
     }
 
     #[test]
