@@ -1,9 +1,10 @@
 //! Amazon SES notifications delivered by mail: the JSON event (`notificationType` Bounce,
-//! Complaint or Delivery), bare or wrapped in an SNS envelope whose `Message` holds it as a string.
+//! Complaint or Delivery), bare or wrapped in an SNS envelope whose `Message` holds it as a string;
+//! and SES's plain-text bounce ("The following message to <address> was undeliverable.").
 
 use serde_json::Value;
 
-use super::provider_util::{command_in, normalize_addr};
+use super::provider_util::{command_in, failed, first_addr, normalize_addr, own_text, unfold};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -14,7 +15,14 @@ pub const FAMILY: Family = Family {
     read,
 };
 
+/// The plain-text bounce's opening and the line before its reason.
+const TEXT_OPENING: &str = "The following message to <";
+const TEXT_REASON: &str = "The reason for the problem:";
+
 fn detect(input: &Input) -> bool {
+    if input.body.contains(TEXT_OPENING) && input.body.contains(TEXT_REASON) {
+        return true;
+    }
     input.body.contains("\"notificationType\"") || input.body.contains("\\\"notificationType\\\"")
 }
 
@@ -45,9 +53,32 @@ fn s(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// The plain-text form: one recipient, the reason on the lines after [`TEXT_REASON`].
+fn read_text(body: &str) -> Vec<RecipientReport> {
+    let body = own_text(body);
+    let Some(at) = body.find(TEXT_OPENING) else {
+        return Vec::new();
+    };
+    let Some(addr) = body.get(at..).and_then(first_addr) else {
+        return Vec::new();
+    };
+    let reason: Vec<&str> = body
+        .split_once(TEXT_REASON)
+        .map_or("", |(_, r)| r)
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let diag = unfold(reason);
+    let mut r = failed(addr, diag);
+    r.command = r.diagnostic.as_deref().and_then(command_in);
+    vec![r]
+}
+
 fn read(input: &Input) -> Vec<RecipientReport> {
     let Some(ev) = event(input.body) else {
-        return Vec::new();
+        return read_text(input.body);
     };
     let kind = ev
         .get("notificationType")
@@ -189,6 +220,27 @@ mod tests {
         let got = test_input("no-reply@sns.example.com", "Notification", &body, read);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].recipient.as_deref(), Some("pat@example.com"));
+    }
+
+    #[test]
+    fn reads_text_form() {
+        let body = "The following message to <ray@example.com> was undeliverable.\nThe reason for the problem:\n5.1.0 - Unknown address error 550-'5.1.1 <ray@example.com>... unknown'\n\n------ original\n";
+        let got = test_input(
+            "mailer-daemon@email-bounces.example.com",
+            "Delivery Status Notification (Failure)",
+            body,
+            |i| {
+                assert!(detect(i));
+                read(i)
+            },
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("ray@example.com"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("5.1.0 - Unknown address error 550-'5.1.1 <ray@example.com>... unknown'")
+        );
+        assert_eq!(got[0].command, None);
     }
 
     #[test]

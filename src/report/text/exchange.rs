@@ -19,34 +19,87 @@ const OLD_MARKERS: &[&str] = &[
     "The following recipient(s) could not be reached:",
 ];
 
+/// "Diagnostic information for administrators", as Exchange localizes it.
+const ADMIN_MARKERS: &[&str] = &[
+    "Diagnostic information for administrators",
+    "Informations de diagnostic pour les administrateurs",
+    "Diagnoseinformationen für Administratoren",
+    "Información de diagnóstico para administradores",
+    "Informazioni di diagnostica per gli amministratori",
+];
+
+/// "Delivery has failed to these recipients or groups", as Exchange localizes it.
+const USER_MARKERS: &[&str] = &[
+    "Delivery has failed to these recipients or groups",
+    "Échec de la remise pour ces destinataires ou groupes",
+    "Fehler bei der Zustellung an folgende Empfänger oder Gruppen",
+    "Error en la entrega a estos destinatarios o grupos",
+];
+
+/// Outlook.com's (Hotmail's) older notice, which lists the addresses only.
+const OUTLOOK_MARKER: &str = "Delivery to the following recipients failed.";
+
+/// Where the first of `markers` occurs in `body`, and its length.
+fn find_any(body: &str, markers: &[&str]) -> Option<(usize, usize)> {
+    markers
+        .iter()
+        .find_map(|m| body.find(m).map(|i| (i, m.len())))
+}
+
 fn detect(input: &Input) -> bool {
-    OLD_MARKERS.iter().any(|m| input.body.contains(m))
-        || input
-            .body
-            .contains("Delivery has failed to these recipients or groups")
-        || input
-            .body
-            .contains("Diagnostic information for administrators")
+    let body = input.body;
+    find_any(body, OLD_MARKERS).is_some()
+        || find_any(body, USER_MARKERS).is_some()
+        || find_any(body, ADMIN_MARKERS).is_some()
+        || body.contains(OUTLOOK_MARKER)
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let body = input.body;
-    if let Some(at) = body.find("Diagnostic information for administrators") {
+    if let Some((at, _)) = find_any(body, ADMIN_MARKERS) {
         let found = read_admin(body.get(at..).unwrap_or(""));
         if !found.is_empty() {
             return found;
         }
     }
-    if let Some((at, len)) = OLD_MARKERS
-        .iter()
-        .find_map(|m| body.find(m).map(|i| (i, m.len())))
-    {
+    if let Some((at, len)) = find_any(body, OLD_MARKERS) {
         return read_2003(own_text(body.get(at + len..).unwrap_or("")));
     }
-    match body.find("Delivery has failed to these recipients or groups") {
-        Some(at) => read_user_part(own_text(body.get(at..).unwrap_or(""))),
+    if let Some((at, _)) = find_any(body, USER_MARKERS) {
+        return read_user_part(own_text(body.get(at..).unwrap_or("")));
+    }
+    match body.find(OUTLOOK_MARKER) {
+        Some(at) => read_outlook(body.get(at + OUTLOOK_MARKER.len()..).unwrap_or("")),
         None => Vec::new(),
     }
+}
+
+/// Outlook.com: the indented addresses after the marker, with no reason given.
+fn read_outlook(text: &str) -> Vec<RecipientReport> {
+    text.lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .map_while(addr_line)
+        .map(|a| failed(a, String::new()))
+        .collect()
+}
+
+/// Whether a line starts the returned message's header (the localized "Original message headers"
+/// line is not recognised, the header fields below it are).
+fn is_header_line(t: &str) -> bool {
+    const FIELDS: &[&str] = &[
+        "Received:",
+        "Return-Path:",
+        "Message-ID:",
+        "Message-Id:",
+        "From:",
+        "To:",
+        "Subject:",
+        "Date:",
+        "MIME-Version:",
+        "Content-Type:",
+    ];
+    FIELDS.iter().any(|f| t.starts_with(f))
 }
 
 /// Exchange 2003: `address on DATE` then indented reason lines, until a blank line.
@@ -94,9 +147,18 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
 fn read_admin(text: &str) -> Vec<RecipientReport> {
     let text = own_text(text);
     let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut open = false;
     for line in text.lines().skip(1) {
         let t = line.trim();
-        if t.is_empty() || t.starts_with("Generating server:") {
+        if is_header_line(t) {
+            break;
+        }
+        if t.is_empty() {
+            // A blank line ends the current address's block.
+            open = false;
+            continue;
+        }
+        if t.starts_with("Generating server:") {
             continue;
         }
         let head = t.split(|c: char| c.is_whitespace()).next().unwrap_or("");
@@ -105,7 +167,8 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
             t.split_whitespace().count() == 1 || t.starts_with('#') || t.contains("<mailto:");
         if let (true, Some(a)) = (is_addr, first_addr(head).or_else(|| normalize_addr(head))) {
             out.push((a, Vec::new()));
-        } else if let Some((_, lines)) = out.last_mut() {
+            open = true;
+        } else if let (true, Some((_, lines))) = (open, out.last_mut()) {
             lines.push(t);
         }
     }
@@ -192,6 +255,31 @@ mod tests {
             got[0].diagnostic.as_deref(),
             Some("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found")
         );
+    }
+
+    #[test]
+    fn reads_localized_and_outlook_forms() {
+        let body = "Échec de la remise pour ces destinataires ou groupes :\n\nnoe@example.fr<mailto:noe@example.fr>\nL'adresse est introuvable.\n\nInformations de diagnostic pour les administrateurs :\n\nServeur de génération : SRV2.example.fr\n\nnoe@example.fr\nRemote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\n\nEn-têtes de message d'origine :\n\nReceived: from a.example.fr\nTo: <other@example.fr>\n";
+        let got = test_input("postmaster@example.fr", "Non remis", body, |i| {
+            assert!(detect(i));
+            read(i)
+        });
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("noe@example.fr"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found")
+        );
+        let body = "This is an automatically generated Delivery Status Notification.\n\nDelivery to the following recipients failed.\n\n       ola@example.com\n       pam@example.com\n\n";
+        let got = test_input(
+            "postmaster@mail.example.com",
+            "Delivery Status Notification (Failure)",
+            body,
+            read,
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].recipient.as_deref(), Some("pam@example.com"));
+        assert_eq!(got[1].diagnostic, None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Japanese mobile carriers and ISPs whose reports carry fixed English sentences beside the
 //! Japanese text: au by KDDI's EZweb (`ezweb.ne.jp`), KDDI's au one net (`dion.ne.jp`) and BIGLOBE.
 
-use super::provider_util::{addr_line, failed, first_addr, own_text, strip_prefix_ci, unfold};
+use super::provider_util::{
+    addr_line, failed, first_addr, in_reply_to, normalize_addr, own_text, strip_prefix_ci, unfold,
+};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -59,7 +61,17 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
             break;
         }
         let target = strip_prefix_ci(t, "Recipient:").unwrap_or(t).trim();
-        if let Some(a) = addr_line(target).filter(|_| target.starts_with('<')) {
+        let inline = target
+            .strip_prefix('<')
+            .and_then(|r| r.split_once(">: "))
+            .and_then(|(a, said)| Some((normalize_addr(a)?, said)));
+        if let Some((a, said)) = inline {
+            // A relay's `<address>: reply (in reply to RCPT TO command)` line.
+            let (words, command) = in_reply_to(said);
+            let mut r = failed(a, words.to_string());
+            r.command = command;
+            out.push(r);
+        } else if let Some(a) = addr_line(target).filter(|_| target.starts_with('<')) {
             if !out
                 .iter()
                 .any(|r| r.recipient.as_deref() == Some(a.as_str()))
@@ -88,9 +100,7 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
         if r.diagnostic.is_none() && !text.is_empty() {
             r.diagnostic = Some(text.clone());
         }
-        if r.command.is_none() {
-            r.reason_hint = reason;
-        }
+        r.reason_hint = reason;
     }
     out
 }
@@ -204,6 +214,22 @@ mod tests {
         );
         assert_eq!(got[0].reason_hint, Some("suspend"));
         assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn ezweb_relay_line() {
+        let body = "The user(s) account is disabled.\n\n<uma@ezweb.ne.jp>: 550 user unknown (in reply to RCPT TO command)\n";
+        let got = test_input(
+            "postmaster@ezweb.ne.jp",
+            "Mail System Error - Returned Mail",
+            body,
+            read_ezweb,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("uma@ezweb.ne.jp"));
+        assert_eq!(got[0].diagnostic.as_deref(), Some("550 user unknown"));
+        assert_eq!(got[0].command.as_deref(), Some("RCPT"));
+        assert_eq!(got[0].reason_hint, Some("suspend"));
     }
 
     #[test]

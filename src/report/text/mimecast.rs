@@ -33,14 +33,17 @@ fn dashed_after(text: &str, label: &str) -> Option<String> {
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let text = own_text(input.body);
-    let Some(list) = dashed_after(text, "could not be delivered") else {
-        return Vec::new();
-    };
+    // The addresses are the `-- address` lines before the problem is stated.
+    let head = text
+        .split_once("The problem appears to be")
+        .map_or(text, |(h, _)| h);
     let diag = dashed_after(text, "Additional information follows")
         .or_else(|| dashed_after(text, "The problem appears to be"))
         .unwrap_or_default();
     let command = command_in(&diag);
-    list.split_whitespace()
+    head.lines()
+        .filter_map(|l| l.trim().strip_prefix("--"))
+        .flat_map(str::split_whitespace)
         .filter_map(normalize_addr)
         .map(|a| {
             let mut r = failed(a, diag.clone());
@@ -74,6 +77,23 @@ mod tests {
             Some("5.1.1 Recipient address rejected: no such user")
         );
         assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn reads_wrapped_variant() {
+        let body = "This is a delivery failure notification message indicating that\nan email you addressed to email address :\n-- quy@example.net\ncould not be delivered. The problem appears to be :\n-- Recipient email address is possibly incorrect\nAdditional information follows :\n-- 5.7.54 SMTP; Unable to relay recipient\n";
+        let got = test_input(
+            "postmaster@example.org",
+            "[Postmaster] Email Delivery Failure",
+            body,
+            read,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("quy@example.net"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("5.7.54 SMTP; Unable to relay recipient")
+        );
     }
 
     #[test]

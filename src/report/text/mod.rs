@@ -10,6 +10,8 @@ use super::RecipientReport;
 
 // Provider and gateway families.
 pub mod amazonses;
+pub mod barracuda;
+pub mod bigfoot;
 pub mod domino;
 pub mod exchange;
 pub mod gmail;
@@ -76,6 +78,8 @@ pub const FAMILIES: &[Family] = &[
     japan::BIGLOBE,
     zoho::FAMILY,
     mcafee::FAMILY,
+    barracuda::FAMILY,
+    bigfoot::FAMILY,
     trendmicro::FAMILY,
     mimecast::FAMILY,
     verizon::FAMILY,

@@ -161,6 +161,30 @@ pub fn command_in(text: &str) -> Option<String> {
     Some(cmd.to_string())
 }
 
+/// Splits a Postfix-style `... (in reply to RCPT TO command)` tail off `text`: the words before it
+/// and the command it names.
+pub fn in_reply_to(text: &str) -> (&str, Option<String>) {
+    let Some(at) = find_ci(text, "(in reply to ") else {
+        return (text.trim(), None);
+    };
+    let tail = text.get(at..).unwrap_or("");
+    let cmd = tail
+        .get("(in reply to ".len()..)
+        .and_then(|r| r.split_whitespace().next())
+        .map(|w| w.to_ascii_uppercase());
+    let cmd = match cmd.as_deref() {
+        Some("RCPT") => Some("RCPT"),
+        Some("MAIL") => Some("MAIL"),
+        Some("DATA") | Some("END") => Some("DATA"),
+        Some("HELO") | Some("EHLO") => Some("EHLO"),
+        _ => None,
+    };
+    (
+        text.get(..at).unwrap_or(text).trim(),
+        cmd.map(str::to_string),
+    )
+}
+
 /// A failed-recipient record with the given diagnostic (empty diagnostics become `None`).
 pub fn failed(recipient: String, diagnostic: String) -> RecipientReport {
     RecipientReport {
