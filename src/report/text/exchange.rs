@@ -39,6 +39,9 @@ const USER_MARKERS: &[&str] = &[
 /// Outlook.com's (Hotmail's) older notice, which lists the addresses only.
 const OUTLOOK_MARKER: &str = "Delivery to the following recipients failed.";
 
+/// The same notice's delay warning.
+const OUTLOOK_DELAY_MARKER: &str = "Delivery to the following recipients has been delayed.";
+
 /// Where the first of `markers` occurs in `body`, and its length.
 fn find_any(body: &str, markers: &[&str]) -> Option<(usize, usize)> {
     markers
@@ -52,6 +55,7 @@ fn detect(input: &Input) -> bool {
         || find_any(body, USER_MARKERS).is_some()
         || find_any(body, ADMIN_MARKERS).is_some()
         || body.contains(OUTLOOK_MARKER)
+        || body.contains(OUTLOOK_DELAY_MARKER)
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
@@ -68,8 +72,17 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     if let Some((at, _)) = find_any(body, USER_MARKERS) {
         return read_user_part(own_text(body.get(at..).unwrap_or("")));
     }
-    match body.find(OUTLOOK_MARKER) {
-        Some(at) => read_outlook(body.get(at + OUTLOOK_MARKER.len()..).unwrap_or("")),
+    if let Some(at) = body.find(OUTLOOK_MARKER) {
+        return read_outlook(body.get(at + OUTLOOK_MARKER.len()..).unwrap_or(""));
+    }
+    match body.find(OUTLOOK_DELAY_MARKER) {
+        Some(at) => {
+            let mut found = read_outlook(body.get(at + OUTLOOK_DELAY_MARKER.len()..).unwrap_or(""));
+            for r in &mut found {
+                r.action = Some("delayed".to_string());
+            }
+            found
+        }
         None => Vec::new(),
     }
 }
@@ -280,6 +293,15 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].recipient.as_deref(), Some("pam@example.com"));
         assert_eq!(got[1].diagnostic, None);
+        let body = "THIS IS A WARNING MESSAGE ONLY.\n\nDelivery to the following recipients has been delayed.\n\n       quinn@example.com\n";
+        let got = test_input(
+            "postmaster@mail.example.com",
+            "Delivery Status Notification (Delay)",
+            body,
+            read,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].action.as_deref(), Some("delayed"));
     }
 
     #[test]

@@ -358,6 +358,100 @@ mod tests {
             Some("mx.example.com")
         );
         assert_eq!(unfold([" a ", "", "b  c"]), "a b c");
+        assert_eq!(
+            in_reply_to("550 no such user (in reply to RCPT TO command)"),
+            ("550 no such user", Some("RCPT".to_string()))
+        );
+        assert_eq!(in_reply_to("plain"), ("plain", None));
+        assert_eq!(
+            server_words("host mx.example.com [192.0.2.1]: 550 5.1.1 gone"),
+            "550 5.1.1 gone"
+        );
+        assert_eq!(
+            server_words("retry timeout exceeded"),
+            "retry timeout exceeded"
+        );
+    }
+
+    /// Pieces of the formats' fixed wording, so random input reaches the readers' inner paths.
+    const PIECES: &[&str] = &[
+        "\n",
+        " ",
+        "<",
+        ">",
+        "@",
+        ":",
+        "'",
+        "-- ",
+        ">>> RCPT TO:",
+        "<<< 550 ",
+        "a@example.com",
+        "<b@example.net>:",
+        "failed:",
+        "Delivery to the following recipient failed permanently:",
+        "Technical details of permanent failure:",
+        "The error that the other server returned was:",
+        "Sorry, we were unable to deliver your message to the following address.",
+        "Remote host said:",
+        "[RCPT_TO]",
+        "----- Original message -----",
+        "host mx.example.com [",
+        "did not reach the following recipient(s):",
+        " on ",
+        "The MTS-ID of the original message",
+        "Diagnostic information for administrators",
+        "Remote Server returned '",
+        "Delivery has failed to these recipients or groups",
+        "Invalid Address, ERROR_CODE :",
+        "[Status: Error, Address: <",
+        "ResponseCode",
+        "The following addresses had delivery problems",
+        "Non-delivered information",
+        "Could not be delivered to:",
+        "Recipient:",
+        "Unable to deliver message to",
+        "Sent <<<",
+        "Received >>>",
+        "The problem appears to be",
+        "Additional information follows",
+        "was not delivered to:",
+        "because:",
+        "Error message below:",
+        "Original Message:",
+        "To:",
+        "{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[{\"emailAddress\":",
+        "Technical report:",
+        "Final-Recipient: rfc822;",
+        "Your message to:",
+        "was blocked by our Spam",
+        "The following message to <",
+        "The reason for the problem:",
+        "(in reply to ",
+        "é",
+        "\u{0}",
+        "日本語",
+        "Delivery to the following recipients failed.",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn no_family_panics(picks in proptest::collection::vec((0..PIECES.len(), "[ -~]{0,6}"), 0..40)) {
+            let mut body = String::new();
+            for (i, noise) in &picks {
+                body.push_str(PIECES.get(*i).copied().unwrap_or(""));
+                body.push_str(noise);
+            }
+            for from in ["mailer-daemon@googlemail.com", "postmaster@ezweb.ne.jp", "x@mail.zoho.com", "post_master@vtext.com", "no-reply@a.dion.ne.jp", "postmaster@biglobe.ne.jp", "mailer-daemon@bigfoot.com", "mailer-daemon@corp.mail.ru"] {
+                test_input(from, "Delivery Status Notification", &body, |input| {
+                    for family in super::super::FAMILIES {
+                        if (family.detect)(input) {
+                            let _ = (family.read)(input);
+                        }
+                        let _ = (family.read)(input);
+                    }
+                });
+            }
+        }
     }
 
     #[test]
