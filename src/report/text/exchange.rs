@@ -3,6 +3,10 @@
 //! Office 365 / Outlook.com ("Delivery has failed to these recipients or groups", then
 //! "Diagnostic information for administrators" with `Remote Server returned '...'`).
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use super::provider_util::{addr_line, failed, first_addr, normalize_addr, own_text, unfold};
 use super::{Family, Input};
 use crate::report::RecipientReport;
@@ -49,13 +53,20 @@ fn find_any(body: &str, markers: &[&str]) -> Option<(usize, usize)> {
         .find_map(|m| body.find(m).map(|i| (i, m.len())))
 }
 
+/// Every marker above, searched in one pass over the body.
+static ANY_MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    let all: Vec<String> = OLD_MARKERS
+        .iter()
+        .chain(USER_MARKERS)
+        .chain(ADMIN_MARKERS)
+        .chain([&OUTLOOK_MARKER, &OUTLOOK_DELAY_MARKER])
+        .map(|m| regex::escape(m))
+        .collect();
+    Regex::new(&all.join("|")).expect("escaped literals")
+});
+
 fn detect(input: &Input) -> bool {
-    let body = input.body;
-    find_any(body, OLD_MARKERS).is_some()
-        || find_any(body, USER_MARKERS).is_some()
-        || find_any(body, ADMIN_MARKERS).is_some()
-        || body.contains(OUTLOOK_MARKER)
-        || body.contains(OUTLOOK_DELAY_MARKER)
+    ANY_MARKER.is_match(input.body)
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
