@@ -13,8 +13,12 @@ pub const FAMILY: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    (input.from.contains("googlemail.com") || input.from.contains("google.com"))
-        && (input.body.contains("groups.google.com") || input.body.contains("Google Groups"))
+    if !(input.from.contains("googlemail.com") || input.from.contains("google.com")) {
+        return false;
+    }
+    // Only the notice itself counts: a returned group post also mentions Google Groups.
+    let own = own_text(input.body);
+    own.contains("groups.google.com") || own.contains("Google Groups")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
@@ -80,6 +84,24 @@ mod tests {
         );
         assert_eq!(got[0].reason_hint, Some("rejected"));
         assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn a_returned_group_post_is_not_a_group_refusal() {
+        let body = "Delivery to the following recipient failed permanently:\n\n     una@example.com\n\n----- Original message -----\n\nYou received this message because you are subscribed to the Google Groups list.\n";
+        let raw = format!(
+            "From: mailer-daemon@googlemail.com\nX-Failed-Recipients: una@example.com\n\n{body}"
+        );
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap_or_default();
+        let input = Input {
+            message: &message,
+            subject: "x",
+            from: "mailer-daemon@googlemail.com",
+            body,
+        };
+        assert!(!detect(&input));
     }
 
     #[test]
