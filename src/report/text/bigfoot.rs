@@ -1,0 +1,100 @@
+//! Bigfoot's forwarding service: a Sendmail-like report ("The following addresses had permanent
+//! fatal errors", then a `>>> RCPT TO` / `<<< reply` transcript) sent from bigfoot.com.
+
+use super::provider_util::{addr_line, failed, first_addr, own_text};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The Bigfoot reader.
+pub const FAMILY: Family = Family {
+    name: "bigfoot",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    input.from.contains("bigfoot.com") && input.body.contains("The following addresses had")
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = own_text(input.body);
+    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut in_list = false;
+    let mut last_cmd: Option<(&str, Option<String>)> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.contains("The following addresses had") {
+            in_list = true;
+            continue;
+        }
+        if t.starts_with("-----") {
+            in_list = false;
+            continue;
+        }
+        if in_list {
+            if let Some(a) = addr_line(t) {
+                out.push(failed(a, String::new()));
+            }
+        } else if let Some(rest) = t.strip_prefix(">>>") {
+            let rest = rest.trim();
+            let verb = rest
+                .split([' ', ':'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let cmd = match verb.as_str() {
+                "RCPT" => "RCPT",
+                "MAIL" => "MAIL",
+                "DATA" | "." => "DATA",
+                _ => "",
+            };
+            last_cmd = Some((cmd, first_addr(rest)));
+        } else if let Some(rest) = t.strip_prefix("<<<") {
+            let (cmd, addr) = last_cmd.clone().unwrap_or(("", None));
+            // The reply belongs to the transcript's recipient, else to every listed one.
+            for r in out.iter_mut() {
+                let matches = addr.is_none() || r.recipient == addr;
+                if matches && r.diagnostic.is_none() {
+                    r.diagnostic = Some(rest.trim().to_string());
+                    r.command = (!cmd.is_empty()).then(|| cmd.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::provider_util::test_input;
+
+    #[test]
+    fn reads_transcript() {
+        let body = "The original message was received at Mon, 5 Jan 2026 10:00:00 -0800\n\n   ----- The following addresses had permanent fatal errors -----\n<tom@Example.org>\n\n   ----- Transcript of session follows -----\n>>> RCPT TO:<tom@example.org>\n<<< 553 Invalid recipient tom@example.org\n";
+        let got = test_input("mailer-daemon@bigfoot.com", "Returned mail", body, |i| {
+            assert!(detect(i));
+            read(i)
+        });
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("tom@example.org"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("553 Invalid recipient tom@example.org")
+        );
+        assert_eq!(got[0].command.as_deref(), Some("RCPT"));
+    }
+
+    #[test]
+    fn garbage_gives_nothing() {
+        assert!(
+            test_input(
+                "x@bigfoot.com",
+                "y",
+                "<<< 550\n>>>\nThe following addresses had\n<\u{0}>",
+                read
+            )
+            .is_empty()
+        );
+    }
+}
