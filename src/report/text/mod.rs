@@ -137,7 +137,7 @@ pub const FAMILIES: &[Family] = &[
 ];
 
 /// Reads a free-text report: the first family that detects the format and finds recipients wins,
-/// else the general reader. Returns the reader name and the recipients, or `None` when nothing
+/// else the general reader (only for a message that looks like a bounce). Returns the reader name and the recipients, or `None` when nothing
 /// looks like a failure report.
 pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
     for family in FAMILIES {
@@ -147,6 +147,9 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
                 return Some((family.name, found));
             }
         }
+    }
+    if !super::looks_like_bounce(input) {
+        return None;
     }
     let found = generic::read(input);
     (!found.is_empty()).then_some((NAME, found))
