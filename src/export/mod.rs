@@ -160,7 +160,7 @@ struct ListmonkBounce<'a> {
 
 enum Sink<W: Write> {
     Plain(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 /// Writes rows of one format to `W`, a row at a time.
@@ -206,7 +206,7 @@ impl<W: Write> Writer<W> {
                 if let Some(h) = header {
                     w.write_record(h).map_err(csv_err)?;
                 }
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
         };
         Ok(Writer {

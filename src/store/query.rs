@@ -340,6 +340,34 @@ fn day_string(day: i64) -> String {
 }
 
 impl Store {
+    /// The stored form of an address: the exact normalized address when known, else the one
+    /// address that matches it ignoring the case of the local part, else `None`.
+    pub async fn resolve(&self, address: &str) -> Result<Option<String>, StoreError> {
+        let Some((address, _)) = normalize_address(address) else {
+            return Ok(None);
+        };
+        let exact: Option<(String,)> =
+            sqlx::query_as("select address from recipients where address = ?")
+                .bind(&address)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+        if let Some((a,)) = exact {
+            return Ok(Some(a));
+        }
+        let loose: Vec<(String,)> = sqlx::query_as(
+            "select address from recipients where lower(address) = lower(?) limit 2",
+        )
+        .bind(&address)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(match loose.as_slice() {
+            [(a,)] => Some(a.clone()),
+            _ => None,
+        })
+    }
+
     /// The recipient with this address, if known.
     pub async fn recipient(&self, address: &str) -> Result<Option<RecipientInfo>, StoreError> {
         let Some((address, _)) = normalize_address(address) else {

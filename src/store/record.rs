@@ -343,6 +343,7 @@ async fn upsert_recipient(
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut SqliteConnection,
     recipient_id: i64,
@@ -419,6 +420,9 @@ async fn insert_bounce(
 }
 
 /// Writes the bounces of one message and applies the policy to each recipient.
+///
+/// With `touched`, the policy is not applied: the recipients are collected for a replay instead.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_bounces(
     conn: &mut SqliteConnection,
     policy: &Policy,
