@@ -527,3 +527,33 @@ async fn a_missing_database_is_not_created_by_readers() {
 }
 
 use sqlx::Connection;
+
+#[tokio::test]
+async fn one_batch_applies_the_policy_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let rcpt = "hal@example.com";
+    let batch: Vec<Prepared> = (1..=6)
+        .map(|d| {
+            message(
+                d,
+                at(d, 6),
+                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+            )
+        })
+        .collect();
+    let out = store.record(&batch, at(7, 0)).await.unwrap();
+    let changed: Vec<usize> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Outcome::New { changes, .. } if !changes.is_empty()))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(changed, [4], "the fifth counted soft bounce suppresses");
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    assert_eq!((r.soft_count, r.soft_score), (6, 6));
+    assert_eq!(r.suppressed_at.map(|t| t.0), Some(at(5, 6)));
+    let h = store.history(rcpt).await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].source.as_deref(), Some("file:/tmp/5.eml"));
+}

@@ -7,7 +7,9 @@ use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::SqliteConnection;
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError, from_secs, normalize_address, secs};
 use crate::classify::{Bounce, BounceType};
@@ -205,6 +207,8 @@ pub(crate) fn parse_bounce_type(s: &str) -> BounceType {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct RecipientRow {
     pub id: i64,
+    pub address: String,
+    pub domain: String,
     pub state: String,
     pub soft_score: i64,
     pub soft_last_counted_at: Option<i64>,
@@ -332,7 +336,7 @@ async fn upsert_recipient(
     sqlx::query_as(
         "insert into recipients (address, domain, updated_at) values (?, ?, ?) \
          on conflict (address) do update set updated_at = excluded.updated_at \
-         returning id, state, soft_score, soft_last_counted_at, manual, hard_count, soft_count, \
+         returning id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, soft_count, \
          complaint_count, other_count, first_bounce_at, last_bounce_at, suppressed_at, \
          suppressed_type, suppressed_why, suppressed_bounce_id",
     )
@@ -509,7 +513,7 @@ pub(crate) async fn replay(
     now: i64,
 ) -> Result<(State, State), sqlx::Error> {
     let mut row: RecipientRow = sqlx::query_as(
-        "select id, state, soft_score, soft_last_counted_at, manual, hard_count, soft_count, \
+        "select id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, soft_count, \
          complaint_count, other_count, first_bounce_at, last_bounce_at, suppressed_at, \
          suppressed_type, suppressed_why, suppressed_bounce_id from recipients where id = ?",
     )
@@ -619,13 +623,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
         let mut tx = self.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for m in batch {
-            let o = record_one(&mut tx, &self.policy, m, secs(now))
-                .await
-                .map_err(|e| self.err(e))?;
-            out.push(o);
-        }
+        let out = record_batch(&mut tx, &self.policy, batch, secs(now))
+            .await
+            .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(out)
     }
@@ -673,7 +673,7 @@ impl Store {
             )
         } else {
             sqlx::query_as(
-                "select id, state, soft_score, soft_last_counted_at, manual, hard_count, \
+                "select id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, \
                  soft_count, complaint_count, other_count, first_bounce_at, last_bounce_at, \
                  suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id \
                  from recipients where address = ?",
@@ -701,56 +701,298 @@ impl Store {
     }
 }
 
-async fn record_one(
+/// One bounce of the batch on its way to the database.
+struct Pending<'a> {
+    /// Index of its message in the batch.
+    msg: usize,
+    message_id: i64,
+    position: i64,
+    at: i64,
+    address: Option<String>,
+    fields: BounceFields,
+    bounce: &'a Bounce,
+    counted: bool,
+    change: Option<policy::Change>,
+}
+
+/// Rows per multi-row statement, keeping under SQLite's 32,766 bound parameters.
+fn rows_per_statement(columns: usize) -> usize {
+    (32_000 / columns).max(1)
+}
+
+/// Records a batch with a handful of multi-row statements instead of several per message.
+async fn record_batch(
     conn: &mut SqliteConnection,
     policy: &Policy,
-    m: &Prepared,
+    batch: &[Prepared],
     now: i64,
-) -> Result<Outcome, sqlx::Error> {
-    let a = &m.analysis;
-    let error = a.error.as_ref().map(ToString::to_string);
-    let original_message_id = a.original.as_ref().and_then(|o| o.message_id.as_deref());
-    let original_list_id = a.original.as_ref().and_then(|o| o.list_id.as_deref());
-    let inserted: Option<(i64,)> = sqlx::query_as(
-        "insert into messages (sha256, source, received_at, recorded_at, kind, reader, error, \
-         original_message_id, original_list_id, raw_size, raw_deflate) \
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (sha256) do nothing returning id",
-    )
-    .bind(&m.sha256)
-    .bind(&m.source)
-    .bind(secs(m.received_at))
-    .bind(now)
-    .bind(a.kind)
-    .bind(a.reader)
-    .bind(error)
-    .bind(original_message_id)
-    .bind(original_list_id)
-    .bind(i64::try_from(m.raw_size).unwrap_or(i64::MAX))
-    .bind(&m.raw_deflate)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((message_id,)) = inserted else {
-        let (message_id,): (i64,) = sqlx::query_as("select id from messages where sha256 = ?")
-            .bind(&m.sha256)
-            .fetch_one(&mut *conn)
-            .await?;
-        return Ok(Outcome::Duplicate { message_id });
-    };
-    let mut changes = Vec::new();
-    write_bounces(
-        conn,
-        policy,
-        message_id,
-        m.received_at,
-        &a.bounces,
-        now,
-        &mut changes,
-        None,
-    )
-    .await?;
-    Ok(Outcome::New {
-        message_id,
-        bounces: a.bounces.len(),
-        changes,
-    })
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    // 1. Messages: insert, learning which are new.
+    let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
+    for chunk in batch.chunks(rows_per_statement(11)) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "insert into messages (sha256, source, received_at, recorded_at, kind, reader, error, \
+             original_message_id, original_list_id, raw_size, raw_deflate) ",
+        );
+        qb.push_values(chunk, |mut b, m| {
+            let a = &m.analysis;
+            let original = a.original.as_ref();
+            b.push_bind(m.sha256.clone())
+                .push_bind(m.source.clone())
+                .push_bind(secs(m.received_at))
+                .push_bind(now)
+                .push_bind(a.kind)
+                .push_bind(a.reader)
+                .push_bind(a.error.as_ref().map(ToString::to_string))
+                .push_bind(original.and_then(|o| o.message_id.clone()))
+                .push_bind(original.and_then(|o| o.list_id.clone()))
+                .push_bind(i64::try_from(m.raw_size).unwrap_or(i64::MAX))
+                .push_bind(m.raw_deflate.clone());
+        });
+        qb.push(" on conflict (sha256) do nothing returning id, sha256");
+        let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        inserted.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
+    }
+
+    // Which messages are new: the first of each inserted digest.
+    let mut is_new = vec![false; batch.len()];
+    let mut claimed: HashSet<&str> = HashSet::with_capacity(inserted.len());
+    let mut known: HashMap<String, i64> = HashMap::new();
+    let mut missing: Vec<&str> = Vec::new();
+    for (i, m) in batch.iter().enumerate() {
+        if inserted.contains_key(&m.sha256) {
+            is_new[i] = claimed.insert(&m.sha256);
+        } else {
+            missing.push(&m.sha256);
+        }
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    for chunk in missing.chunks(rows_per_statement(1)) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("select id, sha256 from messages where sha256 in (");
+        let mut sep = qb.separated(", ");
+        for sha in chunk {
+            sep.push_bind(sha.to_string());
+        }
+        qb.push(")");
+        let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        known.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
+    }
+
+    // 2. The bounces of the new messages, and their recipients.
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    for (i, m) in batch.iter().enumerate() {
+        if !is_new[i] {
+            continue;
+        }
+        let message_id = inserted.get(&m.sha256).copied().unwrap_or_default();
+        for (pos, b) in m.analysis.bounces.iter().enumerate() {
+            pending.push(Pending {
+                msg: i,
+                message_id,
+                position: i64::try_from(pos).unwrap_or(i64::MAX),
+                at: secs(bounce_time(b.date.as_deref(), m.received_at)),
+                address: b
+                    .recipient
+                    .as_deref()
+                    .and_then(normalize_address)
+                    .map(|(a, _)| a),
+                fields: BounceFields::of(b),
+                bounce: b,
+                counted: false,
+                change: None,
+            });
+        }
+    }
+    let mut addresses: Vec<(String, String)> = pending
+        .iter()
+        .filter_map(|p| p.bounce.recipient.as_deref().and_then(normalize_address))
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let mut rows: HashMap<String, RecipientRow> = HashMap::with_capacity(addresses.len());
+    for chunk in addresses.chunks(rows_per_statement(3)) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("insert into recipients (address, domain, updated_at) ");
+        qb.push_values(chunk, |mut b, (address, domain)| {
+            b.push_bind(address.clone())
+                .push_bind(domain.clone())
+                .push_bind(now);
+        });
+        qb.push(
+            " on conflict (address) do update set updated_at = excluded.updated_at \
+             returning id, address, domain, state, soft_score, soft_last_counted_at, manual, \
+             hard_count, soft_count, complaint_count, other_count, first_bounce_at, \
+             last_bounce_at, suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id",
+        );
+        let got: Vec<RecipientRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
+    }
+
+    // 3. The policy, bounce by bounce, in batch order.
+    for p in &mut pending {
+        let Some(row) = p.address.as_ref().and_then(|a| rows.get_mut(a)) else {
+            continue;
+        };
+        let d = row.apply(
+            policy,
+            Event::Bounce(p.bounce.bounce_type),
+            from_secs(p.at),
+            Some(p.bounce.reason.as_str()),
+        );
+        p.counted = d.counted;
+        p.change = d.change;
+    }
+
+    // 4. Bounce rows.
+    let mut bounce_ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(pending.len());
+    for chunk in pending.chunks(rows_per_statement(24)) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "insert into bounces (message_id, position, recipient_id, at, recipient, action, \
+             status, replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, \
+             feedback_type, rule, reader, original_message_id, original_from, original_to, \
+             original_subject, original_list_id, counted) ",
+        );
+        qb.push_values(chunk, |mut b, p| {
+            let f = &p.fields;
+            let recipient_id = p.address.as_ref().and_then(|a| rows.get(a)).map(|r| r.id);
+            b.push_bind(p.message_id)
+                .push_bind(p.position)
+                .push_bind(recipient_id)
+                .push_bind(p.at)
+                .push_bind(f.recipient.clone())
+                .push_bind(f.action.clone())
+                .push_bind(f.status.clone())
+                .push_bind(f.replycode.clone())
+                .push_bind(f.reason.clone())
+                .push_bind(f.bounce_type.clone())
+                .push_bind(f.diagnostic.clone())
+                .push_bind(f.remote_mta.clone())
+                .push_bind(f.reporting_mta.clone())
+                .push_bind(f.date.clone())
+                .push_bind(f.feedback_type.clone())
+                .push_bind(f.rule.clone())
+                .push_bind(f.reader.clone())
+                .push_bind(f.original_message_id.clone())
+                .push_bind(f.original_from.clone())
+                .push_bind(f.original_to.clone())
+                .push_bind(f.original_subject.clone())
+                .push_bind(f.original_list_id.clone())
+                .push_bind(p.counted);
+        });
+        qb.push(" returning id, message_id, position");
+        let got: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        bounce_ids.extend(got.into_iter().map(|(id, m, pos)| ((m, pos), id)));
+    }
+
+    // 5. History: one event per change, each naming its bounce and rule.
+    let mut changes: Vec<Vec<StateChange>> = vec![Vec::new(); batch.len()];
+    let mut events: Vec<(i64, i64, policy::Change, Option<i64>, &str)> = Vec::new();
+    for p in &pending {
+        let (Some(change), Some(address)) = (p.change, p.address.as_ref()) else {
+            continue;
+        };
+        let Some(row) = rows.get_mut(address) else {
+            continue;
+        };
+        let bounce_id = bounce_ids.get(&(p.message_id, p.position)).copied();
+        if change.to == State::Suppressed {
+            row.suppressed_bounce_id = bounce_id;
+        }
+        events.push((row.id, p.at, change, bounce_id, &p.bounce.rule));
+        if let Some(c) = changes.get_mut(p.msg) {
+            c.push(StateChange {
+                address: address.clone(),
+                to: change.to,
+                cause: change.cause,
+            });
+        }
+    }
+    for chunk in events.chunks(rows_per_statement(6)) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "insert into events (recipient_id, at, change, cause, bounce_id, rule) ",
+        );
+        qb.push_values(chunk, |mut b, (rid, at, change, bounce_id, rule)| {
+            b.push_bind(*rid)
+                .push_bind(*at)
+                .push_bind(change_name(change.to))
+                .push_bind(change.cause.as_str())
+                .push_bind(*bounce_id)
+                .push_bind(rule.to_string());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+
+    // 6. Recipient rows, all in one upsert per chunk.
+    let all: Vec<&RecipientRow> = rows.values().collect();
+    for chunk in all.chunks(rows_per_statement(18)) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "insert into recipients (id, address, domain, state, soft_score, \
+             soft_last_counted_at, manual, hard_count, soft_count, complaint_count, other_count, \
+             first_bounce_at, last_bounce_at, suppressed_at, suppressed_type, suppressed_why, \
+             suppressed_bounce_id, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.id)
+                .push_bind(r.address.clone())
+                .push_bind(r.domain.clone())
+                .push_bind(r.state.clone())
+                .push_bind(r.soft_score)
+                .push_bind(r.soft_last_counted_at)
+                .push_bind(r.manual.clone())
+                .push_bind(r.hard_count)
+                .push_bind(r.soft_count)
+                .push_bind(r.complaint_count)
+                .push_bind(r.other_count)
+                .push_bind(r.first_bounce_at)
+                .push_bind(r.last_bounce_at)
+                .push_bind(r.suppressed_at)
+                .push_bind(r.suppressed_type.clone())
+                .push_bind(r.suppressed_why.clone())
+                .push_bind(r.suppressed_bounce_id)
+                .push_bind(now);
+        });
+        qb.push(
+            " on conflict (id) do update set state = excluded.state, \
+             soft_score = excluded.soft_score, soft_last_counted_at = excluded.soft_last_counted_at, \
+             manual = excluded.manual, hard_count = excluded.hard_count, \
+             soft_count = excluded.soft_count, complaint_count = excluded.complaint_count, \
+             other_count = excluded.other_count, first_bounce_at = excluded.first_bounce_at, \
+             last_bounce_at = excluded.last_bounce_at, suppressed_at = excluded.suppressed_at, \
+             suppressed_type = excluded.suppressed_type, suppressed_why = excluded.suppressed_why, \
+             suppressed_bounce_id = excluded.suppressed_bounce_id, updated_at = excluded.updated_at",
+        );
+        qb.build().execute(&mut *conn).await?;
+    }
+
+    // Outcomes, in batch order.
+    Ok(batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if is_new[i] {
+                Outcome::New {
+                    message_id: inserted.get(&m.sha256).copied().unwrap_or_default(),
+                    bounces: m.analysis.bounces.len(),
+                    changes: changes.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                }
+            } else {
+                Outcome::Duplicate {
+                    message_id: inserted
+                        .get(&m.sha256)
+                        .or_else(|| known.get(&m.sha256))
+                        .copied()
+                        .unwrap_or_default(),
+                }
+            }
+        })
+        .collect())
+}
+
+fn change_name(to: State) -> &'static str {
+    match to {
+        State::Suppressed => "suppressed",
+        State::Active => "unsuppressed",
+    }
 }
