@@ -381,8 +381,7 @@ fn send(tx: &SyncSender<Item>, item: Item) -> Result<(), Stopped> {
 }
 
 fn unreadable_input(path: &Path, e: &io::Error, count: &AtomicU64) {
-    tracing::warn!(path = %path.display(), error = %e, "cannot read input; skipped");
-    eprintln!("bounced: cannot read {}: {e}", path.display());
+    tracing::warn!("cannot read {}: {e}; skipped", path.display());
     count.fetch_add(1, Ordering::Relaxed);
 }
 
