@@ -107,11 +107,11 @@ fn import_records_each_message_once() {
 }
 
 #[test]
-fn import_summary_as_text_and_a_missing_input_exit_2() {
+fn import_summary_as_text_and_a_missing_input_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     inputs(dir.path());
     let out = bounced(dir.path(), &["import", "in/more/5.eml", "no-such-file"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("messages     1\n"),
         "{}",
@@ -212,12 +212,12 @@ fn suppress_export_query_unsuppress() {
         dir.path(),
         &["query", "recipient", "nobody@example.com", "--db", db],
     );
-    assert_eq!(unknown.status.code(), Some(3));
+    assert_eq!(unknown.status.code(), Some(1));
     let unknown = bounced(
         dir.path(),
         &["unsuppress", "nobody@example.com", "--db", db],
     );
-    assert_eq!(unknown.status.code(), Some(3));
+    assert_eq!(unknown.status.code(), Some(1));
 }
 
 #[test]
@@ -265,7 +265,7 @@ fn a_file_that_is_not_a_database_is_named_in_the_error() {
     )
     .unwrap();
     let out = bounced(dir.path(), &["stats", "--db", "notes.db"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("notes.db"), "{err}");
     assert!(err.contains("not a bounced database"), "{err}");
@@ -275,7 +275,7 @@ fn a_file_that_is_not_a_database_is_named_in_the_error() {
 fn readers_do_not_create_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = bounced(dir.path(), &["export"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.status.success());
     assert!(
         stderr(&out).contains("no bounce database at bounced.db"),
         "{}",
@@ -305,7 +305,7 @@ fn the_config_file_names_the_database_and_bad_keys_are_refused() {
     )
     .unwrap();
     let out = bounced(dir.path(), &["stats", "--config", "bad.toml"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.status.success());
     assert!(
         stderr(&out).contains("policy.soft_threshold"),
         "{}",

@@ -27,8 +27,9 @@ use crate::{Analysis, BounceType, Classifier};
 /// Import message files, directories, Maildirs (new/ and cur/) or mbox files into the database.
 ///
 /// Re-importing the same messages adds nothing: each message is keyed by the SHA-256 of its bytes.
-/// Prints a summary on stdout. Exit code 0 when every input was read, 2 when some could not be read
-/// (they are named on stderr), 1 on a fatal error (nothing of the failing batch is written).
+/// Prints a summary on stdout. Exit code 0 when every input was read, 1 when some could not be read
+/// (they are named on stderr), 2 on an error that stopped the import (nothing of the failing batch
+/// is written).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files, directories, Maildirs or mbox files.
@@ -155,7 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             print_summary(&mut out, &summary)?;
         }
         Ok(if summary.unreadable > 0 {
-            ExitCode::from(2)
+            ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
         })

@@ -12,7 +12,7 @@ use super::db::{DbArgs, OutputFormat, opt, parse_time, print_rows, runtime, shor
 use crate::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
 use crate::{BounceType, Reason};
 
-/// Look up a recipient or list stored bounces. Exit code 3 when the recipient is unknown.
+/// Look up a recipient or list stored bounces. Exit code 1 when the recipient is unknown.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -123,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         "bounced: no recipient {address} in {}",
                         store.path().display()
                     );
-                    return Ok(ExitCode::from(3));
+                    return Ok(ExitCode::from(1));
                 };
                 let history = store.history(address).await?;
                 let latest: Vec<BounceRow> = store

@@ -21,7 +21,7 @@ pub struct SuppressArgs {
 }
 
 /// Take an address off the suppression list. Soft bounces no longer suppress it until a hard bounce
-/// or a complaint arrives. Exit code 3 when the address is unknown.
+/// or a complaint arrives. Exit code 1 when the address is unknown.
 #[derive(Debug, clap::Args)]
 pub struct UnsuppressArgs {
     /// The address.
@@ -75,7 +75,7 @@ pub fn run_unsuppress(args: UnsuppressArgs) -> anyhow::Result<ExitCode> {
         let out = match out {
             Err(StoreError::UnknownRecipient(a)) => {
                 eprintln!("bounced: no recipient {a} in the database");
-                return Ok(ExitCode::from(3));
+                return Ok(ExitCode::from(1));
             }
             other => other?,
         };
