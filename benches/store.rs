@@ -29,6 +29,19 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -85,7 +98,7 @@ async fn bench_export(dir: &Path, recipients: u64) {
     store.close().await;
 }
 
-async fn bench_import(dir: &Path, corpus: &Path, messages: u64) {
+async fn bench_import(dir: &Path, corpus: &Path, messages: u64, opts: ImportOptions) {
     let files = corpus_files(corpus);
     assert!(!files.is_empty(), "no corpus at {}", corpus.display());
     let input = dir.join("maildir");
@@ -119,12 +132,18 @@ async fn bench_import(dir: &Path, corpus: &Path, messages: u64) {
     let store = Store::open(&dir.join("import.db"), StoreOptions::default())
         .await
         .unwrap();
-    let opts = ImportOptions::default();
     let jobs = opts.jobs;
+    let cpu0 = cpu_secs();
     let s = import(&store, &[input], Arc::new(Classifier::new()), opts)
         .await
         .unwrap();
     store.close().await;
+    let cpu = cpu_secs() - cpu0;
+    println!(
+        "import: {:.1} CPU seconds (user + system) = {:.0} messages per CPU second",
+        cpu,
+        s.messages as f64 / cpu
+    );
     println!(
         "import: {} messages ({} new, {} duplicates, {} errors; bounces hard {} soft {} complaint {} none {}) \
          in {:.2} s = {:.0} msg/s with {jobs} classifier threads; peak RSS {:.1} MiB",
@@ -246,7 +265,14 @@ fn main() {
         }
         if which.is_none() || which.as_deref() == Some("import") {
             if corpus.is_dir() {
-                bench_import(dir.path(), &corpus, messages).await;
+                let mut opts = ImportOptions::default();
+                if let Some(j) = arg(&args, "--jobs").and_then(|v| v.parse().ok()) {
+                    opts.jobs = j;
+                }
+                if let Some(b) = arg(&args, "--batch-size").and_then(|v| v.parse().ok()) {
+                    opts.batch_size = b;
+                }
+                bench_import(dir.path(), &corpus, messages, opts).await;
             } else {
                 println!(
                     "import: no corpus at {} (use --corpus DIR)",

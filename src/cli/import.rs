@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::db::{DbArgs, runtime};
 use crate::error::ReadError;
 use crate::report::ReadOptions;
-use crate::store::{Outcome, Prepared, Store};
+use crate::store::{Outcome, Prepared, Store, deflate, sha256_hex};
 use crate::{Analysis, BounceType, Classifier};
 
 /// Import message files, directories, Maildirs (new/ and cur/) or mbox files into the database.
@@ -37,7 +37,7 @@ pub struct Args {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
-    /// Classifier threads [default: the number of CPUs].
+    /// Classifier threads [default: half the CPUs, at least 1]; each needs tens of MB of memory.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Messages per transaction [default: `[store] batch_size`, 500].
@@ -90,7 +90,8 @@ pub struct Summary {
 /// How [`import`] runs.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// Classifier threads.
+    /// Classifier threads. Each holds its own regex caches (tens of MB), and one more thread reads,
+    /// hashes and compresses, so the default is half the CPUs, at least one.
     pub jobs: usize,
     /// Messages per transaction.
     pub batch_size: usize,
@@ -103,7 +104,7 @@ pub struct ImportOptions {
 impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
-            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            jobs: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             batch_size: 500,
             progress: false,
             read: ReadOptions::default(),
@@ -111,13 +112,15 @@ impl Default for ImportOptions {
     }
 }
 
-/// One message as read from disk, before the CPU work.
+/// One message as read from disk, hashed and compressed, before classification.
 enum Item {
     /// The whole message.
     Bytes {
         source: String,
         received_at: DateTime<Utc>,
         bytes: Vec<u8>,
+        sha256: String,
+        raw_deflate: Vec<u8>,
     },
     /// Over the size limit: hashed while streaming, not kept.
     TooLarge {
@@ -344,7 +347,16 @@ fn work(
                 source,
                 received_at,
                 bytes,
-            } => Prepared::analyze(source, received_at, &bytes, classifier, read),
+                sha256,
+                raw_deflate,
+            } => Prepared {
+                sha256,
+                source,
+                received_at,
+                raw_size: bytes.len(),
+                raw_deflate,
+                analysis: crate::analyze(&bytes, classifier, read),
+            },
             Item::TooLarge {
                 source,
                 received_at,
@@ -379,6 +391,17 @@ struct Stopped;
 
 fn send(tx: &SyncSender<Item>, item: Item) -> Result<(), Stopped> {
     tx.send(item).map_err(|_| Stopped)
+}
+
+/// A whole message, hashed and compressed here so the classifier threads only classify.
+fn whole(source: String, received_at: DateTime<Utc>, bytes: Vec<u8>) -> Item {
+    Item::Bytes {
+        sha256: sha256_hex(&bytes),
+        raw_deflate: deflate(&bytes),
+        source,
+        received_at,
+        bytes,
+    }
 }
 
 fn unreadable_input(path: &Path, e: &io::Error, count: &AtomicU64) {
@@ -518,14 +541,7 @@ fn read_file(
         unreadable_input(path, &e, bad);
         return Ok(());
     }
-    send(
-        tx,
-        Item::Bytes {
-            source,
-            received_at,
-            bytes,
-        },
-    )
+    send(tx, whole(source, received_at, bytes))
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
@@ -603,11 +619,7 @@ impl MboxMessage {
                 size,
             }),
             None if self.bytes.iter().all(u8::is_ascii_whitespace) => None,
-            None => Some(Item::Bytes {
-                source,
-                received_at: self.received_at,
-                bytes: self.bytes,
-            }),
+            None => Some(whole(source, self.received_at, self.bytes)),
         }
     }
 }

@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
 pub use reclassify::{ReclassifyReport, Shift};
-pub use record::{ManualOutcome, Outcome, Prepared, StateChange};
+pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
 
 use crate::policy::Policy;
 

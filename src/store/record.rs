@@ -34,8 +34,8 @@ pub struct Prepared {
     pub analysis: Analysis,
 }
 
-/// The hex SHA-256 of a message's bytes.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+/// The hex SHA-256 of a message's bytes: its key in the database.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut s = String::with_capacity(64);
     for b in digest {
@@ -45,7 +45,8 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     s
 }
 
-fn deflate(bytes: &[u8]) -> Vec<u8> {
+/// The raw message as stored: zlib, fast level (compression runs once per message, on import).
+pub fn deflate(bytes: &[u8]) -> Vec<u8> {
     let mut enc = ZlibEncoder::new(
         Vec::with_capacity(bytes.len() / 3 + 64),
         Compression::fast(),
@@ -128,20 +129,122 @@ pub enum Outcome {
 /// When a failure happened: the report's date when it parses and is not in the future of its
 /// arrival, else the arrival time.
 pub(crate) fn bounce_time(date: Option<&str>, received_at: DateTime<Utc>) -> DateTime<Utc> {
-    let Some(d) = date.map(str::trim).filter(|d| !d.is_empty()) else {
-        return received_at;
-    };
-    // Drop a trailing comment such as "(UTC)" or "(CEST)".
-    let d = match d.rfind('(') {
-        Some(i) if d.ends_with(')') => d.get(..i).unwrap_or(d).trim_end(),
-        _ => d,
-    };
-    let parsed = DateTime::parse_from_rfc2822(d)
-        .or_else(|_| DateTime::parse_from_rfc3339(d))
-        .map(|t| t.with_timezone(&Utc));
-    match parsed {
-        Ok(t) if t <= received_at + chrono::Duration::days(1) => t,
+    match date.and_then(parse_mail_date) {
+        Some(t) if t <= received_at + chrono::Duration::days(1) => t,
         _ => received_at,
+    }
+}
+
+/// The offset of a zone name that mail writes instead of a number, in minutes east of UTC.
+fn zone_offset(name: &str) -> Option<i32> {
+    let hours = match name.to_ascii_uppercase().as_str() {
+        "UT" | "UTC" | "GMT" | "Z" | "WET" => 0,
+        "BST" | "CET" | "MET" | "WEST" => 1,
+        "CEST" | "MEST" | "EET" | "SAST" => 2,
+        "EEST" | "MSK" => 3,
+        "IST" => return Some(330),
+        "CST" => -6,
+        "CDT" | "EST" => -5,
+        "EDT" | "AST" => -4,
+        "ADT" => -3,
+        "MST" => -7,
+        "MDT" => -6,
+        "PST" => -8,
+        "PDT" => -7,
+        "AKST" => -9,
+        "HST" => -10,
+        "HKT" | "SGT" | "AWST" => 8,
+        "JST" | "KST" => 9,
+        "AEST" => 10,
+        "AEDT" => 11,
+        "NZST" => 12,
+        "NZDT" => 13,
+        _ => return None,
+    };
+    Some(hours * 60)
+}
+
+/// Parses a mail date leniently: a wrong weekday, a zone name (`JST`), a trailing comment `(EST)`,
+/// a missing zone or missing seconds are all accepted, as real reports have them. RFC 3339 too.
+pub(crate) fn parse_mail_date(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let s = match s.find('(') {
+        Some(i) => s.get(..i).unwrap_or(s),
+        None => s,
+    };
+    let s = match s.split_once(',') {
+        Some((_, rest)) => rest,
+        None => s,
+    };
+    let mut words: Vec<&str> = s.split_whitespace().collect();
+    // A leading weekday without its comma.
+    if words
+        .first()
+        .is_some_and(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_alphabetic()))
+    {
+        words.remove(0);
+    }
+    let offset_minutes = match words.get(4) {
+        None => 0,
+        Some(z) if z.starts_with(['+', '-']) => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let digits = z
+                .get(1..)
+                .filter(|d| d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()))?;
+            let h: i32 = digits.get(..2)?.parse().ok()?;
+            let m: i32 = digits.get(2..)?.parse().ok()?;
+            sign * (h * 60 + m)
+        }
+        Some(z) => zone_offset(z).unwrap_or(0),
+    };
+    let text = words.get(..4)?.join(" ");
+    let naive = chrono::NaiveDateTime::parse_from_str(&text, "%d %b %Y %H:%M:%S")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&text, "%d %b %Y %H:%M"))
+        .ok()?;
+    let offset = chrono::FixedOffset::east_opt(offset_minutes * 60)?;
+    naive
+        .and_local_timezone(offset)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> Option<String> {
+        parse_mail_date(s).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    }
+
+    #[test]
+    fn lenient_mail_dates() {
+        let want = Some("2015-04-29T23:34:45Z".to_owned());
+        // 29 April 2015 was a Wednesday: the wrong weekday is ignored.
+        assert_eq!(utc("Thu, 29 Apr 2015 23:34:45 +0000"), want);
+        assert_eq!(utc("29 Apr 2015 23:34:45 GMT"), want);
+        assert_eq!(utc("Wed, 30 Apr 2015 08:34:45 JST"), want);
+        assert_eq!(utc("Wed, 29 Apr 2015 19:34:45 -0400 (EDT)"), want);
+        assert_eq!(utc("Wed 29 Apr 2015 23:34:45"), want);
+        assert_eq!(utc("2015-04-29T23:34:45Z"), want);
+        assert_eq!(
+            utc("Wed, 29 Apr 2015 23:34 +0000"),
+            Some("2015-04-29T23:34:00Z".into())
+        );
+        assert_eq!(utc("yesterday"), None);
+        assert_eq!(utc("Wed, 29 Apr 2015 23:34:45 +00"), None);
+    }
+
+    #[test]
+    fn a_date_in_the_future_falls_back_to_arrival() {
+        let arrival = parse_mail_date("1 Mar 2026 00:00:00 +0000").unwrap_or_default();
+        assert_eq!(
+            bounce_time(Some("1 Mar 2031 00:00:00 +0000"), arrival),
+            arrival
+        );
+        assert_eq!(bounce_time(None, arrival), arrival);
     }
 }
 
@@ -750,7 +853,11 @@ async fn record_batch(
                 .push_bind(m.raw_deflate.clone());
         });
         qb.push(" on conflict (sha256) do nothing returning id, sha256");
-        let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        let rows: Vec<(i64, String)> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
         inserted.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
     }
 
@@ -776,7 +883,11 @@ async fn record_batch(
             sep.push_bind(sha.to_string());
         }
         qb.push(")");
-        let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        let rows: Vec<(i64, String)> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
         known.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
     }
 
@@ -826,7 +937,11 @@ async fn record_batch(
              hard_count, soft_count, complaint_count, other_count, first_bounce_at, \
              last_bounce_at, suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id",
         );
-        let got: Vec<RecipientRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        let got: Vec<RecipientRow> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
         rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
     }
 
@@ -882,7 +997,11 @@ async fn record_batch(
                 .push_bind(p.counted);
         });
         qb.push(" returning id, message_id, position");
-        let got: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        let got: Vec<(i64, i64, i64)> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
         bounce_ids.extend(got.into_iter().map(|(id, m, pos)| ((m, pos), id)));
     }
 
@@ -921,7 +1040,7 @@ async fn record_batch(
                 .push_bind(*bounce_id)
                 .push_bind(rule.to_string());
         });
-        qb.build().execute(&mut *conn).await?;
+        qb.build().persistent(false).execute(&mut *conn).await?;
     }
 
     // 6. Recipient rows, all in one upsert per chunk.
@@ -963,7 +1082,7 @@ async fn record_batch(
              suppressed_type = excluded.suppressed_type, suppressed_why = excluded.suppressed_why, \
              suppressed_bounce_id = excluded.suppressed_bounce_id, updated_at = excluded.updated_at",
         );
-        qb.build().execute(&mut *conn).await?;
+        qb.build().persistent(false).execute(&mut *conn).await?;
     }
 
     // Outcomes, in batch order.
