@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -45,6 +46,21 @@ impl DbArgs {
         let path = self.db_path(&cfg);
         let store = Store::open(&path, cfg.store_options(create)).await?;
         Ok((store, cfg))
+    }
+}
+
+/// Treats a closed stdout (`bounced export | head`) as a normal end, not an error.
+pub fn quiet_broken_pipe(r: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    match r {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
     }
 }
 

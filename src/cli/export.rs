@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::db::{DbArgs, parse_time, runtime};
+use super::db::{DbArgs, parse_time, quiet_broken_pipe, runtime};
 use crate::export::{self, Format};
 use crate::store::query::{ExportFilter, ExportTypes};
 
@@ -42,7 +42,7 @@ pub struct Args {
 /// Runs `bounced export`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    rt.block_on(async {
+    quiet_broken_pipe(rt.block_on(async {
         let (store, _) = args.db.open(false).await?;
         let filter = ExportFilter {
             types: args.types.unwrap_or_default(),
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(rows, format = %args.format, "export written");
         store.close().await;
         Ok(ExitCode::SUCCESS)
-    })
+    }))
 }
 
 /// Creates a new temporary file in the same folder as `path` (so the rename is atomic), mode 0640.

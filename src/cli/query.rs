@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde::Serialize;
 
-use super::db::{DbArgs, OutputFormat, opt, parse_time, print_rows, runtime, short};
+use super::db::{
+    DbArgs, OutputFormat, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
+};
 use crate::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
 use crate::{BounceType, Reason};
 
@@ -108,7 +110,7 @@ fn bounce_cells(b: &BounceRow, table: bool) -> Vec<String> {
 /// Runs `bounced query`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    rt.block_on(async {
+    quiet_broken_pipe(rt.block_on(async {
         let (store, _) = args.db.open(false).await?;
         let mut out = io::stdout().lock();
         let table = args.format == OutputFormat::Table;
@@ -209,12 +211,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         drop(out);
         store.close().await;
         Ok(ExitCode::SUCCESS)
-    })
+    }))
 }
 
 fn print_recipient(out: &mut dyn Write, r: &RecipientInfo) -> io::Result<()> {
-    let t =
-        |v: &Option<crate::store::query::Timestamp>| v.map(|t| t.to_string()).unwrap_or_default();
+    let t = |v: &Option<crate::store::query::Timestamp>| {
+        v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned())
+    };
     writeln!(out, "address      {}", r.address)?;
     writeln!(out, "state        {}", r.state)?;
     if r.state == "suppressed" {

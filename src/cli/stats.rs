@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::db::{DbArgs, OutputFormat, parse_time, print_rows, runtime};
+use super::db::{DbArgs, OutputFormat, parse_time, print_rows, quiet_broken_pipe, runtime};
 use crate::store::query::StatsBy;
 
 /// Show totals (messages by kind, bounces by type, suppressions by type) or, with --by, bounce
@@ -44,7 +44,7 @@ pub enum By {
 /// Runs `bounced stats`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    rt.block_on(async {
+    quiet_broken_pipe(rt.block_on(async {
         let (store, _) = args.db.open(false).await?;
         let mut out = io::stdout().lock();
         match args.by {
@@ -122,5 +122,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         drop(out);
         store.close().await;
         Ok(ExitCode::SUCCESS)
-    })
+    }))
 }

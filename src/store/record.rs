@@ -200,7 +200,18 @@ pub(crate) fn parse_mail_date(s: &str) -> Option<DateTime<Utc>> {
         }
         Some(z) => zone_offset(z).unwrap_or(0),
     };
-    let text = words.get(..4)?.join(" ");
+    // Two- and three-digit years, as RFC 5322 section 4.3 reads them.
+    let year = match words.get(2).map(|y| (y.len(), y.parse::<i32>())) {
+        Some((1..=2, Ok(y))) if y < 50 => (y + 2000).to_string(),
+        Some((1..=3, Ok(y))) => (y + 1900).to_string(),
+        _ => (*words.get(2)?).to_owned(),
+    };
+    let text = format!(
+        "{} {} {year} {}",
+        words.first()?,
+        words.get(1)?,
+        words.get(3)?
+    );
     let naive = chrono::NaiveDateTime::parse_from_str(&text, "%d %b %Y %H:%M:%S")
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(&text, "%d %b %Y %H:%M"))
         .ok()?;
@@ -209,6 +220,8 @@ pub(crate) fn parse_mail_date(s: &str) -> Option<DateTime<Utc>> {
         .and_local_timezone(offset)
         .single()
         .map(|t| t.with_timezone(&Utc))
+        // Internet mail is younger than this; an earlier date is a wrong clock.
+        .filter(|t| t.timestamp() >= 631_152_000)
 }
 
 #[cfg(test)]
@@ -233,6 +246,13 @@ mod tests {
             utc("Wed, 29 Apr 2015 23:34 +0000"),
             Some("2015-04-29T23:34:00Z".into())
         );
+        assert_eq!(utc("Wed, 29 Apr 15 23:34:45 +0000"), want);
+        assert_eq!(
+            utc("Thu, 29 Apr 99 23:34:45 +0000"),
+            Some("1999-04-29T23:34:45Z".into())
+        );
+        assert_eq!(utc("Thu, 29 Apr 115 23:34:45 +0000"), want);
+        assert_eq!(utc("Thu, 29 Apr 1970 23:34:45 +0000"), None);
         assert_eq!(utc("yesterday"), None);
         assert_eq!(utc("Wed, 29 Apr 2015 23:34:45 +00"), None);
     }
