@@ -557,3 +557,72 @@ async fn one_batch_applies_the_policy_in_order() {
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].source.as_deref(), Some("file:/tmp/5.eml"));
 }
+
+#[tokio::test]
+async fn a_bounce_without_a_usable_address_is_kept_without_a_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut no_rcpt = bounce("x", Reason::Onhold, BounceType::Soft);
+    no_rcpt.recipient = None;
+    let bad = bounce("not an address", Reason::Userunknown, BounceType::Hard);
+    let out = store
+        .record(&[message(1, at(1, 0), vec![no_rcpt, bad])], at(1, 0))
+        .await
+        .unwrap();
+    assert!(matches!(&out[0], Outcome::New { bounces: 2, changes, .. } if changes.is_empty()));
+    let s = store.summary().await.unwrap();
+    assert_eq!((s.bounces, s.recipients), (2, 0));
+    let rows: Vec<_> = store
+        .bounces(&BounceFilter::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .any(|b| b.recipient.as_deref() == Some("not an address"))
+    );
+}
+
+#[tokio::test]
+async fn reclassify_since_leaves_older_messages_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    store
+        .record(
+            &[
+                message(
+                    1,
+                    at(1, 0),
+                    vec![bounce("old@example.com", Reason::Onhold, BounceType::Soft)],
+                ),
+                message(
+                    2,
+                    at(9, 0),
+                    vec![bounce("new@example.com", Reason::Onhold, BounceType::Soft)],
+                ),
+            ],
+            at(9, 0),
+        )
+        .await
+        .unwrap();
+    let report = store
+        .reclassify(
+            Some(at(5, 0)),
+            |_| {
+                analysis(vec![bounce(
+                    "new@example.com",
+                    Reason::Userunknown,
+                    BounceType::Hard,
+                )])
+            },
+            at(10, 0),
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.messages, report.changed), (1, 1));
+    let old = store.recipient("old@example.com").await.unwrap().unwrap();
+    assert_eq!((old.soft_count, old.state.as_str()), (1, "active"));
+    let new = store.recipient("new@example.com").await.unwrap().unwrap();
+    assert_eq!(new.state, "suppressed");
+}
