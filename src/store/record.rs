@@ -45,13 +45,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     s
 }
 
+thread_local! {
+    /// One compressor per thread, reset between messages: building one costs more than a small
+    /// message's compression.
+    static COMPRESSOR: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(Compression::fast(), true));
+}
+
 /// The raw message as stored: zlib, fast level (compression runs once per message, on import).
 pub fn deflate(bytes: &[u8]) -> Vec<u8> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        c.reset();
+        let mut out = Vec::with_capacity(bytes.len() / 2 + 128);
+        loop {
+            let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
+            let rest = bytes.get(consumed..).unwrap_or_default();
+            match c.compress_vec(rest, &mut out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => return out,
+                Ok(_) => out.reserve(out.capacity().max(4096)),
+                // Cannot happen with a Vec output; fall back to the one-shot encoder.
+                Err(_) => return deflate_once(bytes),
+            }
+        }
+    })
+}
+
+fn deflate_once(bytes: &[u8]) -> Vec<u8> {
     let mut enc = ZlibEncoder::new(
         Vec::with_capacity(bytes.len() / 3 + 64),
         Compression::fast(),
     );
-    // Writing into a Vec cannot fail.
     let _ = enc.write_all(bytes);
     enc.finish().unwrap_or_default()
 }
@@ -230,6 +254,25 @@ mod tests {
 
     fn utc(s: &str) -> Option<String> {
         parse_mail_date(s).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    }
+
+    #[test]
+    fn deflate_round_trips_with_a_reused_compressor() {
+        for text in [
+            "",
+            "short",
+            &"a much longer text that repeats; ".repeat(5000),
+        ] {
+            let packed = deflate(text.as_bytes());
+            assert_eq!(inflate(&packed).unwrap_or_default(), text.as_bytes());
+        }
+        let incompressible: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        assert_eq!(
+            inflate(&deflate(&incompressible)).unwrap_or_default(),
+            incompressible
+        );
     }
 
     #[test]
