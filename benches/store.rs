@@ -32,13 +32,16 @@ fn peak_rss_mib() -> f64 {
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    // Fields after the command name (in parentheses) start with the state; utime and stime are the
+    // 12th and 13th of them. Clock ticks are 100 per second on Linux.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
+    let field = |n: usize| {
+        rest.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let ticks = field(11) + field(12);
     ticks / 100.0
 }
 
