@@ -10,6 +10,12 @@
 //!   (RFC 3834) and free-text MTA reports, plus the returned original message. Pure; never panics.
 //! - [`classify`]: SMTP reply codes and enhanced status codes, the ordered rule table that names a
 //!   reason, and the hard/soft decision. Pure; rules are compiled once.
+//! - [`store`]: the SQLite bounce database (sqlx): idempotent recording keyed by the SHA-256 of each
+//!   message, bounce rows, recipient states with their history, queries, reclassification.
+//! - [`policy`]: when a recipient is suppressed (hard and complaint at once, soft by a score over
+//!   time, manual overrides). Pure; time is passed in.
+//! - [`export`]: suppression-list writers (txt, csv, jsonl, listmonk, postfix, ses, mailgun), streaming.
+//! - [`config`]: `bounced.toml`, validated at load.
 //! - [`error`]: the library's typed errors.
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
 //! - [`cli`]: the subcommands of the `bounced` binary (one file each).
@@ -19,9 +25,13 @@
 
 pub mod classify;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod eval;
+pub mod export;
+pub mod policy;
 pub mod report;
+pub mod store;
 
 pub use classify::{Bounce, BounceType, Classifier, Reason};
 pub use error::ReadError;

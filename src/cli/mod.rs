@@ -11,6 +11,15 @@ pub mod eval;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+// The bounce database subcommands.
+pub mod db;
+pub mod export;
+pub mod import;
+pub mod query;
+pub mod reclassify;
+pub mod stats;
+pub mod suppress;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +46,21 @@ pub enum Command {
     Eval(eval::Args),
     /// Measure parsing and classification speed on a directory of messages.
     Bench(bench::Args),
+    // The bounce database.
+    /// Classify files, directories, Maildirs or mbox files and record the results.
+    Import(import::Args),
+    /// Look up a recipient (state, history, why) or list stored bounces.
+    Query(query::Args),
+    /// Totals, or bounce counts by reason, domain, type or day.
+    Stats(stats::Args),
+    /// Write the suppression list (txt, csv, jsonl, listmonk, postfix, ses, mailgun).
+    Export(export::Args),
+    /// Suppress an address by hand.
+    Suppress(suppress::SuppressArgs),
+    /// Take an address off the suppression list by hand.
+    Unsuppress(suppress::UnsuppressArgs),
+    /// Re-run the current rules over stored messages and update bounces and states.
+    Reclassify(reclassify::Args),
 }
 
 /// Starts the tracing subscriber on stderr.
@@ -60,6 +84,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Classify(args) => classify::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        // The bounce database.
+        Command::Import(args) => import::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Suppress(args) => suppress::run_suppress(args),
+        Command::Unsuppress(args) => suppress::run_unsuppress(args),
+        Command::Reclassify(args) => reclassify::run(args),
     }
 }
 

@@ -1,0 +1,202 @@
+//! What the database subcommands share: `--db`/`--config`, opening the store, dates, output formats.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::config::{Config, HumanDuration};
+use crate::store::Store;
+
+/// The database to use and the configuration that names it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// The bounce database [default: `[store] path` from the configuration, then ./bounced.db].
+    #[arg(long, env = "BOUNCED_DB", value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+    /// The configuration file (bounced.toml); without one, the documented defaults apply.
+    #[arg(
+        long = "config",
+        env = "BOUNCED_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    pub config_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The configuration: the file when given, else the defaults.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        match &self.config_file {
+            Some(path) => Ok(Config::load(path)?),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// `--db`, else the configured path.
+    pub fn db_path(&self, cfg: &Config) -> PathBuf {
+        self.db.clone().unwrap_or_else(|| cfg.store.path.clone())
+    }
+
+    /// Opens the store; `create` for commands that write (import, suppress).
+    pub async fn open(&self, create: bool) -> anyhow::Result<(Store, Config)> {
+        let cfg = self.config()?;
+        let path = self.db_path(&cfg);
+        let store = Store::open(&path, cfg.store_options(create)).await?;
+        Ok((store, cfg))
+    }
+}
+
+/// Treats a closed stdout (`bounced export | head`) as a normal end, not an error.
+pub fn quiet_broken_pipe(r: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    match r {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
+}
+
+/// A runtime for one subcommand.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Parses `--since`/`--until`: `2026-03-01`, `2026-03-01T09:00:00Z`, or an age such as `7d` / `36h`.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .ok_or_else(|| format!("bad date `{s}`"));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(age) = HumanDuration::parse(s) {
+        let age = chrono::Duration::from_std(age.0).map_err(|_| format!("`{s}` is too long"))?;
+        return Ok(Utc::now() - age);
+    }
+    Err(format!(
+        "`{s}` is not a date: use 2026-03-01, 2026-03-01T09:00:00Z, or an age such as 7d"
+    ))
+}
+
+/// How query results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// Prints rows as an aligned table, JSON lines or CSV.
+pub fn print_rows<T: serde::Serialize>(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    headers: &[&str],
+    rows: &[T],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Jsonl => {
+            for r in rows {
+                serde_json::to_writer(&mut *out, r)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        OutputFormat::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(&mut *out);
+            w.write_record(headers)?;
+            for r in rows {
+                w.write_record(cells(r))?;
+            }
+            w.flush()?;
+        }
+        OutputFormat::Table => {
+            let body: Vec<Vec<String>> = rows.iter().map(&cells).collect();
+            let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+            for row in &body {
+                for (w, c) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            let line = |cols: &[String]| {
+                let mut s = String::new();
+                for (i, (c, w)) in cols.iter().zip(&widths).enumerate() {
+                    if i + 1 == cols.len() {
+                        s.push_str(c);
+                    } else {
+                        s.push_str(&format!("{c:<w$}  "));
+                    }
+                }
+                s.trim_end().to_owned()
+            };
+            let head: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+            writeln!(out, "{}", line(&head))?;
+            for row in &body {
+                writeln!(out, "{}", line(row))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An optional cell.
+pub fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+/// Shortens a cell for a table (diagnostics are long), on a character boundary.
+pub fn short(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            parse_time("2026-03-01").map(|t| t.to_rfc3339()),
+            Ok("2026-03-01T00:00:00+00:00".to_owned())
+        );
+        assert!(parse_time("2026-03-01T09:00:00+02:00").is_ok());
+        let week = parse_time("7d").unwrap_or_default();
+        assert!(
+            (Utc::now() - week - chrono::Duration::days(7))
+                .num_seconds()
+                .abs()
+                < 5
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn short_cells() {
+        assert_eq!(short("abcdef", 4), "abc…");
+        assert_eq!(short("ab", 4), "ab");
+    }
+}
