@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::classify::{Bounce, BounceType};
 
 /// One row of `expected.jsonl`: what one mail should give at one recipient position.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Expected {
     /// Mail file name, relative to the corpus directory.
     pub file: String,
@@ -166,6 +166,11 @@ impl Evaluator {
         }
     }
 
+    /// The expected rows of `file`, in position order (empty when it has none).
+    pub fn rows(&self, file: &str) -> &[Expected] {
+        self.expected.get(file).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether `file` has expected rows.
     pub fn has_expectation(&self, file: &str) -> bool {
         self.expected.contains_key(file)
@@ -215,44 +220,7 @@ impl Evaluator {
                 continue;
             };
             let our_hard = got.bounce_type == BounceType::Hard;
-            let checks: [(&'static str, bool, &str, Option<&str>); 6] = [
-                (
-                    "recipient",
-                    got.recipient.is_some(),
-                    "an address",
-                    got.recipient.as_deref(),
-                ),
-                (
-                    "status",
-                    status_agrees(&row.status, got.status.as_deref()),
-                    &row.status,
-                    got.status.as_deref(),
-                ),
-                (
-                    "replycode",
-                    empty_or_equal(&row.replycode, got.replycode.as_deref()),
-                    &row.replycode,
-                    got.replycode.as_deref(),
-                ),
-                (
-                    "reason",
-                    row.reason == got.reason.as_str(),
-                    &row.reason,
-                    Some(got.reason.as_str()),
-                ),
-                (
-                    "hard_soft",
-                    row.hardbounce == our_hard,
-                    if row.hardbounce { "hard" } else { "not hard" },
-                    Some(got.bounce_type.as_str()),
-                ),
-                (
-                    "feedback_type",
-                    empty_or_equal(&row.feedbacktype, got.feedback_type.as_deref()),
-                    &row.feedbacktype,
-                    got.feedback_type.as_deref(),
-                ),
-            ];
+            let checks = compare(row, got);
             let ratios = [
                 &mut f.recipient,
                 &mut f.status,
@@ -261,18 +229,18 @@ impl Evaluator {
                 &mut f.hard_soft,
                 &mut f.feedback_type,
             ];
-            for ((field, ok, expected, value), ratio) in checks.into_iter().zip(ratios) {
-                ratio.add(ok);
-                if !ok {
-                    if field == "reason" {
+            for (check, ratio) in checks.into_iter().zip(ratios) {
+                ratio.add(check.agrees);
+                if !check.agrees {
+                    if check.field == "reason" {
                         reason_misses += 1;
                     }
                     mismatches.push(Mismatch {
                         file: file.to_string(),
                         n: row.n,
-                        field,
-                        expected: expected.to_string(),
-                        got: value.map(str::to_string),
+                        field: check.field,
+                        expected: check.expected.to_string(),
+                        got: check.got.map(str::to_string),
                         diagnostic: got.diagnostic.clone(),
                         rule: Some(got.rule.clone()),
                     });
@@ -336,6 +304,67 @@ impl Evaluator {
         f.worst_families = worst;
         f
     }
+}
+
+/// One field of an expected row set against our result at the same position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldCheck<'a> {
+    /// The field (one of [`FIELDS`]).
+    pub field: &'static str,
+    /// Whether ours agrees by the rules of `eval`.
+    pub agrees: bool,
+    /// The expected value, as written for people (`hard` / `not hard` for the hard/soft field).
+    pub expected: &'a str,
+    /// Our value.
+    pub got: Option<&'a str>,
+}
+
+/// Compares every field of [`FIELDS`] between an expected row and our result, in that order.
+pub fn compare<'a>(row: &'a Expected, got: &'a Bounce) -> [FieldCheck<'a>; 6] {
+    let check = |field, agrees, expected, got| FieldCheck {
+        field,
+        agrees,
+        expected,
+        got,
+    };
+    [
+        check(
+            "recipient",
+            got.recipient.is_some(),
+            "an address",
+            got.recipient.as_deref(),
+        ),
+        check(
+            "status",
+            status_agrees(&row.status, got.status.as_deref()),
+            &row.status,
+            got.status.as_deref(),
+        ),
+        check(
+            "replycode",
+            empty_or_equal(&row.replycode, got.replycode.as_deref()),
+            &row.replycode,
+            got.replycode.as_deref(),
+        ),
+        check(
+            "reason",
+            row.reason == got.reason.as_str(),
+            &row.reason,
+            Some(got.reason.as_str()),
+        ),
+        check(
+            "hard_soft",
+            row.hardbounce == (got.bounce_type == BounceType::Hard),
+            if row.hardbounce { "hard" } else { "not hard" },
+            Some(got.bounce_type.as_str()),
+        ),
+        check(
+            "feedback_type",
+            empty_or_equal(&row.feedbacktype, got.feedback_type.as_deref()),
+            &row.feedbacktype,
+            got.feedback_type.as_deref(),
+        ),
+    ]
 }
 
 /// Whether our status agrees with an expected one: `X.0.9YY` means "no code in the mail" (none, or

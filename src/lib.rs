@@ -12,6 +12,7 @@
 //!   reason, and the hard/soft decision. Pure; rules are compiled once.
 //! - [`error`]: the library's typed errors.
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
+//! - [`explain`]: why one message got its results (reader, fields, rule, hard/soft), for `eval --explain`.
 //! - [`cli`]: the subcommands of the `bounced` binary (one file each).
 //!
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
@@ -21,6 +22,7 @@ pub mod classify;
 pub mod cli;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod report;
 
 pub use classify::{Bounce, BounceType, Classifier, Reason};
