@@ -283,9 +283,15 @@ fn eval_below_its_floor_exits_non_zero_and_names_the_figure() {
 #[test]
 fn bench_prints_throughput_and_peak_rss() {
     let dir = fixtures().join("evalcorpus/maildir");
-    let out = run(&["bench", arg(&dir), "--iterations", "1"]);
+    let out = run(&["bench", arg(&dir), "--iterations", "1", "--repeat", "2"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("streaming 4 files from disk, 2 passes"),
+        "{text}"
+    );
+    assert!(text.contains("(8 messages in"), "{text}");
+    assert!(text.contains("after 2 passes"), "{text}");
     assert!(text.contains("4 messages"), "{text}");
     assert!(text.contains("parse only"), "{text}");
     assert!(text.contains("analyze"), "{text}");
