@@ -130,6 +130,20 @@ pub struct Figures {
     pub worst_families: Vec<(String, u64)>,
 }
 
+impl Figures {
+    /// The per-field agreement ratios, in [`FIELDS`] order.
+    fn field_ratios(&mut self) -> [&mut Ratio; 6] {
+        [
+            &mut self.recipient,
+            &mut self.status,
+            &mut self.replycode,
+            &mut self.reason,
+            &mut self.hard_soft,
+            &mut self.feedback_type,
+        ]
+    }
+}
+
 /// Compares results with expected rows, one file at a time.
 #[derive(Debug)]
 pub struct Evaluator {
@@ -194,14 +208,7 @@ impl Evaluator {
             let got = row.n.checked_sub(1).and_then(|i| results.get(i));
             f.rows_matched.add(got.is_some());
             let Some(got) = got else {
-                for ratio in [
-                    &mut f.recipient,
-                    &mut f.status,
-                    &mut f.replycode,
-                    &mut f.reason,
-                    &mut f.hard_soft,
-                    &mut f.feedback_type,
-                ] {
+                for ratio in f.field_ratios() {
                     ratio.add(false);
                 }
                 if row.hardbounce {
@@ -221,15 +228,7 @@ impl Evaluator {
             };
             let our_hard = got.bounce_type == BounceType::Hard;
             let checks = compare(row, got);
-            let ratios = [
-                &mut f.recipient,
-                &mut f.status,
-                &mut f.replycode,
-                &mut f.reason,
-                &mut f.hard_soft,
-                &mut f.feedback_type,
-            ];
-            for (check, ratio) in checks.into_iter().zip(ratios) {
+            for (check, ratio) in checks.into_iter().zip(f.field_ratios()) {
                 ratio.add(check.agrees);
                 if !check.agrees {
                     if check.field == "reason" {
@@ -500,11 +499,17 @@ pub fn round1(x: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::classify::Reason;
 
-    fn bounce(reason: Reason, bt: BounceType, status: Option<&str>, code: Option<&str>) -> Bounce {
+    /// A result for tests: `user@example.com`, failed, with these reason, type and codes.
+    pub(crate) fn bounce(
+        reason: Reason,
+        bt: BounceType,
+        status: Option<&str>,
+        code: Option<&str>,
+    ) -> Bounce {
         Bounce {
             recipient: Some("user@example.com".into()),
             action: Some("failed".into()),
@@ -525,6 +530,11 @@ mod tests {
             original_subject: None,
             original_list_id: None,
         }
+    }
+
+    /// A result that carries no code.
+    fn uncoded(reason: Reason, bt: BounceType) -> Bounce {
+        bounce(reason, bt, None, None)
     }
 
     fn row(file: &str, n: usize, status: &str, code: &str, reason: &str, hard: bool) -> Expected {
@@ -650,10 +660,7 @@ mod tests {
             row("c-02.eml", 1, "", "", "vacation", false),
             row("c-03.eml", 1, "5.1.1", "", "userunknown", true),
         ]);
-        ev.add_file(
-            "c-01.eml",
-            &[bounce(Reason::Onhold, BounceType::Soft, None, None)],
-        );
+        ev.add_file("c-01.eml", &[uncoded(Reason::Onhold, BounceType::Soft)]);
         ev.add_file("c-02.eml", &[]);
         ev.add_file("zz-unknown.eml", &[]);
         let f = ev.finish();
@@ -676,24 +683,21 @@ mod tests {
         // TP
         ev.add_file(
             "h-01.eml",
-            &[bounce(Reason::Userunknown, BounceType::Hard, None, None)],
+            &[uncoded(Reason::Userunknown, BounceType::Hard)],
         );
         // FP
         ev.add_file(
             "h-02.eml",
-            &[bounce(Reason::Userunknown, BounceType::Hard, None, None)],
+            &[uncoded(Reason::Userunknown, BounceType::Hard)],
         );
         // FN
-        ev.add_file(
-            "h-03.eml",
-            &[bounce(Reason::Onhold, BounceType::Soft, None, None)],
-        );
+        ev.add_file("h-03.eml", &[uncoded(Reason::Onhold, BounceType::Soft)]);
         // TN, plus an extra hard result beyond the expected rows: another FP.
         ev.add_file(
             "h-04.eml",
             &[
-                bounce(Reason::Mailboxfull, BounceType::Soft, None, None),
-                bounce(Reason::Userunknown, BounceType::Hard, None, None),
+                uncoded(Reason::Mailboxfull, BounceType::Soft),
+                uncoded(Reason::Userunknown, BounceType::Hard),
             ],
         );
         let f = ev.finish();
@@ -709,7 +713,7 @@ mod tests {
         let mut exp = row("arf-01.eml", 1, "", "", "feedback", false);
         exp.feedbacktype = "abuse".into();
         let mut ev = Evaluator::new([exp]);
-        let mut b = bounce(Reason::Feedback, BounceType::Complaint, None, None);
+        let mut b = uncoded(Reason::Feedback, BounceType::Complaint);
         b.feedback_type = Some("abuse".into());
         assert!(ev.add_file("arf-01.eml", &[b.clone()]).is_empty());
         let f = ev.finish();
@@ -733,7 +737,7 @@ mod tests {
     fn not_bounces_count_every_result() {
         let mut ev = Evaluator::new([]);
         ev.add_not_bounce(&[]);
-        ev.add_not_bounce(&[bounce(Reason::Vacation, BounceType::None, None, None)]);
+        ev.add_not_bounce(&[uncoded(Reason::Vacation, BounceType::None)]);
         let f = ev.finish();
         assert_eq!(f.not_bounce_files, 2);
         assert_eq!(f.not_bounce_reasons, 1);

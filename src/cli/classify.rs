@@ -327,26 +327,11 @@ mod tests {
     use crate::classify::{BounceType, Reason};
 
     fn bounce() -> Bounce {
-        Bounce {
-            recipient: Some("user@example.com".into()),
-            action: Some("failed".into()),
-            status: Some("5.1.1".into()),
-            replycode: None,
-            reason: Reason::Userunknown,
-            bounce_type: BounceType::Hard,
-            diagnostic: None,
-            remote_mta: None,
-            reporting_mta: None,
-            date: None,
-            feedback_type: None,
-            rule: "r1".into(),
-            reader: "dsn".into(),
-            original_message_id: None,
-            original_from: None,
-            original_to: None,
-            original_subject: None,
-            original_list_id: None,
-        }
+        let mut b =
+            crate::eval::tests::bounce(Reason::Userunknown, BounceType::Hard, Some("5.1.1"), None);
+        b.diagnostic = None;
+        b.rule = "r1".into();
+        b
     }
 
     #[test]
