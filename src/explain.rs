@@ -197,7 +197,7 @@ fn reader_evidence(
     }
     why.push(format!(
         "outward signs of a bounce (MAILER-DAEMON or postmaster sender, failure subject, empty \
-         Return-Path): {}",
+         Return-Path, or Auto-Submitted with failure wording): {}",
         if looks { "yes" } else { "no" }
     ));
     why.push(if detected.is_empty() {
@@ -297,9 +297,14 @@ fn status_source(
         Some(f) => format!(
             "{chosen}{meaning}, from the diagnostic: more specific than the generic {f} of {field_name}"
         ),
-        None if codes::find_status(diagnostic) == Some(chosen) => {
-            format!("{chosen}{meaning}, found in the diagnostic ({field_name} is absent)")
-        }
+        None if codes::find_status(diagnostic) == Some(chosen) => format!(
+            "{chosen}{meaning}, found in the diagnostic{}",
+            if report.kind == Some(Kind::Dsn) {
+                " (there is no Status field)"
+            } else {
+                ""
+            }
+        ),
         None => format!("{chosen}{meaning}"),
     }
 }
