@@ -1,4 +1,5 @@
-//! Throughput in messages per second: mail-parser alone, `report::read`, and the whole `analyze`.
+//! Throughput in messages per second: mail-parser alone, `report::read`, and the whole `analyze`
+//! (warm), and the first pass of a fresh classifier (cold).
 //!
 //! Loads `../shared/corpus/maildir` (relative to the crate) into memory once; when it is absent, the
 //! golden fixtures. `bounced bench DIR` gives a quick figure without criterion.
@@ -8,7 +9,7 @@ use std::path::Path;
 use bounced::cli::bench::load;
 use bounced::report::{self, ReadOptions};
 use bounced::{Classifier, analyze};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 fn messages() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -55,6 +56,24 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // A fresh classifier's first pass: the rule set's lazy DFA states are built as messages arrive,
+    // which is what a short `bounced classify` run pays.
+    let mut cold = c.benchmark_group("classify_cold");
+    cold.throughput(Throughput::Elements(msgs.len() as u64));
+    cold.sample_size(10);
+    cold.bench_function("analyze_first_pass", |b| {
+        b.iter_batched(
+            Classifier::new,
+            |classifier| {
+                msgs.iter()
+                    .map(|m| analyze(m, &classifier, &opts).bounces.len())
+                    .sum::<usize>()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    cold.finish();
 }
 
 criterion_group!(benches, bench);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::classify::{Bounce, BounceType};
 
 /// One row of `expected.jsonl`: what one mail should give at one recipient position.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Expected {
     /// Mail file name, relative to the corpus directory.
     pub file: String,
@@ -130,6 +130,20 @@ pub struct Figures {
     pub worst_families: Vec<(String, u64)>,
 }
 
+impl Figures {
+    /// The per-field agreement ratios, in [`FIELDS`] order.
+    fn field_ratios(&mut self) -> [&mut Ratio; 6] {
+        [
+            &mut self.recipient,
+            &mut self.status,
+            &mut self.replycode,
+            &mut self.reason,
+            &mut self.hard_soft,
+            &mut self.feedback_type,
+        ]
+    }
+}
+
 /// Compares results with expected rows, one file at a time.
 #[derive(Debug)]
 pub struct Evaluator {
@@ -166,6 +180,11 @@ impl Evaluator {
         }
     }
 
+    /// The expected rows of `file`, in position order (empty when it has none).
+    pub fn rows(&self, file: &str) -> &[Expected] {
+        self.expected.get(file).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether `file` has expected rows.
     pub fn has_expectation(&self, file: &str) -> bool {
         self.expected.contains_key(file)
@@ -189,14 +208,7 @@ impl Evaluator {
             let got = row.n.checked_sub(1).and_then(|i| results.get(i));
             f.rows_matched.add(got.is_some());
             let Some(got) = got else {
-                for ratio in [
-                    &mut f.recipient,
-                    &mut f.status,
-                    &mut f.replycode,
-                    &mut f.reason,
-                    &mut f.hard_soft,
-                    &mut f.feedback_type,
-                ] {
+                for ratio in f.field_ratios() {
                     ratio.add(false);
                 }
                 if row.hardbounce {
@@ -215,64 +227,19 @@ impl Evaluator {
                 continue;
             };
             let our_hard = got.bounce_type == BounceType::Hard;
-            let checks: [(&'static str, bool, &str, Option<&str>); 6] = [
-                (
-                    "recipient",
-                    got.recipient.is_some(),
-                    "an address",
-                    got.recipient.as_deref(),
-                ),
-                (
-                    "status",
-                    status_agrees(&row.status, got.status.as_deref()),
-                    &row.status,
-                    got.status.as_deref(),
-                ),
-                (
-                    "replycode",
-                    empty_or_equal(&row.replycode, got.replycode.as_deref()),
-                    &row.replycode,
-                    got.replycode.as_deref(),
-                ),
-                (
-                    "reason",
-                    row.reason == got.reason.as_str(),
-                    &row.reason,
-                    Some(got.reason.as_str()),
-                ),
-                (
-                    "hard_soft",
-                    row.hardbounce == our_hard,
-                    if row.hardbounce { "hard" } else { "not hard" },
-                    Some(got.bounce_type.as_str()),
-                ),
-                (
-                    "feedback_type",
-                    empty_or_equal(&row.feedbacktype, got.feedback_type.as_deref()),
-                    &row.feedbacktype,
-                    got.feedback_type.as_deref(),
-                ),
-            ];
-            let ratios = [
-                &mut f.recipient,
-                &mut f.status,
-                &mut f.replycode,
-                &mut f.reason,
-                &mut f.hard_soft,
-                &mut f.feedback_type,
-            ];
-            for ((field, ok, expected, value), ratio) in checks.into_iter().zip(ratios) {
-                ratio.add(ok);
-                if !ok {
-                    if field == "reason" {
+            let checks = compare(row, got);
+            for (check, ratio) in checks.into_iter().zip(f.field_ratios()) {
+                ratio.add(check.agrees);
+                if !check.agrees {
+                    if check.field == "reason" {
                         reason_misses += 1;
                     }
                     mismatches.push(Mismatch {
                         file: file.to_string(),
                         n: row.n,
-                        field,
-                        expected: expected.to_string(),
-                        got: value.map(str::to_string),
+                        field: check.field,
+                        expected: check.expected.to_string(),
+                        got: check.got.map(str::to_string),
                         diagnostic: got.diagnostic.clone(),
                         rule: Some(got.rule.clone()),
                     });
@@ -336,6 +303,67 @@ impl Evaluator {
         f.worst_families = worst;
         f
     }
+}
+
+/// One field of an expected row set against our result at the same position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldCheck<'a> {
+    /// The field (one of [`FIELDS`]).
+    pub field: &'static str,
+    /// Whether ours agrees by the rules of `eval`.
+    pub agrees: bool,
+    /// The expected value, as written for people (`hard` / `not hard` for the hard/soft field).
+    pub expected: &'a str,
+    /// Our value.
+    pub got: Option<&'a str>,
+}
+
+/// Compares every field of [`FIELDS`] between an expected row and our result, in that order.
+pub fn compare<'a>(row: &'a Expected, got: &'a Bounce) -> [FieldCheck<'a>; 6] {
+    let check = |field, agrees, expected, got| FieldCheck {
+        field,
+        agrees,
+        expected,
+        got,
+    };
+    [
+        check(
+            "recipient",
+            got.recipient.is_some(),
+            "an address",
+            got.recipient.as_deref(),
+        ),
+        check(
+            "status",
+            status_agrees(&row.status, got.status.as_deref()),
+            &row.status,
+            got.status.as_deref(),
+        ),
+        check(
+            "replycode",
+            empty_or_equal(&row.replycode, got.replycode.as_deref()),
+            &row.replycode,
+            got.replycode.as_deref(),
+        ),
+        check(
+            "reason",
+            row.reason == got.reason.as_str(),
+            &row.reason,
+            Some(got.reason.as_str()),
+        ),
+        check(
+            "hard_soft",
+            row.hardbounce == (got.bounce_type == BounceType::Hard),
+            if row.hardbounce { "hard" } else { "not hard" },
+            Some(got.bounce_type.as_str()),
+        ),
+        check(
+            "feedback_type",
+            empty_or_equal(&row.feedbacktype, got.feedback_type.as_deref()),
+            &row.feedbacktype,
+            got.feedback_type.as_deref(),
+        ),
+    ]
 }
 
 /// Whether our status agrees with an expected one: `X.0.9YY` means "no code in the mail" (none, or
@@ -471,11 +499,17 @@ pub fn round1(x: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::classify::Reason;
 
-    fn bounce(reason: Reason, bt: BounceType, status: Option<&str>, code: Option<&str>) -> Bounce {
+    /// A result for tests: `user@example.com`, failed, with these reason, type and codes.
+    pub(crate) fn bounce(
+        reason: Reason,
+        bt: BounceType,
+        status: Option<&str>,
+        code: Option<&str>,
+    ) -> Bounce {
         Bounce {
             recipient: Some("user@example.com".into()),
             action: Some("failed".into()),
@@ -496,6 +530,11 @@ mod tests {
             original_subject: None,
             original_list_id: None,
         }
+    }
+
+    /// A result that carries no code.
+    fn uncoded(reason: Reason, bt: BounceType) -> Bounce {
+        bounce(reason, bt, None, None)
     }
 
     fn row(file: &str, n: usize, status: &str, code: &str, reason: &str, hard: bool) -> Expected {
@@ -621,10 +660,7 @@ mod tests {
             row("c-02.eml", 1, "", "", "vacation", false),
             row("c-03.eml", 1, "5.1.1", "", "userunknown", true),
         ]);
-        ev.add_file(
-            "c-01.eml",
-            &[bounce(Reason::Onhold, BounceType::Soft, None, None)],
-        );
+        ev.add_file("c-01.eml", &[uncoded(Reason::Onhold, BounceType::Soft)]);
         ev.add_file("c-02.eml", &[]);
         ev.add_file("zz-unknown.eml", &[]);
         let f = ev.finish();
@@ -647,24 +683,21 @@ mod tests {
         // TP
         ev.add_file(
             "h-01.eml",
-            &[bounce(Reason::Userunknown, BounceType::Hard, None, None)],
+            &[uncoded(Reason::Userunknown, BounceType::Hard)],
         );
         // FP
         ev.add_file(
             "h-02.eml",
-            &[bounce(Reason::Userunknown, BounceType::Hard, None, None)],
+            &[uncoded(Reason::Userunknown, BounceType::Hard)],
         );
         // FN
-        ev.add_file(
-            "h-03.eml",
-            &[bounce(Reason::Onhold, BounceType::Soft, None, None)],
-        );
+        ev.add_file("h-03.eml", &[uncoded(Reason::Onhold, BounceType::Soft)]);
         // TN, plus an extra hard result beyond the expected rows: another FP.
         ev.add_file(
             "h-04.eml",
             &[
-                bounce(Reason::Mailboxfull, BounceType::Soft, None, None),
-                bounce(Reason::Userunknown, BounceType::Hard, None, None),
+                uncoded(Reason::Mailboxfull, BounceType::Soft),
+                uncoded(Reason::Userunknown, BounceType::Hard),
             ],
         );
         let f = ev.finish();
@@ -680,7 +713,7 @@ mod tests {
         let mut exp = row("arf-01.eml", 1, "", "", "feedback", false);
         exp.feedbacktype = "abuse".into();
         let mut ev = Evaluator::new([exp]);
-        let mut b = bounce(Reason::Feedback, BounceType::Complaint, None, None);
+        let mut b = uncoded(Reason::Feedback, BounceType::Complaint);
         b.feedback_type = Some("abuse".into());
         assert!(ev.add_file("arf-01.eml", &[b.clone()]).is_empty());
         let f = ev.finish();
@@ -704,7 +737,7 @@ mod tests {
     fn not_bounces_count_every_result() {
         let mut ev = Evaluator::new([]);
         ev.add_not_bounce(&[]);
-        ev.add_not_bounce(&[bounce(Reason::Vacation, BounceType::None, None, None)]);
+        ev.add_not_bounce(&[uncoded(Reason::Vacation, BounceType::None)]);
         let f = ev.finish();
         assert_eq!(f.not_bounce_files, 2);
         assert_eq!(f.not_bounce_reasons, 1);

@@ -18,6 +18,7 @@
 //! - [`config`]: `bounced.toml`, validated at load.
 //! - [`error`]: the library's typed errors.
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
+//! - [`explain`]: why one message got its results (reader, fields, rule, hard/soft), for `eval --explain`.
 //! - [`cli`]: the subcommands of the `bounced` binary (one file each).
 //!
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod export;
 pub mod policy;
 pub mod report;

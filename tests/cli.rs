@@ -29,6 +29,12 @@ fn stdout_lines(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Fails naming every piece of `wanted` that `text` lacks.
+fn assert_mentions(text: &str, wanted: &[&str]) {
+    let missing: Vec<&&str> = wanted.iter().filter(|w| !text.contains(**w)).collect();
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
+}
+
 fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
@@ -239,22 +245,23 @@ fn eval_text_format_names_each_figure() {
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    for label in [
-        "coverage",
-        "rows matched",
-        "recipient found",
-        "status",
-        "replycode",
-        "reason",
-        "hard/soft",
-        "feedback type",
-        "hard precision",
-        "hard recall",
-        "not-bounces           1 files",
-        "unscored files: 1",
-    ] {
-        assert!(text.contains(label), "missing {label}:\n{text}");
-    }
+    assert_mentions(
+        &text,
+        &[
+            "coverage",
+            "rows matched",
+            "recipient found",
+            "status",
+            "replycode",
+            "reason",
+            "hard/soft",
+            "feedback type",
+            "hard precision",
+            "hard recall",
+            "not-bounces           1 files",
+            "unscored files: 1",
+        ],
+    );
 }
 
 #[test]
@@ -283,12 +290,97 @@ fn eval_below_its_floor_exits_non_zero_and_names_the_figure() {
 #[test]
 fn bench_prints_throughput_and_peak_rss() {
     let dir = fixtures().join("evalcorpus/maildir");
-    let out = run(&["bench", arg(&dir), "--iterations", "1"]);
+    let out = run(&["bench", arg(&dir), "--iterations", "1", "--repeat", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_mentions(
+        &String::from_utf8_lossy(&out.stdout),
+        &[
+            "streaming 4 files from disk, 2 passes",
+            "(8 messages in",
+            "after 2 passes",
+            "4 messages",
+            "parse only",
+            "analyze, first pass (cold)",
+            "msgs/s",
+            "peak RSS",
+        ],
+    );
+}
+
+#[test]
+fn explain_names_the_reader_the_rule_and_the_expected_row() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let expected = tmp.path().join("expected.jsonl");
+    // Row 1 agrees; row 2 expects another reason; row 3 has no result of ours.
+    std::fs::write(
+        &expected,
+        concat!(
+            "{\"file\":\"dsn-postfix-two-recipients.eml\",\"n\":1,\"status\":\"5.1.1\",\"replycode\":\"550\",\"reason\":\"userunknown\",\"hardbounce\":true,\"feedbacktype\":\"\"}\n",
+            "{\"file\":\"dsn-postfix-two-recipients.eml\",\"n\":2,\"status\":\"5.2.2\",\"replycode\":\"552\",\"reason\":\"exceedlimit\",\"hardbounce\":false,\"feedbacktype\":\"\"}\n",
+            "{\"file\":\"dsn-postfix-two-recipients.eml\",\"n\":3,\"status\":\"5.1.1\",\"replycode\":\"\",\"reason\":\"userunknown\",\"hardbounce\":true,\"feedbacktype\":\"\"}\n",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let golden = fixtures().join("golden");
+    let file = golden.join("dsn-postfix-two-recipients.eml");
+    let out = run(&[
+        "eval",
+        arg(&golden),
+        "--expected",
+        arg(&expected),
+        "--explain",
+        arg(&file),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("4 messages"), "{text}");
-    assert!(text.contains("parse only"), "{text}");
-    assert!(text.contains("analyze"), "{text}");
-    assert!(text.contains("msgs/s"), "{text}");
-    assert!(text.contains("peak RSS"), "{text}");
+    assert_mentions(
+        &text,
+        &[
+            "reader        dsn",
+            "message/delivery-status part",
+            "result 1 of 2",
+            "result 2 of 2",
+            "from the Status field",
+            "rule          userunknown.",
+            "    note",
+            "matched \"User unknown\"",
+            "bounce type   hard: `userunknown`",
+            "bounce type   soft: `mailboxfull`",
+            "expected (n=3) has no result of ours",
+        ],
+    );
+    let reason_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("reason "))
+        .collect();
+    assert_eq!(
+        reason_lines.len(),
+        4,
+        "two results, two expected rows:\n{text}"
+    );
+    assert!(reason_lines[1].ends_with("yes"), "{}", reason_lines[1]);
+    assert!(
+        reason_lines[3].contains("exceedlimit") && reason_lines[3].ends_with("NO"),
+        "{}",
+        reason_lines[3]
+    );
+
+    let out = run(&["eval", "--explain", arg(&file), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = parse(stdout_lines(&out).first().map_or("", String::as_str));
+    let e = &v["explanation"];
+    assert_eq!(e["reader"], "dsn");
+    assert_eq!(e["recipients"][1]["result"]["reason"], "mailboxfull");
+    assert_eq!(
+        e["recipients"][1]["rule"]["id"],
+        e["recipients"][1]["result"]["rule"]
+    );
+    assert!(v["expected"].is_null(), "no --expected, no rows");
+}
+
+#[test]
+fn explain_of_an_unreadable_file_fails() {
+    let out = run(&["eval", "--explain", "/nonexistent/bounce.eml"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bounce.eml"));
 }

@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::classify::{Bounce, Classifier};
+use crate::classify::Bounce;
 use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
 use crate::{Analysis, analyze};
 
-use super::{Entry, InputError, read_capped, read_stream_capped, walk};
+use super::{Entry, InputError, load_classifier, read_capped, read_stream_capped, walk};
 
 /// Output formats of `bounced classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,11 +162,7 @@ pub fn read_input(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> {
 
 /// Runs `bounced classify`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let classifier = match &args.rules {
-        Some(path) => Classifier::with_rules_file(path)
-            .with_context(|| format!("loading rules from {}", path.display()))?,
-        None => Classifier::new(),
-    };
+    let classifier = load_classifier(args.rules.as_deref())?;
     let opts = ReadOptions {
         max_size: args.max_size,
         verp_separator: args.verp_separator,
@@ -331,26 +327,11 @@ mod tests {
     use crate::classify::{BounceType, Reason};
 
     fn bounce() -> Bounce {
-        Bounce {
-            recipient: Some("user@example.com".into()),
-            action: Some("failed".into()),
-            status: Some("5.1.1".into()),
-            replycode: None,
-            reason: Reason::Userunknown,
-            bounce_type: BounceType::Hard,
-            diagnostic: None,
-            remote_mta: None,
-            reporting_mta: None,
-            date: None,
-            feedback_type: None,
-            rule: "r1".into(),
-            reader: "dsn".into(),
-            original_message_id: None,
-            original_from: None,
-            original_to: None,
-            original_subject: None,
-            original_list_id: None,
-        }
+        let mut b =
+            crate::eval::tests::bounce(Reason::Userunknown, BounceType::Hard, Some("5.1.1"), None);
+        b.diagnostic = None;
+        b.rule = "r1".into();
+        b
     }
 
     #[test]

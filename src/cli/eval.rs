@@ -1,6 +1,8 @@
-//! `bounced eval`: classify every file of a corpus directory and compare with expected results.
+//! `bounced eval`: classify every file of a corpus directory and compare with expected results, or
+//! (`--explain FILE`) show for one message which reader and which rule decided its results, and why.
 //!
-//! The comparison itself is [`crate::eval`]; this file loads the files, runs the classifier and prints.
+//! The comparison itself is [`crate::eval`], the explanation [`crate::explain`]; this file loads the
+//! files, runs the classifier and prints.
 
 use std::fs;
 use std::io::{self, BufRead, Write};
@@ -11,11 +13,11 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::analyze;
-use crate::classify::Classifier;
-use crate::eval::{Evaluator, Expected, Figures, Floor, Ratio, round1};
+use crate::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
+use crate::explain::{Explanation, explain};
 use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
 
-use super::{Entry, read_capped, walk};
+use super::{Entry, load_classifier, read_capped, walk};
 
 /// Output formats of `bounced eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,13 +31,19 @@ pub enum Format {
 /// Arguments of `bounced eval`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The corpus directory (every regular file in it, recursively).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    /// The corpus directory (every regular file in it, recursively); with `--explain`, optional: the
+    /// explained file's name in the expected rows is taken relative to it.
+    #[arg(value_name = "DIR", required_unless_present = "explain")]
+    pub dir: Option<PathBuf>,
     /// The expected results, one JSON object per line (`file`, `n`, `status`, `replycode`, `reason`,
-    /// `hardbounce`, `feedbacktype`).
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub expected: PathBuf,
+    /// `hardbounce`, `feedbacktype`); optional with `--explain`.
+    #[arg(long, value_name = "FILE.jsonl", required_unless_present = "explain")]
+    pub expected: Option<PathBuf>,
+    /// Explain one message instead: the reader that recognised it and why, each recipient's fields
+    /// and where its codes came from, the rule that fired and the hard/soft decision; with
+    /// `--expected`, the expected rows beside ours.
+    #[arg(long, value_name = "FILE")]
+    pub explain: Option<PathBuf>,
     /// Write one JSON line per disagreement to this file.
     #[arg(long, value_name = "FILE")]
     pub mismatches: Option<PathBuf>,
@@ -78,16 +86,19 @@ pub fn load_floor(path: &Path) -> anyhow::Result<Floor> {
 
 /// Runs `bounced eval`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.dir.is_dir() {
-        bail!("{} is not a directory", args.dir.display());
+    if let Some(file) = &args.explain {
+        return run_explain(&args, file);
     }
-    let expected = load_expected(&args.expected)?;
-    let floor = args.floor.as_deref().map(load_floor).transpose()?;
-    let classifier = match &args.rules {
-        Some(path) => Classifier::with_rules_file(path)
-            .with_context(|| format!("loading rules from {}", path.display()))?,
-        None => Classifier::new(),
+    let (Some(dir), Some(expected)) = (&args.dir, &args.expected) else {
+        bail!("eval needs DIR and --expected FILE.jsonl (or --explain FILE)");
     };
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let dir = dir.as_path();
+    let expected = load_expected(expected)?;
+    let floor = args.floor.as_deref().map(load_floor).transpose()?;
+    let classifier = load_classifier(args.rules.as_deref())?;
     let opts = ReadOptions {
         max_size: DEFAULT_MAX_SIZE,
         ..ReadOptions::default()
@@ -102,12 +113,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut evaluator = Evaluator::new(expected);
     let mut read_errors = 0u64;
     let mut write_result: io::Result<()> = Ok(());
-    walk(&args.dir, &mut |entry| {
+    walk(dir, &mut |entry| {
         let Entry::File(path) = entry else {
             read_errors += 1;
             return;
         };
-        let name = relative_name(&args.dir, &path);
+        let name = relative_name(dir, &path);
         let bounces = match read_capped(&path, opts.max_size) {
             Ok(bytes) => {
                 let analysis = analyze(&bytes, &classifier, &opts);
@@ -137,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write_result.context("writing the mismatch file")?;
 
     let not_bounces = args.not_bounces.clone().or_else(|| {
-        let sibling = args.dir.parent()?.join("not-bounces");
+        let sibling = dir.parent()?.join("not-bounces");
         sibling.is_dir().then_some(sibling)
     });
     if let Some(dir) = &not_bounces {
@@ -158,10 +169,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match args.format {
-        Format::Text => print_text(&mut out, &args.dir, &figures, read_errors)?,
+        Format::Text => print_text(&mut out, dir, &figures, read_errors)?,
         Format::Json => {
             let value = json!({
-                "dir": args.dir.to_string_lossy(),
+                "dir": dir.to_string_lossy(),
                 "figures": figures,
                 "percent": percents(&figures),
                 "read_errors": read_errors,
@@ -188,6 +199,160 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(1))
+}
+
+/// Runs `bounced eval --explain FILE`.
+fn run_explain(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
+    let classifier = load_classifier(args.rules.as_deref())?;
+    let opts = ReadOptions::default();
+    let bytes =
+        read_capped(file, opts.max_size).with_context(|| format!("reading {}", file.display()))?;
+    let explanation = explain(&bytes, &classifier, &opts);
+    let expected = match &args.expected {
+        Some(path) => {
+            let evaluator = Evaluator::new(load_expected(path)?);
+            let rows = expected_names(args.dir.as_deref(), file)
+                .into_iter()
+                .map(|name| evaluator.rows(&name).to_vec())
+                .find(|rows| !rows.is_empty());
+            Some(rows.unwrap_or_default())
+        }
+        None => None,
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Text => print_explanation(&mut out, file, &explanation, expected.as_deref())?,
+        Format::Json => {
+            let value = json!({
+                "file": file.to_string_lossy(),
+                "explanation": explanation,
+                "expected": expected,
+            });
+            writeln!(out, "{value}")?;
+        }
+    }
+    Ok(if explanation.kind == "error" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The names under which `file` may appear in the expected rows, most specific first: relative to
+/// DIR, as given, and its bare file name.
+fn expected_names(dir: Option<&Path>, file: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(dir) = dir
+        && file.starts_with(dir)
+    {
+        names.push(relative_name(dir, file));
+    }
+    names.push(file.to_string_lossy().into_owned());
+    if let Some(base) = file.file_name() {
+        names.push(base.to_string_lossy().into_owned());
+    }
+    names
+}
+
+fn print_explanation(
+    out: &mut impl Write,
+    file: &Path,
+    e: &Explanation,
+    expected: Option<&[Expected]>,
+) -> io::Result<()> {
+    let or_dash = |v: Option<&str>| v.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+    writeln!(out, "file          {}", file.display())?;
+    writeln!(out, "kind          {}", e.kind)?;
+    writeln!(out, "reader        {}", e.reader)?;
+    writeln!(out, "from          {}", or_dash(e.from.as_deref()))?;
+    writeln!(out, "subject       {}", or_dash(e.subject.as_deref()))?;
+    writeln!(out, "content type  {}", or_dash(e.content_type.as_deref()))?;
+    writeln!(out, "why:")?;
+    for line in &e.why {
+        writeln!(out, "  - {line}")?;
+    }
+    let total = e.recipients.len();
+    for (i, r) in e.recipients.iter().enumerate() {
+        let b = &r.result;
+        writeln!(out)?;
+        writeln!(out, "result {} of {total}", i + 1)?;
+        let fields: [(&str, String); 11] = [
+            ("recipient", or_dash(b.recipient.as_deref())),
+            (
+                "original rcpt",
+                or_dash(r.read.original_recipient.as_deref()),
+            ),
+            ("action", or_dash(b.action.as_deref())),
+            ("status", r.status_source.clone()),
+            ("replycode", r.replycode_source.clone()),
+            ("command", or_dash(r.read.command.as_deref())),
+            ("diagnostic", or_dash(b.diagnostic.as_deref())),
+            ("remote MTA", or_dash(b.remote_mta.as_deref())),
+            ("reporting MTA", or_dash(b.reporting_mta.as_deref())),
+            ("reader hint", or_dash(r.read.reason_hint)),
+            ("reason", b.reason.as_str().to_string()),
+        ];
+        for (label, value) in fields {
+            writeln!(out, "  {label:<14}{value}")?;
+        }
+        writeln!(out, "  {:<14}{}", "rule", r.rule.id)?;
+        if let Some(note) = &r.rule.note {
+            writeln!(out, "  {:<14}{note}", "  note")?;
+        }
+        writeln!(out, "  {:<14}{}", "  because", r.rule.condition)?;
+        writeln!(out, "  {:<14}{}", "bounce type", r.bounce_type_why)?;
+        if let Some(rows) = expected
+            && let Some(row) = rows.iter().find(|row| row.n == i + 1)
+        {
+            writeln!(out, "  expected (n={}):", row.n)?;
+            let checks = compare(row, b);
+            let ours: Vec<String> = checks.iter().map(|c| or_dash(c.got)).collect();
+            let w = ours
+                .iter()
+                .map(|o| o.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(8)
+                + 2;
+            writeln!(
+                out,
+                "    {:<15}{:<w$}{:<12}agrees",
+                "field", "ours", "expected"
+            )?;
+            for (c, ours) in checks.iter().zip(&ours) {
+                writeln!(
+                    out,
+                    "    {:<15}{ours:<w$}{:<12}{}",
+                    c.field,
+                    or_dash(Some(c.expected)),
+                    if c.agrees { "yes" } else { "NO" }
+                )?;
+            }
+        }
+    }
+    match expected {
+        None => {}
+        Some([]) => {
+            writeln!(out)?;
+            writeln!(out, "expected: this file has no expected rows")?;
+        }
+        Some(rows) => {
+            for row in rows.iter().filter(|row| row.n == 0 || row.n > total) {
+                writeln!(out)?;
+                writeln!(
+                    out,
+                    "expected (n={}) has no result of ours: reason {}, status {}, replycode {}, {}",
+                    row.n,
+                    row.reason,
+                    or_dash(Some(&row.status)),
+                    or_dash(Some(&row.replycode)),
+                    if row.hardbounce { "hard" } else { "not hard" }
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A file's name relative to the corpus directory, with `/` separators (as in `expected.jsonl`).

@@ -24,6 +24,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use anyhow::Context;
+
+use crate::classify::Classifier;
 use crate::error::ReadError;
 
 /// bounced: read bounce messages, classify them, keep a suppression list.
@@ -92,6 +95,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suppress(args) => suppress::run_suppress(args),
         Command::Unsuppress(args) => suppress::run_unsuppress(args),
         Command::Reclassify(args) => reclassify::run(args),
+    }
+}
+
+/// The classifier of `--rules FILE` (built-in rules with the file merged in), else the built-in one.
+pub fn load_classifier(rules: Option<&Path>) -> anyhow::Result<Classifier> {
+    match rules {
+        Some(path) => Classifier::with_rules_file(path)
+            .with_context(|| format!("loading rules from {}", path.display())),
+        None => Ok(Classifier::new()),
     }
 }
 
