@@ -910,6 +910,22 @@ mod tests {
                 "550 5.4.310 Message expired, DNS query failed",
                 Reason::Networkerror,
             ),
+            (
+                "Deferred: Name server: example.net.: host name lookup failure. Message could not be delivered for 5 days",
+                Reason::Networkerror,
+            ),
+            (
+                "550 Sorry, your sender address has been blacklisted here",
+                Reason::Rejected,
+            ),
+            (
+                "550 5.7.1 IP address 192.0.2.8 blacklisted by recipient",
+                Reason::Blocked,
+            ),
+            (
+                "451 could not load routing table for example.net",
+                Reason::Systemerror,
+            ),
         ];
         for (diag, want) in cases {
             assert_eq!(text_reason(&set, diag), Some(*want), "{diag}");
@@ -1034,6 +1050,16 @@ mod tests {
         assert_eq!(reply(550), None);
         assert_eq!(reply(554), None);
         assert_eq!(reply(556), Some(Reason::Notaccept));
+        let f = Facts {
+            status: StatusCode::parse("5.3.2"),
+            replycode: Some(ReplyCode(521)),
+            ..Facts::default()
+        };
+        assert_eq!(
+            set.match_code(&f).map(|r| r.reason),
+            Some(Reason::Notaccept),
+            "RFC 7504 521 beats the X.3.2 beside it"
+        );
     }
 
     #[test]
