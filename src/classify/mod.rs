@@ -614,7 +614,6 @@ mod tests {
         for (status, diag) in [
             ("5.0.0", "550 5.0.0 rejected"),
             ("5.7.1", "550 5.7.1 delivery not authorized"),
-            ("", "550 Requested action not taken: mailbox unavailable"),
             ("4.0.0", ""),
         ] {
             let b = one(Kind::Dsn, rcpt("failed", status, diag));
@@ -877,6 +876,42 @@ mod tests {
         let mut r = rcpt("failed", "", "554 no SMTP service here");
         r.command = Some("CONN".into());
         assert_eq!(one(Kind::Text, r).reason, Reason::Blocked);
+    }
+
+    #[test]
+    fn bare_mailbox_unavailable_is_a_dead_mailbox_only_with_x11() {
+        let run = |status: &str, diag: &str, command: Option<&str>| {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            let b = one(Kind::Dsn, r);
+            (b.reason, b.bounce_type)
+        };
+        assert_eq!(
+            run(
+                "5.1.1",
+                "550 5.1.1 Requested action not taken: mailbox unavailable",
+                None
+            ),
+            (Reason::Userunknown, BounceType::Hard)
+        );
+        assert_eq!(
+            run(
+                "",
+                "550 Requested action not taken: mailbox unavailable",
+                Some("RCPT")
+            ),
+            (Reason::Filtered, BounceType::Soft)
+        );
+        assert_eq!(
+            run(
+                "",
+                "450 Requested mail action not taken: mailbox unavailable",
+                Some("RCPT")
+            )
+            .0,
+            Reason::Onhold,
+            "a transient reply is not a refusal of the address"
+        );
     }
 
     #[test]

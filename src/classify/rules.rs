@@ -1011,8 +1011,11 @@ mod tests {
             "553 sorry, that domain isn't in my list of allowed rcpthosts",
             "550 5.1.1 sender unknown",
             "553 5.1.8 domain of sender address does not exist",
+            "550 no such user here",
         ] {
-            let got = text_reason(&set, diag);
+            let got = set
+                .match_text_confirmed(&facts(diag))
+                .map(TextMatch::reason);
             assert_ne!(got, Some(Reason::Userunknown), "{diag}");
             assert_ne!(got, Some(Reason::Hostunknown), "{diag}");
         }
