@@ -309,14 +309,23 @@ impl Classifier {
 
     /// One [`Bounce`] per recipient in the report; none for a message that is not a bounce.
     ///
-    /// Codes: the `Status` field, but a more specific code in the diagnostic beats a generic
-    /// `X.0.0`; else a code found in the diagnostic; else none. The reply code comes from the
-    /// diagnostic. Never invented.
+    /// Codes: the remote server's own code, written beside its reply code in the diagnostic
+    /// (`550 5.7.1`), beats the `Status` field (often the reporting MTA's summary: `4.4.7`,
+    /// `5.0.0`); else the field, unless it is a generic `X.0.0` and the diagnostic carries a specific
+    /// code; else a code found in the diagnostic; else none. The reply code comes from the
+    /// diagnostic (the one paired with the chosen code when there is one) and is dropped when its
+    /// class contradicts the status class. Never invented.
+    ///
+    /// The SMTP command the failure answered is the reader's, else the one the diagnostic names
+    /// ("after RCPT TO", "in reply to end of DATA command").
     ///
     /// Reason, in order of precedence:
     /// 1. the kind of message: a feedback report gives `feedback`, an auto-reply `vacation`;
     /// 2. success: action `delivered` / `relayed` / `expanded`, or a 2.x.x status, gives `delivered`;
-    /// 3. text rules: the diagnostic's own words are the most specific evidence there is;
+    /// 3. text rules: the diagnostic's own words are the most specific evidence there is. Wording
+    ///    that needs confirmation ("user unknown" needs an addressing code, an answer to RCPT TO,
+    ///    or a reader hint for the same reason) and lacks it gives way to a reader hint naming
+    ///    another reason, else gives its `otherwise` reason (`filtered` for "user unknown");
     /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
     /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
     ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
