@@ -2,8 +2,10 @@
 //!
 //! Codes are taken only from where a server writes them: an enhanced code stands alone
 //! (`5.1.1`, `550-5.1.1`, `(#5.1.1)`), never inside an IP address, a version number or a longer
-//! dotted number; a reply code stands at the start of a line or right after `said:`, `<<<`, `->` or
-//! a similar lead-in, never as just any three-digit number in the text.
+//! dotted number. A reply code is one the RFCs define, and it stands where a reply stands: right
+//! before an enhanced code of the same class (`550 5.1.1`, `421-4.7.0`), at the start of a line, or
+//! after a lead-in (`said:`, `<<<`, `->`, a colon, Sendmail's `... `, a bracket); never as just any
+//! three-digit number in the text (sizes, ports, durations).
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -93,6 +95,53 @@ impl ReplyCode {
         ReplyCode::new(parse_digits(digits, 3)?)
     }
 
+    /// Whether the RFCs define this code (RFC 5321, RFC 7504, RFC 4954, RFC 3207, RFC 1985, and
+    /// the basic codes the IANA enhanced-code registry associates): numbers such as 426, 522 or
+    /// 542 that some servers print are not SMTP reply codes.
+    pub fn is_defined(self) -> bool {
+        matches!(
+            self.0,
+            211 | 214
+                | 220
+                | 221
+                | 235
+                | 250
+                | 251
+                | 252
+                | 334
+                | 354
+                | 421
+                | 432
+                | 450
+                | 451
+                | 452
+                | 453
+                | 454
+                | 455
+                | 458
+                | 459
+                | 500
+                | 501
+                | 502
+                | 503
+                | 504
+                | 521
+                | 523
+                | 525
+                | 530
+                | 534
+                | 535
+                | 538
+                | 550
+                | 551
+                | 552
+                | 553
+                | 554
+                | 555
+                | 556
+        )
+    }
+
     /// A reply code from its number, if valid (first digit 2-5, second digit 0-5).
     pub fn new(code: u16) -> Option<ReplyCode> {
         let first = code / 100;
@@ -141,20 +190,90 @@ fn parse_digits(s: &str, max_len: usize) -> Option<u16> {
 static STATUS_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[245]\.[0-7]\.[0-9]{1,3}").expect("the pattern is valid"));
 
-/// Reply codes where servers and MTAs write them: line start, or after a lead-in such as `said:`.
+/// Reply codes after a lead-in: line start, `said:`, `<<<`, `->`, any colon (`failed with:`,
+/// `after RCPT TO:<a@b>:`, `550: 5.2.2`), Sendmail's `<addr>... `, an opening bracket, or words such
+/// as `reply:`. The code is followed by a space, a dash or the end of the line.
 static REPLY_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?im)(?:^|said:|<<<|->|\]:|>:|\b(?:reply|response|replied|answer|error|smtp)(?: code)?(?: was| is)?:?)[ \t'(\[]*([2-5][0-5][0-9])(?:[ \t\-]|$)",
+        r"(?im)(?:^|said:|<<<|->|:|\.\.\.|\[|\b(?:reply|response|replied|answer|error|smtp)(?: code)?(?: was| is)?)[ \t'(\[]*([2-5][0-5][0-9])(:?[ \t\-]|:?$)",
     )
     .expect("the pattern is valid")
 });
+
+/// A reply code right before an enhanced code (`550 5.1.1`, `550-5.7.26`, `550-'5.2.2`): the
+/// surest sign of a server's reply, wherever it stands.
+static PAIR_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"([2-5][0-5][0-9])[ \-]['"]?([245]\.[0-7]\.[0-9]{1,3})"#)
+        .expect("the pattern is valid")
+});
+
+/// Words after a number that make it a quantity, not a reply code.
+const UNITS: [&str; 14] = [
+    "bytes", "byte", "kb", "mb", "gb", "seconds", "second", "secs", "minutes", "minute", "mins",
+    "hours", "hour", "days",
+];
+
+fn is_boundary_before(bytes: &[u8], start: usize) -> bool {
+    start
+        .checked_sub(1)
+        .and_then(|i| bytes.get(i))
+        .is_none_or(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
+}
+
+fn is_boundary_after(bytes: &[u8], end: usize) -> bool {
+    match bytes.get(end) {
+        Some(&next) if next.is_ascii_alphanumeric() || next == b'_' => false,
+        Some(b'.') => !bytes
+            .get(end + 1)
+            .is_some_and(|b| b.is_ascii_alphanumeric()),
+        _ => true,
+    }
+}
+
+/// Whether the word after a candidate code makes it a quantity (`550 bytes`, `421 seconds`).
+fn followed_by_unit(text: &str, end: usize) -> bool {
+    let rest = text
+        .get(end..)
+        .unwrap_or("")
+        .trim_start_matches([' ', '\t', '-']);
+    let word = rest
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    UNITS.iter().any(|u| word.eq_ignore_ascii_case(u))
+}
+
+/// Every reply code written right before an enhanced code of the same class, with that code, in
+/// order.
+pub fn reply_status_pairs(text: &str) -> impl Iterator<Item = (ReplyCode, StatusCode)> + '_ {
+    let bytes = text.as_bytes();
+    PAIR_RE.captures_iter(text).filter_map(move |c| {
+        let reply = c.get(1)?;
+        let status = c.get(2)?;
+        if !is_boundary_before(bytes, reply.start()) || !is_boundary_after(bytes, status.end()) {
+            return None;
+        }
+        let reply = ReplyCode(reply.as_str().parse().ok()?);
+        let status = StatusCode::parse(status.as_str())?;
+        (reply.is_defined() && reply.class() == status.class).then_some((reply, status))
+    })
+}
+
+/// The server's own reply in `text`: the last reply code paired with a specific (not `X.0.0`)
+/// enhanced code of a failure class. When a local MTA wraps the remote reply in its own summary
+/// (`554 4.4.7 Message expired <421 4.4.2 Connection timed out>`), the inner, later one is the
+/// server's.
+pub fn find_server_pair(text: &str) -> Option<(ReplyCode, StatusCode)> {
+    reply_status_pairs(text)
+        .filter(|(r, s)| r.class() >= 4 && !s.is_generic())
+        .last()
+}
 
 /// Every enhanced status code written in `text`, in order.
 pub fn status_codes(text: &str) -> impl Iterator<Item = StatusCode> + '_ {
     let bytes = text.as_bytes();
     STATUS_RE.find_iter(text).filter_map(move |m| {
         let start = m.start();
-        let end = m.end();
         if let Some(&prev) = start.checked_sub(1).and_then(|i| bytes.get(i)) {
             if prev.is_ascii_alphanumeric() || prev == b'.' || prev == b'_' {
                 return None;
@@ -172,16 +291,8 @@ pub fn status_codes(text: &str) -> impl Iterator<Item = StatusCode> + '_ {
                 return None;
             }
         }
-        match bytes.get(end) {
-            Some(&next) if next.is_ascii_alphanumeric() || next == b'_' => return None,
-            Some(b'.')
-                if bytes
-                    .get(end + 1)
-                    .is_some_and(|b| b.is_ascii_alphanumeric()) =>
-            {
-                return None;
-            }
-            _ => {}
+        if !is_boundary_after(bytes, m.end()) {
+            return None;
         }
         StatusCode::parse(m.as_str())
     })
@@ -201,22 +312,68 @@ pub fn find_status(text: &str) -> Option<StatusCode> {
 
 /// Every SMTP reply code written in `text` where a server's reply stands, in order.
 pub fn reply_codes(text: &str) -> impl Iterator<Item = ReplyCode> + '_ {
-    REPLY_RE.captures_iter(text).filter_map(|c| {
-        let digits = c.get(1)?.as_str();
-        ReplyCode::new(digits.parse().ok()?)
+    REPLY_RE.captures_iter(text).filter_map(move |c| {
+        let m = c.get(1)?;
+        if followed_by_unit(text, m.end()) {
+            return None;
+        }
+        let code = ReplyCode(m.as_str().parse().ok()?);
+        code.is_defined().then_some(code)
     })
 }
 
-/// The SMTP reply code of a failure in `text`: the first failure code (4xx/5xx), else the first code.
+/// The SMTP reply code of a failure in `text`: a code paired with an enhanced code when there is
+/// one (the last with a specific code, else the first), else the last failure code (4xx/5xx) in a
+/// reply position (an MTA's summary comes first, the server's own words after it:
+/// `554 <a@b>... 550 Host unknown`), else the first code.
 pub fn find_reply(text: &str) -> Option<ReplyCode> {
+    if let Some((r, _)) = find_server_pair(text) {
+        return Some(r);
+    }
+    if let Some((r, _)) = reply_status_pairs(text).find(|(r, _)| r.class() >= 4) {
+        return Some(r);
+    }
     let mut first = None;
+    let mut last_failure = None;
     for code in reply_codes(text) {
         if code.class() >= 4 {
-            return Some(code);
+            last_failure = Some(code);
         }
         first.get_or_insert(code);
     }
-    first
+    last_failure.or(first)
+}
+
+/// How MTAs say which SMTP command a reply answered, each with the command's name. The wording of
+/// Postfix (`in reply to RCPT TO command`, `end of DATA command`), Exim (`after RCPT TO:`, `after end
+/// of data`, `after initial connection`), Sendmail transcripts (`>>> DATA`), qmail (`does not like
+/// recipient`, `sender was rejected`), DragonFly (`did not like our RCPT TO`, `our final DATA`) and
+/// other gateways (`SMTP:RCPT`, `following RCPT command`, `RCPT TO response`).
+static COMMAND_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?P<rcpt>\b(?:after|in reply to|our|following|to) rcpt\b|>>> ?rcpt\b|\bsmtp: ?rcpt\b|\brcpt to(?::<[^>]*>)? (?:response|command)|does not like recipient|\brejected recipient\b)|(?P<data>\b(?:after|in reply to|our|following|to) (?:end of |final )?data\b|>>> ?data\b|\bsmtp: ?data\b|\bend of data\b|\(data\))|(?P<mail>\b(?:after|in reply to|our|following|to) mail from\b|>>> ?mail from\b|\bsmtp: ?mail\b|sender was rejected)|(?P<conn>after initial connection|refused to talk to me|\bin reply to (?:the )?(?:initial )?greeting\b)",
+    )
+    .expect("the pattern is valid")
+});
+
+/// The SMTP command a failure answered, when the diagnostic says (`RCPT`, `DATA`, `MAIL`, `CONN`):
+/// the last mention wins, as transcripts end with the command that failed.
+pub fn command_in(text: &str) -> Option<&'static str> {
+    let mut found = None;
+    for c in COMMAND_RE.captures_iter(text) {
+        found = if c.name("rcpt").is_some() {
+            Some("RCPT")
+        } else if c.name("data").is_some() {
+            Some("DATA")
+        } else if c.name("mail").is_some() {
+            Some("MAIL")
+        } else if c.name("conn").is_some() {
+            Some("CONN")
+        } else {
+            found
+        };
+    }
+    found
 }
 
 fn status_meaning(subject: u8, detail: u16) -> Option<&'static str> {
@@ -431,6 +588,142 @@ mod tests {
         assert_eq!(rc("5502 is too long"), None);
         assert_eq!(rc("699 is not a code"), None);
         assert_eq!(rc("said: 580 nope"), None);
+    }
+
+    #[test]
+    fn reply_codes_in_more_places() {
+        // Beside an enhanced code of the same class, anywhere.
+        assert_eq!(
+            rc(
+                "mx.example.net [192.0.2.3] did not like our RCPT TO: 550 5.7.26 <a@example.net>: no"
+            ),
+            Some(550)
+        );
+        assert_eq!(rc("see [554 5.4.6 hop count exceeded]"), Some(554));
+        assert_eq!(rc("220-mx.example.org 421 4.2.1 try later"), Some(421));
+        // After a colon.
+        assert_eq!(
+            rc("gateway.example.org failed with: 550 <a@example.org> unknown"),
+            Some(550)
+        );
+        assert_eq!(
+            rc("mx.example.org responded with failure: 552 sorry"),
+            Some(552)
+        );
+        assert_eq!(
+            rc("<a@example.org>... Deferred: 421 still trying"),
+            Some(421)
+        );
+        assert_eq!(rc("550: 5.2.2 <a@example.org>... full"), Some(550));
+        assert_eq!(
+            rc("after MAIL FROM:<a@example.org> SIZE=100: 554 5.7.1 refused"),
+            Some(554)
+        );
+        assert_eq!(rc("SMTP:RCPT host 192.0.2.4: 553 5.3.0 no"), Some(553));
+        // A multi-line reply whose first line starts with an address.
+        assert_eq!(
+            rc("after initial connection: 550-192.0.2.5 is listed 550 go away"),
+            Some(550)
+        );
+        // Sendmail's summary first, the server's own reply after the address.
+        assert_eq!(rc("554 <a@example.org>... 550 Host unknown"), Some(550));
+    }
+
+    #[test]
+    fn reply_code_guards() {
+        assert_eq!(rc("size: 550 bytes over the limit"), None);
+        assert_eq!(rc("waited: 421 seconds"), None);
+        assert_eq!(rc("at 10:45:30 the host said nothing"), None);
+        assert_eq!(rc("connect to [192.0.2.1]:587: refused"), None);
+        assert_eq!(rc("x550 5.1.1 glued"), None);
+        assert_eq!(
+            rc("550 4.1.1 classes differ"),
+            Some(550),
+            "still a reply code"
+        );
+        assert_eq!(
+            reply_status_pairs("550 4.1.1 classes differ").count(),
+            0,
+            "but not a pair"
+        );
+        // Numbers the RFCs do not define are not reply codes.
+        assert_eq!(rc("426 connection timed out"), None);
+        assert_eq!(rc("522 5.2.0 over quota"), None);
+        assert_eq!(rc("542 rejected"), None);
+        assert!(!ReplyCode(255).is_defined());
+        assert!(ReplyCode(525).is_defined());
+    }
+
+    #[test]
+    fn server_pair_is_the_inner_specific_one() {
+        let pair = |s: &str| find_server_pair(s).map(|(r, c)| (r.0, c.to_string()));
+        assert_eq!(
+            pair("554 4.4.7 expired after 2 days <421 4.4.2 timed out>"),
+            Some((421, "4.4.2".into())),
+            "a class 5 reply beside a class 4 code is no pair; the inner reply is"
+        );
+        assert_eq!(
+            pair("454 4.4.7 expired after 2 days <421 4.4.2 timed out>"),
+            Some((421, "4.4.2".into()))
+        );
+        assert_eq!(
+            pair("5.1.0 - unknown address error 550-'5.2.2 <a@example.org>... full'"),
+            Some((550, "5.2.2".into()))
+        );
+        assert_eq!(
+            pair("550 5.0.0 refused"),
+            None,
+            "generic codes are not preferred"
+        );
+        assert_eq!(pair("250 2.0.0 ok"), None, "success is not a failure reply");
+    }
+
+    #[test]
+    fn commands_named_in_text() {
+        for (text, want) in [
+            ("(in reply to RCPT TO command)", Some("RCPT")),
+            (
+                "SMTP error from remote mail server after RCPT TO:<a@example.org>:",
+                Some("RCPT"),
+            ),
+            (
+                "host [192.0.2.1] did not like our RCPT TO: 550 no",
+                Some("RCPT"),
+            ),
+            ("192.0.2.1 does not like recipient.", Some("RCPT")),
+            (
+                "most progress was RCPT TO response; remote host said",
+                Some("RCPT"),
+            ),
+            ("(in reply to end of DATA command)", Some("DATA")),
+            (
+                "SMTP error from remote mail server after end of data:",
+                Some("DATA"),
+            ),
+            ("did not like our final DATA: 554 no", Some("DATA")),
+            (">>> DATA\n<<< 554 rejected", Some("DATA")),
+            ("after MAIL FROM:<a@example.org> SIZE=10:", Some("MAIL")),
+            (
+                "Connected to 192.0.2.1 but sender was rejected.",
+                Some("MAIL"),
+            ),
+            (
+                "SMTP error from remote mail server after initial connection:",
+                Some("CONN"),
+            ),
+            (
+                "host mx.example.org[192.0.2.1] refused to talk to me: 554",
+                Some("CONN"),
+            ),
+            (
+                ">>> RCPT To:<a@example.org>\n<<< 250 ok\n>>> DATA\n<<< 554 no",
+                Some("DATA"),
+            ),
+            ("550 user unknown", None),
+            ("the data was corrupt", None),
+        ] {
+            assert_eq!(command_in(text), want, "{text}");
+        }
     }
 
     #[test]

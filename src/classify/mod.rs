@@ -309,14 +309,23 @@ impl Classifier {
 
     /// One [`Bounce`] per recipient in the report; none for a message that is not a bounce.
     ///
-    /// Codes: the `Status` field, but a more specific code in the diagnostic beats a generic
-    /// `X.0.0`; else a code found in the diagnostic; else none. The reply code comes from the
-    /// diagnostic. Never invented.
+    /// Codes: the remote server's own code, written beside its reply code in the diagnostic
+    /// (`550 5.7.1`), beats the `Status` field (often the reporting MTA's summary: `4.4.7`,
+    /// `5.0.0`); else the field, unless it is a generic `X.0.0` and the diagnostic carries a specific
+    /// code; else a code found in the diagnostic; else none. The reply code comes from the
+    /// diagnostic (the one paired with the chosen code when there is one) and is dropped when its
+    /// class contradicts the status class. Never invented.
+    ///
+    /// The SMTP command the failure answered is the reader's, else the one the diagnostic names
+    /// ("after RCPT TO", "in reply to end of DATA command").
     ///
     /// Reason, in order of precedence:
     /// 1. the kind of message: a feedback report gives `feedback`, an auto-reply `vacation`;
     /// 2. success: action `delivered` / `relayed` / `expanded`, or a 2.x.x status, gives `delivered`;
-    /// 3. text rules: the diagnostic's own words are the most specific evidence there is;
+    /// 3. text rules: the diagnostic's own words are the most specific evidence there is. Wording
+    ///    that needs confirmation ("user unknown" needs an addressing code, an answer to RCPT TO,
+    ///    or a reader hint for the same reason) and lacks it gives way to a reader hint naming
+    ///    another reason, else gives its `otherwise` reason (`filtered` for "user unknown");
     /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
     /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
     ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
@@ -346,7 +355,10 @@ impl Classifier {
         } else {
             diagnostic
         };
-        let replycode = codes::find_reply(diagnostic);
+        // A reply code whose class contradicts the status (`554` beside a `4.0.0` the MTA acted on,
+        // `550 4.4.7`) says nothing reliable about permanence: keep the status, drop the reply.
+        let replycode = codes::find_reply(diagnostic)
+            .filter(|r| status.is_none_or(|s| !matches!((s.class, r.class()), (4, 5) | (5, 4))));
         let action = rcpt
             .action
             .as_deref()
@@ -356,9 +368,13 @@ impl Classifier {
             diagnostic,
             status,
             replycode,
-            command: rcpt.command.as_deref(),
+            command: rcpt
+                .command
+                .as_deref()
+                .or_else(|| codes::command_in(diagnostic)),
             action,
             diagnostic_type: rcpt.diagnostic_type.as_deref(),
+            hint: rcpt.reason_hint,
         };
         let (reason, rule) = self.decide(report.kind, &facts, rcpt.reason_hint);
         let permanent = status
@@ -403,6 +419,10 @@ impl Classifier {
         facts: &rules::Facts,
         hint: Option<&str>,
     ) -> (Reason, Cow<'a, str>) {
+        let facts = &rules::Facts {
+            hint: hint.or(facts.hint),
+            ..*facts
+        };
         match kind {
             Some(Kind::Feedback) => return (Reason::Feedback, Cow::Borrowed("kind.feedback")),
             Some(Kind::Autoreply) => return (Reason::Vacation, Cow::Borrowed("kind.autoreply")),
@@ -419,10 +439,20 @@ impl Classifier {
         if !failing && facts.status.is_some_and(|s| s.class == 2) {
             return (Reason::Delivered, Cow::Borrowed("status.success"));
         }
-        if let Some(rule) = self.rules.match_text(facts) {
-            return (rule.reason, Cow::Borrowed(rule.id.as_str()));
+        let hint_reason = hint.and_then(|h| h.parse::<Reason>().ok());
+        match self.rules.match_text_confirmed(facts) {
+            Some(m @ rules::TextMatch::Confirmed(_)) => {
+                return (m.reason(), Cow::Borrowed(m.id()));
+            }
+            Some(m @ rules::TextMatch::Unconfirmed(..)) => {
+                if let Some(reason) = hint_reason {
+                    return (reason, Cow::Borrowed("reader.hint"));
+                }
+                return (m.reason(), Cow::Borrowed(m.id()));
+            }
+            None => {}
         }
-        if let Some(reason) = hint.and_then(|h| h.parse::<Reason>().ok()) {
+        if let Some(reason) = hint_reason {
             return (reason, Cow::Borrowed("reader.hint"));
         }
         if let Some(rule) = self.rules.match_code(facts) {
@@ -448,9 +478,15 @@ fn status_comment(field: &str) -> Option<&str> {
     (!comment.is_empty()).then_some(comment)
 }
 
-/// The status for a recipient: the field, unless it is a generic `X.0.0` and the diagnostic
-/// carries a specific code; else the most telling code in the diagnostic.
+/// The status for a recipient. The remote server's own code, written beside its reply code in the
+/// diagnostic (`550 5.7.1 ...`), beats the `Status` field: the field is often the reporting MTA's
+/// summary (`4.4.7` when it gave up, `5.0.0` when it had nothing better). Else the field, unless it
+/// is a generic `X.0.0` and the diagnostic carries a specific code; else the most telling code in
+/// the diagnostic.
 fn choose_status(field: Option<&str>, diagnostic: &str) -> Option<StatusCode> {
+    if let Some((_, server)) = codes::find_server_pair(diagnostic) {
+        return Some(server);
+    }
     let field = field.and_then(|f| StatusCode::parse(f).or_else(|| codes::find_status(f)));
     match field {
         Some(f) if !f.is_generic() => Some(f),
@@ -587,7 +623,6 @@ mod tests {
         for (status, diag) in [
             ("5.0.0", "550 5.0.0 rejected"),
             ("5.7.1", "550 5.7.1 delivery not authorized"),
-            ("", "550 Requested action not taken: mailbox unavailable"),
             ("4.0.0", ""),
         ] {
             let b = one(Kind::Dsn, rcpt("failed", status, diag));
@@ -611,11 +646,55 @@ mod tests {
     fn specific_code_in_text_beats_generic_field() {
         let b = one(Kind::Dsn, rcpt("failed", "5.0.0", "550 5.1.1 no such user"));
         assert_eq!(b.status.as_deref(), Some("5.1.1"));
-        let b = one(Kind::Dsn, rcpt("failed", "5.2.2", "550 5.1.1 odd server"));
+        let b = one(Kind::Dsn, rcpt("failed", "5.2.2", "odd server (#5.1.1)"));
         assert_eq!(
             b.status.as_deref(),
             Some("5.2.2"),
-            "a specific field is kept"
+            "a specific field beats a code that stands alone in the text"
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.1.1", "550 5.7.1 your network is listed"),
+        );
+        assert_eq!(
+            (b.status.as_deref(), b.replycode.as_deref()),
+            (Some("5.7.1"), Some("550")),
+            "the server's own reply beats the field"
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "4.4.7",
+                "451 4.4.7 gave up after 3 days <421 4.4.2 mx.example.net lost connection>",
+            ),
+        );
+        assert_eq!(
+            (b.status.as_deref(), b.replycode.as_deref()),
+            (Some("4.4.2"), Some("421")),
+            "the remote reply inside the MTA's summary wins"
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.3.0", "550 5.0.0 <user@example.com>... refused"),
+        );
+        assert_eq!(
+            b.status.as_deref(),
+            Some("5.3.0"),
+            "a generic server code does not beat a specific field"
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "4.0.0",
+                "554 no entry here, see https://example.net/why",
+            ),
+        );
+        assert_eq!(
+            (b.status.as_deref(), b.replycode),
+            (Some("4.0.0"), None),
+            "a reply code that contradicts the status class is dropped"
         );
         let b = one(
             Kind::Dsn,
@@ -806,6 +885,118 @@ mod tests {
         let mut r = rcpt("failed", "", "554 no SMTP service here");
         r.command = Some("CONN".into());
         assert_eq!(one(Kind::Text, r).reason, Reason::Blocked);
+    }
+
+    #[test]
+    fn bare_mailbox_unavailable_is_a_dead_mailbox_only_with_x11() {
+        let run = |status: &str, diag: &str, command: Option<&str>| {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            let b = one(Kind::Dsn, r);
+            (b.reason, b.bounce_type)
+        };
+        assert_eq!(
+            run(
+                "5.1.1",
+                "550 5.1.1 Requested action not taken: mailbox unavailable",
+                None
+            ),
+            (Reason::Userunknown, BounceType::Hard)
+        );
+        assert_eq!(
+            run(
+                "",
+                "550 Requested action not taken: mailbox unavailable",
+                Some("RCPT")
+            ),
+            (Reason::Filtered, BounceType::Soft)
+        );
+        assert_eq!(
+            run(
+                "",
+                "450 Requested mail action not taken: mailbox unavailable",
+                Some("RCPT")
+            )
+            .0,
+            Reason::Onhold,
+            "a transient reply is not a refusal of the address"
+        );
+    }
+
+    #[test]
+    fn unknown_user_needs_an_addressing_code_or_rcpt() {
+        let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<&'static str>| {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            r.reason_hint = hint;
+            let b = one(Kind::Dsn, r);
+            (b.reason, b.bounce_type, b.rule)
+        };
+        // Confirmed: an addressing code, whatever the command; or an answer to RCPT TO.
+        let (reason, kind, _) = run(
+            "5.1.1",
+            "550 5.1.1 no such mailbox here",
+            Some("DATA"),
+            None,
+        );
+        assert_eq!((reason, kind), (Reason::Userunknown, BounceType::Hard));
+        let (reason, _, _) = run("5.0.0", "550 no such mailbox here", Some("RCPT"), None);
+        assert_eq!(reason, Reason::Userunknown);
+        let (reason, _, _) = run(
+            "5.0.0",
+            "550 no such mailbox: nobody (in reply to RCPT TO command)",
+            None,
+            None,
+        );
+        assert_eq!(
+            reason,
+            Reason::Userunknown,
+            "the command read from the text"
+        );
+        let (reason, _, rule) = run("", "mailbox unknown", None, Some("userunknown"));
+        assert_eq!(
+            (reason, rule.as_str()),
+            (Reason::Userunknown, "userunknown.text.no-such-user")
+        );
+        // Unconfirmed: after DATA, a generic or non-addressing code, or nothing at all.
+        for (status, diag, command) in [
+            ("5.0.0", "550 no such mailbox here", Some("DATA")),
+            ("5.0.0", "550 no such mailbox here", None),
+            ("", "554 unknown user nobody@example.com", None),
+            (
+                "5.2.1",
+                "550 5.2.1 <nobody@example.com>... User unknown",
+                None,
+            ),
+            ("", "User unknown", None),
+            (
+                "5.0.0",
+                "550 unknown user (in reply to end of DATA command)",
+                None,
+            ),
+        ] {
+            let (reason, kind, rule) = run(status, diag, command, None);
+            assert_eq!(
+                (reason, kind, rule.as_str()),
+                (
+                    Reason::Filtered,
+                    BounceType::Soft,
+                    "userunknown.text.no-such-user.unconfirmed"
+                ),
+                "{status} {diag} {command:?}"
+            );
+        }
+        // A reader that knows another reason for the format beats unconfirmed wording.
+        let (reason, _, rule) = run("", "unknown user", None, Some("suspend"));
+        assert_eq!((reason, rule.as_str()), (Reason::Suspend, "reader.hint"));
+        // Provider sentences that only ever mean a missing mailbox need no confirmation.
+        let (reason, _, _) = run(
+            "5.0.0",
+            "554 delivery error: dd This user doesn't have a example.net account (nobody@example.net) [0]",
+            Some("DATA"),
+            None,
+        );
+        assert_eq!(reason, Reason::Userunknown);
     }
 
     proptest::proptest! {

@@ -11,8 +11,24 @@
 //! - `diagnostic_type`: the `Diagnostic-Code` type (`smtp`, `x-unix`, ...);
 //! - `permanent`: `true` unless the codes say transient (4.x.x / 4xx), `false` only when they do.
 //!
-//! Every text pattern of every rule goes into one [`RegexSet`], so one pass over the diagnostic finds
-//! all rules whose wording matches. Rules with a `text` condition are "text rules", the rest
+//! Some wording names a reason only when other evidence backs it: "user unknown" is a dead mailbox
+//! when the code is an addressing code (X.1.1) or the server said it in answer to RCPT TO, but the
+//! same words after DATA, or with only a generic code, are a filter's refusal. Such a rule lists what
+//! confirms it (any one suffices):
+//!
+//! - `confirm_status`: enhanced code patterns;
+//! - `confirm_command`: SMTP commands;
+//! - a reader hint naming the rule's own reason (the format is known to mean it);
+//!
+//! and `otherwise`, the reason to give when the wording matched but nothing confirmed it (without
+//! `otherwise`, an unconfirmed rule simply does not match). A reader hint naming another reason
+//! beats an unconfirmed rule.
+//!
+//! Every text pattern of every rule is compiled once, when the table is built, and tried in table
+//! order until the first rule holds. (One `RegexSet` over all patterns was measured slower: its
+//! overlapping search must run every pattern to the end of the text, and its lazy DFA builds new
+//! states for nearly every new diagnostic, while in-order search stops at the first rule and each
+//! pattern's literal prefilter skips most texts at once.) Rules with a `text` condition are "text rules", the rest
 //! "code rules"; the classifier consults text rules first and code rules last (see
 //! [`super::Classifier::classify`]). Within each group the first rule in table order whose
 //! conditions hold wins. The built-in table lives in `builtin.toml` beside this file; a user file in
@@ -22,7 +38,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::Reason;
@@ -32,7 +48,7 @@ use crate::error::RulesError;
 /// The built-in rule table, in the user file format.
 const BUILTIN: &str = include_str!("builtin.toml");
 
-/// Upper bound on the compiled size of the text pattern set (bytes); generous, but finite.
+/// Upper bound on the compiled size of one text pattern (bytes); generous, but finite.
 const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// What the rules look at for one recipient.
@@ -50,6 +66,8 @@ pub struct Facts<'a> {
     pub action: Option<&'a str>,
     /// The `Diagnostic-Code` type.
     pub diagnostic_type: Option<&'a str>,
+    /// The reason the reader vouches for, from the report's format.
+    pub hint: Option<&'a str>,
 }
 
 impl Facts<'_> {
@@ -80,9 +98,68 @@ pub struct Rule {
     action: Vec<String>,
     diagnostic_type: Vec<String>,
     permanent: Option<bool>,
+    confirm_status: Vec<StatusPattern>,
+    confirm_command: Vec<String>,
+    otherwise: Option<Reason>,
+    otherwise_id: String,
+}
+
+/// A text rule that matched: confirmed, or matched on wording alone with its `otherwise` reason.
+#[derive(Debug, Clone, Copy)]
+pub enum TextMatch<'r> {
+    /// The rule holds: its reason.
+    Confirmed(&'r Rule),
+    /// The wording matched but nothing confirmed it: the rule's `otherwise` reason applies (unless
+    /// the reader vouches for another).
+    Unconfirmed(&'r Rule, Reason),
+}
+
+impl<'r> TextMatch<'r> {
+    /// The rule that matched.
+    pub fn rule(self) -> &'r Rule {
+        match self {
+            TextMatch::Confirmed(r) | TextMatch::Unconfirmed(r, _) => r,
+        }
+    }
+
+    /// The reason this match gives.
+    pub fn reason(self) -> Reason {
+        match self {
+            TextMatch::Confirmed(r) => r.reason,
+            TextMatch::Unconfirmed(_, reason) => reason,
+        }
+    }
+
+    /// The id to report: the rule's, with `.unconfirmed` when its `otherwise` reason applied.
+    pub fn id(self) -> &'r str {
+        match self {
+            TextMatch::Confirmed(r) => &r.id,
+            TextMatch::Unconfirmed(r, _) => &r.otherwise_id,
+        }
+    }
 }
 
 impl Rule {
+    /// Whether the rule needs confirmation (`confirm_status` / `confirm_command`).
+    pub fn needs_confirmation(&self) -> bool {
+        !self.confirm_status.is_empty() || !self.confirm_command.is_empty()
+    }
+
+    /// Whether the facts confirm the rule: a confirming status or command, or a reader hint that
+    /// names the rule's reason. A rule that needs no confirmation is always confirmed.
+    pub fn is_confirmed(&self, facts: &Facts) -> bool {
+        if !self.needs_confirmation() {
+            return true;
+        }
+        facts
+            .status
+            .is_some_and(|s| self.confirm_status.iter().any(|p| p.matches(s)))
+            || (!self.confirm_command.is_empty() && one_of(&self.confirm_command, facts.command))
+            || facts
+                .hint
+                .is_some_and(|h| h.trim().eq_ignore_ascii_case(self.reason.as_str()))
+    }
+
     /// Whether the rule has a text condition (a text rule) or only code-like conditions.
     pub fn is_text_rule(&self) -> bool {
         !self.text.is_empty()
@@ -216,27 +293,20 @@ struct RuleSpec {
     action: Option<OneOrMany>,
     diagnostic_type: Option<OneOrMany>,
     permanent: Option<bool>,
+    confirm_status: Option<OneOrMany>,
+    confirm_command: Option<OneOrMany>,
+    otherwise: Option<String>,
     note: Option<String>,
 }
 
 /// The compiled rule table.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    /// Every text pattern of every rule, in rule order.
-    set: RegexSet,
-    /// For each pattern in `set`, the index of its rule in `rules`.
+    /// Every text pattern of every rule, compiled, in rule order.
+    patterns: Vec<Regex>,
+    /// For each pattern, the index of its rule in `rules`.
     owner: Vec<usize>,
-}
-
-impl Default for RuleSet {
-    fn default() -> Self {
-        RuleSet {
-            rules: Vec::new(),
-            set: RegexSet::empty(),
-            owner: Vec::new(),
-        }
-    }
 }
 
 /// `NNN-X.Y.Z` continuation prefixes that multi-line replies leave in the middle of unfolded text.
@@ -308,20 +378,24 @@ impl RuleSet {
         let mut owner = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             for t in &rule.text {
-                patterns.push(ascii_word_boundaries(t));
+                let re = RegexBuilder::new(&ascii_word_boundaries(t))
+                    .case_insensitive(true)
+                    .size_limit(SET_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| RulesError::Rule {
+                        path: "<rule table>".to_string(),
+                        rule: rule.id.clone(),
+                        problem: format!("bad `text` pattern `{t}`: {e}"),
+                    })?;
+                patterns.push(re);
                 owner.push(i);
             }
         }
-        let set = RegexSetBuilder::new(&patterns)
-            .case_insensitive(true)
-            .size_limit(SET_SIZE_LIMIT)
-            .dfa_size_limit(SET_SIZE_LIMIT)
-            .build()
-            .map_err(|e| RulesError::Syntax {
-                path: "<rule table>".to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(RuleSet { rules, set, owner })
+        Ok(RuleSet {
+            rules,
+            patterns,
+            owner,
+        })
     }
 
     /// All rules, in the order they are tried.
@@ -334,42 +408,60 @@ impl RuleSet {
         self.rules.iter().find(|r| r.id == id)
     }
 
-    /// The first text rule whose wording matches the diagnostic and whose other conditions hold.
+    /// The first text rule whose wording matches the diagnostic and whose other conditions hold,
+    /// ignoring confirmation (see [`RuleSet::match_text_confirmed`]).
     pub fn match_text(&self, facts: &Facts) -> Option<&Rule> {
+        self.match_text_confirmed(facts).map(TextMatch::rule)
+    }
+
+    /// The first text rule whose wording matches the diagnostic and whose other conditions hold:
+    /// confirmed, or unconfirmed with its `otherwise` reason. A rule that needs confirmation, lacks
+    /// it and has no `otherwise` is passed over.
+    pub fn match_text_confirmed(&self, facts: &Facts) -> Option<TextMatch<'_>> {
         if facts.diagnostic.trim().is_empty() {
             return None;
         }
         let text = normalize(facts.diagnostic);
-        let matches = self.set.matches(&text);
-        let mut last = usize::MAX;
-        for pattern in matches.iter() {
-            let Some(&i) = self.owner.get(pattern) else {
-                continue;
-            };
-            if i == last {
+        // A rule whose other conditions fail is passed over without running its patterns; a rule
+        // whose pattern matched is decided at once.
+        let mut skip = usize::MAX;
+        for (re, &i) in self.patterns.iter().zip(&self.owner) {
+            if i == skip {
                 continue;
             }
-            last = i;
-            if let Some(rule) = self.rules.get(i)
-                && rule.other_conditions_hold(facts)
-            {
-                return Some(rule);
+            let Some(rule) = self.rules.get(i) else {
+                continue;
+            };
+            if !rule.other_conditions_hold(facts) {
+                skip = i;
+                continue;
+            }
+            if !re.is_match(&text) {
+                continue;
+            }
+            skip = i;
+            if rule.is_confirmed(facts) {
+                return Some(TextMatch::Confirmed(rule));
+            }
+            if let Some(otherwise) = rule.otherwise {
+                return Some(TextMatch::Unconfirmed(rule, otherwise));
             }
         }
         None
     }
 
-    /// The first code rule (one without a text condition) whose conditions hold.
+    /// The first code rule (one without a text condition) whose conditions hold and that is
+    /// confirmed when it needs to be.
     pub fn match_code(&self, facts: &Facts) -> Option<&Rule> {
         self.rules
             .iter()
             .filter(|r| !r.is_text_rule())
-            .find(|r| r.other_conditions_hold(facts))
+            .find(|r| r.other_conditions_hold(facts) && r.is_confirmed(facts))
     }
 }
 
 /// `\b` as an ASCII word boundary: the Unicode one makes the lazy DFA give up on any non-ASCII
-/// input and fall back to a much slower engine for the whole set.
+/// input and fall back to a much slower engine.
 fn ascii_word_boundaries(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut chars = pattern.chars();
@@ -489,6 +581,34 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let command = spec.command.map(OneOrMany::into_vec).unwrap_or_default();
+    let confirm_status = spec
+        .confirm_status
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            StatusPattern::parse(s).ok_or_else(|| {
+                format!("bad `confirm_status` pattern `{s}` (want e.g. `5.1.1`, `X.1.1`, `5.7.*`)")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let confirm_command = spec
+        .confirm_command
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default();
+    let otherwise = spec
+        .otherwise
+        .map(|o| {
+            o.parse::<Reason>()
+                .map_err(|e| format!("bad `otherwise`: {e}"))
+        })
+        .transpose()?;
+    if otherwise.is_some() && confirm_status.is_empty() && confirm_command.is_empty() {
+        return Err(
+            "`otherwise` needs `confirm_status` or `confirm_command` (it applies when they do not confirm the rule)"
+                .into(),
+        );
+    }
     let action = spec.action.map(OneOrMany::into_vec).unwrap_or_default();
     let diagnostic_type = spec
         .diagnostic_type
@@ -506,6 +626,7 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
                 .into(),
         );
     }
+    let otherwise_id = format!("{id}.unconfirmed");
     Ok(Rule {
         id,
         reason,
@@ -517,6 +638,10 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
         action,
         diagnostic_type,
         permanent: spec.permanent,
+        confirm_status,
+        confirm_command,
+        otherwise,
+        otherwise_id,
     })
 }
 
@@ -729,10 +854,150 @@ mod tests {
                 Reason::Speeding,
             ),
             ("retry timeout exceeded", Reason::Expired),
+            (
+                "mailbox is full: retry timeout exceeded",
+                Reason::Mailboxfull,
+            ),
+            (
+                "Sorry, no mail exchanger or address record for example.net. (#5.4.4)",
+                Reason::Notaccept,
+            ),
+            (
+                "No MX record found for domain example.net",
+                Reason::Notaccept,
+            ),
+            (
+                "an MX or SRV record indicated no SMTP service for example.net",
+                Reason::Notaccept,
+            ),
+            ("Unrouteable address", Reason::Hostunknown),
+            (
+                "You are not a member of this list <owner@example.org>",
+                Reason::Rejected,
+            ),
+            ("550 only members can post to this group", Reason::Rejected),
+            (
+                "Connected to 192.0.2.9 but sender was rejected. Remote host said: 550 go away",
+                Reason::Rejected,
+            ),
+            (
+                "550 5.7.0 Please use the SMTP server of your ISP to send mail",
+                Reason::Blocked,
+            ),
+            (
+                "554 mail from dynamic IP addresses is not accepted here",
+                Reason::Blocked,
+            ),
+            ("550 Insecure Mail Relay", Reason::Norelaying),
+            (
+                "Deferred: 421 Warning: message still undelivered after 6 hours",
+                Reason::Expired,
+            ),
+            (
+                "Warning: could not send message for past 4 hours",
+                Reason::Expired,
+            ),
+            (
+                "We could not deliver the message after several retries, giving up",
+                Reason::Expired,
+            ),
+            (
+                "Unable to contact LDAP server. I'm not going to try again; this message has been in the queue too long.",
+                Reason::Systemerror,
+            ),
+            (
+                "550 5.4.310 Message expired, DNS query failed",
+                Reason::Networkerror,
+            ),
+            (
+                "Deferred: Name server: example.net.: host name lookup failure. Message could not be delivered for 5 days",
+                Reason::Networkerror,
+            ),
+            (
+                "550 Sorry, your sender address has been blacklisted here",
+                Reason::Rejected,
+            ),
+            (
+                "550 5.7.1 IP address 192.0.2.8 blacklisted by recipient",
+                Reason::Blocked,
+            ),
+            (
+                "451 could not load routing table for example.net",
+                Reason::Systemerror,
+            ),
         ];
         for (diag, want) in cases {
             assert_eq!(text_reason(&set, diag), Some(*want), "{diag}");
         }
+    }
+
+    #[test]
+    fn unreachable_host_in_a_report_is_expired() {
+        let set = RuleSet::builtin();
+        let mut f = facts("421 Host not reachable.");
+        f.action = Some("delayed");
+        assert_eq!(set.match_text(&f).map(|r| r.reason), Some(Reason::Expired));
+        f.action = None;
+        assert_ne!(set.match_text(&f).map(|r| r.reason), Some(Reason::Expired));
+    }
+
+    #[test]
+    fn confirmation_fields() {
+        let user = r#"
+            [[rule]]
+            id = "t.needs-rcpt"
+            reason = "userunknown"
+            text = 'zzqq gone'
+            confirm_status = "X.1.1"
+            confirm_command = "RCPT"
+            otherwise = "filtered"
+            [[rule]]
+            id = "t.needs-code"
+            reason = "hasmoved"
+            text = 'qqzz moved'
+            confirm_status = "X.1.6"
+        "#;
+        let Ok(set) = RuleSet::builtin_with_str(user, "t.toml") else {
+            panic!("rules must load")
+        };
+        let got = |f: &Facts| {
+            set.match_text_confirmed(f)
+                .map(|m| (m.reason(), m.id().to_string()))
+        };
+        let mut f = facts("550 zzqq gone");
+        assert_eq!(
+            got(&f),
+            Some((Reason::Filtered, "t.needs-rcpt.unconfirmed".into()))
+        );
+        f.command = Some("rcpt");
+        assert_eq!(got(&f), Some((Reason::Userunknown, "t.needs-rcpt".into())));
+        let f = facts("550 5.1.1 zzqq gone");
+        assert_eq!(got(&f), Some((Reason::Userunknown, "t.needs-rcpt".into())));
+        let mut f = facts("550 zzqq gone");
+        f.hint = Some("userunknown");
+        assert_eq!(got(&f), Some((Reason::Userunknown, "t.needs-rcpt".into())));
+        // Without `otherwise`, an unconfirmed rule is passed over.
+        assert_eq!(got(&facts("550 qqzz moved")), None);
+        assert_eq!(
+            got(&facts("550 5.1.6 qqzz moved")),
+            Some((Reason::Hasmoved, "t.needs-code".into()))
+        );
+
+        let (rule, problem) = rule_error(
+            "[[rule]]\nid = 'x.other'\nreason = 'blocked'\ntext = 'a'\notherwise = 'filtered'\n",
+        );
+        assert_eq!(rule, "x.other");
+        assert!(problem.contains("confirm"), "{problem}");
+        let (rule, problem) = rule_error(
+            "[[rule]]\nid = 'x.cs'\nreason = 'blocked'\ntext = 'a'\nconfirm_status = '5.1'\n",
+        );
+        assert_eq!(rule, "x.cs");
+        assert!(problem.contains("confirm_status"), "{problem}");
+        let (rule, problem) = rule_error(
+            "[[rule]]\nid = 'x.ow'\nreason = 'blocked'\ntext = 'a'\nconfirm_command = 'RCPT'\notherwise = 'nope'\n",
+        );
+        assert_eq!(rule, "x.ow");
+        assert!(problem.contains("otherwise"), "{problem}");
     }
 
     #[test]
@@ -746,8 +1011,11 @@ mod tests {
             "553 sorry, that domain isn't in my list of allowed rcpthosts",
             "550 5.1.1 sender unknown",
             "553 5.1.8 domain of sender address does not exist",
+            "550 no such user here",
         ] {
-            let got = text_reason(&set, diag);
+            let got = set
+                .match_text_confirmed(&facts(diag))
+                .map(TextMatch::reason);
             assert_ne!(got, Some(Reason::Userunknown), "{diag}");
             assert_ne!(got, Some(Reason::Hostunknown), "{diag}");
         }
@@ -784,6 +1052,16 @@ mod tests {
         assert_eq!(reply(550), None);
         assert_eq!(reply(554), None);
         assert_eq!(reply(556), Some(Reason::Notaccept));
+        let f = Facts {
+            status: StatusCode::parse("5.3.2"),
+            replycode: Some(ReplyCode(521)),
+            ..Facts::default()
+        };
+        assert_eq!(
+            set.match_code(&f).map(|r| r.reason),
+            Some(Reason::Notaccept),
+            "RFC 7504 521 beats the X.3.2 beside it"
+        );
     }
 
     #[test]
