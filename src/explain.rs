@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::classify::codes::{self, ReplyCode, StatusCode};
 use crate::classify::rules::{self, Facts, Rule};
-use crate::classify::{Bounce, BounceType, Classifier, Reason};
+use crate::classify::{Bounce, BounceType, Classifier, Reason, facts_of};
 use crate::report::{self, Kind, ReadOptions, RecipientReport, Report, dsn, text};
 
 /// Everything `--explain` says about one message.
@@ -235,18 +235,7 @@ fn explain_recipient(
     let diagnostic = effective_diagnostic(read);
     let status = result.status.as_deref().and_then(StatusCode::parse);
     let replycode = result.replycode.as_deref().and_then(ReplyCode::parse);
-    let facts = Facts {
-        diagnostic,
-        status,
-        replycode,
-        command: read.command.as_deref(),
-        action: read
-            .action
-            .as_deref()
-            .map(str::trim)
-            .filter(|a| !a.is_empty()),
-        diagnostic_type: read.diagnostic_type.as_deref(),
-    };
+    let facts = facts_of(read, diagnostic, status, replycode);
     let rule = explain_rule(classifier, report, read, &result, &facts);
     let bounce_type_why = bounce_type_why(result.reason, result.bounce_type, status, replycode);
     RecipientExplanation {

@@ -359,23 +359,7 @@ impl Classifier {
         // `550 4.4.7`) says nothing reliable about permanence: keep the status, drop the reply.
         let replycode = codes::find_reply(diagnostic)
             .filter(|r| status.is_none_or(|s| !matches!((s.class, r.class()), (4, 5) | (5, 4))));
-        let action = rcpt
-            .action
-            .as_deref()
-            .map(str::trim)
-            .filter(|a| !a.is_empty());
-        let facts = rules::Facts {
-            diagnostic,
-            status,
-            replycode,
-            command: rcpt
-                .command
-                .as_deref()
-                .or_else(|| codes::command_in(diagnostic)),
-            action,
-            diagnostic_type: rcpt.diagnostic_type.as_deref(),
-            hint: rcpt.reason_hint,
-        };
+        let facts = facts_of(rcpt, diagnostic, status, replycode);
         let (reason, rule) = self.decide(report.kind, &facts, rcpt.reason_hint);
         let permanent = status
             .and_then(StatusCode::is_permanent)
@@ -501,6 +485,32 @@ fn choose_status(field: Option<&str>, diagnostic: &str) -> Option<StatusCode> {
 impl Default for Classifier {
     fn default() -> Self {
         Classifier::new()
+    }
+}
+
+/// The facts the rules look at for one recipient: its diagnostic, the chosen codes, the command (from
+/// the reader, else read from the diagnostic), the action, the diagnostic type and the reader's hint.
+pub fn facts_of<'a>(
+    rcpt: &'a RecipientReport,
+    diagnostic: &'a str,
+    status: Option<StatusCode>,
+    replycode: Option<ReplyCode>,
+) -> rules::Facts<'a> {
+    rules::Facts {
+        diagnostic,
+        status,
+        replycode,
+        command: rcpt
+            .command
+            .as_deref()
+            .or_else(|| codes::command_in(diagnostic)),
+        action: rcpt
+            .action
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty()),
+        diagnostic_type: rcpt.diagnostic_type.as_deref(),
+        hint: rcpt.reason_hint,
     }
 }
 
