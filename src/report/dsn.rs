@@ -327,6 +327,35 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
     }
 }
 
+/// Names the SMTP command each failure answered, for recipients whose fields do not say: from the
+/// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
+/// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
+pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
+    use super::text::common::{command_of, cut_original};
+    let single = recipients.len() == 1;
+    let explanation = cut_original(body);
+    let mut lower: Option<String> = None;
+    for r in recipients.iter_mut() {
+        if r.command.is_some() {
+            continue;
+        }
+        let mut found = r.diagnostic.as_deref().and_then(command_of);
+        if found.is_none()
+            && !explanation.is_empty()
+            && let Some(addr) = r.recipient.as_deref().map(str::to_ascii_lowercase)
+        {
+            let lower = lower.get_or_insert_with(|| explanation.to_ascii_lowercase());
+            found = paragraphs_for(explanation, lower, &addr)
+                .iter()
+                .find_map(|p| command_of(p));
+        }
+        if found.is_none() && single {
+            found = command_of(explanation);
+        }
+        r.command = found.map(str::to_string);
+    }
+}
+
 /// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
 fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
     let mut text = paragraph;
@@ -397,6 +426,37 @@ fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_from_diagnostic_paragraph_or_transcript() {
+        let mut rs = vec![
+            RecipientReport {
+                recipient: Some("kim@example.net".into()),
+                diagnostic: Some(
+                    "550 5.7.1 message refused (in reply to end of DATA command)".into(),
+                ),
+                ..RecipientReport::default()
+            },
+            RecipientReport {
+                recipient: Some("lee@example.org".into()),
+                diagnostic: Some("550 5.1.1 unknown".into()),
+                ..RecipientReport::default()
+            },
+        ];
+        let body = "Delivery failed.\n\n<lee@example.org>: host mx.example.org[192.0.2.8] said: 550 5.1.1\n    unknown (in reply to RCPT TO command)\n";
+        fill_commands(&mut rs, body);
+        assert_eq!(rs[0].command.as_deref(), Some("DATA"));
+        assert_eq!(rs[1].command.as_deref(), Some("RCPT"));
+
+        let mut one = vec![RecipientReport {
+            recipient: Some("max@example.com".into()),
+            diagnostic: Some("554 5.7.1 rejected".into()),
+            ..RecipientReport::default()
+        }];
+        let body = "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n>>> DATA\n<<< 554 5.7.1 rejected\n";
+        fill_commands(&mut one, body);
+        assert_eq!(one[0].command.as_deref(), Some("DATA"));
+    }
 
     #[test]
     fn several_recipients_with_folded_diagnostic() {

@@ -232,6 +232,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         && !found.recipients.is_empty()
     {
         dsn::enrich_from_text(&mut found.recipients, &body);
+        dsn::fill_commands(&mut found.recipients, &body);
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
         report.reporting_mta = found.reporting_mta;

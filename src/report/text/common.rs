@@ -312,6 +312,11 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
         (r"(?i)\bbut my name was rejected", Some("HELO")),
         (r"(?i)\bbut greeting failed", Some("CONN")),
         (r"(?i)failed after I sent the message", Some("DATA")),
+        (r"(?i)\bfor TEXT command", Some("DATA")),
+        (r"(?i)\bdoes not like recipient", Some("RCPT")),
+        (r"(?i)\bdoes not like sender", Some("MAIL")),
+        (r"(?i)\[(RCPT|MAIL|DATA)(?:_TO|_FROM)?\]", None),
+        (r"(?i)\b(RCPT|MAIL)_(?:TO|FROM)\b", None),
         (
             r"(?i)\b(RCPT|MAIL|DATA) (?:TO )?(?:FROM )?(?:command|response)\b",
             None,
@@ -444,18 +449,158 @@ pub fn has_code(text: &str) -> bool {
     SMTP_CODE.is_match(text)
 }
 
-/// A recipient report with the fields every text reader fills: address, action, diagnostic (unfolded;
-/// `None` when empty), and the command named in the diagnostic.
-pub fn recipient(address: String, action: &str, diagnostic: &str) -> RecipientReport {
-    let diagnostic = unfold(diagnostic);
-    let command = command_of(&diagnostic).map(str::to_string);
+/// A recipient report with the fields every text reader fills: address, action, and what
+/// [`server_reply`] makes of the text about the failure: the server's own words as diagnostic
+/// (`None` when empty), the remote host and the SMTP command named by the MTA's framing.
+pub fn recipient(address: String, action: &str, text: &str) -> RecipientReport {
+    let reply = server_reply(text);
     RecipientReport {
         recipient: Some(address),
         action: Some(action.to_string()),
-        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
-        command,
+        diagnostic: (!reply.diagnostic.is_empty()).then_some(reply.diagnostic),
+        remote_mta: reply.remote,
+        command: reply.command.map(str::to_string),
         ..RecipientReport::default()
     }
+}
+
+/// A failure as a free-text report tells it, split into the remote server's own words and the
+/// reporting MTA's framing around them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// The server's reply (codes kept, continuation prefixes removed), or the whole text unfolded
+    /// when it carries no reply.
+    pub diagnostic: String,
+    /// The remote host the framing names (`host X said:`, `X does not like recipient`, ...).
+    pub remote: Option<String>,
+    /// The SMTP command the framing names ([`command_of`]).
+    pub command: Option<&'static str>,
+}
+
+/// Where a server's reply starts: a failure reply code (or an enhanced status code) at the start of
+/// the text or after a colon, the place every MTA's framing puts it (`said: 550`, `]: 550`,
+/// `RCPT TO:<a@example.org>: 550`, `did not like our RCPT TO: 550`, `failed with: 550`).
+static REPLY_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)(?:^|:)[ \t]*([\[(]?)([45][0-9][0-9](?:[ \-]|:[ \t]|$)|[45]\.[0-9]{1,3}\.[0-9]{1,3}(?:[ \t]|$))")
+        .unwrap_or_else(|_| unreachable!("static regex"))
+});
+
+/// Framing that follows a server's reply: Postfix's `(in reply to ... command)`, qmail's
+/// `Giving up on HOST.`.
+static REPLY_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\s*(?:\(in reply to [^)]*\)|\bGiving up on \S+?\.?(?:\s|$))")
+        .unwrap_or_else(|_| unreachable!("static regex"))
+});
+
+/// Hosts named by the framing, where no `host X said:` sentence is found.
+static FRAMING_HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?:\b(?:host|server|connected to)\s+<?([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)>?|(?:^|\s)([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)\.?\s*(?:\[[0-9A-Fa-f.:]+\])?\s+(?:does not like|did not like|failed after i sent|responded with))",
+    )
+    .unwrap_or_else(|_| unreachable!("static regex"))
+});
+
+/// Splits the text a report gives about one failure into the server's words, the remote host and
+/// the command: the reply starts at its code ([`REPLY_START`]); what precedes it is framing, as is
+/// a trailing `(in reply to ...)` or `Giving up on ...`. Text without a reply is kept whole.
+pub fn server_reply(text: &str) -> Reply {
+    let whole = unfold(text);
+    let command = command_of(text);
+    let remote = host_said(&whole).map(|h| h.host).or_else(|| {
+        FRAMING_HOST
+            .captures(&whole)
+            .and_then(|c| c.get(1).or_else(|| c.get(2)))
+            .map(|m| m.as_str().trim_end_matches('.').to_ascii_lowercase())
+    });
+    let (words, bracket) = match REPLY_START.captures(text) {
+        Some(c) => {
+            let at = c.get(2).map_or(0, |m| m.start());
+            let open = c.get(1).and_then(|m| m.as_str().chars().next());
+            (unfold(text.get(at..).unwrap_or(text)), open)
+        }
+        None => (whole.clone(), None),
+    };
+    let mut diagnostic = REPLY_TAIL.replace_all(&words, " ").trim().to_string();
+    let closer = match bracket {
+        Some('[') => Some(']'),
+        Some('(') => Some(')'),
+        _ => None,
+    };
+    if let Some(c) = closer
+        && diagnostic.ends_with(c)
+    {
+        diagnostic.pop();
+    }
+    if diagnostic.is_empty() {
+        diagnostic = REPLY_TAIL.replace_all(&whole, " ").trim().to_string();
+    }
+    Reply {
+        diagnostic: join_reply_lines(&diagnostic),
+        remote,
+        command,
+    }
+}
+
+/// One reply from a multi-line SMTP answer: `550-5.1.1 first part 550-5.1.1 more 550 5.1.1 end`
+/// (already unfolded) becomes `550 5.1.1 first part more end`. A `550: text` start becomes
+/// `550 text`. Text that does not start with a reply code is returned as it is.
+pub fn join_reply_lines(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let is_code = bytes.len() >= 3
+        && matches!(bytes.first(), Some(b'2'..=b'5'))
+        && bytes
+            .get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !is_code || bytes.get(3).is_some_and(|b| b.is_ascii_digit()) {
+        return text.to_string();
+    }
+    let code = text.get(..3).unwrap_or("");
+    let after = text.get(3..).unwrap_or("");
+    if !(after.is_empty() || after.starts_with([' ', '-', ':'])) {
+        return text.to_string();
+    }
+    let after = after
+        .strip_prefix(": ")
+        .or_else(|| after.strip_prefix('-'))
+        .or_else(|| after.strip_prefix(' '))
+        .unwrap_or(after);
+    // The enhanced code that each continuation line repeats, when the first line has one.
+    let enhanced = after
+        .split_whitespace()
+        .next()
+        .filter(|w| w.split('.').count() == 3 && w.split('.').all(|p| p.parse::<u16>().is_ok()));
+    let mut out = String::with_capacity(text.len());
+    out.push_str(code);
+    let mut rest = after;
+    if let Some(e) = enhanced {
+        out.push(' ');
+        out.push_str(e);
+        rest = rest.get(e.len()..).unwrap_or("");
+    }
+    // Whether the previous word was a continuation prefix (`550`, `550-`), after which the
+    // repeated enhanced code is dropped too.
+    let mut after_prefix = false;
+    for word in rest.split_whitespace() {
+        let mut kept = word;
+        if word == code {
+            after_prefix = true;
+            continue;
+        }
+        if let Some(r) = word.strip_prefix(code).and_then(|r| r.strip_prefix('-')) {
+            if r.is_empty() || Some(r) == enhanced {
+                after_prefix = r.is_empty();
+                continue;
+            }
+            kept = r;
+        } else if after_prefix && Some(word) == enhanced {
+            after_prefix = false;
+            continue;
+        }
+        after_prefix = false;
+        out.push(' ');
+        out.push_str(kept);
+    }
+    out
 }
 
 /// Whether `haystack` contains `needle`, ASCII case-insensitively.
@@ -589,6 +734,78 @@ mod tests {
             Some("MAIL")
         );
         assert_eq!(command_of("nothing here"), None);
+    }
+
+    #[test]
+    fn splits_framing_from_the_server_reply() {
+        let r = server_reply(
+            "host relay.example.net [198.51.100.3]\nSMTP error from remote mail server after RCPT TO:<ann@example.net>:\n451 4.2.2 <ann@example.net>: over quota",
+        );
+        assert_eq!(r.diagnostic, "451 4.2.2 <ann@example.net>: over quota");
+        assert_eq!(r.remote.as_deref(), Some("relay.example.net"));
+        assert_eq!(r.command, Some("RCPT"));
+
+        let r = server_reply(
+            "host in.example.org[198.51.100.4] said: 554 5.7.1 refused for policy\n    reasons (in reply to end of DATA command)",
+        );
+        assert_eq!(r.diagnostic, "554 5.7.1 refused for policy reasons");
+        assert_eq!(r.command, Some("DATA"));
+
+        let r = server_reply(
+            "198.51.100.5 does not like recipient.\nRemote host said: 550 no mailbox for bea@example.org\nGiving up on 198.51.100.5.",
+        );
+        assert_eq!(r.diagnostic, "550 no mailbox for bea@example.org");
+        assert_eq!(r.remote.as_deref(), Some("198.51.100.5"));
+        assert_eq!(r.command, Some("RCPT"));
+
+        let r = server_reply(
+            "mx.example.com [198.51.100.6] did not like our final DATA: 552 too large",
+        );
+        assert_eq!(r.diagnostic, "552 too large");
+        assert_eq!(r.remote.as_deref(), Some("mx.example.com"));
+        assert_eq!(r.command, Some("DATA"));
+
+        // No reply code: the explanation stays whole.
+        let r = server_reply("Mailbox quota exceeded (#5.2.2)");
+        assert_eq!(r.diagnostic, "Mailbox quota exceeded (#5.2.2)");
+        assert_eq!(r.command, None);
+
+        let r = server_reply("The server answered: [452 4.5.3 too many recipients]");
+        assert_eq!(r.diagnostic, "452 4.5.3 too many recipients");
+    }
+
+    #[test]
+    fn joins_multi_line_replies() {
+        assert_eq!(
+            join_reply_lines(
+                "550-5.1.1 That account is not 550-5.1.1 known here, see 550 5.1.1 https://help.example.com"
+            ),
+            "550 5.1.1 That account is not known here, see https://help.example.com"
+        );
+        assert_eq!(
+            join_reply_lines("554-mx.example.org refuses 554-No service for 554 your network"),
+            "554 mx.example.org refuses No service for your network"
+        );
+        assert_eq!(
+            join_reply_lines("421: 4.7.0 slow down"),
+            "421 4.7.0 slow down"
+        );
+        assert_eq!(join_reply_lines("no code here 550"), "no code here 550");
+        assert_eq!(join_reply_lines("5501 x"), "5501 x");
+        assert_eq!(join_reply_lines("550."), "550.");
+    }
+
+    #[test]
+    fn names_more_commands() {
+        assert_eq!(
+            command_of("192.0.2.1 does not like recipient."),
+            Some("RCPT")
+        );
+        assert_eq!(command_of("error for TEXT command, host: x"), Some("DATA"));
+        assert_eq!(
+            command_of("refused [RCPT_TO] for c@example.org"),
+            Some("RCPT")
+        );
     }
 
     #[test]
@@ -743,31 +960,9 @@ pub fn from_daemon(from: &str) -> bool {
     local.starts_with("mailer-daemon") || local == "postmaster" || local.starts_with("mail-daemon")
 }
 
-/// Builds a recipient report from a block of text about one address: when the block holds a
-/// "host X said:" sentence, the diagnostic is what the host said up to Postfix's `(in reply to ...
-/// command)`, with the host as `remote_mta`; otherwise the whole block, unfolded. The command comes
-/// from the whole block.
+/// Builds a recipient report from a block of text about one address: see [`recipient`].
 pub fn report_from_block(address: String, action: &str, block: &str) -> RecipientReport {
-    let whole = unfold(block);
-    let command = command_of(&whole).map(str::to_string);
-    let (diagnostic, remote) = match host_said(&whole) {
-        Some(h) if !h.text.is_empty() => {
-            let said = match h.text.find("(in reply to") {
-                Some(i) => h.text.get(..i).unwrap_or(&h.text).trim().to_string(),
-                None => h.text.clone(),
-            };
-            (said, Some(h.host))
-        }
-        _ => (whole, None),
-    };
-    RecipientReport {
-        recipient: Some(address),
-        action: Some(action.to_string()),
-        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
-        remote_mta: remote,
-        command,
-        ..RecipientReport::default()
-    }
+    recipient(address, action, block)
 }
 
 /// Helpers for the readers' unit tests: build an [`Input`](super::Input) from a raw message.

@@ -187,12 +187,7 @@ pub fn in_reply_to(text: &str) -> (&str, Option<String>) {
 
 /// A failed-recipient record with the given diagnostic (empty diagnostics become `None`).
 pub fn failed(recipient: String, diagnostic: String) -> RecipientReport {
-    RecipientReport {
-        recipient: Some(recipient),
-        action: Some("failed".to_string()),
-        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
-        ..RecipientReport::default()
-    }
+    super::common::recipient(recipient, "failed", &diagnostic)
 }
 
 /// The host in `host NAME [ip]`, `host: NAME`, `by NAME. [ip]` style text following `key`.
@@ -278,12 +273,12 @@ pub fn exim_blocks(text: &str, marker: &str) -> Vec<RecipientReport> {
                 !(l.eq_ignore_ascii_case("reason:")
                     || l.eq_ignore_ascii_case("for the following reason:"))
             });
-            let joined = unfold(kept);
+            let joined = kept.collect::<Vec<_>>().join("\n");
             let remote = host_after(&joined, "host:").or_else(|| host_after(&joined, "host "));
-            let command = command_in(&joined);
-            let mut r = failed(a, server_words(&joined).to_string());
-            r.remote_mta = remote;
-            r.command = command;
+            let mut r = failed(a, joined);
+            if r.remote_mta.is_none() {
+                r.remote_mta = remote;
+            }
             r
         })
         .collect()
