@@ -246,6 +246,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     {
         report.kind = Some(Kind::Text);
         report.reader = reader;
+        report.reporting_mta = text::common::reporting_host(&body);
         report.recipients = recipients;
         return Ok(report);
     }
@@ -261,11 +262,9 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         report.kind = Some(Kind::Text);
         if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
             report.reader = verp::NAME;
-            report.recipients.push(RecipientReport {
-                recipient: Some(recipient),
-                action: Some("failed".to_string()),
-                ..RecipientReport::default()
-            });
+            report
+                .recipients
+                .push(text::generic::verp_recipient(recipient, &input));
         }
         return Ok(report);
     }
@@ -569,6 +568,17 @@ fn original_from_text(text: &str) -> Option<Original> {
     original_from(&parsed)
 }
 
+/// The list identifier of a `List-Id` value (RFC 2919 `Phrase <list-id>`): the part in angle
+/// brackets when there is one, else the trimmed value; `None` when empty.
+fn list_id(value: &str) -> Option<String> {
+    let inner = value
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(value, |(id, _)| id);
+    let id = clean_line(inner);
+    (!id.is_empty()).then_some(id)
+}
+
 /// The identity fields of a parsed returned message; `None` when it has none of them.
 fn original_from(m: &Message) -> Option<Original> {
     let to: Vec<String> = m
@@ -592,7 +602,7 @@ fn original_from(m: &Message) -> Option<Original> {
             .and_then(normalize_address),
         to: (!to.is_empty()).then(|| to.join(", ")),
         subject: m.subject().map(clean_line),
-        list_id: m.header_raw("List-Id").map(clean_line),
+        list_id: m.header_raw("List-Id").and_then(list_id),
     };
     (o != Original::default()).then_some(o)
 }

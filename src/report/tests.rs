@@ -89,7 +89,7 @@ fn dsn_with_several_recipients() {
     assert_eq!(o.from.as_deref(), Some("sender@example.org"));
     assert_eq!(o.to.as_deref(), Some("one@example.com, two@example.net"));
     assert_eq!(o.subject.as_deref(), Some("Monthly letter"));
-    assert_eq!(o.list_id.as_deref(), Some("Letters <letters.example.org>"));
+    assert_eq!(o.list_id.as_deref(), Some("letters.example.org"));
 }
 
 #[test]

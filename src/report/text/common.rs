@@ -796,6 +796,34 @@ mod tests {
     }
 
     #[test]
+    fn reporting_host_from_the_opening_sentence() {
+        assert_eq!(
+            reporting_host("Hi. This is the qmail-send program at out.example.org.\nI'm afraid")
+                .as_deref(),
+            Some("out.example.org")
+        );
+        assert_eq!(
+            reporting_host("Dies ist das Mailsystem auf dem Host Relay.Example.NET.\n").as_deref(),
+            Some("relay.example.net")
+        );
+        assert_eq!(
+            reporting_host("This is the mail system at host smtp.example.com.\n").as_deref(),
+            Some("smtp.example.com")
+        );
+        assert_eq!(
+            reporting_host("Your message could not be delivered.\n"),
+            None
+        );
+        // Only the opening lines count.
+        assert_eq!(
+            reporting_host(
+                "a\nb\nc\nd\ne\nf\ng\nThis is the mail system at host late.example.com.\n"
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn names_more_commands() {
         assert_eq!(
             command_of("192.0.2.1 does not like recipient."),
@@ -958,6 +986,39 @@ pub fn text_or_raw<'a>(input: &Input<'a>) -> std::borrow::Cow<'a, str> {
 pub fn from_daemon(from: &str) -> bool {
     let local = from.split('@').next().unwrap_or("");
     local.starts_with("mailer-daemon") || local == "postmaster" || local.starts_with("mail-daemon")
+}
+
+/// The host a report names as its own in its opening lines ("This is the mail system at host
+/// HOST.", "This is the qmail-send program at HOST.", and the same sentence in other languages,
+/// "... auf dem Host HOST."), lower-cased.
+pub fn reporting_host(body: &str) -> Option<String> {
+    static REPORTING: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\b(?:mail ?system|qmail-send program|postfix program|mail delivery (?:system|software)|mailer(?:-daemon)? program)\b[^\n.]{0,40}?\b(?:at|on|auf|sur|en|su|op|in)\b(?:\s+(?:dem|the|le|el|il|het|der))?\s+(?:host\s+|server\s+)?([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)+)",
+        )
+        .unwrap_or_else(|_| unreachable!("static regex"))
+    });
+    let opening = prefix_lines(body, 6);
+    let host = REPORTING.captures(opening)?.get(1)?.as_str();
+    let host = host.trim_end_matches('.');
+    (host.contains('.') && host.bytes().any(|b| b.is_ascii_alphabetic()))
+        .then(|| host.to_ascii_lowercase())
+}
+
+/// The first `n` non-blank lines of `text`, as one slice.
+fn prefix_lines(text: &str, n: usize) -> &str {
+    let mut seen = 0;
+    let mut end = 0;
+    for line in text.split_inclusive('\n') {
+        end += line.len();
+        if !line.trim().is_empty() {
+            seen += 1;
+            if seen >= n {
+                break;
+            }
+        }
+    }
+    text.get(..end).unwrap_or(text)
 }
 
 /// Builds a recipient report from a block of text about one address: see [`recipient`].
