@@ -134,6 +134,9 @@ pub fn parse(text: &str) -> Dsn {
     }
 
     for r in &mut dsn.recipients {
+        if let Some(d) = r.diagnostic.take() {
+            r.diagnostic = Some(server_words(r, d));
+        }
         if r.original_recipient.is_some() && r.original_recipient == r.recipient {
             r.original_recipient = None;
         }
@@ -145,6 +148,35 @@ pub fn parse(text: &str) -> Dsn {
         }
     }
     dsn
+}
+
+/// A `Diagnostic-Code` text as the server's own words: a multi-line reply joined into one, and
+/// an MTA's framing before the reply (`delivery temporarily suspended: connect to ...: 421 ...`,
+/// `host X said: 550 ...`) moved into `remote_mta` and `command`.
+fn server_words(r: &mut RecipientReport, diagnostic: String) -> String {
+    use super::text::common::{join_reply_lines, server_reply};
+    let starts_with_code = diagnostic
+        .as_bytes()
+        .first()
+        .is_some_and(|b| matches!(b, b'2'..=b'5'))
+        && diagnostic
+            .as_bytes()
+            .get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if starts_with_code {
+        return join_reply_lines(&diagnostic);
+    }
+    let reply = server_reply(&diagnostic);
+    if reply.diagnostic.is_empty() || reply.diagnostic == diagnostic {
+        return diagnostic;
+    }
+    if r.remote_mta.is_none() {
+        r.remote_mta = reply.remote;
+    }
+    if r.command.is_none() {
+        r.command = reply.command.map(str::to_string);
+    }
+    reply.diagnostic
 }
 
 /// Applies a per-message field; the first occurrence wins.
@@ -251,12 +283,6 @@ static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
         .expect("fixed pattern")
 });
 
-/// `(in reply to RCPT TO command)` and its variants.
-static IN_REPLY_TO: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\(in reply to (?:end of )?([A-Z]+)(?: [A-Z]+)?(?: command)?\)")
-        .expect("fixed pattern")
-});
-
 /// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
@@ -358,38 +384,21 @@ pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
 
 /// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
 fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
-    let mut text = paragraph;
-    if let Some(c) = HOST_SAID.captures(paragraph) {
-        if r.remote_mta.is_none() {
-            r.remote_mta = c.get(1).map(|m| m.as_str().to_ascii_lowercase());
-        }
-        if let Some(m) = c.get(0) {
-            text = paragraph.get(m.end()..).unwrap_or("");
-        }
-    } else if let Some(pos) = paragraph.find(">:") {
-        text = paragraph.get(pos + 2..).unwrap_or("");
+    let reply = super::text::common::server_reply(paragraph);
+    if r.remote_mta.is_none() {
+        r.remote_mta = reply.remote;
     }
-    let mut diag = text.to_string();
-    if let Some(c) = IN_REPLY_TO.captures(text) {
-        if r.command.is_none() {
-            r.command = c.get(1).map(|m| m.as_str().to_ascii_uppercase());
-        }
-        if let Some(m) = c.get(0) {
-            diag = format!(
-                "{}{}",
-                text.get(..m.start()).unwrap_or(""),
-                text.get(m.end()..).unwrap_or("")
-            );
-        }
+    if r.command.is_none() {
+        r.command = reply.command.map(str::to_string);
     }
-    let diag = super::clean_line(&diag);
-    if !diag.is_empty() {
-        r.diagnostic = Some(diag);
+    if !reply.diagnostic.is_empty() {
+        r.diagnostic = Some(reply.diagnostic);
     }
 }
 
-/// The paragraphs (up to a blank line) starting at each line that names `addr` (at most eight),
-/// each on one line.
+/// The paragraphs starting at each line that names `addr` (at most eight), each on one line. A
+/// paragraph ends at a blank line or at a line that starts another recipient's entry
+/// (`other@example.org: ...`, `<other@example.org>: ...`).
 fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
     let mut out = Vec::new();
     if addr.is_empty() {
@@ -411,7 +420,7 @@ fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
         let Some(rest) = body.get(start..) else {
             break;
         };
-        let end = rest.find("\n\n").unwrap_or(rest.len());
+        let end = paragraph_end(rest, addr);
         let paragraph = rest.get(..end).unwrap_or("");
         out.push(super::clean_line(super::prefix(paragraph, 2048)));
         // Continue after the end of this line.
@@ -423,9 +432,62 @@ fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
     out
 }
 
+/// Where the paragraph at the start of `text` ends: the first blank line, or the first later
+/// unindented line that opens the entry of a recipient other than `addr` (lower case).
+fn paragraph_end(text: &str, addr: &str) -> usize {
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let t = line.trim();
+        if i > 0 && (t.is_empty() || (!line.starts_with([' ', '\t']) && opens_entry(t, addr))) {
+            return offset;
+        }
+        offset += line.len();
+    }
+    text.len()
+}
+
+/// Whether a trimmed line starts with an address other than `addr` and a colon (another
+/// recipient's entry).
+fn opens_entry(t: &str, addr: &str) -> bool {
+    let Some((head, _)) = t.split_once(':') else {
+        return false;
+    };
+    let head = head.trim_start_matches('<').trim_end_matches('>');
+    !head.is_empty()
+        && head.contains('@')
+        && !head.contains(char::is_whitespace)
+        && !head.eq_ignore_ascii_case(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paragraph_stops_at_the_next_recipient_line() {
+        let body = "Delivery failed:\n\nuno@example.org: 550 5.1.1 <uno@example.org>: no such user\ndos@example.org: 552 5.2.2 <dos@example.org>: mailbox full\n";
+        let mut rs = vec![
+            RecipientReport {
+                recipient: Some("uno@example.org".into()),
+                status: Some("5.0.0".into()),
+                ..RecipientReport::default()
+            },
+            RecipientReport {
+                recipient: Some("dos@example.org".into()),
+                status: Some("5.0.0".into()),
+                ..RecipientReport::default()
+            },
+        ];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(
+            rs[0].diagnostic.as_deref(),
+            Some("550 5.1.1 <uno@example.org>: no such user")
+        );
+        assert_eq!(
+            rs[1].diagnostic.as_deref(),
+            Some("552 5.2.2 <dos@example.org>: mailbox full")
+        );
+    }
 
     #[test]
     fn commands_from_diagnostic_paragraph_or_transcript() {

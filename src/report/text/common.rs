@@ -313,6 +313,7 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
         (r"(?i)\bbut greeting failed", Some("CONN")),
         (r"(?i)failed after I sent the message", Some("DATA")),
         (r"(?i)\bfor TEXT command", Some("DATA")),
+        (r"(?i)refused to talk to me", Some("CONN")),
         (r"(?i)\bdoes not like recipient", Some("RCPT")),
         (r"(?i)\bdoes not like sender", Some("MAIL")),
         (r"(?i)\[(RCPT|MAIL|DATA)(?:_TO|_FROM)?\]", None),
@@ -534,11 +535,35 @@ pub fn server_reply(text: &str) -> Reply {
     if diagnostic.is_empty() {
         diagnostic = REPLY_TAIL.replace_all(&whole, " ").trim().to_string();
     }
+    if let Some(inner) = relayed_reply(&diagnostic) {
+        diagnostic = inner.to_string();
+    }
     Reply {
         diagnostic: join_reply_lines(&diagnostic),
         remote,
         command,
     }
+}
+
+/// Sendmail's `554 <address>... 550 Host unknown`: its own code before the address, the reply it
+/// got after it; the reply is the server's word.
+fn relayed_reply(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    if !(b.len() > 4 && matches!(b.first(), Some(b'4') | Some(b'5')) && b.get(3) == Some(&b' ')) {
+        return None;
+    }
+    let rest = text.get(4..)?;
+    if !rest.starts_with('<') {
+        return None;
+    }
+    let (_, after) = rest.split_once(">... ")?;
+    let a = after.as_bytes();
+    (a.len() > 4
+        && matches!(a.first(), Some(b'4') | Some(b'5'))
+        && a.get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && a.get(3) == Some(&b' '))
+    .then_some(after)
 }
 
 /// One reply from a multi-line SMTP answer: `550-5.1.1 first part 550-5.1.1 more 550 5.1.1 end`
@@ -769,6 +794,11 @@ mod tests {
         let r = server_reply("Mailbox quota exceeded (#5.2.2)");
         assert_eq!(r.diagnostic, "Mailbox quota exceeded (#5.2.2)");
         assert_eq!(r.command, None);
+
+        let r = server_reply("554 <ned@example.org>... 550 Host unknown (no such domain)");
+        assert_eq!(r.diagnostic, "550 Host unknown (no such domain)");
+        let r = server_reply("554 <ned@example.org>... Service unavailable");
+        assert_eq!(r.diagnostic, "554 <ned@example.org>... Service unavailable");
 
         let r = server_reply("The server answered: [452 4.5.3 too many recipients]");
         assert_eq!(r.diagnostic, "452 4.5.3 too many recipients");
