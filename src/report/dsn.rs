@@ -27,7 +27,7 @@ pub struct Dsn {
 
 /// An enhanced status code `class.subject.detail` (RFC 3463).
 static STATUS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("fixed pattern"));
+    LazyLock::new(|| Regex::new(r"(?-u:\b)([245]\.\d{1,3}\.\d{1,3})(?-u:\b)").expect("fixed pattern"));
 
 /// The delivery-status part of a message, if it has one: `multipart/report; report-type=delivery-status`
 /// or any `message/delivery-status` / `message/global-delivery-status` part in its MIME tree.
@@ -275,11 +275,11 @@ fn is_generic(diagnostic: Option<&str>) -> bool {
 
 /// An SMTP reply code.
 static REPLY_CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[245]\d\d\b").expect("fixed pattern"));
+    LazyLock::new(|| Regex::new(r"(?-u:\b)[245]\d\d(?-u:\b)").expect("fixed pattern"));
 
 /// Postfix-style `host mx.example.net[192.0.2.1] said: ...`.
 static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bhost\s+([A-Za-z0-9][A-Za-z0-9.\-]*)(?:\s*\[[^\]]*\])?\s+said:\s*")
+    Regex::new(r"(?i)(?-u:\b)host\s+([A-Za-z0-9][A-Za-z0-9.\-]*)(?:\s*\[[^\]]*\])?\s+said:\s*")
         .expect("fixed pattern")
 });
 

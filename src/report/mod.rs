@@ -283,7 +283,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Wording in a text that says a delivery failed.
 static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|\b[45]\.\d{1,3}\.\d{1,3}\b|unzustellbar|nicht zugestellt",
+        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)|unzustellbar|nicht zugestellt",
     )
     .expect("fixed pattern")
 });

@@ -256,7 +256,7 @@ pub struct HostSaid {
 
 static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\bhost\s+([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\s*\[[0-9A-Fa-f.:]+\])?(?:\s+said|\s+replied|\s+says)?\s*:\s*",
+        r"(?i)(?-u:\b)host\s+([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\s*\[[0-9A-Fa-f.:]+\])?(?:\s+said|\s+replied|\s+says)?\s*:\s*",
     )
     .unwrap_or_else(|_| unreachable!("static regex"))
 });
@@ -278,7 +278,7 @@ pub fn host_said(text: &str) -> Option<HostSaid> {
 static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock::new(|| {
     let table: &[(&str, Option<&'static str>)] = &[
         (
-            r"(?i)in reply to (?:the )?(?:end of )?(RCPT|MAIL|DATA|HELO|EHLO|LHLO|BDAT|STARTTLS)\b",
+            r"(?i)in reply to (?:the )?(?:end of )?(RCPT|MAIL|DATA|HELO|EHLO|LHLO|BDAT|STARTTLS)(?-u:\b)",
             None,
         ),
         (
@@ -286,10 +286,10 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
             Some("CONN"),
         ),
         (
-            r"(?i)\bafter (?:the )?(?:pipelined )?(RCPT|MAIL|DATA|HELO|EHLO|end of data|STARTTLS)\b",
+            r"(?i)(?-u:\b)after (?:the )?(?:pipelined )?(RCPT|MAIL|DATA|HELO|EHLO|end of data|STARTTLS)(?-u:\b)",
             None,
         ),
-        (r"(?i)\bafter (?:initial )?connection\b", Some("CONN")),
+        (r"(?i)(?-u:\b)after (?:initial )?connection(?-u:\b)", Some("CONN")),
         (
             r"(?i)(?:^|\n)\s*>>>\s*(RCPT|MAIL|DATA|HELO|EHLO|LHLO|STARTTLS|QUIT|\.)",
             None,
@@ -306,23 +306,23 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
             r"(?i)error following (RCPT|MAIL|DATA|HELO|EHLO) command",
             None,
         ),
-        (r"(?i)\bSMTP:(RCPT|MAIL|DATA|HELO|EHLO)\b", None),
+        (r"(?i)(?-u:\b)SMTP:(RCPT|MAIL|DATA|HELO|EHLO)(?-u:\b)", None),
         (r"(?i)most progress was (RCPT|MAIL|DATA)", None),
-        (r"(?i)\bbut sender was rejected", Some("MAIL")),
-        (r"(?i)\bbut my name was rejected", Some("HELO")),
-        (r"(?i)\bbut greeting failed", Some("CONN")),
+        (r"(?i)(?-u:\b)but sender was rejected", Some("MAIL")),
+        (r"(?i)(?-u:\b)but my name was rejected", Some("HELO")),
+        (r"(?i)(?-u:\b)but greeting failed", Some("CONN")),
         (r"(?i)failed after I sent the message", Some("DATA")),
-        (r"(?i)\bfor TEXT command", Some("DATA")),
+        (r"(?i)(?-u:\b)for TEXT command", Some("DATA")),
         (r"(?i)refused to talk to me", Some("CONN")),
-        (r"(?i)\bdoes not like recipient", Some("RCPT")),
-        (r"(?i)\bdoes not like sender", Some("MAIL")),
+        (r"(?i)(?-u:\b)does not like recipient", Some("RCPT")),
+        (r"(?i)(?-u:\b)does not like sender", Some("MAIL")),
         (r"(?i)\[(RCPT|MAIL|DATA)(?:_TO|_FROM)?\]", None),
-        (r"(?i)\b(RCPT|MAIL)_(?:TO|FROM)\b", None),
+        (r"(?i)(?-u:\b)(RCPT|MAIL)_(?:TO|FROM)(?-u:\b)", None),
         (
-            r"(?i)\b(RCPT|MAIL|DATA) (?:TO )?(?:FROM )?(?:command|response)\b",
+            r"(?i)(?-u:\b)(RCPT|MAIL|DATA) (?:TO )?(?:FROM )?(?:command|response)(?-u:\b)",
             None,
         ),
-        (r"(?i)\b(?:RCPT TO|MAIL FROM):\s*<", None),
+        (r"(?i)(?-u:\b)(?:RCPT TO|MAIL FROM):\s*<", None),
         (
             r"(?i)(?:connection refused|connection timed out|no route to host|could not connect|couldn't connect|connect to [^\s]+ failed|network is unreachable|unable to connect|host not found|i couldn't find any host)",
             Some("CONN"),
@@ -441,7 +441,7 @@ pub fn failing_exchange(text: &str) -> Option<Exchange> {
 }
 
 static SMTP_CODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:[245][0-9][0-9][ \-]|[245]\.[0-9]{1,3}\.[0-9]{1,3}\b)")
+    Regex::new(r"(?-u:\b)(?:[245][0-9][0-9][ \-]|[245]\.[0-9]{1,3}\.[0-9]{1,3}(?-u:\b))")
         .unwrap_or_else(|_| unreachable!("static regex"))
 });
 
@@ -489,14 +489,14 @@ static REPLY_START: LazyLock<Regex> = LazyLock::new(|| {
 /// Framing that follows a server's reply: Postfix's `(in reply to ... command)`, qmail's
 /// `Giving up on HOST.`.
 static REPLY_TAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\s*(?:\(in reply to [^)]*\)|\bGiving up on \S+?\.?(?:\s|$))")
+    Regex::new(r"(?i)\s*(?:\(in reply to [^)]*\)|(?-u:\b)Giving up on \S+?\.?(?:\s|$))")
         .unwrap_or_else(|_| unreachable!("static regex"))
 });
 
 /// Hosts named by the framing, where no `host X said:` sentence is found.
 static FRAMING_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(?:\b(?:host|server|connected to)\s+<?([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)>?|(?:^|\s)([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)\.?\s*(?:\[[0-9A-Fa-f.:]+\])?\s+(?:does not like|did not like|failed after i sent|responded with))",
+        r"(?i)(?:(?-u:\b)(?:host|server|connected to)\s+<?([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)>?|(?:^|\s)([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)\.?\s*(?:\[[0-9A-Fa-f.:]+\])?\s+(?:does not like|did not like|failed after i sent|responded with))",
     )
     .unwrap_or_else(|_| unreachable!("static regex"))
 });
@@ -1024,7 +1024,7 @@ pub fn from_daemon(from: &str) -> bool {
 pub fn reporting_host(body: &str) -> Option<String> {
     static REPORTING: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?i)\b(?:mail ?system|qmail-send program|postfix program|mail delivery (?:system|software)|mailer(?:-daemon)? program)\b[^\n.]{0,40}?\b(?:at|on|auf|sur|en|su|op|in)\b(?:\s+(?:dem|the|le|el|il|het|der))?\s+(?:host\s+|server\s+)?([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)+)",
+            r"(?i)(?-u:\b)(?:mail ?system|qmail-send program|postfix program|mail delivery (?:system|software)|mailer(?:-daemon)? program)(?-u:\b)[^\n.]{0,40}?(?-u:\b)(?:at|on|auf|sur|en|su|op|in)(?-u:\b)(?:\s+(?:dem|the|le|el|il|het|der))?\s+(?:host\s+|server\s+)?([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)+)",
         )
         .unwrap_or_else(|_| unreachable!("static regex"))
     });

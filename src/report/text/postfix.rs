@@ -36,7 +36,7 @@ fn detect(input: &Input) -> bool {
 fn postfix_structure(text: &str) -> bool {
     static POSTFIX_WORDING: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?:\bhost [A-Za-z0-9][A-Za-z0-9.\-]*\[[0-9A-Fa-f.:]+\] said:|\(in reply to [A-Za-z ]{2,24} command\))",
+            r"(?:(?-u:\b)host [A-Za-z0-9][A-Za-z0-9.\-]*\[[0-9A-Fa-f.:]+\] said:|\(in reply to [A-Za-z ]{2,24} command\))",
         )
         .unwrap_or_else(|_| unreachable!("static regex"))
     });
