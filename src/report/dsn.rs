@@ -26,8 +26,9 @@ pub struct Dsn {
 }
 
 /// An enhanced status code `class.subject.detail` (RFC 3463).
-static STATUS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u:\b)([245]\.\d{1,3}\.\d{1,3})(?-u:\b)").expect("fixed pattern"));
+static STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)([245]\.\d{1,3}\.\d{1,3})(?-u:\b)").expect("fixed pattern")
+});
 
 /// The delivery-status part of a message, if it has one: `multipart/report; report-type=delivery-status`
 /// or any `message/delivery-status` / `message/global-delivery-status` part in its MIME tree.

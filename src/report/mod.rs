@@ -184,6 +184,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Err(ReadError::Empty);
     }
     let bytes = normalize_line_endings(bytes);
+    let bytes = repair_folded_boundary(bytes);
     let message = PARSER
         .parse(bytes.as_ref())
         .ok_or_else(|| ReadError::Malformed("no header could be parsed".to_string()))?;
@@ -379,6 +380,54 @@ fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
         out.push(b'\n');
     }
     Cow::Owned(out)
+}
+
+/// The input with every `boundary=` parameter that an MTA wrote on an unindented line under a
+/// `Content-Type: multipart/...;` line (which ends the header there and leaves the parser without a
+/// boundary, so with an empty body) indented as the continuation it was meant to be. Borrowed
+/// unchanged when there is none.
+fn repair_folded_boundary(bytes: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    let folds = folded_boundaries(&bytes);
+    if folds.is_empty() {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + folds.len());
+    let mut last = 0;
+    for at in folds {
+        out.extend_from_slice(bytes.get(last..at).unwrap_or_default());
+        out.push(b'\t');
+        last = at;
+    }
+    out.extend_from_slice(bytes.get(last..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// Offsets of the lines that start with `boundary=` right after a line ending in `;` that is a
+/// multipart `Content-Type` (or a continuation of a header).
+fn folded_boundaries(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut previous: &[u8] = &[];
+    let mut offset = 0;
+    for line in bytes.split(|&b| b == b'\n') {
+        let starts = line
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="));
+        if starts {
+            let prev = previous.trim_ascii_end();
+            let continues_type = prev.ends_with(b";")
+                && (prev.starts_with(b" ")
+                    || prev.starts_with(b"\t")
+                    || prev
+                        .windows(10)
+                        .any(|w| w.eq_ignore_ascii_case(b"multipart/")));
+            if continues_type {
+                out.push(offset);
+            }
+        }
+        previous = line;
+        offset += line.len() + 1;
+    }
+    out
 }
 
 /// A header value on one line, trimmed.

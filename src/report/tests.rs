@@ -364,3 +364,22 @@ proptest::proptest! {
         let _ = read(raw.as_bytes());
     }
 }
+
+#[test]
+fn boundary_written_on_an_unindented_line_is_repaired() {
+    let raw = "From: MAILER-DAEMON@relay.example.org\nTo: sender@example.com\n\
+Subject: Undeliverable: hello\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status;\n\
+boundary=\"XY1\"\n\n--XY1\nContent-Type: text/plain\n\nDelivery to ola@example.net failed.\n\n\
+--XY1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example.org\n\n\
+Final-Recipient: rfc822; ola@example.net\nAction: failed\nStatus: 5.1.1\n\n--XY1--\n";
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Dsn));
+    assert_eq!(r.recipients.len(), 1);
+    assert_eq!(r.recipients[0].status.as_deref(), Some("5.1.1"));
+    // A body line that only looks like a parameter is left alone.
+    assert!(super::folded_boundaries(b"Subject: x\n\nboundary=1\n").is_empty());
+    assert_eq!(
+        super::folded_boundaries(b"Content-Type: multipart/mixed;\nboundary=\"a\"\n"),
+        [31]
+    );
+}

@@ -7,7 +7,6 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::Input;
 use crate::report::RecipientReport;
 
 /// An address found in text: its byte span in the text and the normalised address.
@@ -289,7 +288,10 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
             r"(?i)(?-u:\b)after (?:the )?(?:pipelined )?(RCPT|MAIL|DATA|HELO|EHLO|end of data|STARTTLS)(?-u:\b)",
             None,
         ),
-        (r"(?i)(?-u:\b)after (?:initial )?connection(?-u:\b)", Some("CONN")),
+        (
+            r"(?i)(?-u:\b)after (?:initial )?connection(?-u:\b)",
+            Some("CONN"),
+        ),
         (
             r"(?i)(?:^|\n)\s*>>>\s*(RCPT|MAIL|DATA|HELO|EHLO|LHLO|STARTTLS|QUIT|\.)",
             None,
@@ -994,22 +996,6 @@ pub fn section_after(text: &str, start: &str, stop: impl Fn(&str) -> bool) -> Op
         out.push_str(t);
     }
     Some(out)
-}
-
-/// The readable text of the report, or, when the parser found none (a malformed MIME structure),
-/// the raw body after the header block, so a reader still sees the words.
-pub fn text_or_raw<'a>(input: &Input<'a>) -> std::borrow::Cow<'a, str> {
-    if !input.body.trim().is_empty() {
-        return std::borrow::Cow::Borrowed(input.body);
-    }
-    let raw = input.message.raw_message();
-    let start = raw
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map_or(raw.len(), |i| i + 2);
-    let body = raw.get(start..).unwrap_or_default();
-    let text = String::from_utf8_lossy(body);
-    std::borrow::Cow::Owned(text.replace("\r\n", "\n"))
 }
 
 /// Whether the bounce comes from a mailer daemon or postmaster (by its `From`).

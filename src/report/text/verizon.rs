@@ -1,8 +1,6 @@
 //! Verizon Wireless MMS gateway notices (vtext.com, vzwpix.com): "Message could not be delivered
 //! to mobile." with the original's `To`, or "Error message below:" with `RCPT TO:` in the details.
 
-use std::borrow::Cow;
-
 use super::provider_util::{failed, first_addr, unfold};
 use super::{Family, Input};
 use crate::report::RecipientReport;
@@ -20,23 +18,12 @@ fn from_verizon(input: &Input) -> bool {
         || input.from.contains("verizon")
 }
 
-/// The report text: the decoded body, or the raw message when the gateway's malformed MIME
-/// (an unfolded `boundary=` line) leaves the decoded body without it.
-fn text<'a>(input: &Input<'a>) -> Cow<'a, str> {
-    if input.body.contains("Error") {
-        Cow::Borrowed(input.body)
-    } else {
-        String::from_utf8_lossy(input.message.raw_message())
-    }
-}
-
 fn detect(input: &Input) -> bool {
-    from_verizon(input) && text(input).contains("Error")
+    from_verizon(input) && input.body.contains("Error")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = text(input);
-    let body = text.as_ref();
+    let body = input.body;
     let mut recipient = None;
     let mut diag = Vec::new();
     let mut take_next = false;
