@@ -90,19 +90,13 @@ mod tests {
     }
 
     #[test]
-    fn falls_back_to_raw_text() {
+    fn reads_a_notice_whose_boundary_is_not_folded() {
         let raw = "From: post_master@vtext.com\nSubject: Re: hi\nContent-Type: multipart/mixed;\nboundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nError: Invalid user address\n\nError message below:\n550 no such user here\n\n  RCPT TO: 5550102@vtext.example.com\n--b1--\n";
-        let message = mail_parser::MessageParser::default()
-            .parse(raw.as_bytes())
-            .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "Re: hi",
-            from: "post_master@vtext.com",
-            body: "",
+        let Ok(report) = crate::report::read(raw.as_bytes()) else {
+            panic!("the notice does not read");
         };
-        assert!(detect(&input));
-        let got = read(&input);
+        assert_eq!(report.reader, "verizon");
+        let got = &report.recipients;
         assert_eq!(got.len(), 1);
         assert_eq!(
             got[0].recipient.as_deref(),
