@@ -170,6 +170,9 @@ const ORIGINAL_MARKERS: &[&str] = &[
     "original mail as follows",
     "original message:",
     "headers of your message follow",
+    "the header of the original message is following",
+    "included is a copy of the message header",
+    "original message",
 ];
 
 /// Phrases that announce the original only inside a decorated separator line (`----- ... -----`).
@@ -316,6 +319,7 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
         (r"(?i)failed after I sent the message", Some("DATA")),
         (r"(?i)(?-u:\b)for TEXT command", Some("DATA")),
         (r"(?i)refused to talk to me", Some("CONN")),
+        (r"(?i)requests to connect", Some("CONN")),
         (r"(?i)(?-u:\b)does not like recipient", Some("RCPT")),
         (r"(?i)(?-u:\b)does not like sender", Some("MAIL")),
         (r"(?i)\[(RCPT|MAIL|DATA)(?:_TO|_FROM)?\]", None),
@@ -998,6 +1002,173 @@ pub fn section_after(text: &str, start: &str, stop: impl Fn(&str) -> bool) -> Op
     Some(out)
 }
 
+/// `s` with its leading `prefix` removed, compared ASCII case-insensitively.
+pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
+}
+
+/// Byte offset of `needle` in `hay`, ASCII case-insensitively.
+pub fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    if n.is_empty() {
+        return Some(0);
+    }
+    hay.as_bytes()
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// An address written alone (`<Bob@Example.COM>`, `"a@example.org":`, `mailto:a@example.org`):
+/// decorations removed, domain lower-cased; `None` unless the whole token is one address.
+pub fn normalize_addr(raw: &str) -> Option<String> {
+    let mut s = raw
+        .trim()
+        .trim_matches(|c: char| "<>\"'()[],;:".contains(c));
+    if let Some(rest) = strip_prefix_ci(s, "mailto:") {
+        s = rest;
+    }
+    let s = s.trim_end_matches('.');
+    let found = find_addresses(s);
+    match found.as_slice() {
+        [one] if one.start == 0 && one.end == s.len() => Some(one.address.clone()),
+        _ => None,
+    }
+}
+
+/// The first address in `text`, preferring one written in `<...>`, normalised.
+pub fn first_addr(text: &str) -> Option<String> {
+    let found = find_addresses(text);
+    let bracketed = found.iter().find(|f| {
+        f.start > 0
+            && text.as_bytes().get(f.start - 1) == Some(&b'<')
+            && text.as_bytes().get(f.end) == Some(&b'>')
+    });
+    bracketed.or(found.first()).map(|f| f.address.clone())
+}
+
+/// Whether a trimmed line is nothing but one address (in `<>`, quotes, or bare, maybe with a
+/// trailing colon).
+pub fn addr_line(line: &str) -> Option<String> {
+    let t = line.trim().trim_end_matches(':');
+    if t.is_empty() || t.contains(char::is_whitespace) {
+        return None;
+    }
+    normalize_addr(t)
+}
+
+/// Lines joined into one: each trimmed, blanks dropped, single spaces between.
+pub fn unfold_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for l in lines {
+        for w in l.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+    }
+    out
+}
+
+/// Splits a Postfix-style `... (in reply to RCPT TO command)` tail off `text`: the words before it
+/// and the command it names.
+pub fn in_reply_to(text: &str) -> (&str, Option<String>) {
+    let Some(at) = find_ci(text, "(in reply to ") else {
+        return (text.trim(), None);
+    };
+    let tail = text.get(at..).unwrap_or("");
+    (
+        text.get(..at).unwrap_or(text).trim(),
+        command_of(tail).map(str::to_string),
+    )
+}
+
+/// A failed recipient with what [`server_reply`] makes of `text`.
+pub fn failed(recipient_address: String, text: String) -> RecipientReport {
+    recipient(recipient_address, "failed", &text)
+}
+
+/// The host in `host NAME [ip]`, `host: NAME`, `by NAME. [ip]` style text following `key`.
+pub fn host_after(text: &str, key: &str) -> Option<String> {
+    let at = find_ci(text, key)?;
+    let rest = text.get(at + key.len()..)?.trim_start();
+    let host: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    let host = host.trim_end_matches('.');
+    (host.contains('.') && host.chars().any(|c| c.is_ascii_alphabetic()))
+        .then(|| host.to_ascii_lowercase())
+}
+
+/// Reads Exim-style address blocks (`address` or `<address>:` on one line, its reason on the
+/// lines below, indented or not) from the text after the last line containing `marker`.
+pub fn exim_blocks(text: &str, marker: &str) -> Vec<RecipientReport> {
+    let Some(at) = text.rfind(marker) else {
+        return Vec::new();
+    };
+    let section = text.get(at..).unwrap_or("");
+    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut prev_blank = true;
+    let mut prev_indent = 0usize;
+    for line in section.lines().skip(1) {
+        let indent = line.len() - line.trim_start().len();
+        let t = line.trim();
+        if t.is_empty() {
+            prev_blank = true;
+            continue;
+        }
+        if t.starts_with("---") || t.starts_with("***") {
+            break;
+        }
+        let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+        let addr = normalize_addr(first);
+        let same_as_current = match (&addr, blocks.last()) {
+            (Some(a), Some((cur, _))) => a == cur && rest.is_empty(),
+            _ => false,
+        };
+        let opens = addr.is_some()
+            && !same_as_current
+            && (prev_blank || indent < prev_indent || blocks.is_empty() || first.ends_with(':'));
+        match addr {
+            Some(a) if opens => {
+                let mut lines = Vec::new();
+                if !rest.trim().is_empty() {
+                    lines.push(rest.trim());
+                }
+                blocks.push((a, lines));
+            }
+            _ => {
+                // Text before the first address belongs to no recipient.
+                if let Some((_, lines)) = blocks.last_mut() {
+                    lines.push(t);
+                }
+            }
+        }
+        prev_blank = false;
+        prev_indent = indent;
+    }
+    blocks
+        .into_iter()
+        .map(|(a, lines)| {
+            let kept = lines.into_iter().filter(|l| {
+                !(l.eq_ignore_ascii_case("reason:")
+                    || l.eq_ignore_ascii_case("for the following reason:"))
+            });
+            let joined = kept.collect::<Vec<_>>().join("\n");
+            let remote = host_after(&joined, "host:").or_else(|| host_after(&joined, "host "));
+            let mut r = failed(a, joined);
+            if r.remote_mta.is_none() {
+                r.remote_mta = remote;
+            }
+            r
+        })
+        .collect()
+}
+
 /// Whether the bounce comes from a mailer daemon or postmaster (by its `From`).
 pub fn from_daemon(from: &str) -> bool {
     let local = from.split('@').next().unwrap_or("");
@@ -1072,6 +1243,24 @@ pub mod testutil {
         f(&input);
     }
 
+    /// Runs `f` on an [`Input`](super::super::Input) built from a small test bounce.
+    pub fn test_input<T>(from: &str, subject: &str, body: &str, f: impl FnOnce(&Input) -> T) -> T {
+        let raw = format!(
+            "From: {from}\nSubject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{body}"
+        );
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap_or_default();
+        let from_lc = from.to_ascii_lowercase();
+        let input = Input {
+            message: &message,
+            subject,
+            from: &from_lc,
+            body,
+        };
+        f(&input)
+    }
+
     /// Runs a reader over garbage and truncated inputs: it must return, whatever it finds.
     pub fn garbage(read: fn(&Input) -> Vec<RecipientReport>) {
         let mut seed: u32 = 0x1234_5678;
@@ -1102,6 +1291,161 @@ pub mod testutil {
             input_from(&raw, |input| {
                 let _ = read(input);
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod moved_tests {
+    use super::testutil::test_input;
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalized() {
+        assert_eq!(
+            normalize_addr("<Bob@Example.COM>").as_deref(),
+            Some("Bob@example.com")
+        );
+        assert_eq!(
+            normalize_addr("\"a@example.org\":").as_deref(),
+            Some("a@example.org")
+        );
+        assert_eq!(
+            normalize_addr("mailto:a@example.org").as_deref(),
+            Some("a@example.org")
+        );
+        assert_eq!(normalize_addr("nobody"), None);
+        assert_eq!(normalize_addr("a@localhost"), None);
+        assert_eq!(
+            first_addr("x <no> y <c@example.net> z").as_deref(),
+            Some("c@example.net")
+        );
+        assert_eq!(
+            first_addr("to d@example.net, now").as_deref(),
+            Some("d@example.net")
+        );
+    }
+
+    #[test]
+    fn original_is_cut_and_hosts_and_tails_named() {
+        let body = "report\n----- Original message -----\nTo: x@example.com\n";
+        assert_eq!(cut_original(body), "report\n");
+        assert_eq!(
+            host_after("host mx.example.com [192.0.2.1]", "host").as_deref(),
+            Some("mx.example.com")
+        );
+        assert_eq!(unfold_lines([" a ", "", "b  c"]), "a b c");
+        assert_eq!(
+            in_reply_to("550 no such user (in reply to RCPT TO command)"),
+            ("550 no such user", Some("RCPT".to_string()))
+        );
+        assert_eq!(in_reply_to("plain"), ("plain", None));
+        assert_eq!(
+            server_reply("host mx.example.com [192.0.2.1]: 550 5.1.1 gone").diagnostic,
+            "550 5.1.1 gone"
+        );
+    }
+
+    /// Pieces of the formats' fixed wording, so random input reaches the readers' inner paths.
+    const PIECES: &[&str] = &[
+        "\n",
+        " ",
+        "<",
+        ">",
+        "@",
+        ":",
+        "'",
+        "-- ",
+        ">>> RCPT TO:",
+        "<<< 550 ",
+        "a@example.com",
+        "<b@example.net>:",
+        "failed:",
+        "Delivery to the following recipient failed permanently:",
+        "Technical details of permanent failure:",
+        "The error that the other server returned was:",
+        "Sorry, we were unable to deliver your message to the following address.",
+        "Remote host said:",
+        "[RCPT_TO]",
+        "----- Original message -----",
+        "host mx.example.com [",
+        "did not reach the following recipient(s):",
+        " on ",
+        "The MTS-ID of the original message",
+        "Diagnostic information for administrators",
+        "Remote Server returned '",
+        "Delivery has failed to these recipients or groups",
+        "Invalid Address, ERROR_CODE :",
+        "[Status: Error, Address: <",
+        "ResponseCode",
+        "The following addresses had delivery problems",
+        "Non-delivered information",
+        "Could not be delivered to:",
+        "Recipient:",
+        "Unable to deliver message to",
+        "Sent <<<",
+        "Received >>>",
+        "The problem appears to be",
+        "Additional information follows",
+        "was not delivered to:",
+        "because:",
+        "Error message below:",
+        "Original Message:",
+        "To:",
+        "{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[{\"emailAddress\":",
+        "Technical report:",
+        "Final-Recipient: rfc822;",
+        "Your message to:",
+        "was blocked by our Spam",
+        "The following message to <",
+        "The reason for the problem:",
+        "(in reply to ",
+        "é",
+        "\u{0}",
+        "日本語",
+        "Delivery to the following recipients failed.",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn no_family_panics(picks in proptest::collection::vec((0..PIECES.len(), "[ -~]{0,6}"), 0..40)) {
+            let mut body = String::new();
+            for (i, noise) in &picks {
+                body.push_str(PIECES.get(*i).copied().unwrap_or(""));
+                body.push_str(noise);
+            }
+            for from in ["mailer-daemon@googlemail.com", "postmaster@ezweb.ne.jp", "x@mail.zoho.com", "post_master@vtext.com", "no-reply@a.dion.ne.jp", "postmaster@biglobe.ne.jp", "mailer-daemon@bigfoot.com", "mailer-daemon@corp.mail.ru"] {
+                test_input(from, "Delivery Status Notification", &body, |input| {
+                    for family in super::super::FAMILIES {
+                        if (family.detect)(input) {
+                            let _ = (family.read)(input);
+                        }
+                        let _ = (family.read)(input);
+                    }
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        for s in [
+            "",
+            "@",
+            "<",
+            "<>",
+            "é@é.é",
+            "a@b.",
+            "\u{0}@\u{0}.x",
+            "<<<@>>>",
+        ] {
+            let _ = (
+                first_addr(s),
+                addr_line(s),
+                cut_original(s),
+                host_after(s, "host"),
+                strip_prefix_ci(s, "éé"),
+            );
         }
     }
 }

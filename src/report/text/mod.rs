@@ -46,7 +46,6 @@ pub mod mailru;
 pub mod mcafee;
 pub mod mimecast;
 pub mod mxlogic;
-pub mod provider_util;
 pub mod trendmicro;
 pub mod verizon;
 pub mod workmail;

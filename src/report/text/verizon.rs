@@ -1,7 +1,7 @@
 //! Verizon Wireless MMS gateway notices (vtext.com, vzwpix.com): "Message could not be delivered
 //! to mobile." with the original's `To`, or "Error message below:" with `RCPT TO:` in the details.
 
-use super::provider_util::{failed, first_addr, unfold};
+use super::common::{failed, first_addr, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -53,7 +53,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     if diag.len() > 1 {
         diag.remove(0);
     }
-    let diag = unfold(diag);
+    let diag = unfold_lines(diag);
     let Some(a) = recipient else {
         return Vec::new();
     };
@@ -63,7 +63,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_mms_notice() {
