@@ -860,6 +860,28 @@ mod tests {
     }
 
     #[test]
+    fn blocks_once_per_address_and_actions() {
+        let text =
+            "<pia@example.org>: first\n\n<pia@example.org>: again\n\n<quin@example.org>: other\n";
+        let got: Vec<_> = distinct_angle_blocks(text)
+            .into_iter()
+            .map(|b| (b.address, b.text))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pia@example.org".to_string(), "first".to_string()),
+                ("quin@example.org".to_string(), "other".to_string())
+            ]
+        );
+        assert_eq!(
+            action_for("Delayed Mail (still being retried)", ""),
+            "delayed"
+        );
+        assert_eq!(action_for("Undelivered Mail", "no such user"), "failed");
+    }
+
+    #[test]
     fn names_more_commands() {
         assert_eq!(
             command_of("192.0.2.1 does not like recipient."),
@@ -1208,9 +1230,28 @@ fn prefix_lines(text: &str, n: usize) -> &str {
     text.get(..end).unwrap_or(text)
 }
 
-/// Builds a recipient report from a block of text about one address: see [`recipient`].
-pub fn report_from_block(address: String, action: &str, block: &str) -> RecipientReport {
-    recipient(address, action, block)
+/// [`angle_blocks`] with one block per address: the first one a report gives.
+pub fn distinct_angle_blocks(text: &str) -> Vec<Block> {
+    let mut blocks = angle_blocks(text);
+    let mut seen: Vec<String> = Vec::with_capacity(blocks.len());
+    blocks.retain(|b| {
+        let fresh = !seen.contains(&b.address);
+        if fresh {
+            seen.push(b.address.clone());
+        }
+        fresh
+    });
+    blocks
+}
+
+/// `delayed` when the subject or the text says the failure is temporary ([`is_delay_notice`]),
+/// else `failed`.
+pub fn action_for(subject: &str, text: &str) -> &'static str {
+    if is_delay_notice(subject, text) {
+        "delayed"
+    } else {
+        "failed"
+    }
 }
 
 /// Helpers for the readers' unit tests: build an [`Input`](super::Input) from a raw message.

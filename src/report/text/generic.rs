@@ -181,11 +181,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             });
         }
     }
-    let action = if common::is_delay_notice(input.subject, explanation) {
-        "delayed"
-    } else {
-        "failed"
-    };
+    let action = common::action_for(input.subject, explanation);
     if mentions.iter().any(|m| !m.weak) {
         mentions.retain(|m| !m.weak);
     }
@@ -249,11 +245,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
 /// text (as the general reader finds it) is still its diagnostic.
 pub fn verp_recipient(address: String, input: &Input) -> RecipientReport {
     let explanation = common::cut_original(input.body);
-    let action = if common::is_delay_notice(input.subject, explanation) {
-        "delayed"
-    } else {
-        "failed"
-    };
+    let action = common::action_for(input.subject, explanation);
     let diagnostic = if looks_failed(input.subject, explanation) {
         fallback_diagnostic(explanation)
     } else {

@@ -62,14 +62,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         "failed"
     };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::angle_blocks(text) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
-            continue;
-        }
-        let mut r = common::report_from_block(block.address, action, &block.text);
+    for block in common::distinct_angle_blocks(text) {
+        let mut r = common::recipient(block.address, action, &block.text);
         r.reason_hint = hint(&block.text);
         out.push(r);
     }

@@ -53,19 +53,9 @@ const HINTS: &[(&str, &str)] = &[
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let text = common::cut_original(input.body);
-    let action = if common::is_delay_notice(input.subject, text) {
-        "delayed"
-    } else {
-        "failed"
-    };
+    let action = common::action_for(input.subject, text);
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::angle_blocks(text) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
-            continue;
-        }
+    for block in common::distinct_angle_blocks(text) {
         let mut r = common::recipient(block.address, action, &block.text);
         if r.remote_mta.is_none() {
             r.remote_mta = remote_of(&block.text);
