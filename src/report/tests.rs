@@ -383,3 +383,13 @@ Final-Recipient: rfc822; ola@example.net\nAction: failed\nStatus: 5.1.1\n\n--XY1
         [31]
     );
 }
+
+#[test]
+fn out_of_office_with_null_sender_is_not_read_as_a_failure() {
+    let raw = "Return-Path: <>\nFrom: Rafa <rafa@example.org>\nTo: news@example.com\n\
+Subject: Automatic reply: issue 7\nX-Auto-Response-Suppress: All\n\n\
+I am away until Monday. For urgent matters write to desk@example.org.\n";
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Autoreply));
+    assert_eq!(r.reader, "autoreply");
+}
