@@ -300,9 +300,10 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     enrich_with(recipients, body, &lower);
 }
 
-/// A header line of a copied message (`To: ...`), which names a recipient without saying anything.
+/// A header line of a copied message (`To: ...`) or an RFC 3464 field written into the text
+/// (`Final-Recipient: ...`), which names a recipient without saying anything about the failure.
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:to|cc|bcc|from|subject|date|message-id|received|delivered-to|return-path|reply-to|x-[a-z0-9-]+)\s*:")
+    Regex::new(r"(?i)^\s*(?:to|cc|bcc|from|subject|date|message-id|received|delivered-to|return-path|reply-to|x-[a-z0-9-]+|final-recipient|original-recipient|reporting-mta|action|status|remote-mta|diagnostic-code|last-attempt-date|arrival-date)\s*:")
         .expect("fixed pattern")
 });
 
@@ -317,6 +318,7 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
         let paragraphs = paragraphs_for(body, lower, &addr);
         let with_evidence = paragraphs
             .iter()
+            .filter(|p| !HEADER_LINE.is_match(p))
             .find(|p| REPLY_CODE.is_match(p) || STATUS.is_match(p) || HOST_SAID.is_match(p));
         if let Some(paragraph) = with_evidence {
             apply_paragraph(r, paragraph);
@@ -463,6 +465,18 @@ fn opens_entry(t: &str, addr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_lines_in_the_text_are_not_a_diagnostic() {
+        let body = "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; vera@example.org\nAction: failed\nStatus: 5.5.0\nLast-Attempt-Date: Mon, 2 Mar 2026 10:00:00 +0000\n";
+        let mut rs = vec![RecipientReport {
+            recipient: Some("vera@example.org".into()),
+            status: Some("5.5.0".into()),
+            ..RecipientReport::default()
+        }];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(rs[0].diagnostic, None);
+    }
 
     #[test]
     fn a_paragraph_stops_at_the_next_recipient_line() {
