@@ -287,6 +287,8 @@ static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
 /// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
+    // Only the report's own words: a returned message quoted in the text names the recipient too.
+    let body = super::text::common::cut_original(body);
     if body.is_empty() {
         return;
     }
@@ -465,6 +467,17 @@ fn opens_entry(t: &str, addr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_returned_message_in_the_text_is_not_a_diagnostic() {
+        let body = "Your message could not be delivered.\n\nReturn-Path: <news@example.com>\nReceived: from a.example.com\n for\n wes@example.org; Mon, 2 Mar 2026 10:00:00 +0000\nDate: Mon, 2 Mar 2026 10:00:00 +0000\n";
+        let mut rs = vec![RecipientReport {
+            recipient: Some("wes@example.org".into()),
+            ..RecipientReport::default()
+        }];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(rs[0].diagnostic, None);
+    }
 
     #[test]
     fn field_lines_in_the_text_are_not_a_diagnostic() {
