@@ -358,6 +358,36 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
     }
 }
 
+/// For recipients whose `Final-Recipient` is a local delivery target rather than an address (a
+/// file or a pipe, as Exim writes for `save to` and `pipe to` failures): the `Original-Recipient`,
+/// else the address the bounce's `X-Failed-Recipients` header gives at the same position (or its only
+/// address). The target stays when nothing better is known.
+pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_header: Option<&str>) {
+    let listed: Vec<String> = failed_header
+        .map(super::text::common::find_addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.address)
+        .collect();
+    let count = recipients.len();
+    for (i, r) in recipients.iter_mut().enumerate() {
+        if r.recipient.as_deref().is_some_and(|a| a.contains('@')) {
+            continue;
+        }
+        let from_original = r.original_recipient.clone().filter(|a| a.contains('@'));
+        let from_header = if listed.len() == count {
+            listed.get(i).cloned()
+        } else if listed.len() == 1 {
+            listed.first().cloned()
+        } else {
+            None
+        };
+        if let Some(address) = from_original.or(from_header) {
+            r.recipient = Some(address);
+        }
+    }
+}
+
 /// Names the SMTP command each failure answered, for recipients whose fields do not say: from the
 /// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
 /// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
@@ -477,6 +507,22 @@ mod tests {
         }];
         enrich_from_text(&mut rs, body);
         assert_eq!(rs[0].diagnostic, None);
+    }
+
+    #[test]
+    fn a_local_delivery_target_takes_the_failed_address() {
+        let mut rs = vec![RecipientReport {
+            recipient: Some("/var/mail/box/xan".into()),
+            ..RecipientReport::default()
+        }];
+        address_for_local_targets(&mut rs, Some(" xan@example.org"));
+        assert_eq!(rs[0].recipient.as_deref(), Some("xan@example.org"));
+        let mut rs = vec![RecipientReport {
+            recipient: Some("|/usr/bin/filter".into()),
+            ..RecipientReport::default()
+        }];
+        address_for_local_targets(&mut rs, None);
+        assert_eq!(rs[0].recipient.as_deref(), Some("|/usr/bin/filter"));
     }
 
     #[test]

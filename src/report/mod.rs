@@ -234,6 +234,10 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     {
         dsn::enrich_from_text(&mut found.recipients, &body);
         dsn::fill_commands(&mut found.recipients, &body);
+        dsn::address_for_local_targets(
+            &mut found.recipients,
+            message.header_raw("X-Failed-Recipients"),
+        );
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
         report.reporting_mta = found.reporting_mta;
