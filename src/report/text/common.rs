@@ -847,6 +847,10 @@ mod tests {
             Some("smtp.example.com")
         );
         assert_eq!(
+            reporting_host("This is the DragonFly Mail Agent at dfly.example.com.\n").as_deref(),
+            Some("dfly.example.com")
+        );
+        assert_eq!(
             reporting_host("Your message could not be delivered.\n"),
             None
         );
@@ -1203,7 +1207,7 @@ pub fn from_daemon(from: &str) -> bool {
 pub fn reporting_host(body: &str) -> Option<String> {
     static REPORTING: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?i)(?-u:\b)(?:mail ?system|qmail-send program|postfix program|mail delivery (?:system|software)|mailer(?:-daemon)? program)(?-u:\b)[^\n.]{0,40}?(?-u:\b)(?:at|on|auf|sur|en|su|op|in)(?-u:\b)(?:\s+(?:dem|the|le|el|il|het|der))?\s+(?:host\s+|server\s+)?([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)+)",
+            r"(?i)(?-u:\b)(?:mail ?system|mail agent|qmail-send program|postfix program|mail delivery (?:system|software)|mailer(?:-daemon)? program)(?-u:\b)[^\n.]{0,40}?(?-u:\b)(?:at|on|auf|sur|en|su|op|in)(?-u:\b)(?:\s+(?:dem|the|le|el|il|het|der))?\s+(?:host\s+|server\s+)?([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)+)",
         )
         .unwrap_or_else(|_| unreachable!("static regex"))
     });
