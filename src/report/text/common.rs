@@ -886,6 +886,15 @@ mod tests {
     }
 
     #[test]
+    fn address_at_line_start() {
+        assert_eq!(
+            leading_address("<ida@example.org>: 550 unknown"),
+            Some(("ida@example.org".to_string(), "550 unknown"))
+        );
+        assert_eq!(leading_address("to ida@example.org"), None);
+    }
+
+    #[test]
     fn names_more_commands() {
         assert_eq!(
             command_of("192.0.2.1 does not like recipient."),
@@ -1232,6 +1241,21 @@ fn prefix_lines(text: &str, n: usize) -> &str {
         }
     }
     text.get(..end).unwrap_or(text)
+}
+
+/// A line that starts with an address (bare or after `<`): the address and the words after it,
+/// with the closing `>` and a colon removed.
+pub fn leading_address(line: &str) -> Option<(String, &str)> {
+    let first = find_addresses(line).into_iter().next()?;
+    if first.start > 1 {
+        return None;
+    }
+    let words = line
+        .get(first.end..)
+        .unwrap_or("")
+        .trim_start_matches(['>', ':', ' '])
+        .trim_end();
+    Some((first.address, words))
 }
 
 /// [`angle_blocks`] with one block per address: the first one a report gives.
