@@ -26,8 +26,9 @@ pub struct Dsn {
 }
 
 /// An enhanced status code `class.subject.detail` (RFC 3463).
-static STATUS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("fixed pattern"));
+static STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)([245]\.\d{1,3}\.\d{1,3})(?-u:\b)").expect("fixed pattern")
+});
 
 /// The delivery-status part of a message, if it has one: `multipart/report; report-type=delivery-status`
 /// or any `message/delivery-status` / `message/global-delivery-status` part in its MIME tree.
@@ -134,6 +135,9 @@ pub fn parse(text: &str) -> Dsn {
     }
 
     for r in &mut dsn.recipients {
+        if let Some(d) = r.diagnostic.take() {
+            r.diagnostic = Some(server_words(r, d));
+        }
         if r.original_recipient.is_some() && r.original_recipient == r.recipient {
             r.original_recipient = None;
         }
@@ -145,6 +149,35 @@ pub fn parse(text: &str) -> Dsn {
         }
     }
     dsn
+}
+
+/// A `Diagnostic-Code` text as the server's own words: a multi-line reply joined into one, and
+/// an MTA's framing before the reply (`delivery temporarily suspended: connect to ...: 421 ...`,
+/// `host X said: 550 ...`) moved into `remote_mta` and `command`.
+fn server_words(r: &mut RecipientReport, diagnostic: String) -> String {
+    use super::text::common::{join_reply_lines, server_reply};
+    let starts_with_code = diagnostic
+        .as_bytes()
+        .first()
+        .is_some_and(|b| matches!(b, b'2'..=b'5'))
+        && diagnostic
+            .as_bytes()
+            .get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if starts_with_code {
+        return join_reply_lines(&diagnostic);
+    }
+    let reply = server_reply(&diagnostic);
+    if reply.diagnostic.is_empty() || reply.diagnostic == diagnostic {
+        return diagnostic;
+    }
+    if r.remote_mta.is_none() {
+        r.remote_mta = reply.remote;
+    }
+    if r.command.is_none() {
+        r.command = reply.command.map(str::to_string);
+    }
+    reply.diagnostic
 }
 
 /// Applies a per-message field; the first occurrence wins.
@@ -243,23 +276,19 @@ fn is_generic(diagnostic: Option<&str>) -> bool {
 
 /// An SMTP reply code.
 static REPLY_CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[245]\d\d\b").expect("fixed pattern"));
+    LazyLock::new(|| Regex::new(r"(?-u:\b)[245]\d\d(?-u:\b)").expect("fixed pattern"));
 
 /// Postfix-style `host mx.example.net[192.0.2.1] said: ...`.
 static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bhost\s+([A-Za-z0-9][A-Za-z0-9.\-]*)(?:\s*\[[^\]]*\])?\s+said:\s*")
-        .expect("fixed pattern")
-});
-
-/// `(in reply to RCPT TO command)` and its variants.
-static IN_REPLY_TO: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\(in reply to (?:end of )?([A-Z]+)(?: [A-Z]+)?(?: command)?\)")
+    Regex::new(r"(?i)(?-u:\b)host\s+([A-Za-z0-9][A-Za-z0-9.\-]*)(?:\s*\[[^\]]*\])?\s+said:\s*")
         .expect("fixed pattern")
 });
 
 /// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
+    // Only the report's own words: a returned message quoted in the text names the recipient too.
+    let body = super::text::common::cut_original(body);
     if body.is_empty() {
         return;
     }
@@ -273,9 +302,10 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     enrich_with(recipients, body, &lower);
 }
 
-/// A header line of a copied message (`To: ...`), which names a recipient without saying anything.
+/// A header line of a copied message (`To: ...`) or an RFC 3464 field written into the text
+/// (`Final-Recipient: ...`), which names a recipient without saying anything about the failure.
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:to|cc|bcc|from|subject|date|message-id|received|delivered-to|return-path|reply-to|x-[a-z0-9-]+)\s*:")
+    Regex::new(r"(?i)^\s*(?:to|cc|bcc|from|subject|date|message-id|received|delivered-to|return-path|reply-to|x-[a-z0-9-]+|final-recipient|original-recipient|reporting-mta|action|status|remote-mta|diagnostic-code|last-attempt-date|arrival-date)\s*:")
         .expect("fixed pattern")
 });
 
@@ -290,6 +320,7 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
         let paragraphs = paragraphs_for(body, lower, &addr);
         let with_evidence = paragraphs
             .iter()
+            .filter(|p| !HEADER_LINE.is_match(p))
             .find(|p| REPLY_CODE.is_match(p) || STATUS.is_match(p) || HOST_SAID.is_match(p));
         if let Some(paragraph) = with_evidence {
             apply_paragraph(r, paragraph);
@@ -327,40 +358,82 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
     }
 }
 
-/// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
-fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
-    let mut text = paragraph;
-    if let Some(c) = HOST_SAID.captures(paragraph) {
-        if r.remote_mta.is_none() {
-            r.remote_mta = c.get(1).map(|m| m.as_str().to_ascii_lowercase());
+/// For recipients whose `Final-Recipient` is a local delivery target rather than an address (a
+/// file or a pipe, as Exim writes for `save to` and `pipe to` failures): the `Original-Recipient`,
+/// else the address the bounce's `X-Failed-Recipients` header gives at the same position (or its only
+/// address). The target stays when nothing better is known.
+pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_header: Option<&str>) {
+    let listed: Vec<String> = failed_header
+        .map(super::text::common::find_addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.address)
+        .collect();
+    let count = recipients.len();
+    for (i, r) in recipients.iter_mut().enumerate() {
+        if r.recipient.as_deref().is_some_and(|a| a.contains('@')) {
+            continue;
         }
-        if let Some(m) = c.get(0) {
-            text = paragraph.get(m.end()..).unwrap_or("");
+        let from_original = r.original_recipient.clone().filter(|a| a.contains('@'));
+        let from_header = if listed.len() == count {
+            listed.get(i).cloned()
+        } else if listed.len() == 1 {
+            listed.first().cloned()
+        } else {
+            None
+        };
+        if let Some(address) = from_original.or(from_header) {
+            r.recipient = Some(address);
         }
-    } else if let Some(pos) = paragraph.find(">:") {
-        text = paragraph.get(pos + 2..).unwrap_or("");
-    }
-    let mut diag = text.to_string();
-    if let Some(c) = IN_REPLY_TO.captures(text) {
-        if r.command.is_none() {
-            r.command = c.get(1).map(|m| m.as_str().to_ascii_uppercase());
-        }
-        if let Some(m) = c.get(0) {
-            diag = format!(
-                "{}{}",
-                text.get(..m.start()).unwrap_or(""),
-                text.get(m.end()..).unwrap_or("")
-            );
-        }
-    }
-    let diag = super::clean_line(&diag);
-    if !diag.is_empty() {
-        r.diagnostic = Some(diag);
     }
 }
 
-/// The paragraphs (up to a blank line) starting at each line that names `addr` (at most eight),
-/// each on one line.
+/// Names the SMTP command each failure answered, for recipients whose fields do not say: from the
+/// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
+/// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
+pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
+    use super::text::common::{command_of, cut_original};
+    let single = recipients.len() == 1;
+    let explanation = cut_original(body);
+    let mut lower: Option<String> = None;
+    for r in recipients.iter_mut() {
+        if r.command.is_some() {
+            continue;
+        }
+        let mut found = r.diagnostic.as_deref().and_then(command_of);
+        if found.is_none()
+            && !explanation.is_empty()
+            && let Some(addr) = r.recipient.as_deref().map(str::to_ascii_lowercase)
+        {
+            let lower = lower.get_or_insert_with(|| explanation.to_ascii_lowercase());
+            found = paragraphs_for(explanation, lower, &addr)
+                .iter()
+                .find_map(|p| command_of(p));
+        }
+        if found.is_none() && single {
+            found = command_of(explanation);
+        }
+        r.command = found.map(str::to_string);
+    }
+}
+
+/// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
+fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
+    let reply = super::text::common::server_reply(paragraph);
+    if r.remote_mta.is_none() {
+        r.remote_mta = reply.remote;
+    }
+    if r.command.is_none() {
+        r.command = reply.command.map(str::to_string);
+    }
+    if !reply.diagnostic.is_empty() {
+        r.diagnostic = Some(reply.diagnostic);
+    }
+}
+
+/// The paragraphs starting at each line that names `addr` (at most eight), each on one line. A
+/// paragraph ends at a blank line or at a line that starts another recipient's entry
+/// (`other@example.org: ...`, `<other@example.org>: ...`).
 fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
     let mut out = Vec::new();
     if addr.is_empty() {
@@ -382,7 +455,7 @@ fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
         let Some(rest) = body.get(start..) else {
             break;
         };
-        let end = rest.find("\n\n").unwrap_or(rest.len());
+        let end = paragraph_end(rest, addr);
         let paragraph = rest.get(..end).unwrap_or("");
         out.push(super::clean_line(super::prefix(paragraph, 2048)));
         // Continue after the end of this line.
@@ -394,9 +467,132 @@ fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
     out
 }
 
+/// Where the paragraph at the start of `text` ends: the first blank line, or the first later
+/// unindented line that opens the entry of a recipient other than `addr` (lower case).
+fn paragraph_end(text: &str, addr: &str) -> usize {
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let t = line.trim();
+        if i > 0 && (t.is_empty() || (!line.starts_with([' ', '\t']) && opens_entry(t, addr))) {
+            return offset;
+        }
+        offset += line.len();
+    }
+    text.len()
+}
+
+/// Whether a trimmed line starts with an address other than `addr` and a colon (another
+/// recipient's entry).
+fn opens_entry(t: &str, addr: &str) -> bool {
+    let Some((head, _)) = t.split_once(':') else {
+        return false;
+    };
+    let head = head.trim_start_matches('<').trim_end_matches('>');
+    !head.is_empty()
+        && head.contains('@')
+        && !head.contains(char::is_whitespace)
+        && !head.eq_ignore_ascii_case(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_returned_message_in_the_text_is_not_a_diagnostic() {
+        let body = "Your message could not be delivered.\n\nReturn-Path: <news@example.com>\nReceived: from a.example.com\n for\n wes@example.org; Mon, 2 Mar 2026 10:00:00 +0000\nDate: Mon, 2 Mar 2026 10:00:00 +0000\n";
+        let mut rs = vec![RecipientReport {
+            recipient: Some("wes@example.org".into()),
+            ..RecipientReport::default()
+        }];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(rs[0].diagnostic, None);
+    }
+
+    #[test]
+    fn a_local_delivery_target_takes_the_failed_address() {
+        let mut rs = vec![RecipientReport {
+            recipient: Some("/var/mail/box/xan".into()),
+            ..RecipientReport::default()
+        }];
+        address_for_local_targets(&mut rs, Some(" xan@example.org"));
+        assert_eq!(rs[0].recipient.as_deref(), Some("xan@example.org"));
+        let mut rs = vec![RecipientReport {
+            recipient: Some("|/usr/bin/filter".into()),
+            ..RecipientReport::default()
+        }];
+        address_for_local_targets(&mut rs, None);
+        assert_eq!(rs[0].recipient.as_deref(), Some("|/usr/bin/filter"));
+    }
+
+    #[test]
+    fn field_lines_in_the_text_are_not_a_diagnostic() {
+        let body = "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; vera@example.org\nAction: failed\nStatus: 5.5.0\nLast-Attempt-Date: Mon, 2 Mar 2026 10:00:00 +0000\n";
+        let mut rs = vec![RecipientReport {
+            recipient: Some("vera@example.org".into()),
+            status: Some("5.5.0".into()),
+            ..RecipientReport::default()
+        }];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(rs[0].diagnostic, None);
+    }
+
+    #[test]
+    fn a_paragraph_stops_at_the_next_recipient_line() {
+        let body = "Delivery failed:\n\nuno@example.org: 550 5.1.1 <uno@example.org>: no such user\ndos@example.org: 552 5.2.2 <dos@example.org>: mailbox full\n";
+        let mut rs = vec![
+            RecipientReport {
+                recipient: Some("uno@example.org".into()),
+                status: Some("5.0.0".into()),
+                ..RecipientReport::default()
+            },
+            RecipientReport {
+                recipient: Some("dos@example.org".into()),
+                status: Some("5.0.0".into()),
+                ..RecipientReport::default()
+            },
+        ];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(
+            rs[0].diagnostic.as_deref(),
+            Some("550 5.1.1 <uno@example.org>: no such user")
+        );
+        assert_eq!(
+            rs[1].diagnostic.as_deref(),
+            Some("552 5.2.2 <dos@example.org>: mailbox full")
+        );
+    }
+
+    #[test]
+    fn commands_from_diagnostic_paragraph_or_transcript() {
+        let mut rs = vec![
+            RecipientReport {
+                recipient: Some("kim@example.net".into()),
+                diagnostic: Some(
+                    "550 5.7.1 message refused (in reply to end of DATA command)".into(),
+                ),
+                ..RecipientReport::default()
+            },
+            RecipientReport {
+                recipient: Some("lee@example.org".into()),
+                diagnostic: Some("550 5.1.1 unknown".into()),
+                ..RecipientReport::default()
+            },
+        ];
+        let body = "Delivery failed.\n\n<lee@example.org>: host mx.example.org[192.0.2.8] said: 550 5.1.1\n    unknown (in reply to RCPT TO command)\n";
+        fill_commands(&mut rs, body);
+        assert_eq!(rs[0].command.as_deref(), Some("DATA"));
+        assert_eq!(rs[1].command.as_deref(), Some("RCPT"));
+
+        let mut one = vec![RecipientReport {
+            recipient: Some("max@example.com".into()),
+            diagnostic: Some("554 5.7.1 rejected".into()),
+            ..RecipientReport::default()
+        }];
+        let body = "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n>>> DATA\n<<< 554 5.7.1 rejected\n";
+        fill_commands(&mut one, body);
+        assert_eq!(one[0].command.as_deref(), Some("DATA"));
+    }
 
     #[test]
     fn several_recipients_with_folded_diagnostic() {

@@ -184,6 +184,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Err(ReadError::Empty);
     }
     let bytes = normalize_line_endings(bytes);
+    let bytes = repair_folded_boundary(bytes);
     let message = PARSER
         .parse(bytes.as_ref())
         .ok_or_else(|| ReadError::Malformed("no header could be parsed".to_string()))?;
@@ -232,6 +233,11 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         && !found.recipients.is_empty()
     {
         dsn::enrich_from_text(&mut found.recipients, &body);
+        dsn::fill_commands(&mut found.recipients, &body);
+        dsn::address_for_local_targets(
+            &mut found.recipients,
+            message.header_raw("X-Failed-Recipients"),
+        );
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
         report.reporting_mta = found.reporting_mta;
@@ -245,6 +251,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     {
         report.kind = Some(Kind::Text);
         report.reader = reader;
+        report.reporting_mta = text::common::reporting_host(&body);
         report.recipients = recipients;
         return Ok(report);
     }
@@ -260,11 +267,9 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         report.kind = Some(Kind::Text);
         if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
             report.reader = verp::NAME;
-            report.recipients.push(RecipientReport {
-                recipient: Some(recipient),
-                action: Some("failed".to_string()),
-                ..RecipientReport::default()
-            });
+            report
+                .recipients
+                .push(text::generic::verp_recipient(recipient, &input));
         }
         return Ok(report);
     }
@@ -283,7 +288,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Wording in a text that says a delivery failed.
 static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|\b[45]\.\d{1,3}\.\d{1,3}\b|unzustellbar|nicht zugestellt",
+        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)|unzustellbar|nicht zugestellt",
     )
     .expect("fixed pattern")
 });
@@ -379,6 +384,54 @@ fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
         out.push(b'\n');
     }
     Cow::Owned(out)
+}
+
+/// The input with every `boundary=` parameter that an MTA wrote on an unindented line under a
+/// `Content-Type: multipart/...;` line (which ends the header there and leaves the parser without a
+/// boundary, so with an empty body) indented as the continuation it was meant to be. Borrowed
+/// unchanged when there is none.
+fn repair_folded_boundary(bytes: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    let folds = folded_boundaries(&bytes);
+    if folds.is_empty() {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + folds.len());
+    let mut last = 0;
+    for at in folds {
+        out.extend_from_slice(bytes.get(last..at).unwrap_or_default());
+        out.push(b'\t');
+        last = at;
+    }
+    out.extend_from_slice(bytes.get(last..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// Offsets of the lines that start with `boundary=` right after a line ending in `;` that is a
+/// multipart `Content-Type` (or a continuation of a header).
+fn folded_boundaries(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut previous: &[u8] = &[];
+    let mut offset = 0;
+    for line in bytes.split(|&b| b == b'\n') {
+        let starts = line
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="));
+        if starts {
+            let prev = previous.trim_ascii_end();
+            let continues_type = prev.ends_with(b";")
+                && (prev.starts_with(b" ")
+                    || prev.starts_with(b"\t")
+                    || prev
+                        .windows(10)
+                        .any(|w| w.eq_ignore_ascii_case(b"multipart/")));
+            if continues_type {
+                out.push(offset);
+            }
+        }
+        previous = line;
+        offset += line.len() + 1;
+    }
+    out
 }
 
 /// A header value on one line, trimmed.
@@ -568,6 +621,17 @@ fn original_from_text(text: &str) -> Option<Original> {
     original_from(&parsed)
 }
 
+/// The list identifier of a `List-Id` value (RFC 2919 `Phrase <list-id>`): the part in angle
+/// brackets when there is one, else the trimmed value; `None` when empty.
+fn list_id(value: &str) -> Option<String> {
+    let inner = value
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(value, |(id, _)| id);
+    let id = clean_line(inner);
+    (!id.is_empty()).then_some(id)
+}
+
 /// The identity fields of a parsed returned message; `None` when it has none of them.
 fn original_from(m: &Message) -> Option<Original> {
     let to: Vec<String> = m
@@ -591,7 +655,7 @@ fn original_from(m: &Message) -> Option<Original> {
             .and_then(normalize_address),
         to: (!to.is_empty()).then(|| to.join(", ")),
         subject: m.subject().map(clean_line),
-        list_id: m.header_raw("List-Id").map(clean_line),
+        list_id: m.header_raw("List-Id").and_then(list_id),
     };
     (o != Original::default()).then_some(o)
 }

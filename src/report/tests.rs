@@ -89,7 +89,7 @@ fn dsn_with_several_recipients() {
     assert_eq!(o.from.as_deref(), Some("sender@example.org"));
     assert_eq!(o.to.as_deref(), Some("one@example.com, two@example.net"));
     assert_eq!(o.subject.as_deref(), Some("Monthly letter"));
-    assert_eq!(o.list_id.as_deref(), Some("Letters <letters.example.org>"));
+    assert_eq!(o.list_id.as_deref(), Some("letters.example.org"));
 }
 
 #[test]
@@ -363,4 +363,33 @@ proptest::proptest! {
         );
         let _ = read(raw.as_bytes());
     }
+}
+
+#[test]
+fn boundary_written_on_an_unindented_line_is_repaired() {
+    let raw = "From: MAILER-DAEMON@relay.example.org\nTo: sender@example.com\n\
+Subject: Undeliverable: hello\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status;\n\
+boundary=\"XY1\"\n\n--XY1\nContent-Type: text/plain\n\nDelivery to ola@example.net failed.\n\n\
+--XY1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example.org\n\n\
+Final-Recipient: rfc822; ola@example.net\nAction: failed\nStatus: 5.1.1\n\n--XY1--\n";
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Dsn));
+    assert_eq!(r.recipients.len(), 1);
+    assert_eq!(r.recipients[0].status.as_deref(), Some("5.1.1"));
+    // A body line that only looks like a parameter is left alone.
+    assert!(super::folded_boundaries(b"Subject: x\n\nboundary=1\n").is_empty());
+    assert_eq!(
+        super::folded_boundaries(b"Content-Type: multipart/mixed;\nboundary=\"a\"\n"),
+        [31]
+    );
+}
+
+#[test]
+fn out_of_office_with_null_sender_is_not_read_as_a_failure() {
+    let raw = "Return-Path: <>\nFrom: Rafa <rafa@example.org>\nTo: news@example.com\n\
+Subject: Automatic reply: issue 7\nX-Auto-Response-Suppress: All\n\n\
+I am away until Monday. For urgent matters write to desk@example.org.\n";
+    let r = read(raw.as_bytes()).unwrap();
+    assert_eq!(r.kind, Some(Kind::Autoreply));
+    assert_eq!(r.reader, "autoreply");
 }

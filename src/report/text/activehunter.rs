@@ -30,6 +30,22 @@ mod tests {
   ----- Transcript of session follows -----\n 550 5.1.1 <yan@example.net>... User Unknown\n";
 
     #[test]
+    fn reads_a_reply_printed_without_transcript_marks() {
+        let raw = "From: MAILER-DAEMON@ah.example.org\nTo: sender@example.com\nSubject: FAILURE NOTICE : hi\n\n\
+  ----- The following addresses had permanent fatal errors -----\n\n>>> zed@example.net <zed@example.net>\n\n\
+  ----- Transcript of session follows -----\n550 no mailbox by that name here (#5.1.1)\n";
+        input_from(raw, |input| {
+            let r = (ACTIVEHUNTER.read)(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("zed@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("550 no mailbox by that name here (#5.1.1)")
+            );
+        });
+    }
+
+    #[test]
     fn reads_sendmail_layout() {
         input_from(SAMPLE, |input| {
             assert!(detect(input));

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::provider_util::{command_in, failed, first_addr, normalize_addr, own_text, unfold};
+use super::common::{command_of, cut_original, failed, first_addr, normalize_addr, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -55,7 +55,7 @@ fn s(v: &Value, key: &str) -> Option<String> {
 
 /// The plain-text form: one recipient, the reason on the lines after [`TEXT_REASON`].
 fn read_text(body: &str) -> Vec<RecipientReport> {
-    let body = own_text(body);
+    let body = cut_original(body);
     let Some(at) = body.find(TEXT_OPENING) else {
         return Vec::new();
     };
@@ -70,9 +70,13 @@ fn read_text(body: &str) -> Vec<RecipientReport> {
         .skip_while(|l| l.is_empty())
         .take_while(|l| !l.is_empty())
         .collect();
-    let diag = unfold(reason);
+    let diag = unfold_lines(reason);
     let mut r = failed(addr, diag);
-    r.command = r.diagnostic.as_deref().and_then(command_in);
+    r.command = r
+        .diagnostic
+        .as_deref()
+        .and_then(command_of)
+        .map(str::to_string);
     vec![r]
 }
 
@@ -118,7 +122,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                     ),
                     status: s(r, "status"),
                     diagnostic_type: dtype,
-                    command: command_in(&words),
+                    command: command_of(&words).map(str::to_string),
                     diagnostic: (!words.is_empty()).then_some(words),
                     reporting_mta: reporting.clone(),
                     date: s(b, "timestamp"),
@@ -179,7 +183,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     const BOUNCE: &str = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"pat@Example.COM","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 no such user"}],"timestamp":"2026-01-02T03:04:05.000Z","reportingMTA":"dsn; out.example.net"},"mail":{"source":"sender@example.org"}}"#;
 

@@ -1,7 +1,7 @@
 //! Barracuda Spam Firewall notices: "Your message to: address" / "was blocked by our Spam
 //! Firewall", naming the subject that was not delivered.
 
-use super::provider_util::{failed, first_addr, own_text, unfold};
+use super::common::{cut_original, failed, first_addr, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -19,7 +19,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let mut out = Vec::new();
     let mut lines = text.lines().map(str::trim).peekable();
     while let Some(t) = lines.next() {
@@ -36,7 +36,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             why.push(*next);
             lines.next();
         }
-        let diag = unfold(why);
+        let diag = unfold_lines(why);
         let mut r = failed(a, diag);
         if r.diagnostic.as_deref().is_some_and(|d| d.contains(BLOCKED)) {
             r.reason_hint = Some("spamdetected");
@@ -49,7 +49,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_block_notice() {

@@ -1,7 +1,7 @@
 //! Bigfoot's forwarding service: a Sendmail-like report ("The following addresses had permanent
 //! fatal errors", then a `>>> RCPT TO` / `<<< reply` transcript) sent from bigfoot.com.
 
-use super::provider_util::{addr_line, failed, first_addr, own_text};
+use super::common::{addr_line, cut_original, failed, first_addr};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -17,7 +17,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let mut out: Vec<RecipientReport> = Vec::new();
     let mut in_list = false;
     let mut last_cmd: Option<(&str, Option<String>)> = None;
@@ -67,7 +67,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_transcript() {

@@ -7,7 +7,6 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::Input;
 use crate::report::RecipientReport;
 
 /// An address found in text: its byte span in the text and the normalised address.
@@ -171,6 +170,9 @@ const ORIGINAL_MARKERS: &[&str] = &[
     "original mail as follows",
     "original message:",
     "headers of your message follow",
+    "the header of the original message is following",
+    "included is a copy of the message header",
+    "original message",
 ];
 
 /// Phrases that announce the original only inside a decorated separator line (`----- ... -----`).
@@ -256,7 +258,7 @@ pub struct HostSaid {
 
 static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\bhost\s+([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\s*\[[0-9A-Fa-f.:]+\])?(?:\s+said|\s+replied|\s+says)?\s*:\s*",
+        r"(?i)(?-u:\b)host\s+([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\s*\[[0-9A-Fa-f.:]+\])?(?:\s+said|\s+replied|\s+says)?\s*:\s*",
     )
     .unwrap_or_else(|_| unreachable!("static regex"))
 });
@@ -278,7 +280,7 @@ pub fn host_said(text: &str) -> Option<HostSaid> {
 static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock::new(|| {
     let table: &[(&str, Option<&'static str>)] = &[
         (
-            r"(?i)in reply to (?:the )?(?:end of )?(RCPT|MAIL|DATA|HELO|EHLO|LHLO|BDAT|STARTTLS)\b",
+            r"(?i)in reply to (?:the )?(?:end of )?(RCPT|MAIL|DATA|HELO|EHLO|LHLO|BDAT|STARTTLS)(?-u:\b)",
             None,
         ),
         (
@@ -286,10 +288,13 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
             Some("CONN"),
         ),
         (
-            r"(?i)\bafter (?:the )?(?:pipelined )?(RCPT|MAIL|DATA|HELO|EHLO|end of data|STARTTLS)\b",
+            r"(?i)(?-u:\b)after (?:the )?(?:pipelined )?(RCPT|MAIL|DATA|HELO|EHLO|end of data|STARTTLS)(?-u:\b)",
             None,
         ),
-        (r"(?i)\bafter (?:initial )?connection\b", Some("CONN")),
+        (
+            r"(?i)(?-u:\b)after (?:initial )?connection(?-u:\b)",
+            Some("CONN"),
+        ),
         (
             r"(?i)(?:^|\n)\s*>>>\s*(RCPT|MAIL|DATA|HELO|EHLO|LHLO|STARTTLS|QUIT|\.)",
             None,
@@ -306,17 +311,24 @@ static COMMAND_PATTERNS: LazyLock<Vec<(Regex, Option<&'static str>)>> = LazyLock
             r"(?i)error following (RCPT|MAIL|DATA|HELO|EHLO) command",
             None,
         ),
-        (r"(?i)\bSMTP:(RCPT|MAIL|DATA|HELO|EHLO)\b", None),
+        (r"(?i)(?-u:\b)SMTP:(RCPT|MAIL|DATA|HELO|EHLO)(?-u:\b)", None),
         (r"(?i)most progress was (RCPT|MAIL|DATA)", None),
-        (r"(?i)\bbut sender was rejected", Some("MAIL")),
-        (r"(?i)\bbut my name was rejected", Some("HELO")),
-        (r"(?i)\bbut greeting failed", Some("CONN")),
+        (r"(?i)(?-u:\b)but sender was rejected", Some("MAIL")),
+        (r"(?i)(?-u:\b)but my name was rejected", Some("HELO")),
+        (r"(?i)(?-u:\b)but greeting failed", Some("CONN")),
         (r"(?i)failed after I sent the message", Some("DATA")),
+        (r"(?i)(?-u:\b)for TEXT command", Some("DATA")),
+        (r"(?i)refused to talk to me", Some("CONN")),
+        (r"(?i)requests to connect", Some("CONN")),
+        (r"(?i)(?-u:\b)does not like recipient", Some("RCPT")),
+        (r"(?i)(?-u:\b)does not like sender", Some("MAIL")),
+        (r"(?i)\[(RCPT|MAIL|DATA)(?:_TO|_FROM)?\]", None),
+        (r"(?i)(?-u:\b)(RCPT|MAIL)_(?:TO|FROM)(?-u:\b)", None),
         (
-            r"(?i)\b(RCPT|MAIL|DATA) (?:TO )?(?:FROM )?(?:command|response)\b",
+            r"(?i)(?-u:\b)(RCPT|MAIL|DATA) (?:TO )?(?:FROM )?(?:command|response)(?-u:\b)",
             None,
         ),
-        (r"(?i)\b(?:RCPT TO|MAIL FROM):\s*<", None),
+        (r"(?i)(?-u:\b)(?:RCPT TO|MAIL FROM):\s*<", None),
         (
             r"(?i)(?:connection refused|connection timed out|no route to host|could not connect|couldn't connect|connect to [^\s]+ failed|network is unreachable|unable to connect|host not found|i couldn't find any host)",
             Some("CONN"),
@@ -435,7 +447,7 @@ pub fn failing_exchange(text: &str) -> Option<Exchange> {
 }
 
 static SMTP_CODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:[245][0-9][0-9][ \-]|[245]\.[0-9]{1,3}\.[0-9]{1,3}\b)")
+    Regex::new(r"(?-u:\b)(?:[245][0-9][0-9][ \-]|[245]\.[0-9]{1,3}\.[0-9]{1,3}(?-u:\b))")
         .unwrap_or_else(|_| unreachable!("static regex"))
 });
 
@@ -444,18 +456,182 @@ pub fn has_code(text: &str) -> bool {
     SMTP_CODE.is_match(text)
 }
 
-/// A recipient report with the fields every text reader fills: address, action, diagnostic (unfolded;
-/// `None` when empty), and the command named in the diagnostic.
-pub fn recipient(address: String, action: &str, diagnostic: &str) -> RecipientReport {
-    let diagnostic = unfold(diagnostic);
-    let command = command_of(&diagnostic).map(str::to_string);
+/// A recipient report with the fields every text reader fills: address, action, and what
+/// [`server_reply`] makes of the text about the failure: the server's own words as diagnostic
+/// (`None` when empty), the remote host and the SMTP command named by the MTA's framing.
+pub fn recipient(address: String, action: &str, text: &str) -> RecipientReport {
+    let reply = server_reply(text);
     RecipientReport {
         recipient: Some(address),
         action: Some(action.to_string()),
-        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
-        command,
+        diagnostic: (!reply.diagnostic.is_empty()).then_some(reply.diagnostic),
+        remote_mta: reply.remote,
+        command: reply.command.map(str::to_string),
         ..RecipientReport::default()
     }
+}
+
+/// A failure as a free-text report tells it, split into the remote server's own words and the
+/// reporting MTA's framing around them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// The server's reply (codes kept, continuation prefixes removed), or the whole text unfolded
+    /// when it carries no reply.
+    pub diagnostic: String,
+    /// The remote host the framing names (`host X said:`, `X does not like recipient`, ...).
+    pub remote: Option<String>,
+    /// The SMTP command the framing names ([`command_of`]).
+    pub command: Option<&'static str>,
+}
+
+/// Where a server's reply starts: a failure reply code (or an enhanced status code) at the start of
+/// the text or after a colon, the place every MTA's framing puts it (`said: 550`, `]: 550`,
+/// `RCPT TO:<a@example.org>: 550`, `did not like our RCPT TO: 550`, `failed with: 550`).
+static REPLY_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)(?:^|:)[ \t]*([\[(]?)([45][0-9][0-9](?:[ \-]|:[ \t]|$)|[45]\.[0-9]{1,3}\.[0-9]{1,3}(?:[ \t]|$))")
+        .unwrap_or_else(|_| unreachable!("static regex"))
+});
+
+/// Framing that follows a server's reply: Postfix's `(in reply to ... command)`, qmail's
+/// `Giving up on HOST.`.
+static REPLY_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\s*(?:\(in reply to [^)]*\)|(?-u:\b)Giving up on \S+?\.?(?:\s|$))")
+        .unwrap_or_else(|_| unreachable!("static regex"))
+});
+
+/// Hosts named by the framing, where no `host X said:` sentence is found.
+static FRAMING_HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?:(?-u:\b)(?:host|server|connected to)\s+<?([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)>?|(?:^|\s)([A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)+)\.?\s*(?:\[[0-9A-Fa-f.:]+\])?\s+(?:does not like|did not like|failed after i sent|responded with))",
+    )
+    .unwrap_or_else(|_| unreachable!("static regex"))
+});
+
+/// Splits the text a report gives about one failure into the server's words, the remote host and
+/// the command: the reply starts at its code ([`REPLY_START`]); what precedes it is framing, as is
+/// a trailing `(in reply to ...)` or `Giving up on ...`. Text without a reply is kept whole.
+pub fn server_reply(text: &str) -> Reply {
+    let whole = unfold(text);
+    let command = command_of(text);
+    let remote = host_said(&whole).map(|h| h.host).or_else(|| {
+        FRAMING_HOST
+            .captures(&whole)
+            .and_then(|c| c.get(1).or_else(|| c.get(2)))
+            .map(|m| m.as_str().trim_end_matches('.').to_ascii_lowercase())
+    });
+    let (words, bracket) = match REPLY_START.captures(text) {
+        Some(c) => {
+            let at = c.get(2).map_or(0, |m| m.start());
+            let open = c.get(1).and_then(|m| m.as_str().chars().next());
+            (unfold(text.get(at..).unwrap_or(text)), open)
+        }
+        None => (whole.clone(), None),
+    };
+    let mut diagnostic = REPLY_TAIL.replace_all(&words, " ").trim().to_string();
+    let closer = match bracket {
+        Some('[') => Some(']'),
+        Some('(') => Some(')'),
+        _ => None,
+    };
+    if let Some(c) = closer
+        && diagnostic.ends_with(c)
+    {
+        diagnostic.pop();
+    }
+    if diagnostic.is_empty() {
+        diagnostic = REPLY_TAIL.replace_all(&whole, " ").trim().to_string();
+    }
+    if let Some(inner) = relayed_reply(&diagnostic) {
+        diagnostic = inner.to_string();
+    }
+    Reply {
+        diagnostic: join_reply_lines(&diagnostic),
+        remote,
+        command,
+    }
+}
+
+/// Sendmail's `554 <address>... 550 Host unknown`: its own code before the address, the reply it
+/// got after it; the reply is the server's word.
+fn relayed_reply(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    if !(b.len() > 4 && matches!(b.first(), Some(b'4') | Some(b'5')) && b.get(3) == Some(&b' ')) {
+        return None;
+    }
+    let rest = text.get(4..)?;
+    if !rest.starts_with('<') {
+        return None;
+    }
+    let (_, after) = rest.split_once(">... ")?;
+    let a = after.as_bytes();
+    (a.len() > 4
+        && matches!(a.first(), Some(b'4') | Some(b'5'))
+        && a.get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && a.get(3) == Some(&b' '))
+    .then_some(after)
+}
+
+/// One reply from a multi-line SMTP answer: `550-5.1.1 first part 550-5.1.1 more 550 5.1.1 end`
+/// (already unfolded) becomes `550 5.1.1 first part more end`. A `550: text` start becomes
+/// `550 text`. Text that does not start with a reply code is returned as it is.
+pub fn join_reply_lines(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let is_code = bytes.len() >= 3
+        && matches!(bytes.first(), Some(b'2'..=b'5'))
+        && bytes
+            .get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !is_code || bytes.get(3).is_some_and(|b| b.is_ascii_digit()) {
+        return text.to_string();
+    }
+    let code = text.get(..3).unwrap_or("");
+    let after = text.get(3..).unwrap_or("");
+    if !(after.is_empty() || after.starts_with([' ', '-', ':'])) {
+        return text.to_string();
+    }
+    let after = after
+        .strip_prefix(": ")
+        .or_else(|| after.strip_prefix('-'))
+        .or_else(|| after.strip_prefix(' '))
+        .unwrap_or(after);
+    // The enhanced code that each continuation line repeats, when the first line has one.
+    let enhanced = after
+        .split_whitespace()
+        .next()
+        .filter(|w| w.split('.').count() == 3 && w.split('.').all(|p| p.parse::<u16>().is_ok()));
+    let mut out = String::with_capacity(text.len());
+    out.push_str(code);
+    let mut rest = after;
+    if let Some(e) = enhanced {
+        out.push(' ');
+        out.push_str(e);
+        rest = rest.get(e.len()..).unwrap_or("");
+    }
+    // Whether the previous word was a continuation prefix (`550`, `550-`), after which the
+    // repeated enhanced code is dropped too.
+    let mut after_prefix = false;
+    for word in rest.split_whitespace() {
+        let mut kept = word;
+        if word == code {
+            after_prefix = true;
+            continue;
+        }
+        if let Some(r) = word.strip_prefix(code).and_then(|r| r.strip_prefix('-')) {
+            if r.is_empty() || Some(r) == enhanced {
+                after_prefix = r.is_empty();
+                continue;
+            }
+            kept = r;
+        } else if after_prefix && Some(word) == enhanced {
+            after_prefix = false;
+            continue;
+        }
+        after_prefix = false;
+        out.push(' ');
+        out.push_str(kept);
+    }
+    out
 }
 
 /// Whether `haystack` contains `needle`, ASCII case-insensitively.
@@ -592,6 +768,146 @@ mod tests {
     }
 
     #[test]
+    fn splits_framing_from_the_server_reply() {
+        let r = server_reply(
+            "host relay.example.net [198.51.100.3]\nSMTP error from remote mail server after RCPT TO:<ann@example.net>:\n451 4.2.2 <ann@example.net>: over quota",
+        );
+        assert_eq!(r.diagnostic, "451 4.2.2 <ann@example.net>: over quota");
+        assert_eq!(r.remote.as_deref(), Some("relay.example.net"));
+        assert_eq!(r.command, Some("RCPT"));
+
+        let r = server_reply(
+            "host in.example.org[198.51.100.4] said: 554 5.7.1 refused for policy\n    reasons (in reply to end of DATA command)",
+        );
+        assert_eq!(r.diagnostic, "554 5.7.1 refused for policy reasons");
+        assert_eq!(r.command, Some("DATA"));
+
+        let r = server_reply(
+            "198.51.100.5 does not like recipient.\nRemote host said: 550 no mailbox for bea@example.org\nGiving up on 198.51.100.5.",
+        );
+        assert_eq!(r.diagnostic, "550 no mailbox for bea@example.org");
+        assert_eq!(r.remote.as_deref(), Some("198.51.100.5"));
+        assert_eq!(r.command, Some("RCPT"));
+
+        let r = server_reply(
+            "mx.example.com [198.51.100.6] did not like our final DATA: 552 too large",
+        );
+        assert_eq!(r.diagnostic, "552 too large");
+        assert_eq!(r.remote.as_deref(), Some("mx.example.com"));
+        assert_eq!(r.command, Some("DATA"));
+
+        // No reply code: the explanation stays whole.
+        let r = server_reply("Mailbox quota exceeded (#5.2.2)");
+        assert_eq!(r.diagnostic, "Mailbox quota exceeded (#5.2.2)");
+        assert_eq!(r.command, None);
+
+        let r = server_reply("554 <ned@example.org>... 550 Host unknown (no such domain)");
+        assert_eq!(r.diagnostic, "550 Host unknown (no such domain)");
+        let r = server_reply("554 <ned@example.org>... Service unavailable");
+        assert_eq!(r.diagnostic, "554 <ned@example.org>... Service unavailable");
+
+        let r = server_reply("The server answered: [452 4.5.3 too many recipients]");
+        assert_eq!(r.diagnostic, "452 4.5.3 too many recipients");
+    }
+
+    #[test]
+    fn joins_multi_line_replies() {
+        assert_eq!(
+            join_reply_lines(
+                "550-5.1.1 That account is not 550-5.1.1 known here, see 550 5.1.1 https://help.example.com"
+            ),
+            "550 5.1.1 That account is not known here, see https://help.example.com"
+        );
+        assert_eq!(
+            join_reply_lines("554-mx.example.org refuses 554-No service for 554 your network"),
+            "554 mx.example.org refuses No service for your network"
+        );
+        assert_eq!(
+            join_reply_lines("421: 4.7.0 slow down"),
+            "421 4.7.0 slow down"
+        );
+        assert_eq!(join_reply_lines("no code here 550"), "no code here 550");
+        assert_eq!(join_reply_lines("5501 x"), "5501 x");
+        assert_eq!(join_reply_lines("550."), "550.");
+    }
+
+    #[test]
+    fn reporting_host_from_the_opening_sentence() {
+        assert_eq!(
+            reporting_host("Hi. This is the qmail-send program at out.example.org.\nI'm afraid")
+                .as_deref(),
+            Some("out.example.org")
+        );
+        assert_eq!(
+            reporting_host("Dies ist das Mailsystem auf dem Host Relay.Example.NET.\n").as_deref(),
+            Some("relay.example.net")
+        );
+        assert_eq!(
+            reporting_host("This is the mail system at host smtp.example.com.\n").as_deref(),
+            Some("smtp.example.com")
+        );
+        assert_eq!(
+            reporting_host("This is the DragonFly Mail Agent at dfly.example.com.\n").as_deref(),
+            Some("dfly.example.com")
+        );
+        assert_eq!(
+            reporting_host("Your message could not be delivered.\n"),
+            None
+        );
+        // Only the opening lines count.
+        assert_eq!(
+            reporting_host(
+                "a\nb\nc\nd\ne\nf\ng\nThis is the mail system at host late.example.com.\n"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn blocks_once_per_address_and_actions() {
+        let text =
+            "<pia@example.org>: first\n\n<pia@example.org>: again\n\n<quin@example.org>: other\n";
+        let got: Vec<_> = distinct_angle_blocks(text)
+            .into_iter()
+            .map(|b| (b.address, b.text))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pia@example.org".to_string(), "first".to_string()),
+                ("quin@example.org".to_string(), "other".to_string())
+            ]
+        );
+        assert_eq!(
+            action_for("Delayed Mail (still being retried)", ""),
+            "delayed"
+        );
+        assert_eq!(action_for("Undelivered Mail", "no such user"), "failed");
+    }
+
+    #[test]
+    fn address_at_line_start() {
+        assert_eq!(
+            leading_address("<ida@example.org>: 550 unknown"),
+            Some(("ida@example.org".to_string(), "550 unknown"))
+        );
+        assert_eq!(leading_address("to ida@example.org"), None);
+    }
+
+    #[test]
+    fn names_more_commands() {
+        assert_eq!(
+            command_of("192.0.2.1 does not like recipient."),
+            Some("RCPT")
+        );
+        assert_eq!(command_of("error for TEXT command, host: x"), Some("DATA"));
+        assert_eq!(
+            command_of("refused [RCPT_TO] for c@example.org"),
+            Some("RCPT")
+        );
+    }
+
+    #[test]
     fn parses_transcripts() {
         let t = ">>> MAIL From:<a@example.org>\n<<< 250 ok\n>>> RCPT To:<b@example.net>\n<<< 550-5.1.1 no\n<<< 550 5.1.1 such user\n";
         let ex = failing_exchange(t).unwrap_or_else(|| panic!("no exchange"));
@@ -721,20 +1037,171 @@ pub fn section_after(text: &str, start: &str, stop: impl Fn(&str) -> bool) -> Op
     Some(out)
 }
 
-/// The readable text of the report, or, when the parser found none (a malformed MIME structure),
-/// the raw body after the header block, so a reader still sees the words.
-pub fn text_or_raw<'a>(input: &Input<'a>) -> std::borrow::Cow<'a, str> {
-    if !input.body.trim().is_empty() {
-        return std::borrow::Cow::Borrowed(input.body);
+/// `s` with its leading `prefix` removed, compared ASCII case-insensitively.
+pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
+}
+
+/// Byte offset of `needle` in `hay`, ASCII case-insensitively.
+pub fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    if n.is_empty() {
+        return Some(0);
     }
-    let raw = input.message.raw_message();
-    let start = raw
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map_or(raw.len(), |i| i + 2);
-    let body = raw.get(start..).unwrap_or_default();
-    let text = String::from_utf8_lossy(body);
-    std::borrow::Cow::Owned(text.replace("\r\n", "\n"))
+    hay.as_bytes()
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// An address written alone (`<Bob@Example.COM>`, `"a@example.org":`, `mailto:a@example.org`):
+/// decorations removed, domain lower-cased; `None` unless the whole token is one address.
+pub fn normalize_addr(raw: &str) -> Option<String> {
+    let mut s = raw
+        .trim()
+        .trim_matches(|c: char| "<>\"'()[],;:".contains(c));
+    if let Some(rest) = strip_prefix_ci(s, "mailto:") {
+        s = rest;
+    }
+    let s = s.trim_end_matches('.');
+    let found = find_addresses(s);
+    match found.as_slice() {
+        [one] if one.start == 0 && one.end == s.len() => Some(one.address.clone()),
+        _ => None,
+    }
+}
+
+/// The first address in `text`, preferring one written in `<...>`, normalised.
+pub fn first_addr(text: &str) -> Option<String> {
+    let found = find_addresses(text);
+    let bracketed = found.iter().find(|f| {
+        f.start > 0
+            && text.as_bytes().get(f.start - 1) == Some(&b'<')
+            && text.as_bytes().get(f.end) == Some(&b'>')
+    });
+    bracketed.or(found.first()).map(|f| f.address.clone())
+}
+
+/// Whether a trimmed line is nothing but one address (in `<>`, quotes, or bare, maybe with a
+/// trailing colon).
+pub fn addr_line(line: &str) -> Option<String> {
+    let t = line.trim().trim_end_matches(':');
+    if t.is_empty() || t.contains(char::is_whitespace) {
+        return None;
+    }
+    normalize_addr(t)
+}
+
+/// Lines joined into one: each trimmed, blanks dropped, single spaces between.
+pub fn unfold_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for l in lines {
+        for w in l.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+    }
+    out
+}
+
+/// Splits a Postfix-style `... (in reply to RCPT TO command)` tail off `text`: the words before it
+/// and the command it names.
+pub fn in_reply_to(text: &str) -> (&str, Option<String>) {
+    let Some(at) = find_ci(text, "(in reply to ") else {
+        return (text.trim(), None);
+    };
+    let tail = text.get(at..).unwrap_or("");
+    (
+        text.get(..at).unwrap_or(text).trim(),
+        command_of(tail).map(str::to_string),
+    )
+}
+
+/// A failed recipient with what [`server_reply`] makes of `text`.
+pub fn failed(recipient_address: String, text: String) -> RecipientReport {
+    recipient(recipient_address, "failed", &text)
+}
+
+/// The host in `host NAME [ip]`, `host: NAME`, `by NAME. [ip]` style text following `key`.
+pub fn host_after(text: &str, key: &str) -> Option<String> {
+    let at = find_ci(text, key)?;
+    let rest = text.get(at + key.len()..)?.trim_start();
+    let host: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    let host = host.trim_end_matches('.');
+    (host.contains('.') && host.chars().any(|c| c.is_ascii_alphabetic()))
+        .then(|| host.to_ascii_lowercase())
+}
+
+/// Reads Exim-style address blocks (`address` or `<address>:` on one line, its reason on the
+/// lines below, indented or not) from the text after the last line containing `marker`.
+pub fn exim_blocks(text: &str, marker: &str) -> Vec<RecipientReport> {
+    let Some(at) = text.rfind(marker) else {
+        return Vec::new();
+    };
+    let section = text.get(at..).unwrap_or("");
+    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut prev_blank = true;
+    let mut prev_indent = 0usize;
+    for line in section.lines().skip(1) {
+        let indent = line.len() - line.trim_start().len();
+        let t = line.trim();
+        if t.is_empty() {
+            prev_blank = true;
+            continue;
+        }
+        if t.starts_with("---") || t.starts_with("***") {
+            break;
+        }
+        let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+        let addr = normalize_addr(first);
+        let same_as_current = match (&addr, blocks.last()) {
+            (Some(a), Some((cur, _))) => a == cur && rest.is_empty(),
+            _ => false,
+        };
+        let opens = addr.is_some()
+            && !same_as_current
+            && (prev_blank || indent < prev_indent || blocks.is_empty() || first.ends_with(':'));
+        match addr {
+            Some(a) if opens => {
+                let mut lines = Vec::new();
+                if !rest.trim().is_empty() {
+                    lines.push(rest.trim());
+                }
+                blocks.push((a, lines));
+            }
+            _ => {
+                // Text before the first address belongs to no recipient.
+                if let Some((_, lines)) = blocks.last_mut() {
+                    lines.push(t);
+                }
+            }
+        }
+        prev_blank = false;
+        prev_indent = indent;
+    }
+    blocks
+        .into_iter()
+        .map(|(a, lines)| {
+            let kept = lines.into_iter().filter(|l| {
+                !(l.eq_ignore_ascii_case("reason:")
+                    || l.eq_ignore_ascii_case("for the following reason:"))
+            });
+            let joined = kept.collect::<Vec<_>>().join("\n");
+            let remote = host_after(&joined, "host:").or_else(|| host_after(&joined, "host "));
+            let mut r = failed(a, joined);
+            if r.remote_mta.is_none() {
+                r.remote_mta = remote;
+            }
+            r
+        })
+        .collect()
 }
 
 /// Whether the bounce comes from a mailer daemon or postmaster (by its `From`).
@@ -743,30 +1210,75 @@ pub fn from_daemon(from: &str) -> bool {
     local.starts_with("mailer-daemon") || local == "postmaster" || local.starts_with("mail-daemon")
 }
 
-/// Builds a recipient report from a block of text about one address: when the block holds a
-/// "host X said:" sentence, the diagnostic is what the host said up to Postfix's `(in reply to ...
-/// command)`, with the host as `remote_mta`; otherwise the whole block, unfolded. The command comes
-/// from the whole block.
-pub fn report_from_block(address: String, action: &str, block: &str) -> RecipientReport {
-    let whole = unfold(block);
-    let command = command_of(&whole).map(str::to_string);
-    let (diagnostic, remote) = match host_said(&whole) {
-        Some(h) if !h.text.is_empty() => {
-            let said = match h.text.find("(in reply to") {
-                Some(i) => h.text.get(..i).unwrap_or(&h.text).trim().to_string(),
-                None => h.text.clone(),
-            };
-            (said, Some(h.host))
+/// The host a report names as its own in its opening lines ("This is the mail system at host
+/// HOST.", "This is the qmail-send program at HOST.", and the same sentence in other languages,
+/// "... auf dem Host HOST."), lower-cased.
+pub fn reporting_host(body: &str) -> Option<String> {
+    static REPORTING: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)(?-u:\b)(?:mail ?system|mail agent|qmail-send program|postfix program|mail delivery (?:system|software)|mailer(?:-daemon)? program)(?-u:\b)[^\n.]{0,40}?(?-u:\b)(?:at|on|auf|sur|en|su|op|in)(?-u:\b)(?:\s+(?:dem|the|le|el|il|het|der))?\s+(?:host\s+|server\s+)?([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)+)",
+        )
+        .unwrap_or_else(|_| unreachable!("static regex"))
+    });
+    let opening = prefix_lines(body, 6);
+    let host = REPORTING.captures(opening)?.get(1)?.as_str();
+    let host = host.trim_end_matches('.');
+    (host.contains('.') && host.bytes().any(|b| b.is_ascii_alphabetic()))
+        .then(|| host.to_ascii_lowercase())
+}
+
+/// The first `n` non-blank lines of `text`, as one slice.
+fn prefix_lines(text: &str, n: usize) -> &str {
+    let mut seen = 0;
+    let mut end = 0;
+    for line in text.split_inclusive('\n') {
+        end += line.len();
+        if !line.trim().is_empty() {
+            seen += 1;
+            if seen >= n {
+                break;
+            }
         }
-        _ => (whole, None),
-    };
-    RecipientReport {
-        recipient: Some(address),
-        action: Some(action.to_string()),
-        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
-        remote_mta: remote,
-        command,
-        ..RecipientReport::default()
+    }
+    text.get(..end).unwrap_or(text)
+}
+
+/// A line that starts with an address (bare or after `<`): the address and the words after it,
+/// with the closing `>` and a colon removed.
+pub fn leading_address(line: &str) -> Option<(String, &str)> {
+    let first = find_addresses(line).into_iter().next()?;
+    if first.start > 1 {
+        return None;
+    }
+    let words = line
+        .get(first.end..)
+        .unwrap_or("")
+        .trim_start_matches(['>', ':', ' '])
+        .trim_end();
+    Some((first.address, words))
+}
+
+/// [`angle_blocks`] with one block per address: the first one a report gives.
+pub fn distinct_angle_blocks(text: &str) -> Vec<Block> {
+    let mut blocks = angle_blocks(text);
+    let mut seen: Vec<String> = Vec::with_capacity(blocks.len());
+    blocks.retain(|b| {
+        let fresh = !seen.contains(&b.address);
+        if fresh {
+            seen.push(b.address.clone());
+        }
+        fresh
+    });
+    blocks
+}
+
+/// `delayed` when the subject or the text says the failure is temporary ([`is_delay_notice`]),
+/// else `failed`.
+pub fn action_for(subject: &str, text: &str) -> &'static str {
+    if is_delay_notice(subject, text) {
+        "delayed"
+    } else {
+        "failed"
     }
 }
 
@@ -800,6 +1312,24 @@ pub mod testutil {
         f(&input);
     }
 
+    /// Runs `f` on an [`Input`](super::super::Input) built from a small test bounce.
+    pub fn test_input<T>(from: &str, subject: &str, body: &str, f: impl FnOnce(&Input) -> T) -> T {
+        let raw = format!(
+            "From: {from}\nSubject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{body}"
+        );
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap_or_default();
+        let from_lc = from.to_ascii_lowercase();
+        let input = Input {
+            message: &message,
+            subject,
+            from: &from_lc,
+            body,
+        };
+        f(&input)
+    }
+
     /// Runs a reader over garbage and truncated inputs: it must return, whatever it finds.
     pub fn garbage(read: fn(&Input) -> Vec<RecipientReport>) {
         let mut seed: u32 = 0x1234_5678;
@@ -830,6 +1360,161 @@ pub mod testutil {
             input_from(&raw, |input| {
                 let _ = read(input);
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod moved_tests {
+    use super::testutil::test_input;
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalized() {
+        assert_eq!(
+            normalize_addr("<Bob@Example.COM>").as_deref(),
+            Some("Bob@example.com")
+        );
+        assert_eq!(
+            normalize_addr("\"a@example.org\":").as_deref(),
+            Some("a@example.org")
+        );
+        assert_eq!(
+            normalize_addr("mailto:a@example.org").as_deref(),
+            Some("a@example.org")
+        );
+        assert_eq!(normalize_addr("nobody"), None);
+        assert_eq!(normalize_addr("a@localhost"), None);
+        assert_eq!(
+            first_addr("x <no> y <c@example.net> z").as_deref(),
+            Some("c@example.net")
+        );
+        assert_eq!(
+            first_addr("to d@example.net, now").as_deref(),
+            Some("d@example.net")
+        );
+    }
+
+    #[test]
+    fn original_is_cut_and_hosts_and_tails_named() {
+        let body = "report\n----- Original message -----\nTo: x@example.com\n";
+        assert_eq!(cut_original(body), "report\n");
+        assert_eq!(
+            host_after("host mx.example.com [192.0.2.1]", "host").as_deref(),
+            Some("mx.example.com")
+        );
+        assert_eq!(unfold_lines([" a ", "", "b  c"]), "a b c");
+        assert_eq!(
+            in_reply_to("550 no such user (in reply to RCPT TO command)"),
+            ("550 no such user", Some("RCPT".to_string()))
+        );
+        assert_eq!(in_reply_to("plain"), ("plain", None));
+        assert_eq!(
+            server_reply("host mx.example.com [192.0.2.1]: 550 5.1.1 gone").diagnostic,
+            "550 5.1.1 gone"
+        );
+    }
+
+    /// Pieces of the formats' fixed wording, so random input reaches the readers' inner paths.
+    const PIECES: &[&str] = &[
+        "\n",
+        " ",
+        "<",
+        ">",
+        "@",
+        ":",
+        "'",
+        "-- ",
+        ">>> RCPT TO:",
+        "<<< 550 ",
+        "a@example.com",
+        "<b@example.net>:",
+        "failed:",
+        "Delivery to the following recipient failed permanently:",
+        "Technical details of permanent failure:",
+        "The error that the other server returned was:",
+        "Sorry, we were unable to deliver your message to the following address.",
+        "Remote host said:",
+        "[RCPT_TO]",
+        "----- Original message -----",
+        "host mx.example.com [",
+        "did not reach the following recipient(s):",
+        " on ",
+        "The MTS-ID of the original message",
+        "Diagnostic information for administrators",
+        "Remote Server returned '",
+        "Delivery has failed to these recipients or groups",
+        "Invalid Address, ERROR_CODE :",
+        "[Status: Error, Address: <",
+        "ResponseCode",
+        "The following addresses had delivery problems",
+        "Non-delivered information",
+        "Could not be delivered to:",
+        "Recipient:",
+        "Unable to deliver message to",
+        "Sent <<<",
+        "Received >>>",
+        "The problem appears to be",
+        "Additional information follows",
+        "was not delivered to:",
+        "because:",
+        "Error message below:",
+        "Original Message:",
+        "To:",
+        "{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[{\"emailAddress\":",
+        "Technical report:",
+        "Final-Recipient: rfc822;",
+        "Your message to:",
+        "was blocked by our Spam",
+        "The following message to <",
+        "The reason for the problem:",
+        "(in reply to ",
+        "é",
+        "\u{0}",
+        "日本語",
+        "Delivery to the following recipients failed.",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn no_family_panics(picks in proptest::collection::vec((0..PIECES.len(), "[ -~]{0,6}"), 0..40)) {
+            let mut body = String::new();
+            for (i, noise) in &picks {
+                body.push_str(PIECES.get(*i).copied().unwrap_or(""));
+                body.push_str(noise);
+            }
+            for from in ["mailer-daemon@googlemail.com", "postmaster@ezweb.ne.jp", "x@mail.zoho.com", "post_master@vtext.com", "no-reply@a.dion.ne.jp", "postmaster@biglobe.ne.jp", "mailer-daemon@bigfoot.com", "mailer-daemon@corp.mail.ru"] {
+                test_input(from, "Delivery Status Notification", &body, |input| {
+                    for family in super::super::FAMILIES {
+                        if (family.detect)(input) {
+                            let _ = (family.read)(input);
+                        }
+                        let _ = (family.read)(input);
+                    }
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        for s in [
+            "",
+            "@",
+            "<",
+            "<>",
+            "é@é.é",
+            "a@b.",
+            "\u{0}@\u{0}.x",
+            "<<<@>>>",
+        ] {
+            let _ = (
+                first_addr(s),
+                addr_line(s),
+                cut_original(s),
+                host_after(s, "host"),
+                strip_prefix_ci(s, "éé"),
+            );
         }
     }
 }

@@ -33,13 +33,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         "failed"
     };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::angle_blocks(text) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
-            continue;
-        }
+    for block in common::distinct_angle_blocks(text) {
         let remote = block
             .text
             .lines()

@@ -1,6 +1,6 @@
 //! IBM (Lotus) Domino reports: "Your message ... was not delivered to: address because: reason".
 
-use super::provider_util::{addr_line, failed, unfold};
+use super::common::{addr_line, failed, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -27,7 +27,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .skip_while(|l| l.is_empty())
         .take_while(|l| !l.is_empty())
         .collect();
-    let diag = unfold(reason);
+    let diag = unfold_lines(reason);
     list.lines()
         .filter_map(addr_line)
         .map(|a| {
@@ -45,7 +45,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_report() {

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::provider_util::{addr_line, failed, first_addr, normalize_addr, own_text, unfold};
+use super::common::{addr_line, cut_original, failed, first_addr, normalize_addr, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -78,10 +78,10 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     if let Some((at, len)) = find_any(body, OLD_MARKERS) {
-        return read_2003(own_text(body.get(at + len..).unwrap_or("")));
+        return read_2003(cut_original(body.get(at + len..).unwrap_or("")));
     }
     if let Some((at, _)) = find_any(body, USER_MARKERS) {
-        return read_user_part(own_text(body.get(at..).unwrap_or("")));
+        return read_user_part(cut_original(body.get(at..).unwrap_or("")));
     }
     if let Some(at) = body.find(OUTLOOK_MARKER) {
         return read_outlook(body.get(at + OUTLOOK_MARKER.len()..).unwrap_or(""));
@@ -155,7 +155,7 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
     blocks
         .into_iter()
         .map(|(a, lines)| {
-            let mut r = failed(a, unfold(lines));
+            let mut r = failed(a, unfold_lines(lines));
             if r.diagnostic
                 .as_deref()
                 .is_some_and(|d| d.starts_with("The recipient name is not recognized"))
@@ -169,7 +169,7 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
 
 /// Exchange 2007+: per address, `Remote Server returned '...'` or the words after the address.
 fn read_admin(text: &str) -> Vec<RecipientReport> {
-    let text = own_text(text);
+    let text = cut_original(text);
     let mut out: Vec<(String, Vec<&str>)> = Vec::new();
     let mut open = false;
     for line in text.lines().skip(1) {
@@ -198,7 +198,7 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
     }
     out.into_iter()
         .map(|(a, lines)| {
-            let joined = unfold(lines);
+            let joined = unfold_lines(lines);
             let diag = match joined.find("Remote Server returned '") {
                 Some(at) => {
                     let rest = joined
@@ -237,14 +237,14 @@ fn read_user_part(text: &str) -> Vec<RecipientReport> {
         }
     }
     out.into_iter()
-        .map(|(a, lines)| failed(a, unfold(lines)))
+        .map(|(a, lines)| failed(a, unfold_lines(lines)))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_exchange_2003() {

@@ -181,11 +181,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             });
         }
     }
-    let action = if common::is_delay_notice(input.subject, explanation) {
-        "delayed"
-    } else {
-        "failed"
-    };
+    let action = common::action_for(input.subject, explanation);
     if mentions.iter().any(|m| !m.weak) {
         mentions.retain(|m| !m.weak);
     }
@@ -236,19 +232,26 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     {
         let fallback = fallback_diagnostic(explanation);
         if has_code(&fallback) || r.diagnostic.is_none() {
-            let command = common::command_of(&fallback).map(str::to_string);
-            r.diagnostic = (!fallback.is_empty()).then_some(fallback);
-            r.command = command.or(r.command.take());
-        }
-    }
-    for r in &mut out {
-        if let Some(d) = r.diagnostic.as_deref()
-            && let Some(h) = common::host_said(d)
-        {
-            r.remote_mta = Some(h.host);
+            let reply = common::server_reply(&fallback);
+            r.diagnostic = (!reply.diagnostic.is_empty()).then_some(reply.diagnostic);
+            r.command = reply.command.map(str::to_string).or(r.command.take());
+            r.remote_mta = reply.remote.or(r.remote_mta.take());
         }
     }
     out
+}
+
+/// The result for a recipient known only from the bounce's VERP address: the report's failure
+/// text (as the general reader finds it) is still its diagnostic.
+pub fn verp_recipient(address: String, input: &Input) -> RecipientReport {
+    let explanation = common::cut_original(input.body);
+    let action = common::action_for(input.subject, explanation);
+    let diagnostic = if looks_failed(input.subject, explanation) {
+        fallback_diagnostic(explanation)
+    } else {
+        String::new()
+    };
+    common::recipient(address, action, &diagnostic)
 }
 
 /// The words about one mention: the line holding it (from its start when the address sits inside a

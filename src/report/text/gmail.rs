@@ -1,7 +1,7 @@
 //! Gmail's own text bounce: "Delivery to the following recipient failed permanently" (or "has been
 //! delayed"), then "Technical details of permanent failure" with the remote server's reply.
 
-use super::provider_util::{addr_line, command_in, failed, host_after, own_text, unfold};
+use super::common::{addr_line, command_of, cut_original, failed, host_after, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -21,7 +21,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let delayed = text.contains("has been delayed") || text.contains("temporary failure");
     let mut addrs = Vec::new();
     let mut in_list = false;
@@ -48,7 +48,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             details.push(t);
         }
     }
-    let full = unfold(details.iter().copied());
+    let full = unfold_lines(details.iter().copied());
     let diag = match full.find("The error that the other server returned was:") {
         Some(at) => full
             .get(at + "The error that the other server returned was:".len()..)
@@ -60,7 +60,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let remote = full
         .find("for the recipient domain")
         .and_then(|at| host_after(full.get(at..)?, " by "));
-    let command = command_in(&full);
+    let command = command_of(&full).map(str::to_string);
     addrs
         .into_iter()
         .map(|a| {
@@ -78,7 +78,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     const PERMANENT: &str = "Delivery to the following recipient failed permanently:\n\n     alice@Example.COM\n\nTechnical details of permanent failure: \nGoogle tried to deliver your message, but it was rejected by the server for the recipient domain example.com by mx1.example.com. [192.0.2.10].\n\nThe error that the other server returned was:\n550 5.1.1 <alice@example.com>: no such\n mailbox here\n\n----- Original message -----\n\nTo: bob@example.org\n";
 

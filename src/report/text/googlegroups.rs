@@ -1,7 +1,7 @@
 //! Google Groups' refusal to post: a localized notice that the group may not exist or the sender
 //! may not post to it; the group's address is in `X-Failed-Recipients`.
 
-use super::provider_util::{failed, normalize_addr, own_text, unfold};
+use super::common::{cut_original, failed, normalize_addr, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -17,7 +17,7 @@ fn detect(input: &Input) -> bool {
         return false;
     }
     // Only the notice itself counts: a returned group post also mentions Google Groups.
-    let own = own_text(input.body);
+    let own = cut_original(input.body);
     own.contains("groups.google.com") || own.contains("Google Groups")
 }
 
@@ -25,14 +25,14 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let Some(list) = input.header("X-Failed-Recipients") else {
         return Vec::new();
     };
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     // The paragraph after the greeting says why, in the sender's language.
     let diag = text
         .split("\n\n")
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .nth(1)
-        .map(|p| unfold(p.lines()))
+        .map(|p| unfold_lines(p.lines()))
         .unwrap_or_default();
     list.split(',')
         .filter_map(normalize_addr)

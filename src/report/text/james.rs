@@ -13,13 +13,13 @@ pub const JAMES: Family = Family {
 };
 
 fn detect(input: &Input) -> bool {
-    let text = common::text_or_raw(input);
-    contains_ci(&text, "Error message below:") && contains_ci(&text, "Message details:")
+    let text = input.body;
+    contains_ci(text, "Error message below:") && contains_ci(text, "Message details:")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::text_or_raw(input);
-    let diagnostic = common::section_after(&text, "Error message below:", |l| {
+    let text = input.body;
+    let diagnostic = common::section_after(text, "Error message below:", |l| {
         contains_ci(l, "Message details:")
     })
     .unwrap_or_default();

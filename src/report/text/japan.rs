@@ -1,8 +1,9 @@
 //! Japanese mobile carriers and ISPs whose reports carry fixed English sentences beside the
 //! Japanese text: au by KDDI's EZweb (`ezweb.ne.jp`), KDDI's au one net (`dion.ne.jp`) and BIGLOBE.
 
-use super::provider_util::{
-    addr_line, failed, first_addr, in_reply_to, normalize_addr, own_text, strip_prefix_ci, unfold,
+use super::common::{
+    addr_line, cut_original, failed, first_addr, in_reply_to, normalize_addr, strip_prefix_ci,
+    unfold_lines,
 };
 use super::{Family, Input};
 use crate::report::RecipientReport;
@@ -54,7 +55,7 @@ fn detect_ezweb(input: &Input) -> bool {
 fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
     let mut out: Vec<RecipientReport> = Vec::new();
     let mut english: Vec<&str> = Vec::new();
-    for line in own_text(input.body).lines() {
+    for line in cut_original(input.body).lines() {
         let t = line.trim();
         // The returned header follows a dashed rule.
         if t.starts_with("-----") || t.starts_with("Received:") {
@@ -94,7 +95,7 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
             english.push(t);
         }
     }
-    let text = unfold(english);
+    let text = unfold_lines(english);
     let reason = hint(&text);
     for r in &mut out {
         if r.diagnostic.is_none() && !text.is_empty() {
@@ -113,7 +114,7 @@ fn detect_kddi(input: &Input) -> bool {
 }
 
 fn read_kddi(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let mut out = Vec::new();
     let mut lines = text.lines().map(str::trim).peekable();
     while let Some(t) = lines.next() {
@@ -129,7 +130,7 @@ fn read_kddi(input: &Input) -> Vec<RecipientReport> {
             why.push(*next);
             lines.next();
         }
-        let diag = unfold(why);
+        let diag = unfold_lines(why);
         let mut r = failed(a, diag.clone());
         r.reason_hint = hint(&diag);
         out.push(r);
@@ -145,7 +146,7 @@ fn detect_biglobe(input: &Input) -> bool {
 }
 
 fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let Some((_, rest)) = text.split_once("The following addresses had delivery problems") else {
         return Vec::new();
     };
@@ -159,7 +160,7 @@ fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
         .skip_while(|l| l.is_empty())
         .take_while(|l| !l.is_empty() && !l.starts_with("-----"))
         .collect();
-    let diag = unfold(why);
+    let diag = unfold_lines(why);
     list.lines()
         .skip(1)
         .filter_map(addr_line)
@@ -174,7 +175,7 @@ fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn ezweb_transcript() {

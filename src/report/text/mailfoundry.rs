@@ -65,9 +65,7 @@ This has been a permanent failure.  No further delivery attempts will be made.\n
             assert_eq!(r[0].recipient.as_deref(), Some("val@example.net"));
             assert_eq!(
                 r[0].diagnostic.as_deref(),
-                Some(
-                    "mx.example.net[192.0.2.8] responded with failure: 552 mailbox val@example.net is over quota"
-                )
+                Some("552 mailbox val@example.net is over quota")
             );
             assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.net"));
             assert_eq!(r[0].command, None);

@@ -1,7 +1,7 @@
 //! McAfee Email Gateway (X-NAI-Header) reports: "--- The following addresses had delivery
 //! problems ---", then `<address>   (reason)` lines.
 
-use super::provider_util::{command_in, failed, first_addr, own_text, server_words};
+use super::common::{command_of, cut_original, failed, first_addr};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -20,7 +20,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let Some(at) = text.find("The following addresses had delivery problems") else {
         return Vec::new();
     };
@@ -38,8 +38,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             .strip_prefix('(')
             .and_then(|r| r.strip_suffix(')'))
             .unwrap_or(reason);
-        let mut r = failed(a, server_words(reason).to_string());
-        r.command = command_in(reason);
+        let mut r = failed(a, reason.to_string());
+        r.command = command_of(reason).map(str::to_string);
         out.push(r);
     }
     out

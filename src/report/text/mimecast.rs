@@ -1,7 +1,7 @@
 //! Mimecast's "Email Delivery Failure" alert: `-- address` after "could not be delivered", the
 //! problem in plain words, then "Additional information follows" with the remote reply.
 
-use super::provider_util::{command_in, failed, normalize_addr, own_text};
+use super::common::{command_of, cut_original, failed, normalize_addr};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -32,7 +32,7 @@ fn dashed_after(text: &str, label: &str) -> Option<String> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     // The addresses are the `-- address` lines before the problem is stated.
     let head = text
         .split_once("The problem appears to be")
@@ -40,7 +40,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let diag = dashed_after(text, "Additional information follows")
         .or_else(|| dashed_after(text, "The problem appears to be"))
         .unwrap_or_default();
-    let command = command_in(&diag);
+    let command = command_of(&diag).map(str::to_string);
     head.lines()
         .filter_map(|l| l.trim().strip_prefix("--"))
         .flat_map(str::split_whitespace)
@@ -56,7 +56,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_alert() {

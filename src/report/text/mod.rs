@@ -46,7 +46,6 @@ pub mod mailru;
 pub mod mcafee;
 pub mod mimecast;
 pub mod mxlogic;
-pub mod provider_util;
 pub mod trendmicro;
 pub mod verizon;
 pub mod workmail;
@@ -148,7 +147,9 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
             }
         }
     }
-    if !super::looks_like_bounce(input) {
+    // The general reader needs a bounce; an automatic reply without failure evidence is not one,
+    // even with a null sender.
+    if !super::looks_like_bounce(input) || super::autoreply::detect(input) {
         return None;
     }
     let found = generic::read(input);

@@ -1,6 +1,10 @@
 //! Postfix's plain-text bounce (the form without a `message/delivery-status` part): one paragraph per
 //! recipient, `<address>: host mx.example.net[192.0.2.1] said: 550 ... (in reply to RCPT TO command)`.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use super::common::{self, contains_ci};
 use super::{Family, Input};
 use crate::report::RecipientReport;
@@ -23,6 +27,23 @@ fn detect(input: &Input) -> bool {
             common::head(input.body),
             "This is the Postfix program at host",
         )
+        || postfix_structure(common::head(input.body))
+}
+
+/// Postfix's fixed, untranslated wording inside a recipient paragraph, whatever the language of
+/// the template around it: `host NAME[IP] said:` (no space before the bracket, unlike Exim) or
+/// `(in reply to ... command)`, in a report with a `<address>:` paragraph.
+fn postfix_structure(text: &str) -> bool {
+    static POSTFIX_WORDING: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?:(?-u:\b)host [A-Za-z0-9][A-Za-z0-9.\-]*\[[0-9A-Fa-f.:]+\] said:|\(in reply to [A-Za-z ]{2,24} command\))",
+        )
+        .unwrap_or_else(|_| unreachable!("static regex"))
+    });
+    POSTFIX_WORDING.is_match(text)
+        && text
+            .lines()
+            .any(|l| l.starts_with('<') && (l.contains(">:") || l.contains("> (")))
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
@@ -41,14 +62,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         "failed"
     };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::angle_blocks(text) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
-            continue;
-        }
-        let mut r = common::report_from_block(block.address, action, &block.text);
+    for block in common::distinct_angle_blocks(text) {
+        let mut r = common::recipient(block.address, action, &block.text);
         r.reason_hint = hint(&block.text);
         out.push(r);
     }
@@ -162,6 +177,28 @@ Transcript of session follows.\n\n Out: 220 mx.example.org ESMTP\n In:  EHLO cli
             assert_eq!(r[0].command.as_deref(), Some("DATA"));
             assert_eq!(r[0].action.as_deref(), Some("failed"));
         });
+    }
+
+    #[test]
+    fn detects_a_translated_template_by_its_fixed_wording() {
+        let raw = "From: MAILER-DAEMON@out.example.org\nTo: sender@example.com\nSubject: Mensaje no entregado\n\n\
+Este es el sistema de correo del servidor out.example.org.\n\n\
+<rosa@example.net>: host mx.example.net[192.0.2.61] said: 550 5.1.1 buzon\n    inexistente (in reply to RCPT TO command)\n";
+        input_from(raw, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("550 5.1.1 buzon inexistente")
+            );
+            assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.net"));
+            assert_eq!(r[0].command.as_deref(), Some("RCPT"));
+        });
+        // Exim's "host X [ip]" (a space before the bracket) is not Postfix's wording.
+        assert!(!postfix_structure(
+            "<a@example.org>:\nhost mx.example.org [192.0.2.1]: 550 no\n"
+        ));
     }
 
     #[test]

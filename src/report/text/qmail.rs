@@ -53,23 +53,13 @@ const HINTS: &[(&str, &str)] = &[
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let text = common::cut_original(input.body);
-    let action = if common::is_delay_notice(input.subject, text) {
-        "delayed"
-    } else {
-        "failed"
-    };
+    let action = common::action_for(input.subject, text);
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::angle_blocks(text) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
-            continue;
-        }
+    for block in common::distinct_angle_blocks(text) {
         let mut r = common::recipient(block.address, action, &block.text);
-        r.remote_mta = common::host_said(&block.text)
-            .map(|h| h.host)
-            .or_else(|| remote_of(&block.text));
+        if r.remote_mta.is_none() {
+            r.remote_mta = remote_of(&block.text);
+        }
         r.reason_hint = HINTS
             .iter()
             .find(|(p, _)| contains_ci(&block.text, p))
@@ -118,11 +108,9 @@ This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
             );
             assert_eq!(
                 r[0].diagnostic.as_deref(),
-                Some(
-                    "192.0.2.7 does not like recipient. Remote host said: 550 5.1.1 <dan@example.net>... no such user Giving up on 192.0.2.7."
-                )
+                Some("550 5.1.1 <dan@example.net>... no such user")
             );
-            assert_eq!(r[0].command, None);
+            assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.7"));
             assert_eq!(r[1].reason_hint, Some("userunknown"));
             assert_eq!(

@@ -82,6 +82,15 @@ fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
     &mut entries[i.min(len - 1)]
 }
 
+/// Whether a line is an SMTP failure reply: `4xx` or `5xx`, then a space, a dash or the end.
+fn is_failure_reply(line: &str) -> bool {
+    let b = line.as_bytes();
+    matches!(b.first(), Some(b'4') | Some(b'5'))
+        && b.get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && matches!(b.get(3), None | Some(b' ') | Some(b'-'))
+}
+
 pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let body = dequoted(input.body);
     let text = common::cut_original(&body);
@@ -166,6 +175,13 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                         e.command = command;
                         e.remote = host.clone();
                     }
+                } else if !t.contains("...") && is_failure_reply(t) {
+                    // A reply printed without the `<<<` mark (some Sendmail derivatives).
+                    if !reply.is_empty() {
+                        reply.push(' ');
+                    }
+                    reply.push_str(t);
+                    last_failure = Some((reply.clone(), command, host.clone()));
                 } else if t
                     .as_bytes()
                     .first()
@@ -216,7 +232,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
             if e.command.is_some() {
                 r.command = e.command.map(str::to_string);
             }
-            r.remote_mta = e.remote;
+            if e.remote.is_some() {
+                r.remote_mta = e.remote;
+            }
             r
         })
         .collect()

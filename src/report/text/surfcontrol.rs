@@ -36,25 +36,18 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
             continue;
         }
-        let Some(first) = common::find_addresses(t).into_iter().next() else {
+        let Some((address, words)) = common::leading_address(t) else {
             continue;
         };
-        if first.start > 1 {
-            continue;
-        }
-        let words = t
-            .get(first.end..)
-            .unwrap_or("")
-            .trim_start_matches(['>', ':', ' ']);
         if words.is_empty() {
             continue;
         }
         match out
             .iter_mut()
-            .find(|r| r.recipient.as_deref() == Some(first.address.as_str()))
+            .find(|r| r.recipient.as_deref() == Some(address.as_str()))
         {
-            Some(r) => *r = common::recipient(first.address, "failed", words),
-            None => out.push(common::recipient(first.address, "failed", words)),
+            Some(r) => *r = common::recipient(address, "failed", words),
+            None => out.push(common::recipient(address, "failed", words)),
         }
     }
     out

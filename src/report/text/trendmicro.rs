@@ -1,7 +1,7 @@
 //! Trend Micro InterScan Messaging Security Suite notices: "Unable to deliver message to <address>",
 //! or an SMTP transcript (`Sent <<< RCPT TO:<address>` / `Received >>> 550 ...`).
 
-use super::provider_util::{contains_ci, failed, first_addr, own_text};
+use super::common::{contains_ci, cut_original, failed, first_addr};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -21,7 +21,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let mut out: Vec<RecipientReport> = Vec::new();
     let mut pending: Option<(String, &str)> = None;
     for line in text.lines() {
@@ -54,7 +54,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_transcript() {

@@ -1,9 +1,7 @@
 //! Verizon Wireless MMS gateway notices (vtext.com, vzwpix.com): "Message could not be delivered
 //! to mobile." with the original's `To`, or "Error message below:" with `RCPT TO:` in the details.
 
-use std::borrow::Cow;
-
-use super::provider_util::{failed, first_addr, unfold};
+use super::common::{failed, first_addr, unfold_lines};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -20,23 +18,12 @@ fn from_verizon(input: &Input) -> bool {
         || input.from.contains("verizon")
 }
 
-/// The report text: the decoded body, or the raw message when the gateway's malformed MIME
-/// (an unfolded `boundary=` line) leaves the decoded body without it.
-fn text<'a>(input: &Input<'a>) -> Cow<'a, str> {
-    if input.body.contains("Error") {
-        Cow::Borrowed(input.body)
-    } else {
-        String::from_utf8_lossy(input.message.raw_message())
-    }
-}
-
 fn detect(input: &Input) -> bool {
-    from_verizon(input) && text(input).contains("Error")
+    from_verizon(input) && input.body.contains("Error")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = text(input);
-    let body = text.as_ref();
+    let body = input.body;
     let mut recipient = None;
     let mut diag = Vec::new();
     let mut take_next = false;
@@ -66,7 +53,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     if diag.len() > 1 {
         diag.remove(0);
     }
-    let diag = unfold(diag);
+    let diag = unfold_lines(diag);
     let Some(a) = recipient else {
         return Vec::new();
     };
@@ -76,7 +63,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_mms_notice() {
@@ -103,19 +90,13 @@ mod tests {
     }
 
     #[test]
-    fn falls_back_to_raw_text() {
+    fn reads_a_notice_whose_boundary_is_not_folded() {
         let raw = "From: post_master@vtext.com\nSubject: Re: hi\nContent-Type: multipart/mixed;\nboundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nError: Invalid user address\n\nError message below:\n550 no such user here\n\n  RCPT TO: 5550102@vtext.example.com\n--b1--\n";
-        let message = mail_parser::MessageParser::default()
-            .parse(raw.as_bytes())
-            .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "Re: hi",
-            from: "post_master@vtext.com",
-            body: "",
+        let Ok(report) = crate::report::read(raw.as_bytes()) else {
+            panic!("the notice does not read");
         };
-        assert!(detect(&input));
-        let got = read(&input);
+        assert_eq!(report.reader, "verizon");
+        let got = &report.recipients;
         assert_eq!(got.len(), 1);
         assert_eq!(
             got[0].recipient.as_deref(),

@@ -1,7 +1,7 @@
 //! Amazon WorkMail's report: "An error occurred while trying to deliver the mail to the following
 //! recipients:", the addresses, then a "Technical report:" with DSN-like fields.
 
-use super::provider_util::{command_in, failed, normalize_addr, own_text};
+use super::common::{command_of, cut_original, failed, normalize_addr};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -24,7 +24,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let (head, report) = text.split_once("Technical report:").unwrap_or((text, ""));
     let mut out: Vec<RecipientReport> = Vec::new();
     let mut reporting = None;
@@ -44,7 +44,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 r.diagnostic_type =
                     (!kind.trim().is_empty()).then(|| kind.trim().to_ascii_lowercase());
                 r.diagnostic = Some(words.trim().to_string());
-                r.command = command_in(words);
+                r.command = command_of(words).map(str::to_string);
             } else if let Some(v) = field(line, "Status") {
                 r.status = Some(v.to_string());
             } else if let Some(v) = field(line, "Action") {
@@ -66,7 +66,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_technical_report() {

@@ -29,22 +29,14 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             started = contains_ci(t, "The following addresses had delivery errors");
             continue;
         }
-        let Some(first) = common::find_addresses(t).into_iter().next() else {
+        let Some((address, words)) = common::leading_address(t) else {
             continue;
         };
-        if first.start > 1 {
-            continue;
-        }
-        let words = t
-            .get(first.end..)
-            .unwrap_or("")
-            .trim_start_matches('>')
-            .trim();
         let words = words
             .strip_prefix('[')
             .and_then(|w| w.strip_suffix(']'))
             .unwrap_or(words);
-        out.push(common::recipient(first.address, "failed", words));
+        out.push(common::recipient(address, "failed", words));
     }
     out
 }

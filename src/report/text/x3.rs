@@ -71,7 +71,7 @@ SMTP:RCPT host 192.0.2.8: 553 5.3.0 <cal@example.net>... No such user here\n\n\n
             assert_eq!(r[0].recipient.as_deref(), Some("cal@example.net"));
             assert_eq!(
                 r[0].diagnostic.as_deref(),
-                Some("SMTP:RCPT host 192.0.2.8: 553 5.3.0 <cal@example.net>... No such user here")
+                Some("553 5.3.0 <cal@example.net>... No such user here")
             );
             assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.8"));

@@ -1,8 +1,8 @@
 //! Yahoo's (and AOL's, and Yahoo Japan's) "Sorry, we were unable to deliver your message to the
 //! following address." report: `<address>:` then the remote reply, often tagged `[RCPT_TO]`.
 
-use super::provider_util::{
-    command_in, contains_ci, failed, normalize_addr, own_text, strip_prefix_ci, unfold,
+use super::common::{
+    command_of, contains_ci, cut_original, failed, normalize_addr, strip_prefix_ci, unfold_lines,
 };
 use super::{Family, Input};
 use crate::report::RecipientReport;
@@ -21,7 +21,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let Some(at) = text.find(MARKER) else {
         return Vec::new();
     };
@@ -41,8 +41,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     }
     out.into_iter()
         .map(|(a, lines)| {
-            let whole = unfold(lines);
-            let command = command_in(&whole);
+            let whole = unfold_lines(lines);
+            let command = command_of(&whole).map(str::to_string);
             let mut diag = whole.as_str();
             if let Some(rest) = strip_prefix_ci(diag, "Remote host said:") {
                 diag = rest.trim_start();
@@ -63,7 +63,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_remote_reply() {

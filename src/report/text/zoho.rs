@@ -1,7 +1,7 @@
 //! Zoho Mail's reports: `address Invalid Address, ERROR_CODE :550, ERROR_CODE :text` lines, and the
 //! delay warning's `[Status: Error, Address: <address>, ResponseCode 421, , text]`.
 
-use super::provider_util::{failed, first_addr, normalize_addr, own_text};
+use super::common::{cut_original, failed, first_addr, normalize_addr};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -18,7 +18,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = own_text(input.body);
+    let text = cut_original(input.body);
     let delayed = text.contains("THIS IS A WARNING MESSAGE ONLY");
     let mut out = Vec::new();
     for line in text.lines() {
@@ -59,7 +59,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::provider_util::test_input;
+    use crate::report::text::common::testutil::test_input;
 
     #[test]
     fn reads_error_code_lines() {
