@@ -6,13 +6,15 @@
 pub mod codes;
 pub mod rules;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::RulesError;
-use crate::report::Report;
+use crate::report::{Kind, RecipientReport, Report};
+use codes::{ReplyCode, StatusCode};
 
 /// Why a delivery failed (or what else the message was), in the shared vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -306,9 +308,140 @@ impl Classifier {
     }
 
     /// One [`Bounce`] per recipient in the report; none for a message that is not a bounce.
+    ///
+    /// Codes: the `Status` field, but a more specific code in the diagnostic beats a generic
+    /// `X.0.0`; else a code found in the diagnostic; else none. The reply code comes from the
+    /// diagnostic. Never invented.
+    ///
+    /// Reason, in order of precedence:
+    /// 1. the kind of message: a feedback report gives `feedback`, an auto-reply `vacation`;
+    /// 2. success: action `delivered` / `relayed` / `expanded`, or a 2.x.x status, gives `delivered`;
+    /// 3. text rules: the diagnostic's own words are the most specific evidence there is;
+    /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
+    /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
+    ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
+    /// 6. `onhold` when there is evidence of a failure but nothing decided it, `undefined` when
+    ///    there is nothing at all.
+    ///
+    /// The bounce type follows from the reason and whether the codes say permanent
+    /// ([`BounceType::of`]).
     pub fn classify(&self, report: &Report) -> Vec<Bounce> {
-        let _ = report;
-        Vec::new()
+        report
+            .recipients
+            .iter()
+            .map(|r| self.classify_recipient(report, r))
+            .collect()
+    }
+
+    fn classify_recipient(&self, report: &Report, rcpt: &RecipientReport) -> Bounce {
+        let diagnostic = rcpt.diagnostic.as_deref().unwrap_or("");
+        let status = choose_status(rcpt.status.as_deref(), diagnostic);
+        let replycode = codes::find_reply(diagnostic);
+        let action = rcpt
+            .action
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        let facts = rules::Facts {
+            diagnostic,
+            status,
+            replycode,
+            command: rcpt.command.as_deref(),
+            action,
+            diagnostic_type: rcpt.diagnostic_type.as_deref(),
+        };
+        let (reason, rule) = self.decide(report.kind, &facts, rcpt.reason_hint);
+        let permanent = status
+            .and_then(StatusCode::is_permanent)
+            .or_else(|| replycode.and_then(ReplyCode::is_permanent));
+        let original = report.original.as_ref();
+        Bounce {
+            recipient: rcpt.recipient.clone(),
+            action: rcpt.action.clone(),
+            status: status.map(|s| s.to_string()),
+            replycode: replycode.map(|r| r.to_string()),
+            reason,
+            bounce_type: BounceType::of(reason, permanent),
+            diagnostic: rcpt.diagnostic.clone(),
+            remote_mta: rcpt.remote_mta.clone(),
+            reporting_mta: rcpt
+                .reporting_mta
+                .clone()
+                .or_else(|| report.reporting_mta.clone()),
+            date: rcpt
+                .date
+                .clone()
+                .or_else(|| report.arrival_date.clone())
+                .or_else(|| report.date.clone()),
+            feedback_type: rcpt.feedback_type.clone(),
+            rule: rule.into_owned(),
+            reader: report.reader.to_string(),
+            original_message_id: original.and_then(|o| o.message_id.clone()),
+            original_from: original.and_then(|o| o.from.clone()),
+            original_to: original.and_then(|o| o.to.clone()),
+            original_subject: original.and_then(|o| o.subject.clone()),
+            original_list_id: original.and_then(|o| o.list_id.clone()),
+        }
+    }
+
+    /// The reason for one recipient and the id of what decided it (a rule id, or `kind.feedback`,
+    /// `kind.autoreply`, `action.delivered`, `status.success`, `reader.hint`, `fallback.onhold`,
+    /// `fallback.undefined`). See [`Classifier::classify`] for the order.
+    pub fn decide<'a>(
+        &'a self,
+        kind: Option<Kind>,
+        facts: &rules::Facts,
+        hint: Option<&str>,
+    ) -> (Reason, Cow<'a, str>) {
+        match kind {
+            Some(Kind::Feedback) => return (Reason::Feedback, Cow::Borrowed("kind.feedback")),
+            Some(Kind::Autoreply) => return (Reason::Vacation, Cow::Borrowed("kind.autoreply")),
+            _ => {}
+        }
+        let action = facts.action.map(str::to_ascii_lowercase);
+        let failing = matches!(action.as_deref(), Some("failed" | "delayed"));
+        if matches!(
+            action.as_deref(),
+            Some("delivered" | "relayed" | "expanded")
+        ) {
+            return (Reason::Delivered, Cow::Borrowed("action.delivered"));
+        }
+        if !failing && facts.status.is_some_and(|s| s.class == 2) {
+            return (Reason::Delivered, Cow::Borrowed("status.success"));
+        }
+        if let Some(rule) = self.rules.match_text(facts) {
+            return (rule.reason, Cow::Borrowed(rule.id.as_str()));
+        }
+        if let Some(reason) = hint.and_then(|h| h.parse::<Reason>().ok()) {
+            return (reason, Cow::Borrowed("reader.hint"));
+        }
+        if let Some(rule) = self.rules.match_code(facts) {
+            return (rule.reason, Cow::Borrowed(rule.id.as_str()));
+        }
+        let evidence = failing
+            || facts.status.is_some()
+            || facts.replycode.is_some()
+            || !facts.diagnostic.trim().is_empty()
+            || matches!(kind, Some(Kind::Dsn | Kind::Text));
+        if evidence {
+            (Reason::Onhold, Cow::Borrowed("fallback.onhold"))
+        } else {
+            (Reason::Undefined, Cow::Borrowed("fallback.undefined"))
+        }
+    }
+}
+
+/// The status for a recipient: the field, unless it is a generic `X.0.0` and the diagnostic
+/// carries a specific code; else the most telling code in the diagnostic.
+fn choose_status(field: Option<&str>, diagnostic: &str) -> Option<StatusCode> {
+    let field = field.and_then(|f| StatusCode::parse(f).or_else(|| codes::find_status(f)));
+    match field {
+        Some(f) if !f.is_generic() => Some(f),
+        Some(f) => match codes::find_status(diagnostic) {
+            Some(t) if !t.is_generic() => Some(t),
+            _ => Some(f),
+        },
+        None => codes::find_status(diagnostic),
     }
 }
 
