@@ -11,6 +11,8 @@
 //! - [`classify`]: SMTP reply codes and enhanced status codes, the ordered rule table that names a
 //!   reason, and the hard/soft decision. Pure; rules are compiled once.
 //! - [`error`]: the library's typed errors.
+//! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
+//! - [`cli`]: the subcommands of the `bounced` binary (one file each).
 //!
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
 //! the same code.
@@ -18,6 +20,7 @@
 pub mod classify;
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod report;
 
 pub use classify::{Bounce, BounceType, Classifier, Reason};

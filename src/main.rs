@@ -1,4 +1,7 @@
 //! The `bounced` command: parses the command line, starts logging and hands over to [`bounced::cli`].
+//!
+//! Exit codes: 0 success; 1 the run finished but an input was an error or a floor was missed; 2 usage
+//! error or a failure that stopped the run.
 
 use std::process::ExitCode;
 
@@ -11,7 +14,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bounced: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }
