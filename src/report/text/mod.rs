@@ -4,6 +4,15 @@
 //! the format is its own; `read` extracts every failed recipient with its diagnostic. [`read`] tries the
 //! families in [`FAMILIES`] order and falls back to the general reader.
 
+pub mod common;
+mod dma;
+mod exim;
+pub mod generic;
+mod opensmtpd;
+mod postfix;
+mod qmail;
+mod sendmail;
+
 use mail_parser::{Message, MimeHeaders};
 
 use super::RecipientReport;
@@ -44,7 +53,14 @@ pub struct Family {
 }
 
 /// The family readers, most specific first.
-pub const FAMILIES: &[Family] = &[];
+pub const FAMILIES: &[Family] = &[
+    postfix::POSTFIX,
+    exim::EXIM,
+    qmail::QMAIL,
+    sendmail::SENDMAIL,
+    opensmtpd::OPENSMTPD,
+    dma::DMA,
+];
 
 /// Reads a free-text report: the first family that detects the format and finds recipients wins,
 /// else the general reader. Returns the reader name and the recipients, or `None` when nothing
@@ -58,7 +74,8 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
             }
         }
     }
-    None
+    let found = generic::read(input);
+    (!found.is_empty()).then_some((NAME, found))
 }
 
 /// The human-readable text of a message: its top-level text parts (HTML-only parts converted to

@@ -1,0 +1,126 @@
+//! qmail's `qmail-send` report (and the vpopmail/netqmail variants): one paragraph per recipient,
+//! introduced by `<address>:` on its own line, the server's words below it.
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The qmail reader.
+pub const QMAIL: Family = Family {
+    name: "qmail",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    let b = input.body;
+    contains_ci(b, "This is the qmail-send program")
+        || contains_ci(b, "I'm afraid I wasn't able to deliver your message")
+        || contains_ci(b, "--- Below this line is a copy of the message")
+        || contains_ci(b, "--- Enclosed are the original headers of the message")
+        || (input.subject == "failure notice" && contains_ci(b, "qmail"))
+}
+
+/// Fixed qmail phrases that name the reason exactly.
+const HINTS: &[(&str, &str)] = &[
+    ("no mailbox here by that name", "userunknown"),
+    ("Sorry, I couldn't find any host named", "hostunknown"),
+    (
+        "Sorry, I couldn't find any host by that name",
+        "hostunknown",
+    ),
+    (
+        "Sorry, I couldn't find a mail exchanger or IP address",
+        "hostunknown",
+    ),
+    ("mailbox is full", "mailboxfull"),
+    ("quota exceeded", "mailboxfull"),
+    (
+        "The users mailfolder is over the allowed quota",
+        "mailboxfull",
+    ),
+    ("This message is looping", "networkerror"),
+    (
+        "I'm not going to try again; this message has been in the queue too long",
+        "expired",
+    ),
+    (
+        "Sorry, that domain isn't in my list of allowed rcpthosts",
+        "norelaying",
+    ),
+    ("Message is too big", "mesgtoobig"),
+];
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = common::cut_original(input.body);
+    let action = if common::is_delay_notice(input.subject, text) {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let mut out: Vec<RecipientReport> = Vec::new();
+    for block in common::angle_blocks(text) {
+        if out
+            .iter()
+            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
+        {
+            continue;
+        }
+        let mut r = common::recipient(block.address, action, &block.text);
+        if let Some(h) = common::host_said(&block.text) {
+            r.remote_mta = Some(h.host);
+        }
+        r.reason_hint = HINTS
+            .iter()
+            .find(|(p, _)| contains_ci(&block.text, p))
+            .map(|(_, h)| *h);
+        out.push(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const SAMPLE: &str = "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\nSubject: failure notice\n\n\
+Hi. This is the qmail-send program at mx.example.org.\n\
+I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
+<dan@example.net>:\n192.0.2.7 does not like recipient.\nRemote host said: 550 5.1.1 <dan@example.net>... no such user\nGiving up on 192.0.2.7.\n\n\
+<eve@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n\
+<fay@example.com>:\nConnected to 192.0.2.9 but sender was rejected.\nRemote host said: 553 sender domain unknown\n\n\
+--- Below this line is a copy of the message.\n\nReturn-Path: <sender@example.com>\nTo: other@example.net\n\nhello\n";
+
+    #[test]
+    fn reads_each_paragraph() {
+        input_from(SAMPLE, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+            assert_eq!(
+                got,
+                ["dan@example.net", "eve@example.org", "fay@example.com"]
+            );
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some(
+                    "192.0.2.7 does not like recipient. Remote host said: 550 5.1.1 <dan@example.net>... no such user Giving up on 192.0.2.7."
+                )
+            );
+            assert_eq!(r[0].command, None);
+            assert_eq!(r[1].reason_hint, Some("userunknown"));
+            assert_eq!(
+                r[1].diagnostic.as_deref(),
+                Some("Sorry, no mailbox here by that name. (#5.1.1)")
+            );
+            assert_eq!(r[2].command.as_deref(), Some("MAIL"));
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}

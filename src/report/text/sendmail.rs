@@ -1,0 +1,262 @@
+//! Sendmail's report, modern and old (V5) style: an optional list under "----- The following
+//! addresses had permanent fatal errors -----" with `(reason: ...)` lines, and the SMTP transcript
+//! under "----- Transcript of session follows -----" (`... while talking to host:`, `>>> RCPT To:<...>`,
+//! `<<< 550 ...`, `550 5.1.1 <address>... User unknown`).
+
+use std::borrow::Cow;
+
+use super::common::{self, contains_ci};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The Sendmail reader.
+pub const SENDMAIL: Family = Family {
+    name: "sendmail",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    let b = input.body;
+    contains_ci(b, "----- Transcript of session follows -----")
+        || contains_ci(
+            b,
+            "----- The following addresses had permanent fatal errors -----",
+        )
+        || contains_ci(
+            b,
+            "----- The following addresses had transient non-fatal errors -----",
+        )
+        || (input.subject.starts_with("Returned mail:")
+            && contains_ci(b, "----- Unsent message follows -----"))
+}
+
+/// The body with one level of `> ` quoting removed when the report itself was forwarded quoted.
+fn dequoted(body: &str) -> Cow<'_, str> {
+    let quoted = body.lines().any(|l| {
+        l.starts_with('>')
+            && (contains_ci(l, "Transcript of session follows")
+                || contains_ci(l, "had permanent fatal errors"))
+    });
+    if !quoted {
+        return Cow::Borrowed(body);
+    }
+    let mut out = String::with_capacity(body.len());
+    for line in body.lines() {
+        let l = line
+            .strip_prefix("> ")
+            .or_else(|| line.strip_prefix('>'))
+            .unwrap_or(line);
+        out.push_str(l);
+        out.push('\n');
+    }
+    Cow::Owned(out)
+}
+
+#[derive(Default)]
+struct Entry {
+    address: String,
+    reason: String,
+    reply: String,
+    outcome: String,
+    command: Option<&'static str>,
+    remote: Option<String>,
+}
+
+fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
+    let pos = entries
+        .iter()
+        .position(|e| e.address.eq_ignore_ascii_case(address));
+    let i = match pos {
+        Some(i) => i,
+        None => {
+            entries.push(Entry {
+                address: address.to_string(),
+                ..Entry::default()
+            });
+            entries.len() - 1
+        }
+    };
+    let len = entries.len();
+    // `i` is always in range: found by position() or just pushed.
+    &mut entries[i.min(len - 1)]
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let body = dequoted(input.body);
+    let text = common::cut_original(&body);
+    let skip = input.from.to_ascii_lowercase();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut delayed = common::is_delay_notice(input.subject, text);
+    #[derive(PartialEq)]
+    enum Section {
+        Other,
+        List,
+        Transcript,
+    }
+    let mut section = Section::Other;
+    let mut last_listed: Option<String> = None;
+    let mut host: Option<String> = None;
+    let mut command: Option<&'static str> = None;
+    let mut sent_rcpt: Option<String> = None;
+    let mut reply = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let low = t.to_ascii_lowercase();
+        if t.starts_with("-----") {
+            if low.contains("had permanent fatal errors") {
+                section = Section::List;
+            } else if low.contains("had transient non-fatal errors") {
+                section = Section::List;
+                delayed = true;
+            } else if low.contains("transcript of session follows") {
+                section = Section::Transcript;
+            } else {
+                section = Section::Other;
+            }
+            continue;
+        }
+        match section {
+            Section::Other => {}
+            Section::List => {
+                if t.is_empty() {
+                    continue;
+                }
+                if let Some(reason) = t.strip_prefix("(reason:") {
+                    if let Some(name) = &last_listed {
+                        let e = entry(&mut entries, name);
+                        e.reason = reason.trim_end_matches(')').trim().to_string();
+                    }
+                } else if t.starts_with('(') {
+                    // "(expanded from: <...>)" and other remarks.
+                } else if !line.starts_with([' ', '\t']) {
+                    if let Some(a) = common::first_address(t) {
+                        entry(&mut entries, &a);
+                        last_listed = Some(a);
+                    }
+                }
+            }
+            Section::Transcript => {
+                if let Some(rest) = t.strip_prefix("... while talking to") {
+                    let h = rest.trim().trim_end_matches(':').trim_end_matches('.');
+                    host = (!h.is_empty()).then(|| h.to_ascii_lowercase());
+                    command = None;
+                    reply.clear();
+                } else if let Some(sent) = t.strip_prefix(">>>") {
+                    command = common::transcript(t).first().and_then(|e| e.command);
+                    sent_rcpt = (command == Some("RCPT"))
+                        .then(|| common::first_address(sent))
+                        .flatten();
+                    reply.clear();
+                } else if let Some(r) = t.strip_prefix("<<<") {
+                    let r = r.trim();
+                    if !reply.is_empty() {
+                        reply.push(' ');
+                    }
+                    reply.push_str(r);
+                    if let Some(a) = sent_rcpt.clone() {
+                        if matches!(r.as_bytes().first(), Some(b'4') | Some(b'5')) {
+                            let e = entry(&mut entries, &a);
+                            e.reply = reply.clone();
+                            e.command = command;
+                            e.remote = host.clone();
+                        }
+                    }
+                } else if t
+                    .as_bytes()
+                    .first()
+                    .is_some_and(|c| c.is_ascii_digit() || *c == b'<')
+                    && t.contains("...")
+                {
+                    let Some(a) = t.split("...").next().and_then(common::first_address) else {
+                        continue;
+                    };
+                    if a.eq_ignore_ascii_case(&skip) || common::is_system_address(&a) {
+                        continue;
+                    }
+                    let e = entry(&mut entries, &a);
+                    e.outcome = t.to_string();
+                    if e.reply.is_empty()
+                        && matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5'))
+                    {
+                        e.reply = reply.clone();
+                        e.command = command;
+                    }
+                    if e.remote.is_none() {
+                        e.remote = host.clone();
+                    }
+                }
+            }
+        }
+    }
+    let action = if delayed { "delayed" } else { "failed" };
+    entries
+        .into_iter()
+        .map(|e| {
+            let words = [&e.reply, &e.outcome, &e.reason]
+                .into_iter()
+                .find(|w| !w.is_empty())
+                .cloned()
+                .unwrap_or_default();
+            let mut r = common::recipient(e.address, action, &words);
+            if e.command.is_some() {
+                r.command = e.command.map(str::to_string);
+            }
+            r.remote_mta = e.remote;
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::common::testutil::{garbage, input_from};
+
+    const MODERN: &str = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\nTo: sender@example.com\n\
+Subject: Returned mail: see transcript for details\n\n\
+The original message was received at Mon, 2 Mar 2026 10:00:00 +0100\nfrom client.example.com [192.0.2.50]\n\n\
+   ----- The following addresses had permanent fatal errors -----\n<ivy@example.net>\n    (reason: 550 5.1.1 <ivy@example.net>... User unknown)\n\n\
+   ----- Transcript of session follows -----\n... while talking to mail.example.net.:\n>>> RCPT To:<ivy@example.net>\n<<< 550 5.1.1 <ivy@example.net>... User unknown\n\
+550 5.1.1 ivy@example.net... User unknown\n";
+
+    const V5: &str = "From: MAILER-DAEMON@old.example.org\nSubject: Returned mail: User unknown\n\n\
+   ----- Transcript of session follows -----\n\
+550 <jon@example.com>... User unknown\n\n   ----- Unsent message follows -----\nFrom: sender@example.org\nTo: jon@example.com\n\nx\n";
+
+    #[test]
+    fn reads_list_and_transcript() {
+        input_from(MODERN, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("ivy@example.net"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("550 5.1.1 <ivy@example.net>... User unknown")
+            );
+            assert_eq!(r[0].command.as_deref(), Some("RCPT"));
+            assert_eq!(r[0].remote_mta.as_deref(), Some("mail.example.net"));
+        });
+    }
+
+    #[test]
+    fn reads_v5_outcome_lines() {
+        input_from(V5, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("jon@example.com"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("550 <jon@example.com>... User unknown")
+            );
+            assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        garbage(read);
+    }
+}
