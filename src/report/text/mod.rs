@@ -17,6 +17,25 @@ use mail_parser::{Message, MimeHeaders};
 
 use super::RecipientReport;
 
+// Provider and gateway families.
+pub mod amazonses;
+pub mod domino;
+pub mod exchange;
+pub mod gmail;
+pub mod gmx;
+pub mod googlegroups;
+pub mod japan;
+pub mod mailru;
+pub mod mcafee;
+pub mod mimecast;
+pub mod mxlogic;
+pub mod provider_util;
+pub mod trendmicro;
+pub mod verizon;
+pub mod workmail;
+pub mod yahoo;
+pub mod zoho;
+
 /// Reader name of the general fallback reader.
 pub const NAME: &str = "generic";
 
@@ -54,6 +73,26 @@ pub struct Family {
 
 /// The family readers, most specific first.
 pub const FAMILIES: &[Family] = &[
+    // Provider and gateway families.
+    amazonses::FAMILY,
+    workmail::FAMILY,
+    googlegroups::FAMILY,
+    gmail::FAMILY,
+    yahoo::FAMILY,
+    mailru::FAMILY,
+    japan::EZWEB,
+    japan::KDDI,
+    japan::BIGLOBE,
+    zoho::FAMILY,
+    mcafee::FAMILY,
+    trendmicro::FAMILY,
+    mimecast::FAMILY,
+    verizon::FAMILY,
+    domino::FAMILY,
+    exchange::FAMILY,
+    mxlogic::FAMILY,
+    gmx::FAMILY,
+    // Open-source MTA families.
     postfix::POSTFIX,
     exim::EXIM,
     qmail::QMAIL,

@@ -1,0 +1,90 @@
+//! Google Groups' refusal to post: a localized notice that the group may not exist or the sender
+//! may not post to it; the group's address is in `X-Failed-Recipients`.
+
+use super::provider_util::{failed, normalize_addr, own_text, unfold};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The Google Groups reader.
+pub const FAMILY: Family = Family {
+    name: "googlegroups",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    (input.from.contains("googlemail.com") || input.from.contains("google.com"))
+        && (input.body.contains("groups.google.com") || input.body.contains("Google Groups"))
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let Some(list) = input.header("X-Failed-Recipients") else {
+        return Vec::new();
+    };
+    let text = own_text(input.body);
+    // The paragraph after the greeting says why, in the sender's language.
+    let diag = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .nth(1)
+        .map(|p| unfold(p.lines()))
+        .unwrap_or_default();
+    list.split(',')
+        .filter_map(normalize_addr)
+        .map(|a| {
+            let mut r = failed(a, diag.clone());
+            r.reason_hint = Some("rejected");
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(body: &str, failed_to: Option<&str>) -> Vec<RecipientReport> {
+        let mut raw = String::from(
+            "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nSubject: Delivery Status Notification (Failure)\n",
+        );
+        if let Some(f) = failed_to {
+            raw.push_str(&format!("X-Failed-Recipients: {f}\n"));
+        }
+        raw.push('\n');
+        raw.push_str(body);
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap_or_default();
+        let input = Input {
+            message: &message,
+            subject: "x",
+            from: "mailer-daemon@googlemail.com",
+            body,
+        };
+        assert!(detect(&input));
+        read(&input)
+    }
+
+    #[test]
+    fn reads_group_refusal() {
+        let body = "Hello sender@example.org,\n\nThe group you wrote to (team) may not exist, or you may not\nhave permission to post to it.\n\n * The name may be misspelled.\n\nGoogle Groups\n\n----- Original message -----\n";
+        let got = run(body, Some("team@Groups.Example.com"));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("team@groups.example.com"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some(
+                "The group you wrote to (team) may not exist, or you may not have permission to post to it."
+            )
+        );
+        assert_eq!(got[0].reason_hint, Some("rejected"));
+        assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn without_header_or_with_garbage_nothing() {
+        assert!(run("Google Groups\n\n\u{0}", None).is_empty());
+        assert!(run("Google Groups", Some("<<@>>, ,")).is_empty());
+    }
+}

@@ -1,0 +1,253 @@
+//! Japanese mobile carriers and ISPs whose reports carry fixed English sentences beside the
+//! Japanese text: au by KDDI's EZweb (`ezweb.ne.jp`), KDDI's au one net (`dion.ne.jp`) and BIGLOBE.
+
+use super::provider_util::{addr_line, failed, first_addr, own_text, strip_prefix_ci, unfold};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The EZweb (au by KDDI mobile mail) reader.
+pub const EZWEB: Family = Family {
+    name: "ezweb",
+    detect: detect_ezweb,
+    read: read_ezweb,
+};
+
+/// The KDDI au one net reader.
+pub const KDDI: Family = Family {
+    name: "kddi",
+    detect: detect_kddi,
+    read: read_kddi,
+};
+
+/// The BIGLOBE reader.
+pub const BIGLOBE: Family = Family {
+    name: "biglobe",
+    detect: detect_biglobe,
+    read: read_biglobe,
+};
+
+/// Fixed carrier sentences that name the reason with certainty.
+const HINTS: &[(&str, &str)] = &[
+    ("The user(s) account is disabled.", "suspend"),
+    ("As their mailbox is full.", "mailboxfull"),
+    (
+        "The number of messages in recipient's mailbox exceeded the local limit.",
+        "mailboxfull",
+    ),
+    ("Your message was not delivered within", "expired"),
+];
+
+fn hint(text: &str) -> Option<&'static str> {
+    HINTS
+        .iter()
+        .find(|(s, _)| text.contains(s))
+        .map(|(_, r)| *r)
+}
+
+fn detect_ezweb(input: &Input) -> bool {
+    input.from.ends_with("ezweb.ne.jp")
+        && (input.body.contains("recipients") || input.body.contains("account is disabled"))
+}
+
+fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
+    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut english: Vec<&str> = Vec::new();
+    for line in own_text(input.body).lines() {
+        let t = line.trim();
+        // The returned header follows a dashed rule.
+        if t.starts_with("-----") || t.starts_with("Received:") {
+            break;
+        }
+        let target = strip_prefix_ci(t, "Recipient:").unwrap_or(t).trim();
+        if let Some(a) = addr_line(target).filter(|_| target.starts_with('<')) {
+            if !out
+                .iter()
+                .any(|r| r.recipient.as_deref() == Some(a.as_str()))
+            {
+                out.push(failed(a, String::new()));
+            }
+        } else if let Some(rest) = t.strip_prefix(">>>") {
+            if let (Some(r), true) = (
+                out.last_mut(),
+                rest.trim_start().to_ascii_uppercase().starts_with("RCPT"),
+            ) {
+                r.command = Some("RCPT".to_string());
+            }
+        } else if let Some(rest) = t.strip_prefix("<<<") {
+            if let Some(r) = out.last_mut() {
+                r.diagnostic = Some(rest.trim().to_string());
+            }
+        } else if !t.is_empty() && t.is_ascii() && !t.ends_with(':') {
+            // Lines ending in a colon only introduce the address list.
+            english.push(t);
+        }
+    }
+    let text = unfold(english);
+    let reason = hint(&text);
+    for r in &mut out {
+        if r.diagnostic.is_none() && !text.is_empty() {
+            r.diagnostic = Some(text.clone());
+        }
+        if r.command.is_none() {
+            r.reason_hint = reason;
+        }
+    }
+    out
+}
+
+fn detect_kddi(input: &Input) -> bool {
+    (input.from.contains("dion.ne.jp")
+        || input.from.contains("kddi")
+        || input.from.contains("au.com"))
+        && input.body.contains("Could not be delivered to:")
+}
+
+fn read_kddi(input: &Input) -> Vec<RecipientReport> {
+    let text = own_text(input.body);
+    let mut out = Vec::new();
+    let mut lines = text.lines().map(str::trim).peekable();
+    while let Some(t) = lines.next() {
+        let Some(rest) = t.strip_prefix("Could not be delivered to:") else {
+            continue;
+        };
+        let Some(a) = first_addr(rest) else { continue };
+        let mut why = Vec::new();
+        while let Some(next) = lines.peek() {
+            if next.is_empty() || next.starts_with("Could not be delivered to:") {
+                break;
+            }
+            why.push(*next);
+            lines.next();
+        }
+        let diag = unfold(why);
+        let mut r = failed(a, diag.clone());
+        r.reason_hint = hint(&diag);
+        out.push(r);
+    }
+    out
+}
+
+fn detect_biglobe(input: &Input) -> bool {
+    input.from.contains("biglobe.ne.jp")
+        && input
+            .body
+            .contains("The following addresses had delivery problems")
+}
+
+fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
+    let text = own_text(input.body);
+    let Some((_, rest)) = text.split_once("The following addresses had delivery problems") else {
+        return Vec::new();
+    };
+    let (list, info) = rest
+        .split_once("Non-delivered information")
+        .unwrap_or((rest, ""));
+    let why: Vec<&str> = info
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    let diag = unfold(why);
+    list.lines()
+        .skip(1)
+        .filter_map(addr_line)
+        .map(|a| {
+            let mut r = failed(a, diag.clone());
+            r.reason_hint = hint(&diag);
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::provider_util::test_input;
+
+    #[test]
+    fn ezweb_transcript() {
+        let body = "次のあて先へのメッセージはエラーのため送信できませんでした。\n\nEach of the following recipients was rejected by a remote\nmail server.\n\n    Recipient: <nao@ezweb.ne.jp>\n    >>> RCPT TO:<nao@ezweb.ne.jp>\n    <<< 550 <nao@ezweb.ne.jp>: User unknown\n\n";
+        let got = test_input(
+            "postmaster@ezweb.ne.jp",
+            "Mail System Error - Returned Mail",
+            body,
+            |i| {
+                assert!(detect_ezweb(i));
+                read_ezweb(i)
+            },
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("nao@ezweb.ne.jp"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("550 <nao@ezweb.ne.jp>: User unknown")
+        );
+        assert_eq!(got[0].command.as_deref(), Some("RCPT"));
+        assert_eq!(got[0].reason_hint, None);
+    }
+
+    #[test]
+    fn ezweb_fixed_sentences() {
+        let body = "メッセージは送信できませんでした。\n\nThe user(s) account is disabled.\n\nThe following recipients did not receive this message:\n\n<oto@ezweb.ne.jp>\n";
+        let got = test_input(
+            "postmaster@ezweb.ne.jp",
+            "Mail System Error - Returned Mail",
+            body,
+            read_ezweb,
+        );
+        assert_eq!(got[0].recipient.as_deref(), Some("oto@ezweb.ne.jp"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("The user(s) account is disabled.")
+        );
+        assert_eq!(got[0].reason_hint, Some("suspend"));
+        assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn kddi_mailbox_full() {
+        let body = "Your mail sent on: Mon, 5 Jan 2026 10:00:00 +0900\n     Could not be delivered to: <pia@example.dion.ne.jp>\n     As their mailbox is full.\n";
+        let got = test_input("no-reply@example.dion.ne.jp", "Mail", body, |i| {
+            assert!(detect_kddi(i));
+            read_kddi(i)
+        });
+        assert_eq!(got[0].recipient.as_deref(), Some("pia@example.dion.ne.jp"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("As their mailbox is full.")
+        );
+        assert_eq!(got[0].reason_hint, Some("mailboxfull"));
+        assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn biglobe_limit() {
+        let body = "   ----- The following addresses had delivery problems -----\nrio@example.biglobe.ne.jp\n\n   ----- Non-delivered information -----\nThe number of messages in recipient's mailbox exceeded the local limit.\n";
+        let got = test_input("postmaster@biglobe.ne.jp", "Returned mail", body, |i| {
+            assert!(detect_biglobe(i));
+            read_biglobe(i)
+        });
+        assert_eq!(
+            got[0].recipient.as_deref(),
+            Some("rio@example.biglobe.ne.jp")
+        );
+        assert_eq!(got[0].reason_hint, Some("mailboxfull"));
+        assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn garbage_gives_nothing() {
+        for body in [
+            "",
+            "<>\n>>> RCPT\n<<< 550",
+            "Could not be delivered to: \u{0}",
+            "The following addresses had delivery problems\n<",
+        ] {
+            assert!(test_input("a@ezweb.ne.jp", "y", body, read_ezweb).is_empty());
+            assert!(test_input("a@dion.ne.jp", "y", body, read_kddi).is_empty());
+            assert!(test_input("a@biglobe.ne.jp", "y", body, read_biglobe).is_empty());
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Mimecast's "Email Delivery Failure" alert: `-- address` after "could not be delivered", the
+//! problem in plain words, then "Additional information follows" with the remote reply.
+
+use super::provider_util::{command_in, failed, normalize_addr, own_text};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The Mimecast reader.
+pub const FAMILY: Family = Family {
+    name: "mimecast",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    input.body.contains("The problem appears to be")
+        && input.body.contains("could not be delivered")
+}
+
+/// The `-- value` lines after the line containing `label`, joined.
+fn dashed_after(text: &str, label: &str) -> Option<String> {
+    let at = text.find(label)?;
+    let vals: Vec<&str> = text
+        .get(at..)?
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| l.starts_with("--"))
+        .map(|l| l.trim_start_matches('-').trim())
+        .collect();
+    (!vals.is_empty()).then(|| vals.join(" "))
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = own_text(input.body);
+    let Some(list) = dashed_after(text, "could not be delivered") else {
+        return Vec::new();
+    };
+    let diag = dashed_after(text, "Additional information follows")
+        .or_else(|| dashed_after(text, "The problem appears to be"))
+        .unwrap_or_default();
+    let command = command_in(&diag);
+    list.split_whitespace()
+        .filter_map(normalize_addr)
+        .map(|a| {
+            let mut r = failed(a, diag.clone());
+            r.command = command.clone();
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::provider_util::test_input;
+
+    #[test]
+    fn reads_alert() {
+        let body = "An email that you attempted to send to the following address could not be delivered:\n-- lia@Example.com\n\nThe problem appears to be :\n-- Recipient email address is possibly incorrect\n\nAdditional information follows :\n-- 5.1.1 Recipient address rejected: no such user\n";
+        let got = test_input(
+            "postmaster@example.org",
+            "[Postmaster] Email Delivery Failure",
+            body,
+            |i| {
+                assert!(detect(i));
+                read(i)
+            },
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("lia@example.com"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("5.1.1 Recipient address rejected: no such user")
+        );
+        assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn garbage_gives_nothing() {
+        assert!(
+            test_input(
+                "x",
+                "y",
+                "could not be delivered\n-- \u{0}\nThe problem appears to be",
+                read
+            )
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Trend Micro InterScan Messaging Security Suite notices: "Unable to deliver message to <address>",
+//! or an SMTP transcript (`Sent <<< RCPT TO:<address>` / `Received >>> 550 ...`).
+
+use super::provider_util::{contains_ci, failed, first_addr, own_text};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The InterScan reader.
+pub const FAMILY: Family = Family {
+    name: "trendmicro",
+    detect,
+    read,
+};
+
+fn detect(input: &Input) -> bool {
+    input.body.contains("InterScan")
+        || input
+            .header("From")
+            .is_some_and(|f| contains_ci(f, "interscan"))
+        || (input.body.contains("Sent <<< RCPT TO:") && input.body.contains("Received >>>"))
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = own_text(input.body);
+    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut pending: Option<(String, &str)> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("Sent <<<") {
+            let rest = rest.trim();
+            if contains_ci(rest, "rcpt to") {
+                pending = first_addr(rest).map(|a| (a, "RCPT"));
+            }
+        } else if let Some(rest) = t.strip_prefix("Received >>>") {
+            if let Some((a, cmd)) = pending.take() {
+                let mut r = failed(a, rest.trim().to_string());
+                r.command = Some(cmd.to_string());
+                out.push(r);
+            }
+        } else if let Some(at) = t.find("Unable to deliver message to") {
+            let sentence = t.get(at..).unwrap_or(t);
+            if let Some(a) = first_addr(sentence)
+                && !out
+                    .iter()
+                    .any(|r| r.recipient.as_deref() == Some(a.as_str()))
+            {
+                out.push(failed(a, sentence.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::provider_util::test_input;
+
+    #[test]
+    fn reads_transcript() {
+        let body = "Sent <<< RCPT TO:<jan@Example.com>\nReceived >>> 550 5.1.1 <jan@example.com>... unknown\n";
+        let got = test_input("postmaster@example.org", "Undeliverable", body, |i| {
+            assert!(detect(i));
+            read(i)
+        });
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("jan@example.com"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("550 5.1.1 <jan@example.com>... unknown")
+        );
+        assert_eq!(got[0].command.as_deref(), Some("RCPT"));
+    }
+
+    #[test]
+    fn reads_notice_and_garbage() {
+        let body = "Message from InterScan Messaging Security Suite\n\nUnable to deliver message to <kai@example.net> (and other recipients in the same domain).\n";
+        let got = test_input(
+            "postmaster@example.org",
+            "Mail could not be delivered",
+            body,
+            read,
+        );
+        assert_eq!(got[0].recipient.as_deref(), Some("kai@example.net"));
+        assert!(
+            got[0]
+                .diagnostic
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("Unable to deliver message to")
+        );
+        assert_eq!(got[0].command, None);
+        assert!(
+            test_input(
+                "x",
+                "y",
+                "Received >>> 550\nSent <<< RCPT TO:\u{0}\nUnable to deliver message to",
+                read
+            )
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Verizon Wireless MMS gateway notices (vtext.com, vzwpix.com): "Message could not be delivered
+//! to mobile." with the original's `To`, or "Error message below:" with `RCPT TO:` in the details.
+
+use std::borrow::Cow;
+
+use super::provider_util::{failed, first_addr, unfold};
+use super::{Family, Input};
+use crate::report::RecipientReport;
+
+/// The Verizon reader.
+pub const FAMILY: Family = Family {
+    name: "verizon",
+    detect,
+    read,
+};
+
+fn from_verizon(input: &Input) -> bool {
+    input.from.contains("vtext.com")
+        || input.from.contains("vzwpix.com")
+        || input.from.contains("verizon")
+}
+
+/// The report text: the decoded body, or the raw message when the gateway's malformed MIME
+/// (an unfolded `boundary=` line) leaves the decoded body without it.
+fn text<'a>(input: &Input<'a>) -> Cow<'a, str> {
+    if input.body.contains("Error") {
+        Cow::Borrowed(input.body)
+    } else {
+        String::from_utf8_lossy(input.message.raw_message())
+    }
+}
+
+fn detect(input: &Input) -> bool {
+    from_verizon(input) && text(input).contains("Error")
+}
+
+fn read(input: &Input) -> Vec<RecipientReport> {
+    let text = text(input);
+    let body = text.as_ref();
+    let mut recipient = None;
+    let mut diag = Vec::new();
+    let mut take_next = false;
+    let mut in_original = false;
+    for line in body.lines() {
+        let t = line.trim();
+        if take_next && !t.is_empty() {
+            diag.push(t);
+            take_next = false;
+            continue;
+        }
+        if t == "Error message below:" {
+            take_next = true;
+        } else if let Some(rest) = t.strip_prefix("Error:") {
+            if diag.is_empty() {
+                diag.push(rest.trim());
+            }
+        } else if t.starts_with("Original Message:") {
+            in_original = true;
+        } else if let Some(rest) = t.strip_prefix("RCPT TO:") {
+            recipient = recipient.or_else(|| first_addr(rest));
+        } else if in_original && let Some(rest) = t.strip_prefix("To:") {
+            recipient = recipient.or_else(|| first_addr(rest));
+        }
+    }
+    // A specific reply ("Error message below:") replaces the summary line.
+    if diag.len() > 1 {
+        diag.remove(0);
+    }
+    let diag = unfold(diag);
+    let Some(a) = recipient else {
+        return Vec::new();
+    };
+    vec![failed(a, diag)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::text::provider_util::test_input;
+
+    #[test]
+    fn reads_mms_notice() {
+        let body = "Message could not be delivered to mobile.\nError: No valid recipients for this MM\n\n\nOriginal Message:\nFrom: A <a@example.org>\nTo: 5550100@vzwpix.example.com\n";
+        let got = test_input(
+            "sysadmin@m1.vzwpix.com",
+            "Undeliverable Message",
+            body,
+            |i| {
+                assert!(detect(i));
+                read(i)
+            },
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].recipient.as_deref(),
+            Some("5550100@vzwpix.example.com")
+        );
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("No valid recipients for this MM")
+        );
+        assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn falls_back_to_raw_text() {
+        let raw = "From: post_master@vtext.com\nSubject: Re: hi\nContent-Type: multipart/mixed;\nboundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nError: Invalid user address\n\nError message below:\n550 no such user here\n\n  RCPT TO: 5550102@vtext.example.com\n--b1--\n";
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap_or_default();
+        let input = Input {
+            message: &message,
+            subject: "Re: hi",
+            from: "post_master@vtext.com",
+            body: "",
+        };
+        assert!(detect(&input));
+        let got = read(&input);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].recipient.as_deref(),
+            Some("5550102@vtext.example.com")
+        );
+        assert_eq!(got[0].diagnostic.as_deref(), Some("550 no such user here"));
+    }
+
+    #[test]
+    fn reads_error_message_form_and_garbage() {
+        let body = "Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here\n\nMessage details:\n  MAIL FROM: s@example.org\n  RCPT TO: 5550101@vtext.example.com\n";
+        let got = test_input("post_master@vtext.com", "Re: hi", body, read);
+        assert_eq!(
+            got[0].recipient.as_deref(),
+            Some("5550101@vtext.example.com")
+        );
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("550 - Requested action not taken: no such user here")
+        );
+        assert_eq!(got[0].command, None);
+        assert!(
+            test_input(
+                "x@vtext.com",
+                "y",
+                "Error:\nRCPT TO:\u{0}\nOriginal Message:\nTo:",
+                read
+            )
+            .is_empty()
+        );
+    }
+}
