@@ -19,9 +19,13 @@
 
 pub mod classify;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod eval;
+pub mod export;
+pub mod policy;
 pub mod report;
+pub mod store;
 
 pub use classify::{Bounce, BounceType, Classifier, Reason};
 pub use error::ReadError;

@@ -1,0 +1,122 @@
+//! Store errors, sorted into the cases a user can act on.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Why the database could not do what was asked; each case names the file and what to do.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Reading commands need an existing database.
+    #[error("no bounce database at {path}: run `bounced import` first, or pass --db")]
+    Missing { path: PathBuf },
+    /// Another process held the write lock longer than the busy timeout.
+    #[error(
+        "database {path} is locked by another process (a running daemon or import?); wait for it to finish, or stop it, then retry"
+    )]
+    Locked { path: PathBuf },
+    /// The file or its folder cannot be written (WAL mode needs the folder writable too).
+    #[error(
+        "database {path} is read-only: make the file and its folder writable by this user (WAL mode writes {path}-wal and {path}-shm beside it)"
+    )]
+    ReadOnly { path: PathBuf },
+    /// The file cannot be opened at all.
+    #[error("cannot open database {path}: check that the folder exists and is writable ({detail})")]
+    CannotOpen { path: PathBuf, detail: String },
+    /// The file is not a SQLite database, or is damaged.
+    #[error(
+        "{path} is not a bounced database or is damaged: point --db at the right file, or restore it from a backup"
+    )]
+    Corrupt { path: PathBuf },
+    /// A migration this binary does not know has been applied: a newer bounced wrote the file.
+    #[error(
+        "database {path} was written by a newer bounced (schema version {found}, this binary knows up to {known}): upgrade bounced"
+    )]
+    NewerVersion {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    /// A migration failed; the transaction holding it was rolled back.
+    #[error("cannot bring database {path} up to date: {source}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// No recipient with this address is known.
+    #[error("no recipient {0} in the database")]
+    UnknownRecipient(String),
+    /// The stored raw message could not be decompressed.
+    #[error("stored message {id} in {path} cannot be decompressed: {source}")]
+    Raw {
+        path: PathBuf,
+        id: i64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other database error.
+    #[error("database {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// SQLite primary result codes we explain.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_READONLY: i64 = 8;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_CANTOPEN: i64 = 14;
+const SQLITE_NOTADB: i64 = 26;
+
+impl StoreError {
+    /// Sorts a sqlx error into a case the user can act on.
+    pub(crate) fn from_sqlx(path: &Path, e: sqlx::Error) -> StoreError {
+        let path = path.to_path_buf();
+        let code = match &e {
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .map(|c| c & 0xff),
+            _ => None,
+        };
+        match code {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Locked { path },
+            Some(SQLITE_READONLY) => StoreError::ReadOnly { path },
+            Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Corrupt { path },
+            Some(SQLITE_CANTOPEN) => StoreError::CannotOpen {
+                path,
+                detail: e.to_string(),
+            },
+            _ => StoreError::Sql { path, source: e },
+        }
+    }
+
+    /// Sorts a migration error: the database cases first, then a newer schema.
+    pub(crate) fn from_migrate(path: &Path, e: sqlx::migrate::MigrateError) -> StoreError {
+        use sqlx::migrate::MigrateError as M;
+        match e {
+            M::Execute(inner) | M::ExecuteMigration(inner, _) => {
+                match StoreError::from_sqlx(path, inner) {
+                    StoreError::Sql { path, source } => StoreError::Migrate {
+                        path,
+                        source: M::Execute(source),
+                    },
+                    other => other,
+                }
+            }
+            M::VersionMissing(v) => StoreError::NewerVersion {
+                path: path.to_path_buf(),
+                found: v,
+                known: super::Store::schema_version(),
+            },
+            other => StoreError::Migrate {
+                path: path.to_path_buf(),
+                source: other,
+            },
+        }
+    }
+}

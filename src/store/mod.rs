@@ -1,0 +1,218 @@
+//! The bounce database: everything SQL lives here.
+//!
+//! [`Store::open`] connects to a SQLite file (WAL, `synchronous=NORMAL`, a busy timeout, foreign keys
+//! on) and applies the embedded migrations; [`Store::record`] writes a batch of analysed messages in one
+//! transaction, idempotently; [`query`] returns plain row structs and never formats output. Times are
+//! unix seconds (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
+
+mod error;
+pub mod query;
+mod reclassify;
+mod record;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
+
+pub use error::StoreError;
+pub use reclassify::{ReclassifyReport, Shift};
+pub use record::{ManualOutcome, Outcome, Prepared, StateChange};
+
+use crate::policy::Policy;
+
+/// The migrations embedded at build time from `migrations/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The suppression policy applied when recording.
+    pub policy: Policy,
+    /// How long a statement waits for another writer before giving up with [`StoreError::Locked`].
+    pub busy_timeout: Duration,
+    /// Create the file when it does not exist (import, suppress); readers refuse a missing file.
+    pub create: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            policy: Policy::default(),
+            busy_timeout: Duration::from_secs(5),
+            create: true,
+        }
+    }
+}
+
+/// An open bounce database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+    policy: Policy,
+}
+
+/// Seconds since the epoch, the database's time unit.
+pub(crate) fn secs(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+/// The time a database integer holds.
+pub(crate) fn from_secs(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(s, 0).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        if !opts.create && !path.exists() {
+            return Err(StoreError::Missing { path });
+        }
+        let connect = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|e| StoreError::from_sqlx(&path, e))?
+            .filename(&path)
+            .create_if_missing(opts.create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(opts.busy_timeout)
+            .foreign_keys(true)
+            .statement_cache_capacity(64);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::from_sqlx(&path, e))?;
+        let store = Store {
+            pool,
+            path,
+            policy: opts.policy,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Refuses a database written by a newer bounced, then applies the migrations this one knows.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let has_table: Option<(String,)> = sqlx::query_as(
+            "select name from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        if has_table.is_some() {
+            let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
+                return Err(StoreError::NewerVersion {
+                    path: self.path.clone(),
+                    found: v,
+                    known,
+                });
+            }
+        }
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_migrate(&self.path, e))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The policy applied when recording.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The newest schema version this binary knows.
+    pub fn schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Wraps a sqlx error with this database's path.
+    pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
+        StoreError::from_sqlx(&self.path, e)
+    }
+
+    pub(crate) async fn begin(&self) -> Result<SqliteTransaction<'static>, StoreError> {
+        self.pool.begin().await.map_err(|e| self.err(e))
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Splits an address into the stored form: local part as sent, domain lower-cased.
+///
+/// Returns `(address, domain)`, or `None` for something that is not a usable address (no `@`, an
+/// empty side, white space or control characters, longer than 320 bytes).
+pub fn normalize_address(raw: &str) -> Option<(String, String)> {
+    let mut s = raw.trim();
+    if let Some((ty, rest)) = s.split_once(';')
+        && ty.trim().eq_ignore_ascii_case("rfc822")
+    {
+        s = rest.trim();
+    }
+    let s = s.strip_prefix('<').unwrap_or(s);
+    let s = s.strip_suffix('>').unwrap_or(s).trim();
+    if s.is_empty() || s.len() > 320 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (local, domain) = s.rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() || domain.contains(['<', '>', ',', ';']) {
+        return None;
+    }
+    let domain = domain.trim_end_matches('.').to_lowercase();
+    if domain.is_empty() {
+        return None;
+    }
+    Some((format!("{local}@{domain}"), domain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_domain_only() {
+        assert_eq!(
+            normalize_address(" <Jane.Doe@Example.COM> "),
+            Some(("Jane.Doe@example.com".into(), "example.com".into()))
+        );
+        assert_eq!(
+            normalize_address("rfc822; bob@Mail.Example.org."),
+            Some(("bob@mail.example.org".into(), "mail.example.org".into()))
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_address() {
+        for bad in [
+            "",
+            "no-at-sign",
+            "@example.com",
+            "user@",
+            "a b@example.com",
+            "x@\u{7}",
+        ] {
+            assert_eq!(normalize_address(bad), None, "{bad:?}");
+        }
+    }
+}

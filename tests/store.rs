@@ -1,0 +1,529 @@
+//! The bounce database on a real SQLite file: schema, idempotency, policy, history, reclassify, errors.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bounced::policy::{Cause, Policy, State};
+use bounced::store::query::BounceFilter;
+use bounced::store::{Outcome, Prepared, Store, StoreError, StoreOptions};
+use bounced::{Analysis, Bounce, BounceType, Reason};
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::TryStreamExt;
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn bounce(rcpt: &str, reason: Reason, ty: BounceType) -> Bounce {
+    Bounce {
+        recipient: Some(rcpt.to_owned()),
+        action: Some("failed".into()),
+        status: Some("5.1.1".into()),
+        replycode: Some("550".into()),
+        reason,
+        bounce_type: ty,
+        diagnostic: Some("550 5.1.1 mailbox unavailable".into()),
+        remote_mta: Some("mx.example.net".into()),
+        reporting_mta: Some("mta.example.org".into()),
+        date: None,
+        feedback_type: None,
+        rule: format!("test-{}", reason.as_str()),
+        reader: "dsn".into(),
+        original_message_id: Some("orig-1@example.org".into()),
+        original_from: None,
+        original_to: None,
+        original_subject: None,
+        original_list_id: Some("news.example.org".into()),
+    }
+}
+
+fn analysis(bounces: Vec<Bounce>) -> Analysis {
+    Analysis {
+        kind: "dsn",
+        reader: "dsn",
+        bounces,
+        error: None,
+        original: None,
+    }
+}
+
+fn message(n: u32, received: DateTime<Utc>, bounces: Vec<Bounce>) -> Prepared {
+    let raw = format!("From: mailer-daemon@example.org\nSubject: failure {n}\n\nbody {n}\n");
+    Prepared::new(
+        format!("file:/tmp/{n}.eml"),
+        received,
+        raw.as_bytes(),
+        analysis(bounces),
+    )
+}
+
+async fn open(dir: &Path) -> Store {
+    let store = Store::open(&dir.join("b.db"), StoreOptions::default()).await;
+    assert!(store.is_ok(), "{store:?}");
+    store.unwrap_or_else(|_| unreachable!())
+}
+
+#[tokio::test]
+async fn schema_is_applied_with_wal_and_foreign_keys() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    store.close().await;
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("b.db").display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tables: Vec<(String,)> =
+        sqlx::query_as("select name from sqlite_master where type = 'table' order by name")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = tables.iter().map(|(n,)| n.as_str()).collect();
+    for t in [
+        "bounces",
+        "events",
+        "messages",
+        "recipients",
+        "_sqlx_migrations",
+    ] {
+        assert!(names.contains(&t), "missing table {t}: {names:?}");
+    }
+    let (mode,): (String,) = sqlx::query_as("pragma journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mode, "wal");
+    let (version,): (i64,) = sqlx::query_as("select max(version) from _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(version, Store::schema_version());
+}
+
+#[tokio::test]
+async fn recording_is_idempotent_within_and_across_batches() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    let m = message(
+        1,
+        at(1, 0),
+        vec![bounce(
+            "Ann@Example.COM",
+            Reason::Userunknown,
+            BounceType::Hard,
+        )],
+    );
+    let out = store
+        .record(&[m.clone(), m.clone()], at(1, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(out[0], Outcome::New { bounces: 1, .. }));
+    assert!(matches!(out[1], Outcome::Duplicate { .. }));
+    let again = store
+        .record(&[m], at(2, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(again[0], Outcome::Duplicate { .. }));
+
+    let s = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.messages, 1);
+    assert_eq!(s.bounces, 1);
+    assert_eq!(s.recipients, 1);
+    let r = store
+        .recipient("ann@example.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r, None, "the local part is kept as sent");
+    let r = store
+        .recipient("Ann@EXAMPLE.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("recipient missing"));
+    assert_eq!(r.address, "Ann@example.com");
+    assert_eq!(r.hard_count, 1);
+}
+
+#[tokio::test]
+async fn hard_bounce_suppresses_and_history_says_why() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    let out = store
+        .record(
+            &[message(
+                1,
+                at(3, 8),
+                vec![bounce(
+                    "bob@example.com",
+                    Reason::Userunknown,
+                    BounceType::Hard,
+                )],
+            )],
+            at(3, 9),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Outcome::New { changes, .. } = &out[0] else {
+        panic!("expected a new message: {out:?}");
+    };
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].to, State::Suppressed);
+    assert_eq!(changes[0].cause, Cause::Hard);
+
+    let r = store
+        .recipient("bob@example.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("recipient missing"));
+    assert_eq!(r.state, "suppressed");
+    assert_eq!(r.suppressed_type.as_deref(), Some("hard"));
+    assert_eq!(r.suppressed_why.as_deref(), Some("userunknown"));
+    assert_eq!(r.suppressed_at.map(|t| t.0), Some(at(3, 8)));
+
+    let h = store
+        .history("bob@example.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].cause, "hard");
+    assert_eq!(h[0].rule.as_deref(), Some("test-userunknown"));
+    assert_eq!(h[0].reason.as_deref(), Some("userunknown"));
+    assert_eq!(h[0].source.as_deref(), Some("file:/tmp/1.eml"));
+}
+
+#[tokio::test]
+async fn soft_bounces_suppress_at_threshold_counting_one_per_day() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    let rcpt = "carol@example.com";
+    let mut n = 0;
+    // Day 1: three soft bounces, one counts. Days 2..4: one each.
+    for (day, hour) in [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1), (4, 1)] {
+        n += 1;
+        store
+            .record(
+                &[message(
+                    n,
+                    at(day, hour),
+                    vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+                )],
+                at(day, hour),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let r = store
+        .recipient(rcpt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("recipient missing"));
+    assert_eq!(r.soft_score, 4);
+    assert_eq!(r.soft_count, 6);
+    assert_eq!(r.state, "active");
+
+    let counted: Vec<bool> = store
+        .bounces(&BounceFilter {
+            recipient: Some(rcpt.into()),
+            ..BounceFilter::default()
+        })
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|b| b.counted)
+        .collect();
+    assert_eq!(counted.iter().filter(|c| **c).count(), 4);
+
+    store
+        .record(
+            &[message(
+                99,
+                at(5, 1),
+                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+            )],
+            at(5, 1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = store
+        .recipient(rcpt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("recipient missing"));
+    assert_eq!(r.state, "suppressed");
+    assert_eq!(r.suppressed_type.as_deref(), Some("soft"));
+    let h = store.history(rcpt).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].cause, "soft_threshold");
+}
+
+#[tokio::test]
+async fn failure_time_comes_from_the_report_date() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    let mut b = bounce("dan@example.com", Reason::Userunknown, BounceType::Hard);
+    b.date = Some("Mon, 2 Mar 2026 10:00:00 +0200 (EET)".into());
+    store
+        .record(&[message(1, at(9, 0), vec![b])], at(9, 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = store
+        .recipient("dan@example.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("recipient missing"));
+    assert_eq!(r.first_bounce_at.map(|t| t.0), Some(at(2, 8)));
+}
+
+#[tokio::test]
+async fn manual_unsuppress_holds_against_soft_until_a_complaint() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(
+        &dir.path().join("b.db"),
+        StoreOptions {
+            policy: Policy {
+                soft_threshold: 1,
+                ..Policy::default()
+            },
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rcpt = "eve@example.com";
+    store
+        .record(
+            &[message(
+                1,
+                at(1, 0),
+                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+            )],
+            at(1, 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = |s: &Store| {
+        let s = s.clone();
+        async move {
+            s.recipient(rcpt)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|r| r.state)
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(state(&store).await, "suppressed");
+    let out = store
+        .unsuppress(rcpt, Some("asked by support"), at(2, 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.changed);
+    store
+        .record(
+            &[message(
+                2,
+                at(3, 0),
+                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+            )],
+            at(3, 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state(&store).await, "active");
+    store
+        .record(
+            &[message(
+                3,
+                at(4, 0),
+                vec![bounce(rcpt, Reason::Feedback, BounceType::Complaint)],
+            )],
+            at(4, 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state(&store).await, "suppressed");
+    let causes: Vec<String> = store
+        .history(rcpt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|e| format!("{}:{}", e.change, e.cause))
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            "suppressed:soft_threshold",
+            "unsuppressed:manual",
+            "suppressed:complaint"
+        ]
+    );
+    assert!(matches!(
+        store.unsuppress("nobody@example.com", None, at(5, 0)).await,
+        Err(StoreError::UnknownRecipient(_))
+    ));
+}
+
+#[tokio::test]
+async fn reclassify_follows_improved_rules() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    let rcpt = "fay@example.com";
+    store
+        .record(
+            &[
+                message(
+                    1,
+                    at(1, 0),
+                    vec![bounce(rcpt, Reason::Onhold, BounceType::Soft)],
+                ),
+                message(
+                    2,
+                    at(1, 0),
+                    vec![bounce("gus@example.com", Reason::Onhold, BounceType::Soft)],
+                ),
+            ],
+            at(1, 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The improved rules see that message 1 is a hard bounce; message 2 is unchanged.
+    let report = store
+        .reclassify(
+            None,
+            |raw| {
+                let text = String::from_utf8_lossy(raw);
+                if text.contains("failure 1\n") {
+                    analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
+                } else {
+                    analysis(vec![bounce(
+                        "gus@example.com",
+                        Reason::Onhold,
+                        BounceType::Soft,
+                    )])
+                }
+            },
+            at(10, 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.messages, 2);
+    assert_eq!(report.changed, 1);
+    assert_eq!(report.shifts.len(), 1);
+    assert_eq!(report.shifts[0].address, rcpt);
+    assert_eq!(report.shifts[0].to, State::Suppressed);
+    let r = store
+        .recipient(rcpt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("recipient missing"));
+    assert_eq!((r.hard_count, r.soft_count), (1, 0));
+    assert_eq!(r.suppressed_why.as_deref(), Some("userunknown"));
+    let h = store.history(rcpt).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].rule.as_deref(), Some("test-userunknown"));
+
+    // Running it again changes nothing.
+    let again = store
+        .reclassify(
+            None,
+            |raw| {
+                let text = String::from_utf8_lossy(raw);
+                if text.contains("failure 1\n") {
+                    analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
+                } else {
+                    analysis(vec![bounce(
+                        "gus@example.com",
+                        Reason::Onhold,
+                        BounceType::Soft,
+                    )])
+                }
+            },
+            at(11, 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.changed, 0);
+    assert!(again.shifts.is_empty());
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("b.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap_or_else(|e| panic!("{e}"));
+    let err = Store::open(&path, StoreOptions::default()).await;
+    assert!(matches!(err, Err(StoreError::Corrupt { .. })), "{err:?}");
+    let text = err.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(text.contains("b.db"), "{text}");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("b.db");
+    open(dir.path()).await.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(
+        "insert into _sqlx_migrations (version, description, success, checksum, execution_time) \
+         values (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    pool.close().await;
+    let err = Store::open(&path, StoreOptions::default()).await;
+    assert!(
+        matches!(err, Err(StoreError::NewerVersion { found: 9999, .. })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_database_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("b.db");
+    let store = Store::open(
+        &path,
+        StoreOptions {
+            busy_timeout: Duration::from_millis(100),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("begin immediate")
+        .execute(&mut other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = store
+        .record(&[message(1, at(1, 0), Vec::new())], at(1, 0))
+        .await;
+    assert!(matches!(err, Err(StoreError::Locked { .. })), "{err:?}");
+    sqlx::query("rollback")
+        .execute(&mut other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn a_missing_database_is_not_created_by_readers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("none.db");
+    let err = Store::open(
+        &path,
+        StoreOptions {
+            create: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await;
+    assert!(matches!(err, Err(StoreError::Missing { .. })), "{err:?}");
+    assert!(!path.exists());
+}
+
+use sqlx::Connection;
