@@ -63,21 +63,40 @@ fn matches(want: &Value, got: &Value, key: Option<&str>) -> bool {
     }
 }
 
-/// A line diff of two pretty JSON texts: `-` expected, `+` got (by position; good enough to read).
-fn diff(want: &str, got: &str) -> String {
-    let w: Vec<&str> = want.lines().collect();
-    let g: Vec<&str> = got.lines().collect();
+/// The differences between two result arrays, one field per line: `-` expected, `+` got.
+fn diff(want: &Value, got: &Value) -> String {
+    let empty = Vec::new();
+    let w = want.as_array().unwrap_or(&empty);
+    let g = got.as_array().unwrap_or(&empty);
     let mut out = String::new();
+    if w.len() != g.len() {
+        let _ = writeln!(out, "  {} result(s) expected, {} given", w.len(), g.len());
+    }
     for i in 0..w.len().max(g.len()) {
         match (w.get(i), g.get(i)) {
-            (Some(a), Some(b)) if a == b => {}
-            (Some(a), Some(b)) if a.contains("\"rule\": \"*\"") && b.contains("\"rule\":") => {}
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let (x, y) = (a.get(k), b.get(k));
+                    let same = match (x, y) {
+                        (Some(x), Some(y)) => matches(x, y, Some(k.as_str())),
+                        _ => false,
+                    };
+                    if !same {
+                        let show =
+                            |v: Option<&Value>| v.map_or("(absent)".to_string(), Value::to_string);
+                        let _ = writeln!(out, "  [{i}].{k}\n  - {}\n  + {}", show(x), show(y));
+                    }
+                }
+            }
             (a, b) => {
                 if let Some(a) = a {
-                    let _ = writeln!(out, "- {a}");
+                    let _ = writeln!(out, "  [{i}]\n  - {a}");
                 }
                 if let Some(b) = b {
-                    let _ = writeln!(out, "+ {b}");
+                    let _ = writeln!(out, "  [{i}]\n  + {b}");
                 }
             }
         }
@@ -119,14 +138,13 @@ fn golden_cases() {
             ran += 1;
             if !matches(&want, &got, None) {
                 let got_text = serde_json::to_string_pretty(&got).unwrap_or_default();
-                let want_text = serde_json::to_string_pretty(&want).unwrap_or_default();
                 if !case_failed {
                     let _ = fs::write(&actual_path, format!("{got_text}\n"));
                 }
                 case_failed = true;
                 failures.push(format!(
                     "{name} ({ending}): result differs from {name}.expected.json\n{}",
-                    diff(&want_text, &got_text)
+                    diff(&want, &got)
                 ));
             }
         }
@@ -160,6 +178,20 @@ fn wildcard_only_applies_to_rule() {
         &serde_json::json!([{"rule": "a", "extra": null}]),
         None
     ));
+}
+
+#[test]
+fn diff_names_the_differing_fields() {
+    let want = serde_json::json!([{"reason": "userunknown", "rule": "*", "status": "5.1.1"}]);
+    let got = serde_json::json!([{"reason": "onhold", "rule": "r9", "status": "5.1.1"}]);
+    let d = diff(&want, &got);
+    assert!(d.contains("[0].reason"), "{d}");
+    assert!(
+        d.contains("- \"userunknown\"") && d.contains("+ \"onhold\""),
+        "{d}"
+    );
+    assert!(!d.contains("rule") && !d.contains("status"), "{d}");
+    assert!(diff(&want, &serde_json::json!([])).contains("1 result(s) expected, 0 given"));
 }
 
 #[test]

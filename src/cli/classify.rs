@@ -47,31 +47,83 @@ pub struct Args {
 }
 
 /// One line of `classify` output: a result, or the single line of a message without results.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
+///
+/// Serialised by hand so the keys keep the contract order whatever fields [`Bounce`] gains, and so an
+/// empty string always comes out as `null`.
+#[derive(Debug)]
 pub enum Row<'a> {
     /// One recipient result.
     Result {
-        /// The input path (`-` for stdin); omitted by [`rows`] when `None`.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// The input path (`-` for stdin); the key is left out when `None`.
         file: Option<&'a str>,
         /// The message kind.
         kind: &'a str,
-        /// The result's fields, in contract order.
-        #[serde(flatten)]
+        /// The result.
         bounce: &'a Bounce,
     },
     /// A message with no result: `not_bounce`, or `error` with the error text.
     Empty {
-        /// The input path (`-` for stdin); omitted by [`rows`] when `None`.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// The input path (`-` for stdin); the key is left out when `None`.
         file: Option<&'a str>,
-        /// `not_bounce` or `error` (or the message's kind when it gave no result).
+        /// `not_bounce` or `error`.
         kind: &'a str,
         /// The error text, for `error`.
-        #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+}
+
+/// `None` for an absent or empty value: the contract has `null`, never `""`.
+fn known(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
+}
+
+impl Serialize for Row<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Row::Result { file, kind, bounce } => {
+                if let Some(file) = file {
+                    map.serialize_entry("file", file)?;
+                }
+                map.serialize_entry("kind", kind)?;
+                let b = bounce;
+                let fields: [(&str, Option<&str>); 18] = [
+                    ("recipient", b.recipient.as_deref()),
+                    ("action", b.action.as_deref()),
+                    ("status", b.status.as_deref()),
+                    ("replycode", b.replycode.as_deref()),
+                    ("reason", Some(b.reason.as_str())),
+                    ("bounce_type", Some(b.bounce_type.as_str())),
+                    ("diagnostic", b.diagnostic.as_deref()),
+                    ("remote_mta", b.remote_mta.as_deref()),
+                    ("reporting_mta", b.reporting_mta.as_deref()),
+                    ("date", b.date.as_deref()),
+                    ("feedback_type", b.feedback_type.as_deref()),
+                    ("rule", Some(b.rule.as_str())),
+                    ("reader", Some(b.reader.as_str())),
+                    ("original_message_id", b.original_message_id.as_deref()),
+                    ("original_from", b.original_from.as_deref()),
+                    ("original_to", b.original_to.as_deref()),
+                    ("original_subject", b.original_subject.as_deref()),
+                    ("original_list_id", b.original_list_id.as_deref()),
+                ];
+                for (key, value) in fields {
+                    map.serialize_entry(key, &known(value))?;
+                }
+            }
+            Row::Empty { file, kind, error } => {
+                if let Some(file) = file {
+                    map.serialize_entry("file", file)?;
+                }
+                map.serialize_entry("kind", kind)?;
+                if let Some(error) = error {
+                    map.serialize_entry("error", error)?;
+                }
+            }
+        }
+        map.end()
+    }
 }
 
 /// The output rows of one analysed message: one per bounce, or exactly one when there is none.
@@ -315,6 +367,22 @@ mod tests {
             r#"{"file":"a.eml","kind":"dsn","recipient":"user@example.com","action":"failed","status":"5.1.1","replycode":null,"reason":"userunknown","bounce_type":"hard","diagnostic":null,"remote_mta":null,"reporting_mta":null,"date":null,"feedback_type":null,"rule":"r1","reader":"dsn","original_message_id":null,"#
         ), "{line}");
         assert!(line.ends_with(r#""original_list_id":null}"#), "{line}");
+        Ok(())
+    }
+
+    #[test]
+    fn empty_strings_come_out_as_null() -> serde_json::Result<()> {
+        let mut b = bounce();
+        b.diagnostic = Some(String::new());
+        b.rule = String::new();
+        let line = serde_json::to_string(&Row::Result {
+            file: None,
+            kind: "dsn",
+            bounce: &b,
+        })?;
+        assert!(line.contains(r#""diagnostic":null"#), "{line}");
+        assert!(line.contains(r#""rule":null"#), "{line}");
+        assert!(!line.contains(r#""""#), "{line}");
         Ok(())
     }
 

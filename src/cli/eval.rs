@@ -256,3 +256,43 @@ fn print_text(out: &mut impl Write, dir: &Path, f: &Figures, read_errors: u64) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_relative_with_slashes() {
+        let dir = Path::new("/corpus/maildir");
+        assert_eq!(
+            relative_name(dir, Path::new("/corpus/maildir/a-01.eml")),
+            "a-01.eml"
+        );
+        assert_eq!(
+            relative_name(dir, Path::new("/corpus/maildir/sub/b-02.eml")),
+            "sub/b-02.eml"
+        );
+    }
+
+    #[test]
+    fn expected_rows_load_and_bad_lines_are_named() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("expected.jsonl");
+        fs::write(
+            &p,
+            "{\"file\":\"a-01.eml\",\"n\":1,\"status\":\"5.1.1\",\"replycode\":\"550\",\"reason\":\"userunknown\",\"hardbounce\":true,\"feedbacktype\":\"\",\"engine\":\"x\"}\n\n",
+        )?;
+        let rows = load_expected(&p)?;
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].hardbounce);
+        fs::write(&p, "{\"file\":\"a-01.eml\"}\n{broken\n")?;
+        let err = format!(
+            "{:#}",
+            load_expected(&p)
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!(""))
+        );
+        assert!(err.contains("line 1"), "{err}");
+        Ok(())
+    }
+}
