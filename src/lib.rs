@@ -13,6 +13,9 @@
 //! - [`error`]: the library's typed errors.
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
 //! - [`cli`]: the subcommands of the `bounced` binary (one file each).
+//! - [`source`]: Maildir folders and IMAP mailboxes; they yield `Incoming` messages and act on acks.
+//! - [`daemon`]: `bounced run`: sources -> bounded queue -> workers -> one batching writer -> acks,
+//!   acknowledging a message only after its result is committed; drains on SIGTERM/SIGINT.
 //!
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
 //! the same code.
@@ -20,11 +23,13 @@
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod eval;
 pub mod export;
 pub mod policy;
 pub mod report;
+pub mod source;
 pub mod store;
 
 pub use classify::{Bounce, BounceType, Classifier, Reason};

@@ -5,8 +5,10 @@
 //! stopped the run (bad arguments, unreadable rule or expectation file).
 
 pub mod bench;
+pub mod check_config;
 pub mod classify;
 pub mod eval;
+pub mod run;
 
 use std::fs;
 use std::io::Read;
@@ -37,6 +39,10 @@ pub enum Command {
     Eval(eval::Args),
     /// Measure parsing and classification speed on a directory of messages.
     Bench(bench::Args),
+    /// Run the daemon: watch Maildir folders and IMAP mailboxes, record every message.
+    Run(run::Args),
+    /// Validate a configuration file and its environment overrides.
+    CheckConfig(check_config::Args),
 }
 
 /// Starts the tracing subscriber on stderr.
@@ -60,6 +66,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Classify(args) => classify::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Run(args) => run::run(args, cli.verbose),
+        Command::CheckConfig(args) => check_config::run(args),
     }
 }
 
