@@ -179,7 +179,7 @@ pub async fn run(
         source_tasks.spawn(async move { src.run(tx, c, Some(r_tx)).await.map_err(Into::into) });
     }
     for (cfg, secret) in sources.imaps {
-        let src = ImapSource::new(cfg, secret, store.clone());
+        let src = ImapSource::new(cfg, secret, store.clone(), settings.read.max_size);
         let tx = in_tx.clone();
         let c = cancel.clone();
         source_tasks.spawn(async move {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod dovecot;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
