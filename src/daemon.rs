@@ -152,6 +152,17 @@ struct Ready {
     ack: Ack,
 }
 
+/// Live counts of a running daemon, for benchmarks and tests that wait on progress.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Counters>);
+
+impl Progress {
+    /// The counts so far.
+    pub fn snapshot(&self) -> Summary {
+        self.0.snapshot()
+    }
+}
+
 /// Runs the daemon until `shutdown` completes (or a source fails), then drains and returns.
 /// `on_ready` is called once every source is watching (systemd's READY=1).
 pub async fn run(
@@ -162,8 +173,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(),
 ) -> Result<Summary, DaemonError> {
+    let progress = Progress::default();
+    run_observed(
+        settings, store, classifier, sources, shutdown, on_ready, progress,
+    )
+    .await
+}
+
+/// [`run`], counting into `progress` so the caller can watch it.
+pub async fn run_observed(
+    settings: Settings,
+    store: Store,
+    classifier: Arc<Classifier>,
+    sources: Sources,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(),
+    progress: Progress,
+) -> Result<Summary, DaemonError> {
     let cancel = CancellationToken::new();
-    let counters = Arc::new(Counters::default());
+    let counters = progress.0;
     let (in_tx, in_rx) = mpsc::channel::<Incoming>(settings.queue.max(1));
     let (out_tx, out_rx) = mpsc::channel::<Ready>(settings.batch_size.max(1) * 2);
 
@@ -199,17 +227,36 @@ pub async fn run(
         let opts = settings.read.clone();
         let counters = counters.clone();
         workers.spawn(async move {
+            // Take what is waiting (up to a few dozen) in one go: one hand-off to the blocking
+            // pool per chunk rather than per message.
+            const CHUNK: usize = 32;
             loop {
-                let item = { rx.lock().await.recv().await };
-                let Some(item) = item else { break };
+                let mut items = Vec::with_capacity(CHUNK);
+                {
+                    let mut rx = rx.lock().await;
+                    let Some(first) = rx.recv().await else { break };
+                    items.push(first);
+                    while items.len() < CHUNK {
+                        match rx.try_recv() {
+                            Ok(i) => items.push(i),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let classifier = classifier.clone();
                 let opts = opts.clone();
-                let ready =
-                    tokio::task::spawn_blocking(move || prepare(item, &classifier, &opts)).await;
-                if let Ok(Some(ready)) = ready {
+                let prepared = tokio::task::spawn_blocking(move || {
+                    items
+                        .into_iter()
+                        .filter_map(|i| prepare(i, &classifier, &opts))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                for ready in prepared {
                     counters.received.fetch_add(1, Ordering::Relaxed);
                     if tx.send(ready).await.is_err() {
-                        break;
+                        return;
                     }
                 }
             }
@@ -455,6 +502,8 @@ async fn writer(
     batch_delay: Duration,
     counters: Arc<Counters>,
 ) -> Result<(), StoreError> {
+    let (ack_tx, ack_rx) = mpsc::channel(2);
+    let acker = tokio::spawn(acknowledge(ack_rx, counters.clone()));
     let mut batch: Vec<Ready> = Vec::with_capacity(batch_size);
     let mut prepared: Vec<Prepared> = Vec::with_capacity(batch_size);
     while let Some(first) = rx.recv().await {
@@ -503,8 +552,22 @@ async fn writer(
                 "recorded"
             );
         }
+        tracing::trace!(messages = acks.len(), elapsed = ?started.elapsed(), "batch committed");
+        // The acknowledgements of this batch overlap with recording the next one.
+        if ack_tx.send(acks).await.is_err() {
+            break;
+        }
+        prepared.clear();
+    }
+    drop(ack_tx);
+    let _ = acker.await;
+    Ok(())
+}
+
+/// Acknowledges committed batches in order, off the reactor (a Maildir acknowledgement is a rename).
+async fn acknowledge(mut rx: mpsc::Receiver<Vec<(Ack, Disposition)>>, counters: Arc<Counters>) {
+    while let Some(acks) = rx.recv().await {
         let n = acks.len() as u64;
-        // Acknowledging may rename files: do it off the reactor.
         let _ = tokio::task::spawn_blocking(move || {
             for (ack, d) in acks {
                 ack.ack(d);
@@ -512,10 +575,7 @@ async fn writer(
         })
         .await;
         counters.acked.fetch_add(n, Ordering::Relaxed);
-        tracing::trace!(messages = n, elapsed = ?started.elapsed(), "batch committed and acknowledged");
-        prepared.clear();
     }
-    Ok(())
 }
 
 /// Records a batch, retrying with capped backoff while the database refuses (locked, full disk):

@@ -5,6 +5,7 @@
 //! stopped the run (bad arguments, unreadable rule or expectation file).
 
 pub mod bench;
+pub mod bench_daemon;
 pub mod check_config;
 pub mod classify;
 pub mod eval;
@@ -43,6 +44,9 @@ pub enum Command {
     Run(run::Args),
     /// Validate a configuration file and its environment overrides.
     CheckConfig(check_config::Args),
+    /// Measure the daemon: backlog throughput and idle latency on a Maildir.
+    #[command(hide = true)]
+    BenchDaemon(bench_daemon::Args),
 }
 
 /// Starts the tracing subscriber on stderr.
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Run(args) => run::run(args, cli.verbose),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::BenchDaemon(args) => bench_daemon::run(args),
     }
 }
 

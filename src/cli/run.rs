@@ -101,6 +101,9 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_config(&cfg.daemon);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
+        // Workers, acknowledgements and listing are the only blocking work: a small pool keeps
+        // memory (one malloc arena per thread) bounded.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
