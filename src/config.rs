@@ -795,6 +795,84 @@ mod tests {
     }
 
     #[test]
+    fn daemon_defaults_and_sections() {
+        let c = parse(
+            "[daemon]\nbatch_delay = \"25ms\"\n[[maildir]]\npath = \"/m\"\n\
+             [[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"PW\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.daemon.batch_delay.0, Duration::from_millis(25));
+        assert_eq!(c.maildir[0].quarantine, ".Quarantine");
+        assert_eq!(c.imap[0].port(), 993);
+        assert_eq!(c.imap[0].security, ImapSecurity::Tls);
+        assert_eq!(HumanDuration(Duration::from_millis(25)).to_string(), "25ms");
+    }
+
+    #[test]
+    fn daemon_errors_name_the_key() {
+        let imap = "[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n";
+        let e = parse(&format!("{imap}password = \"x\"\n")).unwrap_err().to_string();
+        assert!(e.contains("imap.password") && e.contains("password_file"), "{e}");
+        assert!(!e.contains("\"x\""), "{e}");
+        let e = parse(imap).unwrap_err().to_string();
+        assert!(e.contains("imap.password_file"), "{e}");
+        let e = parse("[[maildir]]\npath = \"/m\"\nquarantine = \"a/b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maildir.quarantine"), "{e}");
+        let e = parse("[daemon]\nqueue = 0\n").unwrap_err().to_string();
+        assert!(e.contains("daemon.queue"), "{e}");
+        let e = parse("[logging]\nformat = \"xml\"\n").unwrap_err().to_string();
+        assert!(e.contains("format"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_and_names_the_variable() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "BOUNCED_DB" => Some("/var/lib/bounced/b.db".to_owned()),
+            "BOUNCED_BATCH_SIZE" => Some("64".to_owned()),
+            "BOUNCED_LOG_FORMAT" => Some("json".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env, Path::new("t")).unwrap();
+        assert_eq!(c.store.path, PathBuf::from("/var/lib/bounced/b.db"));
+        assert_eq!(c.daemon.batch_size, 64);
+        assert_eq!(c.logging.format, LogFormat::Json);
+        let e = Config::default()
+            .apply_env(
+                |k| (k == "BOUNCED_BATCH_SIZE").then(|| "lots".to_owned()),
+                Path::new("t"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BOUNCED_BATCH_SIZE"), "{e}");
+        let e = Config::default()
+            .apply_env(
+                |k| (k == "BOUNCED_BATCH_SIZE").then(|| "0".to_owned()),
+                Path::new("t"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "hunter2\nsecond line\n").unwrap();
+        let c = parse(&format!(
+            "[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\npassword_file = \"{}\"\n",
+            f.display()
+        ))
+        .unwrap();
+        let s = c.imap[0].password().unwrap();
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!format!("{s:?} {c:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn the_sample_config_is_valid_and_says_the_defaults() {
         let text = include_str!("../config/bounced.toml");
         let c = parse(text).unwrap();
@@ -803,5 +881,41 @@ mod tests {
         assert_eq!(c.store.batch_size, d.store.batch_size);
         assert_eq!(c.store.busy_timeout, d.store.busy_timeout);
         assert_eq!(c.policy(), d.policy());
+        assert_eq!(c.daemon.batch_size, d.daemon.batch_size);
+        assert_eq!(c.daemon.batch_delay, d.daemon.batch_delay);
+        assert_eq!(c.daemon.queue, d.daemon.queue);
+        assert_eq!(c.daemon.max_message_size, d.daemon.max_message_size);
+        assert_eq!(c.daemon.shutdown_grace, d.daemon.shutdown_grace);
+        assert_eq!(c.daemon.summary_interval, d.daemon.summary_interval);
+        assert_eq!(c.logging.format, d.logging.format);
+        assert_eq!(c.logging.level, d.logging.level);
+        assert!(c.maildir.is_empty() && c.imap.is_empty());
+    }
+
+    #[test]
+    fn the_sample_config_commented_sources_are_valid() {
+        // Uncomment the [[maildir]] and [[imap]] examples (one password source) and parse them.
+        let text = include_str!("../config/bounced.toml");
+        let mut out = String::new();
+        for line in text.lines() {
+            let t = line.strip_prefix("# ").unwrap_or(line);
+            let is_example = t.starts_with("[[")
+                || (line.starts_with("# ")
+                    && !line.starts_with("# #")
+                    && t.contains(" = ")
+                    && !t.starts_with("password_env")
+                    && !t.starts_with("password_credential")
+                    && !t.starts_with("rules"));
+            if is_example && line.starts_with("# ") {
+                out.push_str(t);
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        let c = parse(&out).unwrap();
+        assert_eq!(c.maildir.len(), 1);
+        assert_eq!(c.imap.len(), 1);
+        assert_eq!(c.imap[0].processed_mailbox.as_deref(), Some("Bounces/Processed"));
     }
 }

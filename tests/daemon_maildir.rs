@@ -242,3 +242,59 @@ fn sigkill_at_random_points_keeps_exactly_once() {
     assert_eq!(db_int(&db, "select count(*) from bounces"), total as i64);
     assert_all_acked(&md, total);
 }
+
+#[test]
+fn check_config_names_the_key_at_fault() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let md = tmp.path().join("Maildir");
+    make_maildir(&md);
+    let conf = tmp.path().join("bounced.toml");
+    let bin = env!("CARGO_BIN_EXE_bounced");
+    let check = |text: &str, env: &[(&str, &str)]| {
+        fs::write(&conf, text).expect("write");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("check-config").arg("--config").arg(&conf);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = format!(
+        "[store]\npath = \"{}\"\n[[maildir]]\npath = \"{}\"\n",
+        tmp.path().join("b.db").display(),
+        md.display()
+    );
+    let (code, out, _) = check(&good, &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ok: 1 maildir"), "{out}");
+    let (code, _, err) = check(&format!("{good}[daemon]\nqueue = 0\n"), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("daemon.queue"), "{err}");
+    let (code, _, err) = check(&good, &[("BOUNCED_SHUTDOWN_GRACE", "soon")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("BOUNCED_SHUTDOWN_GRACE"), "{err}");
+    let (code, _, err) = check(
+        &format!("[[maildir]]\npath = \"{}\"\n", tmp.path().join("nope").display()),
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("maildir.path"), "{err}");
+    let (code, _, err) = check(
+        "[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"BOUNCED_TEST_UNSET_PW\"\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("BOUNCED_TEST_UNSET_PW"), "{err}");
+    // `run` with nothing to watch refuses to start.
+    let out = std::process::Command::new(bin)
+        .arg("run")
+        .env_remove("BOUNCED_CONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
