@@ -811,8 +811,13 @@ mod tests {
     #[test]
     fn daemon_errors_name_the_key() {
         let imap = "[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n";
-        let e = parse(&format!("{imap}password = \"x\"\n")).unwrap_err().to_string();
-        assert!(e.contains("imap.password") && e.contains("password_file"), "{e}");
+        let e = parse(&format!("{imap}password = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("imap.password") && e.contains("password_file"),
+            "{e}"
+        );
         assert!(!e.contains("\"x\""), "{e}");
         let e = parse(imap).unwrap_err().to_string();
         assert!(e.contains("imap.password_file"), "{e}");
@@ -822,7 +827,9 @@ mod tests {
         assert!(e.contains("maildir.quarantine"), "{e}");
         let e = parse("[daemon]\nqueue = 0\n").unwrap_err().to_string();
         assert!(e.contains("daemon.queue"), "{e}");
-        let e = parse("[logging]\nformat = \"xml\"\n").unwrap_err().to_string();
+        let e = parse("[logging]\nformat = \"xml\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("format"), "{e}");
     }
 
@@ -916,6 +923,9 @@ mod tests {
         let c = parse(&out).unwrap();
         assert_eq!(c.maildir.len(), 1);
         assert_eq!(c.imap.len(), 1);
-        assert_eq!(c.imap[0].processed_mailbox.as_deref(), Some("Bounces/Processed"));
+        assert_eq!(
+            c.imap[0].processed_mailbox.as_deref(),
+            Some("Bounces/Processed")
+        );
     }
 }

@@ -279,7 +279,10 @@ fn check_config_names_the_key_at_fault() {
     assert_eq!(code, 2);
     assert!(err.contains("BOUNCED_SHUTDOWN_GRACE"), "{err}");
     let (code, _, err) = check(
-        &format!("[[maildir]]\npath = \"{}\"\n", tmp.path().join("nope").display()),
+        &format!(
+            "[[maildir]]\npath = \"{}\"\n",
+            tmp.path().join("nope").display()
+        ),
         &[],
     );
     assert_eq!(code, 2);

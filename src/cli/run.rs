@@ -125,6 +125,8 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         store.close().await;
         anyhow::Ok(r)
     })?;
+    // After an overrun grace period some tasks may still be blocked: do not wait for them.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(DaemonError::GraceExpired(g)) => {

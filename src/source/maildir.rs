@@ -252,6 +252,12 @@ impl MaildirSource {
                     }
                     _ => None,
                 };
+                // Our own acknowledgements rename files into cur/ with the S flag: not news.
+                let path = path.filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_none_or(|n| !split_name(n).1.contains('S'))
+                });
                 if let Some(p) = path
                     && ev_tx.try_send(p.clone()).is_err()
                 {
