@@ -202,14 +202,26 @@ fn sigkill_at_random_points_keeps_exactly_once() {
     }
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut kills = 0;
+    let mut mid_stream = 0;
     for run in 0..5 {
         let mut child = spawn_daemon(&args, &tmp.path().join(format!("kill{run}.log")));
-        // Kill once recording is under way (or at a random early point), while it ingests.
-        let at = Duration::from_millis(rng.u64(50..400));
+        // Kill at a random point while it ingests: after a random number of further messages is
+        // recorded, plus a random few milliseconds.
+        let before = recorded(&db);
+        let target = (before + rng.i64(20..250)).min(total as i64 - 1);
+        wait_for(Duration::from_secs(60), "recording under way", || {
+            recorded(&db) >= target
+        });
+        let at = Duration::from_millis(rng.u64(0..30));
         std::thread::sleep(at);
         let _ = child.kill();
         let _ = child.wait();
         kills += 1;
+        let n = recorded(&db);
+        if n > 0 && n < total as i64 {
+            mid_stream += 1;
+        }
+        eprintln!("run {run}: SIGKILL {at:?} after {target} recorded: {n} recorded");
         // The invariant holds after every crash: nothing recorded twice.
         assert_eq!(
             db_int(&db, "select count(*) from messages"),
@@ -228,6 +240,10 @@ fn sigkill_at_random_points_keeps_exactly_once() {
         );
     }
     assert_eq!(kills, 5);
+    assert!(
+        mid_stream >= 2,
+        "only {mid_stream} of the kills landed mid-stream"
+    );
     let mut child = spawn_daemon(&args, &tmp.path().join("final.log"));
     wait_for(
         Duration::from_secs(60),
