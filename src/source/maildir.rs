@@ -108,7 +108,42 @@ fn ensure_maildir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Renames without replacing an existing file: a taken name gets a numeric suffix.
+/// Renames `from` to `to` unless `to` exists, atomically where the file system supports it
+/// (`renameat2` with `RENAME_NOREPLACE`); elsewhere (NFS) it checks first, then renames.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (cf, ct) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cf.as_ptr(),
+            libc::AT_FDCWD,
+            ct.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Moves `from` into `to_dir` as `base:2,flags`, never replacing a file: a taken name gets a numeric
+/// suffix.
 fn rename_no_replace(from: &Path, to_dir: &Path, base: &str, flags: &str) -> io::Result<PathBuf> {
     for n in 0u32..1000 {
         let name = match n {
@@ -116,11 +151,11 @@ fn rename_no_replace(from: &Path, to_dir: &Path, base: &str, flags: &str) -> io:
             n => format!("{base}.{n}:2,{flags}"),
         };
         let to = to_dir.join(name);
-        if fs::symlink_metadata(&to).is_ok() {
-            continue;
+        match rename_noreplace(from, &to) {
+            Ok(()) => return Ok(to),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
-        fs::rename(from, &to)?;
-        return Ok(to);
     }
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,
