@@ -252,7 +252,12 @@ pub async fn run_observed(
                         .collect::<Vec<_>>()
                 })
                 .await
-                .unwrap_or_default();
+                .unwrap_or_else(|e| {
+                    // Reading never panics by design; if it did, these messages stay unacknowledged
+                    // and are read again on the next scan or connection.
+                    tracing::error!(error = %e, "a worker failed; its messages will be read again");
+                    Vec::new()
+                });
                 for ready in prepared {
                     counters.received.fetch_add(1, Ordering::Relaxed);
                     if tx.send(ready).await.is_err() {
