@@ -284,7 +284,7 @@ fn thousand_messages_through_sigterm_and_a_server_restart() {
             let tmp = md.join("tmp").join(&name);
             fs::write(&tmp, bounce(i)).expect("write");
             fs::rename(&tmp, md.join("new").join(&name)).expect("rename");
-            if i % 20 == 0 {
+            if i % 10 == 0 {
                 std::thread::sleep(Duration::from_millis(15));
             }
         }

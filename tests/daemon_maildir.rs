@@ -146,8 +146,9 @@ fn thousand_messages_with_sigterm_mid_stream_then_restart() {
     let feeder = std::thread::spawn(move || {
         for i in 0..1000 {
             deliver(&md2, &format!("m{i}.host"), bounce(i).as_bytes());
-            if i % 50 == 0 {
-                std::thread::sleep(Duration::from_millis(5));
+            // A steady stream (about 2 s in all), so that the SIGTERM lands mid-stream.
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     });
