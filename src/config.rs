@@ -40,7 +40,7 @@ pub enum ConfigError {
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
-    /// Parses `<number><unit>` with unit `s`, `m`, `h`, `d` or `w`.
+    /// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h`, `d` or `w`.
     pub fn parse(s: &str) -> Result<HumanDuration, String> {
         let s = s.trim();
         let split = s
@@ -50,6 +50,9 @@ impl HumanDuration {
         let n: u64 = num
             .parse()
             .map_err(|_| format!("`{s}` does not start with a number"))?;
+        if unit.trim() == "ms" {
+            return Ok(HumanDuration(Duration::from_millis(n)));
+        }
         let secs = match unit.trim() {
             "s" => 1,
             "m" => 60,
@@ -70,7 +73,11 @@ impl HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}s", self.0.as_secs())
+        if self.0.subsec_nanos() == 0 {
+            write!(f, "{}s", self.0.as_secs())
+        } else {
+            write!(f, "{}ms", self.0.as_millis())
+        }
     }
 }
 
@@ -91,6 +98,18 @@ pub struct Config {
     /// When an address is suppressed.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// How `bounced run` batches, sizes and stops its pipeline.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Log output of `bounced run`.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Maildir folders `bounced run` watches (`[[maildir]]`, any number).
+    #[serde(default)]
+    pub maildir: Vec<MaildirConfig>,
+    /// IMAP mailboxes `bounced run` reads (`[[imap]]`, any number).
+    #[serde(default)]
+    pub imap: Vec<ImapConfig>,
 }
 
 /// `[store]`: the bounce database.
@@ -182,7 +201,12 @@ impl Config {
         if self.policy.soft_stale_after.0 > Duration::from_secs(3_650 * 86_400) {
             return Err(invalid("policy.soft_stale_after", "must be at most 3650d"));
         }
-        Ok(())
+        self.validate_daemon()
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                problem,
+            })
     }
 
     /// The suppression policy these settings describe.
@@ -202,6 +226,529 @@ impl Config {
             busy_timeout: self.store.busy_timeout.0,
             create,
         }
+    }
+}
+
+// ---- `bounced run`: [daemon], [logging], [[maildir]], [[imap]] ----
+
+/// `[daemon]`: the pipeline of `bounced run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Most messages per transaction; a full batch is written at once.
+    pub batch_size: usize,
+    /// Longest wait for more messages before writing a partial batch (bounds idle latency).
+    pub batch_delay: HumanDuration,
+    /// Parse-and-classify workers; 0 means one per CPU core.
+    pub workers: usize,
+    /// Messages waiting between the sources and the workers; sources block (backpressure) when full.
+    pub queue: usize,
+    /// Larger messages are not read: they are recorded as too large and quarantined.
+    pub max_message_size: usize,
+    /// VERP separator in bounce addresses (`list-bounces+user=example.com@...`).
+    pub verp_separator: char,
+    /// After SIGTERM or SIGINT, how long draining may take before the daemon gives up and exits.
+    pub shutdown_grace: HumanDuration,
+    /// How often a summary line is logged at info level.
+    pub summary_interval: HumanDuration,
+    /// A rule file merged over the built-in classification rules.
+    pub rules: Option<PathBuf>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            batch_size: 500,
+            batch_delay: HumanDuration(Duration::from_millis(10)),
+            workers: 0,
+            queue: 256,
+            max_message_size: 10 * 1024 * 1024,
+            verp_separator: '+',
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            summary_interval: HumanDuration(Duration::from_secs(60)),
+            rules: None,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, for journald or a log shipper.
+    Json,
+}
+
+/// `[logging]`: log output (always on stderr).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug` (one line per message), `bounced=debug,sqlx=warn`, ...
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[[maildir]]`: one Maildir folder to watch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaildirConfig {
+    /// A short name for logs; defaults to the path.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The Maildir: the folder holding `new/`, `cur/` and `tmp/`.
+    pub path: PathBuf,
+    /// A Maildir++ sub-folder (such as `.Processed`) that recorded messages move to; when unset they
+    /// stay in `cur/` with the `S` (seen) flag.
+    #[serde(default)]
+    pub processed: Option<String>,
+    /// The Maildir++ sub-folder unreadable and oversized messages move to.
+    #[serde(default = "default_quarantine")]
+    pub quarantine: String,
+    /// How often the whole folder is scanned again, as a safety net for missed inotify events.
+    #[serde(default = "default_rescan")]
+    pub rescan_interval: HumanDuration,
+}
+
+fn default_quarantine() -> String {
+    ".Quarantine".to_owned()
+}
+
+fn default_rescan() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+impl MaildirConfig {
+    /// A source for `path` with every other setting at its default.
+    pub fn at(path: PathBuf) -> MaildirConfig {
+        MaildirConfig {
+            name: None,
+            path,
+            processed: None,
+            quarantine: default_quarantine(),
+            rescan_interval: default_rescan(),
+        }
+    }
+
+    /// The name used in logs.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+}
+
+/// How the IMAP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    /// TLS from the first byte (port 993).
+    #[default]
+    Tls,
+    /// Plain connection upgraded with STARTTLS before login (port 143); refused if not offered.
+    Starttls,
+    /// No encryption at all: only for a server on the same host or in tests.
+    Plain,
+}
+
+/// `[[imap]]`: one IMAP mailbox to read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// A short name for logs and for the saved position (`imap:<name>/<mailbox>`); keep it stable.
+    pub name: String,
+    /// Server host name (also the name the certificate must carry).
+    pub host: String,
+    /// Server port; defaults to 993 for `tls`, 143 otherwise.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `tls`, `starttls` or `plain`.
+    #[serde(default)]
+    pub security: ImapSecurity,
+    /// Login name.
+    pub username: String,
+    /// A file holding the password (its first line is used).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A systemd credential name (`LoadCredential=`), read from `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub password_credential: Option<String>,
+    /// Refused with a clear message: passwords never go into the configuration file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `login` (the LOGIN command) or `plain` (AUTHENTICATE PLAIN).
+    #[serde(default)]
+    pub auth: ImapAuth,
+    /// The folder to read.
+    #[serde(default = "default_mailbox")]
+    pub mailbox: String,
+    /// A folder recorded messages are moved to (MOVE, else COPY + EXPUNGE); unset leaves them, seen.
+    #[serde(default)]
+    pub processed_mailbox: Option<String>,
+    /// A folder unreadable and oversized messages are moved to; unset leaves them, seen.
+    #[serde(default)]
+    pub quarantine_mailbox: Option<String>,
+    /// A PEM file of CA certificates to trust instead of the built-in web roots (a private CA, or a
+    /// self-signed server certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate. Only for tests: the connection can then be intercepted.
+    #[serde(default)]
+    pub tls_insecure: bool,
+    /// Use IDLE when the server offers it (else poll).
+    #[serde(default = "yes")]
+    pub idle: bool,
+    /// IDLE is ended and issued again after this long (servers drop idle clients after 30 minutes).
+    #[serde(default = "default_idle_renew")]
+    pub idle_renew: HumanDuration,
+    /// How often to check for new mail when IDLE is off or missing.
+    #[serde(default = "default_poll")]
+    pub poll_interval: HumanDuration,
+    /// First wait before reconnecting after a failure; doubles on each failure.
+    #[serde(default = "default_reconnect_initial")]
+    pub reconnect_initial: HumanDuration,
+    /// Longest wait between reconnection attempts.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max: HumanDuration,
+    /// Messages fetched per FETCH command.
+    #[serde(default = "default_fetch_batch")]
+    pub fetch_batch: usize,
+}
+
+/// How the IMAP client authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    /// The LOGIN command.
+    #[default]
+    Login,
+    /// AUTHENTICATE PLAIN (RFC 4616).
+    Plain,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_mailbox() -> String {
+    "INBOX".to_owned()
+}
+fn default_idle_renew() -> HumanDuration {
+    HumanDuration(Duration::from_secs(25 * 60))
+}
+fn default_poll() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_reconnect_initial() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_reconnect_max() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_fetch_batch() -> usize {
+    100
+}
+
+/// A password: never printed, never logged.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself, for the LOGIN command only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Why a password could not be read.
+#[derive(Debug, Error)]
+pub enum SecretError {
+    /// No source, or more than one, is configured.
+    #[error("imap `{0}`: set exactly one of password_file, password_env, password_credential")]
+    Choice(String),
+    /// The file could not be read.
+    #[error("imap `{name}`: cannot read password file {path}: {source}")]
+    File {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The variable is unset or empty.
+    #[error("imap `{name}`: environment variable {var} is unset or empty")]
+    Env { name: String, var: String },
+    /// `$CREDENTIALS_DIRECTORY` is unset (not started by systemd with LoadCredential=).
+    #[error(
+        "imap `{0}`: password_credential needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
+    )]
+    NoCredentials(String),
+}
+
+impl ImapConfig {
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            ImapSecurity::Tls => 993,
+            _ => 143,
+        })
+    }
+
+    /// Reads the password from its file, variable or systemd credential.
+    pub fn password(&self) -> Result<Secret, SecretError> {
+        let chosen = [
+            self.password_file.is_some(),
+            self.password_env.is_some(),
+            self.password_credential.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if chosen != 1 {
+            return Err(SecretError::Choice(self.name.clone()));
+        }
+        let from_file = |path: PathBuf| {
+            std::fs::read_to_string(&path)
+                .map(|t| Secret(t.lines().next().unwrap_or("").to_owned()))
+                .map_err(|source| SecretError::File {
+                    name: self.name.clone(),
+                    path,
+                    source,
+                })
+        };
+        if let Some(p) = &self.password_file {
+            return from_file(p.clone());
+        }
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Secret(v)),
+                _ => Err(SecretError::Env {
+                    name: self.name.clone(),
+                    var: var.clone(),
+                }),
+            };
+        }
+        let cred = self.password_credential.clone().unwrap_or_default();
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .ok_or_else(|| SecretError::NoCredentials(self.name.clone()))?;
+        from_file(PathBuf::from(dir).join(cred))
+    }
+}
+
+/// Environment variables that override a configuration key, with the key they set.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("BOUNCED_DB", "store.path"),
+    ("BOUNCED_LOG_FORMAT", "logging.format"),
+    ("BOUNCED_LOG_LEVEL", "logging.level"),
+    ("BOUNCED_BATCH_SIZE", "daemon.batch_size"),
+    ("BOUNCED_BATCH_DELAY", "daemon.batch_delay"),
+    ("BOUNCED_WORKERS", "daemon.workers"),
+    ("BOUNCED_QUEUE", "daemon.queue"),
+    ("BOUNCED_MAX_MESSAGE_SIZE", "daemon.max_message_size"),
+    ("BOUNCED_SHUTDOWN_GRACE", "daemon.shutdown_grace"),
+    ("BOUNCED_SUMMARY_INTERVAL", "daemon.summary_interval"),
+];
+
+impl Config {
+    /// Applies the `BOUNCED_...` environment overrides ([`ENV_OVERRIDES`]) read through `var`, then
+    /// validates again. Errors name the variable.
+    pub fn apply_env(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+        path: &Path,
+    ) -> Result<(), ConfigError> {
+        for (name, _) in ENV_OVERRIDES {
+            let Some(v) = var(name).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            let v = v.trim();
+            let bad = |problem: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: name,
+                problem,
+            };
+            let num = |v: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| bad(format!("is not a whole number: `{v}`")))
+            };
+            let dur = |v: &str| HumanDuration::parse(v).map_err(&bad);
+            match *name {
+                "BOUNCED_DB" => self.store.path = PathBuf::from(v),
+                "BOUNCED_LOG_FORMAT" => {
+                    self.logging.format = match v {
+                        "human" => LogFormat::Human,
+                        "json" => LogFormat::Json,
+                        _ => return Err(bad(format!("must be human or json, not `{v}`"))),
+                    }
+                }
+                "BOUNCED_LOG_LEVEL" => self.logging.level = v.to_owned(),
+                "BOUNCED_BATCH_SIZE" => self.daemon.batch_size = num(v)?,
+                "BOUNCED_BATCH_DELAY" => self.daemon.batch_delay = dur(v)?,
+                "BOUNCED_WORKERS" => self.daemon.workers = num(v)?,
+                "BOUNCED_QUEUE" => self.daemon.queue = num(v)?,
+                "BOUNCED_MAX_MESSAGE_SIZE" => self.daemon.max_message_size = num(v)?,
+                "BOUNCED_SHUTDOWN_GRACE" => self.daemon.shutdown_grace = dur(v)?,
+                "BOUNCED_SUMMARY_INTERVAL" => self.daemon.summary_interval = dur(v)?,
+                _ => {}
+            }
+        }
+        self.validate(path)
+    }
+
+    /// Checks the daemon sections; the error is the dotted key and the problem.
+    fn validate_daemon(&self) -> Result<(), (&'static str, String)> {
+        let d = &self.daemon;
+        let bad = |key: &'static str, p: &str| Err((key, p.to_owned()));
+        if d.batch_size == 0 || d.batch_size > 100_000 {
+            return bad("daemon.batch_size", "must be between 1 and 100000");
+        }
+        if d.batch_delay.0 > Duration::from_secs(10) {
+            return bad("daemon.batch_delay", "must be at most 10s");
+        }
+        if d.workers > 256 {
+            return bad(
+                "daemon.workers",
+                "must be at most 256 (0 means one per core)",
+            );
+        }
+        if d.queue == 0 || d.queue > 100_000 {
+            return bad("daemon.queue", "must be between 1 and 100000");
+        }
+        if d.max_message_size < 1024 {
+            return bad("daemon.max_message_size", "must be at least 1024 bytes");
+        }
+        if d.shutdown_grace.0 < Duration::from_secs(1) {
+            return bad("daemon.shutdown_grace", "must be at least 1s");
+        }
+        if d.summary_interval.0 < Duration::from_secs(1) {
+            return bad("daemon.summary_interval", "must be at least 1s");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+            return bad(
+                "logging.level",
+                "is not a log filter (try info, debug, or bounced=debug,sqlx=warn)",
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for m in &self.maildir {
+            let label = m.label();
+            if m.path.as_os_str().is_empty() {
+                return bad("maildir.path", "must not be empty");
+            }
+            for (key, sub) in [
+                ("maildir.quarantine", Some(&m.quarantine)),
+                ("maildir.processed", m.processed.as_ref()),
+            ] {
+                if let Some(sub) = sub
+                    && (sub.is_empty()
+                        || sub.contains('/')
+                        || sub == "."
+                        || sub == ".."
+                        || ["new", "cur", "tmp"].contains(&sub.as_str()))
+                {
+                    return Err((
+                        key,
+                        format!(
+                            "in [[maildir]] `{label}`: must be one sub-folder name such as `.Quarantine`, not `{sub}`"
+                        ),
+                    ));
+                }
+            }
+            if m.rescan_interval.0 < Duration::from_secs(1) {
+                return Err((
+                    "maildir.rescan_interval",
+                    format!("in [[maildir]] `{label}`: must be at least 1s"),
+                ));
+            }
+            if !names.insert(format!("maildir:{}", m.path.display())) {
+                return Err((
+                    "maildir.path",
+                    format!("`{}` is listed twice", m.path.display()),
+                ));
+            }
+        }
+        for i in &self.imap {
+            let n = &i.name;
+            let at = |key: &'static str, p: &str| Err((key, format!("in [[imap]] `{n}`: {p}")));
+            if n.is_empty() || n.contains(['/', ' ']) {
+                return bad(
+                    "imap.name",
+                    "must be a short name without spaces or `/` (it keys the saved position)",
+                );
+            }
+            if !names.insert(format!("imap:{n}")) {
+                return at("imap.name", "is used twice");
+            }
+            if i.host.is_empty() {
+                return at("imap.host", "must not be empty");
+            }
+            if i.username.is_empty() {
+                return at("imap.username", "must not be empty");
+            }
+            if i.password.is_some() {
+                return at(
+                    "imap.password",
+                    "passwords never go in the configuration: use password_file, password_env or password_credential",
+                );
+            }
+            let chosen = [
+                i.password_file.is_some(),
+                i.password_env.is_some(),
+                i.password_credential.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if chosen != 1 {
+                return at(
+                    "imap.password_file",
+                    "set exactly one of password_file, password_env, password_credential",
+                );
+            }
+            if i.mailbox.is_empty() {
+                return at("imap.mailbox", "must not be empty");
+            }
+            if i.tls_insecure && i.ca_file.is_some() {
+                return at("imap.tls_insecure", "makes ca_file pointless: set only one");
+            }
+            if i.idle_renew.0 < Duration::from_secs(1)
+                || i.idle_renew.0 > Duration::from_secs(29 * 60)
+            {
+                return at("imap.idle_renew", "must be between 1s and 29m (RFC 2177)");
+            }
+            if i.poll_interval.0 < Duration::from_millis(100) {
+                return at("imap.poll_interval", "must be at least 100ms");
+            }
+            if i.reconnect_initial.0 < Duration::from_millis(10) {
+                return at("imap.reconnect_initial", "must be at least 10ms");
+            }
+            if i.reconnect_max.0 < i.reconnect_initial.0 {
+                return at("imap.reconnect_max", "must be at least reconnect_initial");
+            }
+            if i.fetch_batch == 0 || i.fetch_batch > 10_000 {
+                return at("imap.fetch_batch", "must be between 1 and 10000");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -248,6 +795,91 @@ mod tests {
     }
 
     #[test]
+    fn daemon_defaults_and_sections() {
+        let c = parse(
+            "[daemon]\nbatch_delay = \"25ms\"\n[[maildir]]\npath = \"/m\"\n\
+             [[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\npassword_env = \"PW\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.daemon.batch_delay.0, Duration::from_millis(25));
+        assert_eq!(c.maildir[0].quarantine, ".Quarantine");
+        assert_eq!(c.imap[0].port(), 993);
+        assert_eq!(c.imap[0].security, ImapSecurity::Tls);
+        assert_eq!(HumanDuration(Duration::from_millis(25)).to_string(), "25ms");
+    }
+
+    #[test]
+    fn daemon_errors_name_the_key() {
+        let imap = "[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n";
+        let e = parse(&format!("{imap}password = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("imap.password") && e.contains("password_file"),
+            "{e}"
+        );
+        assert!(!e.contains("\"x\""), "{e}");
+        let e = parse(imap).unwrap_err().to_string();
+        assert!(e.contains("imap.password_file"), "{e}");
+        let e = parse("[[maildir]]\npath = \"/m\"\nquarantine = \"a/b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maildir.quarantine"), "{e}");
+        let e = parse("[daemon]\nqueue = 0\n").unwrap_err().to_string();
+        assert!(e.contains("daemon.queue"), "{e}");
+        let e = parse("[logging]\nformat = \"xml\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("format"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_and_names_the_variable() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "BOUNCED_DB" => Some("/var/lib/bounced/b.db".to_owned()),
+            "BOUNCED_BATCH_SIZE" => Some("64".to_owned()),
+            "BOUNCED_LOG_FORMAT" => Some("json".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env, Path::new("t")).unwrap();
+        assert_eq!(c.store.path, PathBuf::from("/var/lib/bounced/b.db"));
+        assert_eq!(c.daemon.batch_size, 64);
+        assert_eq!(c.logging.format, LogFormat::Json);
+        let e = Config::default()
+            .apply_env(
+                |k| (k == "BOUNCED_BATCH_SIZE").then(|| "lots".to_owned()),
+                Path::new("t"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BOUNCED_BATCH_SIZE"), "{e}");
+        let e = Config::default()
+            .apply_env(
+                |k| (k == "BOUNCED_BATCH_SIZE").then(|| "0".to_owned()),
+                Path::new("t"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "hunter2\nsecond line\n").unwrap();
+        let c = parse(&format!(
+            "[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\npassword_file = \"{}\"\n",
+            f.display()
+        ))
+        .unwrap();
+        let s = c.imap[0].password().unwrap();
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!format!("{s:?} {c:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn the_sample_config_is_valid_and_says_the_defaults() {
         let text = include_str!("../config/bounced.toml");
         let c = parse(text).unwrap();
@@ -256,5 +888,44 @@ mod tests {
         assert_eq!(c.store.batch_size, d.store.batch_size);
         assert_eq!(c.store.busy_timeout, d.store.busy_timeout);
         assert_eq!(c.policy(), d.policy());
+        assert_eq!(c.daemon.batch_size, d.daemon.batch_size);
+        assert_eq!(c.daemon.batch_delay, d.daemon.batch_delay);
+        assert_eq!(c.daemon.queue, d.daemon.queue);
+        assert_eq!(c.daemon.max_message_size, d.daemon.max_message_size);
+        assert_eq!(c.daemon.shutdown_grace, d.daemon.shutdown_grace);
+        assert_eq!(c.daemon.summary_interval, d.daemon.summary_interval);
+        assert_eq!(c.logging.format, d.logging.format);
+        assert_eq!(c.logging.level, d.logging.level);
+        assert!(c.maildir.is_empty() && c.imap.is_empty());
+    }
+
+    #[test]
+    fn the_sample_config_commented_sources_are_valid() {
+        // Uncomment the [[maildir]] and [[imap]] examples (one password source) and parse them.
+        let text = include_str!("../config/bounced.toml");
+        let mut out = String::new();
+        for line in text.lines() {
+            let t = line.strip_prefix("# ").unwrap_or(line);
+            let is_example = t.starts_with("[[")
+                || (line.starts_with("# ")
+                    && !line.starts_with("# #")
+                    && t.contains(" = ")
+                    && !t.starts_with("password_env")
+                    && !t.starts_with("password_credential")
+                    && !t.starts_with("rules"));
+            if is_example && line.starts_with("# ") {
+                out.push_str(t);
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        let c = parse(&out).unwrap();
+        assert_eq!(c.maildir.len(), 1);
+        assert_eq!(c.imap.len(), 1);
+        assert_eq!(
+            c.imap[0].processed_mailbox.as_deref(),
+            Some("Bounces/Processed")
+        );
     }
 }

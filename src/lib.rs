@@ -20,6 +20,9 @@
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
 //! - [`explain`]: why one message got its results (reader, fields, rule, hard/soft), for `eval --explain`.
 //! - [`cli`]: the subcommands of the `bounced` binary (one file each).
+//! - [`source`]: Maildir folders and IMAP mailboxes; they yield `Incoming` messages and act on acks.
+//! - [`daemon`]: `bounced run`: sources -> bounded queue -> workers -> one batching writer -> acks,
+//!   acknowledging a message only after its result is committed; drains on SIGTERM/SIGINT.
 //!
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
 //! the same code.
@@ -27,12 +30,14 @@
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod policy;
 pub mod report;
+pub mod source;
 pub mod store;
 
 pub use classify::{Bounce, BounceType, Classifier, Reason};

@@ -9,7 +9,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = bounced::cli::Cli::parse();
-    bounced::cli::init_tracing(cli.verbose);
+    // `run` starts its own subscriber, in the format its configuration asks for.
+    if !matches!(cli.command, bounced::cli::Command::Run(_)) {
+        bounced::cli::init_tracing(cli.verbose);
+    }
     match bounced::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -5,12 +5,12 @@
 //! stopped the run (bad arguments, unreadable rule or expectation file).
 
 pub mod bench;
+pub mod bench_daemon;
+pub mod check_config;
 pub mod classify;
 pub mod eval;
+pub mod run;
 
-use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 // The bounce database subcommands.
 pub mod db;
 pub mod export;
@@ -20,6 +20,9 @@ pub mod reclassify;
 pub mod stats;
 pub mod suppress;
 
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +67,13 @@ pub enum Command {
     Unsuppress(suppress::UnsuppressArgs),
     /// Re-run the current rules over stored messages and update bounces and states.
     Reclassify(reclassify::Args),
+    /// Run the daemon: watch Maildir folders and IMAP mailboxes, record every message.
+    Run(run::Args),
+    /// Validate a configuration file and its environment overrides.
+    CheckConfig(check_config::Args),
+    /// Measure the daemon: backlog throughput and idle latency on a Maildir.
+    #[command(hide = true)]
+    BenchDaemon(bench_daemon::Args),
 }
 
 /// Starts the tracing subscriber on stderr.
@@ -95,6 +105,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suppress(args) => suppress::run_suppress(args),
         Command::Unsuppress(args) => suppress::run_unsuppress(args),
         Command::Reclassify(args) => reclassify::run(args),
+        // The daemon.
+        Command::Run(args) => run::run(args, cli.verbose),
+        Command::CheckConfig(args) => check_config::run(args),
+        Command::BenchDaemon(args) => bench_daemon::run(args),
     }
 }
 

@@ -9,6 +9,7 @@ mod error;
 pub mod query;
 mod reclassify;
 mod record;
+mod source_state;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,6 +22,8 @@ use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
 pub use error::StoreError;
 pub use reclassify::{ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
+
+pub use source_state::SourcePosition;
 
 use crate::policy::Policy;
 

@@ -1,0 +1,487 @@
+//! A Maildir source: everything in `new/`, and in `cur/` without the `S` flag, then whatever is
+//! renamed into either, found by inotify (the notify crate) with a periodic rescan as a safety net.
+//!
+//! Listing is streamed: a blocking thread walks `read_dir` and hands names over in small chunks, so a
+//! backlog of a million files is never held in memory. A file is handed to the pipeline at most once
+//! at a time (an in-flight set, bounded by the pipeline's capacity); it is moved only after its result
+//! is committed: to `cur/` with the `S` flag, or into a `processed` sub-folder, or into the quarantine
+//! sub-folder. Nothing is ever deleted.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Ack, Disposition, Incoming, Payload};
+use crate::config::MaildirConfig;
+
+/// Why a Maildir source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildirError {
+    /// `new/`, `cur/` or `tmp/` is missing or unreadable.
+    #[error("maildir {path}: {source} (a Maildir holds new/, cur/ and tmp/)")]
+    Layout {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The inotify watch could not be set up.
+    #[error("maildir {path}: cannot watch for new mail: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// The folders of one Maildir, and the files of it now in the pipeline.
+#[derive(Debug)]
+struct Shared {
+    root: PathBuf,
+    new: PathBuf,
+    cur: PathBuf,
+    processed: Option<PathBuf>,
+    quarantine: PathBuf,
+    in_flight: Mutex<HashSet<PathBuf>>,
+}
+
+impl Shared {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        // A poisoned lock only means another thread panicked while holding it; the set is still valid.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The acknowledgement of one Maildir file: where it was read, and the folder it belongs to.
+#[derive(Debug)]
+pub struct Ticket {
+    path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.in_flight().remove(&self.path);
+    }
+}
+
+/// Splits a Maildir file name into its unique part and its flags (`base:2,FLAGS`).
+fn split_name(name: &str) -> (&str, &str) {
+    match name.rsplit_once(":2,") {
+        Some((base, flags)) => (base, flags),
+        None => (name.strip_suffix(":2").unwrap_or(name), ""),
+    }
+}
+
+/// The flags with `add` included, sorted as the Maildir specification asks.
+fn with_flag(flags: &str, add: Option<char>) -> String {
+    let mut f: Vec<char> = flags.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+    if let Some(c) = add
+        && !f.contains(&c)
+    {
+        f.push(c);
+    }
+    f.sort_unstable();
+    f.dedup();
+    f.into_iter().collect()
+}
+
+/// Whether a file in `cur/` is one this source has not processed yet.
+fn cur_is_pending(name: &str) -> bool {
+    !name.starts_with('.') && !split_name(name).1.contains('S')
+}
+
+fn ensure_maildir(dir: &Path) -> io::Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists, atomically where the file system supports it
+/// (`renameat2` with `RENAME_NOREPLACE`); elsewhere (NFS) it checks first, then renames.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (cf, ct) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cf.as_ptr(),
+            libc::AT_FDCWD,
+            ct.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        _ => Err(e),
+    }
+}
+
+/// Moves `from` into `to_dir` as `base:2,flags`, never replacing a file: a taken name gets a numeric
+/// suffix.
+fn rename_no_replace(from: &Path, to_dir: &Path, base: &str, flags: &str) -> io::Result<PathBuf> {
+    for n in 0u32..1000 {
+        let name = match n {
+            0 => format!("{base}:2,{flags}"),
+            n => format!("{base}.{n}:2,{flags}"),
+        };
+        let to = to_dir.join(name);
+        match rename_noreplace(from, &to) {
+            Ok(()) => return Ok(to),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "every candidate name is taken",
+    ))
+}
+
+impl Ticket {
+    /// Moves the file as `d` says. Failures are logged: the file stays where it is and is read again
+    /// (and recorded as a duplicate) on the next scan.
+    pub fn ack(self, d: &Disposition) {
+        let Some(name) = self.path.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        let (base, flags) = split_name(name);
+        let (dir, flags) = match d {
+            Disposition::Processed => match &self.shared.processed {
+                Some(p) => (p.join("cur"), with_flag(flags, Some('S'))),
+                None => (self.shared.cur.clone(), with_flag(flags, Some('S'))),
+            },
+            Disposition::Quarantine(_) => {
+                (self.shared.quarantine.join("cur"), with_flag(flags, None))
+            }
+        };
+        let mut result = rename_no_replace(&self.path, &dir, base, &flags);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) && !dir.exists() {
+            let parent = dir.parent().unwrap_or(&dir);
+            result = ensure_maildir(parent)
+                .and_then(|()| rename_no_replace(&self.path, &dir, base, &flags));
+        }
+        match result {
+            Ok(to) => {
+                tracing::debug!(from = %self.path.display(), to = %to.display(), "acknowledged")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => tracing::debug!(
+                path = %self.path.display(),
+                "moved by another agent before the acknowledgement; its new name is read and acknowledged when seen"
+            ),
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot move a recorded message; it will be read again (as a duplicate) on the next scan"
+            ),
+        }
+    }
+}
+
+/// One Maildir folder being read.
+#[derive(Debug)]
+pub struct MaildirSource {
+    label: String,
+    rescan_interval: Duration,
+    shared: Arc<Shared>,
+}
+
+impl MaildirSource {
+    /// Checks the folder's layout and prepares the source (nothing is read yet).
+    pub fn new(cfg: &MaildirConfig) -> Result<MaildirSource, MaildirError> {
+        let root = cfg.path.clone();
+        for sub in ["new", "cur", "tmp"] {
+            let p = root.join(sub);
+            match fs::metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(MaildirError::Layout {
+                        path: root,
+                        source: io::Error::other(format!("{} is not a folder", p.display())),
+                    });
+                }
+                Err(source) => return Err(MaildirError::Layout { path: p, source }),
+            }
+        }
+        Ok(MaildirSource {
+            label: cfg.label(),
+            rescan_interval: cfg.rescan_interval.0,
+            shared: Arc::new(Shared {
+                new: root.join("new"),
+                cur: root.join("cur"),
+                processed: cfg.processed.as_ref().map(|p| root.join(p)),
+                quarantine: root.join(&cfg.quarantine),
+                root,
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// Reads the folder until `cancel` fires: a full scan first, then inotify events and rescans.
+    /// `ready` is notified once the watch is in place and the first scan has been queued.
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<Incoming>,
+        cancel: CancellationToken,
+        ready: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), MaildirError> {
+        let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(4096);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let mut watcher = {
+            let overflow = overflow.clone();
+            let wake = wake.clone();
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                let ev = match res {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        overflow.store(true, Ordering::Release);
+                        wake.notify_one();
+                        return;
+                    }
+                };
+                if ev.need_rescan() {
+                    overflow.store(true, Ordering::Release);
+                    wake.notify_one();
+                    return;
+                }
+                let path = match ev.kind {
+                    EventKind::Modify(notify::event::ModifyKind::Name(
+                        notify::event::RenameMode::To,
+                    ))
+                    | EventKind::Access(notify::event::AccessKind::Close(
+                        notify::event::AccessMode::Write,
+                    )) => ev.paths.first(),
+                    EventKind::Modify(notify::event::ModifyKind::Name(
+                        notify::event::RenameMode::Both,
+                    )) => ev.paths.get(1),
+                    EventKind::Create(notify::event::CreateKind::Folder) => {
+                        overflow.store(true, Ordering::Release);
+                        wake.notify_one();
+                        None
+                    }
+                    _ => None,
+                };
+                // Our own acknowledgements rename files into cur/ with the S flag: not news.
+                let path = path.filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_none_or(|n| !split_name(n).1.contains('S'))
+                });
+                if let Some(p) = path
+                    && ev_tx.try_send(p.clone()).is_err()
+                {
+                    // The queue is full: fall back to a scan rather than block inotify's thread.
+                    overflow.store(true, Ordering::Release);
+                    wake.notify_one();
+                }
+            })
+            .map_err(|source| MaildirError::Watch {
+                path: self.shared.root.clone(),
+                source,
+            })?
+        };
+        for dir in [&self.shared.new, &self.shared.cur] {
+            watcher
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|source| MaildirError::Watch {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        tracing::info!(maildir = %self.label, path = %self.shared.root.display(), "watching");
+        if let Some(r) = ready {
+            let _ = r.send(());
+        }
+
+        let mut tick = tokio::time::interval(self.rescan_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick fires at once: that is the start-up scan.
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    overflow.store(false, Ordering::Release);
+                    if !self.scan(&tx, &cancel).await { break; }
+                }
+                () = wake.notified() => {
+                    if overflow.swap(false, Ordering::AcqRel) {
+                        tracing::info!(maildir = %self.label, "event queue overflowed or a folder appeared: rescanning");
+                        if !self.scan(&tx, &cancel).await { break; }
+                    }
+                }
+                ev = ev_rx.recv() => {
+                    let Some(path) = ev else { break };
+                    if !self.offer(path, &tx, &cancel).await { break; }
+                }
+            }
+        }
+        drop(watcher);
+        tracing::info!(maildir = %self.label, "stopped");
+        Ok(())
+    }
+
+    /// Streams the names in `new/` and `cur/` into the pipeline; false when cancelled.
+    async fn scan(&self, tx: &mpsc::Sender<Incoming>, cancel: &CancellationToken) -> bool {
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<PathBuf>>(2);
+        let new = self.shared.new.clone();
+        let cur = self.shared.cur.clone();
+        let lister = tokio::task::spawn_blocking(move || list_pending(&new, &cur, &chunk_tx));
+        let mut offered = 0usize;
+        let mut go_on = true;
+        while let Some(chunk) = chunk_rx.recv().await {
+            for path in chunk {
+                if !self.offer(path, tx, cancel).await {
+                    go_on = false;
+                    break;
+                }
+                offered += 1;
+            }
+            if !go_on {
+                break;
+            }
+        }
+        drop(chunk_rx);
+        let _ = lister.await;
+        tracing::debug!(maildir = %self.label, offered, "scan done");
+        go_on
+    }
+
+    /// Hands one file to the pipeline unless it is already there or not pending; false when
+    /// cancelled.
+    async fn offer(
+        &self,
+        path: PathBuf,
+        tx: &mpsc::Sender<Incoming>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(parent) = path.parent() else {
+            return true;
+        };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return true;
+        };
+        let pending = if parent == self.shared.new {
+            !name.starts_with('.')
+        } else if parent == self.shared.cur {
+            cur_is_pending(name)
+        } else {
+            false
+        };
+        if !pending || !self.shared.in_flight().insert(path.clone()) {
+            return true;
+        }
+        let incoming = Incoming {
+            source: format!("maildir:{}", path.display()),
+            received_at: Utc::now(),
+            payload: Payload::File(path.clone()),
+            ack: Ack::Maildir(Ticket {
+                path,
+                shared: self.shared.clone(),
+            }),
+        };
+        tokio::select! {
+            biased;
+            // Dropping the message drops its ticket, which takes it out of the in-flight set.
+            () = cancel.cancelled() => false,
+            r = tx.send(incoming) => r.is_ok(),
+        }
+    }
+}
+
+/// Lists pending files of `new/` then `cur/`, a chunk at a time, until the receiver goes away.
+fn list_pending(new: &Path, cur: &Path, out: &mpsc::Sender<Vec<PathBuf>>) {
+    const CHUNK: usize = 256;
+    for (dir, is_cur) in [(new, false), (cur, true)] {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list");
+                continue;
+            }
+        };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let wanted = if is_cur {
+                cur_is_pending(name)
+            } else {
+                !name.starts_with('.')
+            };
+            if !wanted || entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+                continue;
+            }
+            chunk.push(entry.path());
+            if chunk.len() == CHUNK {
+                if out.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    return;
+                }
+                chunk.reserve(CHUNK);
+            }
+        }
+        if !chunk.is_empty() && out.blocking_send(chunk).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_base_and_flags() {
+        assert_eq!(split_name("123.abc.host:2,RS"), ("123.abc.host", "RS"));
+        assert_eq!(split_name("123.abc.host"), ("123.abc.host", ""));
+        assert_eq!(split_name("123.abc.host:2,"), ("123.abc.host", ""));
+        assert_eq!(with_flag("T", Some('S')), "ST");
+        assert_eq!(with_flag("FS", Some('S')), "FS");
+        assert_eq!(with_flag("a", None), "a");
+        assert!(cur_is_pending("1.x:2,"));
+        assert!(cur_is_pending("1.x:2,F"));
+        assert!(!cur_is_pending("1.x:2,FS"));
+        assert!(!cur_is_pending(".hidden"));
+    }
+
+    #[test]
+    fn rename_never_replaces() -> io::Result<()> {
+        let d = tempfile::tempdir()?;
+        let a = d.path().join("a");
+        let b = d.path().join("b");
+        fs::write(&a, "one")?;
+        fs::write(&b, "two")?;
+        fs::write(d.path().join("x:2,S"), "taken")?;
+        let to = rename_no_replace(&a, d.path(), "x", "S")?;
+        assert_eq!(to, d.path().join("x.1:2,S"));
+        assert_eq!(fs::read_to_string(d.path().join("x:2,S"))?, "taken");
+        assert_eq!(fs::read_to_string(&to)?, "one");
+        Ok(())
+    }
+}
