@@ -159,15 +159,6 @@ impl Store {
         Ok(report)
     }
 
-    /// Replays every recipient's history under the current policy (after a policy change).
-    pub async fn replay_all(&self, now: DateTime<Utc>) -> Result<Vec<Shift>, StoreError> {
-        let ids: Vec<i64> = sqlx::query_scalar("select id from recipients order by id")
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        self.replay_ids(&ids, now).await
-    }
-
     /// Replays the histories of the recipients `ids`, 500 per transaction; returns those whose
     /// state changed.
     async fn replay_ids(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<Shift>, StoreError> {
