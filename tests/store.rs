@@ -626,3 +626,51 @@ async fn reclassify_since_leaves_older_messages_alone() {
     let new = store.recipient("new@example.com").await.unwrap().unwrap();
     assert_eq!(new.state, "suppressed");
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_half_way_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path()).await;
+    // A trigger that refuses history rows makes the batch fail after its messages, bounces and
+    // recipients were already inserted inside the transaction.
+    let mut other =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", dir.path().join("b.db").display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(
+        "create trigger refuse_events before insert on events \
+         begin select raise(abort, 'no history today'); end",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let batch = [
+        message(1, at(1, 0), Vec::new()),
+        message(
+            2,
+            at(1, 0),
+            vec![bounce(
+                "gone@example.com",
+                Reason::Userunknown,
+                BounceType::Hard,
+            )],
+        ),
+    ];
+    let err = store.record(&batch, at(1, 1)).await;
+    assert!(matches!(err, Err(StoreError::Sql { .. })), "{err:?}");
+    let s = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((s.messages, s.bounces, s.recipients), (0, 0, 0));
+
+    sqlx::query("drop trigger refuse_events")
+        .execute(&mut other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = store
+        .record(&batch, at(1, 2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::New { .. })),
+        "the retry records both messages anew: {out:?}"
+    );
+}

@@ -120,3 +120,49 @@ impl StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    use super::*;
+
+    /// A genuine SQLITE_READONLY from a connection opened read-only (which works for any user,
+    /// root included) is sorted into the case that names the file and says what to do.
+    #[tokio::test]
+    async fn a_write_on_a_read_only_database_is_read_only() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("ro.db");
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filename(&path);
+        let mut rw = opts
+            .clone()
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("create table t (x integer)")
+            .execute(&mut rw)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut ro = opts
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = sqlx::query("insert into t values (1)")
+            .execute(&mut ro)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a read-only connection wrote"));
+        let err = StoreError::from_sqlx(&path, e);
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("ro.db is read-only"), "{text}");
+        assert!(text.contains("writable"), "{text}");
+    }
+}

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
 
@@ -84,7 +85,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(opts.busy_timeout)
             .foreign_keys(true)
-            .statement_cache_capacity(64);
+            .statement_cache_capacity(64)
+            // A streaming export or a reclassify is one long statement by design: sqlx's
+            // slow-statement warning would only alarm the user.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)

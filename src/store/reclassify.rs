@@ -138,16 +138,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?;
-                let mut changes = Vec::new();
                 write_bounces(
                     &mut tx,
-                    self.policy(),
                     m.id,
                     from_secs(m.received_at),
                     &analysis.bounces,
                     now_s,
-                    &mut changes,
-                    Some(&mut touched),
+                    &mut touched,
                 )
                 .await
                 .map_err(|e| self.err(e))?;
@@ -157,48 +154,24 @@ impl Store {
 
         let mut ids: Vec<i64> = touched.into_iter().collect();
         ids.sort_unstable();
-        for chunk in ids.chunks(500) {
-            let mut tx = self.begin().await?;
-            for &id in chunk {
-                let (before, after) = replay(&mut tx, self.policy(), id, now_s)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                report.recipients_replayed += 1;
-                if before != after {
-                    let (address,): (String,) =
-                        sqlx::query_as("select address from recipients where id = ?")
-                            .bind(id)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(|e| self.err(e))?;
-                    report.shifts.push(Shift {
-                        address,
-                        from: before,
-                        to: after,
-                    });
-                }
-            }
-            tx.commit().await.map_err(|e| self.err(e))?;
-        }
+        report.recipients_replayed = ids.len() as u64;
+        report.shifts = self.replay_ids(&ids, now).await?;
         Ok(report)
     }
 
-    /// Replays every recipient's history under the current policy (after a policy change).
-    pub async fn replay_all(&self, now: DateTime<Utc>) -> Result<Vec<Shift>, StoreError> {
-        let ids: Vec<(i64,)> = sqlx::query_as("select id from recipients order by id")
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+    /// Replays the histories of the recipients `ids`, 500 per transaction; returns those whose
+    /// state changed.
+    async fn replay_ids(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<Shift>, StoreError> {
         let mut shifts = Vec::new();
         for chunk in ids.chunks(500) {
             let mut tx = self.begin().await?;
-            for &(id,) in chunk {
+            for &id in chunk {
                 let (before, after) = replay(&mut tx, self.policy(), id, secs(now))
                     .await
                     .map_err(|e| self.err(e))?;
                 if before != after {
-                    let (address,): (String,) =
-                        sqlx::query_as("select address from recipients where id = ?")
+                    let address: String =
+                        sqlx::query_scalar("select address from recipients where id = ?")
                             .bind(id)
                             .fetch_one(&mut *tx)
                             .await

@@ -492,25 +492,43 @@ impl RecipientRow {
     }
 }
 
-/// Fetches the recipient row for a normalized address, creating it when new.
-async fn upsert_recipient(
+/// The columns of a [`RecipientRow`], in one place for every statement that reads one.
+macro_rules! recipient_columns {
+    () => {
+        "id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, \
+         soft_count, complaint_count, other_count, first_bounce_at, last_bounce_at, suppressed_at, \
+         suppressed_type, suppressed_why, suppressed_bounce_id"
+    };
+}
+
+/// Fetches the recipient rows for normalized `(address, domain)` pairs, creating the new ones;
+/// keyed by address.
+async fn upsert_recipients(
     conn: &mut SqliteConnection,
-    address: &str,
-    domain: &str,
+    addresses: &[(String, String)],
     now: i64,
-) -> Result<RecipientRow, sqlx::Error> {
-    sqlx::query_as(
-        "insert into recipients (address, domain, updated_at) values (?, ?, ?) \
-         on conflict (address) do update set updated_at = excluded.updated_at \
-         returning id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, soft_count, \
-         complaint_count, other_count, first_bounce_at, last_bounce_at, suppressed_at, \
-         suppressed_type, suppressed_why, suppressed_bounce_id",
-    )
-    .bind(address)
-    .bind(domain)
-    .bind(now)
-    .fetch_one(conn)
-    .await
+) -> Result<HashMap<String, RecipientRow>, sqlx::Error> {
+    let mut rows = HashMap::with_capacity(addresses.len());
+    for chunk in addresses.chunks(rows_per_statement(3)) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("insert into recipients (address, domain, updated_at) ");
+        qb.push_values(chunk, |mut b, (address, domain)| {
+            b.push_bind(address.clone())
+                .push_bind(domain.clone())
+                .push_bind(now);
+        });
+        qb.push(concat!(
+            " on conflict (address) do update set updated_at = excluded.updated_at returning ",
+            recipient_columns!()
+        ));
+        let got: Vec<RecipientRow> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
+    }
+    Ok(rows)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -524,17 +542,13 @@ async fn insert_event(
     rule: Option<&str>,
     note: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let change = match to {
-        State::Suppressed => "suppressed",
-        State::Active => "unsuppressed",
-    };
     sqlx::query(
         "insert into events (recipient_id, at, change, cause, bounce_id, rule, note) \
          values (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(recipient_id)
     .bind(at)
-    .bind(change)
+    .bind(change_name(to))
     .bind(cause.as_str())
     .bind(bounce_id)
     .bind(rule)
@@ -544,129 +558,128 @@ async fn insert_event(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_bounce(
-    conn: &mut SqliteConnection,
+/// One bounce on its way to the database.
+struct Pending<'a> {
+    /// Index of its message in the batch.
+    msg: usize,
     message_id: i64,
     position: i64,
-    recipient_id: Option<i64>,
     at: i64,
-    f: &BounceFields,
+    /// The normalized `(address, domain)`, when the recipient is a usable address.
+    address: Option<(String, String)>,
+    fields: BounceFields,
+    bounce: &'a Bounce,
     counted: bool,
-) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
-        "insert into bounces (message_id, position, recipient_id, at, recipient, action, status, \
-         replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, feedback_type, \
-         rule, reader, original_message_id, original_from, original_to, original_subject, \
-         original_list_id, counted) \
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
-    )
-    .bind(message_id)
-    .bind(position)
-    .bind(recipient_id)
-    .bind(at)
-    .bind(&f.recipient)
-    .bind(&f.action)
-    .bind(&f.status)
-    .bind(&f.replycode)
-    .bind(&f.reason)
-    .bind(&f.bounce_type)
-    .bind(&f.diagnostic)
-    .bind(&f.remote_mta)
-    .bind(&f.reporting_mta)
-    .bind(&f.date)
-    .bind(&f.feedback_type)
-    .bind(&f.rule)
-    .bind(&f.reader)
-    .bind(&f.original_message_id)
-    .bind(&f.original_from)
-    .bind(&f.original_to)
-    .bind(&f.original_subject)
-    .bind(&f.original_list_id)
-    .bind(counted)
-    .fetch_one(conn)
-    .await?;
-    Ok(id)
+    change: Option<policy::Change>,
 }
 
-/// Writes the bounces of one message and applies the policy to each recipient.
-///
-/// With `touched`, the policy is not applied: the recipients are collected for a replay instead.
-#[allow(clippy::too_many_arguments)]
+impl<'a> Pending<'a> {
+    /// The bounces of message `msg` of a batch, stored as row `message_id`.
+    fn of_message(
+        msg: usize,
+        message_id: i64,
+        received_at: DateTime<Utc>,
+        bounces: &'a [Bounce],
+    ) -> impl Iterator<Item = Pending<'a>> {
+        bounces.iter().enumerate().map(move |(pos, b)| Pending {
+            msg,
+            message_id,
+            position: i64::try_from(pos).unwrap_or(i64::MAX),
+            at: secs(bounce_time(b.date.as_deref(), received_at)),
+            address: b.recipient.as_deref().and_then(normalize_address),
+            fields: BounceFields::of(b),
+            bounce: b,
+            counted: false,
+            change: None,
+        })
+    }
+
+    fn address(&self) -> Option<&str> {
+        self.address.as_ref().map(|(a, _)| a.as_str())
+    }
+}
+
+/// Creates or fetches the recipients of `pending`, keyed by address.
+async fn recipients_of(
+    conn: &mut SqliteConnection,
+    pending: &[Pending<'_>],
+    now: i64,
+) -> Result<HashMap<String, RecipientRow>, sqlx::Error> {
+    let mut addresses: Vec<(String, String)> =
+        pending.iter().filter_map(|p| p.address.clone()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    upsert_recipients(conn, &addresses, now).await
+}
+
+/// Inserts the bounce rows of `pending` with a few multi-row statements; returns the row id of
+/// each, keyed by `(message_id, position)`.
+async fn insert_bounces(
+    conn: &mut SqliteConnection,
+    pending: &[Pending<'_>],
+    rows: &HashMap<String, RecipientRow>,
+) -> Result<HashMap<(i64, i64), i64>, sqlx::Error> {
+    let mut ids = HashMap::with_capacity(pending.len());
+    for chunk in pending.chunks(rows_per_statement(23)) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "insert into bounces (message_id, position, recipient_id, at, recipient, action, \
+             status, replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, \
+             feedback_type, rule, reader, original_message_id, original_from, original_to, \
+             original_subject, original_list_id, counted) ",
+        );
+        qb.push_values(chunk, |mut b, p| {
+            let f = &p.fields;
+            let recipient_id = p.address().and_then(|a| rows.get(a)).map(|r| r.id);
+            b.push_bind(p.message_id)
+                .push_bind(p.position)
+                .push_bind(recipient_id)
+                .push_bind(p.at)
+                .push_bind(f.recipient.clone())
+                .push_bind(f.action.clone())
+                .push_bind(f.status.clone())
+                .push_bind(f.replycode.clone())
+                .push_bind(f.reason.clone())
+                .push_bind(f.bounce_type.clone())
+                .push_bind(f.diagnostic.clone())
+                .push_bind(f.remote_mta.clone())
+                .push_bind(f.reporting_mta.clone())
+                .push_bind(f.date.clone())
+                .push_bind(f.feedback_type.clone())
+                .push_bind(f.rule.clone())
+                .push_bind(f.reader.clone())
+                .push_bind(f.original_message_id.clone())
+                .push_bind(f.original_from.clone())
+                .push_bind(f.original_to.clone())
+                .push_bind(f.original_subject.clone())
+                .push_bind(f.original_list_id.clone())
+                .push_bind(p.counted);
+        });
+        qb.push(" returning id, message_id, position");
+        let got: Vec<(i64, i64, i64)> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        ids.extend(got.into_iter().map(|(id, m, pos)| ((m, pos), id)));
+    }
+    Ok(ids)
+}
+
+/// Writes the bounces of one stored message without applying the policy, adding their recipients
+/// to `touched` so the caller can replay those histories.
 pub(crate) async fn write_bounces(
     conn: &mut SqliteConnection,
-    policy: &Policy,
     message_id: i64,
     received_at: DateTime<Utc>,
     bounces: &[Bounce],
     now: i64,
-    changes: &mut Vec<StateChange>,
-    touched: Option<&mut std::collections::HashSet<i64>>,
+    touched: &mut HashSet<i64>,
 ) -> Result<(), sqlx::Error> {
-    let mut touched = touched;
-    for (pos, b) in bounces.iter().enumerate() {
-        let at = bounce_time(b.date.as_deref(), received_at);
-        let fields = BounceFields::of(b);
-        let pos = i64::try_from(pos).unwrap_or(i64::MAX);
-        let Some((address, domain)) = b.recipient.as_deref().and_then(normalize_address) else {
-            insert_bounce(conn, message_id, pos, None, secs(at), &fields, false).await?;
-            continue;
-        };
-        let mut row = upsert_recipient(conn, &address, &domain, now).await?;
-        if let Some(t) = touched.as_deref_mut() {
-            t.insert(row.id);
-            // The caller replays the whole history afterwards; just store the row.
-            insert_bounce(
-                conn,
-                message_id,
-                pos,
-                Some(row.id),
-                secs(at),
-                &fields,
-                false,
-            )
-            .await?;
-            continue;
-        }
-        let d = row.apply(
-            policy,
-            Event::Bounce(b.bounce_type),
-            at,
-            Some(b.reason.as_str()),
-        );
-        let bounce_id = insert_bounce(
-            conn,
-            message_id,
-            pos,
-            Some(row.id),
-            secs(at),
-            &fields,
-            d.counted,
-        )
-        .await?;
-        if let Some(change) = d.change {
-            if change.to == State::Suppressed {
-                row.suppressed_bounce_id = Some(bounce_id);
-            }
-            insert_event(
-                conn,
-                row.id,
-                secs(at),
-                change.to,
-                change.cause,
-                Some(bounce_id),
-                Some(&b.rule),
-                None,
-            )
-            .await?;
-            changes.push(StateChange {
-                address,
-                to: change.to,
-                cause: change.cause,
-            });
-        }
-        row.save(conn, now).await?;
-    }
+    let pending: Vec<Pending<'_>> =
+        Pending::of_message(0, message_id, received_at, bounces).collect();
+    let rows = recipients_of(conn, &pending, now).await?;
+    touched.extend(rows.values().map(|r| r.id));
+    insert_bounces(conn, &pending, &rows).await?;
     Ok(())
 }
 
@@ -678,11 +691,11 @@ pub(crate) async fn replay(
     recipient_id: i64,
     now: i64,
 ) -> Result<(State, State), sqlx::Error> {
-    let mut row: RecipientRow = sqlx::query_as(
-        "select id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, soft_count, \
-         complaint_count, other_count, first_bounce_at, last_bounce_at, suppressed_at, \
-         suppressed_type, suppressed_why, suppressed_bounce_id from recipients where id = ?",
-    )
+    let mut row: RecipientRow = sqlx::query_as(concat!(
+        "select ",
+        recipient_columns!(),
+        " from recipients where id = ?"
+    ))
     .bind(recipient_id)
     .fetch_one(&mut *conn)
     .await?;
@@ -832,18 +845,16 @@ impl Store {
         let mut tx = self.begin().await?;
         let now = secs(at);
         let row: Option<RecipientRow> = if create {
-            Some(
-                upsert_recipient(&mut tx, &address, &domain, now)
-                    .await
-                    .map_err(|e| self.err(e))?,
-            )
+            upsert_recipients(&mut tx, &[(address.clone(), domain)], now)
+                .await
+                .map_err(|e| self.err(e))?
+                .remove(&address)
         } else {
-            sqlx::query_as(
-                "select id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, \
-                 soft_count, complaint_count, other_count, first_bounce_at, last_bounce_at, \
-                 suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id \
-                 from recipients where address = ?",
-            )
+            sqlx::query_as(concat!(
+                "select ",
+                recipient_columns!(),
+                " from recipients where address = ?"
+            ))
             .bind(&address)
             .fetch_optional(&mut *tx)
             .await
@@ -865,20 +876,6 @@ impl Store {
             changed: d.change.is_some(),
         })
     }
-}
-
-/// One bounce of the batch on its way to the database.
-struct Pending<'a> {
-    /// Index of its message in the batch.
-    msg: usize,
-    message_id: i64,
-    position: i64,
-    at: i64,
-    address: Option<String>,
-    fields: BounceFields,
-    bounce: &'a Bounce,
-    counted: bool,
-    change: Option<policy::Change>,
 }
 
 /// Rows per multi-row statement, keeping under SQLite's 32,766 bound parameters.
@@ -957,60 +954,21 @@ async fn record_batch(
     // 2. The bounces of the new messages, and their recipients.
     let mut pending: Vec<Pending<'_>> = Vec::new();
     for (i, m) in batch.iter().enumerate() {
-        if !is_new[i] {
-            continue;
-        }
-        let message_id = inserted.get(&m.sha256).copied().unwrap_or_default();
-        for (pos, b) in m.analysis.bounces.iter().enumerate() {
-            pending.push(Pending {
-                msg: i,
+        if is_new[i] {
+            let message_id = inserted.get(&m.sha256).copied().unwrap_or_default();
+            pending.extend(Pending::of_message(
+                i,
                 message_id,
-                position: i64::try_from(pos).unwrap_or(i64::MAX),
-                at: secs(bounce_time(b.date.as_deref(), m.received_at)),
-                address: b
-                    .recipient
-                    .as_deref()
-                    .and_then(normalize_address)
-                    .map(|(a, _)| a),
-                fields: BounceFields::of(b),
-                bounce: b,
-                counted: false,
-                change: None,
-            });
+                m.received_at,
+                &m.analysis.bounces,
+            ));
         }
     }
-    let mut addresses: Vec<(String, String)> = pending
-        .iter()
-        .filter_map(|p| p.bounce.recipient.as_deref().and_then(normalize_address))
-        .collect();
-    addresses.sort_unstable();
-    addresses.dedup();
-    let mut rows: HashMap<String, RecipientRow> = HashMap::with_capacity(addresses.len());
-    for chunk in addresses.chunks(rows_per_statement(3)) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("insert into recipients (address, domain, updated_at) ");
-        qb.push_values(chunk, |mut b, (address, domain)| {
-            b.push_bind(address.clone())
-                .push_bind(domain.clone())
-                .push_bind(now);
-        });
-        qb.push(
-            " on conflict (address) do update set updated_at = excluded.updated_at \
-             returning id, address, domain, state, soft_score, soft_last_counted_at, manual, \
-             hard_count, soft_count, complaint_count, other_count, first_bounce_at, \
-             last_bounce_at, suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id",
-        );
-        let got: Vec<RecipientRow> = qb
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
-    }
+    let mut rows = recipients_of(conn, &pending, now).await?;
 
     // 3. The policy, bounce by bounce, in batch order.
     for p in &mut pending {
-        let Some(row) = p.address.as_ref().and_then(|a| rows.get_mut(a)) else {
+        let Some(row) = p.address().and_then(|a| rows.get_mut(a)) else {
             continue;
         };
         let d = row.apply(
@@ -1024,55 +982,13 @@ async fn record_batch(
     }
 
     // 4. Bounce rows.
-    let mut bounce_ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(pending.len());
-    for chunk in pending.chunks(rows_per_statement(24)) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "insert into bounces (message_id, position, recipient_id, at, recipient, action, \
-             status, replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, \
-             feedback_type, rule, reader, original_message_id, original_from, original_to, \
-             original_subject, original_list_id, counted) ",
-        );
-        qb.push_values(chunk, |mut b, p| {
-            let f = &p.fields;
-            let recipient_id = p.address.as_ref().and_then(|a| rows.get(a)).map(|r| r.id);
-            b.push_bind(p.message_id)
-                .push_bind(p.position)
-                .push_bind(recipient_id)
-                .push_bind(p.at)
-                .push_bind(f.recipient.clone())
-                .push_bind(f.action.clone())
-                .push_bind(f.status.clone())
-                .push_bind(f.replycode.clone())
-                .push_bind(f.reason.clone())
-                .push_bind(f.bounce_type.clone())
-                .push_bind(f.diagnostic.clone())
-                .push_bind(f.remote_mta.clone())
-                .push_bind(f.reporting_mta.clone())
-                .push_bind(f.date.clone())
-                .push_bind(f.feedback_type.clone())
-                .push_bind(f.rule.clone())
-                .push_bind(f.reader.clone())
-                .push_bind(f.original_message_id.clone())
-                .push_bind(f.original_from.clone())
-                .push_bind(f.original_to.clone())
-                .push_bind(f.original_subject.clone())
-                .push_bind(f.original_list_id.clone())
-                .push_bind(p.counted);
-        });
-        qb.push(" returning id, message_id, position");
-        let got: Vec<(i64, i64, i64)> = qb
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        bounce_ids.extend(got.into_iter().map(|(id, m, pos)| ((m, pos), id)));
-    }
+    let bounce_ids = insert_bounces(conn, &pending, &rows).await?;
 
     // 5. History: one event per change, each naming its bounce and rule.
     let mut changes: Vec<Vec<StateChange>> = vec![Vec::new(); batch.len()];
     let mut events: Vec<(i64, i64, policy::Change, Option<i64>, &str)> = Vec::new();
     for p in &pending {
-        let (Some(change), Some(address)) = (p.change, p.address.as_ref()) else {
+        let (Some(change), Some(address)) = (p.change, p.address()) else {
             continue;
         };
         let Some(row) = rows.get_mut(address) else {
@@ -1085,7 +1001,7 @@ async fn record_batch(
         events.push((row.id, p.at, change, bounce_id, &p.bounce.rule));
         if let Some(c) = changes.get_mut(p.msg) {
             c.push(StateChange {
-                address: address.clone(),
+                address: address.to_owned(),
                 to: change.to,
                 cause: change.cause,
             });
