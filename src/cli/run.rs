@@ -57,7 +57,8 @@ fn init_logging(cfg: &Config, verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match cfg.logging.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
