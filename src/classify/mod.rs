@@ -4,6 +4,7 @@
 //! that names a reason; [`BounceType::of`] applies the hard/soft rule of TAXONOMY section 4.
 
 pub mod codes;
+mod prefilter;
 pub mod rules;
 
 use std::borrow::Cow;
