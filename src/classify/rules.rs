@@ -851,6 +851,72 @@ mod tests {
     }
 
     #[test]
+    fn provider_codes_beat_generic_wording() {
+        let set = RuleSet::builtin();
+        let cases: &[(&str, Reason)] = &[
+            (
+                "550 5.5.0 Refused by the service OFR_506 [506]",
+                Reason::Spamdetected,
+            ),
+            (
+                "421 4.2.0 Service refused, come back later OFR004_505 [505]",
+                Reason::Systemerror,
+            ),
+            (
+                "554 5.7.1 Client host rejected: policy LPN007_630",
+                Reason::Policyviolation,
+            ),
+            (
+                "421 4.7.0 [TSS04] Deferred: too many complaints about mail from 192.0.2.7",
+                Reason::Rejected,
+            ),
+            (
+                "554 [TS03] All messages from 192.0.2.7 permanently deferred",
+                Reason::Rejected,
+            ),
+            (
+                "550 5.7.509 Access denied, the sending domain example.org fails DMARC",
+                Reason::Authfailure,
+            ),
+            (
+                "550 5.7.606 Access denied, sending IP is banned",
+                Reason::Blocked,
+            ),
+            (
+                "550 Messages from 192.0.2.7 were refused: your network is listed (S3150)",
+                Reason::Blocked,
+            ),
+            (
+                "554 Rejected AUP#CXBL: see the provider's error code page",
+                Reason::Blocked,
+            ),
+            ("554 192.0.2.7 has been refused IB111", Reason::Blocked),
+            ("552 Message refused IB212 - content", Reason::Spamdetected),
+            ("550 Ip frequency limited, try later", Reason::Toomanyconn),
+            (
+                "451 4.7.650 192.0.2.7 is rate limited for its reputation (S3113)",
+                Reason::Badreputation,
+            ),
+            (
+                "550 Mail content denied by the server",
+                Reason::Spamdetected,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text_reason(&set, text), Some(*want), "{text}");
+        }
+        // Look-alike numbers are not provider codes.
+        assert_ne!(
+            text_reason(&set, "550 5.5.0 Refused, ticket PROF_5067"),
+            Some(Reason::Spamdetected)
+        );
+        assert_ne!(
+            text_reason(&set, "queued as 25.7.6101"),
+            Some(Reason::Blocked)
+        );
+    }
+
+    #[test]
     fn text_rules_per_reason() {
         let set = RuleSet::builtin();
         let cases: &[(&str, Reason)] = &[
