@@ -901,6 +901,14 @@ mod tests {
                 "550 Mail content denied by the server",
                 Reason::Spamdetected,
             ),
+            (
+                "554 Message rejected: Email address is not verified. The following identities failed the check in region EU-WEST-1: a@example.org",
+                Reason::Norelaying,
+            ),
+            (
+                "550 Requested action not taken: mailbox unavailable (-1234567:891:-2147483648)",
+                Reason::Userunknown,
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(text_reason(&set, text), Some(*want), "{text}");
@@ -913,6 +921,14 @@ mod tests {
         assert_ne!(
             text_reason(&set, "queued as 25.7.6101"),
             Some(Reason::Blocked)
+        );
+        let plain = facts("550 Requested action not taken: mailbox unavailable");
+        assert!(
+            matches!(
+                set.match_text_confirmed(&plain),
+                Some(TextMatch::Unconfirmed(_, Reason::Filtered))
+            ),
+            "without the trace it needs an addressing code"
         );
     }
 
