@@ -1008,6 +1008,10 @@ mod tests {
                 "550 5.7.1 rejected by local policy",
                 Reason::Policyviolation,
             ),
+            (
+                "554 5.7.9 Header error: refused by the receiving site",
+                Reason::Policyviolation,
+            ),
             ("550 5.6.0 invalid MIME structure", Reason::Contenterror),
             (
                 "550 5.7.1 message is not RFC 5322 compliant",
