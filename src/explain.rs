@@ -347,6 +347,10 @@ fn explain_rule(
             report.reader,
             read.reason_hint.unwrap_or("")
         )),
+        "fallback.delayed" => builtin(
+            "a delay notice with no code and no diagnostic: the message has waited past the warning time"
+                .into(),
+        ),
         "fallback.onhold" => builtin(format!(
             "no rule matched, but there is evidence of a failure ({})",
             describe_facts(facts)

@@ -4,6 +4,7 @@
 //! that names a reason; [`BounceType::of`] applies the hard/soft rule of TAXONOMY section 4.
 
 pub mod codes;
+mod prefilter;
 pub mod rules;
 
 use std::borrow::Cow;
@@ -329,8 +330,9 @@ impl Classifier {
     /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
     /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
     ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
-    /// 6. `onhold` when there is evidence of a failure but nothing decided it, `undefined` when
-    ///    there is nothing at all.
+    /// 6. `expired` for a delay notice that names no cause (no code, no diagnostic); `onhold` when
+    ///    there is evidence of a failure but nothing decided it, `undefined` when there is nothing
+    ///    at all.
     ///
     /// The bounce type follows from the reason and whether the codes say permanent
     /// ([`BounceType::of`]).
@@ -395,8 +397,8 @@ impl Classifier {
     }
 
     /// The reason for one recipient and the id of what decided it (a rule id, or `kind.feedback`,
-    /// `kind.autoreply`, `action.delivered`, `status.success`, `reader.hint`, `fallback.onhold`,
-    /// `fallback.undefined`). See [`Classifier::classify`] for the order.
+    /// `kind.autoreply`, `action.delivered`, `status.success`, `reader.hint`, `fallback.delayed`,
+    /// `fallback.onhold`, `fallback.undefined`). See [`Classifier::classify`] for the order.
     pub fn decide<'a>(
         &'a self,
         kind: Option<Kind>,
@@ -441,6 +443,15 @@ impl Classifier {
         }
         if let Some(rule) = self.rules.match_code(facts) {
             return (rule.reason, Cow::Borrowed(rule.id.as_str()));
+        }
+        // A delay notice that names no cause at all reports only that the message has waited in
+        // the queue past the sender's warning time.
+        if action.as_deref() == Some("delayed")
+            && facts.status.is_none()
+            && facts.replycode.is_none()
+            && facts.diagnostic.trim().is_empty()
+        {
+            return (Reason::Expired, Cow::Borrowed("fallback.delayed"));
         }
         let evidence = failing
             || facts.status.is_some()
@@ -833,6 +844,27 @@ mod tests {
             rcpt("delayed", "4.0.0 (host name lookup failure)", ""),
         );
         assert_eq!(b.reason, Reason::Networkerror, "the status comment is read");
+        let b = one(Kind::Text, rcpt("delayed", "", ""));
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Expired, "fallback.delayed"),
+            "a delay notice without a cause"
+        );
+        let b = one(Kind::Text, rcpt("failed", "", ""));
+        assert_eq!(
+            b.reason,
+            Reason::Onhold,
+            "a failure without a cause is not a delay"
+        );
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "delayed",
+                "",
+                "450 only 2 unverifiable sending IPs allowed for example.org",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Requireptr);
     }
 
     #[test]

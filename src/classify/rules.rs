@@ -25,31 +25,42 @@
 //! beats an unconfirmed rule.
 //!
 //! Every text pattern of every rule is compiled once, when the table is built, and tried in table
-//! order until the first rule holds. (One `RegexSet` over all patterns was measured slower: its
-//! overlapping search must run every pattern to the end of the text, and its lazy DFA builds new
-//! states for nearly every new diagnostic, while in-order search stops at the first rule and each
-//! pattern's literal prefilter skips most texts at once.) Rules with a `text` condition are "text rules", the rest
+//! order until the first rule holds. Matching is case-insensitive by lower-casing the diagnostic
+//! once and compiling lower-case patterns case-sensitively (a case-insensitive Unicode pattern
+//! carries every case variant of every letter, which inflates its automaton and slows its first
+//! uses); a pattern with upper-case letters of its own is compiled case-insensitively instead.
+//! Before any regex runs, one Aho-Corasick pass finds which patterns' required literals occur in
+//! the text (see `prefilter`); the others cannot match and are skipped. (One `RegexSet` over all
+//! patterns was measured slower: its overlapping search must run every pattern to the end of the
+//! text, and its lazy DFA builds new states for nearly every new diagnostic.) Each pattern's lazy
+//! DFA cache is bounded ([`DFA_CACHE_LIMIT`]), so the memory a classifier holds per thread stays
+//! small and fixed. Rules with a `text` condition are "text rules", the rest
 //! "code rules"; the classifier consults text rules first and code rules last (see
 //! [`super::Classifier::classify`]). Within each group the first rule in table order whose
 //! conditions hold wins. The built-in table lives in `builtin.toml` beside this file; a user file in
 //! the same format overrides a built-in rule with the same id in place and puts new rules first.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::Reason;
 use super::codes::{ReplyCode, StatusCode};
+use super::prefilter::{self, Prefilter};
 use crate::error::RulesError;
 
 /// The built-in rule table, in the user file format.
 const BUILTIN: &str = include_str!("builtin.toml");
 
 /// Upper bound on the compiled size of one text pattern (bytes); generous, but finite.
-const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+const PATTERN_SIZE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Upper bound on one pattern's lazy DFA cache (bytes, per thread that uses the pattern).
+pub const DFA_CACHE_LIMIT: usize = 128 * 1024;
 
 /// What the rules look at for one recipient.
 #[derive(Debug, Clone, Copy, Default)]
@@ -299,14 +310,16 @@ struct RuleSpec {
     note: Option<String>,
 }
 
-/// The compiled rule table.
-#[derive(Debug, Default)]
+/// The compiled rule table. A clone shares the compiled patterns and has its own match caches.
+#[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
     /// Every text pattern of every rule, compiled, in rule order.
     patterns: Vec<Regex>,
     /// For each pattern, the index of its rule in `rules`.
     owner: Vec<usize>,
+    /// Which patterns can match a given text, from their required literals.
+    prefilter: Prefilter,
 }
 
 /// `NNN-X.Y.Z` continuation prefixes that multi-line replies leave in the middle of unfolded text.
@@ -330,16 +343,108 @@ pub fn normalize(diagnostic: &str) -> Cow<'_, str> {
     }
 }
 
-impl RuleSet {
-    /// The built-in rules.
-    pub fn builtin() -> RuleSet {
-        match Self::from_specs(builtin_specs("<built-in>"), Vec::new()) {
-            Ok(set) => set,
-            Err(e) => {
-                tracing::error!(error = %e, "the built-in rule table does not compile");
-                RuleSet::default()
-            }
+/// The diagnostic as the compiled patterns take it: [`normalize`]d, then lower-cased (Unicode).
+pub fn prepare(diagnostic: &str) -> Cow<'_, str> {
+    let text = normalize(diagnostic);
+    if text.is_ascii() {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            let mut owned = text.into_owned();
+            owned.make_ascii_lowercase();
+            return Cow::Owned(owned);
         }
+        return text;
+    }
+    if text.chars().any(char::is_uppercase) {
+        return Cow::Owned(text.to_lowercase());
+    }
+    text
+}
+
+/// Whether a pattern can be compiled case-sensitively over lower-cased text with the same
+/// meaning: no upper-case letter of its own outside escapes, and no escape that could name one
+/// (`\x41`, `\u{..}`).
+fn is_lower_case_pattern(pattern: &str) -> bool {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('x' | 'u' | 'U') => return false,
+                Some('p' | 'P') => {
+                    // A Unicode class name (`\p{Greek}`, `\pL`) is not a letter to match.
+                    let mut rest = chars.clone();
+                    if rest.next() == Some('{') {
+                        for n in rest.by_ref() {
+                            if n == '}' {
+                                break;
+                            }
+                        }
+                        chars = rest;
+                    } else {
+                        chars.next();
+                    }
+                }
+                _ => {}
+            }
+        } else if c.is_uppercase() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A compiled text pattern and the literals any of its matches needs (`None`: always run it).
+type Compiled = (Regex, Option<Vec<Vec<u8>>>);
+
+/// Patterns compiled so far in this process, by source. Every rule set built from the same
+/// patterns (one classifier per worker thread) shares their compiled programs: a cloned [`Regex`]
+/// shares the program and gets its own match cache.
+static COMPILED: LazyLock<Mutex<HashMap<String, Compiled>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Compiles one text pattern for matching over [`prepare`]d text (or reuses the program compiled
+/// earlier for the same source), with the literals any match needs.
+fn compile_pattern(pattern: &str) -> Result<Compiled, regex::Error> {
+    let shared = |cache: &HashMap<String, Compiled>| cache.get(pattern).cloned();
+    if let Some(found) = COMPILED.lock().ok().as_deref().and_then(shared) {
+        return Ok(found);
+    }
+    let compiled = compile_fresh(pattern)?;
+    if let Ok(mut cache) = COMPILED.lock() {
+        cache.insert(pattern.to_string(), compiled.clone());
+    }
+    Ok(compiled)
+}
+
+fn compile_fresh(pattern: &str) -> Result<Compiled, regex::Error> {
+    let source = lean_pattern(pattern);
+    let lower = is_lower_case_pattern(&source);
+    let re = RegexBuilder::new(&source)
+        .case_insensitive(!lower)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(DFA_CACHE_LIMIT)
+        .build()?;
+    let needs = if lower {
+        prefilter::required_literals(&source)
+    } else {
+        None
+    };
+    Ok((re, needs))
+}
+
+impl RuleSet {
+    /// The built-in rules (compiled once per process; each call gets its own match caches).
+    pub fn builtin() -> RuleSet {
+        static BUILTIN_SET: LazyLock<RuleSet> =
+            LazyLock::new(
+                || match RuleSet::from_specs(builtin_specs("<built-in>"), Vec::new()) {
+                    Ok(set) => set,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the built-in rule table does not compile");
+                        RuleSet::default()
+                    }
+                },
+            );
+        BUILTIN_SET.clone()
     }
 
     /// The built-in rules with a user rule file merged in.
@@ -376,25 +481,25 @@ impl RuleSet {
 
         let mut patterns = Vec::new();
         let mut owner = Vec::new();
+        let mut needs = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             for t in &rule.text {
-                let re = RegexBuilder::new(&ascii_word_boundaries(t))
-                    .case_insensitive(true)
-                    .size_limit(SET_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| RulesError::Rule {
-                        path: "<rule table>".to_string(),
-                        rule: rule.id.clone(),
-                        problem: format!("bad `text` pattern `{t}`: {e}"),
-                    })?;
+                let (re, need) = compile_pattern(t).map_err(|e| RulesError::Rule {
+                    path: "<rule table>".to_string(),
+                    rule: rule.id.clone(),
+                    problem: format!("bad `text` pattern `{t}`: {e}"),
+                })?;
                 patterns.push(re);
                 owner.push(i);
+                needs.push(need);
             }
         }
+        let prefilter = Prefilter::new(&needs);
         Ok(RuleSet {
             rules,
             patterns,
             owner,
+            prefilter,
         })
     }
 
@@ -421,12 +526,13 @@ impl RuleSet {
         if facts.diagnostic.trim().is_empty() {
             return None;
         }
-        let text = normalize(facts.diagnostic);
+        let text = prepare(facts.diagnostic);
+        let candidates = self.prefilter.candidates(&text);
         // A rule whose other conditions fail is passed over without running its patterns; a rule
-        // whose pattern matched is decided at once.
+        // whose pattern matched is decided at once; a pattern whose literals are absent is skipped.
         let mut skip = usize::MAX;
-        for (re, &i) in self.patterns.iter().zip(&self.owner) {
-            if i == skip {
+        for ((re, &i), &candidate) in self.patterns.iter().zip(&self.owner).zip(&candidates) {
+            if i == skip || !candidate {
                 continue;
             }
             let Some(rule) = self.rules.get(i) else {
@@ -460,9 +566,11 @@ impl RuleSet {
     }
 }
 
-/// `\b` as an ASCII word boundary: the Unicode one makes the lazy DFA give up on any non-ASCII
-/// input and fall back to a much slower engine.
-fn ascii_word_boundaries(pattern: &str) -> String {
+/// The pattern as compiled for matching: `\b` as an ASCII word boundary (the Unicode one makes the
+/// lazy DFA give up on any non-ASCII input and fall back to a much slower engine), and plain groups
+/// as non-capturing ones (rules only ask whether a pattern matches; capture slots would multiply
+/// the per-thread match cache of every pattern).
+fn lean_pattern(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut chars = pattern.chars();
     let mut in_class = false;
@@ -476,6 +584,7 @@ fn ascii_word_boundaries(pattern: &str) -> String {
                 }
                 None => out.push('\\'),
             },
+            '(' if !in_class && chars.clone().next() != Some('?') => out.push_str("(?:"),
             '[' => {
                 in_class = true;
                 out.push(c);
@@ -552,11 +661,7 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
         .map_err(|e: String| e)?;
     let text = spec.text.map(OneOrMany::into_vec).unwrap_or_default();
     for t in &text {
-        regex::RegexBuilder::new(t)
-            .case_insensitive(true)
-            .size_limit(SET_SIZE_LIMIT)
-            .build()
-            .map_err(|e| format!("bad `text` pattern `{t}`: {e}"))?;
+        compile_pattern(t).map_err(|e| format!("bad `text` pattern `{t}`: {e}"))?;
     }
     let status = spec
         .status
@@ -724,9 +829,13 @@ mod tests {
     }
 
     #[test]
-    fn word_boundaries_become_ascii() {
-        assert_eq!(ascii_word_boundaries(r"\bspam\b"), r"(?-u:\b)spam(?-u:\b)");
-        assert_eq!(ascii_word_boundaries(r"a\\b[\b]\d"), r"a\\b[\b]\d");
+    fn patterns_are_compiled_lean() {
+        assert_eq!(lean_pattern(r"\bspam\b"), r"(?-u:\b)spam(?-u:\b)");
+        assert_eq!(lean_pattern(r"a\\b[\b]\d"), r"a\\b[\b]\d");
+        assert_eq!(
+            lean_pattern(r"(a|b)(?i:c)(?P<n>d)[(]\("),
+            r"(?:a|b)(?i:c)(?P<n>d)[(]\("
+        );
         let set = RuleSet::builtin();
         assert_eq!(
             text_reason(&set, "550 メール spam"),
@@ -739,6 +848,88 @@ mod tests {
         let n = normalize("550-5.7.26 not accepted due to 550-5.7.26 domain's DMARC  policy");
         assert_eq!(n, "not accepted due to domain's DMARC policy");
         assert!(matches!(normalize("plain text"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn provider_codes_beat_generic_wording() {
+        let set = RuleSet::builtin();
+        let cases: &[(&str, Reason)] = &[
+            (
+                "550 5.5.0 Refused by the service OFR_506 [506]",
+                Reason::Spamdetected,
+            ),
+            (
+                "421 4.2.0 Service refused, come back later OFR004_505 [505]",
+                Reason::Systemerror,
+            ),
+            (
+                "554 5.7.1 Client host rejected: policy LPN007_630",
+                Reason::Policyviolation,
+            ),
+            (
+                "421 4.7.0 [TSS04] Deferred: too many complaints about mail from 192.0.2.7",
+                Reason::Rejected,
+            ),
+            (
+                "554 [TS03] All messages from 192.0.2.7 permanently deferred",
+                Reason::Rejected,
+            ),
+            (
+                "550 5.7.509 Access denied, the sending domain example.org fails DMARC",
+                Reason::Authfailure,
+            ),
+            (
+                "550 5.7.606 Access denied, sending IP is banned",
+                Reason::Blocked,
+            ),
+            (
+                "550 Messages from 192.0.2.7 were refused: your network is listed (S3150)",
+                Reason::Blocked,
+            ),
+            (
+                "554 Rejected AUP#CXBL: see the provider's error code page",
+                Reason::Blocked,
+            ),
+            ("554 192.0.2.7 has been refused IB111", Reason::Blocked),
+            ("552 Message refused IB212 - content", Reason::Spamdetected),
+            ("550 Ip frequency limited, try later", Reason::Toomanyconn),
+            (
+                "451 4.7.650 192.0.2.7 is rate limited for its reputation (S3113)",
+                Reason::Badreputation,
+            ),
+            (
+                "550 Mail content denied by the server",
+                Reason::Spamdetected,
+            ),
+            (
+                "554 Message rejected: Email address is not verified. The following identities failed the check in region EU-WEST-1: a@example.org",
+                Reason::Norelaying,
+            ),
+            (
+                "550 Requested action not taken: mailbox unavailable (-1234567:891:-2147483648)",
+                Reason::Userunknown,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text_reason(&set, text), Some(*want), "{text}");
+        }
+        // Look-alike numbers are not provider codes.
+        assert_ne!(
+            text_reason(&set, "550 5.5.0 Refused, ticket PROF_5067"),
+            Some(Reason::Spamdetected)
+        );
+        assert_ne!(
+            text_reason(&set, "queued as 25.7.6101"),
+            Some(Reason::Blocked)
+        );
+        let plain = facts("550 Requested action not taken: mailbox unavailable");
+        assert!(
+            matches!(
+                set.match_text_confirmed(&plain),
+                Some(TextMatch::Unconfirmed(_, Reason::Filtered))
+            ),
+            "without the trace it needs an addressing code"
+        );
     }
 
     #[test]
@@ -815,6 +1006,10 @@ mod tests {
             ("554 5.7.1 virus found in message", Reason::Virusdetected),
             (
                 "550 5.7.1 rejected by local policy",
+                Reason::Policyviolation,
+            ),
+            (
+                "554 5.7.9 Header error: refused by the receiving site",
                 Reason::Policyviolation,
             ),
             ("550 5.6.0 invalid MIME structure", Reason::Contenterror),
@@ -1178,6 +1373,84 @@ mod tests {
             RuleSet::builtin_with_file(Path::new("/nonexistent/rules.toml")),
             Err(RulesError::Io { .. })
         ));
+    }
+
+    /// The prefilter never rules out a pattern that matches.
+    fn prefilter_is_sound_on(set: &RuleSet, diagnostic: &str) {
+        let text = prepare(diagnostic);
+        let candidates = set.prefilter.candidates(&text);
+        for (i, re) in set.patterns.iter().enumerate() {
+            if re.is_match(&text) {
+                assert!(
+                    candidates.get(i).copied().unwrap_or(false),
+                    "pattern {} ruled out on {diagnostic:?}",
+                    re.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn builtin_patterns_are_lower_case_and_prefiltered() {
+        let set = RuleSet::builtin();
+        for rule in set.rules() {
+            for t in &rule.text {
+                assert!(
+                    is_lower_case_pattern(&lean_pattern(t)),
+                    "{}: `{t}` has upper-case letters",
+                    rule.id
+                );
+            }
+        }
+        for text in [
+            "550 5.1.1 <a@example.com>: Recipient address rejected: User unknown",
+            "552 5.2.2 Mailbox FULL; Quota exceeded for this user",
+            "554 5.7.1 Message rejected as SPAM by the content filter",
+            "Das Postfach ist voll, Speicherplatz erschöpft",
+            "Le compte a été DÉSACTIVÉ par l'administrateur",
+            "Почтовый ящик ПЕРЕПОЛНЕН",
+            "SPF check FAILED for sender domain example.org; DKIM signature missing",
+            "Connection timed out while talking to mx.example.net",
+            "",
+        ] {
+            prefilter_is_sound_on(&set, text);
+        }
+    }
+
+    #[test]
+    fn lower_cased_text_matches_any_case() {
+        let set = RuleSet::builtin();
+        assert_eq!(prepare("Mailbox FULL"), "mailbox full");
+        assert_eq!(prepare("ÜBERFÜLLT Konto"), "überfüllt konto");
+        assert!(matches!(prepare("already lower"), Cow::Borrowed(_)));
+        assert_eq!(
+            text_reason(&set, "550 5.2.2 MAILBOX FULL"),
+            text_reason(&set, "550 5.2.2 mailbox full")
+        );
+        // A user pattern with capitals of its own is still case-insensitive.
+        assert!(!is_lower_case_pattern("Mailbox"));
+        assert!(is_lower_case_pattern(r"\S+\p{Greek}\D"));
+        assert!(!is_lower_case_pattern(r"\x41"));
+        let user = RuleSet::builtin_with_str(
+            "[[rule]]\nid = \"x.user\"\nreason = \"filtered\"\ntext = 'Blocked By RECIPIENT'\n",
+            "test",
+        );
+        assert!(
+            user.is_ok_and(
+                |u| text_reason(&u, "blocked by recipient rules") == Some(Reason::Filtered)
+            )
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prefilter_is_sound(words in proptest::collection::vec(
+            "(user|unknown|mailbox|full|quota|spam|spf|dkim|fail|domain|not|exist|blocked|account|disabled|no such|rejected|sender|relay|denied|timed out|Ü|é|[A-Z]{1,3}|[0-9.]{1,6}| )",
+            0..24,
+        )) {
+            let set = RuleSet::builtin();
+            prefilter_is_sound_on(&set, &words.join(" "));
+        }
     }
 
     #[test]
