@@ -292,6 +292,9 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     if body.is_empty() {
         return;
     }
+    if let [only] = &mut *recipients {
+        take_transcript_verdict(only, body);
+    }
     if recipients
         .iter()
         .all(|r| !is_generic(r.diagnostic.as_deref()))
@@ -300,6 +303,58 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     }
     let lower = body.to_ascii_lowercase();
     enrich_with(recipients, body, &lower);
+}
+
+/// Whether a diagnostic is only a program's exit status (`Diagnostic-Code: X-Unix; 255`): the
+/// number says that the local program failed, not how.
+fn is_exit_status(diagnostic: Option<&str>) -> bool {
+    diagnostic.is_some_and(|d| {
+        let d = d.trim();
+        !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// A failure reply line the reporting MTA wrote itself (`554 5.3.0 ...`), not a quoted remote one.
+fn is_own_reply(line: &str) -> bool {
+    let b = line.as_bytes();
+    matches!(b.first(), Some(b'4' | b'5'))
+        && b.get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && b.get(3) == Some(&b' ')
+}
+
+/// Sendmail writes its own verdict on a failed delivery to a program or file as the last reply
+/// line of the session transcript (`554 5.3.0 unknown mailer error 255`, `451 4.0.0 Operating
+/// system error`), while the `Diagnostic-Code` holds the bare exit status. For a report's only
+/// recipient, that line replaces the exit status, which is kept at its end when absent.
+fn take_transcript_verdict(r: &mut RecipientReport, body: &str) {
+    if !is_exit_status(r.diagnostic.as_deref()) {
+        return;
+    }
+    let Some(at) = body.find("----- Transcript of session follows -----") else {
+        return;
+    };
+    let section = body.get(at..).unwrap_or("");
+    let verdict = section
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("-----"))
+        .map(str::trim)
+        .filter(|l| is_own_reply(l))
+        .last();
+    if let Some(line) = verdict {
+        let exit = r.diagnostic.take().unwrap_or_default();
+        let exit = exit.trim();
+        let named = line
+            .split_whitespace()
+            .next_back()
+            .is_some_and(|w| w == exit);
+        r.diagnostic = Some(if named {
+            line.to_string()
+        } else {
+            format!("{line} (exit status {exit})")
+        });
+    }
 }
 
 /// A header line of a copied message (`To: ...`) or an RFC 3464 field written into the text
@@ -679,6 +734,40 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
             r.diagnostic.as_deref(),
             Some("550 5.1.1 <carol@example.com>: unknown user")
         );
+    }
+
+    #[test]
+    fn an_exit_status_gives_way_to_the_transcript_verdict() {
+        let body = "   ----- The following addresses had permanent fatal errors -----\n\
+\"|/usr/local/bin/sorter\"\n    (reason: 75)\n    (expanded from: <rex@example.org>)\n\n\
+   ----- Transcript of session follows -----\nsorter: cannot open spool\n\
+451 4.3.0 Temporary local failure\n";
+        let exit = |code: &str| {
+            vec![RecipientReport {
+                recipient: Some("rex@example.org".into()),
+                diagnostic_type: Some("X-Unix".into()),
+                diagnostic: Some(code.into()),
+                ..Default::default()
+            }]
+        };
+        let mut one = exit("75");
+        enrich_from_text(&mut one, body);
+        assert_eq!(
+            one[0].diagnostic.as_deref(),
+            Some("451 4.3.0 Temporary local failure (exit status 75)")
+        );
+        let named = body.replace("Temporary local failure", "unknown mailer error 255");
+        let mut two = exit("255");
+        enrich_from_text(&mut two, &named);
+        assert_eq!(
+            two[0].diagnostic.as_deref(),
+            Some("451 4.3.0 unknown mailer error 255")
+        );
+        // Two recipients: the transcript cannot say whose verdict the line is.
+        let mut both = exit("75");
+        both.extend(exit("64"));
+        enrich_from_text(&mut both, body);
+        assert_eq!(both[0].diagnostic.as_deref(), Some("75"));
     }
 
     #[test]
