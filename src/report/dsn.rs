@@ -303,6 +303,11 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     }
     let lower = body.to_ascii_lowercase();
     enrich_with(recipients, body, &lower);
+    if let [only] = recipients
+        && only.diagnostic.is_none()
+    {
+        take_transcript_verdict(only, body);
+    }
 }
 
 /// Whether a diagnostic is only a program's exit status (`Diagnostic-Code: X-Unix; 255`): the
@@ -325,10 +330,11 @@ fn is_own_reply(line: &str) -> bool {
 
 /// Sendmail writes its own verdict on a failed delivery to a program or file as the last reply
 /// line of the session transcript (`554 5.3.0 unknown mailer error 255`, `451 4.0.0 Operating
-/// system error`), while the `Diagnostic-Code` holds the bare exit status. For a report's only
-/// recipient, that line replaces the exit status, which is kept at its end when absent.
+/// system error`), while the `Diagnostic-Code` holds the bare exit status or is missing. For a
+/// report's only recipient, that line becomes the diagnostic; an exit status it does not already
+/// name is kept at its end.
 fn take_transcript_verdict(r: &mut RecipientReport, body: &str) {
-    if !is_exit_status(r.diagnostic.as_deref()) {
+    if r.diagnostic.is_some() && !is_exit_status(r.diagnostic.as_deref()) {
         return;
     }
     let Some(at) = body.find("----- Transcript of session follows -----") else {
@@ -345,10 +351,11 @@ fn take_transcript_verdict(r: &mut RecipientReport, body: &str) {
     if let Some(line) = verdict {
         let exit = r.diagnostic.take().unwrap_or_default();
         let exit = exit.trim();
-        let named = line
-            .split_whitespace()
-            .next_back()
-            .is_some_and(|w| w == exit);
+        let named = exit.is_empty()
+            || line
+                .split_whitespace()
+                .next_back()
+                .is_some_and(|w| w == exit);
         r.diagnostic = Some(if named {
             line.to_string()
         } else {
@@ -762,6 +769,13 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         assert_eq!(
             two[0].diagnostic.as_deref(),
             Some("451 4.3.0 unknown mailer error 255")
+        );
+        let mut silent = exit("75");
+        silent[0].diagnostic = None;
+        enrich_from_text(&mut silent, body);
+        assert_eq!(
+            silent[0].diagnostic.as_deref(),
+            Some("451 4.3.0 Temporary local failure")
         );
         // Two recipients: the transcript cannot say whose verdict the line is.
         let mut both = exit("75");
