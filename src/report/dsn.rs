@@ -23,6 +23,9 @@ pub struct Dsn {
     pub received_from_mta: Option<String>,
     /// One entry per recipient block.
     pub recipients: Vec<RecipientReport>,
+    /// Beside each recipient, the words of a comment on its `Status` field, if any (see
+    /// [`apply_status_comments`]).
+    pub status_comments: Vec<Option<String>>,
 }
 
 /// An enhanced status code `class.subject.detail` (RFC 3463).
@@ -196,6 +199,7 @@ fn per_message_field(dsn: &mut Dsn, name: &str, value: &str) {
 fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     let mut r = RecipientReport::default();
     let mut actual = None;
+    let mut comment = None;
     for &(name, value) in fields {
         match name {
             "final-recipient" => r.recipient = normalize_address(value),
@@ -212,6 +216,7 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
                     .captures(value)
                     .and_then(|c| c.get(1))
                     .map(|m| m.as_str().to_string());
+                comment = status_comment(value);
             }
             "diagnostic-code" => {
                 let (kind, diag) = split_diagnostic(value);
@@ -228,7 +233,44 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     }
     if r.recipient.is_some() {
         dsn.recipients.push(r);
+        dsn.status_comments.push(comment);
     }
+}
+
+/// Gives a recipient still without any diagnostic (no `Diagnostic-Code`, nothing in the text) the
+/// comment on its `Status` field, the only words some MTAs write about it. Run after the text
+/// has been searched, which is better evidence.
+pub fn apply_status_comments(recipients: &mut [RecipientReport], comments: Vec<Option<String>>) {
+    for (r, comment) in recipients.iter_mut().zip(comments) {
+        if r.diagnostic.is_none() {
+            r.diagnostic = comment;
+        }
+    }
+}
+
+/// The reporting MTA's words in a comment on the `Status` field (`4.0.0 (example.net: host name
+/// lookup failure)`), the only diagnostic some MTAs give a recipient they have no reply for. A
+/// comment that only restates the class (`(permanent failure)`) says nothing and is dropped.
+fn status_comment(value: &str) -> Option<String> {
+    let (_, rest) = value.split_once('(')?;
+    let comment = rest.rsplit_once(')').map_or(rest, |(c, _)| c);
+    let comment = super::clean_line(comment);
+    let lower = comment.to_ascii_lowercase();
+    let restated = lower
+        .strip_suffix("failure")
+        .or_else(|| lower.strip_suffix("error"))
+        .map(str::trim)
+        .is_some_and(|w| {
+            matches!(
+                w,
+                "" | "permanent" | "transient" | "temporary" | "persistent transient" | "delivery"
+            )
+        });
+    (!comment.is_empty()
+        && !restated
+        && !lower.starts_with("other")
+        && !lower.starts_with("undefined"))
+    .then_some(comment)
 }
 
 /// A trimmed value, `None` when empty.
@@ -782,6 +824,46 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         both.extend(exit("64"));
         enrich_from_text(&mut both, body);
         assert_eq!(both[0].diagnostic.as_deref(), Some("75"));
+    }
+
+    #[test]
+    fn a_status_comment_is_the_diagnostic_of_last_resort() {
+        assert_eq!(
+            status_comment("4.0.0 (relay.example.net: host name lookup failure)").as_deref(),
+            Some("relay.example.net: host name lookup failure")
+        );
+        assert_eq!(status_comment("5.0.0 (permanent failure)"), None);
+        assert_eq!(status_comment("4.4.7 (Transient Failure)"), None);
+        assert_eq!(status_comment("5.1.1"), None);
+        assert_eq!(status_comment("5.0.0 ()"), None);
+        let mut dsn = Dsn::default();
+        push_recipient(
+            &mut dsn,
+            &[
+                ("final-recipient", "rfc822; sol@example.net"),
+                ("action", "delayed"),
+                ("status", "4.0.0 (example.net: host name lookup failure)"),
+            ],
+        );
+        push_recipient(
+            &mut dsn,
+            &[
+                ("final-recipient", "rfc822; tim@example.net"),
+                ("status", "5.0.0 (no route)"),
+                ("diagnostic-code", "smtp; 550 no such user"),
+            ],
+        );
+        assert_eq!(dsn.recipients[0].diagnostic, None);
+        let comments = std::mem::take(&mut dsn.status_comments);
+        apply_status_comments(&mut dsn.recipients, comments);
+        assert_eq!(
+            dsn.recipients[0].diagnostic.as_deref(),
+            Some("example.net: host name lookup failure")
+        );
+        assert_eq!(
+            dsn.recipients[1].diagnostic.as_deref(),
+            Some("550 no such user")
+        );
     }
 
     #[test]
