@@ -23,6 +23,9 @@ pub struct Dsn {
     pub received_from_mta: Option<String>,
     /// One entry per recipient block.
     pub recipients: Vec<RecipientReport>,
+    /// Beside each recipient, the words of a comment on its `Status` field, if any (see
+    /// [`apply_status_comments`]).
+    pub status_comments: Vec<Option<String>>,
 }
 
 /// An enhanced status code `class.subject.detail` (RFC 3463).
@@ -196,6 +199,7 @@ fn per_message_field(dsn: &mut Dsn, name: &str, value: &str) {
 fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     let mut r = RecipientReport::default();
     let mut actual = None;
+    let mut comment = None;
     for &(name, value) in fields {
         match name {
             "final-recipient" => r.recipient = normalize_address(value),
@@ -212,6 +216,7 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
                     .captures(value)
                     .and_then(|c| c.get(1))
                     .map(|m| m.as_str().to_string());
+                comment = status_comment(value);
             }
             "diagnostic-code" => {
                 let (kind, diag) = split_diagnostic(value);
@@ -228,7 +233,44 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     }
     if r.recipient.is_some() {
         dsn.recipients.push(r);
+        dsn.status_comments.push(comment);
     }
+}
+
+/// Gives a recipient still without any diagnostic (no `Diagnostic-Code`, nothing in the text) the
+/// comment on its `Status` field, the only words some MTAs write about it. Run after the text
+/// has been searched, which is better evidence.
+pub fn apply_status_comments(recipients: &mut [RecipientReport], comments: Vec<Option<String>>) {
+    for (r, comment) in recipients.iter_mut().zip(comments) {
+        if r.diagnostic.is_none() {
+            r.diagnostic = comment;
+        }
+    }
+}
+
+/// The reporting MTA's words in a comment on the `Status` field (`4.0.0 (example.net: host name
+/// lookup failure)`), the only diagnostic some MTAs give a recipient they have no reply for. A
+/// comment that only restates the class (`(permanent failure)`) says nothing and is dropped.
+fn status_comment(value: &str) -> Option<String> {
+    let (_, rest) = value.split_once('(')?;
+    let comment = rest.rsplit_once(')').map_or(rest, |(c, _)| c);
+    let comment = super::clean_line(comment);
+    let lower = comment.to_ascii_lowercase();
+    let restated = lower
+        .strip_suffix("failure")
+        .or_else(|| lower.strip_suffix("error"))
+        .map(str::trim)
+        .is_some_and(|w| {
+            matches!(
+                w,
+                "" | "permanent" | "transient" | "temporary" | "persistent transient" | "delivery"
+            )
+        });
+    (!comment.is_empty()
+        && !restated
+        && !lower.starts_with("other")
+        && !lower.starts_with("undefined"))
+    .then_some(comment)
 }
 
 /// A trimmed value, `None` when empty.
@@ -292,6 +334,9 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     if body.is_empty() {
         return;
     }
+    if let [only] = &mut *recipients {
+        take_transcript_verdict(only, body);
+    }
     if recipients
         .iter()
         .all(|r| !is_generic(r.diagnostic.as_deref()))
@@ -300,6 +345,65 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     }
     let lower = body.to_ascii_lowercase();
     enrich_with(recipients, body, &lower);
+    if let [only] = recipients
+        && only.diagnostic.is_none()
+    {
+        take_transcript_verdict(only, body);
+    }
+}
+
+/// Whether a diagnostic is only a program's exit status (`Diagnostic-Code: X-Unix; 255`): the
+/// number says that the local program failed, not how.
+fn is_exit_status(diagnostic: Option<&str>) -> bool {
+    diagnostic.is_some_and(|d| {
+        let d = d.trim();
+        !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// A failure reply line the reporting MTA wrote itself (`554 5.3.0 ...`), not a quoted remote one.
+fn is_own_reply(line: &str) -> bool {
+    let b = line.as_bytes();
+    matches!(b.first(), Some(b'4' | b'5'))
+        && b.get(1..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && b.get(3) == Some(&b' ')
+}
+
+/// Sendmail writes its own verdict on a failed delivery to a program or file as the last reply
+/// line of the session transcript (`554 5.3.0 unknown mailer error 255`, `451 4.0.0 Operating
+/// system error`), while the `Diagnostic-Code` holds the bare exit status or is missing. For a
+/// report's only recipient, that line becomes the diagnostic; an exit status it does not already
+/// name is kept at its end.
+fn take_transcript_verdict(r: &mut RecipientReport, body: &str) {
+    if r.diagnostic.is_some() && !is_exit_status(r.diagnostic.as_deref()) {
+        return;
+    }
+    let Some(at) = body.find("----- Transcript of session follows -----") else {
+        return;
+    };
+    let section = body.get(at..).unwrap_or("");
+    let verdict = section
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("-----"))
+        .map(str::trim)
+        .filter(|l| is_own_reply(l))
+        .last();
+    if let Some(line) = verdict {
+        let exit = r.diagnostic.take().unwrap_or_default();
+        let exit = exit.trim();
+        let named = exit.is_empty()
+            || line
+                .split_whitespace()
+                .next_back()
+                .is_some_and(|w| w == exit);
+        r.diagnostic = Some(if named {
+            line.to_string()
+        } else {
+            format!("{line} (exit status {exit})")
+        });
+    }
 }
 
 /// A header line of a copied message (`To: ...`) or an RFC 3464 field written into the text
@@ -678,6 +782,87 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         assert_eq!(
             r.diagnostic.as_deref(),
             Some("550 5.1.1 <carol@example.com>: unknown user")
+        );
+    }
+
+    #[test]
+    fn an_exit_status_gives_way_to_the_transcript_verdict() {
+        let body = "   ----- The following addresses had permanent fatal errors -----\n\
+\"|/usr/local/bin/sorter\"\n    (reason: 75)\n    (expanded from: <rex@example.org>)\n\n\
+   ----- Transcript of session follows -----\nsorter: cannot open spool\n\
+451 4.3.0 Temporary local failure\n";
+        let exit = |code: &str| {
+            vec![RecipientReport {
+                recipient: Some("rex@example.org".into()),
+                diagnostic_type: Some("X-Unix".into()),
+                diagnostic: Some(code.into()),
+                ..Default::default()
+            }]
+        };
+        let mut one = exit("75");
+        enrich_from_text(&mut one, body);
+        assert_eq!(
+            one[0].diagnostic.as_deref(),
+            Some("451 4.3.0 Temporary local failure (exit status 75)")
+        );
+        let named = body.replace("Temporary local failure", "unknown mailer error 255");
+        let mut two = exit("255");
+        enrich_from_text(&mut two, &named);
+        assert_eq!(
+            two[0].diagnostic.as_deref(),
+            Some("451 4.3.0 unknown mailer error 255")
+        );
+        let mut silent = exit("75");
+        silent[0].diagnostic = None;
+        enrich_from_text(&mut silent, body);
+        assert_eq!(
+            silent[0].diagnostic.as_deref(),
+            Some("451 4.3.0 Temporary local failure")
+        );
+        // Two recipients: the transcript cannot say whose verdict the line is.
+        let mut both = exit("75");
+        both.extend(exit("64"));
+        enrich_from_text(&mut both, body);
+        assert_eq!(both[0].diagnostic.as_deref(), Some("75"));
+    }
+
+    #[test]
+    fn a_status_comment_is_the_diagnostic_of_last_resort() {
+        assert_eq!(
+            status_comment("4.0.0 (relay.example.net: host name lookup failure)").as_deref(),
+            Some("relay.example.net: host name lookup failure")
+        );
+        assert_eq!(status_comment("5.0.0 (permanent failure)"), None);
+        assert_eq!(status_comment("4.4.7 (Transient Failure)"), None);
+        assert_eq!(status_comment("5.1.1"), None);
+        assert_eq!(status_comment("5.0.0 ()"), None);
+        let mut dsn = Dsn::default();
+        push_recipient(
+            &mut dsn,
+            &[
+                ("final-recipient", "rfc822; sol@example.net"),
+                ("action", "delayed"),
+                ("status", "4.0.0 (example.net: host name lookup failure)"),
+            ],
+        );
+        push_recipient(
+            &mut dsn,
+            &[
+                ("final-recipient", "rfc822; tim@example.net"),
+                ("status", "5.0.0 (no route)"),
+                ("diagnostic-code", "smtp; 550 no such user"),
+            ],
+        );
+        assert_eq!(dsn.recipients[0].diagnostic, None);
+        let comments = std::mem::take(&mut dsn.status_comments);
+        apply_status_comments(&mut dsn.recipients, comments);
+        assert_eq!(
+            dsn.recipients[0].diagnostic.as_deref(),
+            Some("example.net: host name lookup failure")
+        );
+        assert_eq!(
+            dsn.recipients[1].diagnostic.as_deref(),
+            Some("550 no such user")
         );
     }
 

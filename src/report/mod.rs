@@ -238,6 +238,8 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
             &mut found.recipients,
             message.header_raw("X-Failed-Recipients"),
         );
+        let comments = std::mem::take(&mut found.status_comments);
+        dsn::apply_status_comments(&mut found.recipients, comments);
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
         report.reporting_mta = found.reporting_mta;

@@ -388,10 +388,27 @@ fn looks_failed(subject: &str, text: &str) -> bool {
         .any(|w| contains_ci(subject, w) || contains_ci(text, w))
 }
 
-/// The most telling line of an explanation: the first line carrying an SMTP code (with its
-/// continuation lines), else the first paragraph with failure words.
+/// The most telling line of an explanation: the paragraph a notice introduces as the remote
+/// server's answer ("The response was:", Google's notices), else the first line carrying an SMTP
+/// code (with its continuation lines), else the first paragraph with failure words.
 fn fallback_diagnostic(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
+    if let Some(at) = lines.iter().position(|l| {
+        let t = l.trim();
+        t.len() < 80 && RESPONSE_INTRO.iter().any(|p| contains_ci(t, p)) && t.ends_with(':')
+    }) {
+        let answer: Vec<&str> = lines
+            .iter()
+            .skip(at + 1)
+            .map(|l| l.trim())
+            .skip_while(|t| t.is_empty())
+            .take_while(|t| !t.is_empty())
+            .collect();
+        let answer = unfold(&answer.join(" "));
+        if !answer.is_empty() {
+            return answer;
+        }
+    }
     for (i, line) in lines.iter().enumerate() {
         if has_code(line) && !line_is_skipped(line) {
             let mut out = String::from(line.trim());
@@ -422,10 +439,30 @@ fn fallback_diagnostic(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Sentences that introduce the remote server's own answer on the following lines.
+const RESPONSE_INTRO: &[&str] = &[
+    "the response was",
+    "the response from the remote server was",
+    "the error that the other server returned was",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use mail_parser::MessageParser;
+
+    #[test]
+    fn the_introduced_answer_is_the_diagnostic() {
+        let text = "** Message not delivered **\n\nYour message could not be sent from this alias.\n\nThe response was:\n\nSubmission refused: relay\n  needs authentication\n\nMore help online.\n";
+        assert_eq!(
+            fallback_diagnostic(text),
+            "Submission refused: relay needs authentication"
+        );
+        assert_eq!(
+            fallback_diagnostic("** Message not delivered **\n\nThe response was:\n"),
+            "** Message not delivered **"
+        );
+    }
 
     fn run(raw: &str) -> Vec<RecipientReport> {
         let Some(msg) = MessageParser::default().parse(raw.as_bytes()) else {

@@ -27,8 +27,12 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let mut in_list = false;
     let mut details: Vec<&str> = Vec::new();
     let mut in_details = false;
+    let mut retry_note: Option<&str> = None;
     for line in text.lines() {
         let t = line.trim();
+        if t.starts_with("Message will be retried") {
+            retry_note = Some(t);
+        }
         if t.starts_with("Delivery to the following recipient") {
             in_list = true;
             continue;
@@ -57,6 +61,12 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             .to_string(),
         None => full.clone(),
     };
+    // A delay warning without technical details says only that the message is still queued:
+    // its retry sentence is the whole diagnostic, and the time left is what is failing.
+    let (diag, hint) = match retry_note {
+        Some(note) if delayed && diag.is_empty() => (note.to_string(), Some("expired")),
+        _ => (diag, None),
+    };
     let remote = full
         .find("for the recipient domain")
         .and_then(|at| host_after(full.get(at..)?, " by "));
@@ -70,6 +80,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
             r.remote_mta = remote.clone();
             r.command = command.clone();
+            r.reason_hint = hint;
             r
         })
         .collect()
@@ -102,6 +113,24 @@ mod tests {
         assert_eq!(got[0].remote_mta.as_deref(), Some("mx1.example.com"));
         assert_eq!(got[0].action.as_deref(), Some("failed"));
         assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn a_bare_delay_warning_is_read_as_running_out_of_time() {
+        let body = "THIS IS A WARNING MESSAGE ONLY.\n\nDelivery to the following recipient has been delayed:\n\n     dan@example.org\n\nMessage will be retried for 1 more day(s)\n\n----- Original message -----\n\nTo: dan@example.org\n";
+        let got = test_input(
+            "mailer-daemon@googlemail.com",
+            "Delivery Status Notification (Delay)",
+            body,
+            read,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].action.as_deref(), Some("delayed"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("Message will be retried for 1 more day(s)")
+        );
+        assert_eq!(got[0].reason_hint, Some("expired"));
     }
 
     #[test]

@@ -38,6 +38,12 @@ const HINTS: &[(&str, &str)] = &[
         "mailboxfull",
     ),
     ("Your message was not delivered within", "expired"),
+    // EZweb's wording for a refusal; alone (no server answer quoted), the recipient's own
+    // reception filter refused.
+    (
+        "Each of the following recipients was rejected by a remote mail server.",
+        "filtered",
+    ),
 ];
 
 fn hint(text: &str) -> Option<&'static str> {
@@ -98,10 +104,13 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
     let text = unfold_lines(english);
     let reason = hint(&text);
     for r in &mut out {
-        if r.diagnostic.is_none() && !text.is_empty() {
+        let answered = r.diagnostic.as_deref().is_some_and(|d| !d.is_empty());
+        if !answered && !text.is_empty() {
             r.diagnostic = Some(text.clone());
         }
-        r.reason_hint = reason;
+        // "Rejected by a remote mail server" with no answer quoted is the recipient's reception
+        // filter; with the server's answer, the answer says why.
+        r.reason_hint = reason.filter(|h| *h != "filtered" || !answered);
     }
     out
 }
@@ -215,6 +224,20 @@ mod tests {
         );
         assert_eq!(got[0].reason_hint, Some("suspend"));
         assert_eq!(got[0].command, None);
+    }
+
+    #[test]
+    fn ezweb_reception_filter() {
+        let body = "<ryo@ezweb.ne.jp>\n\nEach of the following recipients was rejected by a remote mail server.\n-----------------------------\nReceived: from a.example.org\n";
+        let got = test_input(
+            "postmaster@ezweb.ne.jp",
+            "Mail System Error - Returned Mail",
+            body,
+            read_ezweb,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipient.as_deref(), Some("ryo@ezweb.ne.jp"));
+        assert_eq!(got[0].reason_hint, Some("filtered"));
     }
 
     #[test]

@@ -24,11 +24,13 @@ fn detect_notes(input: &Input) -> bool {
     common::head(input.body).contains("------- Failure Reasons")
 }
 
+/// Only the sentences that name the address book vouch for a dead mailbox. The bare Japanese form
+/// ("not in the directory's list") names none; it is left to the text rules, and stays soft
+/// unless they decide: calling a live address dead costs more than missing a dead one.
 fn hint(text: &str) -> Option<&'static str> {
     let unknown = [
         "not listed in public Name & Address Book",
         "not listed in Domino Directory",
-        "ディレクトリのリストにありません",
     ];
     unknown
         .iter()
@@ -131,6 +133,16 @@ Your message\n\n  Subject: hello\n\nwas not delivered to:\n\n  rae@example.org\n
             assert_eq!(r[0].reason_hint, Some("userunknown"));
             assert_eq!(r[0].command, None);
         });
+    }
+
+    #[test]
+    fn only_a_named_address_book_vouches() {
+        assert_eq!(
+            hint("User pat@example.org not listed in Domino Directory"),
+            Some("userunknown")
+        );
+        assert_eq!(hint("ディレクトリのリストにありません"), None);
+        assert_eq!(hint("Router: no route to the server"), None);
     }
 
     #[test]

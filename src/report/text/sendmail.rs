@@ -61,6 +61,8 @@ struct Entry {
     outcome: String,
     command: Option<&'static str>,
     remote: Option<String>,
+    /// The outcome line carries the remote answer itself (`554 <a>... 550 Host unknown`).
+    own_reply: bool,
 }
 
 fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
@@ -147,7 +149,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 }
             }
             Section::Transcript => {
-                if let Some(rest) = t.strip_prefix("... while talking to") {
+                let talking = t.trim_start_matches('.').trim_start();
+                let talking = common::strip_prefix_ci(talking, "while talking to");
+                if let Some(rest) = talking {
                     let h = rest.trim().trim_end_matches(':').trim_end_matches('.');
                     host = (!h.is_empty()).then(|| h.to_ascii_lowercase());
                     command = None;
@@ -194,9 +198,16 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     if a.eq_ignore_ascii_case(&skip) || common::is_system_address(&a) {
                         continue;
                     }
+                    // Sendmail's verdict quoting the answer it got for this address (or a DNS
+                    // failure): the reply of the session in progress is not this address's.
+                    let own = t
+                        .split_once("...")
+                        .is_some_and(|(_, after)| is_failure_reply(after.trim_start()));
                     let e = entry(&mut entries, &a);
                     e.outcome = t.to_string();
+                    e.own_reply |= own;
                     if e.reply.is_empty()
+                        && !e.own_reply
                         && matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5'))
                     {
                         e.reply = reply.clone();
@@ -211,7 +222,10 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     }
     if let Some((reply, command, host)) = last_failure {
         // A failure of MAIL, DATA or the connection applies to every recipient without its own.
-        for e in entries.iter_mut().filter(|e| e.reply.is_empty()) {
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.reply.is_empty() && !e.own_reply)
+        {
             e.reply = reply.clone();
             e.command = command;
             if e.remote.is_none() {
@@ -255,6 +269,45 @@ The original message was received at Mon, 2 Mar 2026 10:00:00 +0100\nfrom client
     const V5: &str = "From: MAILER-DAEMON@old.example.org\nSubject: Returned mail: User unknown\n\n\
    ----- Transcript of session follows -----\n\
 550 <jon@example.com>... User unknown\n\n   ----- Unsent message follows -----\nFrom: sender@example.org\nTo: jon@example.com\n\nx\n";
+
+    #[test]
+    fn an_outcome_with_its_own_answer_keeps_it() {
+        let text = "From: MAILER-DAEMON@old.example.org\nSubject: Returned mail: Host unknown\n\n\
+   ----- Transcript of session follows -----\n\
+While talking to relay.example.net:\n>>> MAIL From:<list@example.org>\n\
+<<< 553 <list@example.org>... sender refused by local policy\n\
+554 <amy@example.net>... Remote protocol error\n\
+554 <bo@nowhere.example>... 550 Host unknown (Authoritative answer from name server)\n\
+While talking to mx.example.com:\n>>> RCPT To:<cy@example.com>\n<<< 550 <cy@example.com>... User unknown\n\
+550 <cy@example.com>... User unknown\n\n   ----- Unsent message follows -----\nTo: amy@example.net\n";
+        input_from(text, |input| {
+            assert!(detect(input));
+            let r = read(input);
+            let got: Vec<_> = r
+                .iter()
+                .map(|r| (r.recipient.as_deref(), r.diagnostic.as_deref()))
+                .collect();
+            assert_eq!(got.len(), 3);
+            assert_eq!(
+                got[0],
+                (
+                    Some("amy@example.net"),
+                    Some("553 <list@example.org>... sender refused by local policy")
+                )
+            );
+            assert_eq!(got[1].0, Some("bo@nowhere.example"));
+            assert!(
+                got[1].1.unwrap_or("").contains("550 Host unknown"),
+                "{got:?}"
+            );
+            assert!(
+                !got[1].1.unwrap_or("").contains("sender refused"),
+                "{got:?}"
+            );
+            assert_eq!(r[2].command.as_deref(), Some("RCPT"));
+            assert_eq!(r[2].remote_mta.as_deref(), Some("mx.example.com"));
+        });
+    }
 
     #[test]
     fn reads_list_and_transcript() {

@@ -44,7 +44,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                     .iter()
                     .any(|r| r.recipient.as_deref() == Some(a.as_str()))
             {
-                out.push(failed(a, sentence.to_string()));
+                let mut r = failed(a, sentence.to_string());
+                // InterScan asks the sender to check the address only when the remote server
+                // refused the address itself.
+                if contains_ci(sentence, "check if address is correct") {
+                    r.reason_hint = Some("userunknown");
+                }
+                out.push(r);
             }
         }
     }
@@ -70,6 +76,27 @@ mod tests {
             Some("550 5.1.1 <jan@example.com>... unknown")
         );
         assert_eq!(got[0].command.as_deref(), Some("RCPT"));
+    }
+
+    #[test]
+    fn an_address_to_check_is_unknown() {
+        let body = "Message from InterScan Messaging Security Suite\n\nUnable to deliver message to <lea@example.net> (and other recipients in the same domain). Please check if address is correct.\n";
+        let got = test_input(
+            "interscan@gw.example.org",
+            "Mail could not be delivered",
+            body,
+            read,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].reason_hint, Some("userunknown"));
+        let vague = "Message from InterScan Messaging Security Suite\n\nUnable to deliver message to <lea@example.net> (and other recipients in the same domain).\n";
+        let got = test_input(
+            "interscan@gw.example.org",
+            "Mail could not be delivered",
+            vague,
+            read,
+        );
+        assert_eq!(got[0].reason_hint, None);
     }
 
     #[test]
