@@ -326,7 +326,10 @@ impl Classifier {
     /// 3. text rules: the diagnostic's own words are the most specific evidence there is. Wording
     ///    that needs confirmation ("user unknown" needs an addressing code, an answer to RCPT TO,
     ///    or a reader hint for the same reason) and lacks it gives way to a reader hint naming
-    ///    another reason, else gives its `otherwise` reason (`filtered` for "user unknown");
+    ///    another reason, else gives its `otherwise` reason (`filtered` for "user unknown").
+    ///    Wording confirmed only by the command, with no specific code, also gives way to a
+    ///    reader hint naming another reason (other than `expired`). A `userunknown` or
+    ///    `hostunknown` verdict in reply to HELO/EHLO judges the sending host's name: `blocked`;
     /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
     /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
     ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
@@ -397,7 +400,8 @@ impl Classifier {
     }
 
     /// The reason for one recipient and the id of what decided it (a rule id, or `kind.feedback`,
-    /// `kind.autoreply`, `action.delivered`, `status.success`, `reader.hint`, `fallback.delayed`,
+    /// `kind.autoreply`, `action.delivered`, `status.success`, `reader.hint`,
+    /// `blocked.command.greeting`, `fallback.delayed`,
     /// `fallback.onhold`, `fallback.undefined`). See [`Classifier::classify`] for the order.
     pub fn decide<'a>(
         &'a self,
@@ -426,11 +430,36 @@ impl Classifier {
             return (Reason::Delivered, Cow::Borrowed("status.success"));
         }
         let hint_reason = hint.and_then(|h| h.parse::<Reason>().ok());
+        let at_greeting = facts
+            .command
+            .is_some_and(|c| matches!(c.trim().to_ascii_uppercase().as_str(), "HELO" | "EHLO"));
+        // A refusal of HELO/EHLO judges the sending host's name: words like "invalid domain" or
+        // "unknown" there never speak of the recipient's address.
+        let greeting_refused = |reason: Reason| {
+            at_greeting && matches!(reason, Reason::Userunknown | Reason::Hostunknown)
+        };
+        let specific_status = facts.status.is_some_and(|s| !s.is_generic());
         match self.rules.match_text_confirmed(facts) {
-            Some(m @ rules::TextMatch::Confirmed(_)) => {
+            Some(m @ rules::TextMatch::Confirmed(rule)) => {
+                if greeting_refused(m.reason()) {
+                    return (Reason::Blocked, Cow::Borrowed("blocked.command.greeting"));
+                }
+                // Wording confirmed only by the command, not by a specific code, gives way to a
+                // reader hint naming another reason from the format's fixed wording (`expired`
+                // speaks of the queue, not of the mailbox, and does not count).
+                if rule.needs_confirmation()
+                    && !specific_status
+                    && let Some(reason) =
+                        hint_reason.filter(|&r| r != rule.reason && r != Reason::Expired)
+                {
+                    return (reason, Cow::Borrowed("reader.hint"));
+                }
                 return (m.reason(), Cow::Borrowed(m.id()));
             }
-            Some(m @ rules::TextMatch::Unconfirmed(..)) => {
+            Some(m @ rules::TextMatch::Unconfirmed(rule, _)) => {
+                if greeting_refused(rule.reason) {
+                    return (Reason::Blocked, Cow::Borrowed("blocked.command.greeting"));
+                }
                 if let Some(reason) = hint_reason {
                     return (reason, Cow::Borrowed("reader.hint"));
                 }
@@ -442,6 +471,9 @@ impl Classifier {
             return (reason, Cow::Borrowed("reader.hint"));
         }
         if let Some(rule) = self.rules.match_code(facts) {
+            if greeting_refused(rule.reason) {
+                return (Reason::Blocked, Cow::Borrowed("blocked.command.greeting"));
+            }
             return (rule.reason, Cow::Borrowed(rule.id.as_str()));
         }
         // A delay notice that names no cause at all reports only that the message has waited in
@@ -557,6 +589,64 @@ mod tests {
         let out = SHARED.classify(&report(kind, vec![r]));
         assert_eq!(out.len(), 1);
         out.into_iter().next().unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn a_refused_greeting_is_about_the_sending_host() {
+        let run = |status: &str, diag: &str, command: &str| {
+            let mut r = rcpt("failed", status, diag);
+            r.command = Some(command.to_string());
+            let b = one(Kind::Text, r);
+            (b.reason, b.bounce_type, b.rule)
+        };
+        for command in ["HELO", "EHLO", "ehlo"] {
+            let (reason, kind, rule) = run(
+                "5.0.0",
+                "501 5.0.0 Bad domain: invalid domain name",
+                command,
+            );
+            assert_eq!(
+                (reason, kind, rule.as_str()),
+                (
+                    Reason::Blocked,
+                    BounceType::Soft,
+                    "blocked.command.greeting"
+                ),
+                "{command}"
+            );
+            let (reason, _, _) = run("", "550 user unknown in greeting", command);
+            assert_eq!(reason, Reason::Blocked, "{command}");
+        }
+        // The same words in reply to RCPT TO still speak of the recipient's domain.
+        let (reason, kind, _) = run("5.0.0", "501 5.0.0 Bad domain: invalid domain name", "RCPT");
+        assert_eq!((reason, kind), (Reason::Hostunknown, BounceType::Hard));
+    }
+
+    #[test]
+    fn a_format_hint_outweighs_wording_confirmed_only_by_the_command() {
+        let run = |status: &str, hint: Option<&'static str>| {
+            let mut r = rcpt("failed", status, "550 unknown user");
+            r.command = Some("RCPT".into());
+            r.reason_hint = hint;
+            let b = one(Kind::Dsn, r);
+            (b.reason, b.rule)
+        };
+        assert_eq!(
+            run("5.0.0", Some("suspend")),
+            (Reason::Suspend, "reader.hint".to_string())
+        );
+        assert_eq!(run("", Some("suspend")).0, Reason::Suspend);
+        assert_eq!(run("5.0.0", None).0, Reason::Userunknown);
+        assert_eq!(
+            run("5.1.1", Some("suspend")).0,
+            Reason::Userunknown,
+            "a specific addressing code keeps the wording"
+        );
+        assert_eq!(
+            run("5.0.0", Some("expired")).0,
+            Reason::Userunknown,
+            "a queue-time hint names no cause"
+        );
     }
 
     #[test]

@@ -768,6 +768,46 @@ mod tests {
     }
 
     #[test]
+    fn a_denial_at_mail_from_and_a_missing_auth_offer() {
+        let set = RuleSet::builtin();
+        let at = |diagnostic: &'static str, command: Option<&'static str>| {
+            set.match_text(&Facts {
+                command,
+                ..facts(diagnostic)
+            })
+            .map(|r| r.id.clone())
+        };
+        assert_eq!(
+            at(
+                "550 5.7.1 <sender@example.org>... Access denied",
+                Some("MAIL")
+            )
+            .as_deref(),
+            Some("rejected.text.denied-at-mail-from")
+        );
+        assert_ne!(
+            at(
+                "550 5.7.1 <sender@example.org>... Access denied",
+                Some("RCPT")
+            )
+            .as_deref(),
+            Some("rejected.text.denied-at-mail-from"),
+            "only an answer to MAIL FROM speaks of the sender"
+        );
+        assert_eq!(
+            text_reason(
+                &set,
+                "Temporary failure: the peer does not advertise AUTH capability"
+            ),
+            Some(Reason::Securityerror)
+        );
+        assert_eq!(
+            text_reason(&set, "server doesn't offer SMTP AUTH"),
+            Some(Reason::Securityerror)
+        );
+    }
+
+    #[test]
     fn builtin_table_compiles_and_covers_every_failure_reason() {
         let rules = compile_file(BUILTIN, "<built-in>");
         assert!(rules.is_ok(), "{:?}", rules.err());
