@@ -320,12 +320,6 @@ fn is_generic(diagnostic: Option<&str>) -> bool {
 static REPLY_CODE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?-u:\b)[245]\d\d(?-u:\b)").expect("fixed pattern"));
 
-/// Postfix-style `host mx.example.net[192.0.2.1] said: ...`.
-static HOST_SAID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)host\s+([A-Za-z0-9][A-Za-z0-9.\-]*)(?:\s*\[[^\]]*\])?\s+said:\s*")
-        .expect("fixed pattern")
-});
-
 /// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
@@ -425,7 +419,11 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
         let with_evidence = paragraphs
             .iter()
             .filter(|p| !HEADER_LINE.is_match(p))
-            .find(|p| REPLY_CODE.is_match(p) || STATUS.is_match(p) || HOST_SAID.is_match(p));
+            .find(|p| {
+                REPLY_CODE.is_match(p)
+                    || STATUS.is_match(p)
+                    || super::text::common::host_said(p).is_some()
+            });
         if let Some(paragraph) = with_evidence {
             apply_paragraph(r, paragraph);
             continue;
