@@ -142,6 +142,7 @@ fn reader_evidence(
         .map(|f| f.name)
         .collect();
     let looks = report::looks_like_bounce(&input);
+    let states = report::states_non_delivery(&input);
     let mut why = Vec::new();
     match (report.kind, report.reader) {
         (Some(Kind::Feedback), _) => why.push(
@@ -199,6 +200,11 @@ fn reader_evidence(
         "outward signs of a bounce (MAILER-DAEMON or postmaster sender, failure subject, empty \
          Return-Path, or Auto-Submitted with failure wording): {}",
         if looks { "yes" } else { "no" }
+    ));
+    why.push(format!(
+        "states a non-delivery (an SMTP or enhanced status code, or words such as \"could not be \
+         delivered\"), needed by the general and VERP readers: {}",
+        if states { "yes" } else { "no" }
     ));
     why.push(if detected.is_empty() {
         "free-text families whose format check matches: none".to_string()

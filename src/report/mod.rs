@@ -265,7 +265,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Ok(report);
     }
 
-    if looks_like_bounce(&input) {
+    if looks_like_bounce(&input) && states_non_delivery(&input) {
         report.kind = Some(Kind::Text);
         if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
             report.reader = verp::NAME;
@@ -294,6 +294,27 @@ static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("fixed pattern")
 });
+
+/// Words with which an MTA states that a delivery failed (as opposed to why it failed).
+static NON_DELIVERY_STATEMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)undeliver|(?:could ?n[o']t|cannot|can't|unable to|failed to) (?:be )?deliver|(?:was|were|been) not delivered|not (?:been )?delivered|delivery (?:has |to .{1,80} )?failed|delivery fail|failed delivery|permanent(?:ly)? (?:error|fail)|fatal error|failed recipient|returned mail|return(?:ed|ing) to sender|mail failed|non[- ]?delivery|delivery status notification|failure notice|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|n'a pas pu être remis|配信|不達|送信できません|退信|未能送达|无法投递",
+    )
+    .expect("fixed pattern")
+});
+
+/// Whether a report in no known format states a delivery failure the way MTAs do: an SMTP reply
+/// or enhanced status code in its explanation, or a non-delivery statement in its subject or text.
+///
+/// A notice that only says a message was "rejected", with a reason and no code, is also what list
+/// moderation, ticket systems and mailbox scripts send; without a known format it is not taken as
+/// a bounce, so that a prose notice can never put an address on a suppression list.
+pub fn states_non_delivery(input: &text::Input) -> bool {
+    let explanation = prefix(text::common::cut_original(input.body), 16384);
+    text::common::has_code(explanation)
+        || NON_DELIVERY_STATEMENT.is_match(input.subject)
+        || NON_DELIVERY_STATEMENT.is_match(explanation)
+}
 
 /// Whether the sender or the subject is that of a failure report (`MAILER-DAEMON`, postmaster,
 /// "Undelivered Mail Returned to Sender", ...): evidence strong enough to rule out an auto-reply.

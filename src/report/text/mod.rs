@@ -147,9 +147,12 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
             }
         }
     }
-    // The general reader needs a bounce; an automatic reply without failure evidence is not one,
-    // even with a null sender.
-    if !super::looks_like_bounce(input) || super::autoreply::detect(input) {
+    // The general reader needs a bounce that says delivery failed; an automatic reply without
+    // failure evidence is not one, even with a null sender.
+    if !super::looks_like_bounce(input)
+        || !super::states_non_delivery(input)
+        || super::autoreply::detect(input)
+    {
         return None;
     }
     let found = generic::read(input);
