@@ -601,6 +601,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unindented_reply_lines_continue_the_diagnostic() {
+        let text = "Reporting-MTA: dns; mx.example.org\n\nDiagnostic-Code: smtp; 550-5.1.1 first line\n550-5.1.1 second [192.0.2.1]:25 line\n550 5.1.1 last line\nStatus: 5.0.0\nAction: failed\nFinal-Recipient: rfc822; ida@example.org\nstray text after a field\n";
+        let dsn = parse(text);
+        assert_eq!(dsn.recipients.len(), 1);
+        let r = &dsn.recipients[0];
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some("550 5.1.1 first line second [192.0.2.1]:25 line last line")
+        );
+        assert_eq!(r.recipient.as_deref(), Some("ida@example.org"));
+    }
+
+    #[test]
     fn a_returned_message_in_the_text_is_not_a_diagnostic() {
         let body = "Your message could not be delivered.\n\nReturn-Path: <news@example.com>\nReceived: from a.example.com\n for\n wes@example.org; Mon, 2 Mar 2026 10:00:00 +0000\nDate: Mon, 2 Mar 2026 10:00:00 +0000\n";
         let mut rs = vec![RecipientReport {

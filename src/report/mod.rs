@@ -523,14 +523,27 @@ pub(crate) fn field_blocks(text: &str) -> Vec<Vec<(String, String)>> {
             }
             continue;
         }
-        if let Some((name, value)) = line.split_once(':') {
+        let field = line.split_once(':').and_then(|(name, value)| {
             let name = name.trim();
-            if !name.is_empty()
+            (!name.is_empty()
                 && name
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                current.push((name.to_string(), value.trim().to_string()));
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            .then_some((name, value))
+        });
+        match field {
+            Some((name, value)) => current.push((name.to_string(), value.trim().to_string())),
+            // Some MTAs write the further lines of a multi-line reply unindented; outside a
+            // field's shape they can only continue the diagnostic.
+            None => {
+                if let Some((name, value)) = current.last_mut()
+                    && name.eq_ignore_ascii_case("diagnostic-code")
+                {
+                    if !value.is_empty() {
+                        value.push(' ');
+                    }
+                    value.push_str(line.trim());
+                }
             }
         }
     }
