@@ -408,6 +408,7 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
+    let single = recipients.len() == 1;
     for r in recipients.iter_mut() {
         if !is_generic(r.diagnostic.as_deref()) {
             continue;
@@ -430,6 +431,12 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
         }
         if r.diagnostic.is_some() {
             continue;
+        }
+        if single && let Some(response) = quoted_response(body, lower) {
+            apply_paragraph(r, &response);
+            if r.diagnostic.is_some() {
+                continue;
+            }
         }
         // No code anywhere: a sentence about the recipient is still better than nothing.
         let wordy = paragraphs.iter().find(|p| {
@@ -458,6 +465,29 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
             }
         }
     }
+}
+
+/// The remote server's answer that a report quotes under its own heading (`The response was:`,
+/// `The response from the remote server was:`, as Google writes): the paragraph after the heading,
+/// on one line. Those are the server's words, better than the report's sentence about the address.
+fn quoted_response(body: &str, lower: &str) -> Option<String> {
+    const HEADINGS: [&str; 2] = [
+        "the response from the remote server was:",
+        "the response was:",
+    ];
+    let end = HEADINGS
+        .iter()
+        .find_map(|h| lower.find(h).map(|at| at + h.len()))?;
+    let rest = body.get(end..)?.trim_start_matches([' ', '\t', '\r', '\n']);
+    let paragraph = rest
+        .split("\n\n")
+        .next()
+        .unwrap_or("")
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("");
+    let text = super::clean_line(super::prefix(paragraph, 2048));
+    (!text.is_empty()).then_some(text)
 }
 
 /// For recipients whose `Final-Recipient` is a local delivery target rather than an address (a
@@ -599,6 +629,30 @@ fn opens_entry(t: &str, addr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_response_is_the_only_recipients_diagnostic() {
+        let body = "** Address not found **\n\nYour message to uma@example.com was not delivered.\n\nThe response was:\n\n550 5.1.1 no such\naccount here\n\nMore help below.\n";
+        let mut rs = vec![RecipientReport {
+            recipient: Some("uma@example.com".into()),
+            status: Some("5.0.0".into()),
+            ..RecipientReport::default()
+        }];
+        enrich_from_text(&mut rs, body);
+        assert_eq!(rs[0].diagnostic.as_deref(), Some("550 5.1.1 no such account here"));
+        let mut two = vec![
+            RecipientReport {
+                recipient: Some("uma@example.com".into()),
+                ..RecipientReport::default()
+            },
+            RecipientReport {
+                recipient: Some("val@example.com".into()),
+                ..RecipientReport::default()
+            },
+        ];
+        enrich_from_text(&mut two, body);
+        assert_ne!(two[0].diagnostic.as_deref(), Some("550 5.1.1 no such account here"));
+    }
 
     #[test]
     fn unindented_reply_lines_continue_the_diagnostic() {
