@@ -330,6 +330,9 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     }
     if let [only] = &mut *recipients {
         take_transcript_verdict(only, body);
+        if only.remote_mta.is_none() {
+            only.remote_mta = transcript_host(body);
+        }
     }
     if recipients
         .iter()
@@ -344,6 +347,18 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     {
         take_transcript_verdict(only, body);
     }
+}
+
+/// The host a Sendmail session transcript names (`... while talking to mx.example.net.:`), the
+/// remote MTA when the recipient's block has no `Remote-MTA`.
+fn transcript_host(body: &str) -> Option<String> {
+    body.lines().find_map(|line| {
+        let t = line.trim().trim_start_matches('.').trim_start();
+        let rest = super::text::common::strip_prefix_ci(t, "while talking to")?;
+        let host = rest.trim().trim_end_matches(':').trim_end_matches('.');
+        let plausible = host.contains('.') && !host.contains(char::is_whitespace);
+        plausible.then(|| host.to_ascii_lowercase())
+    })
 }
 
 /// Whether a diagnostic is only a program's exit status (`Diagnostic-Code: X-Unix; 255`): the
@@ -629,6 +644,14 @@ fn opens_entry(t: &str, addr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transcript_names_the_remote_host() {
+        let body = "   ----- Transcript of session follows -----\n... while talking to mx2.example.net.:\n<<< 421\n";
+        assert_eq!(transcript_host(body).as_deref(), Some("mx2.example.net"));
+        assert_eq!(transcript_host("... while talking to the server\n"), None);
+        assert_eq!(transcript_host("no transcript\n"), None);
+    }
 
     #[test]
     fn a_quoted_response_is_the_only_recipients_diagnostic() {
