@@ -617,7 +617,12 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
     }
     for part in message.parts.iter().skip(1) {
         let ct = part_type(part);
-        if ct == "text/rfc822-headers" || ct == "message/rfc822-headers" {
+        // Some MTAs attach the returned header as a plain-text file.
+        let attached_text = ct == "text/plain"
+            && part
+                .content_disposition()
+                .is_some_and(|d| d.is_attachment());
+        if ct == "text/rfc822-headers" || ct == "message/rfc822-headers" || attached_text {
             let text = part_text(part);
             if let Some(o) = original_from_text(&text) {
                 return Some(o);

@@ -162,6 +162,18 @@ fn headers_only_returned_message() {
 }
 
 #[test]
+fn headers_attached_as_a_text_file() {
+    let raw = dsn_message().replace(
+        "Content-Type: message/rfc822\n\nFrom: Sender",
+        "Content-Type: text/plain; name=\"headers.txt\"\nContent-Disposition: attachment; filename=\"headers.txt\"\n\nFrom: Sender",
+    );
+    assert!(raw.contains("headers.txt"));
+    let r = read(raw.as_bytes()).unwrap();
+    let o = r.original.unwrap();
+    assert_eq!(o.message_id.as_deref(), Some("letter-42@example.org"));
+}
+
+#[test]
 fn inline_original_after_marker() {
     let raw = "From: MAILER-DAEMON@mx.example.net\nTo: news@example.org\nSubject: failure notice\n\n\
 Delivery failed for someone.\n\n--- Below this line is a copy of the message.\n\n\
