@@ -28,19 +28,26 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .unwrap_or_default();
     let list = common::section_after(text, "The following recipients were affected", |_| false)
         .unwrap_or_default();
-    let remote = text.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("Remote-MTA:")?;
-        let host = v.trim().trim_start_matches('<').trim_end_matches('>');
-        (!host.is_empty()).then(|| host.to_ascii_lowercase())
-    });
+    let remote = info_field(text, "Remote-MTA:");
+    let reporting = info_field(text, "Reporting-MTA:");
     common::find_addresses(&list)
         .into_iter()
         .map(|f| {
             let mut r = common::recipient(f.address, "failed", &said);
             r.remote_mta = remote.clone();
+            r.reporting_mta = reporting.clone();
             r
         })
         .collect()
+}
+
+/// A host from the "Additional Information" block (`Remote-MTA:   <192.0.2.1>`), lower-cased.
+fn info_field(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix(name)?;
+        let host = v.trim().trim_start_matches('<').trim_end_matches('>');
+        (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    })
 }
 
 #[cfg(test)]
@@ -50,7 +57,7 @@ mod tests {
 
     const SAMPLE: &str = "From: postmaster@mm.example.org\nTo: sender@example.com\nSubject: Undeliverable Mail: \"hi\"\n\n\
 Your message:\n   From:    sender@example.com\n   Subject: hi\n\nCould not be delivered because of\n\n550 5.1.1 User unknown\n\n\
-The following recipients were affected: \n    wes@example.net\n\n\nAdditional Information\n======================\nRemote-MTA:   <192.0.2.77>\n";
+The following recipients were affected: \n    wes@example.net\n\n\nAdditional Information\n======================\nRemote-MTA:   <192.0.2.77>\nReporting-MTA:  <GW.example.net>\n";
 
     #[test]
     fn reads_affected_recipients() {
@@ -61,6 +68,7 @@ The following recipients were affected: \n    wes@example.net\n\n\nAdditional In
             assert_eq!(r[0].recipient.as_deref(), Some("wes@example.net"));
             assert_eq!(r[0].diagnostic.as_deref(), Some("550 5.1.1 User unknown"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.77"));
+            assert_eq!(r[0].reporting_mta.as_deref(), Some("gw.example.net"));
             assert_eq!(r[0].command, None);
         });
     }
