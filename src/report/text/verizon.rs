@@ -22,8 +22,13 @@ fn detect(input: &Input) -> bool {
     from_verizon(input) && input.body.contains("Error")
 }
 
+/// The gateway's fixed summary sentences (`Error: ...`) that only ever mean the addressed
+/// number or mailbox does not exist.
+const NO_SUCH_RECIPIENT: &[&str] = &["No valid recipients for this MM", "Invalid user address"];
+
 fn read(input: &Input) -> Vec<RecipientReport> {
     let body = input.body;
+    let mut summary = "";
     let mut recipient = None;
     let mut diag = Vec::new();
     let mut take_next = false;
@@ -39,7 +44,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             take_next = true;
         } else if let Some(rest) = t.strip_prefix("Error:") {
             if diag.is_empty() {
-                diag.push(rest.trim());
+                summary = rest.trim();
+                diag.push(summary);
             }
         } else if t.starts_with("Original Message:") {
             in_original = true;
@@ -57,7 +63,14 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let Some(a) = recipient else {
         return Vec::new();
     };
-    vec![failed(a, diag)]
+    let mut r = failed(a, diag);
+    if NO_SUCH_RECIPIENT
+        .iter()
+        .any(|s| summary.eq_ignore_ascii_case(s))
+    {
+        r.reason_hint = Some("userunknown");
+    }
+    vec![r]
 }
 
 #[cfg(test)]
@@ -87,6 +100,10 @@ mod tests {
             Some("No valid recipients for this MM")
         );
         assert_eq!(got[0].command, None);
+        assert_eq!(got[0].reason_hint, Some("userunknown"));
+        let other = body.replace("No valid recipients for this MM", "Message too large");
+        let got = test_input("sysadmin@m1.vzwpix.com", "Undeliverable", &other, read);
+        assert_eq!(got[0].reason_hint, None);
     }
 
     #[test]
