@@ -125,6 +125,7 @@ const HELP_WORDS: &[&str] = &[
     "mailing list",
     "generated from",
     "expanded from",
+    "problem report",
 ];
 
 fn line_is_skipped(line: &str) -> bool {
@@ -428,8 +429,14 @@ fn fallback_diagnostic(text: &str) -> String {
             .map(str::trim)
             .filter(|p| !p.is_empty() && p.len() < 2000)
     };
-    if let Some(para) = paragraphs().find(|p| looks_failed("", p)) {
-        return unfold(para);
+    // Matched unfolded: the failure words often wrap ("could not\nbe delivered"); help text
+    // (whom to write to, what to include) is never the explanation.
+    if let Some(para) = paragraphs()
+        .filter(|p| !p.lines().any(line_is_skipped))
+        .map(unfold)
+        .find(|p| looks_failed("", p))
+    {
+        return para;
     }
     // Nothing in a known language: the longest of the first few paragraphs is the explanation.
     paragraphs()
@@ -450,6 +457,15 @@ const RESPONSE_INTRO: &[&str] = &[
 mod tests {
     use super::*;
     use mail_parser::MessageParser;
+
+    #[test]
+    fn wrapped_failure_words_beat_help_text() {
+        let text = "This is the mail system at host mx.example.org.\n\nYour message could not\nbe delivered to one or more recipients.\n\nIf you do so, please include this problem report with the\nreturned message.\n";
+        assert_eq!(
+            fallback_diagnostic(text),
+            "Your message could not be delivered to one or more recipients."
+        );
+    }
 
     #[test]
     fn the_introduced_answer_is_the_diagnostic() {
