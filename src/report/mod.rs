@@ -601,7 +601,7 @@ fn decode_bytes<'a>(part: &mail_parser::MessagePart, bytes: &'a [u8]) -> Cow<'a,
 /// Markers after which text reports copy the returned message inline.
 static INLINE_ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)original message|copy of the (?:original )?message|below this line is a copy|returned message|message headers? follows?|headers of the original|undelivered message|message that caused",
+        r"(?i)original message|copy of the (?:original )?message|below this line is a copy|returned message|message headers? follows?|headers of the original|undelivered message|message that caused|nachrichtenkopfzeilen|en-têtes de message d'origine|encabezados del mensaje original|intestazioni originali",
     )
     .expect("fixed pattern")
 });

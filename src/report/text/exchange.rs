@@ -209,11 +209,26 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
                         .unwrap_or(rest)
                         .to_string()
                 }
-                None => joined,
+                None => unframe(&joined),
             };
             failed(a, diag)
         })
         .collect()
+}
+
+/// The reply inside Exchange's framing: `#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##`
+/// and `#< #5.1.1 smtp;550 5.1.1 ...> #SMTP#` give the reply alone; other text is kept.
+fn unframe(text: &str) -> String {
+    let t = text.trim();
+    if !t.starts_with('#') {
+        return t.to_string();
+    }
+    if let Some((_, reply)) = t.split_once("smtp;") {
+        let reply = reply.rsplit_once('>').map_or(reply, |(r, _)| r);
+        return reply.trim().to_string();
+    }
+    t.trim_matches(|c: char| c == '#' || c.is_whitespace())
+        .to_string()
 }
 
 /// Exchange 2007+ without the administrators' part: the address, then the explanation paragraph.
@@ -244,6 +259,20 @@ fn read_user_part(text: &str) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_framing_is_removed_from_the_reply() {
+        assert_eq!(
+            unframe("#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##"),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found"
+        );
+        assert_eq!(
+            unframe("#< #5.1.1 smtp;550 5.1.1 RESOLVER.ADR.RecipNotFound; not found> #SMTP#"),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found"
+        );
+        assert_eq!(unframe("The mailbox is full."), "The mailbox is full.");
+        assert_eq!(unframe("#"), "");
+    }
     use crate::report::text::common::testutil::test_input;
 
     #[test]
