@@ -662,7 +662,10 @@ mod tests {
             ..RecipientReport::default()
         }];
         enrich_from_text(&mut rs, body);
-        assert_eq!(rs[0].diagnostic.as_deref(), Some("550 5.1.1 no such account here"));
+        assert_eq!(
+            rs[0].diagnostic.as_deref(),
+            Some("550 5.1.1 no such account here")
+        );
         let mut two = vec![
             RecipientReport {
                 recipient: Some("uma@example.com".into()),
@@ -674,7 +677,10 @@ mod tests {
             },
         ];
         enrich_from_text(&mut two, body);
-        assert_ne!(two[0].diagnostic.as_deref(), Some("550 5.1.1 no such account here"));
+        assert_ne!(
+            two[0].diagnostic.as_deref(),
+            Some("550 5.1.1 no such account here")
+        );
     }
 
     #[test]
