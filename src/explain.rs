@@ -241,7 +241,13 @@ fn explain_recipient(
     let diagnostic = effective_diagnostic(read);
     let status = result.status.as_deref().and_then(StatusCode::parse);
     let replycode = result.replycode.as_deref().and_then(ReplyCode::parse);
-    let facts = facts_of(read, diagnostic, status, replycode);
+    let facts = crate::classify::rules::Facts {
+        reporting_mta: read
+            .reporting_mta
+            .as_deref()
+            .or(report.reporting_mta.as_deref()),
+        ..facts_of(read, diagnostic, status, replycode)
+    };
     let rule = explain_rule(classifier, report, read, &result, &facts);
     let bounce_type_why = bounce_type_why(result.reason, result.bounce_type, status, replycode);
     RecipientExplanation {

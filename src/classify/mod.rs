@@ -364,7 +364,13 @@ impl Classifier {
         // `550 4.4.7`) says nothing reliable about permanence: keep the status, drop the reply.
         let replycode = codes::find_reply(diagnostic)
             .filter(|r| status.is_none_or(|s| !matches!((s.class, r.class()), (4, 5) | (5, 4))));
-        let facts = facts_of(rcpt, diagnostic, status, replycode);
+        let facts = rules::Facts {
+            reporting_mta: rcpt
+                .reporting_mta
+                .as_deref()
+                .or(report.reporting_mta.as_deref()),
+            ..facts_of(rcpt, diagnostic, status, replycode)
+        };
         let (reason, rule) = self.decide(report.kind, &facts, rcpt.reason_hint);
         let permanent = status
             .and_then(StatusCode::is_permanent)
@@ -532,7 +538,8 @@ impl Default for Classifier {
 }
 
 /// The facts the rules look at for one recipient: its diagnostic, the chosen codes, the command (from
-/// the reader, else read from the diagnostic), the action, the diagnostic type and the reader's hint.
+/// the reader, else read from the diagnostic), the action, the diagnostic type, the reader's hint,
+/// the address and the MTAs (the report-wide reporting MTA is the caller's to add).
 pub fn facts_of<'a>(
     rcpt: &'a RecipientReport,
     diagnostic: &'a str,
@@ -554,6 +561,9 @@ pub fn facts_of<'a>(
             .filter(|a| !a.is_empty()),
         diagnostic_type: rcpt.diagnostic_type.as_deref(),
         hint: rcpt.reason_hint,
+        recipient: rcpt.recipient.as_deref(),
+        remote_mta: rcpt.remote_mta.as_deref(),
+        reporting_mta: rcpt.reporting_mta.as_deref(),
     }
 }
 
@@ -1166,5 +1176,33 @@ mod tests {
         assert_eq!(b.original_message_id.as_deref(), Some("abc@example.org"));
         assert_eq!(b.original_list_id.as_deref(), Some("<news.example.org>"));
         assert_eq!(b.recipient.as_deref(), Some("user@example.com"));
+    }
+
+    #[test]
+    fn provider_rules_see_the_recipient_and_the_mtas() {
+        let c = Classifier::new();
+        let mut r = rcpt("failed", "5.0.0", "542 lee@example.org Rejected");
+        r.recipient = Some("lee@example.org".into());
+        let mut rep = report(Kind::Dsn, vec![r]);
+        rep.reporting_mta = Some("node4.messagelabs.com".into());
+        let out = c.classify(&rep);
+        assert_eq!(
+            out.first().map(|b| (b.reason, b.bounce_type, b.rule.as_str())),
+            Some((
+                Reason::Userunknown,
+                BounceType::Hard,
+                "userunknown.provider.messagelabs"
+            )),
+            "the report-wide reporting MTA counts"
+        );
+
+        let mut r = rcpt("failed", "5.0.0", "550 Unknown user lee@example.jp");
+        r.command = Some("DATA".into());
+        r.remote_mta = Some("mx2.docomo.ne.jp".into());
+        let b = one(Kind::Dsn, r);
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Rejected, BounceType::Soft)
+        );
     }
 }

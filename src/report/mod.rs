@@ -240,6 +240,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         );
         let comments = std::mem::take(&mut found.status_comments);
         dsn::apply_status_comments(&mut found.recipients, comments);
+        borrow_format_hints(&mut found.recipients, &input);
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
         report.reporting_mta = found.reporting_mta;
@@ -277,6 +278,26 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
 
     Ok(report)
+}
+
+/// A DSN whose human-readable part is also in a known free-text format (a carrier's fixed
+/// sentences beside the delivery-status fields) keeps the reason that format's reader vouches for:
+/// each recipient without a hint takes the hint the format's reader gives the same address.
+fn borrow_format_hints(recipients: &mut [RecipientReport], input: &text::Input) {
+    let Some(found) = text::FAMILIES
+        .iter()
+        .filter(|f| (f.detect)(input))
+        .map(|f| (f.read)(input))
+        .find(|found| !found.is_empty())
+    else {
+        return;
+    };
+    for r in recipients.iter_mut().filter(|r| r.reason_hint.is_none()) {
+        r.reason_hint = found
+            .iter()
+            .find(|f| f.recipient.is_some() && f.recipient == r.recipient)
+            .and_then(|f| f.reason_hint);
+    }
 }
 
 /// Subjects that MTAs and providers give their failure reports.
