@@ -333,9 +333,10 @@ impl Classifier {
     /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
     /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
     ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
-    /// 6. `expired` for a delay notice that names no cause (no code, no diagnostic); `onhold` when
-    ///    there is evidence of a failure but nothing decided it, `undefined` when there is nothing
-    ///    at all.
+    /// 6. `expired` for a delay notice that names no cause (no code, no diagnostic); `undefined`
+    ///    when there is no code and the diagnostic is only the notice's boilerplate ("delivery to
+    ///    the following recipients failed"); `onhold` when there is evidence of a failure but
+    ///    nothing decided it, `undefined` when there is nothing at all.
     ///
     /// The bounce type follows from the reason and whether the codes say permanent
     /// ([`BounceType::of`]).
@@ -491,6 +492,15 @@ impl Classifier {
         {
             return (Reason::Expired, Cow::Borrowed("fallback.delayed"));
         }
+        // A diagnostic that is only the notice's own boilerplate (that delivery failed, whom to
+        // ask) names no cause, and without a code there is nothing to classify by.
+        if facts.status.is_none()
+            && facts.replycode.is_none()
+            && !facts.diagnostic.trim().is_empty()
+            && NOTICE_BOILERPLATE.is_match(facts.diagnostic)
+        {
+            return (Reason::Undefined, Cow::Borrowed("fallback.undefined"));
+        }
         let evidence = failing
             || facts.status.is_some()
             || facts.replycode.is_some()
@@ -503,6 +513,15 @@ impl Classifier {
         }
     }
 }
+
+/// Sentences of a failure notice that state only that delivery failed or whom to ask, never why:
+/// a diagnostic made of nothing else says nothing about the address.
+static NOTICE_BOILERPLATE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)^(?:\s*(?:delivery to the following recipients? (?:has )?failed(?: permanently)?|(?:your )?message could not be delivered(?: to (?:one or more|the following) recipients?)?|if you do so, please include this problem report|you can delete your own text from the (?:attached )?returned message|this is an automatically generated delivery status notification)[\s.:;,!]*)+$",
+    )
+    .expect("fixed pattern")
+});
 
 /// The comment after a `Status` field's code: `4.0.0 (host name lookup failure)`.
 fn status_comment(field: &str) -> Option<&str> {
@@ -1187,7 +1206,8 @@ mod tests {
         rep.reporting_mta = Some("node4.messagelabs.com".into());
         let out = c.classify(&rep);
         assert_eq!(
-            out.first().map(|b| (b.reason, b.bounce_type, b.rule.as_str())),
+            out.first()
+                .map(|b| (b.reason, b.bounce_type, b.rule.as_str())),
             Some((
                 Reason::Userunknown,
                 BounceType::Hard,
@@ -1204,5 +1224,45 @@ mod tests {
             (b.reason, b.bounce_type),
             (Reason::Rejected, BounceType::Soft)
         );
+    }
+
+    #[test]
+    fn notice_boilerplate_alone_names_nothing() {
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "Delivery to the following recipients failed permanently:",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Undefined, "fallback.undefined")
+        );
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "If you do so, please include this problem report. You can delete your own text from the attached returned message.",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Undefined);
+        // A code, or any other words, is evidence of a failure whose cause is undecided.
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "5.0.0",
+                "Delivery to the following recipients failed permanently:",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Onhold);
+        let b = one(
+            Kind::Text,
+            rcpt("failed", "", "The gateway could not hand the message on"),
+        );
+        assert_eq!(b.reason, Reason::Onhold);
     }
 }

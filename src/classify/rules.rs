@@ -211,10 +211,11 @@ impl Rule {
         {
             return false;
         }
-        if !self.host.is_empty()
-            && !(any_host(&self.host, facts.recipient.and_then(domain_of))
-                || any_host(&self.host, facts.remote_mta.and_then(host_name)))
-        {
+        let receiving_side = || {
+            any_host(&self.host, facts.recipient.and_then(domain_of))
+                || any_host(&self.host, facts.remote_mta.and_then(host_name))
+        };
+        if !self.host.is_empty() && !receiving_side() {
             return false;
         }
         if !self.reporting_host.is_empty()
@@ -1679,7 +1680,8 @@ mod tests {
                 recipient: Some("mika@example.jp"),
                 ..facts(diagnostic)
             };
-            set.match_text_confirmed(&f).map(|m| (m.reason(), m.id().to_string()))
+            set.match_text_confirmed(&f)
+                .map(|m| (m.reason(), m.id().to_string()))
         };
         assert_eq!(
             docomo("mx7.docomo.ne.jp", "5.0.0", "DATA"),
@@ -1708,18 +1710,27 @@ mod tests {
             .map(|m| m.reason())
         };
         assert_eq!(
-            gateway("5550100@vtext.com", "550 - Requested action not taken: no such user here"),
+            gateway(
+                "5550100@vtext.com",
+                "550 - Requested action not taken: no such user here"
+            ),
             Some(Reason::Userunknown)
         );
         assert_eq!(
-            gateway("5550100@example.com", "550 - Requested action not taken: no such user here"),
+            gateway(
+                "5550100@example.com",
+                "550 - Requested action not taken: no such user here"
+            ),
             Some(Reason::Filtered)
         );
         assert_eq!(
             gateway("5550100@vzwpix.com", "No valid recipients for this MM"),
             Some(Reason::Userunknown)
         );
-        assert_eq!(gateway("5550100@example.com", "No valid recipients for this MM"), None);
+        assert_eq!(
+            gateway("5550100@example.com", "No valid recipients for this MM"),
+            None
+        );
 
         // A filtering service that writes the report itself is keyed on the reporting MTA.
         let filter = |reporting: &'static str, diagnostic: &'static str| {
@@ -1734,14 +1745,20 @@ mod tests {
             Some(Reason::Userunknown)
         );
         assert_eq!(
-            filter("cluster9.messagelabs.com", "550 ann@example.org... No such user"),
+            filter(
+                "cluster9.messagelabs.com",
+                "550 ann@example.org... No such user"
+            ),
             Some(Reason::Userunknown)
         );
         assert_eq!(
             filter("relay.example.org", "550 ann@example.org... No such user"),
             Some(Reason::Filtered)
         );
-        assert_eq!(filter("relay.example.org", "542 ann@example.org Rejected"), None);
+        assert_eq!(
+            filter("relay.example.org", "542 ann@example.org Rejected"),
+            None
+        );
     }
 
     #[test]
@@ -1758,7 +1775,12 @@ mod tests {
             ..facts("550 zq-code-9")
         };
         assert_eq!(set.match_text(&f).map(|r| r.id.as_str()), Some("mine"));
-        for bad in ["\"a b.example\"", "\"\"", "\"user@example.com\"", "\"-x.example\""] {
+        for bad in [
+            "\"a b.example\"",
+            "\"\"",
+            "\"user@example.com\"",
+            "\"-x.example\"",
+        ] {
             let text = format!(
                 "[[rule]]\nid = \"bad\"\nreason = \"blocked\"\ntext = \"x\"\nhost = {bad}\n"
             );
@@ -1769,5 +1791,68 @@ mod tests {
         }
         let only_host = "[[rule]]\nid = \"h\"\nreason = \"blocked\"\nhost = \"example.net\"\n";
         assert!(RuleSet::builtin_with_str(only_host, "user.toml").is_err());
+    }
+
+    #[test]
+    fn causes_named_beside_generic_words() {
+        let set = RuleSet::builtin();
+        let with = |diagnostic: &'static str, command: Option<&'static str>| {
+            set.match_text(&Facts {
+                command,
+                ..facts(diagnostic)
+            })
+            .map(|r| r.id.clone())
+        };
+        assert_eq!(
+            with(
+                "554 <pat@example.net>... Service unavailable (mail.local: unknown user: pat)",
+                None
+            )
+            .as_deref(),
+            Some("userunknown.text.local-delivery-agent")
+        );
+        assert_eq!(
+            with(
+                "Sorry, I wasn't able to establish an SMTP connection to any mail host. I'm not going to try again; this message has been in the queue too long.",
+                None
+            )
+            .as_deref(),
+            Some("networkerror.text.no-smtp-connection")
+        );
+        assert_eq!(
+            with("500 5.3.4 Line limit exceeded", Some("DATA")).as_deref(),
+            Some("mesgtoobig.text.line-length")
+        );
+        assert_ne!(
+            with("500 5.5.2 Line too long", Some("MAIL")).as_deref(),
+            Some("mesgtoobig.text.line-length"),
+            "a command line over the limit is not the message's size"
+        );
+        assert_eq!(
+            with("421 Service not available, closing channel", Some("CONN")).as_deref(),
+            Some("blocked.text.refused-at-greeting")
+        );
+        assert_eq!(
+            with("421 Service not available, closing channel", Some("RCPT")).as_deref(),
+            Some("systemerror.text.internal")
+        );
+        assert_eq!(
+            with("451 4.3.0 Error: queue file write error", None).as_deref(),
+            Some("systemerror.text.internal")
+        );
+        // X.3.0 is the class's catch-all: no code rule names a reason from it alone.
+        let bare = Facts {
+            status: StatusCode::parse("4.3.0"),
+            ..Facts::default()
+        };
+        assert!(set.match_code(&bare).is_none());
+        let specific = Facts {
+            status: StatusCode::parse("5.3.5"),
+            ..Facts::default()
+        };
+        assert_eq!(
+            set.match_code(&specific).map(|r| r.reason),
+            Some(Reason::Systemerror)
+        );
     }
 }
