@@ -384,7 +384,22 @@ fn explain_rule(
 /// The text pattern of a rule that matches the diagnostic (as the rules see it) and what it matched,
 /// then the codes the rule's other conditions were checked against.
 fn rule_condition(rule: &Rule, facts: &Facts) -> String {
-    let on_facts = describe_facts(facts);
+    let mut on_facts = describe_facts(facts);
+    if !rule.hosts().is_empty() {
+        on_facts.push_str(&format!(
+            "; provider {:?} by recipient {} or remote MTA {}",
+            rule.hosts(),
+            facts.recipient.unwrap_or("-"),
+            facts.remote_mta.unwrap_or("-")
+        ));
+    }
+    if !rule.reporting_hosts().is_empty() {
+        on_facts.push_str(&format!(
+            "; reporting MTA {} under {:?}",
+            facts.reporting_mta.unwrap_or("-"),
+            rule.reporting_hosts()
+        ));
+    }
     if !rule.is_text_rule() {
         return format!("code rule (no text condition); its code conditions held on: {on_facts}");
     }

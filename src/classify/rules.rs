@@ -184,6 +184,16 @@ impl Rule {
                 .is_some_and(|h| h.trim().eq_ignore_ascii_case(self.reason.as_str()))
     }
 
+    /// The provider domains of the `host` condition (empty when the rule has none).
+    pub fn hosts(&self) -> &[String] {
+        &self.host
+    }
+
+    /// The domains of the `reporting_host` condition (empty when the rule has none).
+    pub fn reporting_hosts(&self) -> &[String] {
+        &self.reporting_host
+    }
+
     /// Whether the rule has a text condition (a text rule) or only code-like conditions.
     pub fn is_text_rule(&self) -> bool {
         !self.text.is_empty()
@@ -1065,6 +1075,14 @@ mod tests {
             (
                 "421 4.7.0 <bounces@example.org> sender rejected. AUP#I-1230",
                 Reason::Speeding,
+            ),
+            (
+                "421 4.2.1 too busy, try later AUP#CXCNCT",
+                Reason::Toomanyconn,
+            ),
+            (
+                "554 5.7.1 rDNS of 192.0.2.9 fails; sender rejected AUP#CXDNS",
+                Reason::Requireptr,
             ),
         ];
         for (text, want) in cases {
