@@ -1081,6 +1081,14 @@ mod tests {
                 Reason::Toomanyconn,
             ),
             (
+                "550 5.7.511 Access denied, banned sender [192.0.2.9]",
+                Reason::Blocked,
+            ),
+            (
+                "550 5.7.1 Messages missing a valid Message-ID header are not accepted",
+                Reason::Notcompliantrfc,
+            ),
+            (
                 "554 5.7.1 rDNS of 192.0.2.9 fails; sender rejected AUP#CXDNS",
                 Reason::Requireptr,
             ),
