@@ -1085,6 +1085,14 @@ mod tests {
                 Reason::Blocked,
             ),
             (
+                "550 5.7.515 Access denied, sending domain does not meet the required level",
+                Reason::Authfailure,
+            ),
+            (
+                "451 4.7.651 The mail server has been temporarily rate limited",
+                Reason::Badreputation,
+            ),
+            (
                 "550 5.7.1 Messages missing a valid Message-ID header are not accepted",
                 Reason::Notcompliantrfc,
             ),
