@@ -241,7 +241,13 @@ fn explain_recipient(
     let diagnostic = effective_diagnostic(read);
     let status = result.status.as_deref().and_then(StatusCode::parse);
     let replycode = result.replycode.as_deref().and_then(ReplyCode::parse);
-    let facts = facts_of(read, diagnostic, status, replycode);
+    let facts = crate::classify::rules::Facts {
+        reporting_mta: read
+            .reporting_mta
+            .as_deref()
+            .or(report.reporting_mta.as_deref()),
+        ..facts_of(read, diagnostic, status, replycode)
+    };
     let rule = explain_rule(classifier, report, read, &result, &facts);
     let bounce_type_why = bounce_type_why(result.reason, result.bounce_type, status, replycode);
     RecipientExplanation {
@@ -378,7 +384,22 @@ fn explain_rule(
 /// The text pattern of a rule that matches the diagnostic (as the rules see it) and what it matched,
 /// then the codes the rule's other conditions were checked against.
 fn rule_condition(rule: &Rule, facts: &Facts) -> String {
-    let on_facts = describe_facts(facts);
+    let mut on_facts = describe_facts(facts);
+    if !rule.hosts().is_empty() {
+        on_facts.push_str(&format!(
+            "; provider {:?} by recipient {} or remote MTA {}",
+            rule.hosts(),
+            facts.recipient.unwrap_or("-"),
+            facts.remote_mta.unwrap_or("-")
+        ));
+    }
+    if !rule.reporting_hosts().is_empty() {
+        on_facts.push_str(&format!(
+            "; reporting MTA {} under {:?}",
+            facts.reporting_mta.unwrap_or("-"),
+            rule.reporting_hosts()
+        ));
+    }
     if !rule.is_text_rule() {
         return format!("code rule (no text condition); its code conditions held on: {on_facts}");
     }

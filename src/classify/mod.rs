@@ -333,9 +333,10 @@ impl Classifier {
     /// 4. the reader's `reason_hint`: a format whose wording names the failure exactly;
     /// 5. code rules: specific codes (5.1.1, 5.2.2, 5.1.2, 5.1.6, 5.2.1, 5.3.4, ...) on their own;
     ///    generic ones (X.0.0, 5.7.1, 550, 554) have no code rule and need words;
-    /// 6. `expired` for a delay notice that names no cause (no code, no diagnostic); `onhold` when
-    ///    there is evidence of a failure but nothing decided it, `undefined` when there is nothing
-    ///    at all.
+    /// 6. `expired` for a delay notice that names no cause (no code, no diagnostic); `undefined`
+    ///    when there is no code and the diagnostic is only the notice's boilerplate ("delivery to
+    ///    the following recipients failed"); `onhold` when there is evidence of a failure but
+    ///    nothing decided it, `undefined` when there is nothing at all.
     ///
     /// The bounce type follows from the reason and whether the codes say permanent
     /// ([`BounceType::of`]).
@@ -364,7 +365,13 @@ impl Classifier {
         // `550 4.4.7`) says nothing reliable about permanence: keep the status, drop the reply.
         let replycode = codes::find_reply(diagnostic)
             .filter(|r| status.is_none_or(|s| !matches!((s.class, r.class()), (4, 5) | (5, 4))));
-        let facts = facts_of(rcpt, diagnostic, status, replycode);
+        let facts = rules::Facts {
+            reporting_mta: rcpt
+                .reporting_mta
+                .as_deref()
+                .or(report.reporting_mta.as_deref()),
+            ..facts_of(rcpt, diagnostic, status, replycode)
+        };
         let (reason, rule) = self.decide(report.kind, &facts, rcpt.reason_hint);
         let permanent = status
             .and_then(StatusCode::is_permanent)
@@ -485,6 +492,15 @@ impl Classifier {
         {
             return (Reason::Expired, Cow::Borrowed("fallback.delayed"));
         }
+        // A diagnostic that is only the notice's own boilerplate (that delivery failed, whom to
+        // ask) names no cause, and without a code there is nothing to classify by.
+        if facts.status.is_none()
+            && facts.replycode.is_none()
+            && !facts.diagnostic.trim().is_empty()
+            && NOTICE_BOILERPLATE.is_match(facts.diagnostic)
+        {
+            return (Reason::Undefined, Cow::Borrowed("fallback.undefined"));
+        }
         let evidence = failing
             || facts.status.is_some()
             || facts.replycode.is_some()
@@ -497,6 +513,15 @@ impl Classifier {
         }
     }
 }
+
+/// Sentences of a failure notice that state only that delivery failed or whom to ask, never why:
+/// a diagnostic made of nothing else says nothing about the address.
+static NOTICE_BOILERPLATE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)^(?:\s*(?:delivery to the following recipients? (?:has )?failed(?: permanently)?|(?:your )?message could not be delivered(?: to (?:one or more|the following) recipients?)?|if you do so, please include this problem report|you can delete your own text from the (?:attached )?returned message|this is an automatically generated delivery status notification)[\s.:;,!]*)+$",
+    )
+    .expect("fixed pattern")
+});
 
 /// The comment after a `Status` field's code: `4.0.0 (host name lookup failure)`.
 fn status_comment(field: &str) -> Option<&str> {
@@ -532,7 +557,8 @@ impl Default for Classifier {
 }
 
 /// The facts the rules look at for one recipient: its diagnostic, the chosen codes, the command (from
-/// the reader, else read from the diagnostic), the action, the diagnostic type and the reader's hint.
+/// the reader, else read from the diagnostic), the action, the diagnostic type, the reader's hint,
+/// the address and the MTAs (the report-wide reporting MTA is the caller's to add).
 pub fn facts_of<'a>(
     rcpt: &'a RecipientReport,
     diagnostic: &'a str,
@@ -554,6 +580,9 @@ pub fn facts_of<'a>(
             .filter(|a| !a.is_empty()),
         diagnostic_type: rcpt.diagnostic_type.as_deref(),
         hint: rcpt.reason_hint,
+        recipient: rcpt.recipient.as_deref(),
+        remote_mta: rcpt.remote_mta.as_deref(),
+        reporting_mta: rcpt.reporting_mta.as_deref(),
     }
 }
 
@@ -1166,5 +1195,74 @@ mod tests {
         assert_eq!(b.original_message_id.as_deref(), Some("abc@example.org"));
         assert_eq!(b.original_list_id.as_deref(), Some("<news.example.org>"));
         assert_eq!(b.recipient.as_deref(), Some("user@example.com"));
+    }
+
+    #[test]
+    fn provider_rules_see_the_recipient_and_the_mtas() {
+        let c = Classifier::new();
+        let mut r = rcpt("failed", "5.0.0", "542 lee@example.org Rejected");
+        r.recipient = Some("lee@example.org".into());
+        let mut rep = report(Kind::Dsn, vec![r]);
+        rep.reporting_mta = Some("node4.messagelabs.com".into());
+        let out = c.classify(&rep);
+        assert_eq!(
+            out.first()
+                .map(|b| (b.reason, b.bounce_type, b.rule.as_str())),
+            Some((
+                Reason::Userunknown,
+                BounceType::Hard,
+                "userunknown.provider.messagelabs"
+            )),
+            "the report-wide reporting MTA counts"
+        );
+
+        let mut r = rcpt("failed", "5.0.0", "550 Unknown user lee@example.jp");
+        r.command = Some("DATA".into());
+        r.remote_mta = Some("mx2.docomo.ne.jp".into());
+        let b = one(Kind::Dsn, r);
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Rejected, BounceType::Soft)
+        );
+    }
+
+    #[test]
+    fn notice_boilerplate_alone_names_nothing() {
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "Delivery to the following recipients failed permanently:",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Undefined, "fallback.undefined")
+        );
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "If you do so, please include this problem report. You can delete your own text from the attached returned message.",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Undefined);
+        // A code, or any other words, is evidence of a failure whose cause is undecided.
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "5.0.0",
+                "Delivery to the following recipients failed permanently:",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Onhold);
+        let b = one(
+            Kind::Text,
+            rcpt("failed", "", "The gateway could not hand the message on"),
+        );
+        assert_eq!(b.reason, Reason::Onhold);
     }
 }

@@ -9,7 +9,12 @@
 //! - `command`: the SMTP command the failure answered (`RCPT`, `MAIL`, `DATA`, `CONN`, ...);
 //! - `action`: the DSN action (`failed`, `delayed`);
 //! - `diagnostic_type`: the `Diagnostic-Code` type (`smtp`, `x-unix`, ...);
-//! - `permanent`: `true` unless the codes say transient (4.x.x / 4xx), `false` only when they do.
+//! - `permanent`: `true` unless the codes say transient (4.x.x / 4xx), `false` only when they do;
+//! - `host`: domain names of a receiving provider: holds when the recipient's domain or the remote
+//!   MTA is one of them or a subdomain (`docomo.ne.jp` holds for `mfsmax.docomo.ne.jp`). Providers
+//!   document their own codes and wording, which mean something only in their answers;
+//! - `reporting_host`: the same, matched on the reporting MTA (a filtering service that writes the
+//!   report for the domains it receives mail for).
 //!
 //! Some wording names a reason only when other evidence backs it: "user unknown" is a dead mailbox
 //! when the code is an addressing code (X.1.1) or the server said it in answer to RCPT TO, but the
@@ -79,6 +84,12 @@ pub struct Facts<'a> {
     pub diagnostic_type: Option<&'a str>,
     /// The reason the reader vouches for, from the report's format.
     pub hint: Option<&'a str>,
+    /// The failed address (its domain is matched by `host`).
+    pub recipient: Option<&'a str>,
+    /// The host that refused (matched by `host`).
+    pub remote_mta: Option<&'a str>,
+    /// The host that wrote the report (matched by `reporting_host`).
+    pub reporting_mta: Option<&'a str>,
 }
 
 impl Facts<'_> {
@@ -109,6 +120,8 @@ pub struct Rule {
     action: Vec<String>,
     diagnostic_type: Vec<String>,
     permanent: Option<bool>,
+    host: Vec<String>,
+    reporting_host: Vec<String>,
     confirm_status: Vec<StatusPattern>,
     confirm_command: Vec<String>,
     otherwise: Option<Reason>,
@@ -171,6 +184,16 @@ impl Rule {
                 .is_some_and(|h| h.trim().eq_ignore_ascii_case(self.reason.as_str()))
     }
 
+    /// The provider domains of the `host` condition (empty when the rule has none).
+    pub fn hosts(&self) -> &[String] {
+        &self.host
+    }
+
+    /// The domains of the `reporting_host` condition (empty when the rule has none).
+    pub fn reporting_hosts(&self) -> &[String] {
+        &self.reporting_host
+    }
+
     /// Whether the rule has a text condition (a text rule) or only code-like conditions.
     pub fn is_text_rule(&self) -> bool {
         !self.text.is_empty()
@@ -198,12 +221,67 @@ impl Rule {
         {
             return false;
         }
+        let receiving_side = || {
+            any_host(&self.host, facts.recipient.and_then(domain_of))
+                || any_host(&self.host, facts.remote_mta.and_then(host_name))
+        };
+        if !self.host.is_empty() && !receiving_side() {
+            return false;
+        }
+        if !self.reporting_host.is_empty()
+            && !any_host(
+                &self.reporting_host,
+                facts.reporting_mta.and_then(host_name),
+            )
+        {
+            return false;
+        }
         match self.permanent {
             Some(true) => !facts.transient(),
             Some(false) => facts.transient(),
             None => true,
         }
     }
+}
+
+/// The domain of an address (`user@Example.COM` gives `Example.COM`).
+fn domain_of(address: &str) -> Option<&str> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim().trim_end_matches('>'))
+        .filter(|d| !d.is_empty())
+}
+
+/// The host name in an MTA field as readers give it: `dns; mx.example.com`,
+/// `mx.example.com [192.0.2.1]`, `mx.example.com.`.
+fn host_name(field: &str) -> Option<&str> {
+    let field = field.trim();
+    let field = match field.split_once(';') {
+        Some((_, rest)) => rest.trim(),
+        None => field,
+    };
+    field
+        .split(|c: char| c.is_whitespace() || c == '[' || c == '(')
+        .next()
+        .map(|h| h.trim_end_matches('.'))
+        .filter(|h| !h.is_empty())
+}
+
+/// Whether `name` is one of the domains (lower-case) or a subdomain of one, ignoring case.
+fn any_host(domains: &[String], name: Option<&str>) -> bool {
+    let Some(name) = name else {
+        return false;
+    };
+    domains.iter().any(|d| {
+        let (n, d) = (name.as_bytes(), d.as_bytes());
+        if n.len() == d.len() {
+            return n.eq_ignore_ascii_case(d);
+        }
+        n.len() > d.len()
+            && n.get(n.len() - d.len() - 1) == Some(&b'.')
+            && n.get(n.len() - d.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(d))
+    })
 }
 
 fn one_of(allowed: &[String], value: Option<&str>) -> bool {
@@ -304,6 +382,8 @@ struct RuleSpec {
     action: Option<OneOrMany>,
     diagnostic_type: Option<OneOrMany>,
     permanent: Option<bool>,
+    host: Option<OneOrMany>,
+    reporting_host: Option<OneOrMany>,
     confirm_status: Option<OneOrMany>,
     confirm_command: Option<OneOrMany>,
     otherwise: Option<String>,
@@ -648,6 +728,29 @@ fn compile_file(toml_text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> 
     Ok(out)
 }
 
+/// A `host` / `reporting_host` list: domain names, lower-cased, without a leading dot.
+fn host_list(spec: Option<OneOrMany>, key: &str) -> Result<Vec<String>, String> {
+    spec.map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            let d = h.trim().trim_start_matches('.').to_ascii_lowercase();
+            let valid = !d.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !d.starts_with('-')
+                && !d.contains("..");
+            if valid {
+                Ok(d)
+            } else {
+                Err(format!(
+                    "bad `{key}` entry `{h}` (want a domain name such as `example.com`)"
+                ))
+            }
+        })
+        .collect()
+}
+
 fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
     let id = spec
         .id
@@ -714,6 +817,8 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
                 .into(),
         );
     }
+    let host = host_list(spec.host, "host")?;
+    let reporting_host = host_list(spec.reporting_host, "reporting_host")?;
     let action = spec.action.map(OneOrMany::into_vec).unwrap_or_default();
     let diagnostic_type = spec
         .diagnostic_type
@@ -727,7 +832,7 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
         && diagnostic_type.is_empty()
     {
         return Err(
-            "the rule has no condition (give at least one of `text`, `status`, `replycode`, `command`, `action`, `diagnostic_type`)"
+            "the rule has no condition (give at least one of `text`, `status`, `replycode`, `command`, `action`, `diagnostic_type`; `host` alone is not enough)"
                 .into(),
         );
     }
@@ -743,6 +848,8 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
         action,
         diagnostic_type,
         permanent: spec.permanent,
+        host,
+        reporting_host,
         confirm_status,
         confirm_command,
         otherwise,
@@ -948,6 +1055,50 @@ mod tests {
             (
                 "550 Requested action not taken: mailbox unavailable (-1234567:891:-2147483648)",
                 Reason::Userunknown,
+            ),
+            (
+                "550 5.1.0 <bounces@example.org> sender rejected. See the error code page. AUP#CDRBL",
+                Reason::Blocked,
+            ),
+            (
+                "550 5.1.0 <bounces@example.org> sender rejected. See the error code list. AUP#In-1310",
+                Reason::Toomanyconn,
+            ),
+            (
+                "550 5.1.0 <bounces@example.org> sender rejected. AUP#O-1010",
+                Reason::Blocked,
+            ),
+            (
+                "421 4.7.0 <bounces@example.org> sender rejected. AUP#I-1120",
+                Reason::Requireptr,
+            ),
+            (
+                "421 4.7.0 <bounces@example.org> sender rejected. AUP#I-1230",
+                Reason::Speeding,
+            ),
+            (
+                "421 4.2.1 too busy, try later AUP#CXCNCT",
+                Reason::Toomanyconn,
+            ),
+            (
+                "550 5.7.511 Access denied, banned sender [192.0.2.9]",
+                Reason::Blocked,
+            ),
+            (
+                "550 5.7.515 Access denied, sending domain does not meet the required level",
+                Reason::Authfailure,
+            ),
+            (
+                "451 4.7.651 The mail server has been temporarily rate limited",
+                Reason::Badreputation,
+            ),
+            (
+                "550 5.7.1 Messages missing a valid Message-ID header are not accepted",
+                Reason::Notcompliantrfc,
+            ),
+            (
+                "554 5.7.1 rDNS of 192.0.2.9 fails; sender rejected AUP#CXDNS",
+                Reason::Requireptr,
             ),
         ];
         for (text, want) in cases {
@@ -1530,5 +1681,212 @@ mod tests {
         );
         let f = facts("450 zzqq");
         assert_eq!(set.match_text(&f).map(|r| r.id.as_str()), None);
+    }
+
+    #[test]
+    fn host_names_match_the_domain_and_its_subdomains() {
+        let docomo = ["docomo.ne.jp".to_string()];
+        assert!(any_host(&docomo, Some("docomo.ne.jp")));
+        assert!(any_host(&docomo, Some("MX3.Docomo.NE.JP")));
+        assert!(!any_host(&docomo, Some("notdocomo.ne.jp")));
+        assert!(!any_host(&docomo, Some("docomo.ne.jp.example.net")));
+        assert!(!any_host(&docomo, Some("ne.jp")));
+        assert!(!any_host(&docomo, None));
+        assert_eq!(host_name("dns; mx1.example.net."), Some("mx1.example.net"));
+        assert_eq!(
+            host_name("mx1.example.net [192.0.2.4]"),
+            Some("mx1.example.net")
+        );
+        assert_eq!(host_name("  "), None);
+        assert_eq!(domain_of("Ann@Example.ORG"), Some("Example.ORG"));
+        assert_eq!(domain_of("no-domain"), None);
+    }
+
+    #[test]
+    fn host_conditions_key_provider_rules_on_the_receiving_side() {
+        let set = RuleSet::builtin();
+        let docomo = |remote: &'static str, status: &'static str, command: &'static str| {
+            let diagnostic = "550 Unknown user mika@example.jp";
+            let f = Facts {
+                status: StatusCode::parse(status),
+                command: Some(command),
+                remote_mta: Some(remote),
+                recipient: Some("mika@example.jp"),
+                ..facts(diagnostic)
+            };
+            set.match_text_confirmed(&f)
+                .map(|m| (m.reason(), m.id().to_string()))
+        };
+        assert_eq!(
+            docomo("mx7.docomo.ne.jp", "5.0.0", "DATA"),
+            Some((Reason::Rejected, "rejected.provider.docomo".to_string()))
+        );
+        // Another provider's server, or a mailbox status, keeps the general verdict.
+        assert_eq!(
+            docomo("mx7.example.net", "5.0.0", "DATA").map(|m| m.0),
+            Some(Reason::Filtered)
+        );
+        assert_eq!(
+            docomo("mx7.docomo.ne.jp", "5.2.0", "DATA").map(|m| m.0),
+            Some(Reason::Filtered)
+        );
+        assert_eq!(
+            docomo("mx7.docomo.ne.jp", "5.0.0", "RCPT").map(|m| m.0),
+            Some(Reason::Userunknown)
+        );
+
+        // The recipient's domain names the provider when no remote MTA is known.
+        let gateway = |recipient: &'static str, diagnostic: &'static str| {
+            set.match_text_confirmed(&Facts {
+                recipient: Some(recipient),
+                ..facts(diagnostic)
+            })
+            .map(|m| m.reason())
+        };
+        assert_eq!(
+            gateway(
+                "5550100@vtext.com",
+                "550 - Requested action not taken: no such user here"
+            ),
+            Some(Reason::Userunknown)
+        );
+        assert_eq!(
+            gateway(
+                "5550100@example.com",
+                "550 - Requested action not taken: no such user here"
+            ),
+            Some(Reason::Filtered)
+        );
+        assert_eq!(
+            gateway("5550100@vzwpix.com", "No valid recipients for this MM"),
+            Some(Reason::Userunknown)
+        );
+        assert_eq!(
+            gateway("5550100@example.com", "No valid recipients for this MM"),
+            None
+        );
+
+        // A filtering service that writes the report itself is keyed on the reporting MTA.
+        let filter = |reporting: &'static str, diagnostic: &'static str| {
+            set.match_text_confirmed(&Facts {
+                reporting_mta: Some(reporting),
+                ..facts(diagnostic)
+            })
+            .map(|m| m.reason())
+        };
+        assert_eq!(
+            filter("cluster9.messagelabs.com", "542 ann@example.org Rejected"),
+            Some(Reason::Userunknown)
+        );
+        assert_eq!(
+            filter(
+                "cluster9.messagelabs.com",
+                "550 ann@example.org... No such user"
+            ),
+            Some(Reason::Userunknown)
+        );
+        assert_eq!(
+            filter("relay.example.org", "550 ann@example.org... No such user"),
+            Some(Reason::Filtered)
+        );
+        assert_eq!(
+            filter("relay.example.org", "542 ann@example.org Rejected"),
+            None
+        );
+    }
+
+    #[test]
+    fn host_lists_are_validated() {
+        let ok = RuleSet::builtin_with_str(
+            "[[rule]]\nid = \"mine\"\nreason = \"blocked\"\ntext = \"zq-code-9\"\nhost = [\".Example.NET\", \"mx.example.org\"]\n",
+            "user.toml",
+        );
+        let Ok(set) = ok else {
+            panic!("a host list of domain names compiles: {:?}", ok.err())
+        };
+        let f = Facts {
+            remote_mta: Some("dns; in.example.net"),
+            ..facts("550 zq-code-9")
+        };
+        assert_eq!(set.match_text(&f).map(|r| r.id.as_str()), Some("mine"));
+        for bad in [
+            "\"a b.example\"",
+            "\"\"",
+            "\"user@example.com\"",
+            "\"-x.example\"",
+        ] {
+            let text = format!(
+                "[[rule]]\nid = \"bad\"\nreason = \"blocked\"\ntext = \"x\"\nhost = {bad}\n"
+            );
+            assert!(
+                RuleSet::builtin_with_str(&text, "user.toml").is_err(),
+                "{bad}"
+            );
+        }
+        let only_host = "[[rule]]\nid = \"h\"\nreason = \"blocked\"\nhost = \"example.net\"\n";
+        assert!(RuleSet::builtin_with_str(only_host, "user.toml").is_err());
+    }
+
+    #[test]
+    fn causes_named_beside_generic_words() {
+        let set = RuleSet::builtin();
+        let with = |diagnostic: &'static str, command: Option<&'static str>| {
+            set.match_text(&Facts {
+                command,
+                ..facts(diagnostic)
+            })
+            .map(|r| r.id.clone())
+        };
+        assert_eq!(
+            with(
+                "554 <pat@example.net>... Service unavailable (mail.local: unknown user: pat)",
+                None
+            )
+            .as_deref(),
+            Some("userunknown.text.local-delivery-agent")
+        );
+        assert_eq!(
+            with(
+                "Sorry, I wasn't able to establish an SMTP connection to any mail host. I'm not going to try again; this message has been in the queue too long.",
+                None
+            )
+            .as_deref(),
+            Some("networkerror.text.no-smtp-connection")
+        );
+        assert_eq!(
+            with("500 5.3.4 Line limit exceeded", Some("DATA")).as_deref(),
+            Some("mesgtoobig.text.line-length")
+        );
+        assert_ne!(
+            with("500 5.5.2 Line too long", Some("MAIL")).as_deref(),
+            Some("mesgtoobig.text.line-length"),
+            "a command line over the limit is not the message's size"
+        );
+        assert_eq!(
+            with("421 Service not available, closing channel", Some("CONN")).as_deref(),
+            Some("blocked.text.refused-at-greeting")
+        );
+        assert_eq!(
+            with("421 Service not available, closing channel", Some("RCPT")).as_deref(),
+            Some("systemerror.text.internal")
+        );
+        assert_eq!(
+            with("451 4.3.0 Error: queue file write error", None).as_deref(),
+            Some("systemerror.text.internal")
+        );
+        // X.3.0 is the class's catch-all: no code rule names a reason from it alone.
+        let bare = Facts {
+            status: StatusCode::parse("4.3.0"),
+            ..Facts::default()
+        };
+        assert!(set.match_code(&bare).is_none());
+        let specific = Facts {
+            status: StatusCode::parse("5.3.5"),
+            ..Facts::default()
+        };
+        assert_eq!(
+            set.match_code(&specific).map(|r| r.reason),
+            Some(Reason::Systemerror)
+        );
     }
 }

@@ -407,12 +407,35 @@ fn take_transcript_verdict(r: &mut RecipientReport, body: &str) {
                 .split_whitespace()
                 .next_back()
                 .is_some_and(|w| w == exit);
-        r.diagnostic = Some(if named {
+        let mut diagnostic = if named {
             line.to_string()
         } else {
             format!("{line} (exit status {exit})")
-        });
+        };
+        // The local mailer's own complaint (`mail.local: unknown user: ann`), printed in the
+        // transcript before Sendmail's generic verdict, says why.
+        if let Some(said) = section
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.trim_start().starts_with("-----"))
+            .map(str::trim)
+            .find(|l| is_local_mailer_line(l))
+        {
+            diagnostic = format!("{diagnostic} ({said})");
+        }
+        r.diagnostic = Some(diagnostic);
     }
+}
+
+/// A line a local delivery program printed into a Sendmail transcript: `program.name: message`.
+fn is_local_mailer_line(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(program, said)| {
+        program.contains('.')
+            && program
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && !said.trim().is_empty()
+    })
 }
 
 /// A header line of a copied message (`To: ...`) or an RFC 3464 field written into the text
@@ -918,6 +941,28 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         both.extend(exit("64"));
         enrich_from_text(&mut both, body);
         assert_eq!(both[0].diagnostic.as_deref(), Some("75"));
+    }
+
+    #[test]
+    fn the_local_mailers_complaint_joins_the_transcript_verdict() {
+        let body = "   ----- The following addresses had permanent fatal errors -----\n<pat@example.net>\n\n\
+   ----- Transcript of session follows -----\nmail.local: unknown user: pat\n\
+554 <pat@example.net>... Service unavailable\n";
+        let mut one = vec![RecipientReport {
+            recipient: Some("pat@example.net".into()),
+            ..Default::default()
+        }];
+        enrich_from_text(&mut one, body);
+        assert_eq!(
+            one[0].diagnostic.as_deref(),
+            Some("554 <pat@example.net>... Service unavailable (mail.local: unknown user: pat)")
+        );
+        assert!(is_local_mailer_line("mail.local: unknown user: pat"));
+        assert!(!is_local_mailer_line("sorter: cannot open spool"));
+        assert!(!is_local_mailer_line(
+            "... while talking to mx.example.net.:"
+        ));
+        assert!(!is_local_mailer_line("mail.local: "));
     }
 
     #[test]

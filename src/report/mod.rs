@@ -240,6 +240,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         );
         let comments = std::mem::take(&mut found.status_comments);
         dsn::apply_status_comments(&mut found.recipients, comments);
+        borrow_format_hints(&mut found.recipients, &input);
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
         report.reporting_mta = found.reporting_mta;
@@ -277,6 +278,40 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
 
     Ok(report)
+}
+
+/// Free-text formats whose notification part names the reason in fixed sentences beside a
+/// delivery-status part that only says `5.0.0`: the Japanese carriers' reports.
+const DSN_HINT_FAMILIES: &[&str] = &["ezweb", "kddi", "biglobe"];
+
+/// A DSN whose human-readable part is in one of [`DSN_HINT_FAMILIES`] keeps the reason that
+/// format's reader vouches for: each recipient without a hint and without a specific status takes
+/// the hint the format's reader gives the same address.
+fn borrow_format_hints(recipients: &mut [RecipientReport], input: &text::Input) {
+    let generic = |r: &RecipientReport| {
+        r.reason_hint.is_none()
+            && r.status.as_deref().is_none_or(|s| {
+                let s = s.trim();
+                s.is_empty() || s.get(1..).is_some_and(|rest| rest.starts_with(".0.0"))
+            })
+    };
+    if !recipients.iter().any(generic) {
+        return;
+    }
+    let Some(found) = text::FAMILIES
+        .iter()
+        .filter(|f| DSN_HINT_FAMILIES.contains(&f.name) && (f.detect)(input))
+        .map(|f| (f.read)(input))
+        .find(|found| !found.is_empty())
+    else {
+        return;
+    };
+    for r in recipients.iter_mut().filter(|r| generic(r)) {
+        r.reason_hint = found
+            .iter()
+            .find(|f| f.recipient.is_some() && f.recipient == r.recipient)
+            .and_then(|f| f.reason_hint);
+    }
 }
 
 /// Subjects that MTAs and providers give their failure reports.
