@@ -45,9 +45,17 @@ pub enum ImapError {
     /// The server refused a command, or broke the protocol.
     #[error("{0}")]
     Imap(#[from] async_imap::error::Error),
-    /// The TLS settings are unusable (a bad CA file, a bad host name).
+    /// The TLS settings are unusable (a bad CA file, a bad host name), or the handshake failed.
     #[error("tls: {0}")]
     Tls(String),
+    /// The server refused the username or password.
+    #[error("login as {user} refused: {detail} (check username and password_file)")]
+    Login {
+        /// The configured username.
+        user: String,
+        /// The server's answer (never the password).
+        detail: String,
+    },
     /// Something the server must offer is missing (STARTTLS, UIDVALIDITY).
     #[error("{0}")]
     Unsupported(String),
@@ -188,6 +196,30 @@ fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, ImapError> 
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(config))
+}
+
+/// A failed TLS handshake, with what to do when the server's certificate is not trusted.
+fn handshake_error(cfg: &ImapConfig, e: io::Error) -> ImapError {
+    let cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    if !cert {
+        return ImapError::Io(e);
+    }
+    let hint = match &cfg.ca_file {
+        Some(p) => format!(
+            "the certificate is not signed by ca_file {}, or does not name host {}",
+            p.display(),
+            cfg.host
+        ),
+        None => format!(
+            "set ca_file to the CA that signed the server's certificate (a self-signed one: the \
+             certificate itself), or check that it names host {}",
+            cfg.host
+        ),
+    };
+    ImapError::Tls(format!("handshake refused: {e}; {hint}"))
 }
 
 /// AUTHENTICATE PLAIN (RFC 4616): authorization id empty, then user and password.
@@ -366,7 +398,10 @@ impl ImapSource {
             }
             ImapSecurity::Tls => {
                 let (connector, name) = tls()?;
-                let s = connector.connect(name, tcp).await?;
+                let s = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| handshake_error(&self.cfg, e))?;
                 let mut c = Client::new(Stream::Tls(Box::new(s)));
                 read_greeting(&mut c).await?;
                 Ok(c)
@@ -381,7 +416,10 @@ impl ImapSource {
                     return Err(ImapError::Unsupported("STARTTLS over TLS".into()));
                 };
                 let (connector, name) = tls()?;
-                let s = connector.connect(name, tcp).await?;
+                let s = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| handshake_error(&self.cfg, e))?;
                 Ok(Client::new(Stream::Tls(Box::new(s))))
             }
         }
@@ -400,7 +438,15 @@ impl ImapSource {
             }
         };
         // The error is the server's answer; it never contains the password.
-        r.map_err(|(e, _)| ImapError::Imap(e))
+        r.map_err(|(e, _)| match e {
+            async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
+                ImapError::Login {
+                    user: user.to_owned(),
+                    detail,
+                }
+            }
+            other => ImapError::Imap(other),
+        })
     }
 
     /// One connection: login, select, then rounds and waits until cancelled or broken.
