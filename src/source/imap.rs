@@ -198,6 +198,14 @@ fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, ImapError> 
     Ok(Arc::new(config))
 }
 
+/// The server's own words in an async-imap NO/BAD error (`code: None, info: Some("...")`).
+fn server_text(detail: &str) -> String {
+    detail
+        .split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map_or_else(|| detail.to_owned(), |(text, _)| text.to_owned())
+}
+
 /// A failed TLS handshake, with what to do when the server's certificate is not trusted.
 fn handshake_error(cfg: &ImapConfig, e: io::Error) -> ImapError {
     let cert = e
@@ -442,7 +450,7 @@ impl ImapSource {
             async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
                 ImapError::Login {
                     user: user.to_owned(),
-                    detail,
+                    detail: server_text(&detail),
                 }
             }
             other => ImapError::Imap(other),
@@ -786,6 +794,17 @@ mod tests {
             );
         }
         assert!(backoff(one, cap, 30, &mut rng) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn server_text_is_unwrapped() {
+        assert_eq!(
+            server_text(
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_text("no"), "no");
     }
 
     #[test]
