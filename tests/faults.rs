@@ -408,7 +408,14 @@ fn unreadable_files_and_an_unwritable_cur_folder() {
     s.assert_exactly_once(20);
 }
 
-const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+/// libfaketime's multi-threaded build, from Debian's `faketime` package (`/usr/lib/<triplet>/`).
+fn faketime_lib() -> Option<PathBuf> {
+    fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("faketime").join("libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+}
 
 /// Unix seconds now (the real clock).
 fn now_secs() -> i64 {
@@ -420,13 +427,15 @@ fn now_secs() -> i64 {
 
 #[test]
 fn wall_clock_jumping_back_and_forth() {
+    let lib = faketime_lib();
     if !tool_available(
         "wall_clock_jumping_back_and_forth",
         "libfaketime (Debian package faketime)",
-        Path::new(FAKETIME_LIB).exists(),
+        lib.is_some(),
     ) {
         return;
     }
+    let lib = lib.unwrap_or_default();
     let s = Setup::new();
     let clock = s.path("faketime");
     fs::write(&clock, "+0\n").expect("clock");
@@ -435,7 +444,7 @@ fn wall_clock_jumping_back_and_forth() {
     // Only the wall clock is faked: tokio's timers run on the monotonic clock, as on a machine
     // whose clock is stepped by NTP or by hand.
     let mut d = DaemonCmd::new(&["--config", conf_s], &s.path("clock.log"))
-        .env("LD_PRELOAD", FAKETIME_LIB)
+        .env("LD_PRELOAD", lib.to_str().expect("utf-8"))
         .env("FAKETIME_TIMESTAMP_FILE", clock.to_str().expect("utf-8"))
         .env("FAKETIME_NO_CACHE", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
