@@ -14,6 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::dovecot;
 use common::*;
 
 /// A Maildir and a database in a fresh temp folder.
@@ -439,17 +440,48 @@ fn wall_clock_jumping_back_and_forth() {
     let s = Setup::new();
     let clock = s.path("faketime");
     fs::write(&clock, "+0\n").expect("clock");
-    let conf = s.config("");
+    // With Dovecot here, the same daemon also reads an IMAP mailbox in IDLE, renewed every second.
+    let dc = dovecot::available("wall_clock_jumping_back_and_forth (IMAP part)")
+        .then(dovecot::Dovecot::start);
+    let conf = s.config("busy_timeout = \"1s\"");
+    if let Some(dc) = &dc {
+        let pw = dc.path("imap-password");
+        fs::write(&pw, format!("{}\n", dovecot::PASSWORD)).expect("password");
+        let mut text = fs::read_to_string(&conf).expect("config");
+        text.push_str(&format!(
+            "\n[[imap]]\nname = \"t\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             username = \"{}\"\npassword_file = \"{}\"\nidle_renew = \"1s\"\npoll_interval = \"1h\"\n\
+             reconnect_initial = \"50ms\"\nreconnect_max = \"500ms\"\n",
+            dc.port,
+            dovecot::USER,
+            pw.display()
+        ));
+        fs::write(&conf, text).expect("config");
+    }
     let conf_s = conf.to_str().expect("utf-8");
     // Only the wall clock is faked: tokio's timers run on the monotonic clock, as on a machine
     // whose clock is stepped by NTP or by hand.
     let mut d = DaemonCmd::new(&["--config", conf_s], &s.path("clock.log"))
+        .env("BOUNCED_LOG_LEVEL", "info,bounced::source::imap=debug")
         .env("LD_PRELOAD", lib.to_str().expect("utf-8"))
         .env("FAKETIME_TIMESTAMP_FILE", clock.to_str().expect("utf-8"))
         .env("FAKETIME_NO_CACHE", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .spawn();
     d.wait_log("running", Duration::from_secs(20));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut probe = dc
+        .as_ref()
+        .map(|dc| rt.block_on(dovecot::Probe::connect(dc.port)));
+    let imap_recorded = || {
+        db_int(
+            &s.db,
+            "select count(*) from messages where source like 'imap:%'",
+        )
+    };
 
     let day = 86_400;
     // (offset written to the clock file, offset in seconds, messages delivered under it)
@@ -459,21 +491,46 @@ fn wall_clock_jumping_back_and_forth() {
         ("+400d", 400 * day, 20..30),
         ("+0", 0, 30..40),
     ];
-    for (spec, offset, range) in phases {
+    for (k, (spec, offset, range)) in phases.into_iter().enumerate() {
         fs::write(&clock, format!("{spec}\n")).expect("clock");
         let summaries = d.count("summary for the last");
+        let renewals = d.count("IDLE renewed");
         let t0 = now_secs();
-        s.deliver(range.start, range.end);
+        if k == 1 {
+            // Right after the backward jump the database is locked for 2.5 s: the writer's
+            // backoff (a tokio sleep) must still wake up and record once the lock is gone.
+            use sqlx::Connection;
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&s.db);
+            let mut conn = rt
+                .block_on(sqlx::SqliteConnection::connect_with(&opts))
+                .expect("connect");
+            rt.block_on(sqlx::query("begin immediate").execute(&mut conn))
+                .expect("lock");
+            s.deliver(range.start, range.end);
+            std::thread::sleep(Duration::from_millis(2500));
+            assert_eq!(s.acked(), range.start, "acknowledged through the lock");
+            rt.block_on(sqlx::query("rollback").execute(&mut conn))
+                .expect("unlock");
+            rt.block_on(conn.close()).expect("close");
+            assert!(d.count("locked by another process") > 0, "{}", d.log());
+        } else {
+            s.deliver(range.start, range.end);
+        }
+        if let Some(p) = probe.as_mut() {
+            rt.block_on(p.append("INBOX", bounce(1000 + k).as_bytes()));
+        }
         let want = range.end;
         d.wait_until(Duration::from_secs(20), "the phase's messages", || {
-            s.acked() == want
+            s.acked() == want && (probe.is_none() || imap_recorded() == k as i64 + 1)
         });
-        // The timers still fire: a summary every second of real time.
+        // The timers still fire: a summary every second of real time, IDLE renewed every second.
         let t = Instant::now();
-        while d.count("summary for the last") < summaries + 2 {
+        while d.count("summary for the last") < summaries + 2
+            || (probe.is_some() && d.count("IDLE renewed") < renewals + 1)
+        {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
-                "the summary timer stopped after the jump to {spec}:\n{}",
+                "a timer stopped after the jump to {spec}:\n{}",
                 d.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -490,9 +547,27 @@ fn wall_clock_jumping_back_and_forth() {
             "phase {spec}: recorded_at {at}, expected about {expect}"
         );
     }
+    if let Some(p) = probe.take() {
+        rt.block_on(p.close());
+    }
     assert!(d.running());
     assert_eq!(d.stop(Duration::from_secs(10)), 0);
-    s.assert_exactly_once(40);
+    let imap = if dc.is_some() { 4 } else { 0 };
+    assert_eq!(imap_recorded(), imap);
+    assert!(names(&s.md, "new").is_empty());
+    assert_eq!(s.acked(), 40);
+    assert_eq!(recorded(&s.db), 40 + imap);
+    assert_eq!(
+        db_int(&s.db, "select count(distinct sha256) from messages"),
+        40 + imap
+    );
+    assert_eq!(db_int(&s.db, "select count(*) from bounces"), 40 + imap);
+    let log = d.log();
+    assert!(
+        !log.contains(dovecot::PASSWORD),
+        "the password is in the log"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// One integer from a query with one text parameter.
