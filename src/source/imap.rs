@@ -334,7 +334,7 @@ impl ImapSource {
     }
 
     /// Reads the mailbox until `cancel` fires, reconnecting after every failure.
-    pub async fn run(self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken) {
+    pub async fn run(mut self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken) {
         let mut rng = fastrand::Rng::new();
         let mut attempt: u32 = 0;
         loop {
@@ -358,6 +358,18 @@ impl ImapSource {
                     }
                     if selected {
                         attempt = 0;
+                    }
+                    if matches!(e, ImapError::Login { .. }) {
+                        // The password may have been corrected since: read it again (a file or a
+                        // credential; a variable cannot change under a running process).
+                        match self.cfg.password() {
+                            Ok(secret) => self.secret = secret,
+                            Err(err) => tracing::warn!(
+                                imap = %self.cfg.name,
+                                error = %err,
+                                "cannot read the password again; keeping the one read at start"
+                            ),
+                        }
                     }
                     let wait = backoff(
                         self.cfg.reconnect_initial.0,
