@@ -554,10 +554,16 @@ fn login_refused_backs_off_and_never_logs_the_password() {
         "unclear error: {failed}"
     );
     // The wait the daemon announces after each failure, and the wait measured until its next
-    // attempt.
+    // attempt (from the log's own timestamps).
+    let stamp = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
     let mut waits = Vec::new();
     let mut failed_at = None;
-    for (t, l) in &lines {
+    for (_, l) in &lines {
+        let Some(t) = &stamp(l) else { continue };
         if l.contains("connection failed") {
             let announced = l
                 .split("retry_in=")
@@ -569,7 +575,8 @@ fn login_refused_backs_off_and_never_logs_the_password() {
         } else if l.contains("connecting")
             && let Some((f, announced)) = failed_at.take()
         {
-            waits.push((announced, t.duration_since(f)));
+            let measured = (*t - f).to_std().unwrap_or_default();
+            waits.push((announced, measured));
         }
     }
     eprintln!("refused logins, (announced, measured) waits: {waits:?}");
