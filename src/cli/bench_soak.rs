@@ -38,6 +38,9 @@ pub struct Args {
     pub dir: Option<PathBuf>,
 }
 
+/// The acknowledgement time of a message found by a sweep rather than by its inotify event.
+const SWEPT: u64 = u64::MAX;
+
 /// Per-message times, in microseconds since the start (0: not yet).
 struct Times {
     delivered: Vec<AtomicU64>,
@@ -58,7 +61,8 @@ impl Times {
         }
     }
 
-    /// Marks message `n` acknowledged at `us` (the first time only).
+    /// Marks message `n` acknowledged at `us` (the first time only; [`SWEPT`] when the moment is
+    /// unknown).
     fn ack(&self, n: usize, us: u64) {
         let Some(slot) = self.acked.get(n) else {
             return;
@@ -67,6 +71,9 @@ impl Times {
             Ok(_) => {
                 self.acked_count.fetch_add(1, Ordering::Relaxed);
             }
+            // The sweep got there before this event, which was still queued: the same rename.
+            Err(SWEPT) => {}
+            Err(_) if us == SWEPT => {}
             Err(_) => {
                 self.acked_twice.fetch_add(1, Ordering::Relaxed);
             }
@@ -102,25 +109,13 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 
 /// Sweeps `cur/` for acknowledged files the watcher missed (an inotify queue overflow): counted
 /// without a latency, then deleted.
-fn sweep(cur: &Path, times: &Times, start: Instant) {
+fn sweep(cur: &Path, times: &Times) {
     let Ok(rd) = fs::read_dir(cur) else { return };
     for e in rd.flatten() {
         let name = e.file_name();
         if let Some(n) = name.to_str().and_then(acked_number) {
-            if times
-                .acked
-                .get(n)
-                .is_some_and(|a| a.load(Ordering::Acquire) == 0)
-            {
-                times.ack(
-                    n,
-                    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-                );
-                // No latency sample: the moment of the acknowledgement is unknown.
-                if let Some(slot) = times.delivered.get(n) {
-                    slot.store(0, Ordering::Release);
-                }
-            }
+            // No latency sample: the moment of the acknowledgement is unknown.
+            times.ack(n, SWEPT);
             let _ = fs::remove_file(e.path());
         }
     }
@@ -238,10 +233,8 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
                 .and_then(|s| s.to_str())
                 .and_then(acked_number)
             {
-                times.ack(
-                    k,
-                    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-                );
+                let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(SWEPT - 1);
+                times.ack(k, us.min(SWEPT - 1));
                 let _ = del_tx.send(path.clone());
             }
         })?
@@ -291,7 +284,7 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
     let stalled = loop {
         std::thread::sleep(every.min(Duration::from_secs(1)));
         if overflowed.swap(false, Ordering::AcqRel) {
-            sweep(&cur, &times, start);
+            sweep(&cur, &times);
         }
         let acked = times.acked_count.load(Ordering::Relaxed);
         if samples
@@ -307,7 +300,7 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
         if acked > last_progress.0 {
             last_progress = (acked, Instant::now());
         } else if last_progress.1.elapsed() > Duration::from_secs(120) {
-            sweep(&cur, &times, start);
+            sweep(&cur, &times);
             break times.acked_count.load(Ordering::Relaxed) < n as u64;
         }
         if let Some(status) = child.try_wait()? {
@@ -333,7 +326,7 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
     let status = child.wait()?;
     drop(watcher);
     let _ = reaper.join();
-    sweep(&cur, &times, start);
+    sweep(&cur, &times);
     match writer_result {
         Ok(r) => r.context("the writer failed")?,
         Err(_) => anyhow::bail!("the writer thread panicked"),
@@ -346,7 +339,7 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
         .zip(&times.acked)
         .filter_map(|(d, a)| {
             let (d, a) = (d.load(Ordering::Acquire), a.load(Ordering::Acquire));
-            (d != 0 && a != 0).then(|| a.saturating_sub(d))
+            (d != 0 && a != 0 && a != SWEPT).then(|| a.saturating_sub(d))
         })
         .collect();
     lat.sort_unstable();
@@ -473,5 +466,18 @@ mod tests {
         assert_eq!(acked_number("42.soak"), None);
         assert_eq!(percentile(&[1, 2, 3, 4, 5], 0.5), 3);
         assert_eq!(percentile(&[], 0.99), 0);
+    }
+
+    #[test]
+    fn a_swept_message_then_its_late_event_counts_once() {
+        let t = Times::new(3);
+        t.ack(1, SWEPT);
+        t.ack(1, 500);
+        t.ack(2, 700);
+        t.ack(2, 900);
+        assert_eq!(t.acked_count.load(Ordering::Relaxed), 2);
+        assert_eq!(t.acked_twice.load(Ordering::Relaxed), 1);
+        t.ack(7, 1);
+        assert_eq!(t.acked_count.load(Ordering::Relaxed), 2);
     }
 }
