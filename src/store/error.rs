@@ -79,8 +79,8 @@ const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
 const SQLITE_READONLY: i64 = 8;
 const SQLITE_IOERR: i64 = 10;
-const SQLITE_FULL: i64 = 13;
 const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 const SQLITE_NOTADB: i64 = 26;
 
