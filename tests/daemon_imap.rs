@@ -422,3 +422,230 @@ fn uidvalidity_change_reads_again_without_double_counting() {
     );
     assert_eq!(db_int(&db, "select count(*) from bounces"), 15);
 }
+
+/// A configuration file for the binary: the database and one `[[imap]]` section.
+fn binary_config(dc: &Dovecot, db: &Path, extra: &str) -> String {
+    let conf = dc.path("bounced.toml");
+    fs::write(
+        &conf,
+        format!(
+            "[store]\npath = \"{}\"\n\n{}",
+            s(db),
+            imap_section(dc, extra)
+        ),
+    )
+    .expect("config");
+    s(&conf)
+}
+
+#[test]
+fn server_killed_mid_fetch_and_mid_idle_then_restarted() {
+    if !dovecot::available("server_killed_mid_fetch_and_mid_idle_then_restarted") {
+        return;
+    }
+    let mut dc = Dovecot::start();
+    let n = 1500;
+    for i in 0..n {
+        dc.deliver_file(&format!("k{i}.host"), bounce(i).as_bytes());
+    }
+    let db = dc.path("b.db");
+    let conf = binary_config(
+        &dc,
+        &db,
+        "fetch_batch = 100\npoll_interval = \"1h\"\nidle_renew = \"29m\"",
+    );
+    let mut d = DaemonCmd::new(&["--config", &conf], &dc.path("run.log")).spawn();
+    d.wait_until(Duration::from_secs(60), "200 recorded", || {
+        recorded(&db) >= 200
+    });
+    // SIGKILL while the backlog is being fetched.
+    dc.kill();
+    let at_kill = recorded(&db);
+    assert!(at_kill < n as i64, "the kill was not mid-fetch");
+    std::thread::sleep(Duration::from_millis(300));
+    dc.restart();
+    d.wait_until(Duration::from_secs(90), "every message recorded", || {
+        recorded(&db) == n as i64
+    });
+    let rt = runtime();
+    let mut probe = rt.block_on(Probe::connect(dc.port));
+    d.wait_until(Duration::from_secs(20), "every message seen", || {
+        rt.block_on(probe.search("INBOX", "UNSEEN")) == 0
+    });
+    rt.block_on(probe.close());
+
+    // SIGKILL while the daemon waits in IDLE, then new mail after the restart.
+    let failures = d.count("connection failed");
+    std::thread::sleep(Duration::from_millis(500));
+    dc.kill();
+    d.wait_log_count("connection failed", failures + 1, Duration::from_secs(10));
+    dc.restart();
+    let mut probe = rt.block_on(Probe::connect(dc.port));
+    for i in n..n + 20 {
+        rt.block_on(probe.append("INBOX", bounce(i).as_bytes()));
+    }
+    d.wait_until(Duration::from_secs(30), "the appended messages", || {
+        recorded(&db) == n as i64 + 20
+    });
+    d.wait_until(Duration::from_secs(20), "every message seen", || {
+        rt.block_on(probe.search("INBOX", "UNSEEN")) == 0
+    });
+    assert_eq!(rt.block_on(probe.count("INBOX")), n as u32 + 20);
+    rt.block_on(probe.close());
+    assert!(d.running());
+    assert_eq!(d.stop(Duration::from_secs(25)), 0);
+    let total = n as i64 + 20;
+    assert_eq!(recorded(&db), total);
+    assert_eq!(
+        db_int(&db, "select count(distinct sha256) from messages"),
+        total
+    );
+    assert_eq!(db_int(&db, "select count(*) from bounces"), total);
+    assert_eq!(
+        db_int(
+            &db,
+            "select last_uid from source_state where source = 'imap:t/INBOX'"
+        ),
+        total
+    );
+    let log = d.log();
+    assert!(!log.contains(PASSWORD), "the password is in the log");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn login_refused_backs_off_and_never_logs_the_password() {
+    if !dovecot::available("login_refused_backs_off_and_never_logs_the_password") {
+        return;
+    }
+    let dc = Dovecot::start();
+    for i in 0..5 {
+        dc.deliver_file(&format!("l{i}.host"), bounce(i).as_bytes());
+    }
+    let db = dc.path("b.db");
+    let conf = binary_config(&dc, &db, "");
+    let text = fs::read_to_string(&conf)
+        .expect("config")
+        .replace(
+            "reconnect_initial = \"50ms\"",
+            "reconnect_initial = \"100ms\"",
+        )
+        .replace("reconnect_max = \"500ms\"", "reconnect_max = \"10s\"");
+    fs::write(&conf, text).expect("config");
+    let wrong = "Wr0ng-pw-4417";
+    fs::write(dc.path("imap-password"), format!("{wrong}\n")).expect("password");
+
+    // Dovecot itself delays some refusals by seconds (its own penalty): four attempts suffice.
+    let mut d = DaemonCmd::new(&["--config", &conf], &dc.path("refused.log")).spawn();
+    d.wait_log_count("connection failed", 4, Duration::from_secs(30));
+    assert!(d.running(), "a refused login must not stop the daemon");
+    assert_eq!(recorded(&db), 0);
+    let lines = d.lines();
+    let log = d.log();
+    assert!(!log.contains(wrong), "the password is in the log:\n{log}");
+    let failed = lines
+        .iter()
+        .find(|(_, l)| l.contains("connection failed"))
+        .map(|(_, l)| l.clone())
+        .unwrap_or_default();
+    eprintln!("refused login logged as: {failed}");
+    assert!(
+        failed.contains("login as testuser refused") && failed.contains("password_file"),
+        "unclear error: {failed}"
+    );
+    // The wait the daemon announces after each failure, and the wait measured until its next
+    // attempt (from the log's own timestamps).
+    let stamp = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let mut waits = Vec::new();
+    let mut failed_at = None;
+    for (_, l) in &lines {
+        let Some(t) = &stamp(l) else { continue };
+        if l.contains("connection failed") {
+            let announced = l
+                .split("retry_in=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(parse_debug_duration)
+                .expect("retry_in in the log line");
+            failed_at = Some((*t, announced));
+        } else if l.contains("connecting")
+            && let Some((f, announced)) = failed_at.take()
+        {
+            let measured = (*t - f).to_std().unwrap_or_default();
+            waits.push((announced, measured));
+        }
+    }
+    eprintln!("refused logins, (announced, measured) waits: {waits:?}");
+    assert!(waits.len() >= 3, "{waits:?}");
+    for (k, (announced, measured)) in waits.iter().enumerate() {
+        // Doubling from 100 ms, capped at 10 s, with jitter in [0.5, 1].
+        let full = Duration::from_millis(100) * (1 << k);
+        assert!(
+            *announced >= full / 2 && *announced <= full,
+            "wait {k}: {announced:?} outside [{:?}, {full:?}]",
+            full / 2
+        );
+        assert!(
+            *measured >= announced.mul_f64(0.9),
+            "wait {k}: announced {announced:?}, slept only {measured:?}"
+        );
+    }
+    assert!(waits[2].1 > waits[0].1 * 2, "no growing backoff: {waits:?}");
+
+    // The password file corrected while the daemon runs: read again at the next attempt.
+    fs::write(dc.path("imap-password"), format!("{PASSWORD}\n")).expect("password");
+    d.wait_until(Duration::from_secs(30), "5 recorded", || recorded(&db) == 5);
+    assert_eq!(d.stop(Duration::from_secs(10)), 0);
+    assert!(!d.log().contains(wrong), "the password is in the log");
+}
+
+/// A duration as `{:?}` prints it (`86.2ms`, `1.5s`, `900µs`).
+fn parse_debug_duration(s: &str) -> Option<Duration> {
+    let (num, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix("µs") {
+        (n, 1e-6)
+    } else if let Some(n) = s.strip_suffix("ns") {
+        (n, 1e-9)
+    } else {
+        (s.strip_suffix('s')?, 1.0)
+    };
+    Some(Duration::from_secs_f64(num.parse::<f64>().ok()? * unit))
+}
+
+#[test]
+fn untrusted_certificate_is_refused_with_a_clear_error() {
+    if !dovecot::available("untrusted_certificate_is_refused_with_a_clear_error") {
+        return;
+    }
+    let dc = Dovecot::start();
+    dc.deliver_file("c0.host", bounce(0).as_bytes());
+    let db = dc.path("b.db");
+    let conf = binary_config(&dc, &db, "");
+    let text = fs::read_to_string(&conf)
+        .expect("config")
+        .replace(
+            &format!("port = {}", dc.port),
+            &format!("port = {}", dc.tls_port),
+        )
+        .replace("security = \"plain\"", "security = \"tls\"");
+    fs::write(&conf, text).expect("config");
+    let mut d = DaemonCmd::new(&["--config", &conf], &dc.path("tls.log")).spawn();
+    d.wait_log_count("connection failed", 2, Duration::from_secs(20));
+    assert_eq!(d.stop(Duration::from_secs(10)), 0);
+    let log = d.log();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("connection failed"))
+        .unwrap_or_default();
+    eprintln!("untrusted certificate logged as: {failed}");
+    assert!(
+        failed.contains("certificate") && failed.contains("ca_file"),
+        "unclear error: {failed}"
+    );
+    assert_eq!(recorded(&db), 0);
+}

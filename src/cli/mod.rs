@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod bench_daemon;
+pub mod bench_soak;
 pub mod check_config;
 pub mod classify;
 pub mod eval;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Measure the daemon: backlog throughput and idle latency on a Maildir.
     #[command(hide = true)]
     BenchDaemon(bench_daemon::Args),
+    /// Soak the real daemon: a million messages over time; throughput, latency, RSS, exactly once.
+    #[command(hide = true)]
+    BenchSoak(bench_soak::Args),
 }
 
 /// Starts the tracing subscriber on stderr.
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args, cli.verbose),
         Command::CheckConfig(args) => check_config::run(args),
         Command::BenchDaemon(args) => bench_daemon::run(args),
+        Command::BenchSoak(args) => bench_soak::run(args),
     }
 }
 

@@ -86,6 +86,12 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         );
     }
     init_logging(&cfg, verbose);
+    // Past a file size limit (ulimit -f) a write must fail with EFBIG, to be reported and retried,
+    // rather than SIGXFSZ killing the daemon.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 
     let classifier = match &cfg.daemon.rules {
         Some(p) => Classifier::with_rules_file(p)?,

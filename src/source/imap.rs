@@ -45,9 +45,17 @@ pub enum ImapError {
     /// The server refused a command, or broke the protocol.
     #[error("{0}")]
     Imap(#[from] async_imap::error::Error),
-    /// The TLS settings are unusable (a bad CA file, a bad host name).
+    /// The TLS settings are unusable (a bad CA file, a bad host name), or the handshake failed.
     #[error("tls: {0}")]
     Tls(String),
+    /// The server refused the username or password.
+    #[error("login as {user} refused: {detail} (check username and password_file)")]
+    Login {
+        /// The configured username.
+        user: String,
+        /// The server's answer (never the password).
+        detail: String,
+    },
     /// Something the server must offer is missing (STARTTLS, UIDVALIDITY).
     #[error("{0}")]
     Unsupported(String),
@@ -190,6 +198,38 @@ fn tls_config(cfg: &ImapConfig) -> Result<Arc<rustls::ClientConfig>, ImapError> 
     Ok(Arc::new(config))
 }
 
+/// The server's own words in an async-imap NO/BAD error (`code: None, info: Some("...")`).
+fn server_text(detail: &str) -> String {
+    detail
+        .split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map_or_else(|| detail.to_owned(), |(text, _)| text.to_owned())
+}
+
+/// A failed TLS handshake, with what to do when the server's certificate is not trusted.
+fn handshake_error(cfg: &ImapConfig, e: io::Error) -> ImapError {
+    let cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    if !cert {
+        return ImapError::Io(e);
+    }
+    let hint = match &cfg.ca_file {
+        Some(p) => format!(
+            "the certificate is not signed by ca_file {}, or does not name host {}",
+            p.display(),
+            cfg.host
+        ),
+        None => format!(
+            "set ca_file to the CA that signed the server's certificate (a self-signed one: the \
+             certificate itself), or check that it names host {}",
+            cfg.host
+        ),
+    };
+    ImapError::Tls(format!("handshake refused: {e}; {hint}"))
+}
+
 /// AUTHENTICATE PLAIN (RFC 4616): authorization id empty, then user and password.
 struct PlainAuth<'a> {
     user: &'a str,
@@ -294,7 +334,7 @@ impl ImapSource {
     }
 
     /// Reads the mailbox until `cancel` fires, reconnecting after every failure.
-    pub async fn run(self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken) {
+    pub async fn run(mut self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken) {
         let mut rng = fastrand::Rng::new();
         let mut attempt: u32 = 0;
         loop {
@@ -318,6 +358,18 @@ impl ImapSource {
                     }
                     if selected {
                         attempt = 0;
+                    }
+                    if matches!(e, ImapError::Login { .. }) {
+                        // The password may have been corrected since: read it again (a file or a
+                        // credential; a variable cannot change under a running process).
+                        match self.cfg.password() {
+                            Ok(secret) => self.secret = secret,
+                            Err(err) => tracing::warn!(
+                                imap = %self.cfg.name,
+                                error = %err,
+                                "cannot read the password again; keeping the one read at start"
+                            ),
+                        }
                     }
                     let wait = backoff(
                         self.cfg.reconnect_initial.0,
@@ -366,7 +418,10 @@ impl ImapSource {
             }
             ImapSecurity::Tls => {
                 let (connector, name) = tls()?;
-                let s = connector.connect(name, tcp).await?;
+                let s = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| handshake_error(&self.cfg, e))?;
                 let mut c = Client::new(Stream::Tls(Box::new(s)));
                 read_greeting(&mut c).await?;
                 Ok(c)
@@ -381,7 +436,10 @@ impl ImapSource {
                     return Err(ImapError::Unsupported("STARTTLS over TLS".into()));
                 };
                 let (connector, name) = tls()?;
-                let s = connector.connect(name, tcp).await?;
+                let s = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| handshake_error(&self.cfg, e))?;
                 Ok(Client::new(Stream::Tls(Box::new(s))))
             }
         }
@@ -400,7 +458,15 @@ impl ImapSource {
             }
         };
         // The error is the server's answer; it never contains the password.
-        r.map_err(|(e, _)| ImapError::Imap(e))
+        r.map_err(|(e, _)| match e {
+            async_imap::error::Error::No(detail) | async_imap::error::Error::Bad(detail) => {
+                ImapError::Login {
+                    user: user.to_owned(),
+                    detail: server_text(&detail),
+                }
+            }
+            other => ImapError::Imap(other),
+        })
     }
 
     /// One connection: login, select, then rounds and waits until cancelled or broken.
@@ -740,6 +806,17 @@ mod tests {
             );
         }
         assert!(backoff(one, cap, 30, &mut rng) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn server_text_is_unwrapped() {
+        assert_eq!(
+            server_text(
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_text("no"), "no");
     }
 
     #[test]

@@ -20,6 +20,16 @@ pub enum StoreError {
         "database {path} is read-only: make the file and its folder writable by this user (WAL mode writes {path}-wal and {path}-shm beside it)"
     )]
     ReadOnly { path: PathBuf },
+    /// The disk is full, or a file size limit stops the write; nothing of the transaction is kept.
+    #[error(
+        "cannot write database {path}: the disk is full or a file size limit (ulimit -f) is reached; free some space or raise the limit"
+    )]
+    Full { path: PathBuf },
+    /// The operating system failed a read or write of the file (EFBIG past a size limit, EIO).
+    #[error(
+        "input/output error on database {path} ({detail}): check free space, the file size limit (ulimit -f) and the disk"
+    )]
+    Io { path: PathBuf, detail: String },
     /// The file cannot be opened at all.
     #[error("cannot open database {path}: check that the folder exists and is writable ({detail})")]
     CannotOpen { path: PathBuf, detail: String },
@@ -68,7 +78,9 @@ pub enum StoreError {
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
 const SQLITE_READONLY: i64 = 8;
+const SQLITE_IOERR: i64 = 10;
 const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 const SQLITE_NOTADB: i64 = 26;
 
@@ -87,6 +99,11 @@ impl StoreError {
             Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Locked { path },
             Some(SQLITE_READONLY) => StoreError::ReadOnly { path },
             Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Corrupt { path },
+            Some(SQLITE_FULL) => StoreError::Full { path },
+            Some(SQLITE_IOERR) => StoreError::Io {
+                path,
+                detail: e.to_string(),
+            },
             Some(SQLITE_CANTOPEN) => StoreError::CannotOpen {
                 path,
                 detail: e.to_string(),

@@ -101,7 +101,43 @@ impl Store {
             policy: opts.policy,
         };
         store.migrate().await?;
+        if opts.create {
+            store.check_writable().await?;
+        }
         Ok(store)
+    }
+
+    /// Fails with [`StoreError::ReadOnly`] when SQLite fell back to a read-only open (the file is not
+    /// writable by this user): a writer would otherwise start and then fail every write, and keep
+    /// failing after the file is made writable, since the connection stays read-only.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        match sqlx::query("begin immediate").execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(e) => {
+                return match self.err(e) {
+                    // Another writer holds the lock: the file is writable, our turn comes later.
+                    StoreError::Locked { .. } => Ok(()),
+                    other => Err(other),
+                };
+            }
+        }
+        // Taking the lock succeeds on a read-only file in WAL mode; a write (the same user_version
+        // written back, then rolled back) does not.
+        let written = async {
+            let v: i64 = sqlx::query_scalar("pragma user_version")
+                .fetch_one(&mut *conn)
+                .await?;
+            // An integer just read back: nothing to inject.
+            sqlx::query(sqlx::AssertSqlSafe(format!("pragma user_version = {v}")))
+                .execute(&mut *conn)
+                .await
+        }
+        .await;
+        let rolled_back = sqlx::query("rollback").execute(&mut *conn).await;
+        written.map_err(|e| self.err(e))?;
+        rolled_back.map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Refuses a database written by a newer bounced, then applies the migrations this one knows.

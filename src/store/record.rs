@@ -801,12 +801,25 @@ impl Store {
         batch: &[Prepared],
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut tx = self.begin().await?;
-        let out = record_batch(&mut tx, &self.policy, batch, secs(now))
-            .await
-            .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(out)
+        let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
+        let result = async {
+            use sqlx::Connection;
+            let mut tx = conn.begin().await?;
+            let out = record_batch(&mut tx, &self.policy, batch, secs(now)).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(out)
+        }
+        .await;
+        match result {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                // After a failed write (a full disk, EFBIG, EIO) SQLite can keep the transaction
+                // and its write lock on this connection: close it rather than hand it back to the
+                // pool, where it would lock out every later write.
+                let _ = conn.close().await;
+                Err(self.err(e))
+            }
+        }
     }
 
     /// Suppresses an address by hand (creating it when unknown); the reason is kept as the why.

@@ -133,7 +133,7 @@ impl Dovecot {
 instance_name = test-{port}\nlog_path = {d}/dovecot.log\n{users}\
 mail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = {uid}\nlast_valid_uid = {uid}\n\
 first_valid_gid = {gid}\nlast_valid_gid = {gid}\ndisable_plaintext_auth = no\n\
-auth_mechanisms = plain login\n\
+auth_mechanisms = plain login\nauth_failure_delay = 0\n\
 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
 userdb {{\n  driver = passwd-file\n  args = username_format=%u {d}/passwd\n}}\n\
 mail_location = maildir:~/Maildir\n\
@@ -188,6 +188,25 @@ service imap-urlauth-login {{\n  chroot =\n}}\n"
             }
             let _ = c.wait();
             // Wait until the port is free again.
+            let start = Instant::now();
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Kills the server at once (SIGKILL to its process group: master, login, auth and every IMAP
+    /// session), as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pgid = i32::try_from(c.id()).expect("pid");
+            // SAFETY: signalling the process group of a child we started in its own group.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+            let _ = c.wait();
             let start = Instant::now();
             while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && start.elapsed() < Duration::from_secs(5)

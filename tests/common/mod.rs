@@ -150,3 +150,255 @@ pub fn stop(child: &mut Child, limit: Duration) -> i32 {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Whether a tool the fault tests need is here; panics when it is missing but required
+/// (`BOUNCED_REQUIRE_DOVECOT=1` or `BOUNCED_REQUIRE_TOOLS=1`, as CI sets them).
+pub fn tool_available(test: &str, what: &str, found: bool) -> bool {
+    if !found {
+        let required = ["BOUNCED_REQUIRE_DOVECOT", "BOUNCED_REQUIRE_TOOLS"]
+            .iter()
+            .any(|v| std::env::var(v).as_deref() == Ok("1"));
+        assert!(
+            !required,
+            "{test}: {what} is missing and required here (run ci/install-deps.sh)"
+        );
+        eprintln!("{test}: skipped: {what} is missing (ci/install-deps.sh installs it)");
+    }
+    found
+}
+
+/// Whether this process runs as root (file modes alone then stop nobody: see [`Daemon::drop_dac`]).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Sets `mode` on `path`.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// How to start `bounced run` as a child whose stderr is read line by line, each line timestamped
+/// on arrival (stderr is a pipe, so a file size limit on the child never applies to its log).
+pub struct DaemonCmd {
+    cmd: Command,
+    log: PathBuf,
+    drop_dac: bool,
+    fsize: Option<u64>,
+}
+
+/// A running `bounced run`.
+pub struct Daemon {
+    pub child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DaemonCmd {
+    /// `bounced run ARGS`, logging at `info` (a summary every second) into `log` as well.
+    pub fn new(args: &[&str], log: &Path) -> DaemonCmd {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bounced"));
+        cmd.arg("run")
+            .args(args)
+            .env("BOUNCED_LOG_LEVEL", "info")
+            .env("BOUNCED_SUMMARY_INTERVAL", "1s")
+            .env_remove("BOUNCED_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        DaemonCmd {
+            cmd,
+            log: log.to_path_buf(),
+            drop_dac: false,
+            fsize: None,
+        }
+    }
+
+    /// Sets an environment variable of the child.
+    pub fn env(mut self, k: &str, v: &str) -> DaemonCmd {
+        self.cmd.env(k, v);
+        self
+    }
+
+    /// Makes file modes apply to the child even as root: CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    /// leave its bounding set (so exec cannot give them back) and the ambient set is cleared.
+    pub fn drop_dac(mut self) -> DaemonCmd {
+        self.drop_dac = true;
+        self
+    }
+
+    /// Limits the size of any file the child writes (RLIMIT_FSIZE, soft limit only, so that the test
+    /// can raise it again with prlimit).
+    pub fn fsize(mut self, bytes: u64) -> DaemonCmd {
+        self.fsize = Some(bytes);
+        self
+    }
+
+    /// Starts the daemon.
+    pub fn spawn(mut self) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let (drop_dac, fsize) = (self.drop_dac && is_root(), self.fsize);
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, setrlimit).
+        unsafe {
+            self.cmd.pre_exec(move || {
+                if drop_dac {
+                    const CAP_DAC_OVERRIDE: libc::c_ulong = 1;
+                    const CAP_DAC_READ_SEARCH: libc::c_ulong = 2;
+                    for cap in [CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH] {
+                        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                        0,
+                        0,
+                        0,
+                    );
+                }
+                if let Some(max) = fsize {
+                    let lim = libc::rlimit {
+                        rlim_cur: max,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = self.cmd.spawn().expect("start bounced");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let log_path = self.log.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut file = fs::File::create(&log_path).ok();
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if let Ok(mut v) = sink.lock() {
+                    v.push((Instant::now(), line));
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+}
+
+impl Daemon {
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Every stderr line so far, with the moment it was read.
+    pub fn lines(&self) -> Vec<(Instant, String)> {
+        self.lines.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The stderr so far as one string.
+    pub fn log(&self) -> String {
+        self.lines()
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Lines containing `needle` so far.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|(_, l)| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until stderr holds `needle` (panics with the log after `limit`).
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while self.count(needle) == 0 {
+            assert!(
+                start.elapsed() < limit,
+                "no `{needle}` within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `check` holds; panics after `limit` with `what` and the daemon's log.
+    pub fn wait_until(&self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until stderr holds `needle` on at least `n` lines.
+    pub fn wait_log_count(&self, needle: &str, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.count(needle) < n {
+            assert!(
+                start.elapsed() < limit,
+                "fewer than {n} `{needle}` within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// Waits for it to exit by itself; returns the exit code (panics after `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return status.code().unwrap_or(-1);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("daemon did not exit within {limit:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(&mut self, limit: Duration) -> i32 {
+        signal(&self.child, libc::SIGTERM);
+        self.wait_exit(limit)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
