@@ -518,7 +518,7 @@ impl Classifier {
 /// a diagnostic made of nothing else says nothing about the address.
 static NOTICE_BOILERPLATE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     regex::Regex::new(
-        r"(?i)^(?:\s*(?:delivery to the following recipients? (?:has )?failed(?: permanently)?|(?:your )?message could not be delivered(?: to (?:one or more|the following) recipients?)?|if you do so, please include this problem report|you can delete your own text from the (?:attached )?returned message|this is an automatically generated delivery status notification)[\s.:;,!]*)+$",
+        r"(?i)^(?:\s*(?:delivery to the following recipients? (?:has )?failed(?: permanently)?|(?:your )?message could not be delivered(?: to (?:one or more|the following) recipients?)?|i'?m sorry to have to inform you that|it'?s attached below|if you do so, please include this problem report|you can delete your own text from the (?:attached )?returned message|this is an automatically generated delivery status notification)[\s.:;,!]*)+$",
     )
     .expect("fixed pattern")
 });
@@ -1246,6 +1246,15 @@ mod tests {
                 "failed",
                 "",
                 "If you do so, please include this problem report. You can delete your own text from the attached returned message.",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Undefined);
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "I'm sorry to have to inform you that your message could not be delivered to one or more recipients. It's attached below.",
             ),
         );
         assert_eq!(b.reason, Reason::Undefined);
