@@ -359,6 +359,10 @@ fn explain_rule(
             report.reader,
             read.reason_hint.unwrap_or("")
         )),
+        "notice.contradicts" => builtin(format!(
+            "the fields gave a hard reason, but the report's own notice says otherwise and nothing in it says the address is gone: {:?}",
+            report.notice.as_deref().unwrap_or("")
+        )),
         "fallback.delayed" => builtin(
             "a delay notice with no code and no diagnostic: the message has waited past the warning time"
                 .into(),

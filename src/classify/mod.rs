@@ -339,7 +339,9 @@ impl Classifier {
     ///    nothing decided it, `undefined` when there is nothing at all.
     ///
     /// The bounce type follows from the reason and whether the codes say permanent
-    /// ([`BounceType::of`]).
+    /// ([`BounceType::of`]). A hard verdict for the one recipient of a DSN whose own notice says
+    /// the mailbox or system is full, or the mailbox suspended, becomes that soft reason
+    /// (`notice.contradicts`).
     pub fn classify(&self, report: &Report) -> Vec<Bounce> {
         report
             .recipients
@@ -376,6 +378,10 @@ impl Classifier {
         let permanent = status
             .and_then(StatusCode::is_permanent)
             .or_else(|| replycode.and_then(ReplyCode::is_permanent));
+        let (reason, rule) = match self.notice_contradiction(report, reason, permanent) {
+            Some(soft) => (soft, Cow::Borrowed("notice.contradicts")),
+            None => (reason, rule),
+        };
         let original = report.original.as_ref();
         Bounce {
             recipient: rcpt.recipient.clone(),
@@ -404,6 +410,44 @@ impl Classifier {
             original_subject: original.and_then(|o| o.subject.clone()),
             original_list_id: original.and_then(|o| o.list_id.clone()),
         }
+    }
+
+    /// A soft reason that a one-recipient DSN's own notice gives against a hard verdict from its
+    /// fields: the notice says the mailbox or the receiving system is full, or the mailbox suspended,
+    /// and nothing in it says the
+    /// address is gone. A report that contradicts itself does not prove the address dead.
+    fn notice_contradiction(
+        &self,
+        report: &Report,
+        reason: Reason,
+        permanent: Option<bool>,
+    ) -> Option<Reason> {
+        if report.kind != Some(Kind::Dsn)
+            || report.recipients.len() != 1
+            || BounceType::of(reason, permanent) != BounceType::Hard
+        {
+            return None;
+        }
+        let notice = report.notice.as_deref()?;
+        let facts = rules::Facts {
+            diagnostic: notice,
+            action: Some("failed"),
+            ..rules::Facts::default()
+        };
+        let said = self.rules.text_reasons(&facts);
+        let alive = said.iter().copied().find(|r| {
+            matches!(
+                r,
+                Reason::Mailboxfull | Reason::Suspend | Reason::Systemfull
+            )
+        })?;
+        let gone = said.iter().any(|r| {
+            matches!(
+                r,
+                Reason::Userunknown | Reason::Hostunknown | Reason::Hasmoved | Reason::Notaccept
+            )
+        });
+        (!gone).then_some(alive)
     }
 
     /// The reason for one recipient and the id of what decided it (a rule id, or `kind.feedback`,
@@ -618,6 +662,50 @@ mod tests {
         let out = SHARED.classify(&report(kind, vec![r]));
         assert_eq!(out.len(), 1);
         out.into_iter().next().unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn a_notice_contradicting_a_hard_verdict_makes_it_soft() {
+        let run = |notice: &str, recipients: usize| {
+            let rows = (0..recipients)
+                .map(|_| rcpt("failed", "5.1.1", "550 5.1.1 User unknown"))
+                .collect();
+            let mut r = report(Kind::Dsn, rows);
+            r.notice = Some(notice.to_string());
+            let b = SHARED
+                .classify(&r)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| unreachable!());
+            (b.reason, b.bounce_type, b.rule)
+        };
+        assert_eq!(
+            run(
+                "Your message was refused: the mailbox of this user is full",
+                1
+            ),
+            (
+                Reason::Mailboxfull,
+                BounceType::Soft,
+                "notice.contradicts".to_string()
+            )
+        );
+        assert_eq!(
+            run("Refused: not enough disk space", 1).0,
+            Reason::Systemfull
+        );
+        // A notice that also says the address is unknown, or one shared by several recipients,
+        // does not contradict the fields.
+        assert_eq!(
+            run("Mailbox full, or user unknown: check the address", 1).1,
+            BounceType::Hard
+        );
+        assert_eq!(run("the mailbox is full", 2).1, BounceType::Hard);
+        // A notice without a verdict of its own changes nothing.
+        assert_eq!(
+            run("This is the mail system at host gw.example.net.", 1).1,
+            BounceType::Hard
+        );
     }
 
     #[test]

@@ -636,6 +636,37 @@ impl RuleSet {
         None
     }
 
+    /// The reasons of every text rule whose wording matches the diagnostic and whose other
+    /// conditions hold, confirmed or not, in rule order.
+    pub fn text_reasons(&self, facts: &Facts) -> Vec<Reason> {
+        let mut out = Vec::new();
+        if facts.diagnostic.trim().is_empty() {
+            return out;
+        }
+        let text = prepare(facts.diagnostic);
+        let candidates = self.prefilter.candidates(&text);
+        let mut done = usize::MAX;
+        for ((re, &i), &candidate) in self.patterns.iter().zip(&self.owner).zip(&candidates) {
+            if i == done || !candidate {
+                continue;
+            }
+            let Some(rule) = self.rules.get(i) else {
+                continue;
+            };
+            if !rule.other_conditions_hold(facts) {
+                done = i;
+                continue;
+            }
+            if re.is_match(&text) {
+                done = i;
+                if !out.contains(&rule.reason) {
+                    out.push(rule.reason);
+                }
+            }
+        }
+        out
+    }
+
     /// The first code rule (one without a text condition) whose conditions hold and that is
     /// confirmed when it needs to be.
     pub fn match_code(&self, facts: &Facts) -> Option<&Rule> {

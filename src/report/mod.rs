@@ -91,6 +91,9 @@ pub struct Report {
     pub from: Option<String>,
     /// The returned original message, when the report carries it (whole or headers only).
     pub original: Option<Original>,
+    /// A DSN's human-readable notice (its first text part), when short: the classifier reads it
+    /// beside the machine fields, so that a report contradicting itself is never taken as hard.
+    pub notice: Option<String>,
 }
 
 /// What a report says about one recipient.
@@ -243,6 +246,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         borrow_format_hints(&mut found.recipients, &input);
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
+        report.notice = dsn_notice(&message);
         report.reporting_mta = found.reporting_mta;
         report.arrival_date = found.arrival_date;
         report.recipients = found.recipients;
@@ -312,6 +316,28 @@ fn borrow_format_hints(recipients: &mut [RecipientReport], input: &text::Input) 
             .find(|f| f.recipient.is_some() && f.recipient == r.recipient)
             .and_then(|f| f.reason_hint);
     }
+}
+
+/// Longest DSN notice kept for the classifier (bytes): a notice longer than this is a template, not
+/// a statement about one failure.
+const MAX_NOTICE: usize = 1024;
+
+/// The first text part of a `multipart/report`, trimmed, when it is short and not the status part.
+fn dsn_notice(message: &Message) -> Option<String> {
+    let root_is_report = message.content_type().is_some_and(|ct| {
+        ct.subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    });
+    if !root_is_report {
+        return None;
+    }
+    let text = message.body_text(0)?;
+    let text = text.trim();
+    let is_fields = text.lines().any(|l| {
+        let l = l.trim_start().to_ascii_lowercase();
+        l.starts_with("final-recipient:") || l.starts_with("reporting-mta:")
+    });
+    (!text.is_empty() && text.len() <= MAX_NOTICE && !is_fields).then(|| text.to_string())
 }
 
 /// Subjects that MTAs and providers give their failure reports.
