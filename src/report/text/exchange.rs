@@ -149,18 +149,21 @@ fn is_header_line(t: &str) -> bool {
 fn read_2003(text: &str) -> Vec<RecipientReport> {
     let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
     let mut skipping = false;
+    // After a blank line, only another `address on DATE` line continues the list.
+    let mut gap = false;
     for line in text.lines() {
         let t = line.trim();
         if t.is_empty() {
-            if blocks.is_empty() {
-                continue;
-            }
-            break;
+            gap = !blocks.is_empty();
+            continue;
         }
         let head = t.split_once(" on ").map_or(t, |(a, _)| a);
         if let Some(a) = addr_line(head) {
             blocks.push((a, Vec::new()));
             skipping = false;
+            gap = false;
+        } else if gap {
+            break;
         } else if t.starts_with("The MTS-ID of the original message") {
             // The message's X.400 id, folded over lines: not the server's words.
             skipping = true;
@@ -340,6 +343,24 @@ fn read_user_part(text: &str) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_2003_lists_recipients_between_blank_lines() {
+        let text = "\n\nkim@example.net on Tue, 24 Nov 2026 09:39:58 +0000\n    No such account.\n    <mx.example.net #5.1.1>\n\nlee@example.net on Tue, 24 Nov 2026 09:39:58 +0000\n    Mailbox full.\n    <mx.example.net #5.2.2>\n\nSome closing words here.\n";
+        let got = read_2003(text);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].recipient.as_deref(), Some("lee@example.net"));
+        assert_eq!(
+            got[1].diagnostic.as_deref(),
+            Some("Mailbox full. <mx.example.net #5.2.2>")
+        );
+        assert!(
+            !got[1]
+                .diagnostic
+                .as_deref()
+                .is_some_and(|d| d.contains("closing"))
+        );
+    }
 
     #[test]
     fn reads_the_microsoft_365_notice() {
