@@ -77,6 +77,12 @@ impl Store {
         if !opts.create && !path.exists() {
             return Err(StoreError::Missing { path });
         }
+        if opts.create {
+            create_private(&path).map_err(|e| StoreError::CannotOpen {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
         let connect = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|e| StoreError::from_sqlx(&path, e))?
             .filename(&path)
@@ -210,6 +216,22 @@ impl Store {
         .await
         .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))
+    }
+}
+
+/// Creates the database file, readable and writable by its owner only (0600), unless it exists.
+/// SQLite gives its `-wal` and `-shm` files the mode of the database file, so they are private too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
