@@ -17,4 +17,5 @@ fuzz_target!(|data: &[u8]| {
         "dsn" | "text" | "feedback" | "autoreply" | "not_bounce" | "error"
     ));
     assert_eq!(a.kind == "error", a.error.is_some());
+    assert!(a.bounces.len() <= bounced::report::MAX_RECIPIENTS);
 });
