@@ -557,3 +557,20 @@ be delivered to one or more recipients.\n\n",
         assert_bounded(&got, 20, 250);
     });
 }
+
+#[test]
+fn a_long_line_of_addresses() {
+    isolated("a_long_line_of_addresses", || {
+        // A report of no known shape naming one address thousands of times on one line: every
+        // mention once sent the reader over the rest of the line (minutes for 300 KB).
+        let list = "a@example.com,".repeat(20_000);
+        let m = format!(
+            "From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n\
+Message-ID: <addresses@mx.example.net>\n\n{list}\n"
+        );
+        let got = ingest_bytes(m.as_bytes());
+        assert_processed(&got);
+        assert!(got.reasons.len() <= 1, "{got:?}");
+        assert_bounded(&got, 10, 100);
+    });
+}

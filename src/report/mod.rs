@@ -194,9 +194,24 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
     let bytes = normalize_line_endings(bytes);
     let bytes = repair_folded_boundary(bytes);
-    let message = PARSER
-        .parse(bytes.as_ref())
-        .ok_or_else(|| ReadError::Malformed("no header could be parsed".to_string()))?;
+    // mail-parser checks its own invariants with `debug_assert!`, which input can break (a multipart
+    // whose part ids go astray): such a message is malformed, not a reason to stop the worker.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        PARSER.parse(bytes.as_ref())
+    }));
+    let message = match parsed {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            return Err(ReadError::Malformed(
+                "no header could be parsed".to_string(),
+            ));
+        }
+        Err(_) => {
+            return Err(ReadError::Malformed(
+                "the MIME structure is inconsistent".to_string(),
+            ));
+        }
+    };
     if message.headers().is_empty() {
         return Err(ReadError::Malformed(
             "no header could be parsed".to_string(),
