@@ -240,14 +240,22 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 /// Returns `(address, domain)`, or `None` for something that is not a usable address (no `@`, an
 /// empty side, white space or control characters, longer than 320 bytes).
 pub fn normalize_address(raw: &str) -> Option<(String, String)> {
+    // Types and brackets are taken off until none is left, so that what comes out goes through
+    // again unchanged (`rfc822; <rfc822;a@b>` gives `a@b`, as `a@b` does).
     let mut s = raw.trim();
-    if let Some((ty, rest)) = s.split_once(';')
-        && ty.trim().eq_ignore_ascii_case("rfc822")
-    {
-        s = rest.trim();
+    loop {
+        let before = s.len();
+        if let Some((ty, rest)) = s.split_once(';')
+            && ty.trim().eq_ignore_ascii_case("rfc822")
+        {
+            s = rest.trim();
+        }
+        s = s.strip_prefix('<').unwrap_or(s);
+        s = s.strip_suffix('>').unwrap_or(s).trim();
+        if s.len() == before {
+            break;
+        }
     }
-    let s = s.strip_prefix('<').unwrap_or(s);
-    let s = s.strip_suffix('>').unwrap_or(s).trim();
     if s.is_empty() || s.len() > 320 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return None;
     }
