@@ -393,12 +393,12 @@ fn prepare(item: Incoming, classifier: &Classifier, opts: &ReadOptions) -> Optio
                 classifier,
                 opts,
             ),
-            Ok(FileRead::TooLarge(size, sha, mtime)) => too_large(
+            Ok(FileRead::TooLarge(size, key, mtime)) => too_large(
                 source,
                 mtime.unwrap_or(received_at),
                 size,
                 opts.max_size,
-                &sha,
+                &key,
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::debug!(path = %path.display(), "gone before it was read");
@@ -457,45 +457,48 @@ fn too_large(
 
 enum FileRead {
     Whole(Vec<u8>, Option<DateTime<Utc>>),
-    /// Size, streamed SHA-256, modification time.
+    /// Size, idempotency key, modification time.
     TooLarge(usize, String, Option<DateTime<Utc>>),
 }
 
-/// Reads a message file whole, or only hashes it (in 64 KiB pieces) when it is over `max`.
+/// Reads a message file whole when its size (from the metadata, before any byte is read) is within
+/// `max`; a larger file is never read: its key is derived from its Maildir name and size, so that an
+/// oversized message costs neither memory nor a pass over its bytes.
 fn read_file(path: &Path, max: usize) -> std::io::Result<FileRead> {
     let mut f = std::fs::File::open(path)?;
     let meta = f.metadata()?;
     let mtime = meta.modified().ok().map(DateTime::<Utc>::from);
     let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
-    if len <= max {
-        let mut buf = Vec::with_capacity(len);
-        let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-        (&mut f).take(cap).read_to_end(&mut buf)?;
-        if buf.len() <= max {
-            return Ok(FileRead::Whole(buf, mtime));
-        }
-        // It grew after the stat: hash what was read, then the rest.
-        let mut h = Sha256::new();
-        h.update(&buf);
-        let n = stream_hash(&mut f, &mut h)?;
-        return Ok(FileRead::TooLarge(buf.len() + n, hex(&h.finalize()), mtime));
+    if len > max {
+        return Ok(FileRead::TooLarge(len, oversized_key(path, len), mtime));
     }
-    let mut h = Sha256::new();
-    let n = stream_hash(&mut f, &mut h)?;
-    Ok(FileRead::TooLarge(n, hex(&h.finalize()), mtime))
+    let mut buf = Vec::with_capacity(len);
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    (&mut f).take(cap).read_to_end(&mut buf)?;
+    if buf.len() <= max {
+        return Ok(FileRead::Whole(buf, mtime));
+    }
+    // It grew past the limit after the stat: what was read is dropped, the rest never read.
+    let size = usize::try_from(f.metadata()?.len())
+        .unwrap_or(usize::MAX)
+        .max(buf.len());
+    Ok(FileRead::TooLarge(size, oversized_key(path, size), mtime))
 }
 
-fn stream_hash(r: &mut impl Read, h: &mut Sha256) -> std::io::Result<usize> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0usize;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            return Ok(total);
-        }
-        h.update(buf.get(..n).unwrap_or(&[]));
-        total = total.saturating_add(n);
-    }
+/// The idempotency key of an oversized file: its Maildir unique name (without flags, so the key
+/// survives a rename into `cur/`) and its size.
+fn oversized_key(path: &Path, size: usize) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = name.rsplit_once(":2,").map_or(name.as_str(), |(b, _)| b);
+    let mut h = Sha256::new();
+    h.update(b"too-large:");
+    h.update(base.as_bytes());
+    h.update(b":");
+    h.update(size.to_string().as_bytes());
+    hex(&h.finalize())
 }
 
 /// Collects prepared messages into batches, records each batch in one transaction, then

@@ -14,6 +14,14 @@ pub enum ReadError {
     /// The bytes do not form an Internet message (no header could be parsed).
     #[error("not an Internet message: {0}")]
     Malformed(String),
+    /// MIME parts or attached messages are nested deeper than any real report nests them; the
+    /// message is refused rather than walked.
+    #[error("MIME parts are nested {depth} levels deep, over the limit of {limit}")]
+    TooDeep { depth: usize, limit: usize },
+    /// The report names more recipients than any real report does; the message is refused rather
+    /// than classified recipient by recipient.
+    #[error("the report names {count} recipients, over the limit of {limit}")]
+    TooManyRecipients { count: usize, limit: usize },
 }
 
 /// Why a user rule file could not be loaded.

@@ -495,6 +495,18 @@ fn compile_pattern(pattern: &str) -> Result<Compiled, regex::Error> {
     Ok(compiled)
 }
 
+/// Whether a pattern compiles, without adding it to the shared cache.
+fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
+    let cached = COMPILED
+        .lock()
+        .ok()
+        .is_some_and(|cache| cache.contains_key(pattern));
+    if cached {
+        return Ok(());
+    }
+    compile_fresh(pattern).map(drop)
+}
+
 fn compile_fresh(pattern: &str) -> Result<Compiled, regex::Error> {
     let source = lean_pattern(pattern);
     let lower = is_lower_case_pattern(&source);
@@ -539,8 +551,8 @@ impl RuleSet {
 
     /// The built-in rules with user rules given as TOML text; `origin` names the source in errors.
     pub fn builtin_with_str(toml_text: &str, origin: &str) -> Result<RuleSet, RulesError> {
-        let user = compile_file(toml_text, origin)?;
-        let builtin = compile_file(BUILTIN, "<built-in>")?;
+        let user = compile_file(toml_text, origin, Patterns::Checked)?;
+        let builtin = compile_file(BUILTIN, "<built-in>", Patterns::Shared)?;
         Self::from_specs(Ok(builtin), user)
     }
 
@@ -573,6 +585,15 @@ impl RuleSet {
                 owner.push(i);
                 needs.push(need);
             }
+        }
+        // The cache keeps the programs of the rule set built last (the built-in patterns among
+        // them), not of every rule file this process ever loaded.
+        if let Ok(mut cache) = COMPILED.lock() {
+            let used: std::collections::HashSet<&str> = rules
+                .iter()
+                .flat_map(|r| r.text.iter().map(String::as_str))
+                .collect();
+            cache.retain(|pattern, _| used.contains(pattern.as_str()));
         }
         let prefilter = Prefilter::new(&needs);
         Ok(RuleSet {
@@ -711,11 +732,25 @@ fn lean_pattern(pattern: &str) -> String {
 }
 
 fn builtin_specs(origin: &str) -> Result<Vec<Rule>, RulesError> {
-    compile_file(BUILTIN, origin)
+    compile_file(BUILTIN, origin, Patterns::Shared)
 }
 
 /// Parses and validates a rule file; each error names the rule (its id, or its position).
-fn compile_file(toml_text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> {
+/// How a rule file's patterns are checked while it is parsed.
+#[derive(Clone, Copy)]
+enum Patterns {
+    /// Compiled into the shared cache (the built-in table: every rule set uses it).
+    Shared,
+    /// Compiled only to be checked, unless already cached (a user file, which may yet be refused:
+    /// [`RuleSet::from_specs`] caches the patterns of the rule set it builds).
+    Checked,
+}
+
+fn compile_file(
+    toml_text: &str,
+    origin: &str,
+    patterns: Patterns,
+) -> Result<Vec<Rule>, RulesError> {
     let syntax = |message: String| RulesError::Syntax {
         path: origin.to_string(),
         message,
@@ -750,7 +785,7 @@ fn compile_file(toml_text: &str, origin: &str) -> Result<Vec<Rule>, RulesError> 
             problem,
         };
         let spec = RuleSpec::deserialize(value.clone()).map_err(|e| fail(e.to_string()))?;
-        let rule = compile_rule(spec).map_err(fail)?;
+        let rule = compile_rule(spec, patterns).map_err(fail)?;
         if out.iter().any(|r| r.id == rule.id) {
             return Err(fail("the same id is defined twice in this file".into()));
         }
@@ -782,7 +817,7 @@ fn host_list(spec: Option<OneOrMany>, key: &str) -> Result<Vec<String>, String> 
         .collect()
 }
 
-fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
+fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
     let id = spec
         .id
         .map(|s| s.trim().to_string())
@@ -795,7 +830,11 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
         .map_err(|e: String| e)?;
     let text = spec.text.map(OneOrMany::into_vec).unwrap_or_default();
     for t in &text {
-        compile_pattern(t).map_err(|e| format!("bad `text` pattern `{t}`: {e}"))?;
+        let checked = match patterns {
+            Patterns::Shared => compile_pattern(t).map(drop),
+            Patterns::Checked => check_pattern(t),
+        };
+        checked.map_err(|e| format!("bad `text` pattern `{t}`: {e}"))?;
     }
     let status = spec
         .status
@@ -892,6 +931,32 @@ fn compile_rule(spec: RuleSpec) -> Result<Rule, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_pattern_cache_keeps_only_the_rule_set_built_last() {
+        let file = |id: &str, pattern: &str| {
+            format!("[[rule]]\nid = \"{id}\"\nreason = \"userunknown\"\ntext = '{pattern}'\n")
+        };
+        let cached = |p: &str| COMPILED.lock().is_ok_and(|c| c.contains_key(p));
+        let first = RuleSet::builtin_with_str(&file("cache-a", "zq-cache-only-a"), "a");
+        assert!(first.is_ok());
+        let second = RuleSet::builtin_with_str(&file("cache-b", "zq-cache-only-b"), "b");
+        assert!(second.is_ok());
+        assert!(
+            !cached("zq-cache-only-a"),
+            "a pattern of an earlier rule file is kept"
+        );
+        // A refused file leaves nothing in the cache either.
+        let refused = format!(
+            "{}[[rule]]\nid = \"cache-d\"\nreason = \"no-such-reason\"\ntext = 'x'\n",
+            file("cache-c", "zq-cache-only-c")
+        );
+        assert!(RuleSet::builtin_with_str(&refused, "c").is_err());
+        assert!(
+            !cached("zq-cache-only-c"),
+            "a pattern of a refused file is kept"
+        );
+    }
+
     fn facts(diagnostic: &str) -> Facts<'_> {
         Facts {
             diagnostic,
@@ -947,7 +1012,7 @@ mod tests {
 
     #[test]
     fn builtin_table_compiles_and_covers_every_failure_reason() {
-        let rules = compile_file(BUILTIN, "<built-in>");
+        let rules = compile_file(BUILTIN, "<built-in>", Patterns::Shared);
         assert!(rules.is_ok(), "{:?}", rules.err());
         let set = RuleSet::builtin();
         assert!(set.rules().len() > 50);

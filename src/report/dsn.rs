@@ -320,11 +320,19 @@ fn is_generic(diagnostic: Option<&str>) -> bool {
 static REPLY_CODE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?-u:\b)[245]\d\d(?-u:\b)").expect("fixed pattern"));
 
+/// How much of the human-readable explanation is searched for recipients' paragraphs (bytes).
+/// Real explanations are a few KiB; the bound keeps the search from growing with the text.
+const EXPLANATION_SCAN: usize = 256 * 1024;
+
+/// How many recipients of one report get their paragraph searched for: each search is a pass over
+/// the explanation, so the work of a report stays bounded however many recipients it names.
+const PARAGRAPH_SEARCHES: usize = 256;
+
 /// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     // Only the report's own words: a returned message quoted in the text names the recipient too.
-    let body = super::text::common::cut_original(body);
+    let body = super::prefix(super::text::common::cut_original(body), EXPLANATION_SCAN);
     if body.is_empty() {
         return;
     }
@@ -447,6 +455,7 @@ static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
 
 fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
     let single = recipients.len() == 1;
+    let mut searches = 0;
     for r in recipients.iter_mut() {
         if !is_generic(r.diagnostic.as_deref()) {
             continue;
@@ -454,6 +463,10 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
         let Some(addr) = r.recipient.as_deref().map(str::to_ascii_lowercase) else {
             continue;
         };
+        searches += 1;
+        if searches > PARAGRAPH_SEARCHES {
+            break;
+        }
         let paragraphs = paragraphs_for(body, lower, &addr);
         let with_evidence = paragraphs
             .iter()
@@ -564,8 +577,9 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
 pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
     use super::text::common::{command_of, cut_original};
     let single = recipients.len() == 1;
-    let explanation = cut_original(body);
+    let explanation = super::prefix(cut_original(body), EXPLANATION_SCAN);
     let mut lower: Option<String> = None;
+    let mut searches = 0;
     for r in recipients.iter_mut() {
         if r.command.is_some() {
             continue;
@@ -573,8 +587,10 @@ pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
         let mut found = r.diagnostic.as_deref().and_then(command_of);
         if found.is_none()
             && !explanation.is_empty()
+            && searches < PARAGRAPH_SEARCHES
             && let Some(addr) = r.recipient.as_deref().map(str::to_ascii_lowercase)
         {
+            searches += 1;
             let lower = lower.get_or_insert_with(|| explanation.to_ascii_lowercase());
             found = paragraphs_for(explanation, lower, &addr)
                 .iter()

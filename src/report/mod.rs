@@ -23,6 +23,15 @@ use crate::error::ReadError;
 /// The largest message [`read`] parses by default (bytes); larger input gets [`ReadError::TooLarge`].
 pub const DEFAULT_MAX_SIZE: usize = 50 * 1024 * 1024;
 
+/// The deepest nesting of MIME parts and attached messages [`read`] accepts; deeper input gets
+/// [`ReadError::TooDeep`]. Real reports nest a handful of levels (a bounce of a forwarded bounce
+/// stays under ten).
+pub const MAX_NESTING: usize = 64;
+
+/// The most recipients one report may name; more gets [`ReadError::TooManyRecipients`]. Real
+/// reports name one, sometimes a few hundred (a list message refused for a whole domain).
+pub const MAX_RECIPIENTS: usize = 2000;
+
 /// What kind of message this is, decided before any recipient is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -188,13 +197,36 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
     let bytes = normalize_line_endings(bytes);
     let bytes = repair_folded_boundary(bytes);
-    let message = PARSER
-        .parse(bytes.as_ref())
-        .ok_or_else(|| ReadError::Malformed("no header could be parsed".to_string()))?;
+    // mail-parser checks its own invariants with `debug_assert!`, which input can break (a multipart
+    // whose part ids go astray): such a message is malformed, not a reason to stop the worker.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        PARSER.parse(bytes.as_ref())
+    }));
+    let message = match parsed {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            return Err(ReadError::Malformed(
+                "no header could be parsed".to_string(),
+            ));
+        }
+        Err(_) => {
+            return Err(ReadError::Malformed(
+                "the MIME structure is inconsistent".to_string(),
+            ));
+        }
+    };
     if message.headers().is_empty() {
         return Err(ReadError::Malformed(
             "no header could be parsed".to_string(),
         ));
+    }
+    let depth = nesting_depth(&message, MAX_NESTING);
+    if depth > MAX_NESTING {
+        dismantle(message);
+        return Err(ReadError::TooDeep {
+            depth,
+            limit: MAX_NESTING,
+        });
     }
 
     let subject = message.subject().map(clean_line).unwrap_or_default();
@@ -217,6 +249,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     };
 
     if let Some(found) = arf::read(&message, report.original.as_ref()) {
+        too_many(found.recipients.len())?;
         report.kind = Some(Kind::Feedback);
         report.reader = arf::NAME;
         if report.date.is_none() {
@@ -235,6 +268,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     if let Some(mut found) = found
         && !found.recipients.is_empty()
     {
+        too_many(found.recipients.len())?;
         dsn::enrich_from_text(&mut found.recipients, &body);
         dsn::fill_commands(&mut found.recipients, &body);
         dsn::address_for_local_targets(
@@ -256,6 +290,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     if let Some((reader, recipients)) = text::read(&input)
         && !recipients.is_empty()
     {
+        too_many(recipients.len())?;
         report.kind = Some(Kind::Text);
         report.reader = reader;
         report.reporting_mta = text::common::reporting_host(&body);
@@ -267,6 +302,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         report.kind = Some(Kind::Autoreply);
         report.reader = autoreply::NAME;
         report.recipients = autoreply::read(&input);
+        too_many(report.recipients.len())?;
         return Ok(report);
     }
 
@@ -338,6 +374,66 @@ fn dsn_notice(message: &Message) -> Option<String> {
         l.starts_with("final-recipient:") || l.starts_with("reporting-mta:")
     });
     (!text.is_empty() && text.len() <= MAX_NOTICE && !is_fields).then(|| text.to_string())
+}
+
+/// Refuses a report that names more than [`MAX_RECIPIENTS`] recipients.
+fn too_many(count: usize) -> Result<(), ReadError> {
+    if count > MAX_RECIPIENTS {
+        return Err(ReadError::TooManyRecipients {
+            count,
+            limit: MAX_RECIPIENTS,
+        });
+    }
+    Ok(())
+}
+
+/// How deeply the MIME parts and attached messages of `message` nest (the root alone is 1), walked
+/// without recursion; the walk stops once it passes `limit`.
+fn nesting_depth(message: &Message, limit: usize) -> usize {
+    let mut deepest = 0;
+    // (message, part index, depth of that part)
+    let mut stack: Vec<(&Message, usize, usize)> = vec![(message, 0, 1)];
+    let mut visited = 0usize;
+    while let Some((m, index, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        visited += 1;
+        if deepest > limit || visited > 1_000_000 {
+            break;
+        }
+        let Some(part) = m.parts.get(index) else {
+            continue;
+        };
+        match &part.body {
+            PartType::Multipart(children) => {
+                for &child in children {
+                    let child = child as usize;
+                    // Sub-parts always come after their parent; anything else is not a tree.
+                    if child > index {
+                        stack.push((m, child, depth + 1));
+                    }
+                }
+            }
+            PartType::Message(nested) => stack.push((nested, 0, depth + 1)),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Drops a parsed message without recursion: attached messages nested thousands deep would
+/// otherwise be dropped frame by frame, each level one stack frame deeper.
+fn dismantle(message: Message) {
+    let mut pending = vec![message];
+    while let Some(mut m) = pending.pop() {
+        for part in &mut m.parts {
+            if matches!(part.body, PartType::Message(_))
+                && let PartType::Message(inner) =
+                    std::mem::replace(&mut part.body, PartType::Multipart(Vec::new()))
+            {
+                pending.push(inner);
+            }
+        }
+    }
 }
 
 /// Subjects that MTAs and providers give their failure reports.
@@ -536,7 +632,11 @@ fn first_address(message: &Message) -> Option<String> {
 
 /// An address as reports give it (`rfc822; <User@Example.COM>`): type and brackets removed, the
 /// domain lower-cased, the local part kept as sent. `None` when nothing usable is left.
+///
+/// Idempotent: what it returns holds no white space, no `<`, no surrounding quote or comma, and no
+/// `type;` prefix, so a second pass changes nothing. Linear in the length of `value`.
 pub fn normalize_address(value: &str) -> Option<String> {
+    let junk = |c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',';
     let mut v = value.trim();
     if let Some((kind, rest)) = v.split_once(';')
         && !kind.contains('@')
@@ -544,12 +644,27 @@ pub fn normalize_address(value: &str) -> Option<String> {
     {
         v = rest.trim();
     }
-    if let Some(start) = v.find('<') {
-        let inner = v.get(start + 1..).unwrap_or("");
-        v = inner.split('>').next().unwrap_or("").trim();
+    if let Some(close) = v.find('>') {
+        // The innermost `<` before the first `>`: `<<a@b>` and `<x <a@b>>` give `a@b`.
+        if let Some(open) = v.get(..close).and_then(|head| head.rfind('<')) {
+            v = v.get(open + 1..close).unwrap_or("");
+        }
     }
-    let v = v.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',');
-    let v = v.split_whitespace().next().unwrap_or("");
+    if let Some(open) = v.rfind('<') {
+        v = v.get(open + 1..).unwrap_or("");
+    }
+    let mut v = v.trim_matches(junk).split_whitespace().next().unwrap_or("");
+    // A type (or any text without an `@`) left before a `;` is not part of the address.
+    loop {
+        let t = v.trim_matches(junk);
+        match t.split_once(';') {
+            Some((kind, rest)) if !kind.contains('@') => v = rest,
+            _ => {
+                v = t;
+                break;
+            }
+        }
+    }
     if v.is_empty() {
         return None;
     }

@@ -261,6 +261,86 @@ fn empty_and_too_large() {
     ));
 }
 
+/// A bounce whose text sits under `depth` nested multiparts.
+fn nested(depth: usize) -> String {
+    let mut m = String::from(
+        "From: MAILER-DAEMON@example.org\nSubject: Undelivered Mail Returned to Sender\n\
+Content-Type: multipart/mixed; boundary=\"n0\"\n\n",
+    );
+    for i in 0..depth {
+        m.push_str(&format!(
+            "--n{i}\nContent-Type: multipart/mixed; boundary=\"n{}\"\n\n",
+            i + 1
+        ));
+    }
+    m.push_str(&format!(
+        "--n{depth}\nContent-Type: text/plain\n\n<a@example.com>: 550 5.1.1 user unknown\n"
+    ));
+    for i in (0..=depth).rev() {
+        m.push_str(&format!("--n{i}--\n"));
+    }
+    m
+}
+
+#[test]
+fn nesting_past_the_limit_is_refused() {
+    assert!(read(nested(8).as_bytes()).is_ok());
+    match read(nested(MAX_NESTING + 5).as_bytes()) {
+        Err(ReadError::TooDeep { depth, limit }) => {
+            assert_eq!(limit, MAX_NESTING);
+            assert!(depth > MAX_NESTING);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A DSN naming `n` recipients.
+fn many(n: usize) -> String {
+    let mut blocks = String::new();
+    for i in 0..n {
+        blocks.push_str(&format!(
+            "Final-Recipient: rfc822; u{i}@example.com\nAction: failed\nStatus: 5.1.1\n\n"
+        ));
+    }
+    format!(
+        "From: MAILER-DAEMON@example.org\nSubject: Undelivered Mail Returned to Sender\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\n\n\
+--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n{blocks}--r--\n"
+    )
+}
+
+#[test]
+fn recipients_past_the_limit_are_refused() {
+    let r = read(many(MAX_RECIPIENTS).as_bytes()).unwrap_or_default();
+    assert_eq!(r.recipients.len(), MAX_RECIPIENTS);
+    assert_eq!(
+        read(many(MAX_RECIPIENTS + 1).as_bytes()),
+        Err(ReadError::TooManyRecipients {
+            count: MAX_RECIPIENTS + 1,
+            limit: MAX_RECIPIENTS
+        })
+    );
+}
+
+#[test]
+fn normalized_addresses_stay_normalized() {
+    for (input, want) in [
+        ("rfc822; <Jane@Example.COM>", Some("Jane@example.com")),
+        ("<<a@Example.org>", Some("a@example.org")),
+        ("x < y <b@example.net>", Some("b@example.net")),
+        ("<x;y@Example.net>", Some("y@example.net")),
+        ("rfc822;;", None),
+        ("<;", None),
+        ("/var/mail/box", Some("/var/mail/box")),
+    ] {
+        let got = normalize_address(input);
+        assert_eq!(got.as_deref(), want, "{input:?}");
+        if let Some(g) = &got {
+            assert_eq!(normalize_address(g).as_ref(), Some(g), "{input:?}");
+        }
+    }
+}
+
 #[test]
 fn random_bytes_never_panic() {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;

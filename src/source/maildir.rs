@@ -101,9 +101,34 @@ fn cur_is_pending(name: &str) -> bool {
     !name.starts_with('.') && !split_name(name).1.contains('S')
 }
 
-fn ensure_maildir(dir: &Path) -> io::Result<()> {
+/// Creates the Maildir `dir` (with `cur/`, `new/`, `tmp/`) where missing, its folders with `mode`
+/// (less the umask).
+fn ensure_maildir(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true).mode(mode);
+    builder.create(dir)?;
     for sub in ["cur", "new", "tmp"] {
-        fs::create_dir_all(dir.join(sub))?;
+        builder.create(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// The mode of a quarantine folder that this source creates: no access for others, as the
+/// messages in it are exactly the ones nothing could read and may hold anything.
+const QUARANTINE_DIR_MODE: u32 = 0o750;
+
+/// Takes every permission for others off a file about to be quarantined, so that it is never
+/// world-readable in the quarantine folder (whatever mode the delivering agent gave it).
+fn withhold_from_others(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o007 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o007))?;
     }
     Ok(())
 }
@@ -171,19 +196,25 @@ impl Ticket {
             return;
         };
         let (base, flags) = split_name(name);
-        let (dir, flags) = match d {
+        let quarantine = matches!(d, Disposition::Quarantine(_));
+        let (dir, flags, mode) = match d {
             Disposition::Processed => match &self.shared.processed {
-                Some(p) => (p.join("cur"), with_flag(flags, Some('S'))),
-                None => (self.shared.cur.clone(), with_flag(flags, Some('S'))),
+                Some(p) => (p.join("cur"), with_flag(flags, Some('S')), 0o777),
+                None => (self.shared.cur.clone(), with_flag(flags, Some('S')), 0o777),
             },
-            Disposition::Quarantine(_) => {
-                (self.shared.quarantine.join("cur"), with_flag(flags, None))
-            }
+            Disposition::Quarantine(_) => (
+                self.shared.quarantine.join("cur"),
+                with_flag(flags, None),
+                QUARANTINE_DIR_MODE,
+            ),
         };
+        if quarantine && let Err(e) = withhold_from_others(&self.path) {
+            tracing::debug!(path = %self.path.display(), error = %e, "cannot restrict a quarantined file's mode");
+        }
         let mut result = rename_no_replace(&self.path, &dir, base, &flags);
         if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) && !dir.exists() {
             let parent = dir.parent().unwrap_or(&dir);
-            result = ensure_maildir(parent)
+            result = ensure_maildir(parent, mode)
                 .and_then(|()| rename_no_replace(&self.path, &dir, base, &flags));
         }
         match result {

@@ -77,6 +77,12 @@ impl Store {
         if !opts.create && !path.exists() {
             return Err(StoreError::Missing { path });
         }
+        if opts.create {
+            create_private(&path).map_err(|e| StoreError::CannotOpen {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        }
         let connect = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|e| StoreError::from_sqlx(&path, e))?
             .filename(&path)
@@ -249,19 +255,43 @@ impl Store {
     }
 }
 
+/// Creates the database file, readable and writable by its owner only (0600), unless it exists.
+/// SQLite gives its `-wal` and `-shm` files the mode of the database file, so they are private too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Splits an address into the stored form: local part as sent, domain lower-cased.
 ///
 /// Returns `(address, domain)`, or `None` for something that is not a usable address (no `@`, an
 /// empty side, white space or control characters, longer than 320 bytes).
 pub fn normalize_address(raw: &str) -> Option<(String, String)> {
+    // Types and brackets are taken off until none is left, so that what comes out goes through
+    // again unchanged (`rfc822; <rfc822;a@b>` gives `a@b`, as `a@b` does).
     let mut s = raw.trim();
-    if let Some((ty, rest)) = s.split_once(';')
-        && ty.trim().eq_ignore_ascii_case("rfc822")
-    {
-        s = rest.trim();
+    loop {
+        let before = s.len();
+        if let Some((ty, rest)) = s.split_once(';')
+            && ty.trim().eq_ignore_ascii_case("rfc822")
+        {
+            s = rest.trim();
+        }
+        s = s.strip_prefix('<').unwrap_or(s);
+        s = s.strip_suffix('>').unwrap_or(s).trim();
+        if s.len() == before {
+            break;
+        }
     }
-    let s = s.strip_prefix('<').unwrap_or(s);
-    let s = s.strip_suffix('>').unwrap_or(s).trim();
     if s.is_empty() || s.len() > 320 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return None;
     }

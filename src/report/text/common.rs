@@ -28,6 +28,10 @@ fn is_domain_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'_'
 }
 
+/// How far back from an address [`find_addresses`] looks for the start of the token holding it
+/// (to skip addresses inside URLs); a longer token is taken as starting there.
+const TOKEN_LOOKBACK: usize = 512;
+
 /// Every address in `text`, in order. Addresses are `local@domain.tld` with an RFC 5322 dot-atom
 /// local part and a dotted domain (or an `[ip]` literal); surrounding `<>`, quotes and trailing dots
 /// are not part of the match.
@@ -50,10 +54,17 @@ pub fn find_addresses(text: &str) -> Vec<Found> {
         while start < at && matches!(bytes.get(start), Some(b'.') | Some(b'=')) {
             start += 1;
         }
+        // The token holding the address, looked for in the last `TOKEN_LOOKBACK` bytes only: a
+        // scan back to the text's start for every `@` would make a long line of addresses
+        // quadratic.
+        let mut floor = start.saturating_sub(TOKEN_LOOKBACK);
+        while floor < start && !text.is_char_boundary(floor) {
+            floor += 1;
+        }
         let token_start = text
-            .get(..start)
+            .get(floor..start)
             .and_then(|b| b.rfind(char::is_whitespace))
-            .map_or(0, |i| i + 1);
+            .map_or(floor, |i| floor + i + 1);
         if text
             .get(token_start..start)
             .is_some_and(|t| t.contains("://"))

@@ -154,9 +154,15 @@ struct Mention {
     weak: bool,
 }
 
+/// How much of the explanation a report of unknown shape is read from (bytes), and how many address
+/// mentions in it are followed: each mention's diagnostic is looked for in the lines after it, so
+/// both bounds keep the work linear in the message instead of mentions times text.
+const EXPLANATION_SCAN: usize = 64 * 1024;
+const MAX_MENTIONS: usize = 256;
+
 /// Reads a report of unknown shape: one recipient per distinct address the explanation names.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
-    let explanation = common::cut_original(input.body);
+    let explanation = crate::report::prefix(common::cut_original(input.body), EXPLANATION_SCAN);
     let skip = skipped(input);
     let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
@@ -180,6 +186,12 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 end_in_line: found.end,
                 weak: common::is_system_address(&lower) || weak.contains(&lower),
             });
+            if mentions.len() >= MAX_MENTIONS {
+                break;
+            }
+        }
+        if mentions.len() >= MAX_MENTIONS {
+            break;
         }
     }
     let action = common::action_for(input.subject, explanation);
