@@ -339,23 +339,15 @@ fn files_vanishing_or_moved_between_listing_and_reading() {
 
 /// Whether the bounce for `user<i>@example.com` is in the database.
 fn recorded_recipient(db: &Path, i: usize) -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(db)
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("open");
-        let n: i64 = sqlx::query_scalar("select count(*) from recipients where address = ?")
+    read_db(db, async |pool| {
+        sqlx::query_scalar::<_, i64>("select count(*) from recipients where address = ?")
             .bind(format!("user{i}@example.com"))
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
-            .expect("query");
-        pool.close().await;
-        n == 1
+            .expect("query")
     })
+    .expect("open")
+        == 1
 }
 
 #[test]
@@ -572,21 +564,13 @@ fn wall_clock_jumping_back_and_forth() {
 
 /// One integer from a query with one text parameter.
 fn db_int_param(db: &Path, sql: &'static str, param: &str) -> i64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(db)
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("open");
-        let v: Option<i64> = sqlx::query_scalar(sql)
+    read_db(db, async |pool| {
+        sqlx::query_scalar::<_, Option<i64>>(sql)
             .bind(param)
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
-            .expect("query");
-        pool.close().await;
-        v.unwrap_or(0)
+            .expect("query")
     })
+    .expect("open")
+    .unwrap_or(0)
 }

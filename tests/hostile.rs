@@ -16,7 +16,7 @@ use bounced::Classifier;
 use bounced::config::{DaemonConfig, HumanDuration, MaildirConfig};
 use bounced::daemon::{self, Settings, Sources};
 use bounced::store::{Store, StoreOptions};
-use common::{make_maildir, names, recorded, wait_for};
+use common::{make_maildir, names, read_db, recorded, wait_for};
 
 /// One case at a time, so that the peak RSS measured around a case is that case's.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -59,22 +59,13 @@ fn rss_kib(field: &str) -> u64 {
 
 /// Strings of one column for a query on the database file.
 fn db_strings(db: &Path, sql: &'static str) -> Vec<Option<String>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(db)
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("open db");
-        let v: Vec<Option<String>> = sqlx::query_scalar(sql)
-            .fetch_all(&pool)
+    read_db(db, async |pool| {
+        sqlx::query_scalar(sql)
+            .fetch_all(pool)
             .await
-            .expect("query");
-        pool.close().await;
-        v
+            .expect("query")
     })
+    .expect("open db")
 }
 
 /// Delivers one file with `write` (given the Maildir's `tmp/` path to fill), runs the daemon until it

@@ -624,13 +624,41 @@ impl RuleSet {
     /// confirmed, or unconfirmed with its `otherwise` reason. A rule that needs confirmation, lacks
     /// it and has no `otherwise` is passed over.
     pub fn match_text_confirmed(&self, facts: &Facts) -> Option<TextMatch<'_>> {
+        let mut found = None;
+        self.visit_text_matches(facts, |rule| {
+            if rule.is_confirmed(facts) {
+                found = Some(TextMatch::Confirmed(rule));
+            } else if let Some(otherwise) = rule.otherwise {
+                found = Some(TextMatch::Unconfirmed(rule, otherwise));
+            }
+            found.is_some()
+        });
+        found
+    }
+
+    /// The reasons of every text rule whose wording matches the diagnostic and whose other
+    /// conditions hold, confirmed or not, in rule order.
+    pub fn text_reasons(&self, facts: &Facts) -> Vec<Reason> {
+        let mut out = Vec::new();
+        self.visit_text_matches(facts, |rule| {
+            if !out.contains(&rule.reason) {
+                out.push(rule.reason);
+            }
+            false
+        });
+        out
+    }
+
+    /// Calls `visit` with each text rule, in order, whose other conditions hold and whose wording
+    /// matches the diagnostic, until `visit` returns true.
+    fn visit_text_matches<'s>(&'s self, facts: &Facts, mut visit: impl FnMut(&'s Rule) -> bool) {
         if facts.diagnostic.trim().is_empty() {
-            return None;
+            return;
         }
         let text = prepare(facts.diagnostic);
         let candidates = self.prefilter.candidates(&text);
         // A rule whose other conditions fail is passed over without running its patterns; a rule
-        // whose pattern matched is decided at once; a pattern whose literals are absent is skipped.
+        // whose pattern matched is visited once; a pattern whose literals are absent is skipped.
         let mut skip = usize::MAX;
         for ((re, &i), &candidate) in self.patterns.iter().zip(&self.owner).zip(&candidates) {
             if i == skip || !candidate {
@@ -647,45 +675,10 @@ impl RuleSet {
                 continue;
             }
             skip = i;
-            if rule.is_confirmed(facts) {
-                return Some(TextMatch::Confirmed(rule));
-            }
-            if let Some(otherwise) = rule.otherwise {
-                return Some(TextMatch::Unconfirmed(rule, otherwise));
+            if visit(rule) {
+                return;
             }
         }
-        None
-    }
-
-    /// The reasons of every text rule whose wording matches the diagnostic and whose other
-    /// conditions hold, confirmed or not, in rule order.
-    pub fn text_reasons(&self, facts: &Facts) -> Vec<Reason> {
-        let mut out = Vec::new();
-        if facts.diagnostic.trim().is_empty() {
-            return out;
-        }
-        let text = prepare(facts.diagnostic);
-        let candidates = self.prefilter.candidates(&text);
-        let mut done = usize::MAX;
-        for ((re, &i), &candidate) in self.patterns.iter().zip(&self.owner).zip(&candidates) {
-            if i == done || !candidate {
-                continue;
-            }
-            let Some(rule) = self.rules.get(i) else {
-                continue;
-            };
-            if !rule.other_conditions_hold(facts) {
-                done = i;
-                continue;
-            }
-            if re.is_match(&text) {
-                done = i;
-                if !out.contains(&rule.reason) {
-                    out.push(rule.reason);
-                }
-            }
-        }
-        out
     }
 
     /// The first code rule (one without a text condition) whose conditions hold and that is

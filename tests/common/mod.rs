@@ -70,27 +70,38 @@ pub fn names(dir: &Path, sub: &str) -> Vec<String> {
     v
 }
 
-/// Runs one query returning a single integer against the database file (read-only).
-pub fn db_int(db: &Path, sql: &'static str) -> i64 {
+/// Runs `query` on a read-only pool for the database file, in a runtime of its own; `None` when the
+/// file is missing or cannot be opened.
+pub fn read_db<T>(db: &Path, query: impl AsyncFnOnce(&sqlx::SqlitePool) -> T) -> Option<T> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
         if !db.exists() {
-            return 0;
+            return None;
         }
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(db)
             .read_only(true)
             .busy_timeout(Duration::from_secs(5));
-        let Ok(pool) = sqlx::SqlitePool::connect_with(opts).await else {
-            return 0;
-        };
-        let v: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap_or(0);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.ok()?;
+        let v = query(&pool).await;
         pool.close().await;
-        v
+        Some(v)
     })
+}
+
+/// Runs one query returning a single integer against the database file (read-only); 0 when the
+/// database or the row is not there yet.
+pub fn db_int(db: &Path, sql: &'static str) -> i64 {
+    read_db(db, async |pool| {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0)
+    })
+    .unwrap_or(0)
 }
 
 /// Messages recorded in the database.
