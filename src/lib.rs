@@ -35,6 +35,7 @@ pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod export;
+pub mod http;
 pub mod policy;
 pub mod report;
 pub mod source;
