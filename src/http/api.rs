@@ -47,6 +47,8 @@ pub enum ApiError {
     BadRequest(String),
     /// Nothing by that name or id.
     NotFound(String),
+    /// The body was refused before it was read: too large, or not JSON.
+    Body(StatusCode, String),
     /// The query string is over [`super::MAX_QUERY_BYTES`].
     UriTooLong,
     /// The database is not open yet.
@@ -78,6 +80,14 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d),
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
+            ApiError::Body(status, d) => {
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "bad_request",
+                };
+                (status, code, d)
+            }
             ApiError::UriTooLong => (
                 StatusCode::URI_TOO_LONG,
                 "uri_too_long",
@@ -172,8 +182,12 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 }
 
 fn json<T>(j: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    j.map(|Json(t)| t)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
+    j.map(|Json(t)| t).map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::Body(e.status(), e.body_text())
+        }
+        _ => ApiError::BadRequest(e.body_text()),
+    })
 }
 
 /// Parses a time parameter: RFC 3339 (`2026-03-01T09:00:00Z`) or a UTC date (`2026-03-01`).
