@@ -588,7 +588,8 @@ pub fn chart(first: NaiveDate, last: NaiveDate, rows: &[StatRow]) -> String {
                  <title>{key}: {c} {t}</title></rect>"
             );
         }
-        if i % 7 == 0 || i + 1 == days.len() {
+        let last = i + 1 == days.len();
+        if (i % 7 == 0 && days.len() - i > 4) || last {
             let _ = write!(
                 s,
                 "<text class=\"axis\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
