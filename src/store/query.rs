@@ -343,7 +343,7 @@ impl Store {
     /// The stored form of an address: the exact normalized address when known, else the one
     /// address that matches it ignoring the case of the local part, else `None`.
     pub async fn resolve(&self, address: &str) -> Result<Option<String>, StoreError> {
-        let Some((address, domain)) = normalize_address(address) else {
+        let Some((address, _)) = normalize_address(address) else {
             return Ok(None);
         };
         let exact: Option<(String,)> =
@@ -355,11 +355,9 @@ impl Store {
         if let Some((a,)) = exact {
             return Ok(Some(a));
         }
-        // The domain is stored lower-cased, so its index narrows the search to one domain.
         let loose: Vec<(String,)> = sqlx::query_as(
-            "select address from recipients where domain = ? and lower(address) = lower(?) limit 2",
+            "select address from recipients where lower(address) = lower(?) limit 2",
         )
-        .bind(&domain)
         .bind(&address)
         .fetch_all(self.pool())
         .await
@@ -768,29 +766,23 @@ impl Store {
     }
 
     /// Whether an address may be sent to: its state by exact normalized address, else among the
-    /// addresses of its domain that match it ignoring case (a suppressed one first). `None` when
-    /// unknown or not an address.
+    /// addresses that match it ignoring case (a suppressed one first). `None` when unknown or not
+    /// an address. Both lookups are indexed.
     pub async fn check(&self, address: &str) -> Result<Option<CheckRow>, StoreError> {
-        let Some((address, domain)) = normalize_address(address) else {
+        let Some((address, _)) = normalize_address(address) else {
             return Ok(None);
         };
-        let exact: Option<CheckRow> = sqlx::query_as(
-            "select address, state, suppressed_type, suppressed_at, suppressed_why \
-             from recipients where address = ?1",
-        )
-        .bind(&address)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        if exact.is_some() {
-            return Ok(exact);
-        }
+        // One statement: the exact address when stored, else a case-insensitive match.
         sqlx::query_as(
-            "select address, state, suppressed_type, suppressed_at, suppressed_why \
-             from recipients where domain = ?1 and lower(address) = lower(?2) \
-             order by case when state = 'suppressed' then 0 else 1 end, address limit 1",
+            "select address, state, suppressed_type, suppressed_at, suppressed_why from ( \
+             select address, state, suppressed_type, suppressed_at, suppressed_why, 0 as rank \
+             from recipients where address = ?1 \
+             union all \
+             select address, state, suppressed_type, suppressed_at, suppressed_why, \
+             case when state = 'suppressed' then 1 else 2 end as rank \
+             from recipients where lower(address) = lower(?1) \
+             ) as found order by rank, address limit 1",
         )
-        .bind(&domain)
         .bind(&address)
         .fetch_optional(self.pool())
         .await
