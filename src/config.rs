@@ -997,6 +997,42 @@ mod tests {
         assert_eq!(c.logging.format, d.logging.format);
         assert_eq!(c.logging.level, d.logging.level);
         assert!(c.maildir.is_empty() && c.imap.is_empty());
+        let (h, dh) = (&c.http, &d.http);
+        assert_eq!(h.listen, dh.listen);
+        assert_eq!(h.metrics_public, dh.metrics_public);
+        assert_eq!(h.cors_origins, dh.cors_origins);
+        assert_eq!(h.secure_cookie, dh.secure_cookie);
+        assert_eq!(h.session_lifetime, dh.session_lifetime);
+        assert_eq!(h.max_body_bytes, dh.max_body_bytes);
+        assert!(h.token_file.is_none() && h.token_env.is_none());
+    }
+
+    #[test]
+    fn http_section_is_checked() {
+        let e = parse("[http]\ntoken_file = \"/a\"\ntoken_env = \"B\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.token_file"), "{e}");
+        let e = parse("[http]\ncors_origins = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.cors_origins"), "{e}");
+        let e = parse("[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let mut c = Config::default();
+        c.apply_env(
+            |k| match k {
+                "BOUNCED_HTTP_LISTEN" => Some("127.0.0.1:9000".to_owned()),
+                "BOUNCED_HTTP_TOKEN_FILE" => Some("/run/tokens".to_owned()),
+                _ => None,
+            },
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.http.token_file, Some(PathBuf::from("/run/tokens")));
     }
 
     #[test]
@@ -1012,6 +1048,8 @@ mod tests {
                     && t.contains(" = ")
                     && !t.starts_with("password_env")
                     && !t.starts_with("password_credential")
+                    && !t.starts_with("token_env")
+                    && !t.starts_with("token_credential")
                     && !t.starts_with("rules"));
             if is_example && line.starts_with("# ") {
                 out.push_str(t);

@@ -457,7 +457,6 @@ pub async fn suppressions(
     let filter = ExportFilter {
         types,
         since: opt_time("since", &q.since)?,
-        ..ExportFilter::default()
     };
     if q.after_id.is_some_and(|a| a < 0) {
         return Err(ApiError::BadRequest(

@@ -194,7 +194,7 @@ fn layout(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
             );
         }
     }
-    let _ = write!(out, "</header><main>{body}</main></body></html>\n");
+    let _ = writeln!(out, "</header><main>{body}</main></body></html>");
     out
 }
 

@@ -31,6 +31,9 @@ const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// A gauge's name and labels.
+type Series = (&'static str, Vec<(&'static str, String)>);
+
 /// The metrics of one server: cheap to clone, safe to share with the pipeline's tasks.
 #[derive(Clone)]
 pub struct Metrics {
@@ -38,7 +41,7 @@ pub struct Metrics {
     handle: PrometheusHandle,
     /// Label sets of the database gauges set at the last scrape, so that one that vanished (after a
     /// reclassify) drops to zero instead of keeping its old value.
-    seen: Arc<Mutex<HashSet<(&'static str, Vec<(&'static str, String)>)>>>,
+    seen: Arc<Mutex<HashSet<Series>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,45 +170,34 @@ impl Metrics {
 
     /// Sets the database gauges from `counts`; gauges of label sets no longer present drop to 0.
     pub fn set_database(&self, counts: &Counts) {
-        let mut now: Vec<(&'static str, Vec<(&'static str, String)>, f64)> = Vec::new();
-        for (kind, n) in &counts.messages {
-            now.push((
-                "bounced_db_messages",
-                vec![("kind", kind.clone())],
+        let one = |name: &'static str, label: &'static str, rows: &[(String, i64)]| {
+            rows.iter()
+                .map(move |(v, n)| ((name, vec![(label, v.clone())]), *n as f64))
+                .collect::<Vec<(Series, f64)>>()
+        };
+        let mut now = one("bounced_db_messages", "kind", &counts.messages);
+        now.extend(counts.bounces.iter().map(|(ty, reason, n)| {
+            (
+                (
+                    "bounced_db_bounces",
+                    vec![("type", ty.clone()), ("reason", reason.clone())],
+                ),
                 *n as f64,
-            ));
-        }
-        for (ty, reason, n) in &counts.bounces {
-            now.push((
-                "bounced_db_bounces",
-                vec![("type", ty.clone()), ("reason", reason.clone())],
-                *n as f64,
-            ));
-        }
-        for (state, n) in &counts.recipients {
-            now.push((
-                "bounced_db_recipients",
-                vec![("state", state.clone())],
-                *n as f64,
-            ));
-        }
-        for (cause, n) in &counts.suppressed {
-            now.push((
-                "bounced_db_suppressed_recipients",
-                vec![("cause", cause.clone())],
-                *n as f64,
-            ));
-        }
+            )
+        }));
+        now.extend(one("bounced_db_recipients", "state", &counts.recipients));
+        now.extend(one(
+            "bounced_db_suppressed_recipients",
+            "cause",
+            &counts.suppressed,
+        ));
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let current: HashSet<_> = now
-            .iter()
-            .map(|(name, labels, _)| (*name, labels.clone()))
-            .collect();
+        let current: HashSet<Series> = now.iter().map(|(s, _)| s.clone()).collect();
         self.with(|| {
             for (name, labels) in seen.difference(&current) {
                 gauge!(*name, labels_of(labels)).set(0.0);
             }
-            for (name, labels, v) in &now {
+            for ((name, labels), v) in &now {
                 gauge!(*name, labels_of(labels)).set(*v);
             }
             gauge!("bounced_db_size_bytes").set(counts.size_bytes as f64);
