@@ -151,6 +151,28 @@ impl Driver {
             .to_owned()
     }
 
+    /// Waits until the page's URL contains `part` and not `not` (a click starts a navigation; it
+    /// may not be over).
+    async fn wait_url(&self, part: &str, not: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let url = self.url().await;
+            let ready = self
+                .script("return document.readyState;")
+                .await
+                .as_str()
+                .is_some_and(|s| s == "complete");
+            if url.contains(part) && (not.is_empty() || !url.contains(not)) && ready {
+                return url;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "still on {url}, waiting for {part}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn find_all(&self, css: &str) -> Vec<String> {
         let v = self
             .call(
@@ -278,7 +300,7 @@ async fn the_dashboard_in_headless_chromium() {
     d.type_into(&field, TOKEN).await;
     let submit = d.find("section.login button").await;
     d.click(&submit).await;
-    assert_eq!(d.url().await, server.url("/"));
+    assert_eq!(d.wait_url("/", "/login").await, server.url("/"));
 
     // The totals equal `bounced stats`.
     let totals: Value = serde_json::from_str(&fx.bounced(&["stats", "--format", "jsonl"])).unwrap();
@@ -381,13 +403,8 @@ async fn the_dashboard_in_headless_chromium() {
     d.type_into(&q, "alice@example.com").await;
     let go = d.find("form.search button").await;
     d.click(&go).await;
-    assert!(
-        d.url()
-            .await
-            .contains("/recipient?address=alice%40example.com"),
-        "{}",
-        d.url().await
-    );
+    d.wait_url("/recipient?address=alice%40example.com", "")
+        .await;
     let h1 = d.find("h1.address").await;
     assert_eq!(d.text(&h1).await, "alice@example.com");
     let state = d.find("[data-figure=state]").await;
@@ -405,7 +422,7 @@ async fn the_dashboard_in_headless_chromium() {
     // Follow the raw-bounce link: the message as received, as text.
     let raw = d.find("#bounces a.raw").await;
     d.click(&raw).await;
-    assert!(d.url().await.contains("/raw"), "{}", d.url().await);
+    d.wait_url("/raw", "").await;
     let text = d.script("return document.body.innerText;").await;
     let text = text.as_str().unwrap_or("");
     assert!(

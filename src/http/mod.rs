@@ -139,17 +139,68 @@ pub fn check_exposure(addr: SocketAddr, tokens: &Tokens) -> Result<(), HttpError
     Ok(())
 }
 
+/// Longest wait for a request's headers (and for the next request on a kept-alive connection): a
+/// client that trickles them in does not hold a connection for ever.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most connections served at once; past it, new ones wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Longest wait, after `shutdown`, for the requests in flight (a long export) before closing.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves the API, metrics and dashboard on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// requests in flight finish (up to [`DRAIN_TIMEOUT`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
     check_exposure(listener.local_addr()?, state.tokens())?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = router(state);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up: wait a little, go on.
+                    tracing::warn!(error = %e, "HTTP: cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "HTTP: requests still running {DRAIN_TIMEOUT:?} after shutdown were cut off"
+        );
+    }
     Ok(())
 }
 
