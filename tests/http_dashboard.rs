@@ -5,6 +5,7 @@
 //!
 //! Skips (saying why) when Chromium or its driver is missing, unless `BOUNCED_REQUIRE_CHROMIUM=1`.
 
+mod common;
 mod http_common;
 
 use std::net::TcpListener;
@@ -46,8 +47,9 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
                 std::env::var("BOUNCED_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
                 "the dashboard test needs {missing} (ci/install-deps.sh installs them)"
             );
-            eprintln!(
-                "dashboard test skipped: {missing} not found (ci/install-deps.sh installs them)"
+            common::skipped(
+                "the_dashboard_in_headless_chromium",
+                &format!("{missing} not found (ci/install-deps.sh installs them)"),
             );
             None
         }
