@@ -162,6 +162,11 @@ impl Metrics {
         metrics::with_local_recorder(&*self.recorder, f)
     }
 
+    /// Folds the histogram samples recorded since the last call into their buckets.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// The text exposition format, for `GET /metrics`.
     pub fn render(&self) -> String {
         self.handle.run_upkeep();

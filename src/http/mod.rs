@@ -143,6 +143,9 @@ pub fn check_exposure(addr: SocketAddr, tokens: &Tokens) -> Result<(), HttpError
 /// client that trickles them in does not hold a connection for ever.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often histogram samples are folded into their buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Most connections served at once; past it, new ones wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 1024;
 
@@ -161,6 +164,16 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     check_exposure(listener.local_addr()?, state.tokens())?;
+    // Histogram samples pile up until drained into their buckets: drain them even when nobody
+    // scrapes, so memory stays flat.
+    let metrics = state.metrics().clone();
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    });
     let app = router(state);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -193,6 +206,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    upkeep.abort();
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
