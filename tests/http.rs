@@ -372,6 +372,43 @@ async fn the_suppression_list_streams_every_format_and_syncs_incrementally() {
         now.contains("Gina@example.org") && !now.contains("alice@"),
         "{now}"
     );
+
+    // The changes feed tells removals too, in order, page by page.
+    let (s, v) = get_json(
+        &c,
+        &url(&format!(
+            "/api/v1/suppressions/changes?after_id={cursor}&limit=1"
+        )),
+        LIST_TOKEN,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"][0]["address"], "Gina@example.org");
+    assert_eq!(v["changes"][0]["change"], "suppressed");
+    assert_eq!(v["changes"][0]["cause"], "manual");
+    let page = v["next_after_id"].as_i64().unwrap();
+    let (_, v) = get_json(
+        &c,
+        &url(&format!("/api/v1/suppressions/changes?after_id={page}")),
+        LIST_TOKEN,
+    )
+    .await;
+    assert_eq!(v["changes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["changes"][0]["address"], "alice@example.com");
+    assert_eq!(v["changes"][0]["change"], "unsuppressed");
+    let last = v["next_after_id"].as_i64().unwrap();
+    let (_, v) = get_json(
+        &c,
+        &url(&format!("/api/v1/suppressions/changes?after_id={last}")),
+        LIST_TOKEN,
+    )
+    .await;
+    assert_eq!(v["changes"].as_array().unwrap().len(), 0);
+    assert_eq!(v["next_after_id"], last);
+    let (_, v) = get_json(&c, &url("/api/v1/suppressions/changes"), LIST_TOKEN).await;
+    assert_eq!(v["changes"].as_array().unwrap().len() as i64, last, "{v}");
+    let (s, _) = get_json(&c, &url("/api/v1/suppressions/changes?limit=0"), LIST_TOKEN).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,6 +423,7 @@ async fn tokens_are_required_and_checked() {
         ("GET", "/api/v1/suppressions"),
         ("POST", "/api/v1/suppressions"),
         ("DELETE", "/api/v1/suppressions/alice@example.com"),
+        ("GET", "/api/v1/suppressions/changes"),
         ("GET", "/api/v1/bounces"),
         ("GET", "/api/v1/stats"),
         ("GET", "/api/v1/messages/1"),

@@ -507,6 +507,48 @@ pub async fn suppressions(
     Ok(res)
 }
 
+/// Parameters of `GET /suppressions/changes`.
+#[derive(Deserialize)]
+pub struct ChangesQuery {
+    #[serde(default)]
+    after_id: i64,
+    limit: Option<u32>,
+}
+
+/// A page of changes of state and the cursor of the next one.
+#[derive(Serialize)]
+pub struct ChangePage {
+    /// Oldest first.
+    pub changes: Vec<crate::store::query::ChangeRow>,
+    /// Pass as `after_id` next time (the same value when nothing changed).
+    pub next_after_id: i64,
+}
+
+/// Most changes in one page of `GET /suppressions/changes`.
+pub const MAX_CHANGES_PAGE: u32 = 10_000;
+
+/// `GET /api/v1/suppressions/changes?after_id=N&limit=L`: every suppression and unsuppression after
+/// the change `N`, so a list manager can follow removals as well as additions.
+pub async fn changes(
+    State(state): State<HttpState>,
+    q: Result<Query<ChangesQuery>, QueryRejection>,
+) -> Result<Json<ChangePage>, ApiError> {
+    let store = store(&state)?;
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(1000);
+    if q.after_id < 0 || limit == 0 || limit > MAX_CHANGES_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "`after_id` must not be negative and `limit` must be between 1 and {MAX_CHANGES_PAGE}"
+        )));
+    }
+    let changes = store.changes_after(q.after_id, limit).await?;
+    let next_after_id = changes.last().map_or(q.after_id, |c| c.id);
+    Ok(Json(ChangePage {
+        changes,
+        next_after_id,
+    }))
+}
+
 /// The body of `POST /suppressions`.
 #[derive(Deserialize)]
 pub struct SuppressBody {

@@ -224,6 +224,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/recipients/{address}", get(api::recipient))
         .route("/check", get(api::check_one).post(api::check_many))
         .route("/suppressions", get(api::suppressions).post(api::suppress))
+        .route("/suppressions/changes", get(api::changes))
         .route("/suppressions/{address}", delete(api::unsuppress))
         .route("/bounces", get(api::bounces))
         .route("/stats", get(api::stats))

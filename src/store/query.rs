@@ -740,6 +740,21 @@ impl DomainRate {
     }
 }
 
+/// One change of a recipient's state, for a list manager following the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ChangeRow {
+    /// The change's id: increasing, the cursor of the next page.
+    pub id: i64,
+    /// The address.
+    pub address: String,
+    /// `suppressed` or `unsuppressed`.
+    pub change: String,
+    /// `hard`, `complaint`, `soft_threshold`, `manual` or `reclassify`.
+    pub cause: String,
+    /// When the change took effect.
+    pub at: Timestamp,
+}
+
 /// Row counts a monitoring system follows: what the database knows.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Counts {
@@ -866,6 +881,23 @@ impl Store {
             .await
             .map_err(|e| self.err(e))?;
         Ok(id.unwrap_or(0))
+    }
+
+    /// The changes of state recorded after the change `after_id`, oldest first, at most `limit`.
+    pub async fn changes_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ChangeRow>, StoreError> {
+        sqlx::query_as(
+            "select e.id, r.address, e.change, e.cause, e.at from events e \
+             join recipients r on r.id = e.recipient_id where e.id > ?1 order by e.id limit ?2",
+        )
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))
     }
 
     /// Row counts by kind, type and reason, state and cause, and the database's size.
