@@ -688,7 +688,8 @@ async fn recipient_body(
          <div><dt>State</dt><dd data-figure=\"state\" class=\"state {st}\">{st}</dd></div>\
          <div><dt>Hard</dt><dd>{}</dd></div><div><dt>Soft</dt><dd>{}</dd></div>\
          <div><dt>Complaints</dt><dd>{}</dd></div><div><dt>Soft score</dt><dd>{}</dd></div>\
-         <div><dt>First failure</dt><dd>{}</dd></div><div><dt>Latest failure</dt><dd>{}</dd></div>\
+         <div><dt>First failure</dt><dd><time>{}</time></dd></div>\
+         <div><dt>Latest failure</dt><dd><time>{}</time></dd></div>\
          </dl></section>",
         esc(&r.address),
         r.hard_count,
