@@ -27,61 +27,22 @@
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
 //! the same code.
 
+pub mod analysis;
 pub mod classify;
-pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod export;
+pub mod maildate;
+pub mod pipeline;
 pub mod policy;
 pub mod report;
 pub mod source;
 pub mod store;
 
+pub use analysis::{Analysis, analyze};
 pub use classify::{Bounce, BounceType, Classifier, Reason};
 pub use error::ReadError;
 pub use report::{Kind, Report, read};
-
-/// The whole result for one message: its kind, its bounces, or why it could not be read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Analysis {
-    /// `dsn`, `text`, `feedback`, `autoreply`, `not_bounce` or `error`.
-    pub kind: &'static str,
-    /// The reader that recognised the message (`none` when none did).
-    pub reader: &'static str,
-    /// One entry per recipient result; empty for a non-bounce or an error.
-    pub bounces: Vec<Bounce>,
-    /// The read error, when `kind` is `error`.
-    pub error: Option<ReadError>,
-    /// The returned original message's identity, when the report carries it.
-    pub original: Option<report::Original>,
-}
-
-/// Reads and classifies one message; the single entry point the CLI, the store and the daemon share.
-pub fn analyze(bytes: &[u8], classifier: &Classifier, opts: &report::ReadOptions) -> Analysis {
-    match report::read_with(bytes, opts) {
-        Ok(report) => {
-            let bounces = classifier.classify(&report);
-            let kind = match report.kind {
-                Some(k) if !bounces.is_empty() || k == Kind::NotBounce => k.as_str(),
-                _ => Kind::NotBounce.as_str(),
-            };
-            Analysis {
-                kind,
-                reader: report.reader,
-                bounces,
-                error: None,
-                original: report.original,
-            }
-        }
-        Err(e) => Analysis {
-            kind: "error",
-            reader: "none",
-            bounces: Vec::new(),
-            error: Some(e),
-            original: None,
-        },
-    }
-}

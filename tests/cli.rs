@@ -287,10 +287,35 @@ fn eval_below_its_floor_exits_non_zero_and_names_the_figure() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("coverag"));
 }
 
+/// The `bench_classify` example program, built on demand (`cargo test --test cli` alone does not).
+fn bench_classify() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_bounced"));
+    let exe = bin
+        .parent()
+        .map(|d| d.join("examples/bench_classify"))
+        .unwrap_or_default();
+    if !exe.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--example", "bench_classify"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "cannot build the bench_classify example");
+    }
+    exe
+}
+
 #[test]
 fn bench_prints_throughput_and_peak_rss() {
     let dir = fixtures().join("evalcorpus/maildir");
-    let out = run(&["bench", arg(&dir), "--iterations", "1", "--repeat", "2"]);
+    let out = Command::new(bench_classify())
+        .args([arg(&dir), "--iterations", "1", "--repeat", "2"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_mentions(
         &String::from_utf8_lossy(&out.stdout),

@@ -262,7 +262,7 @@ fn files_vanishing_or_moved_between_listing_and_reading() {
     let conf_s = conf.to_str().expect("utf-8");
     // One worker and a deep queue: the whole listing is queued long before it is read.
     let mut d = DaemonCmd::new(&["--config", conf_s], &s.path("vanish.log"))
-        .env("BOUNCED_LOG_LEVEL", "info,bounced::daemon=debug")
+        .env("BOUNCED_LOG_LEVEL", "info,bounced::pipeline=debug")
         .env("BOUNCED_WORKERS", "1")
         .env("BOUNCED_QUEUE", "4096")
         .spawn();

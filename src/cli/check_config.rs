@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::Classifier;
-use crate::source::maildir::MaildirSource;
+use bounced::Classifier;
+use bounced::source::maildir::MaildirSource;
 
 /// Arguments of `bounced check-config`.
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, HumanDuration};
-use crate::store::Store;
+use bounced::config::{Config, HumanDuration};
+use bounced::store::Store;
 
 /// The database to use and the configuration that names it.
 #[derive(Debug, Clone, clap::Args)]

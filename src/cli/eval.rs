@@ -1,7 +1,7 @@
 //! `bounced eval`: classify every file of a corpus directory and compare with expected results, or
 //! (`--explain FILE`) show for one message which reader and which rule decided its results, and why.
 //!
-//! The comparison itself is [`crate::eval`], the explanation [`crate::explain`]; this file loads the
+//! The comparison itself is [`bounced::eval`], the explanation [`bounced::explain`]; this file loads the
 //! files, runs the classifier and prints.
 
 use std::fs;
@@ -12,12 +12,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::analyze;
-use crate::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
-use crate::explain::{Explanation, explain};
-use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::analyze;
+use bounced::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
+use bounced::explain::{Explanation, explain};
+use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
 
-use super::{Entry, load_classifier, read_capped, walk};
+use super::load_classifier;
+use bounced::source::files::{Entry, read_capped, walk};
 
 /// Output formats of `bounced eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::Classifier;
-use crate::config::{Config, LogFormat, MaildirConfig};
-use crate::daemon::{self, DaemonError, Settings, Sources};
-use crate::store::Store;
+use bounced::Classifier;
+use bounced::config::{Config, LogFormat, MaildirConfig};
+use bounced::daemon::{self, DaemonError, Settings, Sources};
+use bounced::store::Store;
 
 /// Arguments of `bounced run`.
 #[derive(Debug, clap::Args)]
@@ -86,12 +86,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         );
     }
     init_logging(&cfg, verbose);
-    // Past a file size limit (ulimit -f) a write must fail with EFBIG, to be reported and retried,
-    // rather than SIGXFSZ killing the daemon.
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
+    super::ignore_sigxfsz();
 
     let classifier = match &cfg.daemon.rules {
         Some(p) => Classifier::with_rules_file(p)?,
