@@ -1,7 +1,7 @@
 //! The one ingest pipeline, shared by `bounced run` and `bounced import`:
 //!
 //! ```text
-//! sources ──Incoming──► bounced queue ──► N workers (blocking pool: load, hash, compress,
+//! sources ──Incoming──► bounded queue ──► N worker threads (load, hash, compress,
 //!   report::read + classify) ──Ready──► bounded queue ──► one writer: a batch per transaction,
 //!   with the sources' positions ──► acks, in commit order, after the commit
 //! ```
@@ -498,7 +498,9 @@ pub async fn import(
     result.map(|_| metrics.snapshot())
 }
 
-/// Starts the workers; the returned future completes when every one has stopped.
+/// Starts the workers: dedicated threads (a fixed few, so the regex caches and malloc arenas they
+/// build stay as few), each taking one message at a time from the shared queue. The returned future
+/// completes when every one has stopped: when the queue is closed and empty, or the writer is gone.
 fn spawn_workers(
     settings: &Settings,
     in_rx: mpsc::Receiver<Incoming>,
@@ -506,59 +508,54 @@ fn spawn_workers(
     classifier: Arc<Classifier>,
     metrics: &Metrics,
 ) -> impl Future<Output = ()> + use<> {
-    // Workers share one receiver; each chunk of messages is prepared on the blocking pool.
-    let in_rx = Arc::new(tokio::sync::Mutex::new(in_rx));
-    let mut workers = JoinSet::new();
-    for _ in 0..settings.workers.max(1) {
-        let rx = in_rx.clone();
+    let in_rx = Arc::new(Mutex::new(in_rx));
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    for i in 0..settings.workers.max(1) {
+        let rx = Arc::clone(&in_rx);
         let tx = out_tx.clone();
-        let classifier = classifier.clone();
+        let classifier = Arc::clone(&classifier);
         let opts = settings.read.clone();
         let metrics = metrics.clone();
-        workers.spawn(async move {
-            // Take what is waiting (up to a few dozen) in one go: one hand-off to the blocking
-            // pool per chunk rather than per message.
-            const CHUNK: usize = 32;
-            loop {
-                let mut items = Vec::with_capacity(CHUNK);
-                {
-                    let mut rx = rx.lock().await;
-                    let Some(first) = rx.recv().await else { break };
-                    items.push(first);
-                    while items.len() < CHUNK {
-                        match rx.try_recv() {
-                            Ok(i) => items.push(i),
-                            Err(_) => break,
+        let done = done_tx.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("bounced-worker-{i}"))
+            .spawn(move || {
+                let _done = done;
+                loop {
+                    let next = match rx.lock() {
+                        Ok(mut rx) => rx.blocking_recv(),
+                        Err(_) => None,
+                    };
+                    let Some(item) = next else { break };
+                    let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        prepare(item, &classifier, &opts, &metrics)
+                    }));
+                    match ready {
+                        Ok(Some(ready)) => {
+                            metrics.counters.received.fetch_add(1, Ordering::Relaxed);
+                            if tx.blocking_send(ready).is_err() {
+                                // The writer has stopped: so does this worker.
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        // Reading never panics by design; if it did, the message stays
+                        // unacknowledged and is read again on the next scan or connection.
+                        Err(_) => {
+                            tracing::error!("a worker failed on a message; it will be read again")
                         }
                     }
                 }
-                let classifier = classifier.clone();
-                let opts = opts.clone();
-                let m = metrics.clone();
-                let prepared = tokio::task::spawn_blocking(move || {
-                    items
-                        .into_iter()
-                        .filter_map(|i| prepare(i, &classifier, &opts, &m))
-                        .collect::<Vec<_>>()
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    // Reading never panics by design; if it did, these messages stay unacknowledged
-                    // and are read again on the next scan or connection.
-                    tracing::error!(error = %e, "a worker failed; its messages will be read again");
-                    Vec::new()
-                });
-                for ready in prepared {
-                    metrics.counters.received.fetch_add(1, Ordering::Relaxed);
-                    if tx.send(ready).await.is_err() {
-                        // The writer has stopped: so does this worker.
-                        return;
-                    }
-                }
-            }
-        });
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start a worker thread");
+        }
     }
-    async move { while workers.join_next().await.is_some() {} }
+    drop(done_tx);
+    async move {
+        // Every worker holds a sender: the channel closes when the last one has stopped.
+        let _ = done_rx.recv().await;
+    }
 }
 
 /// Logs a summary line every `every` until cancelled.

@@ -20,7 +20,7 @@ pub struct Args {
 
 /// Checks the configuration and prints a one-line summary on stdout.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let cfg = super::run::load_config(args.config.as_deref())?;
+    let cfg = super::load_config(args.config.as_deref())?;
     if let Some(r) = &cfg.daemon.rules {
         Classifier::with_rules_file(r).context("daemon.rules")?;
     }

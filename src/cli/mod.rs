@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand};
 use anyhow::Context;
 
 use bounced::Classifier;
+use bounced::config::Config;
 
 /// bounced: read bounce messages, classify them, keep a suppression list.
 #[derive(Debug, Parser)]
@@ -100,6 +101,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args, cli.verbose),
         Command::CheckConfig(args) => check_config::run(args),
     }
+}
+
+/// The configuration of every command, loaded one way: the file when given (else the defaults),
+/// then the `BOUNCED_...` environment overrides, validated; deprecation warnings go to stderr.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let shown = path.unwrap_or(Path::new("(defaults)"));
+    let mut cfg = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    cfg.apply_env(|k| std::env::var(k).ok(), shown)?;
+    for w in &cfg.warnings {
+        eprintln!("bounced: warning: {w}");
+    }
+    Ok(cfg)
 }
 
 /// The classifier of `--rules FILE` (built-in rules with the file merged in), else the built-in one.

@@ -35,17 +35,6 @@ pub struct Args {
     pub log_format: Option<String>,
 }
 
-/// Loads the configuration file (or the defaults), then the environment overrides.
-pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    let shown = path.unwrap_or(std::path::Path::new("(defaults)"));
-    let mut cfg = match path {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    cfg.apply_env(|k| std::env::var(k).ok(), shown)?;
-    Ok(cfg)
-}
-
 /// Starts the log subscriber on stderr in the configured format.
 fn init_logging(cfg: &Config, verbose: u8) {
     let level = match verbose {
@@ -67,7 +56,7 @@ fn init_logging(cfg: &Config, verbose: u8) {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
-    let mut cfg = load_config(args.config.as_deref())?;
+    let mut cfg = super::load_config(args.config.as_deref())?;
     if let Some(db) = args.db {
         cfg.store.path = db;
     }
