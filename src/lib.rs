@@ -27,19 +27,33 @@
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
 //! the same code.
 
+#[forbid(unsafe_code)]
 pub mod analysis;
+#[forbid(unsafe_code)]
 pub mod classify;
+#[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
 pub mod daemon;
+#[forbid(unsafe_code)]
 pub mod error;
+#[forbid(unsafe_code)]
 pub mod eval;
+#[forbid(unsafe_code)]
 pub mod explain;
+#[forbid(unsafe_code)]
 pub mod export;
+#[forbid(unsafe_code)]
 pub mod maildate;
+#[forbid(unsafe_code)]
 pub mod pipeline;
+#[forbid(unsafe_code)]
 pub mod policy;
+#[forbid(unsafe_code)]
 pub mod report;
+/// Holds the crate's one `unsafe` call: Maildir's no-replace rename (`renameat2`).
 pub mod source;
+#[forbid(unsafe_code)]
 pub mod store;
 
 pub use analysis::{Analysis, analyze};

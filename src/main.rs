@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the run finished but an input was an error or a floor was missed; 2 usage
 //! error or a failure that stopped the run.
 
+#[forbid(unsafe_code)]
 mod cli;
 
 use std::process::ExitCode;
@@ -22,5 +23,15 @@ fn main() -> ExitCode {
             eprintln!("bounced: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Past a file size limit (ulimit -f) a write must fail with EFBIG, to be reported, rather than
+/// SIGXFSZ killing the process.
+#[allow(unsafe_code)]
+fn ignore_sigxfsz() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

@@ -409,3 +409,40 @@ fn explain_of_an_unreadable_file_fails() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("bounce.eml"));
 }
+
+#[test]
+fn classify_and_eval_print_the_same_for_any_job_count() {
+    let golden = fixtures().join("golden");
+    let one = run(&["classify", "--jobs", "1", arg(&golden)]);
+    let four = run(&["classify", "--jobs", "4", arg(&golden)]);
+    assert!(one.stdout.len() > 1000, "{one:?}");
+    assert_eq!(one.status.code(), four.status.code());
+    assert!(
+        one.stdout == four.stdout,
+        "classify output differs between --jobs 1 and 4"
+    );
+    let table = run(&["classify", "--jobs", "3", "--format", "table", arg(&golden)]);
+    let table1 = run(&["classify", "--jobs", "1", "--format", "table", arg(&golden)]);
+    assert!(table.stdout == table1.stdout, "table output differs");
+
+    let dir = fixtures().join("evalcorpus/maildir");
+    let expected = fixtures().join("evalcorpus/expected.jsonl");
+    let eval = |jobs: &str| {
+        run(&[
+            "eval",
+            arg(&dir),
+            "--expected",
+            arg(&expected),
+            "--format",
+            "json",
+            "--jobs",
+            jobs,
+        ])
+    };
+    let (e1, e4) = (eval("1"), eval("4"));
+    assert_eq!(e1.status.code(), Some(0), "{e1:?}");
+    assert!(
+        e1.stdout == e4.stdout,
+        "eval figures differ between --jobs 1 and 4"
+    );
+}

@@ -8,6 +8,8 @@
 //! acknowledged that was not recorded. As root, file modes are made to apply by dropping the DAC
 //! capabilities of the daemon (see `DaemonCmd::drop_dac`).
 
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::fs;

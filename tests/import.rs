@@ -3,6 +3,8 @@
 //! folder holding the database is imported without the database's own files; every input that
 //! failed is named on stderr with its reason.
 
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::fs;

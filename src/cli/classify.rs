@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use bounced::analysis::{Row, error_row, rows};
-use bounced::analyze;
 use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::{Analysis, analyze};
 
 use super::load_classifier;
 use bounced::source::files::{Entry, InputError, read_capped, read_stream_capped, walk};
@@ -41,9 +41,20 @@ pub struct Args {
     /// Messages larger than this many bytes are reported as errors, unread.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_SIZE)]
     pub max_size: usize,
+    /// Classifier threads [default: one per CPU core]; the output is in input order whatever N.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Files, directories, or `-` for standard input.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// One input to classify: the bytes of standard input, a file to read, or a folder that could not be
+/// listed.
+enum Input {
+    Bytes(Result<Vec<u8>, InputError>),
+    File(PathBuf),
+    Unlisted(io::Error),
 }
 
 /// Reads one input (a path or `-`), respecting the size cap.
@@ -68,11 +79,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut any_error = false;
     let mut write_err: Option<io::Error> = None;
 
-    let mut handle = |name: &str, input: Result<Vec<u8>, InputError>| {
-        let analysis = input.map(|bytes| analyze(&bytes, &classifier, &opts));
+    // Read and classify on the workers; print here, in input order.
+    let work = |(name, input): (String, Input)| {
+        let bytes = match input {
+            Input::Bytes(b) => b,
+            Input::File(p) => read_capped(&p, args.max_size),
+            Input::Unlisted(e) => Err(InputError::Io(e)),
+        };
+        (name, bytes.map(|b| analyze(&b, &classifier, &opts)))
+    };
+    let mut handle = |(name, analysis): (String, Result<Analysis, InputError>)| {
         let lines = match &analysis {
-            Ok(a) => rows(Some(name), a),
-            Err(e) => vec![error_row(Some(name), e)],
+            Ok(a) => rows(Some(&name), a),
+            Err(e) => vec![error_row(Some(&name), e)],
         };
         for row in lines {
             if matches!(row, Row::Empty { kind: "error", .. }) {
@@ -93,22 +112,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    for path in &args.paths {
-        if path.as_os_str() == "-" {
-            handle("-", read_input(path, args.max_size));
-            continue;
+    let jobs = bounced::pipeline::jobs(args.jobs.unwrap_or(0));
+    bounced::pipeline::map_ordered(jobs, work, &mut handle, |push| {
+        for path in &args.paths {
+            if path.as_os_str() == "-" {
+                push(("-".into(), Input::Bytes(read_input(path, args.max_size))));
+                continue;
+            }
+            walk(path, &mut |entry| match entry {
+                Entry::File(p) => push((p.to_string_lossy().into_owned(), Input::File(p))),
+                Entry::Unlisted(p, e) => {
+                    push((p.to_string_lossy().into_owned(), Input::Unlisted(e)))
+                }
+            });
         }
-        walk(path, &mut |entry| match entry {
-            Entry::File(p) => {
-                let name = p.to_string_lossy().into_owned();
-                let input = read_capped(&p, args.max_size);
-                handle(&name, input);
-            }
-            Entry::Unlisted(p, e) => {
-                handle(&p.to_string_lossy(), Err(InputError::Io(e)));
-            }
-        });
-    }
+    });
     if let Some(e) = write_err {
         if e.kind() == io::ErrorKind::BrokenPipe {
             return Ok(ExitCode::SUCCESS);

@@ -113,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A one-shot command does not wait out a lock or a full disk: it stops with the error (after the
     // busy timeout), and a rerun picks up where it stopped, as recording is idempotent.
     settings.retry_for = Some(Duration::ZERO);
-    super::ignore_sigxfsz();
+    crate::ignore_sigxfsz();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(settings.workers + 4)
         .enable_all()

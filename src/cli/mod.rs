@@ -126,12 +126,3 @@ pub fn load_classifier(rules: Option<&Path>) -> anyhow::Result<Classifier> {
         None => Ok(Classifier::new()),
     }
 }
-
-/// Past a file size limit (ulimit -f) a write must fail with EFBIG, to be reported, rather than
-/// SIGXFSZ killing the process.
-pub fn ignore_sigxfsz() {
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
-}

@@ -75,7 +75,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         );
     }
     init_logging(&cfg, verbose);
-    super::ignore_sigxfsz();
+    crate::ignore_sigxfsz();
 
     let classifier = match &cfg.daemon.rules {
         Some(p) => Classifier::with_rules_file(p)?,

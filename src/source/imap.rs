@@ -390,7 +390,7 @@ impl ImapSource {
             );
             states.set(&self.key, "connecting");
             let mut selected = false;
-            match self.connection(&tx, &cancel, &mut selected).await {
+            match self.connection(&tx, &cancel, &mut selected, &states).await {
                 Ok(End::Stopped) => break,
                 Err(e) => {
                     if cancel.is_cancelled() {
@@ -517,6 +517,7 @@ impl ImapSource {
         tx: &mpsc::Sender<Incoming>,
         cancel: &CancellationToken,
         selected: &mut bool,
+        states: &States,
     ) -> Result<End, ImapError> {
         let client = self.connect().await?;
         let mut session = self.login(client).await?;
@@ -566,6 +567,7 @@ impl ImapSource {
             idle = can_idle && self.cfg.idle,
             "selected"
         );
+        states.set(&self.key, "connected");
 
         loop {
             let found = self

@@ -135,6 +135,7 @@ fn withhold_from_others(path: &Path) -> io::Result<()> {
 
 /// Renames `from` to `to` unless `to` exists, atomically where the file system supports it
 /// (`renameat2` with `RENAME_NOREPLACE`); elsewhere (NFS) it checks first, then renames.
+#[allow(unsafe_code)]
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {

@@ -6,7 +6,9 @@
 //! committed. Sources know nothing of DSNs or SQL: a source that keeps a position (IMAP's last UID)
 //! hands it to a [`Positions`] handle, and the writer saves it inside its next batch transaction.
 
+#[forbid(unsafe_code)]
 pub mod files;
+#[forbid(unsafe_code)]
 pub mod imap;
 pub mod maildir;
 
