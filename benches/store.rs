@@ -218,7 +218,7 @@ async fn bench_record(dir: &Path, messages: u64) {
             "x".repeat(3000)
         );
         let analysis = Analysis {
-            kind: "dsn",
+            kind: bounced::Kind::Dsn,
             reader: "dsn",
             bounces: vec![bounce],
             error: None,

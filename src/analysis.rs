@@ -12,8 +12,8 @@ use crate::source::files::InputError;
 /// The whole result for one message: its kind, its bounces, or why it could not be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
-    /// `dsn`, `text`, `feedback`, `autoreply`, `not_bounce` or `error`.
-    pub kind: &'static str,
+    /// What the message is; [`Kind::Error`] when it could not be read.
+    pub kind: Kind,
     /// The reader that recognised the message (`none` when none did).
     pub reader: &'static str,
     /// One entry per recipient result; empty for a non-bounce or an error.
@@ -34,8 +34,8 @@ pub fn analyze(
         Ok(report) => {
             let bounces = classifier.classify(&report);
             let kind = match report.kind {
-                Some(k) if !bounces.is_empty() || k == Kind::NotBounce => k.as_str(),
-                _ => Kind::NotBounce.as_str(),
+                Some(k) if !bounces.is_empty() || k == Kind::NotBounce => k,
+                _ => Kind::NotBounce,
             };
             Analysis {
                 kind,
@@ -46,7 +46,7 @@ pub fn analyze(
             }
         }
         Err(e) => Analysis {
-            kind: "error",
+            kind: Kind::Error,
             reader: "none",
             bounces: Vec::new(),
             error: Some(e),
@@ -138,7 +138,7 @@ impl Serialize for Row<'_> {
 /// The output rows of one analysed message: one per bounce, or exactly one when there is none.
 pub fn rows<'a>(file: Option<&'a str>, analysis: &'a Analysis) -> Vec<Row<'a>> {
     if analysis.bounces.is_empty() {
-        let kind = if analysis.error.is_some() || analysis.kind == "error" {
+        let kind = if analysis.error.is_some() || analysis.kind == Kind::Error {
             "error"
         } else {
             "not_bounce"
@@ -154,7 +154,7 @@ pub fn rows<'a>(file: Option<&'a str>, analysis: &'a Analysis) -> Vec<Row<'a>> {
         .iter()
         .map(|bounce| Row::Result {
             file,
-            kind: analysis.kind,
+            kind: analysis.kind.as_str(),
             bounce,
         })
         .collect()
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn result_keys_come_in_contract_order_with_nulls() -> serde_json::Result<()> {
         let analysis = Analysis {
-            kind: "dsn",
+            kind: Kind::Dsn,
             reader: "dsn",
             bounces: vec![bounce()],
             error: None,
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn no_result_is_one_line_without_reason() -> serde_json::Result<()> {
         let analysis = Analysis {
-            kind: "not_bounce",
+            kind: Kind::NotBounce,
             reader: "none",
             bounces: vec![],
             error: None,

@@ -679,7 +679,7 @@ fn too_large(
         }
     };
     let analysis = Analysis {
-        kind: "error",
+        kind: Kind::Error,
         reader: "none",
         bounces: Vec::new(),
         error: Some(ReadError::TooLarge { size, limit }),
@@ -788,7 +788,7 @@ fn count(metrics: &Metrics, p: &Prepared, o: &Outcome) {
             if p.analysis.error.is_some() {
                 c.quarantined.fetch_add(1, Ordering::Relaxed);
                 c.errors.fetch_add(1, Ordering::Relaxed);
-            } else if p.analysis.kind == Kind::NotBounce.as_str() {
+            } else if p.analysis.kind == Kind::NotBounce {
                 c.not_bounces.fetch_add(1, Ordering::Relaxed);
             }
             for b in &p.analysis.bounces {
@@ -817,7 +817,7 @@ fn count(metrics: &Metrics, p: &Prepared, o: &Outcome) {
     };
     tracing::debug!(
         source = %p.source,
-        kind = p.analysis.kind,
+        kind = p.analysis.kind.as_str(),
         outcome,
         bounces,
         quarantine = p.analysis.error.is_some(),

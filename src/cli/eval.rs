@@ -124,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match read_capped(&path, opts.max_size) {
             Ok(bytes) => {
                 let analysis = analyze(&bytes, &classifier, &opts);
-                let error = analysis.kind == "error";
+                let error = analysis.kind == bounced::Kind::Error;
                 (name, analysis.bounces, error)
             }
             Err(e) => {

@@ -780,7 +780,7 @@ async fn record_batch(
                 .push_bind(m.source.clone())
                 .push_bind(secs(m.received_at))
                 .push_bind(now)
-                .push_bind(a.kind)
+                .push_bind(a.kind.as_str())
                 .push_bind(a.reader)
                 .push_bind(a.error.as_ref().map(ToString::to_string))
                 .push_bind(original.and_then(|o| o.message_id.clone()))
