@@ -883,9 +883,10 @@ async fn acknowledge(
 }
 
 /// The worker stage for commands that print rather than record: `work` runs on `jobs` threads over
-/// the items that `feed` pushes, and `sink` receives the results in the order they were pushed. At
-/// most a fixed window of items (a few per thread) is in flight, so memory does not grow with the
-/// number of items. With one job everything runs on the calling thread.
+/// the items that `feed` pushes, and `sink` receives the results in the order they were pushed. Items
+/// travel in small chunks (one hand-off per chunk, not per item), and at most a fixed window of
+/// chunks (a few per thread) is in flight, so memory does not grow with the number of items. With
+/// one job everything runs on the calling thread.
 pub fn map_ordered<I, O, R>(
     jobs: usize,
     work: impl Fn(I) -> O + Sync,
@@ -896,13 +897,14 @@ where
     I: Send,
     O: Send,
 {
+    const CHUNK: usize = 8;
     let jobs = jobs.max(1);
     if jobs == 1 {
         return feed(&mut |item| sink(work(item)));
     }
-    let window = jobs * 8;
-    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, I)>(jobs * 2);
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u64, O)>(window);
+    let window = (jobs * 4) as u64;
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<I>)>(jobs);
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<O>)>(jobs * 4);
     let job_rx = Mutex::new(job_rx);
     let (work, job_rx) = (&work, &job_rx);
     std::thread::scope(|scope| {
@@ -914,45 +916,59 @@ where
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok((seq, item)) = next else { return };
-                    if done_tx.send((seq, work(item))).is_err() {
+                    let Ok((seq, items)) = next else { return };
+                    let out = items.into_iter().map(work).collect();
+                    if done_tx.send((seq, out)).is_err() {
                         return;
                     }
                 }
             });
         }
         drop(done_tx);
-        let mut pending: std::collections::BTreeMap<u64, O> = std::collections::BTreeMap::new();
+        let mut pending: std::collections::BTreeMap<u64, Vec<O>> =
+            std::collections::BTreeMap::new();
         let mut next_in = 0u64;
         let mut next_out = 0u64;
-        let mut emit = |pending: &mut std::collections::BTreeMap<u64, O>, next_out: &mut u64| {
-            while let Some(o) = pending.remove(next_out) {
-                sink(o);
+        let mut emit = |pending: &mut std::collections::BTreeMap<u64, Vec<O>>,
+                        next_out: &mut u64| {
+            while let Some(outs) = pending.remove(next_out) {
+                outs.into_iter().for_each(&mut sink);
                 *next_out += 1;
             }
         };
-        let result = {
-            let mut push = |item: I| {
-                // Keep the window: wait for the oldest result before taking more.
-                while next_in - next_out >= window as u64 {
-                    match done_rx.recv() {
-                        Ok((seq, o)) => {
-                            pending.insert(seq, o);
-                            emit(&mut pending, &mut next_out);
-                        }
-                        Err(_) => return,
+        let mut chunk: Vec<I> = Vec::with_capacity(CHUNK);
+        let mut dispatch = |chunk: Vec<I>,
+                            pending: &mut std::collections::BTreeMap<u64, Vec<O>>,
+                            next_in: &mut u64,
+                            next_out: &mut u64| {
+            // Keep the window: wait for the oldest results before sending more.
+            while *next_in - *next_out >= window {
+                match done_rx.recv() {
+                    Ok((seq, o)) => {
+                        pending.insert(seq, o);
+                        emit(pending, next_out);
                     }
+                    Err(_) => return,
                 }
-                if job_tx.send((next_in, item)).is_ok() {
-                    next_in += 1;
-                }
-                while let Ok((seq, o)) = done_rx.try_recv() {
-                    pending.insert(seq, o);
-                }
-                emit(&mut pending, &mut next_out);
-            };
-            feed(&mut push)
+            }
+            if job_tx.send((*next_in, chunk)).is_ok() {
+                *next_in += 1;
+            }
+            while let Ok((seq, o)) = done_rx.try_recv() {
+                pending.insert(seq, o);
+            }
+            emit(pending, next_out);
         };
+        let result = feed(&mut |item: I| {
+            chunk.push(item);
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                dispatch(full, &mut pending, &mut next_in, &mut next_out);
+            }
+        });
+        if !chunk.is_empty() {
+            dispatch(chunk, &mut pending, &mut next_in, &mut next_out);
+        }
         drop(job_tx);
         while next_out < next_in {
             match done_rx.recv() {
