@@ -521,28 +521,43 @@ fn spawn_workers(
             .name(format!("bounced-worker-{i}"))
             .spawn(move || {
                 let _done = done;
-                loop {
-                    let next = match rx.lock() {
-                        Ok(mut rx) => rx.blocking_recv(),
-                        Err(_) => None,
-                    };
-                    let Some(item) = next else { break };
-                    let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        prepare(item, &classifier, &opts, &metrics)
-                    }));
-                    match ready {
-                        Ok(Some(ready)) => {
-                            metrics.counters.received.fetch_add(1, Ordering::Relaxed);
-                            if tx.blocking_send(ready).is_err() {
-                                // The writer has stopped: so does this worker.
+                // What is waiting is taken a few at a time: one turn of the lock per chunk.
+                const CHUNK: usize = 8;
+                let mut items = Vec::with_capacity(CHUNK);
+                'work: loop {
+                    match rx.lock() {
+                        Ok(mut rx) => {
+                            let Some(first) = rx.blocking_recv() else {
                                 break;
+                            };
+                            items.push(first);
+                            while items.len() < CHUNK {
+                                match rx.try_recv() {
+                                    Ok(i) => items.push(i),
+                                    Err(_) => break,
+                                }
                             }
                         }
-                        Ok(None) => {}
-                        // Reading never panics by design; if it did, the message stays
-                        // unacknowledged and is read again on the next scan or connection.
-                        Err(_) => {
-                            tracing::error!("a worker failed on a message; it will be read again")
+                        Err(_) => break,
+                    }
+                    for item in items.drain(..) {
+                        let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            prepare(item, &classifier, &opts, &metrics)
+                        }));
+                        match ready {
+                            Ok(Some(ready)) => {
+                                metrics.counters.received.fetch_add(1, Ordering::Relaxed);
+                                if tx.blocking_send(ready).is_err() {
+                                    // The writer has stopped: so does this worker.
+                                    break 'work;
+                                }
+                            }
+                            Ok(None) => {}
+                            // Reading never panics by design; if it did, the message stays
+                            // unacknowledged and is read again on the next scan or connection.
+                            Err(_) => tracing::error!(
+                                "a worker failed on a message; it will be read again"
+                            ),
                         }
                     }
                 }
