@@ -408,6 +408,7 @@ impl Pipeline {
             }
         });
         let mut on_ready = Some(on_ready);
+        let mut finished = false;
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -435,7 +436,9 @@ impl Pipeline {
                 else => break,
             }
             if source_tasks.is_empty() && on_ready.is_none() {
-                // Every source has finished (an import): what is in flight drains below.
+                // Every source has finished (an import): what is in flight drains below, with no
+                // time limit, as nothing asked it to stop.
+                finished = true;
                 break;
             }
         }
@@ -449,7 +452,11 @@ impl Pipeline {
             }
         };
         let grace = settings.shutdown_grace;
-        let outcome = tokio::time::timeout(grace, drain).await;
+        let outcome = if finished {
+            Ok(drain.await)
+        } else {
+            tokio::time::timeout(grace, drain).await
+        };
         summary_task.abort();
         let summary = metrics.snapshot();
         tracing::info!(
