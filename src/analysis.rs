@@ -81,6 +81,53 @@ pub enum Row<'a> {
     },
 }
 
+/// The fields of a bounce result, in the contract order: the JSONL keys, and the names of the
+/// database's bounce columns.
+pub const BOUNCE_FIELDS: [&str; 18] = [
+    "recipient",
+    "action",
+    "status",
+    "replycode",
+    "reason",
+    "bounce_type",
+    "diagnostic",
+    "remote_mta",
+    "reporting_mta",
+    "date",
+    "feedback_type",
+    "rule",
+    "reader",
+    "original_message_id",
+    "original_from",
+    "original_to",
+    "original_subject",
+    "original_list_id",
+];
+
+/// The values of `b` for [`BOUNCE_FIELDS`], in the same order (`None` where absent).
+pub fn bounce_values(b: &Bounce) -> [Option<&str>; 18] {
+    [
+        b.recipient.as_deref(),
+        b.action.as_deref(),
+        b.status.as_deref(),
+        b.replycode.as_deref(),
+        Some(b.reason.as_str()),
+        Some(b.bounce_type.as_str()),
+        b.diagnostic.as_deref(),
+        b.remote_mta.as_deref(),
+        b.reporting_mta.as_deref(),
+        b.date.as_deref(),
+        b.feedback_type.as_deref(),
+        Some(b.rule.as_str()),
+        Some(b.reader.as_str()),
+        b.original_message_id.as_deref(),
+        b.original_from.as_deref(),
+        b.original_to.as_deref(),
+        b.original_subject.as_deref(),
+        b.original_list_id.as_deref(),
+    ]
+}
+
 /// `None` for an absent or empty value: the contract has `null`, never `""`.
 fn known(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty())
@@ -96,27 +143,7 @@ impl Serialize for Row<'_> {
                     map.serialize_entry("file", file)?;
                 }
                 map.serialize_entry("kind", kind)?;
-                let b = bounce;
-                let fields: [(&str, Option<&str>); 18] = [
-                    ("recipient", b.recipient.as_deref()),
-                    ("action", b.action.as_deref()),
-                    ("status", b.status.as_deref()),
-                    ("replycode", b.replycode.as_deref()),
-                    ("reason", Some(b.reason.as_str())),
-                    ("bounce_type", Some(b.bounce_type.as_str())),
-                    ("diagnostic", b.diagnostic.as_deref()),
-                    ("remote_mta", b.remote_mta.as_deref()),
-                    ("reporting_mta", b.reporting_mta.as_deref()),
-                    ("date", b.date.as_deref()),
-                    ("feedback_type", b.feedback_type.as_deref()),
-                    ("rule", Some(b.rule.as_str())),
-                    ("reader", Some(b.reader.as_str())),
-                    ("original_message_id", b.original_message_id.as_deref()),
-                    ("original_from", b.original_from.as_deref()),
-                    ("original_to", b.original_to.as_deref()),
-                    ("original_subject", b.original_subject.as_deref()),
-                    ("original_list_id", b.original_list_id.as_deref()),
-                ];
+                let fields = BOUNCE_FIELDS.into_iter().zip(bounce_values(bounce));
                 for (key, value) in fields {
                     map.serialize_entry(key, &known(value))?;
                 }
