@@ -582,6 +582,33 @@ impl ImapConfig {
     }
 }
 
+/// The log levels, from the quietest.
+pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter (`logging.level`, `RUST_LOG`): comma-separated directives, each a level
+/// ([`LOG_LEVELS`]) or `target=level`. A bare word that is not a level is refused: the filter
+/// syntax would read it as a target name and silence everything else.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let is_level = |s: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
+    let mut any = false;
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        any = true;
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !is_level(level) {
+            return Err(format!(
+                "is not a log filter: `{directive}` is not a level (use one of {}, or target=level such as bounced=debug)",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    if !any {
+        return Err(format!("must name a level ({})", LOG_LEVELS.join(", ")));
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("is not a log filter: {e}"))
+}
+
 /// Environment variables that override a configuration key, with the key they set.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("BOUNCED_DB", "store.path"),
@@ -678,11 +705,8 @@ impl Config {
         if d.summary_interval.0 < Duration::from_secs(1) {
             return bad("daemon.summary_interval", "must be at least 1s");
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
-            return bad(
-                "logging.level",
-                "is not a log filter (try info, debug, or bounced=debug,sqlx=warn)",
-            );
+        if let Err(problem) = check_log_filter(&self.logging.level) {
+            return Err(("logging.level", problem));
         }
         let mut names = std::collections::HashSet::new();
         for m in &self.maildir {

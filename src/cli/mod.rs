@@ -8,6 +8,7 @@
 mod check_config;
 mod classify;
 mod eval;
+mod logging;
 mod run;
 mod serve;
 
@@ -71,20 +72,12 @@ pub enum Command {
     Serve(serve::Args),
 }
 
-/// Starts the tracing subscriber on stderr.
+/// Starts the log subscriber of a command other than `run`: warnings, or more with `-v`/`-vv`.
 pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    logging::init(
+        &logging::level_of(verbose, "warn"),
+        bounced::config::LogFormat::Human,
+    );
 }
 
 /// Runs one subcommand; the exit code is the subcommand's.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use bounced::Classifier;
-use bounced::config::{Config, LogFormat, MaildirConfig};
+use bounced::config::{LogFormat, MaildirConfig};
 use bounced::daemon::{self, DaemonError, Settings, Sources};
 use bounced::store::Store;
 
@@ -33,25 +33,6 @@ pub struct Args {
     /// Log format: human or json (overrides `logging.format`).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
-}
-
-/// Starts the log subscriber on stderr in the configured format.
-fn init_logging(cfg: &Config, verbose: u8) {
-    let level = match verbose {
-        0 => cfg.logging.level.clone(),
-        1 => "debug".to_owned(),
-        _ => "trace".to_owned(),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match cfg.logging.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Human => builder.try_init(),
-    };
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -74,7 +55,10 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
             "nothing to watch: pass --maildir DIR, or --config FILE with [[maildir]] or [[imap]] sections"
         );
     }
-    init_logging(&cfg, verbose);
+    super::logging::init(
+        &super::logging::level_of(verbose, &cfg.logging.level),
+        cfg.logging.format,
+    );
     crate::ignore_sigxfsz();
 
     let classifier = match &cfg.daemon.rules {
