@@ -476,7 +476,7 @@ impl Pipeline {
     }
 }
 
-/// `bounced import`: `paths` (files, directories, Maildirs, mbox files, `-` for standard input) read
+/// `bounced import`: `inputs` (files, directories, Maildirs, mbox files, `-` for standard input) read
 /// once through the pipeline into `store`, with nothing to acknowledge. The database's own files
 /// (`-wal`, `-shm`, `-journal` too) are skipped by identity wherever the walk meets them. Inputs that
 /// cannot be read are named in warnings and counted in [`Summary::unreadable`].
@@ -484,11 +484,11 @@ pub async fn import(
     settings: Settings,
     store: Store,
     classifier: Arc<Classifier>,
-    paths: Vec<std::path::PathBuf>,
+    inputs: impl Into<crate::source::files::Inputs>,
     shutdown: impl Future<Output = ()>,
     metrics: Metrics,
 ) -> Result<Summary, PipelineError> {
-    let mut files = FilesSource::new(paths, settings.read.max_size);
+    let mut files = FilesSource::new(inputs, settings.read.max_size);
     let db = store.path().to_path_buf();
     files.skip_file(&db);
     for suffix in ["-wal", "-shm", "-journal"] {
@@ -637,11 +637,18 @@ fn prepare(
         Payload::File(path) => match maildir::read_file(&path, opts.max_size) {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::debug!(path = %path.display(), "gone before it was read");
+                tracing::debug!(path = %crate::text::path(&path), "gone before it was read");
+                return None;
+            }
+            Err(e) if let Some(why) = crate::source::not_regular(&e) => {
+                match &ack {
+                    Ack::Maildir(t) => t.not_regular(why),
+                    _ => tracing::warn!(path = %crate::text::path(&path), "{why}"),
+                }
                 return None;
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read; will retry on the next scan");
+                tracing::warn!(path = %crate::text::path(&path), error = %e, "cannot read; will retry on the next scan");
                 metrics.count_unreadable(1);
                 return None;
             }
