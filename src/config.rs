@@ -237,6 +237,34 @@ impl Config {
             })
     }
 
+    /// Makes every path of the configuration absolute against the working directory now (the
+    /// database, the rule file, each Maildir, password and CA files, the token file), so that what
+    /// was named relative means the same folder for the whole run and in every log line.
+    pub fn resolve_paths(&mut self) -> std::io::Result<()> {
+        fn abs(p: &mut PathBuf) -> std::io::Result<()> {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = std::path::absolute(&*p)?;
+            }
+            Ok(())
+        }
+        abs(&mut self.store.path)?;
+        if let Some(r) = &mut self.daemon.rules {
+            abs(r)?;
+        }
+        for m in &mut self.maildir {
+            abs(&mut m.path)?;
+        }
+        for i in &mut self.imap {
+            for p in [&mut i.password_file, &mut i.ca_file].into_iter().flatten() {
+                abs(p)?;
+            }
+        }
+        if let Some(t) = &mut self.http.token_file {
+            abs(t)?;
+        }
+        Ok(())
+    }
+
     /// The suppression policy these settings describe.
     pub fn policy(&self) -> Policy {
         let secs = i64::try_from(self.policy.soft_stale_after.0.as_secs()).unwrap_or(i64::MAX);
@@ -657,7 +685,10 @@ impl Config {
                         _ => return Err(bad(format!("must be human or json, not `{v}`"))),
                     }
                 }
-                "BOUNCED_LOG_LEVEL" => self.logging.level = v.to_owned(),
+                "BOUNCED_LOG_LEVEL" => {
+                    check_log_filter(v).map_err(&bad)?;
+                    self.logging.level = v.to_owned();
+                }
                 "BOUNCED_BATCH_SIZE" => self.daemon.batch_size = num(v)?,
                 "BOUNCED_BATCH_DELAY" => self.daemon.batch_delay = dur(v)?,
                 "BOUNCED_WORKERS" => self.daemon.workers = num(v)?,

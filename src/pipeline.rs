@@ -580,7 +580,10 @@ fn spawn_workers(
     }
 }
 
-/// Logs a summary line every `every` until cancelled.
+/// Logs a summary line every `every` until cancelled, and one as soon as work begins after a quiet
+/// spell (a line whose interval saw nothing), so that the first message of a run or after a pause
+/// shows within a second. Under steady load only the periodic lines are written: at most two lines
+/// per `every`.
 fn spawn_summary(
     metrics: &Metrics,
     every: Duration,
@@ -591,26 +594,47 @@ fn spawn_summary(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
+        let mut look = tokio::time::interval(Duration::from_millis(500).min(every));
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = metrics.snapshot();
+        let mut last_at = Instant::now();
+        let mut quiet = true;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     let now = metrics.snapshot();
-                    tracing::info!(
-                        received = now.received - last.received,
-                        recorded = now.recorded - last.recorded,
-                        duplicates = now.duplicates - last.duplicates,
-                        quarantined = now.quarantined - last.quarantined,
-                        total_recorded = now.recorded,
-                        queue = metrics.queue_depth(),
-                        "summary for the last {:?}", every
-                    );
+                    log_summary(&metrics, &last, &now, last_at.elapsed());
+                    quiet = now.received == last.received;
                     last = now;
+                    last_at = Instant::now();
+                }
+                _ = look.tick(), if quiet => {
+                    let now = metrics.snapshot();
+                    if now.received != last.received && now.commits != last.commits {
+                        log_summary(&metrics, &last, &now, last_at.elapsed());
+                        quiet = false;
+                        last = now;
+                        last_at = Instant::now();
+                    }
                 }
             }
         }
     })
+}
+
+/// One summary line: what happened between `last` and `now`, over `span`.
+fn log_summary(metrics: &Metrics, last: &Summary, now: &Summary, span: Duration) {
+    tracing::info!(
+        received = now.received - last.received,
+        recorded = now.recorded - last.recorded,
+        duplicates = now.duplicates - last.duplicates,
+        quarantined = now.quarantined - last.quarantined,
+        total_recorded = now.recorded,
+        queue = metrics.queue_depth(),
+        "summary for the last {:.0?}",
+        span
+    );
 }
 
 /// Loads (when needed), hashes and analyzes one message; `None` when it vanished or cannot be read.

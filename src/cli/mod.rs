@@ -109,6 +109,8 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     cfg.apply_env(|k| std::env::var(k).ok(), shown)?;
+    cfg.resolve_paths()
+        .context("cannot resolve the configured paths against the working directory")?;
     for w in &cfg.warnings {
         eprintln!("bounced: warning: {w}");
     }

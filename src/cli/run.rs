@@ -7,16 +7,18 @@
 //! drain the pipeline and exit 0. Exit codes: 0 clean stop; 1 the drain overran the grace period;
 //! 2 a configuration, database or source error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use bounced::Classifier;
-use bounced::config::{LogFormat, MaildirConfig};
+use bounced::config::{Config, LogFormat, MaildirConfig};
 use bounced::daemon::{self, DaemonError, Settings, Sources};
+use bounced::source::maildir::MaildirSource;
 use bounced::store::Store;
+use bounced::text;
 
 /// Arguments of `bounced run`.
 #[derive(Debug, clap::Args)]
@@ -35,44 +37,127 @@ pub struct Args {
     pub log_format: Option<String>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
-    let mut cfg = super::load_config(args.config.as_deref())?;
-    if let Some(db) = args.db {
+/// Everything `run` needs, checked: the configuration with the options applied and every path made
+/// absolute, the classifier, each IMAP password read, each Maildir's layout checked. `check-config`
+/// builds the same, so it fails exactly where `run` would fail to start.
+pub struct Plan {
+    /// The configuration, paths absolute.
+    pub cfg: Config,
+    /// The classifier (with `daemon.rules` merged in).
+    pub classifier: Classifier,
+    /// The sources, passwords read.
+    pub sources: Sources,
+}
+
+impl Plan {
+    /// The one line that says what the daemon is about to do: database, rules, each source.
+    pub fn describe(&self) -> String {
+        let cfg = &self.cfg;
+        let mut parts = vec![format!("database {}", text::path(&cfg.store.path))];
+        if let Some(r) = &cfg.daemon.rules {
+            parts.push(format!("rules {}", text::path(r)));
+        }
+        for m in &cfg.maildir {
+            let mut s = format!("maildir {}", text::path(&m.path));
+            if m.name.is_some() {
+                s.push_str(&format!(" ({})", text::printable(&m.label())));
+            }
+            parts.push(s);
+        }
+        for i in &cfg.imap {
+            parts.push(format!(
+                "imap {} ({}@{}:{} {})",
+                text::printable(&i.name),
+                text::printable(&i.username),
+                text::printable(&i.host),
+                i.port(),
+                text::printable(&i.mailbox)
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Builds and checks what `run` starts from: `config` (else the defaults and the environment),
+/// then the options; fails on anything that would stop `run` at start.
+pub fn prepare(
+    config: Option<&Path>,
+    maildirs: Vec<PathBuf>,
+    db: Option<PathBuf>,
+    log_format: Option<&str>,
+) -> anyhow::Result<Plan> {
+    let mut cfg = super::load_config(config)?;
+    if let Some(db) = db {
         cfg.store.path = db;
     }
-    match args.log_format.as_deref() {
+    match log_format {
         None => {}
         Some("json") => cfg.logging.format = LogFormat::Json,
         Some("human") => cfg.logging.format = LogFormat::Human,
         Some(other) => anyhow::bail!("--log-format must be human or json, not `{other}`"),
     }
-    for dir in args.maildir {
+    for dir in maildirs {
         cfg.maildir.push(MaildirConfig::at(dir));
     }
+    cfg.resolve_paths()
+        .context("cannot resolve the configured paths against the working directory")?;
     if cfg.maildir.is_empty() && cfg.imap.is_empty() {
         anyhow::bail!(
             "nothing to watch: pass --maildir DIR, or --config FILE with [[maildir]] or [[imap]] sections"
         );
     }
-    super::logging::init(
-        &super::logging::level_of(verbose, &cfg.logging.level),
-        cfg.logging.format,
-    );
-    crate::ignore_sigxfsz();
-
     let classifier = match &cfg.daemon.rules {
-        Some(p) => Classifier::with_rules_file(p)?,
+        Some(p) => Classifier::with_rules_file(p).context("daemon.rules")?,
         None => Classifier::new(),
     };
+    for m in &cfg.maildir {
+        MaildirSource::new(m)
+            .with_context(|| format!("maildir.path of `{}`", text::printable(&m.label())))?;
+    }
     let mut imaps = Vec::new();
     for i in &cfg.imap {
         imaps.push((i.clone(), i.password()?));
+    }
+    let db_dir = cfg.store.path.parent().unwrap_or(Path::new("/"));
+    if !db_dir.is_dir() {
+        anyhow::bail!(
+            "store.path: the folder {} of the database does not exist",
+            text::path(db_dir)
+        );
     }
     let sources = Sources {
         maildirs: cfg.maildir.clone(),
         imaps,
     };
+    Ok(Plan {
+        cfg,
+        classifier,
+        sources,
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
+    let Plan {
+        cfg,
+        classifier,
+        sources,
+    } = {
+        let plan = prepare(
+            args.config.as_deref(),
+            args.maildir,
+            args.db,
+            args.log_format.as_deref(),
+        )?;
+        super::logging::init(
+            &super::logging::level_of(verbose, &plan.cfg.logging.level),
+            plan.cfg.logging.format,
+        );
+        tracing::info!("starting: {}", plan.describe());
+        plan
+    };
+    crate::ignore_sigxfsz();
+
     let settings = Settings::from_config(&cfg.daemon);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -84,7 +169,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async {
         let store = Store::open(&cfg.store.path, cfg.store_options(true)).await?;
-        tracing::info!(db = %store.path().display(), "database open");
+        tracing::info!(db = %text::path(store.path()), "database open");
         let r = daemon::run(
             settings,
             store.clone(),

@@ -1,0 +1,226 @@
+//! What an operator meets in the first hour, through the real binary: relative paths watched live,
+//! a log line as soon as mail is recorded, `check-config` failing wherever `run` would, every error
+//! said once with the documented exit code, a rule file's mistakes in the user's own words, and
+//! output that control characters in stored data cannot turn against the terminal.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `bounced ARGS` in `dir`, with no configuration or log filter from the caller's environment.
+fn bounced(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bounced"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("BOUNCED_CONFIG")
+        .env_remove("BOUNCED_DB")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run bounced")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_relative_maildir_is_watched_live_and_the_start_names_absolute_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md = dir.path().join("md");
+    make_maildir(&md);
+    for (how, args) in [
+        ("flag", vec!["--maildir", "md", "--db", "rel.db"]),
+        ("config", vec!["--config", "c.toml"]),
+    ] {
+        fs::write(
+            dir.path().join("c.toml"),
+            "[store]\npath = \"./rel.db\"\n\n[[maildir]]\npath = \"./md\"\n",
+        )
+        .expect("config");
+        let _ = fs::remove_file(dir.path().join("rel.db"));
+        let mut d = {
+            let mut cmd = DaemonCmd::new(&args, &dir.path().join(format!("{how}.log")));
+            cmd = cmd.env("BOUNCED_SUMMARY_INTERVAL", "60s");
+            cmd.current_dir(dir.path()).spawn()
+        };
+        d.wait_log("running", Duration::from_secs(10));
+        let db = dir.path().join("rel.db");
+        let start = Instant::now();
+        deliver(&md, &format!("1.{how}.host"), bounce(1).as_bytes());
+        d.wait_until(Duration::from_secs(10), "recorded live", || {
+            recorded(&db) == 1
+        });
+        assert!(start.elapsed() < Duration::from_secs(10));
+        // Said at the default level: the start with absolute paths, then the recorded mail.
+        d.wait_log("recorded=1", Duration::from_secs(5));
+        assert_eq!(d.stop(Duration::from_secs(10)), 0);
+        let log = d.log();
+        let starting = log
+            .lines()
+            .find(|l| l.contains("starting:"))
+            .unwrap_or_default();
+        let abs_db = format!("database {}", dir.path().join("rel.db").display());
+        let abs_md = format!("maildir {}", md.display());
+        assert!(
+            starting.contains("INFO") && starting.contains(&abs_db) && starting.contains(&abs_md),
+            "{how}: {starting}\n{log}"
+        );
+        // Live, so once: the delivery was not found by a later rescan.
+        fs::rename(
+            md.join("cur").join(format!("1.{how}.host:2,S")),
+            dir.path().join(format!("{how}.done")),
+        )
+        .expect("move away");
+    }
+}
+
+#[test]
+fn recorded_mail_is_said_at_once_at_the_default_level_without_flooding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md = dir.path().join("md");
+    make_maildir(&md);
+    let db = dir.path().join("b.db");
+    // The default level (info) and the default summary interval (60 s).
+    let mut d = DaemonCmd::new(
+        &[
+            "--maildir",
+            &md.display().to_string(),
+            "--db",
+            &db.display().to_string(),
+        ],
+        &dir.path().join("log"),
+    )
+    .env("BOUNCED_SUMMARY_INTERVAL", "60s")
+    .env_remove("BOUNCED_LOG_LEVEL")
+    .spawn();
+    d.wait_log("running", Duration::from_secs(10));
+    // A steady trickle for about 6 s.
+    let start = Instant::now();
+    let mut n = 0;
+    let mut said_after = None;
+    while start.elapsed() < Duration::from_millis(6000) {
+        deliver(&md, &format!("{n}.busy.host"), bounce(n).as_bytes());
+        n += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        if said_after.is_none() && d.count("summary for the last") > 0 {
+            said_after = Some(start.elapsed());
+        }
+    }
+    d.wait_until(Duration::from_secs(10), "all recorded", || {
+        recorded(&db) == n as i64
+    });
+    assert_eq!(d.stop(Duration::from_secs(10)), 0);
+    let log = d.log();
+    let said_after = said_after.unwrap_or_else(|| panic!("nothing said while recording:\n{log}"));
+    assert!(
+        said_after < Duration::from_secs(3),
+        "said after {said_after:?}"
+    );
+    // One line when work began; under steady load nothing more until the interval ends.
+    assert_eq!(d.count("summary for the last"), 1, "{log}");
+}
+
+#[test]
+fn check_config_fails_wherever_run_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md = dir.path().join("md");
+    make_maildir(&md);
+    fs::write(dir.path().join("pw"), "secret\n").expect("pw");
+    fs::write(dir.path().join("bad-rules.toml"), "[[rule]]\nid = \"x\"\n").expect("rules");
+    let maildir = "[[maildir]]\npath = \"md\"\n";
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "no source",
+            "[store]\npath = \"b.db\"\n".into(),
+            "nothing to watch",
+        ),
+        (
+            "a level that is no level",
+            format!("[logging]\nlevel = \"loud\"\n{maildir}"),
+            "logging.level",
+        ),
+        (
+            "a password file that is missing",
+            format!(
+                "{maildir}[[imap]]\nname = \"a\"\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword_file = \"missing-pw\"\n"
+            ),
+            "missing-pw",
+        ),
+        (
+            "a rule file that is missing",
+            format!("[daemon]\nrules = \"missing-rules.toml\"\n{maildir}"),
+            "missing-rules.toml",
+        ),
+        (
+            "a rule file that is not valid",
+            format!("[daemon]\nrules = \"bad-rules.toml\"\n{maildir}"),
+            "bad-rules.toml",
+        ),
+        (
+            "a Maildir that is missing",
+            "[[maildir]]\npath = \"nowhere\"\n".into(),
+            "nowhere",
+        ),
+        (
+            "a database folder that is missing",
+            format!("[store]\npath = \"no/such/b.db\"\n{maildir}"),
+            "store.path",
+        ),
+    ];
+    for (what, text, needle) in cases {
+        fs::write(dir.path().join("c.toml"), &text).expect("config");
+        let check = bounced(dir.path(), &["check-config", "--config", "c.toml"], &[]);
+        assert_eq!(check.status.code(), Some(2), "{what}: {}", stdout(&check));
+        assert!(
+            stderr(&check).contains(needle),
+            "{what}: {}",
+            stderr(&check)
+        );
+        let run = bounced(dir.path(), &["run", "--config", "c.toml"], &[]);
+        assert_eq!(run.status.code(), Some(2), "{what}: run started");
+        assert_eq!(
+            stderr(&run).lines().last(),
+            stderr(&check).lines().last(),
+            "{what}: run and check-config disagree"
+        );
+    }
+    // A level that names levels, and a target at a level, pass.
+    for level in ["info", "bounced=debug,sqlx=warn", "WARN"] {
+        fs::write(
+            dir.path().join("c.toml"),
+            format!("[logging]\nlevel = \"{level}\"\n{maildir}"),
+        )
+        .expect("config");
+        let check = bounced(dir.path(), &["check-config", "--config", "c.toml"], &[]);
+        assert_eq!(check.status.code(), Some(0), "{level}: {}", stderr(&check));
+        // The summary names the resolved paths.
+        assert!(
+            stdout(&check).contains(&format!("maildir {}", md.display())),
+            "{}",
+            stdout(&check)
+        );
+    }
+    // BOUNCED_LOG_LEVEL goes through the same check.
+    let check = bounced(
+        dir.path(),
+        &["check-config", "--config", "c.toml"],
+        &[("BOUNCED_LOG_LEVEL", "chatty")],
+    );
+    assert_eq!(check.status.code(), Some(2));
+    assert!(
+        stderr(&check).contains("BOUNCED_LOG_LEVEL"),
+        "{}",
+        stderr(&check)
+    );
+}
