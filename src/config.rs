@@ -17,11 +17,10 @@ use crate::store::StoreOptions;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration {path}: {source}")]
+    #[error("cannot read configuration {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML, has an unknown key or a value of the wrong type.
     #[error("configuration {path}: {message}")]
@@ -164,9 +163,9 @@ impl Default for PolicyConfig {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::parse(&text, path)
     }
@@ -543,12 +542,11 @@ pub enum SecretError {
     #[error("imap `{0}`: set exactly one of password_file, password_env, password_credential")]
     Choice(String),
     /// The file could not be read.
-    #[error("imap `{name}`: cannot read password file {path}: {source}")]
+    #[error("imap `{name}`: cannot read password file {path}: {cause}")]
     File {
         name: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The variable is unset or empty.
     #[error("imap `{name}`: environment variable {var} is unset or empty")]
@@ -585,10 +583,10 @@ impl ImapConfig {
         let from_file = |path: PathBuf| {
             std::fs::read_to_string(&path)
                 .map(|t| Secret(t.lines().next().unwrap_or("").to_owned()))
-                .map_err(|source| SecretError::File {
+                .map_err(|cause| SecretError::File {
                     name: self.name.clone(),
                     path,
-                    source,
+                    cause,
                 })
         };
         if let Some(p) = &self.password_file {

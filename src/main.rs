@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bounced: error: {e:#}");
+            eprintln!("bounced: error: {}", cli::explain(&e));
             ExitCode::from(2)
         }
     }

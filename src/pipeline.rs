@@ -132,8 +132,8 @@ pub enum PipelineError {
 pub fn can_heal(e: &StoreError) -> bool {
     match e {
         StoreError::Locked { .. } | StoreError::Full { .. } | StoreError::Io { .. } => true,
-        StoreError::Sql { source, .. } => matches!(
-            source,
+        StoreError::Sql { cause, .. } => matches!(
+            cause,
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
         ),
         _ => false,

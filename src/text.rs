@@ -49,6 +49,16 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` as [`printable`] makes it, but keeping its line breaks: for multi-line text of our own
+/// making, such as a parser's error pointing at a line of a file.
+pub fn printable_lines(s: &str) -> Cow<'_, str> {
+    if !s.contains('\n') {
+        return printable(s);
+    }
+    let lines: Vec<Cow<'_, str>> = s.split('\n').map(printable).collect();
+    Cow::Owned(lines.join("\n"))
+}
+
 /// An operating-system string (a file name may be any bytes but `/` and NUL) as printable text:
 /// valid UTF-8 stays as it is, each byte that is not is written `\xNN`, a backslash `\\`, and
 /// unsafe characters are escaped as [`printable`] does. Different names give different texts, and
@@ -101,6 +111,7 @@ mod tests {
         );
         assert_eq!(printable("tab\there\r"), "tab\\there\\r");
         assert_eq!(printable("déjà vu ✓"), "déjà vu ✓");
+        assert_eq!(printable_lines("one\n\x1b[2Jtwo"), "one\n\\x1b[2Jtwo");
     }
 
     #[test]

@@ -224,3 +224,97 @@ fn check_config_fails_wherever_run_would() {
         stderr(&check)
     );
 }
+
+#[test]
+fn every_error_is_said_once_with_its_documented_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::write(d.join("good.eml"), bounce(1)).expect("write");
+    fs::write(
+        d.join("pw.toml"),
+        "[[imap]]\nname = \"a\"\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword_file = \"missing-pw\"\n",
+    )
+    .expect("config");
+    let made = bounced(d, &["import", "good.eml", "--db", "b.db"], &[]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    // (arguments, the README's exit code, what the message must name)
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["classify", "good.eml"], 0, ""),
+        (&["classify", "missing.eml"], 1, ""),
+        (
+            &["classify", "--rules", "missing.toml", "good.eml"],
+            2,
+            "missing.toml",
+        ),
+        (&["classify", "--no-such-flag"], 2, "--no-such-flag"),
+        (&["eval", "--explain", "good.eml"], 0, ""),
+        (&["eval", "--explain", "missing.eml"], 1, "missing.eml"),
+        (&["eval", "d", "--expected", "missing.jsonl"], 2, "d"),
+        (&["import", "missing.eml", "--db", "b.db"], 1, "missing.eml"),
+        (
+            &[
+                "import",
+                "--rules",
+                "missing.toml",
+                "good.eml",
+                "--db",
+                "b.db",
+            ],
+            2,
+            "missing.toml",
+        ),
+        (
+            &["query", "recipient", "user1@example.com", "--db", "b.db"],
+            0,
+            "",
+        ),
+        (
+            &["query", "recipient", "nobody@example.org", "--db", "b.db"],
+            1,
+            "nobody@example.org",
+        ),
+        (
+            &[
+                "query",
+                "recipient",
+                "a@example.org",
+                "--config",
+                "missing.toml",
+            ],
+            2,
+            "missing.toml",
+        ),
+        (
+            &["unsuppress", "nobody@example.org", "--db", "b.db"],
+            1,
+            "nobody@example.org",
+        ),
+        (&["export", "--db", "missing.db"], 2, "missing.db"),
+        (&["check-config", "--config", "pw.toml"], 2, "missing-pw"),
+        (&["run", "--config", "pw.toml"], 2, "missing-pw"),
+        (
+            &["check-config", "--config", "missing.toml"],
+            2,
+            "missing.toml",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = bounced(d, args, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        // Each cause once: no message repeats the one it wraps.
+        for cause in ["No such file or directory", "os error"] {
+            assert!(
+                err.matches(cause).count() <= 1,
+                "{args:?} said twice: {err}"
+            );
+        }
+        for line in err.lines() {
+            let parts: Vec<&str> = line.split(": ").collect();
+            for w in parts.windows(2) {
+                assert_ne!(w[0], w[1], "{args:?} said twice: {line}");
+            }
+        }
+    }
+}

@@ -542,9 +542,9 @@ impl RuleSet {
     /// The built-in rules with a user rule file merged in.
     pub fn builtin_with_file(path: &Path) -> Result<RuleSet, RulesError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| RulesError::Io {
             path: shown.clone(),
-            source,
+            cause,
         })?;
         Self::builtin_with_str(&text, &shown)
     }

@@ -16,6 +16,7 @@ use bounced::analyze;
 use bounced::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
 use bounced::explain::{Explanation, explain};
 use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::text::printable;
 
 use super::load_classifier;
 use bounced::source::files::{Entry, read_capped, walk};
@@ -227,8 +228,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn run_explain(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
     let classifier = load_classifier(args.rules.as_deref())?;
     let opts = ReadOptions::default();
-    let bytes =
-        read_capped(file, opts.max_size).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = match read_capped(file, opts.max_size) {
+        Ok(b) => b,
+        Err(e) => {
+            // The message itself cannot be read: like `classify`, an input error (exit 1).
+            eprintln!(
+                "bounced: error: {}",
+                printable(&format!("cannot read {}: {e}", file.display()))
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     let explanation = explain(&bytes, &classifier, &opts);
     let expected = match &args.expected {
         Some(path) => {

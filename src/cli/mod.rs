@@ -100,6 +100,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error for the user: each cause once (a cause whose text is already said, as when a message
+/// quotes its source, is not repeated), control characters escaped (line breaks of a parser's
+/// message kept).
+pub fn explain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    bounced::text::printable_lines(&line).into_owned()
+}
+
 /// The configuration of every command, loaded one way: the file when given (else the defaults),
 /// then the `BOUNCED_...` environment overrides, validated; deprecation warnings go to stderr.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -120,8 +138,8 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 /// The classifier of `--rules FILE` (built-in rules with the file merged in), else the built-in one.
 pub fn load_classifier(rules: Option<&Path>) -> anyhow::Result<Classifier> {
     match rules {
-        Some(path) => Classifier::with_rules_file(path)
-            .with_context(|| format!("loading rules from {}", path.display())),
+        // The error names the file.
+        Some(path) => Ok(Classifier::with_rules_file(path)?),
         None => Ok(Classifier::new()),
     }
 }

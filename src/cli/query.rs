@@ -12,6 +12,7 @@ use super::db::{
     DbArgs, OutputFormat, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
 };
 use bounced::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
+use bounced::text::printable;
 use bounced::{BounceType, Reason};
 
 /// Look up a recipient or list stored bounces. Exit code 1 when the recipient is unknown.
@@ -122,8 +123,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| address.clone());
                 let Some(info) = store.recipient(address).await? else {
                     eprintln!(
-                        "bounced: no recipient {address} in {}",
-                        store.path().display()
+                        "bounced: no recipient {} in {}",
+                        printable(address),
+                        bounced::text::path(store.path())
                     );
                     return Ok(ExitCode::from(1));
                 };

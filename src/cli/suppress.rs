@@ -74,7 +74,10 @@ pub fn run_unsuppress(args: UnsuppressArgs) -> anyhow::Result<ExitCode> {
         store.close().await;
         let out = match out {
             Err(StoreError::UnknownRecipient(a)) => {
-                eprintln!("bounced: no recipient {a} in the database");
+                eprintln!(
+                    "bounced: no recipient {} in the database",
+                    bounced::text::printable(&a)
+                );
                 return Ok(ExitCode::from(1));
             }
             other => other?,

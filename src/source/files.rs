@@ -524,7 +524,7 @@ impl MboxMessage {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The operating system refused (permission, vanished file, not a file).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Over the size limit, found from metadata (or while reading a stream) before reading it whole.
     #[error(transparent)]

@@ -41,19 +41,11 @@ pub const SETTLE_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum MaildirError {
     /// `new/`, `cur/` or `tmp/` is missing or unreadable.
-    #[error("maildir {path}: {source} (a Maildir holds new/, cur/ and tmp/)")]
-    Layout {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("maildir {path}: {cause} (a Maildir holds new/, cur/ and tmp/)")]
+    Layout { path: PathBuf, cause: io::Error },
     /// The inotify watch could not be set up.
-    #[error("maildir {path}: cannot watch for new mail: {source}")]
-    Watch {
-        path: PathBuf,
-        #[source]
-        source: notify::Error,
-    },
+    #[error("maildir {path}: cannot watch for new mail: {cause}")]
+    Watch { path: PathBuf, cause: notify::Error },
 }
 
 /// The folders of one Maildir, and the files of it now in the pipeline.
@@ -312,10 +304,10 @@ impl MaildirSource {
                 Ok(_) => {
                     return Err(MaildirError::Layout {
                         path: root,
-                        source: io::Error::other(format!("{} is not a folder", p.display())),
+                        cause: io::Error::other(format!("{} is not a folder", p.display())),
                     });
                 }
-                Err(source) => return Err(MaildirError::Layout { path: p, source }),
+                Err(cause) => return Err(MaildirError::Layout { path: p, cause }),
             }
         }
         Ok(MaildirSource {
@@ -390,17 +382,17 @@ impl MaildirSource {
                     wake.notify_one();
                 }
             })
-            .map_err(|source| MaildirError::Watch {
+            .map_err(|cause| MaildirError::Watch {
                 path: self.shared.root.clone(),
-                source,
+                cause,
             })?
         };
         for dir in [&self.shared.new, &self.shared.cur] {
             watcher
                 .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|source| MaildirError::Watch {
+                .map_err(|cause| MaildirError::Watch {
                     path: dir.clone(),
-                    source,
+                    cause,
                 })?;
         }
         tracing::info!(maildir = %text::printable(&self.label), path = %text::path(&self.shared.root), "watching");

@@ -86,10 +86,10 @@ impl Store {
             last_id = last.id;
             for m in chunk {
                 report.messages += 1;
-                let raw = inflate(&m.raw_deflate).map_err(|source| StoreError::Raw {
+                let raw = inflate(&m.raw_deflate).map_err(|cause| StoreError::Raw {
                     path: self.path().to_path_buf(),
                     id: m.id,
-                    source,
+                    cause,
                 })?;
                 let analysis = analyze(&raw);
                 let stored: Vec<BounceFields> = sqlx::query_as(
