@@ -761,6 +761,9 @@ fn parse_fact_row(
     let reasons = reasons_in(reason);
     let category = category_of(reason, &reasons);
     let hard = hardness(hard, &reasons, !transient, category);
+    // A row the table calls hard despite a transient code is what an MTA reports when it gives up on
+    // that cause: a final failure. Other transient rows are delay notices.
+    let transient = transient && hard != Hardness::Hard;
     Some(Row {
         table: ctx.table,
         section: ctx.section.to_string(),
@@ -1008,16 +1011,19 @@ fn reply_list(cell: &str) -> Vec<u16> {
 fn quoted(cell: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut between = String::new();
-    let mut current: Option<String> = None;
+    // The quote that closes the open fragment: `"` closes `"`, `”` closes `“` (inner curly quotes
+    // inside a straight-quoted fragment are text).
+    let mut current: Option<(char, String)> = None;
     for c in cell.chars() {
-        match (c, current.as_mut()) {
-            ('"' | '“' | '”', None) => current = Some(String::new()),
-            ('"' | '“' | '”', Some(s)) => {
+        match current.as_mut() {
+            None if c == '"' => current = Some(('"', String::new())),
+            None if c == '“' => current = Some(('”', String::new())),
+            None => between.push(c),
+            Some((close, s)) if c == *close => {
                 out.push((std::mem::take(&mut between), std::mem::take(s)));
                 current = None;
             }
-            (c, Some(s)) => s.push(c),
-            (c, None) => between.push(c),
+            Some((_, s)) => s.push(c),
         }
     }
     out
