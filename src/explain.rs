@@ -374,14 +374,34 @@ fn explain_rule(
         "fallback.undefined" => {
             builtin("nothing to classify by: no code, no diagnostic, no failing action".into())
         }
-        _ => match classifier.rules().get(&id) {
-            Some(rule) => RuleExplanation {
-                id: id.clone(),
-                note: rule.note.clone(),
-                condition: rule_condition(rule, facts),
-            },
-            None => builtin("(not in the rule table)".into()),
-        },
+        _ => {
+            // A rule whose wording matched but was refuted (or not confirmed) reports its own id
+            // with a suffix; the rule is the same.
+            let (base, otherwise) = match id
+                .strip_suffix(".refuted")
+                .or_else(|| id.strip_suffix(".unconfirmed"))
+            {
+                Some(base) => (base, true),
+                None => (id.as_str(), false),
+            };
+            match classifier.rules().get(base) {
+                Some(rule) => {
+                    let mut condition = rule_condition(rule, facts);
+                    if otherwise {
+                        condition.push_str(&format!(
+                            "; but the evidence refutes its reason `{}` (or does not confirm it), so its `otherwise` reason `{}` applies",
+                            rule.reason, result.reason
+                        ));
+                    }
+                    RuleExplanation {
+                        id: id.clone(),
+                        note: rule.note.clone(),
+                        condition,
+                    }
+                }
+                None => builtin("(not in the rule table)".into()),
+            }
+        }
     }
 }
 

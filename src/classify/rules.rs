@@ -1194,11 +1194,11 @@ mod tests {
             ),
             (
                 "421 4.7.0 [TSS04] Deferred: too many complaints about mail from 192.0.2.7",
-                Reason::Rejected,
+                Reason::Badreputation,
             ),
             (
                 "554 [TS03] All messages from 192.0.2.7 permanently deferred",
-                Reason::Rejected,
+                Reason::Badreputation,
             ),
             (
                 "550 5.7.509 Access denied, the sending domain example.org fails DMARC",
@@ -1425,11 +1425,11 @@ mod tests {
             ),
             (
                 "Sorry, no mail exchanger or address record for example.net. (#5.4.4)",
-                Reason::Notaccept,
+                Reason::Hostunknown,
             ),
             (
                 "No MX record found for domain example.net",
-                Reason::Notaccept,
+                Reason::Hostunknown,
             ),
             (
                 "an MX or SRV record indicated no SMTP service for example.net",
@@ -1500,10 +1500,14 @@ mod tests {
     fn unreachable_host_in_a_report_is_expired() {
         let set = RuleSet::builtin();
         let mut f = facts("421 Host not reachable.");
-        f.action = Some("delayed");
+        f.action = Some("failed");
         assert_eq!(set.match_text(&f).map(|r| r.reason), Some(Reason::Expired));
-        f.action = None;
-        assert_ne!(set.match_text(&f).map(|r| r.reason), Some(Reason::Expired));
+        // While the sender still retries, an unreachable host is a network error.
+        f.action = Some("delayed");
+        assert_eq!(
+            set.match_text(&f).map(|r| r.reason),
+            Some(Reason::Networkerror)
+        );
     }
 
     #[test]
