@@ -235,6 +235,27 @@ impl Rule {
         !self.text.is_empty()
     }
 
+    /// The step of the fallback ladder this rule belongs to: `provider` (keyed on a provider's
+    /// hosts, or a provider's own codes), `text` (wording), `enhanced code` (the registered meaning
+    /// of the status), `reply code and command`, or `diagnostic type or action`.
+    pub fn step(&self) -> &'static str {
+        let provider = !self.host.is_empty()
+            || !self.reporting_host.is_empty()
+            || self.id.contains(".provider.")
+            || self.id.ends_with(".microsoft");
+        if provider {
+            "provider"
+        } else if self.is_text_rule() {
+            "text"
+        } else if !self.status.is_empty() {
+            "enhanced code"
+        } else if !self.replycode.is_empty() || !self.command.is_empty() {
+            "reply code and command"
+        } else {
+            "diagnostic type or action"
+        }
+    }
+
     /// Whether every condition other than `text` holds.
     fn other_conditions_hold(&self, facts: &Facts) -> bool {
         if !self.status.is_empty()

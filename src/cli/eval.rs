@@ -509,6 +509,7 @@ fn print_explanation(
             writeln!(out, "  {label:<14}{value}")?;
         }
         writeln!(out, "  {:<14}{}", "rule", r.rule.id)?;
+        writeln!(out, "  {:<14}{}", "  step", r.rule.step)?;
         if let Some(note) = &r.rule.note {
             writeln!(out, "  {:<14}{note}", "  note")?;
         }
