@@ -316,13 +316,14 @@ fn print_knowledge(
         }
     }
     writeln!(out, "hard/soft, all rows    {}", ratio(f.hard_soft))?;
-    writeln!(out, "by envelope (bounces):")?;
+    writeln!(out, "by table and envelope (bounces):")?;
     for (name, g) in &f.envelopes {
         writeln!(
             out,
-            "  {name:<18}{}   hard/soft {}",
+            "  {name:<22}{}   hard/soft {}   not read as a bounce: {}",
             ratio(g.reason),
-            ratio(g.hard_soft)
+            ratio(g.hard_soft),
+            g.unread
         )?;
     }
     writeln!(out, "by reason (rows, by the first reason the row names):")?;

@@ -436,6 +436,12 @@ static PLACEHOLDER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<\s*([^<>]{1,40}?)\s*>").expect("fixed pattern"));
 
 fn fill_placeholders(words: &str) -> String {
+    fill_placeholders_for(words, false)
+}
+
+/// [`fill_placeholders`] for a row about the envelope sender (its only reason is `rejected`): an
+/// address placeholder there is the sender's address.
+fn fill_placeholders_for(words: &str, sender_side: bool) -> String {
     PLACEHOLDER
         .replace_all(words, |c: &regex::Captures| {
             let raw = c.get(1).map_or("", |m| m.as_str()).trim();
@@ -451,6 +457,7 @@ fn fill_placeholders(words: &str) -> String {
                 return format!("RCPT TO:<{RECIPIENT}>");
             }
             match name.as_str() {
+                "addr" | "x" if sender_side => SENDER.to_string(),
                 "rcpt" | "addr" | "x" | "a" | "to" | "recipient" | "rcpt domain" => {
                     RECIPIENT.to_string()
                 }
@@ -731,13 +738,14 @@ fn parse_fact_row(
     }
     let fragments = wording_variants(words);
     let key = fragments.first()?.clone();
+    let sender_side = reasons_in(reason) == [Reason::Rejected];
     let replies = reply_codes_in(codes);
     let statuses = status_codes_in(codes);
     let paired = replies.len() == fragments.len() && fragments.len() > 1;
     let mut variants = Vec::new();
     for (k, fragment) in fragments.iter().enumerate() {
         let pick = if paired { k } else { 0 };
-        let words = fill_placeholders(fragment);
+        let words = fill_placeholders_for(fragment, sender_side);
         let reply = leading_reply(&words).or_else(|| replies.get(pick).copied().flatten());
         let status = statuses
             .get(pick)
@@ -1477,6 +1485,8 @@ pub struct Group {
     pub reason: Ratio,
     /// Hard/soft agreement.
     pub hard_soft: Ratio,
+    /// Bounces that gave no result at all (not read as a bounce).
+    pub unread: u64,
 }
 
 /// Everything the knowledge measure reports.
@@ -1485,7 +1495,7 @@ pub struct KnowledgeFigures {
     /// Rows per table (reason agreement over rows with a scored reason; hard/soft over rows with a
     /// scored hard/soft).
     pub tables: BTreeMap<String, Group>,
-    /// Built bounces per envelope.
+    /// Built bounces per table and envelope (`mtas dsn`, `languages localized`, ...).
     pub envelopes: BTreeMap<String, Group>,
     /// Rows per first accepted reason.
     pub reasons: BTreeMap<String, Group>,
@@ -1603,8 +1613,11 @@ pub fn measure(
                 let hard_ok = hard_agrees(row.hard, got);
                 let group = f
                     .envelopes
-                    .entry(envelope.as_str().to_string())
+                    .entry(format!("{} {}", row.table, envelope.as_str()))
                     .or_default();
+                if got.is_none() {
+                    group.unread += 1;
+                }
                 if scored {
                     add(&mut group.reason, reason_ok);
                 }
