@@ -110,6 +110,9 @@ pub struct Config {
     /// IMAP mailboxes `bounced run` reads (`[[imap]]`, any number).
     #[serde(default)]
     pub imap: Vec<ImapConfig>,
+    /// The HTTP API, metrics and dashboard.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// `[store]`: the bounce database.
@@ -201,7 +204,9 @@ impl Config {
         if self.policy.soft_stale_after.0 > Duration::from_secs(3_650 * 86_400) {
             return Err(invalid("policy.soft_stale_after", "must be at most 3650d"));
         }
-        self.validate_daemon()
+        self.http
+            .validate()
+            .and_then(|()| self.validate_daemon())
             .map_err(|(key, problem)| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -566,6 +571,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("BOUNCED_MAX_MESSAGE_SIZE", "daemon.max_message_size"),
     ("BOUNCED_SHUTDOWN_GRACE", "daemon.shutdown_grace"),
     ("BOUNCED_SUMMARY_INTERVAL", "daemon.summary_interval"),
+    ("BOUNCED_HTTP_LISTEN", "http.listen"),
+    ("BOUNCED_HTTP_TOKEN_FILE", "http.token_file"),
 ];
 
 impl Config {
@@ -608,6 +615,12 @@ impl Config {
                 "BOUNCED_MAX_MESSAGE_SIZE" => self.daemon.max_message_size = num(v)?,
                 "BOUNCED_SHUTDOWN_GRACE" => self.daemon.shutdown_grace = dur(v)?,
                 "BOUNCED_SUMMARY_INTERVAL" => self.daemon.summary_interval = dur(v)?,
+                "BOUNCED_HTTP_LISTEN" => {
+                    self.http.listen = v
+                        .parse()
+                        .map_err(|_| bad(format!("is not an address and port: `{v}`")))?
+                }
+                "BOUNCED_HTTP_TOKEN_FILE" => self.http.token_file = Some(PathBuf::from(v)),
                 _ => {}
             }
         }
@@ -746,6 +759,93 @@ impl Config {
             }
             if i.fetch_batch == 0 || i.fetch_batch > 10_000 {
                 return at("imap.fetch_batch", "must be between 1 and 10000");
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- the HTTP server: [http] ----
+
+/// `[http]`: the HTTP API, Prometheus metrics and dashboard (`bounced serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port to listen on; anything but loopback needs a token.
+    pub listen: std::net::SocketAddr,
+    /// A file of tokens, one a line: `name:secret` (the name is recorded as the actor of manual
+    /// changes) or a bare secret (named `api`).
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding one token (`name:secret` or a bare secret).
+    pub token_env: Option<String>,
+    /// A systemd credential (`LoadCredential=`) holding tokens, read from `$CREDENTIALS_DIRECTORY`.
+    pub token_credential: Option<String>,
+    /// `/metrics` answers without a token (it carries no addresses).
+    pub metrics_public: bool,
+    /// Origins allowed to call the API from a browser (CORS); empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Mark the dashboard's session cookie `Secure` (when a TLS proxy is in front).
+    pub secure_cookie: bool,
+    /// How long a dashboard sign-in lasts.
+    pub session_lifetime: HumanDuration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8025)),
+            token_file: None,
+            token_env: None,
+            token_credential: None,
+            metrics_public: true,
+            cors_origins: Vec::new(),
+            secure_cookie: false,
+            session_lifetime: HumanDuration(Duration::from_secs(12 * 3_600)),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the section; the error is the dotted key and the problem.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let bad = |key: &'static str, p: &str| Err((key, p.to_owned()));
+        let sources = [
+            self.token_file.is_some(),
+            self.token_env.is_some(),
+            self.token_credential.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources > 1 {
+            return bad(
+                "http.token_file",
+                "set at most one of token_file, token_env, token_credential",
+            );
+        }
+        if self.session_lifetime.0 < Duration::from_secs(60)
+            || self.session_lifetime.0 > Duration::from_secs(30 * 86_400)
+        {
+            return bad("http.session_lifetime", "must be between 1m and 30d");
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
+            return bad(
+                "http.max_body_bytes",
+                "must be between 1024 and 67108864 bytes",
+            );
+        }
+        for o in &self.cors_origins {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && !o.contains(char::is_whitespace);
+            if !ok {
+                return Err((
+                    "http.cors_origins",
+                    format!("`{o}` is not an origin such as \"https://lists.example.org\""),
+                ));
             }
         }
         Ok(())
@@ -897,6 +997,42 @@ mod tests {
         assert_eq!(c.logging.format, d.logging.format);
         assert_eq!(c.logging.level, d.logging.level);
         assert!(c.maildir.is_empty() && c.imap.is_empty());
+        let (h, dh) = (&c.http, &d.http);
+        assert_eq!(h.listen, dh.listen);
+        assert_eq!(h.metrics_public, dh.metrics_public);
+        assert_eq!(h.cors_origins, dh.cors_origins);
+        assert_eq!(h.secure_cookie, dh.secure_cookie);
+        assert_eq!(h.session_lifetime, dh.session_lifetime);
+        assert_eq!(h.max_body_bytes, dh.max_body_bytes);
+        assert!(h.token_file.is_none() && h.token_env.is_none());
+    }
+
+    #[test]
+    fn http_section_is_checked() {
+        let e = parse("[http]\ntoken_file = \"/a\"\ntoken_env = \"B\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.token_file"), "{e}");
+        let e = parse("[http]\ncors_origins = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.cors_origins"), "{e}");
+        let e = parse("[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let mut c = Config::default();
+        c.apply_env(
+            |k| match k {
+                "BOUNCED_HTTP_LISTEN" => Some("127.0.0.1:9000".to_owned()),
+                "BOUNCED_HTTP_TOKEN_FILE" => Some("/run/tokens".to_owned()),
+                _ => None,
+            },
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.http.token_file, Some(PathBuf::from("/run/tokens")));
     }
 
     #[test]
@@ -912,6 +1048,8 @@ mod tests {
                     && t.contains(" = ")
                     && !t.starts_with("password_env")
                     && !t.starts_with("password_credential")
+                    && !t.starts_with("token_env")
+                    && !t.starts_with("token_credential")
                     && !t.starts_with("rules"));
             if is_example && line.starts_with("# ") {
                 out.push_str(t);

@@ -21,6 +21,8 @@
 //! - [`explain`]: why one message got its results (reader, fields, rule, hard/soft), for `eval --explain`.
 //! - [`cli`]: the subcommands of the `bounced` binary (one file each).
 //! - [`source`]: Maildir folders and IMAP mailboxes; they yield `Incoming` messages and act on acks.
+//! - [`http`]: the HTTP server over the store's queries: JSON API, Prometheus metrics, dashboard;
+//!   mounted by `bounced serve` on any runtime with a listener and a shutdown future.
 //! - [`daemon`]: `bounced run`: sources -> bounded queue -> workers -> one batching writer -> acks,
 //!   acknowledging a message only after its result is committed; drains on SIGTERM/SIGINT.
 //!
@@ -35,6 +37,7 @@ pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod export;
+pub mod http;
 pub mod policy;
 pub mod report;
 pub mod source;

@@ -11,6 +11,7 @@ pub mod check_config;
 pub mod classify;
 pub mod eval;
 pub mod run;
+pub mod serve;
 
 // The bounce database subcommands.
 pub mod db;
@@ -72,6 +73,8 @@ pub enum Command {
     Run(run::Args),
     /// Validate a configuration file and its environment overrides.
     CheckConfig(check_config::Args),
+    /// Serve the database over HTTP: JSON API, Prometheus metrics, dashboard.
+    Serve(serve::Args),
     /// Measure the daemon: backlog throughput and idle latency on a Maildir.
     #[command(hide = true)]
     BenchDaemon(bench_daemon::Args),
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // The daemon.
         Command::Run(args) => run::run(args, cli.verbose),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::BenchDaemon(args) => bench_daemon::run(args),
         Command::BenchSoak(args) => bench_soak::run(args),
     }
