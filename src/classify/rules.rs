@@ -1239,7 +1239,7 @@ mod tests {
             ),
             ("554 192.0.2.7 has been refused IB111", Reason::Blocked),
             ("552 Message refused IB212 - content", Reason::Spamdetected),
-            ("550 Ip frequency limited, try later", Reason::Toomanyconn),
+            ("550 Ip frequency limited, try later", Reason::Speeding),
             (
                 "451 4.7.650 192.0.2.7 is rate limited for its reputation (S3113)",
                 Reason::Badreputation,

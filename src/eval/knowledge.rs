@@ -505,7 +505,7 @@ fn wording_variants(cell: &str) -> Vec<String> {
         match variants.last_mut() {
             None => variants.push(fragment),
             Some(last) => {
-                if sep.contains('+') || sep == "(" {
+                if sep.contains('+') || sep == "(" || sep.is_empty() {
                     last.push(' ');
                     last.push_str(&fragment);
                 } else if sep == "/"
