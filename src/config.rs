@@ -113,6 +113,9 @@ pub struct Config {
     /// The HTTP API, metrics and dashboard.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Deprecated keys met while loading, as sentences to show the user (not a configuration key).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[store]`: the bounce database.
@@ -124,8 +127,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How long a write waits for another writer before failing as "locked".
     pub busy_timeout: HumanDuration,
-    /// Messages per transaction when importing: larger is faster, smaller loses less on a crash.
-    pub batch_size: usize,
+    /// Deprecated: the one batch setting is `daemon.batch_size`, which `run` and `import` share.
+    /// When the file sets this key and not that one, its value is used there, with a warning.
+    pub batch_size: Option<usize>,
 }
 
 impl Default for StoreConfig {
@@ -133,7 +137,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("bounced.db"),
             busy_timeout: HumanDuration(Duration::from_secs(5)),
-            batch_size: 500,
+            batch_size: None,
         }
     }
 }
@@ -169,10 +173,29 @@ impl Config {
 
     /// Parses and validates configuration text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_owned(),
         })?;
+        if let Some(n) = cfg.store.batch_size {
+            let daemon_set = toml::from_str::<toml::Table>(text).is_ok_and(|t| {
+                t.get("daemon")
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|d| d.contains_key("batch_size"))
+            });
+            if daemon_set {
+                cfg.warnings.push(format!(
+                    "{}: store.batch_size is deprecated and ignored, as daemon.batch_size is set (it serves run and import alike)",
+                    path.display()
+                ));
+            } else {
+                cfg.daemon.batch_size = n;
+                cfg.warnings.push(format!(
+                    "{}: store.batch_size is deprecated: rename it daemon.batch_size (it serves run and import alike)",
+                    path.display()
+                ));
+            }
+        }
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -186,7 +209,7 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
-        if self.store.batch_size == 0 || self.store.batch_size > 100_000 {
+        if self.store.batch_size.is_some_and(|n| n == 0 || n > 100_000) {
             return Err(invalid("store.batch_size", "must be between 1 and 100000"));
         }
         if self.store.busy_timeout.0 > Duration::from_secs(3_600) {
@@ -965,6 +988,24 @@ mod tests {
     }
 
     #[test]
+    fn the_old_batch_key_still_works_with_a_warning() {
+        let c = parse("[store]\nbatch_size = 50\n").unwrap();
+        assert_eq!(c.daemon.batch_size, 50);
+        assert!(c.warnings[0].contains("deprecated"), "{:?}", c.warnings);
+        let c = parse("[store]\nbatch_size = 50\n[daemon]\nbatch_size = 70\n").unwrap();
+        assert_eq!(c.daemon.batch_size, 70);
+        assert!(c.warnings[0].contains("ignored"), "{:?}", c.warnings);
+        assert!(
+            parse("[daemon]\nbatch_size = 70\n")
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+        let e = parse("[store]\nbatch_size = 0\n").unwrap_err().to_string();
+        assert!(e.contains("store.batch_size"), "{e}");
+    }
+
+    #[test]
     fn secrets_never_print() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
@@ -985,7 +1026,8 @@ mod tests {
         let c = parse(text).unwrap();
         let d = Config::default();
         assert_eq!(c.store.path, d.store.path);
-        assert_eq!(c.store.batch_size, d.store.batch_size);
+        assert_eq!(c.store.batch_size, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.store.busy_timeout, d.store.busy_timeout);
         assert_eq!(c.policy(), d.policy());
         assert_eq!(c.daemon.batch_size, d.daemon.batch_size);

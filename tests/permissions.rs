@@ -1,6 +1,8 @@
 //! The files bounced creates are not readable by other users: the database and its `-wal`/`-shm`
 //! (0600), exports (0640 at most), the quarantine folder and the messages moved into it.
 
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::fs;

@@ -41,7 +41,7 @@ fn bounce(rcpt: &str, reason: Reason, ty: BounceType) -> Bounce {
 
 fn analysis(bounces: Vec<Bounce>) -> Analysis {
     Analysis {
-        kind: "dsn",
+        kind: bounced::Kind::Dsn,
         reader: "dsn",
         bounces,
         error: None,

@@ -7,14 +7,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, HumanDuration};
-use crate::store::Store;
+use bounced::config::{Config, HumanDuration};
+use bounced::store::Store;
 
 /// The database to use and the configuration that names it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// The bounce database [default: `[store] path` from the configuration, then ./bounced.db].
-    #[arg(long, env = "BOUNCED_DB", value_name = "PATH", global = true)]
+    /// The bounce database [default: BOUNCED_DB, then `[store] path` from the configuration, then
+    /// ./bounced.db].
+    #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
     /// The configuration file (bounced.toml); without one, the documented defaults apply.
     #[arg(
@@ -27,12 +28,9 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    /// The configuration: the file when given, else the defaults.
+    /// The configuration: the file when given, else the defaults; then the environment.
     pub fn config(&self) -> anyhow::Result<Config> {
-        match &self.config_file {
-            Some(path) => Ok(Config::load(path)?),
-            None => Ok(Config::default()),
-        }
+        super::load_config(self.config_file.as_deref())
     }
 
     /// `--db`, else the configured path.

@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::db::{
     DbArgs, OutputFormat, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
 };
-use crate::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
-use crate::{BounceType, Reason};
+use bounced::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
+use bounced::{BounceType, Reason};
 
 /// Look up a recipient or list stored bounces. Exit code 1 when the recipient is unknown.
 #[derive(Debug, clap::Args)]
@@ -215,7 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_recipient(out: &mut dyn Write, r: &RecipientInfo) -> io::Result<()> {
-    let t = |v: &Option<crate::store::query::Timestamp>| {
+    let t = |v: &Option<bounced::store::query::Timestamp>| {
         v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned())
     };
     writeln!(out, "address      {}", r.address)?;

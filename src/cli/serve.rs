@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::db::DbArgs;
-use super::run::{load_config, shutdown_signal};
-use crate::http::{self, HttpState, Metrics, Tokens};
-use crate::store::Store;
+use super::load_config;
+use super::run::shutdown_signal;
+use bounced::http::{self, HttpState, Metrics, Tokens};
+use bounced::store::Store;
 
 /// Serve a bounce database over HTTP: the JSON API under /api/v1, Prometheus metrics at /metrics,
 /// the dashboard at /, readiness at /healthz.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::db::{DbArgs, runtime};
-use crate::store::StoreError;
+use bounced::store::StoreError;
 
 /// Put an address on the suppression list by hand (it is created when unknown).
 #[derive(Debug, clap::Args)]

@@ -104,7 +104,10 @@ impl Store {
                 .map_err(|e| self.err(e))?;
                 let fresh: Vec<BounceFields> =
                     analysis.bounces.iter().map(BounceFields::of).collect();
-                if stored == fresh && m.kind == analysis.kind && m.reader == analysis.reader {
+                if stored == fresh
+                    && m.kind == analysis.kind.as_str()
+                    && m.reader == analysis.reader
+                {
                     continue;
                 }
                 report.changed += 1;
@@ -129,7 +132,7 @@ impl Store {
                     "update messages set kind = ?, reader = ?, error = ?, original_message_id = ?, \
                      original_list_id = ? where id = ?",
                 )
-                .bind(analysis.kind)
+                .bind(analysis.kind.as_str())
                 .bind(analysis.reader)
                 .bind(analysis.error.as_ref().map(ToString::to_string))
                 .bind(original.and_then(|o| o.message_id.as_deref()))

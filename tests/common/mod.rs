@@ -1,7 +1,7 @@
 //! Helpers shared by the daemon tests: our own bounce messages, Maildir delivery, database checks,
 //! and the `bounced` binary as a child process.
 
-#![allow(dead_code)]
+#![allow(dead_code, unsafe_code)]
 
 pub mod dovecot;
 

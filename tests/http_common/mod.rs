@@ -1,7 +1,7 @@
 //! What the HTTP tests share: our own bounce messages (dated relative to today), a database filled
 //! by the real `bounced import`, and the real `bounced serve` as a child process on a free port.
 
-#![allow(dead_code)]
+#![allow(dead_code, unsafe_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
