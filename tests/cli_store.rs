@@ -381,3 +381,37 @@ fn a_read_only_database_is_named_readers_still_work_and_nothing_is_written() {
         "{s}"
     );
 }
+
+#[test]
+fn processes_started_at_once_on_a_new_database_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("one.eml"), dsn(1)).unwrap();
+    for round in 0..10 {
+        let db = format!("race-{round}.db");
+        let children: Vec<_> = (0..6)
+            .map(|i| {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_bounced"));
+                c.current_dir(dir.path())
+                    .env_remove("BOUNCED_DB")
+                    .env_remove("BOUNCED_CONFIG")
+                    .env_remove("RUST_LOG")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                if i % 2 == 0 {
+                    c.args(["import", "one.eml", "--db", &db]);
+                } else {
+                    c.args(["suppress", &format!("racer{i}@example.com"), "--db", &db]);
+                }
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        }
+        let stats = bounced(dir.path(), &["stats", "--db", &db, "--format", "jsonl"]);
+        let s = json(&stats);
+        assert_eq!(s["messages"], 1, "round {round}: {s}");
+        assert_eq!(s["recipients"], 4, "round {round}: {s}");
+    }
+}

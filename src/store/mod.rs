@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
+use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
 pub use reclassify::{ReclassifyReport, Shift};
@@ -147,31 +147,59 @@ impl Store {
     }
 
     /// Refuses a database written by a newer bounced, then applies the migrations this one knows.
+    ///
+    /// Several processes may open a new database at once (a daemon and an import started together):
+    /// the check and the migrations run inside one `begin immediate` transaction, so one process
+    /// migrates while the others wait (up to the busy timeout) and then find nothing left to do. A
+    /// database already up to date is only read, so readers never take the write lock here.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        if self.pending_migrations(&mut conn).await? == 0 {
+            return Ok(());
+        }
+        use sqlx::Connection;
+        let mut tx = conn
+            .begin_with("begin immediate")
+            .await
+            .map_err(|e| self.err(e))?;
+        // Another process may have migrated while this one waited for the lock.
+        if self.pending_migrations(&mut tx).await? > 0 {
+            MIGRATOR
+                .run_direct(None, &mut *tx, false)
+                .await
+                .map_err(|e| StoreError::from_migrate(&self.path, e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// How many known migrations the database lacks; fails with [`StoreError::NewerVersion`] when
+    /// it has one this binary does not know.
+    async fn pending_migrations(&self, conn: &mut SqliteConnection) -> Result<usize, StoreError> {
+        let known = Store::schema_version();
         let has_table: Option<(String,)> = sqlx::query_as(
             "select name from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
-        if has_table.is_some() {
-            let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-            if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
-                return Err(StoreError::NewerVersion {
-                    path: self.path.clone(),
-                    found: v,
-                    known,
-                });
-            }
+        if has_table.is_none() {
+            return Ok(MIGRATOR.iter().count());
         }
-        MIGRATOR
-            .run(&self.pool)
+        let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
+            .fetch_all(&mut *conn)
             .await
-            .map_err(|e| StoreError::from_migrate(&self.path, e))
+            .map_err(|e| self.err(e))?;
+        if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
+            return Err(StoreError::NewerVersion {
+                path: self.path.clone(),
+                found: v,
+                known,
+            });
+        }
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.iter().any(|(v,)| *v == m.version))
+            .count())
     }
 
     /// The database file.
