@@ -57,6 +57,9 @@ pub struct Analysis {
     pub error: Option<ReadError>,
     /// The returned original message's identity, when the report carries it.
     pub original: Option<report::Original>,
+    /// The recipient the bounce's own address names when the list sends with VERP
+    /// (`list-bounces+user=example.net@...`): a report about anyone else is not trusted.
+    pub verp: Option<String>,
 }
 
 /// Reads and classifies one message; the single entry point the CLI, the store and the daemon share.
@@ -64,6 +67,7 @@ pub fn analyze(bytes: &[u8], classifier: &Classifier, opts: &report::ReadOptions
     match report::read_with(bytes, opts) {
         Ok(report) => {
             let bounces = classifier.classify(&report);
+            let verp = report.verp;
             let kind = match report.kind {
                 Some(k) if !bounces.is_empty() || k == Kind::NotBounce => k.as_str(),
                 _ => Kind::NotBounce.as_str(),
@@ -74,6 +78,7 @@ pub fn analyze(bytes: &[u8], classifier: &Classifier, opts: &report::ReadOptions
                 bounces,
                 error: None,
                 original: report.original,
+                verp,
             }
         }
         Err(e) => Analysis {
@@ -82,6 +87,7 @@ pub fn analyze(bytes: &[u8], classifier: &Classifier, opts: &report::ReadOptions
             bounces: Vec::new(),
             error: Some(e),
             original: None,
+            verp: None,
         },
     }
 }

@@ -415,3 +415,454 @@ fn processes_started_at_once_on_a_new_database_all_succeed() {
         assert_eq!(s["recipients"], 4, "round {round}: {s}");
     }
 }
+
+/// A DSN for `full-<n>@example.net` whose wording says the mailbox is full: a soft bounce.
+fn full_mailbox(n: u32) -> String {
+    DSN.replace("NUM", &n.to_string())
+        .replace("user-", "full-")
+        .replace("Status: 5.1.1", "Status: 4.2.2")
+        .replace(
+            "550 5.1.1 <full-",
+            "452 4.2.2 quota of the test mailbox exceeded <full-",
+        )
+        .replace(">: Recipient address rejected: User unknown", ">")
+}
+
+/// A rule file that reads the mailbox-full wording of [`full_mailbox`] as an unknown user.
+const FULL_IS_UNKNOWN: &str = "[[rule]]\n\
+id = \"local.test-quota-is-unknown\"\n\
+reason = \"userunknown\"\n\
+text = ['quota of the test mailbox exceeded']\n\
+note = \"a test rule\"\n";
+
+/// `bounced db check` on `db`: its exit code and stderr.
+fn db_check(dir: &Path, db: &str) -> (Option<i32>, String) {
+    let out = bounced(dir, &["db", "check", "--db", db]);
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// 2,000 recipients with one soft bounce each, recorded; the rule file beside them.
+fn two_thousand_soft(dir: &Path, db: &str) {
+    let inbox = dir.join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for n in 0..2000 {
+        std::fs::write(inbox.join(format!("{n}.eml")), full_mailbox(n)).unwrap();
+    }
+    std::fs::write(dir.join("rules.toml"), FULL_IS_UNKNOWN).unwrap();
+    let out = bounced(dir, &["import", "in", "--db", db, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = json(&out);
+    assert_eq!(s["bounces"]["soft"], 2000, "{s}");
+    let out = bounced(dir, &["stats", "--db", db, "--format", "jsonl"]);
+    assert_eq!(json(&out)["suppressed"], serde_json::json!([]));
+}
+
+fn suppressed_hard(dir: &Path, db: &str) -> i64 {
+    let out = bounced(dir, &["stats", "--db", db, "--format", "jsonl"]);
+    let s = json(&out);
+    s["suppressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "hard")
+        .and_then(|p| p[1].as_i64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reclassify_killed_mid_run_leaves_every_recipient_in_step_and_a_rerun_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = "b.db";
+    two_thousand_soft(dir.path(), db);
+    let db_path = dir.path().join(db);
+    let changed = || -> i64 {
+        let conn = || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&db_path)
+                    .read_only(true);
+                let pool = sqlx::SqlitePool::connect_with(opts).await.ok()?;
+                let n: Option<i64> =
+                    sqlx::query_scalar("select count(*) from bounces where reason = 'userunknown'")
+                        .fetch_one(&pool)
+                        .await
+                        .ok();
+                pool.close().await;
+                n
+            })
+        };
+        conn().unwrap_or(0)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bounced"))
+        .args(["reclassify", "--rules", "rules.toml", "--db", db])
+        .current_dir(dir.path())
+        .env_remove("BOUNCED_DB")
+        .env_remove("BOUNCED_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut seen = 0;
+    while start.elapsed() < std::time::Duration::from_secs(120) {
+        seen = changed();
+        if seen > 0 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(
+        seen > 0 && seen < 2000 && status.code().is_none(),
+        "the kill must land mid-run: {seen} bounces changed, {status:?}"
+    );
+    let part = changed();
+    assert!(part < 2000, "{part}");
+    assert_eq!(
+        suppressed_hard(dir.path(), db),
+        part,
+        "every bounce committed as hard has its recipient suppressed"
+    );
+    let (code, report) = db_check(dir.path(), db);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("0 differ"), "{report}");
+
+    let out = bounced(
+        dir.path(),
+        &[
+            "reclassify",
+            "--rules",
+            "rules.toml",
+            "--db",
+            db,
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["changed"], 2000 - part, "{v}");
+    assert_eq!(suppressed_hard(dir.path(), db), 2000);
+    let (code, report) = db_check(dir.path(), db);
+    assert_eq!(code, Some(0), "{report}");
+}
+
+#[test]
+fn reclassify_stopped_by_a_lock_leaves_every_recipient_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = "b.db";
+    two_thousand_soft(dir.path(), db);
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "[store]\npath = \"b.db\"\nbusy_timeout = \"500ms\"\n",
+    )
+    .unwrap();
+    let db_path = dir.path().join(db);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut holder = rt.block_on(async {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db_path.display()))
+            .await
+            .unwrap()
+    });
+    let count = |conn: &mut sqlx::SqliteConnection| -> i64 {
+        rt.block_on(
+            sqlx::query_scalar("select count(*) from bounces where reason = 'userunknown'")
+                .fetch_one(conn),
+        )
+        .unwrap()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bounced"))
+        .args(["reclassify", "--rules", "rules.toml", "--config", "b.toml"])
+        .current_dir(dir.path())
+        .env_remove("BOUNCED_DB")
+        .env_remove("BOUNCED_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while count(&mut holder) == 0 && start.elapsed() < std::time::Duration::from_secs(120) {
+        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    rt.block_on(sqlx::query("begin immediate").execute(&mut holder))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is locked"), "{}", stderr(&out));
+    rt.block_on(sqlx::query("rollback").execute(&mut holder))
+        .unwrap();
+    let part = count(&mut holder);
+    assert!(part > 0 && part < 2000, "{part}");
+    assert_eq!(suppressed_hard(dir.path(), db), part);
+    let (code, report) = db_check(dir.path(), db);
+    assert_eq!(code, Some(0), "{report}");
+}
+
+/// `bounced ARGS` with `input` on its standard input.
+fn bounced_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bounced"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BOUNCED_DB")
+        .env_remove("BOUNCED_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn stats_without_by_apply_since_and_until() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // Three failures on three days of March 2026.
+    for (n, day) in [(1, 2), (2, 5), (3, 9)] {
+        let text = dsn(n).replace(
+            "Action: failed\n",
+            &format!("Action: failed\nLast-Attempt-Date: Mon, {day} Mar 2026 10:00:00 +0000\n"),
+        );
+        std::fs::write(inbox.join(format!("{n}.eml")), text).unwrap();
+    }
+    assert!(bounced(dir.path(), &["import", "in"]).status.success());
+    let all = json(&bounced(dir.path(), &["stats", "--format", "jsonl"]));
+    assert_eq!(all["bounces"], 3, "{all}");
+    let part = bounced(
+        dir.path(),
+        &[
+            "stats",
+            "--since",
+            "2026-03-04",
+            "--until",
+            "2026-03-08",
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert!(part.status.success(), "{}", stderr(&part));
+    let part = json(&part);
+    assert_eq!(part["bounces"], 1, "{part}");
+    assert_eq!(part["recipients"], 1, "{part}");
+    assert_eq!(
+        part["suppressed"],
+        serde_json::json!([["hard", 1]]),
+        "{part}"
+    );
+    let table = stdout(&bounced(
+        dir.path(),
+        &["stats", "--since", "2026-03-08", "--format", "csv"],
+    ));
+    assert!(table.contains("bounces,total,1\n"), "{table}");
+    assert!(table.contains("bounces,hard,1\n"), "{table}");
+}
+
+#[test]
+fn a_repeated_suppress_adds_no_history_and_the_default_reason_says_who() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let out = bounced(dir.path(), &["suppress", "sam@example.com"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = bounced(dir.path(), &["suppress", "sam@example.com"]);
+    assert_eq!(
+        stdout(&out),
+        "sam@example.com already suppressed by hand; nothing to do\n"
+    );
+    let q = json(&bounced(
+        dir.path(),
+        &["query", "recipient", "sam@example.com", "--format", "jsonl"],
+    ));
+    let history = q["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{q}");
+    assert_eq!(history[0]["note"], "suppressed by the operator");
+    let table = stdout(&bounced(
+        dir.path(),
+        &["query", "recipient", "sam@example.com"],
+    ));
+    assert!(
+        table.contains("(manual: suppressed by the operator)"),
+        "{table}"
+    );
+    assert!(!table.contains("(manual: )"), "{table}");
+
+    // Unsuppress twice: one row.
+    for _ in 0..2 {
+        assert!(
+            bounced(dir.path(), &["unsuppress", "sam@example.com"])
+                .status
+                .success()
+        );
+    }
+    let q = json(&bounced(
+        dir.path(),
+        &["query", "recipient", "sam@example.com", "--format", "jsonl"],
+    ));
+    assert_eq!(q["history"].as_array().unwrap().len(), 2, "{q}");
+}
+
+#[test]
+fn suppress_and_unsuppress_take_many_addresses_and_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = "# to remove\nann@example.com\n\n  bob@example.com   # asked by phone\nnot-an-address\nann@example.com\n";
+    let out = bounced_stdin(
+        dir.path(),
+        &["suppress", "cy@example.com", "-", "--dry-run"],
+        input,
+    );
+    assert!(!dir.path().join("bounced.db").exists() || out.status.code() == Some(1));
+    // A dry run on a new database: nothing exists to read.
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        bounced(dir.path(), &["suppress", "first@example.com"])
+            .status
+            .success()
+    );
+
+    let out = bounced_stdin(
+        dir.path(),
+        &["suppress", "cy@example.com", "-", "--dry-run"],
+        input,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "cy@example.com would be suppressed\n\
+         ann@example.com would be suppressed\n\
+         bob@example.com would be suppressed\n\
+         not-an-address refused: not an email address (expected local-part@domain)\n\
+         ann@example.com would be suppressed\n"
+    );
+    assert!(
+        stderr(&out).contains("1 of 5 addresses refused"),
+        "{}",
+        stderr(&out)
+    );
+    let list = stdout(&bounced(dir.path(), &["export"]));
+    assert_eq!(list, "first@example.com\n", "a dry run writes nothing");
+
+    let out = bounced_stdin(dir.path(), &["suppress", "cy@example.com", "-"], input);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "cy@example.com suppressed\n\
+         ann@example.com suppressed\n\
+         bob@example.com suppressed\n\
+         not-an-address refused: not an email address (expected local-part@domain)\n\
+         ann@example.com already suppressed by hand; nothing to do\n"
+    );
+    let list = stdout(&bounced(dir.path(), &["export"]));
+    assert_eq!(
+        list,
+        "ann@example.com\nbob@example.com\ncy@example.com\nfirst@example.com\n"
+    );
+
+    let out = bounced(
+        dir.path(),
+        &[
+            "unsuppress",
+            "ann@example.com",
+            "nobody@example.com",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "ann@example.com would be unsuppressed\nnobody@example.com refused: not in the database\n"
+    );
+    let out = bounced_stdin(
+        dir.path(),
+        &["unsuppress", "-"],
+        "ann@example.com\nbob@example.com\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ann@example.com unsuppressed\nbob@example.com unsuppressed\n"
+    );
+    let list = stdout(&bounced(dir.path(), &["export"]));
+    assert_eq!(list, "cy@example.com\nfirst@example.com\n");
+}
+
+#[test]
+fn reclassify_dry_run_names_the_addresses_that_would_flip_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for n in 0..3 {
+        std::fs::write(inbox.join(format!("{n}.eml")), full_mailbox(n)).unwrap();
+    }
+    std::fs::write(dir.path().join("rules.toml"), FULL_IS_UNKNOWN).unwrap();
+    assert!(bounced(dir.path(), &["import", "in"]).status.success());
+    let before = std::fs::read(dir.path().join("bounced.db")).unwrap();
+
+    let out = bounced(
+        dir.path(),
+        &[
+            "reclassify",
+            "--rules",
+            "rules.toml",
+            "--dry-run",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "address,from,to\n\
+         full-0@example.net,active,suppressed\n\
+         full-1@example.net,active,suppressed\n\
+         full-2@example.net,active,suppressed\n"
+    );
+    let table = stdout(&bounced(
+        dir.path(),
+        &["reclassify", "--rules", "rules.toml", "--dry-run"],
+    ));
+    assert!(table.starts_with("dry run: nothing was written"), "{table}");
+    assert!(table.contains("messages changed    3\n"), "{table}");
+    assert_eq!(stdout(&bounced(dir.path(), &["export"])), "");
+    let (code, report) = db_check(dir.path(), "bounced.db");
+    assert_eq!(code, Some(0), "{report}");
+    let after = std::fs::read(dir.path().join("bounced.db")).unwrap();
+    assert_eq!(before.len(), after.len());
+
+    let out = bounced(
+        dir.path(),
+        &["reclassify", "--rules", "rules.toml", "--format", "csv"],
+    );
+    assert_eq!(
+        stdout(&out),
+        "address,from,to\n\
+         full-0@example.net,active,suppressed\n\
+         full-1@example.net,active,suppressed\n\
+         full-2@example.net,active,suppressed\n"
+    );
+    assert_eq!(
+        stdout(&bounced(dir.path(), &["export"])),
+        "full-0@example.net\nfull-1@example.net\nfull-2@example.net\n"
+    );
+}

@@ -202,6 +202,7 @@ fn message(n: u32, received: DateTime<Utc>, b: Bounce) -> Prepared {
         bounces: vec![b],
         error: None,
         original: None,
+        verp: None,
     };
     Prepared::new(
         format!("file:{n}"),

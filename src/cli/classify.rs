@@ -342,6 +342,7 @@ mod tests {
             bounces: vec![bounce()],
             error: None,
             original: None,
+            verp: None,
         };
         let line = serde_json::to_string(&rows(Some("a.eml"), &analysis)[0])?;
         assert!(line.starts_with(
@@ -375,6 +376,7 @@ mod tests {
             bounces: vec![],
             error: None,
             original: None,
+            verp: None,
         };
         let r = rows(Some("n.eml"), &analysis);
         assert_eq!(r.len(), 1);

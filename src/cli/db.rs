@@ -1,4 +1,5 @@
-//! What the database subcommands share: `--db`/`--config`, opening the store, dates, output formats.
+//! What the database subcommands share (`--db`/`--config`, opening the store, dates, output
+//! formats), and `bounced db`: checking and repairing the database.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +9,89 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Config, HumanDuration};
-use crate::store::Store;
+use crate::store::{Difference, Store};
+
+/// Check the bounce database: every recipient's state, counts, soft score and history must be
+/// what its stored bounces and the operator's decisions give.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: DbCommand,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub format: OutputFormat,
+}
+
+/// What to do with the database.
+#[derive(Debug, clap::Subcommand)]
+pub enum DbCommand {
+    /// Recompute every recipient from its stored bounces and manual decisions, in date order, and
+    /// report each difference (state, counts, score, times, suppression, counted flags, history).
+    /// Exit code 1 when a difference is found and not repaired.
+    Check {
+        /// Write what the bounces and decisions give over each recipient that differs.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+/// Runs `bounced db`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let DbCommand::Check { repair } = args.what;
+    runtime()?.block_on(async {
+        let (store, _) = args.db.open(false).await?;
+        let mut found: Vec<Difference> = Vec::new();
+        let report = store
+            .check(repair, Utc::now(), |d| found.push(d.clone()))
+            .await;
+        store.close().await;
+        let report = report?;
+        let mut out = std::io::stdout().lock();
+        match args.format {
+            OutputFormat::Jsonl => {
+                for d in &found {
+                    serde_json::to_writer(&mut out, d)?;
+                    writeln!(out)?;
+                }
+            }
+            OutputFormat::Csv | OutputFormat::Table => {
+                if !found.is_empty() || args.format == OutputFormat::Csv {
+                    print_rows(
+                        &mut out,
+                        args.format,
+                        &["address", "field", "stored", "expected"],
+                        &found,
+                        |d| {
+                            vec![
+                                d.address.clone(),
+                                d.field.clone(),
+                                d.stored.clone(),
+                                d.expected.clone(),
+                            ]
+                        },
+                    )?;
+                }
+            }
+        }
+        out.flush()?;
+        let verdict = match (report.differing, repair) {
+            (0, _) => "every recipient is in step with its bounces",
+            (_, true) => "repaired",
+            (_, false) => "run `bounced db check --repair` to write what the bounces give",
+        };
+        eprintln!(
+            "bounced: checked {} recipients: {} differ ({} differences); {verdict}",
+            report.recipients, report.differing, report.differences
+        );
+        Ok(if report.differing > 0 && !repair {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
 
 /// The database to use and the configuration that names it.
 #[derive(Debug, Clone, clap::Args)]

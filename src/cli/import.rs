@@ -377,6 +377,7 @@ fn work(
                         limit: read.max_size,
                     }),
                     original: None,
+                    verp: None,
                 },
             },
         };

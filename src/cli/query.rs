@@ -221,13 +221,11 @@ fn print_recipient(out: &mut dyn Write, r: &RecipientInfo) -> io::Result<()> {
     writeln!(out, "address      {}", r.address)?;
     writeln!(out, "state        {}", r.state)?;
     if r.state == "suppressed" {
-        writeln!(
-            out,
-            "suppressed   {} ({}: {})",
-            t(&r.suppressed_at),
-            opt(&r.suppressed_type),
-            opt(&r.suppressed_why)
-        )?;
+        let why = match (opt(&r.suppressed_type), opt(&r.suppressed_why)) {
+            (ty, why) if why.is_empty() => ty,
+            (ty, why) => format!("{ty}: {why}"),
+        };
+        writeln!(out, "suppressed   {} ({why})", t(&r.suppressed_at))?;
     }
     if let Some(m) = &r.manual {
         writeln!(out, "override     manually {m}")?;

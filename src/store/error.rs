@@ -54,6 +54,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The text is not a mailbox address.
+    #[error("`{0}` is not an email address (expected local-part@domain)")]
+    InvalidAddress(String),
     /// No recipient with this address is known.
     #[error("no recipient {0} in the database")]
     UnknownRecipient(String),

@@ -9,6 +9,7 @@ mod error;
 pub mod query;
 mod reclassify;
 mod record;
+mod replay;
 mod source_state;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +22,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
-pub use reclassify::{ReclassifyReport, Shift};
+pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
+pub use replay::{CheckReport, Difference};
 
 pub use source_state::SourcePosition;
 

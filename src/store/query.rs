@@ -224,7 +224,7 @@ struct RawDayStat {
     recipients: i64,
 }
 
-/// Totals over the whole database.
+/// Totals over the whole database, or a period of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Summary {
     /// Messages stored.
@@ -235,6 +235,9 @@ pub struct Summary {
     pub bounces: i64,
     /// Bounces per type.
     pub bounce_types: Vec<(String, i64)>,
+    /// Bounces about another recipient than the one the bounce address names (VERP): recorded,
+    /// never applied.
+    pub verp_mismatches: i64,
     /// Recipients known.
     pub recipients: i64,
     /// Suppressed recipients per suppression type (`hard`, `complaint`, `soft`, `manual`).
@@ -530,26 +533,71 @@ impl Store {
 
     /// Totals: messages by kind, bounces by type, recipients and suppressions by type.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
+        self.summary_between(None, None).await
+    }
+
+    /// Totals over a period: messages received, bounces failed (and the recipients they name),
+    /// and addresses suppressed at or after `since` and before `until`. Without either bound the
+    /// recipients are all those known.
+    pub async fn summary_between(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Summary, StoreError> {
         let pool = self.pool();
-        let kinds: Vec<(String, i64)> =
-            sqlx::query_as("select kind, count(*) from messages group by kind order by kind")
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let bounce_types: Vec<(String, i64)> = sqlx::query_as(
-            "select bounce_type, count(*) from bounces group by bounce_type order by bounce_type",
+        let (since, until) = (since.map(secs), until.map(secs));
+        let kinds: Vec<(String, i64)> = sqlx::query_as(
+            "select kind, count(*) from messages \
+             where (?1 is null or received_at >= ?1) and (?2 is null or received_at < ?2) \
+             group by kind order by kind",
         )
+        .bind(since)
+        .bind(until)
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
-        let (recipients,): (i64,) = sqlx::query_as("select count(*) from recipients")
+        let bounce_types: Vec<(String, i64)> = sqlx::query_as(
+            "select bounce_type, count(*) from bounces \
+             where (?1 is null or at >= ?1) and (?2 is null or at < ?2) \
+             group by bounce_type order by bounce_type",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let (verp_mismatches,): (i64,) = sqlx::query_as(
+            "select count(*) from bounces where verp_mismatch = 1 \
+             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let (recipients,): (i64,) = if since.is_none() && until.is_none() {
+            sqlx::query_as("select count(*) from recipients")
+                .fetch_one(pool)
+                .await
+        } else {
+            sqlx::query_as(
+                "select count(distinct recipient_id) from bounces \
+                 where (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
+            )
+            .bind(since)
+            .bind(until)
             .fetch_one(pool)
             .await
-            .map_err(|e| self.err(e))?;
+        }
+        .map_err(|e| self.err(e))?;
         let suppressed: Vec<(String, i64)> = sqlx::query_as(
             "select coalesce(suppressed_type, 'unknown'), count(*) from recipients \
-             where state = 'suppressed' group by suppressed_type order by suppressed_type",
+             where state = 'suppressed' \
+             and (?1 is null or suppressed_at >= ?1) and (?2 is null or suppressed_at < ?2) \
+             group by suppressed_type order by suppressed_type",
         )
+        .bind(since)
+        .bind(until)
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -558,6 +606,7 @@ impl Store {
             bounces: bounce_types.iter().map(|(_, n)| n).sum(),
             kinds,
             bounce_types,
+            verp_mismatches,
             recipients,
             suppressed,
         })
