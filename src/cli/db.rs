@@ -9,6 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Config, HumanDuration};
+use crate::export::spreadsheet_cell;
 use crate::store::{Difference, Store};
 
 /// Check the bounce database: every recipient's state, counts, soft score and history must be
@@ -208,7 +209,7 @@ pub fn print_rows<T: serde::Serialize>(
                 .from_writer(&mut *out);
             w.write_record(headers)?;
             for r in rows {
-                w.write_record(cells(r))?;
+                w.write_record(csv_cells(cells(r)))?;
             }
             w.flush()?;
         }
@@ -239,6 +240,14 @@ pub fn print_rows<T: serde::Serialize>(
         }
     }
     Ok(())
+}
+
+/// The cells of a CSV row, each made safe for spreadsheets (see [`spreadsheet_cell`]).
+pub fn csv_cells(cells: Vec<String>) -> Vec<String> {
+    cells
+        .into_iter()
+        .map(|c| spreadsheet_cell(&c).into_owned())
+        .collect()
 }
 
 /// An optional cell.

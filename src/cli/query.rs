@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 
 use super::db::{
-    DbArgs, OutputFormat, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
+    DbArgs, OutputFormat, csv_cells, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
 };
 use crate::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
 use crate::{BounceType, Reason};
@@ -80,7 +80,7 @@ struct RecipientReport<'a> {
     bounces: &'a [BounceRow],
 }
 
-const BOUNCE_HEADERS: [&str; 9] = [
+const BOUNCE_HEADERS: [&str; 10] = [
     "at",
     "recipient",
     "type",
@@ -89,6 +89,7 @@ const BOUNCE_HEADERS: [&str; 9] = [
     "replycode",
     "rule",
     "source",
+    "verp_mismatch",
     "diagnostic",
 ];
 
@@ -103,6 +104,7 @@ fn bounce_cells(b: &BounceRow, table: bool) -> Vec<String> {
         opt(&b.replycode),
         b.rule.clone(),
         b.source.clone(),
+        if b.verp_mismatch { "yes" } else { "" }.to_owned(),
         if table { short(&diag, 60) } else { diag },
     ]
 }
@@ -200,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             .from_writer(&mut out);
                         w.write_record(BOUNCE_HEADERS)?;
                         while let Some(b) = rows.try_next().await? {
-                            w.write_record(bounce_cells(&b, false))?;
+                            w.write_record(csv_cells(bounce_cells(&b, false)))?;
                         }
                         w.flush()?;
                     }

@@ -303,8 +303,12 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 
 /// Splits an address into the stored form: local part as sent, domain lower-cased.
 ///
-/// Returns `(address, domain)`, or `None` for something that is not a usable address (no `@`, an
-/// empty side, white space or control characters, longer than 320 bytes).
+/// Returns `(address, domain)`, or `None` for something that is not a mailbox address: no `@`, an
+/// empty side, white space or control characters, longer than 320 bytes, a local part that is
+/// neither a dot-atom (RFC 5322 `atext` and dots, or non-ASCII as RFC 6531 allows) nor a quoted
+/// string, or a domain that is neither dot-separated labels of letters, digits, `-` and `_` nor an
+/// address literal in brackets. Text such as `=HYPERLINK("...")@x` or `a@b@c` is refused, so it
+/// never reaches the database or an export.
 pub fn normalize_address(raw: &str) -> Option<(String, String)> {
     // Types and brackets are taken off until none is left, so that what comes out goes through
     // again unchanged (`rfc822; <rfc822;a@b>` gives `a@b`, as `a@b` does).
@@ -326,14 +330,55 @@ pub fn normalize_address(raw: &str) -> Option<(String, String)> {
         return None;
     }
     let (local, domain) = s.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains(['<', '>', ',', ';']) {
+    if !is_local_part(local) {
         return None;
     }
     let domain = domain.trim_end_matches('.').to_lowercase();
-    if domain.is_empty() {
+    if !is_domain(&domain) {
         return None;
     }
     Some((format!("{local}@{domain}"), domain))
+}
+
+/// RFC 5322 `atext`, plus the non-ASCII characters RFC 6531 allows.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// A dot-atom local part (dots anywhere, as real mail systems accept `john..doe`), or a quoted
+/// string whose specials are escaped.
+fn is_local_part(local: &str) -> bool {
+    if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        let mut escaped = false;
+        for c in inner.chars() {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => return false,
+                _ => {}
+            }
+        }
+        return !escaped;
+    }
+    !local.is_empty() && local.chars().all(|c| c == '.' || is_atext(c))
+}
+
+/// Dot-separated labels of letters, digits, `-` and `_` (non-ASCII letters too, for a domain not
+/// yet in punycode), or an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+fn is_domain(domain: &str) -> bool {
+    if let Some(inner) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == ':');
+    }
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 #[cfg(test)]
@@ -353,6 +398,24 @@ mod tests {
     }
 
     #[test]
+    fn keeps_every_mailbox_form() {
+        for good in [
+            "=plus+tag@example.com",
+            "-dash@example.com",
+            "o'hara@example.ie",
+            "\"quoted@inside\"@example.com",
+            "john..doe@example.org",
+            "user@[192.0.2.1]",
+            "root@localhost",
+            "jörg@bücher.example",
+            "under_score@mail_host.example.com",
+        ] {
+            let got = normalize_address(good).map(|(a, _)| a);
+            assert_eq!(got.as_deref(), Some(good), "{good:?}");
+        }
+    }
+
+    #[test]
     fn refuses_what_is_not_an_address() {
         for bad in [
             "",
@@ -361,6 +424,14 @@ mod tests {
             "user@",
             "a b@example.com",
             "x@\u{7}",
+            "a@b@c",
+            "=HYPERLINK(\"http://evil.example/\")@example.com",
+            "@evil@example.com",
+            "bob@exa mple.com",
+            "bob@example..com",
+            "bob@-x(y).com",
+            "\"unclosed@example.com",
+            "a\"b@example.com",
         ] {
             assert_eq!(normalize_address(bad), None, "{bad:?}");
         }

@@ -145,6 +145,9 @@ pub struct BounceRow {
     pub reader: String,
     /// Whether this soft bounce raised the score.
     pub counted: bool,
+    /// The bounce address names another recipient (VERP): this report was not about an address
+    /// the message was sent to, so it was recorded but never applied.
+    pub verp_mismatch: bool,
     /// The returned original's Message-ID.
     pub original_message_id: Option<String>,
     /// The message's source.
@@ -420,7 +423,8 @@ impl Store {
         sqlx::query_as(
             "select b.id, b.message_id, b.at, coalesce(r.address, b.recipient) as recipient, \
              b.action, b.status, b.replycode, b.reason, b.bounce_type, b.diagnostic, b.remote_mta, \
-             b.feedback_type, b.rule, b.reader, b.counted, b.original_message_id, m.source \
+             b.feedback_type, b.rule, b.reader, b.counted, b.verp_mismatch, b.original_message_id, \
+             m.source \
              from bounces b left join recipients r on r.id = b.recipient_id \
              join messages m on m.id = b.message_id \
              where (?1 is null or b.at >= ?1) and (?2 is null or b.at < ?2) \
