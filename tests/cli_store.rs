@@ -997,3 +997,186 @@ fn exports_carry_no_spreadsheet_formula_and_a_formula_address_is_refused() {
     let jsonl = stdout(&bounced(dir.path(), &["export", "--format", "jsonl"]));
     assert!(jsonl.contains("\"email\":\"+plus@example.net\""), "{jsonl}");
 }
+
+#[test]
+fn query_messages_lists_what_failed_and_query_message_shows_one_with_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path());
+    std::fs::write(
+        dir.path().join("in/more/hello.eml"),
+        "From: friend@example.com\nTo: list@example.org\nSubject: hello\n\nJust saying hello.\n",
+    )
+    .unwrap();
+    assert!(
+        bounced(dir.path(), &["import", "in"])
+            .status
+            .code()
+            .is_some()
+    );
+
+    let errors = bounced(
+        dir.path(),
+        &["query", "messages", "--kind", "error", "--format", "jsonl"],
+    );
+    assert!(errors.status.success(), "{}", stderr(&errors));
+    let lines: Vec<serde_json::Value> = stdout(&errors)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", stdout(&errors));
+    let e = &lines[0];
+    assert_eq!(e["kind"], "error");
+    assert!(
+        e["source"].as_str().unwrap().ends_with("in/more/empty.eml"),
+        "{e}"
+    );
+    assert!(!e["error"].as_str().unwrap_or("").is_empty(), "{e}");
+
+    let table = stdout(&bounced(
+        dir.path(),
+        &["query", "messages", "--kind", "not_bounce"],
+    ));
+    assert!(table.starts_with("id  received_at"), "{table}");
+    assert!(table.contains("hello.eml"), "{table}");
+    assert_eq!(table.lines().count(), 2, "{table}");
+    let all = stdout(&bounced(
+        dir.path(),
+        &["query", "messages", "--format", "csv"],
+    ));
+    assert!(
+        all.starts_with("id,received_at,kind,reader,bounces,source,error\n"),
+        "{all}"
+    );
+    assert_eq!(all.lines().count(), 1 + 7, "{all}");
+    let bad = bounced(dir.path(), &["query", "messages", "--kind", "bogus"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // One message: its metadata and bounces, and its bytes.
+    let q = json(&bounced(
+        dir.path(),
+        &[
+            "query",
+            "bounces",
+            "--format",
+            "jsonl",
+            "--limit",
+            "1",
+            "--domain",
+            "example.net",
+        ],
+    ));
+    let id = q["message_id"].as_i64().unwrap();
+    let one = json(&bounced(
+        dir.path(),
+        &["query", "message", &id.to_string(), "--format", "jsonl"],
+    ));
+    assert_eq!(one["message"]["id"], id);
+    assert_eq!(one["message"]["kind"], "dsn");
+    assert_eq!(one["bounces"][0]["reason"], "userunknown");
+    let table = stdout(&bounced(dir.path(), &["query", "message", &id.to_string()]));
+    assert!(table.contains("kind         dsn (reader dsn)"), "{table}");
+    assert!(table.contains("bounces:\nat "), "{table}");
+    let raw = bounced(dir.path(), &["query", "message", &id.to_string(), "--raw"]);
+    assert!(raw.status.success());
+    let source = one["message"]["source"].as_str().unwrap().to_owned();
+    if let Some(path) = source
+        .strip_prefix("file:")
+        .or(source.strip_prefix("maildir:"))
+    {
+        assert_eq!(raw.stdout, std::fs::read(path).unwrap(), "{source}");
+    } else {
+        assert!(String::from_utf8_lossy(&raw.stdout).contains("Final-Recipient"));
+    }
+    let csv = stdout(&bounced(
+        dir.path(),
+        &["query", "message", &id.to_string(), "--format", "csv"],
+    ));
+    assert!(csv.starts_with("section,index,field,value\n"), "{csv}");
+    assert!(csv.contains("message,0,kind,dsn\n"), "{csv}");
+    assert!(csv.contains("bounce,1,reason,userunknown\n"), "{csv}");
+    let missing = bounced(dir.path(), &["query", "message", "999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no message 999999"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn query_recipient_as_csv_or_jsonl_is_the_whole_record_and_export_takes_until() {
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path());
+    assert!(
+        bounced(dir.path(), &["import", "in"])
+            .status
+            .code()
+            .is_some()
+    );
+    let csv = stdout(&bounced(
+        dir.path(),
+        &[
+            "query",
+            "recipient",
+            "user-1@example.net",
+            "--format",
+            "csv",
+        ],
+    ));
+    assert!(csv.starts_with("section,index,field,value\n"), "{csv}");
+    for line in [
+        "recipient,0,state,suppressed\n",
+        "recipient,0,hard_count,1\n",
+        "recipient,0,soft_score,0\n",
+        "history,1,cause,hard\n",
+        "history,1,change,suppressed\n",
+        "bounce,1,reason,userunknown\n",
+        "bounce,1,status,5.1.1\n",
+    ] {
+        assert!(csv.contains(line), "{line:?} in:\n{csv}");
+    }
+    let v = json(&bounced(
+        dir.path(),
+        &[
+            "query",
+            "recipient",
+            "user-1@example.net",
+            "--format",
+            "jsonl",
+        ],
+    ));
+    assert_eq!(v["recipient"]["hard_count"], 1, "{v}");
+    assert_eq!(v["history"][0]["cause"], "hard", "{v}");
+    assert_eq!(v["bounces"].as_array().unwrap().len(), 1, "{v}");
+
+    // A failure of 2 March 2026 10:00 (and the mbox's of 2 March 09:00), the rest later.
+    let dated = dsn(40).replace(
+        "Action: failed\n",
+        "Action: failed\nLast-Attempt-Date: Mon, 2 Mar 2026 10:00:00 +0000\n",
+    );
+    std::fs::write(dir.path().join("dated.eml"), dated).unwrap();
+    assert!(
+        bounced(dir.path(), &["import", "dated.eml"])
+            .status
+            .success()
+    );
+    let out = bounced(dir.path(), &["export", "--until", "2026-03-03"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "user-3@example.net\nuser-40@example.net\n");
+    let out = stdout(&bounced(
+        dir.path(),
+        &[
+            "export",
+            "--since",
+            "2026-03-02T09:30:00Z",
+            "--until",
+            "2026-03-02T10:00:00Z",
+        ],
+    ));
+    assert_eq!(out, "", "until is exclusive");
+    let all = stdout(&bounced(dir.path(), &["export"]));
+    assert!(
+        all.contains("user-40@example.net") && all.contains("user-1@example.net"),
+        "{all}"
+    );
+}

@@ -242,6 +242,47 @@ pub fn print_rows<T: serde::Serialize>(
     Ok(())
 }
 
+/// Prints a whole record as CSV rows `section,index,field,value`: an object gives one row per
+/// field (index 0), a list one row per field of each element (index 1, 2, ...). One shape holds
+/// any record, for a spreadsheet or a script.
+pub fn print_record_csv(
+    out: &mut dyn Write,
+    sections: &[(&str, serde_json::Value)],
+) -> anyhow::Result<()> {
+    use serde_json::Value;
+    fn cell(v: &Value) -> String {
+        match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(&mut *out);
+    w.write_record(["section", "index", "field", "value"])?;
+    for (name, value) in sections {
+        let items: Vec<(usize, &Value)> = match value {
+            Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i + 1, v)).collect(),
+            other => vec![(0, other)],
+        };
+        for (index, item) in items {
+            if let Value::Object(fields) = item {
+                for (field, v) in fields {
+                    w.write_record(csv_cells(vec![
+                        (*name).to_owned(),
+                        index.to_string(),
+                        field.clone(),
+                        cell(v),
+                    ]))?;
+                }
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// The cells of a CSV row, each made safe for spreadsheets (see [`spreadsheet_cell`]).
 pub fn csv_cells(cells: Vec<String>) -> Vec<String> {
     cells

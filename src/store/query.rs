@@ -173,6 +173,59 @@ pub struct BounceFilter {
     pub limit: Option<u64>,
 }
 
+/// One stored message: where it came from, what it was, and why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct MessageRow {
+    /// Row id (`bounced query message ID`).
+    pub id: i64,
+    /// Hex SHA-256 of the raw bytes.
+    pub sha256: String,
+    /// Where it came from: `file:<path>`, `maildir:<path>`, `imap:<account>/<mailbox>/...`.
+    pub source: String,
+    /// When it reached us.
+    pub received_at: Timestamp,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// `dsn`, `text`, `feedback`, `autoreply`, `not_bounce` or `error`.
+    pub kind: String,
+    /// The reader that recognised it, or `none`.
+    pub reader: String,
+    /// Why it could not be read, for kind `error`.
+    pub error: Option<String>,
+    /// The returned original's Message-ID.
+    pub original_message_id: Option<String>,
+    /// The returned original's List-Id.
+    pub original_list_id: Option<String>,
+    /// The recipient its VERP bounce address names.
+    pub verp_recipient: Option<String>,
+    /// Length of the raw message in bytes.
+    pub raw_size: i64,
+    /// Bounce rows recorded from it.
+    pub bounces: i64,
+}
+
+/// Which messages [`Store::messages`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Only this kind (`error`, `not_bounce`, `dsn`, ...).
+    pub kind: Option<String>,
+    /// Received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Received before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many rows, newest first.
+    pub limit: Option<u64>,
+}
+
+/// The columns of a [`MessageRow`].
+macro_rules! message_columns {
+    () => {
+        "select m.id, m.sha256, m.source, m.received_at, m.recorded_at, m.kind, m.reader, m.error, \
+         m.original_message_id, m.original_list_id, m.verp_recipient, m.raw_size, \
+         (select count(*) from bounces b where b.message_id = m.id) as bounces from messages m "
+    };
+}
+
 /// What [`Store::stats`] groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatsBy {
@@ -337,6 +390,8 @@ pub struct ExportFilter {
     pub types: ExportTypes,
     /// Only addresses suppressed at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only addresses suppressed before this time.
+    pub until: Option<DateTime<Utc>>,
 }
 
 fn day_string(day: i64) -> String {
@@ -407,6 +462,76 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(|e| self.err(e))
+    }
+
+    /// Stored messages matching `filter`, newest first, streamed.
+    pub fn messages(
+        &self,
+        filter: &MessageFilter,
+    ) -> BoxStream<'_, Result<MessageRow, StoreError>> {
+        let limit = filter
+            .limit
+            .and_then(|l| i64::try_from(l).ok())
+            .unwrap_or(i64::MAX);
+        sqlx::query_as(concat!(
+            message_columns!(),
+            "where (?1 is null or m.kind = ?1) and (?2 is null or m.received_at >= ?2) \
+             and (?3 is null or m.received_at < ?3) \
+             order by m.received_at desc, m.id desc limit ?4"
+        ))
+        .bind(filter.kind.clone())
+        .bind(filter.since.map(secs))
+        .bind(filter.until.map(secs))
+        .bind(limit)
+        .fetch(self.pool())
+        .map(|r| r.map_err(|e| self.err(e)))
+        .boxed()
+    }
+
+    /// The stored message with this row id, if any.
+    pub async fn message(&self, id: i64) -> Result<Option<MessageRow>, StoreError> {
+        sqlx::query_as(concat!(message_columns!(), "where m.id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// The bounces recorded from message `id`, in the order the report gave them.
+    pub async fn message_bounces(&self, id: i64) -> Result<Vec<BounceRow>, StoreError> {
+        sqlx::query_as(
+            "select b.id, b.message_id, b.at, coalesce(r.address, b.recipient) as recipient, \
+             b.action, b.status, b.replycode, b.reason, b.bounce_type, b.diagnostic, b.remote_mta, \
+             b.feedback_type, b.rule, b.reader, b.counted, b.verp_mismatch, b.original_message_id, \
+             m.source \
+             from bounces b left join recipients r on r.id = b.recipient_id \
+             join messages m on m.id = b.message_id \
+             where b.message_id = ? order by b.position",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The original bytes of message `id`, as received (an over-size message was stored without
+    /// them: its raw size is 0).
+    pub async fn raw_message(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let packed: Option<Vec<u8>> =
+            sqlx::query_scalar("select raw_deflate from messages where id = ?")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+        packed
+            .map(|p| {
+                super::record::inflate(&p).map_err(|source| StoreError::Raw {
+                    path: self.path().to_path_buf(),
+                    id,
+                    source,
+                })
+            })
+            .transpose()
     }
 
     /// Bounces matching `filter`, newest first, streamed.
@@ -631,6 +756,7 @@ impl Store {
              coalesce(r.suppressed_at, r.updated_at) as suppressed_at \
              from recipients r left join bounces b on b.id = r.suppressed_bounce_id \
              where r.state = 'suppressed' and (?1 is null or r.suppressed_at >= ?1) \
+             and (?6 is null or r.suppressed_at < ?6) \
              and ((?2 and r.suppressed_type = 'hard') or (?3 and r.suppressed_type = 'complaint') \
              or (?4 and r.suppressed_type = 'soft') or (?5 and r.suppressed_type = 'manual')) \
              order by r.address",
@@ -640,6 +766,7 @@ impl Store {
         .bind(filter.types.complaint)
         .bind(filter.types.soft)
         .bind(filter.types.manual)
+        .bind(filter.until.map(secs))
         .fetch(self.pool())
         .map(|r| r.map_err(|e| self.err(e)))
         .boxed()
