@@ -366,7 +366,8 @@ fn a_read_only_database_is_named_readers_still_work_and_nothing_is_written() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
-            err.contains("database bounced.db is read-only: make the file and its folder writable"),
+            err.contains("cannot open database bounced.db: this user")
+                && err.contains("can read it but not write it"),
             "{args:?}: {err}"
         );
     }

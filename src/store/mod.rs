@@ -6,6 +6,7 @@
 //! unix seconds (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
 
 mod error;
+mod files;
 pub mod query;
 mod reclassify;
 mod record;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
+pub use files::DEFAULT_MODE;
 pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
 pub use replay::{CheckReport, Difference};
@@ -42,6 +44,9 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Create the file when it does not exist (import, suppress); readers refuse a missing file.
     pub create: bool,
+    /// The permission bits a new database file gets (its group is its folder's); an existing file
+    /// keeps its own.
+    pub mode: u32,
 }
 
 impl Default for StoreOptions {
@@ -50,6 +55,7 @@ impl Default for StoreOptions {
             policy: Policy::default(),
             busy_timeout: Duration::from_secs(5),
             create: true,
+            mode: DEFAULT_MODE,
         }
     }
 }
@@ -74,13 +80,36 @@ pub(crate) fn from_secs(s: i64) -> DateTime<Utc> {
 
 impl Store {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
+    ///
+    /// When the file cannot be opened for want of a permission, the error says which: reading the
+    /// file, writing it, or writing its folder (where SQLite keeps `-wal` and `-shm`).
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let create = opts.create;
+        match Store::open_inner(path, opts).await {
+            Ok(store) => Ok(store),
+            Err(
+                e @ (StoreError::CannotOpen { .. }
+                | StoreError::ReadOnly { .. }
+                | StoreError::Io { .. }
+                | StoreError::Sql { .. }),
+            ) => match files::missing_permission(path, create) {
+                Some(cause) => Err(StoreError::Permission {
+                    path: path.to_path_buf(),
+                    cause,
+                }),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_inner(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
         if !opts.create && !path.exists() {
             return Err(StoreError::Missing { path });
         }
         if opts.create {
-            create_private(&path).map_err(|e| StoreError::CannotOpen {
+            files::create_database(&path, opts.mode).map_err(|e| StoreError::CannotOpen {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
@@ -224,9 +253,15 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Wraps a sqlx error with this database's path.
+    /// Wraps a sqlx error with this database's path; a refused write names the missing permission.
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
-        StoreError::from_sqlx(&self.path, e)
+        match StoreError::from_sqlx(&self.path, e) {
+            StoreError::ReadOnly { path } => match files::missing_permission(&path, true) {
+                Some(cause) => StoreError::Permission { path, cause },
+                None => StoreError::ReadOnly { path },
+            },
+            other => other,
+        }
     }
 
     pub(crate) async fn begin(&self) -> Result<SqliteTransaction<'static>, StoreError> {
@@ -282,22 +317,6 @@ impl Store {
         .await
         .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))
-    }
-}
-
-/// Creates the database file, readable and writable by its owner only (0600), unless it exists.
-/// SQLite gives its `-wal` and `-shm` files the mode of the database file, so they are private too.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
