@@ -513,11 +513,44 @@ fn automatic(h: &History) -> Vec<AutoEvent> {
         .collect()
 }
 
+/// Items joined by `; `, the first three and how many more.
+fn list_text(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    if all.is_empty() {
+        return "none".to_owned();
+    }
+    let mut text = all.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    if all.len() > 3 {
+        text.push_str(&format!("; and {} more", all.len() - 3));
+    }
+    text
+}
+
+/// An automatic history in a few words: `suppressed (hard) at 2026-03-01T09:00:00Z by bounce 12`.
+fn history_text(events: &[AutoEvent]) -> String {
+    list_text(events.iter().map(|e| {
+        format!(
+            "{} ({}) at {} by bounce {}",
+            e.change,
+            e.cause,
+            from_secs(e.at).format("%Y-%m-%dT%H:%M:%SZ"),
+            e.bounce_id
+                .map_or_else(|| "-".to_owned(), |b| b.to_string())
+        )
+    }))
+}
+
 /// The differences between what is stored and what was derived, field by field.
 fn differences(h: &History, d: &Derived) -> Vec<Difference> {
     fn show<T: ToString>(v: &Option<T>) -> String {
         v.as_ref()
             .map_or_else(|| "-".to_owned(), ToString::to_string)
+    }
+    fn time(v: &Option<i64>) -> String {
+        v.map_or_else(
+            || "-".to_owned(),
+            |t| from_secs(t).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
     }
     let (s, e) = (&h.row, &d.row);
     let fields: [(&str, String, String); 16] = [
@@ -550,23 +583,23 @@ fn differences(h: &History, d: &Derived) -> Vec<Difference> {
         ),
         (
             "soft_last_counted_at",
-            show(&s.soft_last_counted_at),
-            show(&e.soft_last_counted_at),
+            time(&s.soft_last_counted_at),
+            time(&e.soft_last_counted_at),
         ),
         (
             "first_bounce_at",
-            show(&s.first_bounce_at),
-            show(&e.first_bounce_at),
+            time(&s.first_bounce_at),
+            time(&e.first_bounce_at),
         ),
         (
             "last_bounce_at",
-            show(&s.last_bounce_at),
-            show(&e.last_bounce_at),
+            time(&s.last_bounce_at),
+            time(&e.last_bounce_at),
         ),
         (
             "suppressed_at",
-            show(&s.suppressed_at),
-            show(&e.suppressed_at),
+            time(&s.suppressed_at),
+            time(&e.suppressed_at),
         ),
         (
             "suppressed_type",
@@ -586,14 +619,18 @@ fn differences(h: &History, d: &Derived) -> Vec<Difference> {
         ("policy_key", show(&s.policy_key), show(&e.policy_key)),
         (
             "history",
-            format!("{} automatic changes", automatic(h).len()),
-            format!("{} automatic changes", d.events.len()),
+            history_text(&automatic(h)),
+            history_text(&d.events),
         ),
     ];
     let mut out: Vec<Difference> = fields
         .into_iter()
         .filter(|(field, stored, expected)| {
-            stored != expected || (*field == "history" && automatic(h) != d.events)
+            if *field == "history" {
+                automatic(h) != d.events
+            } else {
+                stored != expected
+            }
         })
         .map(|(field, stored, expected)| Difference {
             address: s.address.clone(),
@@ -603,11 +640,23 @@ fn differences(h: &History, d: &Derived) -> Vec<Difference> {
         })
         .collect();
     if !d.counted.is_empty() {
+        let shown = |flip: bool| {
+            list_text(d.counted.iter().map(|(id, counted)| {
+                format!(
+                    "bounce {id} {}",
+                    if counted ^ flip {
+                        "counted"
+                    } else {
+                        "not counted"
+                    }
+                )
+            }))
+        };
         out.push(Difference {
             address: s.address.clone(),
             field: "counted".to_owned(),
-            stored: format!("{} bounces flagged wrongly", d.counted.len()),
-            expected: "each soft bounce flagged as the policy counts it".to_owned(),
+            stored: shown(true),
+            expected: shown(false),
         });
     }
     out
