@@ -184,7 +184,7 @@ fn reader_evidence(
             "a free-text report in the `{name}` family's format: its format check matched and its \
              reader found the recipients"
         )),
-        (Some(Kind::NotBounce) | None, _) => why.push(
+        (Some(Kind::NotBounce | Kind::Error) | None, _) => why.push(
             "no reader recognised a report: no feedback or delivery-status part, no family format, \
              no auto-reply marker"
                 .to_string(),

@@ -197,7 +197,7 @@ fn bounce(rcpt: &str, reason: Reason, ty: BounceType) -> Bounce {
 
 fn message(n: u32, received: DateTime<Utc>, b: Bounce) -> Prepared {
     let analysis = Analysis {
-        kind: "dsn",
+        kind: bounced::Kind::Dsn,
         reader: "dsn",
         bounces: vec![b],
         error: None,

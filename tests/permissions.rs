@@ -3,6 +3,8 @@
 //! in that group can read it), exports (0640 at most), the quarantine folder and the messages moved
 //! into it. A user who lacks a permission is told which one.
 
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::fs;
@@ -299,7 +301,11 @@ fn a_new_database_takes_the_group_of_its_folder_and_that_group_can_read_it() {
     let out = as_user(&dir, STRANGER, STRANGER, &["export", "--db", "b.db"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let said = text(&out);
-    assert!(said.contains("cannot read it (mode 0640"), "{said}");
+    assert!(said.contains("cannot read database b.db"), "{said}");
+    assert!(
+        said.contains("lacks read permission on it (mode 0640"),
+        "{said}"
+    );
     assert!(!said.contains("writable"), "{said}");
 }
 

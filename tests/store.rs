@@ -41,7 +41,7 @@ fn bounce(rcpt: &str, reason: Reason, ty: BounceType) -> Bounce {
 
 fn analysis(bounces: Vec<Bounce>) -> Analysis {
     Analysis {
-        kind: "dsn",
+        kind: bounced::Kind::Dsn,
         reader: "dsn",
         bounces,
         error: None,
@@ -723,7 +723,7 @@ async fn soft_bounces_arriving_newest_first_suppress_as_in_date_order() {
     assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
     assert_eq!(snapshot(&store, rcpt).await, want);
     let report = store
-        .check(false, at(9, 0), |d| panic!("{d:?}"))
+        .check_recipients(false, at(9, 0), |d| panic!("{d:?}"))
         .await
         .unwrap();
     assert_eq!(report.differing, 0);
@@ -781,7 +781,7 @@ async fn a_late_bounce_dated_before_a_manual_unsuppress_does_not_undo_it() {
     let r = store.recipient(rcpt).await.unwrap().unwrap();
     assert_eq!(r.state, "suppressed");
     let report = store
-        .check(false, at(8, 0), |d| panic!("{d:?}"))
+        .check_recipients(false, at(8, 0), |d| panic!("{d:?}"))
         .await
         .unwrap();
     assert_eq!(report.differing, 0);
@@ -820,7 +820,7 @@ async fn db_check_finds_and_repairs_a_recipient_out_of_step() {
         .unwrap();
     let mut found = Vec::new();
     let report = store
-        .check(false, at(2, 0), |d| found.push(d.field.clone()))
+        .check_recipients(false, at(2, 0), |d| found.push(d.field.clone()))
         .await
         .unwrap();
     assert_eq!((report.recipients, report.differing), (1, 1));
@@ -831,13 +831,16 @@ async fn db_check_finds_and_repairs_a_recipient_out_of_step() {
         store.recipient(rcpt).await.unwrap().unwrap().state,
         "active"
     );
-    let report = store.check(true, at(2, 0), |_| {}).await.unwrap();
+    let report = store
+        .check_recipients(true, at(2, 0), |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.differing, 1);
     let r = store.recipient(rcpt).await.unwrap().unwrap();
     assert_eq!((r.state.as_str(), r.hard_count), ("suppressed", 1));
     assert_eq!(store.history(rcpt).await.unwrap().len(), 1);
     let report = store
-        .check(false, at(2, 0), |d| panic!("{d:?}"))
+        .check_recipients(false, at(2, 0), |d| panic!("{d:?}"))
         .await
         .unwrap();
     assert_eq!(report.differing, 0);

@@ -63,7 +63,7 @@ fn bounce(rcpt: &str, reason: Reason, ty: BounceType, date: DateTime<Utc>) -> Bo
 
 fn analysis(bounces: Vec<Bounce>) -> Analysis {
     Analysis {
-        kind: "dsn",
+        kind: bounced::Kind::Dsn,
         reader: "dsn",
         bounces,
         error: None,
@@ -159,7 +159,7 @@ async fn snapshot(store: &Store) -> Vec<String> {
 async fn check(store: &Store) -> Vec<String> {
     let mut found = Vec::new();
     store
-        .check(false, start(), |d| found.push(format!("{d:?}")))
+        .check_recipients(false, start(), |d| found.push(format!("{d:?}")))
         .await
         .expect("check");
     found

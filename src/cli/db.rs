@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, HumanDuration};
-use crate::export::spreadsheet_cell;
-use crate::store::{Difference, Store};
+use bounced::config::{Config, HumanDuration};
+use bounced::export::spreadsheet_cell;
+use bounced::store::{Difference, Store};
 
 /// Check the bounce database: every recipient's state, counts, soft score and history must be
 /// what its stored bounces and the operator's decisions give.
@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (store, _) = args.db.open(false).await?;
         let mut found: Vec<Difference> = Vec::new();
         let report = store
-            .check(repair, Utc::now(), |d| found.push(d.clone()))
+            .check_recipients(repair, Utc::now(), |d| found.push(d.clone()))
             .await;
         store.close().await;
         let report = report?;
@@ -97,8 +97,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The database to use and the configuration that names it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// The bounce database [default: `[store] path` from the configuration, then ./bounced.db].
-    #[arg(long, env = "BOUNCED_DB", value_name = "PATH", global = true)]
+    /// The bounce database [default: BOUNCED_DB, then `[store] path` from the configuration, then
+    /// ./bounced.db].
+    #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
     /// The configuration file (bounced.toml); without one, the documented defaults apply.
     #[arg(
@@ -111,12 +112,9 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    /// The configuration: the file when given, else the defaults.
+    /// The configuration: the file when given, else the defaults; then the environment.
     pub fn config(&self) -> anyhow::Result<Config> {
-        match &self.config_file {
-            Some(path) => Ok(Config::load(path)?),
-            None => Ok(Config::default()),
-        }
+        super::load_config(self.config_file.as_deref())
     }
 
     /// `--db`, else the configured path.

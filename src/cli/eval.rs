@@ -1,7 +1,7 @@
 //! `bounced eval`: classify every file of a corpus directory and compare with expected results, or
 //! (`--explain FILE`) show for one message which reader and which rule decided its results, and why.
 //!
-//! The comparison itself is [`crate::eval`], the explanation [`crate::explain`]; this file loads the
+//! The comparison itself is [`bounced::eval`], the explanation [`bounced::explain`]; this file loads the
 //! files, runs the classifier and prints.
 
 use std::fs;
@@ -12,12 +12,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::analyze;
-use crate::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
-use crate::explain::{Explanation, explain};
-use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::analyze;
+use bounced::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
+use bounced::explain::{Explanation, explain};
+use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
 
-use super::{Entry, load_classifier, read_capped, walk};
+use super::load_classifier;
+use bounced::source::files::{Entry, read_capped, walk};
 
 /// Output formats of `bounced eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +58,9 @@ pub struct Args {
     /// A rule file (TOML) merged over the built-in rules.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Classifier threads [default: one per CPU core]; the figures are the same whatever N.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -113,26 +117,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut evaluator = Evaluator::new(expected);
     let mut read_errors = 0u64;
     let mut write_result: io::Result<()> = Ok(());
-    walk(dir, &mut |entry| {
-        let Entry::File(path) = entry else {
-            read_errors += 1;
-            return;
-        };
+    let jobs = bounced::pipeline::jobs(args.jobs.unwrap_or(0));
+    // Read and classify on the workers; compare here, in walk order.
+    let work = |path: PathBuf| {
         let name = relative_name(dir, &path);
-        let bounces = match read_capped(&path, opts.max_size) {
+        match read_capped(&path, opts.max_size) {
             Ok(bytes) => {
                 let analysis = analyze(&bytes, &classifier, &opts);
-                if analysis.kind == "error" {
-                    read_errors += 1;
-                }
-                analysis.bounces
+                let error = analysis.kind == bounced::Kind::Error;
+                (name, analysis.bounces, error)
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "cannot read");
-                read_errors += 1;
-                Vec::new()
+                (name, Vec::new(), true)
             }
-        };
+        }
+    };
+    let sink = |(name, bounces, error): (String, Vec<bounced::Bounce>, bool)| {
+        if error {
+            read_errors += 1;
+        }
         let mismatches = evaluator.add_file(&name, &bounces);
         if let (Some(out), Ok(())) = (mismatch_out.as_mut(), &write_result) {
             for m in &mismatches {
@@ -141,7 +145,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .and_then(|()| out.write_all(b"\n"));
             }
         }
+    };
+    let mut unlisted = 0u64;
+    bounced::pipeline::map_ordered(jobs, work, sink, |push| {
+        walk(dir, &mut |entry| match entry {
+            Entry::File(path) => push(path),
+            Entry::Unlisted(..) => unlisted += 1,
+        });
     });
+    read_errors += unlisted;
     if let Some(mut out) = mismatch_out {
         write_result = write_result.and_then(|()| out.flush());
     }
@@ -152,12 +164,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sibling.is_dir().then_some(sibling)
     });
     if let Some(dir) = &not_bounces {
-        walk(dir, &mut |entry| {
-            if let Entry::File(path) = entry
-                && let Ok(bytes) = read_capped(&path, opts.max_size)
-            {
-                evaluator.add_not_bounce(&analyze(&bytes, &classifier, &opts).bounces);
+        let work = |path: PathBuf| {
+            read_capped(&path, opts.max_size)
+                .ok()
+                .map(|bytes| analyze(&bytes, &classifier, &opts).bounces)
+        };
+        let sink = |bounces: Option<Vec<bounced::Bounce>>| {
+            if let Some(b) = bounces {
+                evaluator.add_not_bounce(&b);
             }
+        };
+        bounced::pipeline::map_ordered(jobs, work, sink, |push| {
+            walk(dir, &mut |entry| {
+                if let Entry::File(path) = entry {
+                    push(path);
+                }
+            });
         });
     }
 

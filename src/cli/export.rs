@@ -10,8 +10,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, parse_time, quiet_broken_pipe, runtime};
-use crate::export::{self, Format};
-use crate::store::query::{ExportFilter, ExportTypes};
+use bounced::export::{self, Format};
+use bounced::store::query::{ExportFilter, ExportTypes};
 
 /// Write the suppressed addresses: txt (one per line, for Mailman `delmembers -f`), csv, jsonl,
 /// listmonk (blocklist import CSV), postfix (access map for `postmap`), ses (account-level

@@ -12,10 +12,10 @@ use super::db::{
     DbArgs, OutputFormat, csv_cells, opt, parse_time, print_record_csv, print_rows,
     quiet_broken_pipe, runtime, short,
 };
-use crate::store::query::{
+use bounced::store::query::{
     BounceFilter, BounceRow, EventRow, MessageFilter, MessageRow, RecipientInfo,
 };
-use crate::{BounceType, Reason};
+use bounced::{BounceType, Reason};
 
 /// Look up a recipient or a message, or list stored bounces or messages. Exit code 1 when the
 /// recipient or message is unknown.
@@ -300,7 +300,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 };
                 if *raw {
-                    let bytes = store.raw_message(*id).await?.unwrap_or_default();
+                    let bytes = store.message_raw(*id).await?.unwrap_or_default();
                     out.write_all(&bytes)?;
                 } else {
                     let bounces = store.message_bounces(*id).await?;
@@ -382,7 +382,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_recipient(out: &mut dyn Write, r: &RecipientInfo) -> io::Result<()> {
-    let t = |v: &Option<crate::store::query::Timestamp>| {
+    let t = |v: &Option<bounced::store::query::Timestamp>| {
         v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned())
     };
     writeln!(out, "address      {}", r.address)?;

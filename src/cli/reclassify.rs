@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, OutputFormat, parse_time, print_rows, runtime};
-use crate::Classifier;
-use crate::report::ReadOptions;
-use crate::store::ReclassifyOptions;
+use bounced::Classifier;
+use bounced::report::ReadOptions;
+use bounced::store::ReclassifyOptions;
 
 /// Re-classify stored raw messages with the current rules, replace the bounces that changed, and
 /// re-derive the state of every recipient involved (manual decisions are kept). Reports what
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let report = store
             .reclassify(
                 &opts,
-                |raw| crate::analyze(raw, &classifier, &read),
+                |raw| bounced::analyze(raw, &classifier, &read),
                 Utc::now(),
             )
             .await;

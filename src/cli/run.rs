@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::Classifier;
-use crate::config::{Config, LogFormat, MaildirConfig};
-use crate::daemon::{self, DaemonError, Settings, Sources};
-use crate::store::Store;
+use bounced::Classifier;
+use bounced::config::{Config, LogFormat, MaildirConfig};
+use bounced::daemon::{self, DaemonError, Settings, Sources};
+use bounced::store::Store;
 
 /// Arguments of `bounced run`.
 #[derive(Debug, clap::Args)]
@@ -33,17 +33,6 @@ pub struct Args {
     /// Log format: human or json (overrides `logging.format`).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
-}
-
-/// Loads the configuration file (or the defaults), then the environment overrides.
-pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    let shown = path.unwrap_or(std::path::Path::new("(defaults)"));
-    let mut cfg = match path {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    cfg.apply_env(|k| std::env::var(k).ok(), shown)?;
-    Ok(cfg)
 }
 
 /// Starts the log subscriber on stderr in the configured format.
@@ -67,7 +56,7 @@ fn init_logging(cfg: &Config, verbose: u8) {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
-    let mut cfg = load_config(args.config.as_deref())?;
+    let mut cfg = super::load_config(args.config.as_deref())?;
     if let Some(db) = args.db {
         cfg.store.path = db;
     }
@@ -86,12 +75,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         );
     }
     init_logging(&cfg, verbose);
-    // Past a file size limit (ulimit -f) a write must fail with EFBIG, to be reported and retried,
-    // rather than SIGXFSZ killing the daemon.
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-    }
+    crate::ignore_sigxfsz();
 
     let classifier = match &cfg.daemon.rules {
         Some(p) => Classifier::with_rules_file(p)?,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, OutputFormat, parse_time, print_rows, quiet_broken_pipe, runtime};
-use crate::store::query::StatsBy;
+use bounced::store::query::StatsBy;
 
 /// Show totals (messages by kind, bounces by type, suppressions by type) or, with --by, bounce
 /// counts per group. --since and --until bound both: messages by arrival, bounces by failure time,

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::db::{DbArgs, runtime};
-use crate::policy::Manual;
-use crate::store::{Store, StoreError};
+use bounced::policy::Manual;
+use bounced::store::{Store, StoreError};
 
 /// The words kept when the operator gives no `--reason`.
 const DEFAULT_SUPPRESS_REASON: &str = "suppressed by the operator";

@@ -46,6 +46,8 @@ pub enum Kind {
     Autoreply,
     /// Not a bounce, complaint or auto-reply.
     NotBounce,
+    /// Could not be read at all (too large, not a message): set by the analysis, never by a reader.
+    Error,
 }
 
 impl Kind {
@@ -57,6 +59,7 @@ impl Kind {
             Kind::Feedback => "feedback",
             Kind::Autoreply => "autoreply",
             Kind::NotBounce => "not_bounce",
+            Kind::Error => "error",
         }
     }
 }

@@ -1,21 +1,27 @@
-//! Where messages come from: Maildir folders and IMAP mailboxes.
+//! Where messages come from: Maildir folders, IMAP mailboxes, and the files, directories, mbox files
+//! and standard input that `bounced import` reads.
 //!
 //! A source hands the pipeline one [`Incoming`] per message and learns what became of it through the
 //! message's [`Ack`], which the writer fires only after the transaction holding the result has
-//! committed. Sources know nothing of DSNs or SQL.
+//! committed. Sources know nothing of DSNs or SQL: a source that keeps a position (IMAP's last UID)
+//! hands it to a [`Positions`] handle, and the writer saves it inside its next batch transaction.
 
+#[forbid(unsafe_code)]
+pub mod files;
+#[forbid(unsafe_code)]
 pub mod imap;
 pub mod maildir;
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// One message on its way from a source to the store.
 #[derive(Debug)]
 pub struct Incoming {
-    /// Where it came from, as stored: `maildir:<path>` or `imap:<account>/<mailbox>/<uidvalidity>/<uid>`.
+    /// Where it came from, as stored: `maildir:<path>`, `file:<path>`, `file:<path>#<n>` (an mbox),
+    /// `stdin`, or `imap:<account>/<mailbox>/<uidvalidity>/<uid>`.
     pub source: String,
     /// When the source first saw it.
     pub received_at: DateTime<Utc>,
@@ -28,17 +34,36 @@ pub struct Incoming {
 /// The bytes of an incoming message, or how to get them.
 #[derive(Debug)]
 pub enum Payload {
-    /// Already in memory (IMAP FETCH).
+    /// Already in memory (IMAP FETCH, an mbox, standard input, a file read by the import walker).
     Bytes(Vec<u8>),
-    /// A file the worker reads, refusing it unread past the size limit (Maildir).
+    /// A Maildir file the worker reads, refusing it unread past the size limit.
     File(PathBuf),
-    /// Known to be over the size limit without reading it; `key` stands in for the content hash.
+    /// Known to be over the size limit without keeping it.
     TooLarge {
-        /// The size the source announced.
+        /// The size the source found or announced.
         size: usize,
-        /// A stable identity for the idempotency key (the source path or IMAP UID).
-        key: String,
+        /// What stands in for the content hash.
+        id: OversizeId,
     },
+}
+
+/// The idempotency key of a message too large to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OversizeId {
+    /// A stable identity (a Maildir unique name and size, an IMAP UID): hashed into the key, so the
+    /// bytes never need a pass.
+    Name(String),
+    /// The hex SHA-256 of the content, computed while streaming it (import).
+    Sha256(String),
+}
+
+/// A message file read by a worker: whole, or found over the limit.
+#[derive(Debug)]
+pub enum Loaded {
+    /// The whole message and the file's modification time.
+    Whole(Vec<u8>, Option<DateTime<Utc>>),
+    /// Over the limit: its size, its key and the file's modification time.
+    TooLarge(usize, OversizeId, Option<DateTime<Utc>>),
 }
 
 /// What became of a message, decided after its result was committed.
@@ -57,7 +82,7 @@ pub enum Ack {
     Maildir(maildir::Ticket),
     /// A message of an IMAP session: the session task applies it (flags, MOVE) on its connection.
     Channel(oneshot::Sender<Disposition>),
-    /// Nothing to do (tests and benchmarks that only record).
+    /// Nothing to do (import, tests and benchmarks that only record).
     None,
 }
 
@@ -73,5 +98,70 @@ impl Ack {
             }
             Ack::None => {}
         }
+    }
+}
+
+/// Where one IMAP folder stands: its UIDVALIDITY and the last UID acknowledged under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The folder's UIDVALIDITY when `last_uid` was saved; UIDs mean nothing under another one.
+    pub uidvalidity: u32,
+    /// Every message up to this UID is recorded and acknowledged.
+    pub last_uid: u32,
+}
+
+/// A source's position to save, by source key (`imap:<account>/<mailbox>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionUpdate {
+    /// The source key.
+    pub key: String,
+    /// The new position.
+    pub position: Position,
+}
+
+/// The handle through which a source saves its position: the pipeline's writer writes it in its next
+/// batch transaction, so a position never runs ahead of or behind the database it describes.
+#[derive(Debug, Clone)]
+pub struct Positions(mpsc::Sender<PositionUpdate>);
+
+impl Positions {
+    /// A handle and the receiving end the writer drains.
+    pub fn channel() -> (Positions, mpsc::Receiver<PositionUpdate>) {
+        let (tx, rx) = mpsc::channel(64);
+        (Positions(tx), rx)
+    }
+
+    /// Queues `position` for `key`; false when the pipeline has stopped.
+    pub async fn save(&self, key: &str, position: Position) -> bool {
+        self.0
+            .send(PositionUpdate {
+                key: key.to_owned(),
+                position,
+            })
+            .await
+            .is_ok()
+    }
+}
+
+/// What each source is doing now (`watching`, `connected`, `reconnecting: ...`), by source label:
+/// shared between the sources, which set it, and whoever reports on the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct States(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>);
+
+impl States {
+    /// Sets the state of `source`.
+    pub fn set(&self, source: &str, state: impl Into<String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(source.to_owned(), state.into());
+    }
+
+    /// Every source's state, by label.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

@@ -30,9 +30,10 @@ pub enum StoreError {
         "input/output error on database {path} ({detail}): check free space, the file size limit (ulimit -f) and the disk"
     )]
     Io { path: PathBuf, detail: String },
-    /// This user lacks a permission the database needs; `cause` says which and what to do.
-    #[error("cannot open database {path}: {cause}")]
-    Permission { path: PathBuf, cause: String },
+    /// This user lacks a permission the database needs; the message names the file, the
+    /// permission and what to do.
+    #[error("{message}")]
+    Permission { path: PathBuf, message: String },
     /// The file cannot be opened at all.
     #[error("cannot open database {path}: check that the folder exists and is writable ({detail})")]
     CannotOpen { path: PathBuf, detail: String },

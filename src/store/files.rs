@@ -1,10 +1,8 @@
 //! The database file on disk: creating it with its mode and group, and saying which permission is
 //! missing when it cannot be opened.
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -44,18 +42,10 @@ pub(crate) fn create_database(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 fn set_group(file: &File, gid: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let current = file.metadata()?.gid();
-    if current == gid {
+    if file.metadata()?.gid() == gid {
         return Ok(());
     }
-    // SAFETY: fchown on a descriptor this function borrows; -1 (as uid_t) keeps the owner.
-    let r = unsafe { libc::fchown(file.as_raw_fd(), u32::MAX, gid) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    std::os::unix::fs::fchown(file, None, Some(gid))
 }
 
 /// The folder holding `path` (`.` for a bare file name).
@@ -66,14 +56,64 @@ pub(crate) fn folder_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Whether this process may access `path` as `how` (`libc::R_OK`, `libc::W_OK`), judged with its
-/// effective user and groups.
-fn may(path: &Path, how: libc::c_int) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
+/// This process's effective user, effective group and supplementary groups, from
+/// `/proc/self/status`.
+struct Ids {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+}
+
+fn ids() -> Option<Ids> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    // SAFETY: a NUL-terminated path that lives for the call; faccessat reads it only.
-    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), how, libc::AT_EACCESS) == 0 }
+    // `Uid:` and `Gid:` list the real, effective, saved and file-system ids.
+    Some(Ids {
+        uid: *field("Uid:").get(1)?,
+        gid: *field("Gid:").get(1)?,
+        groups: field("Groups:"),
+    })
+}
+
+/// Whether this process may create files in `folder`, judged from its mode, owner and group and the
+/// process's ids (root may).
+fn may_write_folder(folder: &Path) -> bool {
+    let (Ok(meta), Some(ids)) = (std::fs::metadata(folder), ids()) else {
+        return true;
+    };
+    if ids.uid == 0 {
+        return true;
+    }
+    let mode = meta.mode();
+    let bits = if meta.uid() == ids.uid {
+        mode >> 6
+    } else if meta.gid() == ids.gid || ids.groups.contains(&meta.gid()) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o3 == 0o3
+}
+
+/// Whether this process can open `path` for reading, or (`write`) for writing. Opening has no
+/// effect on the file.
+fn can_open(path: &Path, write: bool) -> bool {
+    let r = if write {
+        OpenOptions::new().write(true).open(path)
+    } else {
+        File::open(path)
+    };
+    !matches!(r, Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(1))
 }
 
 /// `mode 0600, owner uid 0, group 0` for a message.
@@ -89,37 +129,45 @@ fn describe(path: &Path) -> String {
     }
 }
 
-/// Which permission keeps this user from opening the database at `path`, in words, when one does:
-/// reading the file, writing it (`write`), or writing its folder, where SQLite creates the `-wal`
-/// and `-shm` files beside the database. `None` when every permission is there.
+/// Which permission keeps this user from opening the database at `path`, as a whole message naming
+/// the file, when one does: reading the file, writing it (`write`), or writing its folder, where
+/// SQLite creates the `-wal` and `-shm` files beside the database. `None` when every permission is
+/// there.
 pub(crate) fn missing_permission(path: &Path, write: bool) -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = ids().map_or_else(|| "?".to_owned(), |i| i.uid.to_string());
     let folder = folder_of(path);
     if !folder.is_dir() {
-        return Some(format!("the folder {} does not exist", folder.display()));
+        return Some(format!(
+            "cannot open database {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        ));
     }
     if !path.exists() {
-        return (!may(&folder, libc::W_OK | libc::X_OK)).then(|| {
+        return (!may_write_folder(&folder)).then(|| {
             format!(
-                "this user (uid {uid}) cannot create files in {} ({}): run bounced as a user \
-                 who can, or create the database there first",
+                "cannot create database {}: this user (uid {uid}) cannot create files in {} ({}): \
+                 run bounced as a user who can, or create the database there first",
+                path.display(),
                 folder.display(),
                 describe(&folder)
             )
         });
     }
-    if !may(path, libc::R_OK) {
+    if !can_open(path, false) {
         return Some(format!(
-            "this user (uid {uid}) cannot read it ({}): give it read permission, for instance \
-             `store.mode = \"0640\"` (the default for a new database) with this user in that group",
+            "cannot read database {}: this user (uid {uid}) lacks read permission on it ({}): \
+             give it read permission, for instance `store.mode = \"0640\"` (the default for a new \
+             database) with this user in that group",
+            path.display(),
             describe(path)
         ));
     }
-    if write && !may(path, libc::W_OK) {
+    if write && !can_open(path, true) {
         return Some(format!(
-            "this user (uid {uid}) can read it but not write it ({}): give this user write \
-             permission, or run this command as a user who has it",
+            "database {} is read-only for this user (uid {uid}), who can read it but not write it \
+             ({}): make it writable by this user, or run this command as a user who can write it",
+            path.display(),
             describe(path)
         ));
     }
@@ -128,11 +176,12 @@ pub(crate) fn missing_permission(path: &Path, write: bool) -> Option<String> {
         p.push(s);
         !Path::new(&p).exists()
     });
-    if (write || companions_missing) && !may(&folder, libc::W_OK | libc::X_OK) {
+    if (write || companions_missing) && !may_write_folder(&folder) {
         return Some(format!(
-            "this user (uid {uid}) cannot write the folder {} ({}), where SQLite creates {}-wal \
-             and {}-shm beside the database{}: make the folder writable by this user's group \
-             (mode 2770 keeps the group on new files)",
+            "cannot open database {}: this user (uid {uid}) cannot write the folder {} ({}), where \
+             SQLite creates {}-wal and {}-shm beside the database{}: make the folder writable by \
+             this user or its group (mode 2770 keeps the group on new files)",
+            path.display(),
             folder.display(),
             describe(&folder),
             path.display(),

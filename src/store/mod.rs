@@ -93,9 +93,9 @@ impl Store {
                 | StoreError::Io { .. }
                 | StoreError::Sql { .. }),
             ) => match files::missing_permission(path, create) {
-                Some(cause) => Err(StoreError::Permission {
+                Some(message) => Err(StoreError::Permission {
                     path: path.to_path_buf(),
-                    cause,
+                    message,
                 }),
                 None => Err(e),
             },
@@ -257,7 +257,7 @@ impl Store {
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
         match StoreError::from_sqlx(&self.path, e) {
             StoreError::ReadOnly { path } => match files::missing_permission(&path, true) {
-                Some(cause) => StoreError::Permission { path, cause },
+                Some(message) => StoreError::Permission { path, message },
                 None => StoreError::ReadOnly { path },
             },
             other => other,

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::record::{BounceFields, bounce_time, inflate, verp_mismatch, write_bounces};
+use super::record::{BounceFields, inflate, verp_mismatch, write_bounces};
 use super::replay::{self, History, RecipientRow, StoredBounce, rederive};
 use super::{Store, StoreError, from_secs, normalize_address, secs};
 use crate::Analysis;
+use crate::maildate::bounce_time;
 use crate::policy::State;
 
 /// A recipient whose state reclassification changed (or, in a dry run, would change).
@@ -218,7 +219,7 @@ impl Store {
             let fresh_fields: Vec<BounceFields> =
                 analysis.bounces.iter().map(BounceFields::of).collect();
             if stored == fresh_fields
-                && m.kind == analysis.kind
+                && m.kind == analysis.kind.as_str()
                 && m.reader == analysis.reader
                 && m.verp_recipient == analysis.verp
             {
@@ -254,7 +255,7 @@ impl Store {
                 "update messages set kind = ?, reader = ?, error = ?, original_message_id = ?, \
                  original_list_id = ?, verp_recipient = ? where id = ?",
             )
-            .bind(analysis.kind)
+            .bind(analysis.kind.as_str())
             .bind(analysis.reader)
             .bind(analysis.error.as_ref().map(ToString::to_string))
             .bind(original.and_then(|o| o.message_id.as_deref()))

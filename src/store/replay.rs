@@ -840,7 +840,7 @@ pub(crate) async fn rederive(
     Ok(out)
 }
 
-/// What [`Store::check`] found.
+/// What [`Store::check_recipients`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CheckReport {
     /// Recipients examined.
@@ -858,7 +858,7 @@ impl Store {
     /// compares: state, override, counts, soft score, times, the suppression's cause, the counted
     /// flags of its bounces and its automatic history. Calls `each` for every difference; with
     /// `repair`, writes what the inputs give (500 recipients per transaction).
-    pub async fn check(
+    pub async fn check_recipients(
         &self,
         repair: bool,
         now: DateTime<Utc>,

@@ -1,0 +1,1058 @@
+//! The one ingest pipeline, shared by `bounced run` and `bounced import`:
+//!
+//! ```text
+//! sources ──Incoming──► bounded queue ──► N worker threads (load, hash, compress,
+//!   report::read + classify) ──Ready──► bounded queue ──► one writer: a batch per transaction,
+//!   with the sources' positions ──► acks, in commit order, after the commit
+//! ```
+//!
+//! Every queue is bounded, so a slow database slows the sources down instead of filling memory. A
+//! message is acknowledged at its source only after the transaction holding it has committed, and
+//! recording is idempotent on the message's SHA-256: a crash anywhere means harmless reprocessing,
+//! never loss and never double counting. A write that can heal (a lock, a full disk, an I/O error)
+//! is retried with capped backoff while [`Settings::retry_for`] allows; one that cannot (a damaged
+//! or newer database, a read-only file) stops the run. Any stage that fails stops the others: the
+//! sources are cancelled, the queues close, and [`Pipeline::run`] returns the error. On shutdown the
+//! sources stop taking messages, the workers and the writer drain what is in flight, and the run
+//! ends within the grace period.
+//!
+//! [`Metrics`] is the pipeline's live state (counts, queue depth, commit durations, latency, each
+//! source's state), cheap to read from anywhere. [`map_ordered`] is the worker stage for commands
+//! that print rather than record (`classify`, `eval`): parallel, in input order, with a bounded
+//! window.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DaemonConfig;
+use crate::error::ReadError;
+use crate::report::{Kind, ReadOptions};
+use crate::source::files::FilesSource;
+use crate::source::imap::ImapSource;
+use crate::source::maildir::{self, MaildirError, MaildirSource};
+use crate::source::{
+    Ack, Disposition, Incoming, Loaded, OversizeId, Payload, PositionUpdate, Positions, States,
+};
+use crate::store::{Outcome, Prepared, Store, StoreError};
+use crate::{Analysis, BounceType, Classifier, analyze};
+
+/// How the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most messages per transaction.
+    pub batch_size: usize,
+    /// Longest wait for more messages before writing a partial batch.
+    pub batch_delay: Duration,
+    /// Parse-and-classify workers.
+    pub workers: usize,
+    /// Capacity of the queue between sources and workers.
+    pub queue: usize,
+    /// Reader options, including the size limit.
+    pub read: ReadOptions,
+    /// Longest drain after the shutdown signal.
+    pub shutdown_grace: Duration,
+    /// How often the summary line is logged.
+    pub summary_interval: Duration,
+    /// How long a write that can heal is retried before the run stops with it; `None` retries for
+    /// as long as the run lasts (the daemon: the pipeline stalls, which is the backpressure).
+    pub retry_for: Option<Duration>,
+}
+
+impl Settings {
+    /// The settings a `[daemon]` section describes.
+    pub fn from_config(c: &DaemonConfig) -> Settings {
+        Settings {
+            batch_size: c.batch_size,
+            batch_delay: c.batch_delay.0,
+            workers: jobs(c.workers),
+            queue: c.queue,
+            read: ReadOptions {
+                max_size: c.max_message_size,
+                verp_separator: c.verp_separator,
+            },
+            shutdown_grace: c.shutdown_grace.0,
+            summary_interval: c.summary_interval.0,
+            retry_for: None,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_config(&DaemonConfig::default())
+    }
+}
+
+/// `n` workers, or one per CPU core when `n` is 0.
+pub fn jobs(n: usize) -> usize {
+    match n {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
+
+/// One source of a run.
+#[derive(Debug)]
+pub enum Source {
+    /// A Maildir folder, watched until shutdown.
+    Maildir(MaildirSource),
+    /// An IMAP mailbox, read until shutdown.
+    Imap(Box<ImapSource>),
+    /// Files, directories, Maildirs, mbox files or standard input, read once.
+    Files(FilesSource),
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A Maildir source could not start.
+    #[error(transparent)]
+    Maildir(#[from] MaildirError),
+    /// The database failed in a way retrying cannot fix (or for longer than retries were allowed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Draining took longer than the grace period; unacknowledged messages will be read again.
+    #[error(
+        "shutdown took longer than the {0:?} grace period; messages not yet acknowledged will be read again on the next start"
+    )]
+    GraceExpired(Duration),
+}
+
+/// Whether a failed write may succeed if tried again: a lock, a full disk, an I/O error, a pool
+/// that timed out. A damaged, newer or read-only database, or a statement the database refuses,
+/// stays so.
+pub fn can_heal(e: &StoreError) -> bool {
+    match e {
+        StoreError::Locked { .. } | StoreError::Full { .. } | StoreError::Io { .. } => true,
+        StoreError::Sql { source, .. } => matches!(
+            source,
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
+        ),
+        _ => false,
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages taken from the sources and prepared.
+    pub received: u64,
+    /// Messages recorded for the first time.
+    pub recorded: u64,
+    /// Messages found already recorded (a redelivery, or reprocessing after a crash).
+    pub duplicates: u64,
+    /// Messages recorded with an error (unreadable or too large; quarantined where the source can),
+    /// duplicates included.
+    pub quarantined: u64,
+    /// New messages recorded with an error.
+    pub errors: u64,
+    /// New messages that are not bounces.
+    pub not_bounces: u64,
+    /// Inputs that could not be read at all (not recorded; named in a warning).
+    pub unreadable: u64,
+    /// Bounce rows of the new messages, by type: hard, soft, complaint, none.
+    pub bounces: [u64; 4],
+    /// Recipients suppressed by these messages.
+    pub suppressed: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Messages acknowledged at their source.
+    pub acked: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    recorded: AtomicU64,
+    duplicates: AtomicU64,
+    quarantined: AtomicU64,
+    errors: AtomicU64,
+    not_bounces: AtomicU64,
+    unreadable: AtomicU64,
+    bounces: [AtomicU64; 4],
+    suppressed: AtomicU64,
+    commits: AtomicU64,
+    acked: AtomicU64,
+    commit_micros_total: AtomicU64,
+    commit_micros_last: AtomicU64,
+    commit_micros_max: AtomicU64,
+    latency_millis_total: AtomicU64,
+    latency_millis_max: AtomicU64,
+}
+
+/// The live state of a pipeline, shared by its stages and readable from anywhere (a summary line,
+/// a benchmark, a metrics endpoint).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    counters: Arc<Counters>,
+    queue: Arc<Mutex<Option<mpsc::WeakSender<Incoming>>>>,
+    states: States,
+}
+
+/// How long batch commits took, and how long messages waited from their source to the commit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// Sum of the commit durations, to divide by [`Summary::commits`].
+    pub commit_total: Duration,
+    /// The last commit's duration.
+    pub commit_last: Duration,
+    /// The longest commit.
+    pub commit_max: Duration,
+    /// Sum over committed messages of the time from their source handing them over to the commit
+    /// (for live sources; an import's files count from their modification time).
+    pub latency_total: Duration,
+    /// The longest such wait.
+    pub latency_max: Duration,
+}
+
+impl Metrics {
+    /// The counts so far.
+    pub fn snapshot(&self) -> Summary {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Summary {
+            received: l(&c.received),
+            recorded: l(&c.recorded),
+            duplicates: l(&c.duplicates),
+            quarantined: l(&c.quarantined),
+            errors: l(&c.errors),
+            not_bounces: l(&c.not_bounces),
+            unreadable: l(&c.unreadable),
+            bounces: [
+                l(&c.bounces[0]),
+                l(&c.bounces[1]),
+                l(&c.bounces[2]),
+                l(&c.bounces[3]),
+            ],
+            suppressed: l(&c.suppressed),
+            commits: l(&c.commits),
+            acked: l(&c.acked),
+        }
+    }
+
+    /// Commit durations and source-to-commit latency so far.
+    pub fn timings(&self) -> Timings {
+        let c = &self.counters;
+        let us = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
+        let ms = |a: &AtomicU64| Duration::from_millis(a.load(Ordering::Relaxed));
+        Timings {
+            commit_total: us(&c.commit_micros_total),
+            commit_last: us(&c.commit_micros_last),
+            commit_max: us(&c.commit_micros_max),
+            latency_total: ms(&c.latency_millis_total),
+            latency_max: ms(&c.latency_millis_max),
+        }
+    }
+
+    /// Messages waiting between the sources and the workers now.
+    pub fn queue_depth(&self) -> usize {
+        let q = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.as_ref()
+            .and_then(mpsc::WeakSender::upgrade)
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    /// What each source is doing now, by label.
+    pub fn sources(&self) -> States {
+        self.states.clone()
+    }
+
+    /// Counts an input that could not be read at all (already named in a warning).
+    pub fn count_unreadable(&self, n: u64) {
+        self.counters.unreadable.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn committed(&self, took: Duration) {
+        let c = &self.counters;
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        c.commits.fetch_add(1, Ordering::Relaxed);
+        c.commit_micros_total.fetch_add(us, Ordering::Relaxed);
+        c.commit_micros_last.store(us, Ordering::Relaxed);
+        c.commit_micros_max.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn waited(&self, since: DateTime<Utc>, now: DateTime<Utc>) {
+        let ms = u64::try_from((now - since).num_milliseconds()).unwrap_or(0);
+        let c = &self.counters;
+        c.latency_millis_total.fetch_add(ms, Ordering::Relaxed);
+        c.latency_millis_max.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+/// A prepared message with what to do with it after the commit.
+struct Ready {
+    prepared: Prepared,
+    disposition: Disposition,
+    ack: Ack,
+    /// When the source handed it over.
+    offered_at: DateTime<Utc>,
+}
+
+/// A pipeline being set up: sources that keep a position get [`Pipeline::positions`] before
+/// [`Pipeline::run`] starts them.
+#[derive(Debug)]
+pub struct Pipeline {
+    settings: Settings,
+    store: Store,
+    classifier: Arc<Classifier>,
+    metrics: Metrics,
+    positions: Positions,
+    positions_rx: mpsc::Receiver<PositionUpdate>,
+}
+
+impl Pipeline {
+    /// A pipeline writing into `store`, classifying with `classifier`, counting into `metrics`.
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        classifier: Arc<Classifier>,
+        metrics: Metrics,
+    ) -> Pipeline {
+        let (positions, positions_rx) = Positions::channel();
+        Pipeline {
+            settings,
+            store,
+            classifier,
+            metrics,
+            positions,
+            positions_rx,
+        }
+    }
+
+    /// The handle through which sources save their positions in the writer's transactions.
+    pub fn positions(&self) -> Positions {
+        self.positions.clone()
+    }
+
+    /// Runs `sources` until they all finish, `shutdown` completes or a stage fails; then drains and
+    /// returns. `on_ready` is called once every source is watching (systemd's READY=1).
+    pub async fn run(
+        self,
+        sources: Vec<Source>,
+        shutdown: impl Future<Output = ()>,
+        on_ready: impl FnOnce(),
+    ) -> Result<Summary, PipelineError> {
+        let Pipeline {
+            settings,
+            store,
+            classifier,
+            metrics,
+            positions,
+            positions_rx,
+        } = self;
+        drop(positions);
+        let cancel = CancellationToken::new();
+        let (in_tx, in_rx) = mpsc::channel::<Incoming>(settings.queue.max(1));
+        let (out_tx, out_rx) = mpsc::channel::<Ready>(settings.batch_size.max(1) * 2);
+        *metrics
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(in_tx.downgrade());
+
+        let mut source_tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
+        let mut readies = Vec::new();
+        for source in sources {
+            let tx = in_tx.clone();
+            let c = cancel.clone();
+            let states = metrics.states.clone();
+            match source {
+                Source::Maildir(src) => {
+                    let (r_tx, r_rx) = tokio::sync::oneshot::channel();
+                    readies.push(r_rx);
+                    source_tasks.spawn(async move {
+                        src.run(tx, c, Some(r_tx), states).await.map_err(Into::into)
+                    });
+                }
+                Source::Imap(src) => {
+                    source_tasks.spawn(async move {
+                        src.run(tx, c, states).await;
+                        Ok(())
+                    });
+                }
+                Source::Files(src) => {
+                    source_tasks.spawn(async move {
+                        src.run(tx, c, states).await;
+                        Ok(())
+                    });
+                }
+            }
+        }
+        drop(in_tx);
+
+        let workers = spawn_workers(&settings, in_rx, out_tx, classifier, &metrics);
+        let mut writer = tokio::spawn(writer(
+            store,
+            out_rx,
+            positions_rx,
+            settings.clone(),
+            metrics.clone(),
+        ));
+        let summary_task = spawn_summary(&metrics, settings.summary_interval, &cancel);
+
+        let mut failure: Option<PipelineError> = None;
+        let mut written: Option<Result<(), StoreError>> = None;
+        let mut ready_wait = std::pin::pin!(async {
+            for r in readies {
+                let _ = r.await;
+            }
+        });
+        let mut on_ready = Some(on_ready);
+        let mut finished = false;
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut ready_wait, if on_ready.is_some() => {
+                    if let Some(f) = on_ready.take() {
+                        f();
+                    }
+                    tracing::info!(workers = settings.workers, "running");
+                }
+                () = &mut shutdown => {
+                    tracing::info!("shutting down: draining in-flight messages");
+                    break;
+                }
+                done = source_tasks.join_next(), if !source_tasks.is_empty() => {
+                    if let Some(Ok(Err(e))) = done {
+                        tracing::error!(error = %e, "a source failed; stopping");
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                w = &mut writer => {
+                    written = Some(w.unwrap_or(Ok(())));
+                    break;
+                }
+                else => break,
+            }
+            if source_tasks.is_empty() && on_ready.is_none() {
+                // Every source has finished (an import): what is in flight drains below, with no
+                // time limit, as nothing asked it to stop.
+                finished = true;
+                break;
+            }
+        }
+        cancel.cancel();
+        let drain = async {
+            while source_tasks.join_next().await.is_some() {}
+            let _ = workers.await;
+            match written {
+                Some(w) => w,
+                None => writer.await.unwrap_or(Ok(())),
+            }
+        };
+        let grace = settings.shutdown_grace;
+        let outcome = if finished {
+            Ok(drain.await)
+        } else {
+            tokio::time::timeout(grace, drain).await
+        };
+        summary_task.abort();
+        let summary = metrics.snapshot();
+        tracing::info!(
+            received = summary.received,
+            recorded = summary.recorded,
+            duplicates = summary.duplicates,
+            quarantined = summary.quarantined,
+            acked = summary.acked,
+            "stopped"
+        );
+        match (failure, outcome) {
+            (_, Ok(Err(e))) => Err(e.into()),
+            (Some(e), _) => Err(e),
+            (None, Err(_)) => Err(PipelineError::GraceExpired(grace)),
+            (None, Ok(Ok(()))) => Ok(summary),
+        }
+    }
+}
+
+/// `bounced import`: `paths` (files, directories, Maildirs, mbox files, `-` for standard input) read
+/// once through the pipeline into `store`, with nothing to acknowledge. The database's own files
+/// (`-wal`, `-shm`, `-journal` too) are skipped by identity wherever the walk meets them. Inputs that
+/// cannot be read are named in warnings and counted in [`Summary::unreadable`].
+pub async fn import(
+    settings: Settings,
+    store: Store,
+    classifier: Arc<Classifier>,
+    paths: Vec<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()>,
+    metrics: Metrics,
+) -> Result<Summary, PipelineError> {
+    let mut files = FilesSource::new(paths, settings.read.max_size);
+    let db = store.path().to_path_buf();
+    files.skip_file(&db);
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut companion = db.clone().into_os_string();
+        companion.push(suffix);
+        files.skip_file(std::path::Path::new(&companion));
+    }
+    let unreadable = files.unreadable();
+    let pipeline = Pipeline::new(settings, store, classifier, metrics.clone());
+    let result = pipeline
+        .run(vec![Source::Files(files)], shutdown, || {})
+        .await;
+    metrics.count_unreadable(unreadable.load(Ordering::Relaxed));
+    result.map(|_| metrics.snapshot())
+}
+
+/// Starts the workers: dedicated threads (a fixed few, so the regex caches and malloc arenas they
+/// build stay as few), each taking one message at a time from the shared queue. The returned future
+/// completes when every one has stopped: when the queue is closed and empty, or the writer is gone.
+fn spawn_workers(
+    settings: &Settings,
+    in_rx: mpsc::Receiver<Incoming>,
+    out_tx: mpsc::Sender<Ready>,
+    classifier: Arc<Classifier>,
+    metrics: &Metrics,
+) -> impl Future<Output = ()> + use<> {
+    let in_rx = Arc::new(Mutex::new(in_rx));
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    for i in 0..settings.workers.max(1) {
+        let rx = Arc::clone(&in_rx);
+        let tx = out_tx.clone();
+        let classifier = Arc::clone(&classifier);
+        let opts = settings.read.clone();
+        let metrics = metrics.clone();
+        let done = done_tx.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("bounced-worker-{i}"))
+            .spawn(move || {
+                let _done = done;
+                // What is waiting is taken a few at a time: one turn of the lock per chunk.
+                const CHUNK: usize = 8;
+                let mut items = Vec::with_capacity(CHUNK);
+                'work: loop {
+                    match rx.lock() {
+                        Ok(mut rx) => {
+                            let Some(first) = rx.blocking_recv() else {
+                                break;
+                            };
+                            items.push(first);
+                            while items.len() < CHUNK {
+                                match rx.try_recv() {
+                                    Ok(i) => items.push(i),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                    for item in items.drain(..) {
+                        let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            prepare(item, &classifier, &opts, &metrics)
+                        }));
+                        match ready {
+                            Ok(Some(ready)) => {
+                                metrics.counters.received.fetch_add(1, Ordering::Relaxed);
+                                if tx.blocking_send(ready).is_err() {
+                                    // The writer has stopped: so does this worker.
+                                    break 'work;
+                                }
+                            }
+                            Ok(None) => {}
+                            // Reading never panics by design; if it did, the message stays
+                            // unacknowledged and is read again on the next scan or connection.
+                            Err(_) => tracing::error!(
+                                "a worker failed on a message; it will be read again"
+                            ),
+                        }
+                    }
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start a worker thread");
+        }
+    }
+    drop(done_tx);
+    async move {
+        // Every worker holds a sender: the channel closes when the last one has stopped.
+        let _ = done_rx.recv().await;
+    }
+}
+
+/// Logs a summary line every `every` until cancelled.
+fn spawn_summary(
+    metrics: &Metrics,
+    every: Duration,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = metrics.clone();
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        let mut last = metrics.snapshot();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    let now = metrics.snapshot();
+                    tracing::info!(
+                        received = now.received - last.received,
+                        recorded = now.recorded - last.recorded,
+                        duplicates = now.duplicates - last.duplicates,
+                        quarantined = now.quarantined - last.quarantined,
+                        total_recorded = now.recorded,
+                        queue = metrics.queue_depth(),
+                        "summary for the last {:?}", every
+                    );
+                    last = now;
+                }
+            }
+        }
+    })
+}
+
+/// Loads (when needed), hashes and analyzes one message; `None` when it vanished or cannot be read.
+fn prepare(
+    item: Incoming,
+    classifier: &Classifier,
+    opts: &ReadOptions,
+    metrics: &Metrics,
+) -> Option<Ready> {
+    let Incoming {
+        source,
+        received_at,
+        payload,
+        ack,
+    } = item;
+    let loaded = match payload {
+        Payload::Bytes(bytes) if bytes.len() > opts.max_size => Loaded::TooLarge(
+            bytes.len(),
+            OversizeId::Sha256(crate::store::sha256_hex(&bytes)),
+            None,
+        ),
+        Payload::Bytes(bytes) => Loaded::Whole(bytes, None),
+        Payload::TooLarge { size, id } => Loaded::TooLarge(size, id, None),
+        Payload::File(path) => match maildir::read_file(&path, opts.max_size) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(path = %path.display(), "gone before it was read");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read; will retry on the next scan");
+                metrics.count_unreadable(1);
+                return None;
+            }
+        },
+    };
+    let prepared = match loaded {
+        Loaded::Whole(bytes, mtime) => Prepared::new(
+            source,
+            mtime.unwrap_or(received_at),
+            &bytes,
+            analyze(&bytes, classifier, opts),
+        ),
+        Loaded::TooLarge(size, id, mtime) => too_large(
+            source,
+            mtime.unwrap_or(received_at),
+            size,
+            opts.max_size,
+            id,
+        ),
+    };
+    let disposition = match &prepared.analysis.error {
+        Some(e) => Disposition::Quarantine(e.to_string()),
+        None => Disposition::Processed,
+    };
+    Some(Ready {
+        prepared,
+        disposition,
+        ack,
+        offered_at: received_at,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// A message over the limit: recorded as an error without its content, keyed by `id`.
+fn too_large(
+    source: String,
+    received_at: DateTime<Utc>,
+    size: usize,
+    limit: usize,
+    id: OversizeId,
+) -> Prepared {
+    let sha256 = match id {
+        OversizeId::Sha256(h) => h,
+        OversizeId::Name(key) => {
+            let mut h = Sha256::new();
+            h.update(b"too-large:");
+            h.update(key.as_bytes());
+            hex(&h.finalize())
+        }
+    };
+    let analysis = Analysis {
+        kind: Kind::Error,
+        reader: "none",
+        bounces: Vec::new(),
+        error: Some(ReadError::TooLarge { size, limit }),
+        original: None,
+        verp: None,
+    };
+    let mut p = Prepared::new(source, received_at, b"", analysis);
+    p.sha256 = sha256;
+    p.raw_size = size;
+    p
+}
+
+/// Collects prepared messages (and the sources' positions) into batches, records each batch in one
+/// transaction, then hands its acknowledgements over. Ends when both queues are closed, or with the
+/// error that stopped it.
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Ready>,
+    mut positions_rx: mpsc::Receiver<PositionUpdate>,
+    settings: Settings,
+    metrics: Metrics,
+) -> Result<(), StoreError> {
+    let batch_size = settings.batch_size.max(1);
+    let (ack_tx, ack_rx) = mpsc::channel(2);
+    let acker = tokio::spawn(acknowledge(ack_rx, metrics.clone()));
+    let mut batch: Vec<Ready> = Vec::with_capacity(batch_size);
+    let mut positions: Vec<PositionUpdate> = Vec::new();
+    let mut messages_open = true;
+    let mut positions_open = true;
+    let result = loop {
+        if !messages_open && !positions_open {
+            break Ok(());
+        }
+        tokio::select! {
+            r = rx.recv(), if messages_open => match r {
+                Some(r) => batch.push(r),
+                None => messages_open = false,
+            },
+            p = positions_rx.recv(), if positions_open => match p {
+                Some(p) => positions.push(p),
+                None => positions_open = false,
+            },
+        }
+        if batch.is_empty() && positions.is_empty() {
+            continue;
+        }
+        let deadline = tokio::time::Instant::now() + settings.batch_delay;
+        while messages_open && !batch.is_empty() && batch.len() < batch_size {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(mpsc::error::TryRecvError::Disconnected) => messages_open = false,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(r)) => batch.push(r),
+                        Ok(None) => messages_open = false,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        while let Ok(p) = positions_rx.try_recv() {
+            positions.push(p);
+        }
+        // Workers finish out of order: keep the batch in arrival order for the policy.
+        batch.sort_by_key(|r| r.prepared.received_at);
+        let mut prepared = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for r in batch.drain(..) {
+            prepared.push(r.prepared);
+            acks.push((r.ack, r.disposition, r.offered_at));
+        }
+        let outcomes = match commit(&store, &prepared, &positions, &settings, &metrics).await {
+            Ok(o) => o,
+            Err(e) => break Err(e),
+        };
+        positions.clear();
+        let now = Utc::now();
+        for ((p, o), (ack, d, offered_at)) in prepared.iter().zip(&outcomes).zip(&acks) {
+            count(&metrics, p, o);
+            metrics.waited(*offered_at, now);
+            if let Disposition::Quarantine(reason) = d {
+                if matches!(ack, Ack::None) {
+                    tracing::warn!(source = %p.source, error = %reason, "recorded as an error");
+                } else {
+                    tracing::warn!(source = %p.source, error = %reason, "recorded as an error; quarantined");
+                }
+            }
+        }
+        // The acknowledgements of this batch overlap with recording the next one.
+        if ack_tx.send(acks).await.is_err() {
+            break Ok(());
+        }
+    };
+    drop(ack_tx);
+    let _ = acker.await;
+    result
+}
+
+/// Counts one committed message.
+fn count(metrics: &Metrics, p: &Prepared, o: &Outcome) {
+    let c = &metrics.counters;
+    let (outcome, bounces) = match o {
+        Outcome::New {
+            bounces, changes, ..
+        } => {
+            c.recorded.fetch_add(1, Ordering::Relaxed);
+            if p.analysis.error.is_some() {
+                c.quarantined.fetch_add(1, Ordering::Relaxed);
+                c.errors.fetch_add(1, Ordering::Relaxed);
+            } else if p.analysis.kind == Kind::NotBounce {
+                c.not_bounces.fetch_add(1, Ordering::Relaxed);
+            }
+            for b in &p.analysis.bounces {
+                let i = match b.bounce_type {
+                    BounceType::Hard => 0,
+                    BounceType::Soft => 1,
+                    BounceType::Complaint => 2,
+                    BounceType::None => 3,
+                };
+                c.bounces[i].fetch_add(1, Ordering::Relaxed);
+            }
+            let suppressed = changes
+                .iter()
+                .filter(|ch| ch.to == crate::policy::State::Suppressed)
+                .count();
+            c.suppressed.fetch_add(suppressed as u64, Ordering::Relaxed);
+            ("new", *bounces)
+        }
+        Outcome::Duplicate { .. } => {
+            c.duplicates.fetch_add(1, Ordering::Relaxed);
+            if p.analysis.error.is_some() {
+                c.quarantined.fetch_add(1, Ordering::Relaxed);
+            }
+            ("duplicate", 0)
+        }
+    };
+    tracing::debug!(
+        source = %p.source,
+        kind = p.analysis.kind.as_str(),
+        outcome,
+        bounces,
+        quarantine = p.analysis.error.is_some(),
+        "recorded"
+    );
+}
+
+/// Records a batch with the sources' positions, retrying a write that can heal with capped backoff
+/// while the settings allow.
+async fn commit(
+    store: &Store,
+    batch: &[Prepared],
+    positions: &[PositionUpdate],
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Vec<Outcome>, StoreError> {
+    let first_try = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        match store
+            .record_with_positions(batch, positions, Utc::now())
+            .await
+        {
+            Ok(o) => {
+                metrics.committed(started.elapsed());
+                tracing::trace!(messages = batch.len(), elapsed = ?started.elapsed(), "batch committed");
+                return Ok(o);
+            }
+            Err(e)
+                if can_heal(&e)
+                    && settings
+                        .retry_for
+                        .is_none_or(|limit| first_try.elapsed() + wait <= limit) =>
+            {
+                tracing::error!(error = %e, messages = batch.len(), retry_in = ?wait, "cannot record a batch; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, messages = batch.len(), "cannot record a batch; stopping");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Acknowledges committed batches in order, off the reactor (a Maildir acknowledgement is a rename).
+async fn acknowledge(
+    mut rx: mpsc::Receiver<Vec<(Ack, Disposition, DateTime<Utc>)>>,
+    metrics: Metrics,
+) {
+    while let Some(acks) = rx.recv().await {
+        let n = acks.len() as u64;
+        let _ = tokio::task::spawn_blocking(move || {
+            for (ack, d, _) in acks {
+                ack.ack(d);
+            }
+        })
+        .await;
+        metrics.counters.acked.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The worker stage for commands that print rather than record: `work` runs on `jobs` threads over
+/// the items that `feed` pushes, and `sink` receives the results in the order they were pushed. Items
+/// travel in small chunks (one hand-off per chunk, not per item), and at most a fixed window of
+/// chunks (a few per thread) is in flight, so memory does not grow with the number of items. With
+/// one job everything runs on the calling thread.
+pub fn map_ordered<I, O, R>(
+    jobs: usize,
+    work: impl Fn(I) -> O + Sync,
+    mut sink: impl FnMut(O),
+    feed: impl FnOnce(&mut dyn FnMut(I)) -> R,
+) -> R
+where
+    I: Send,
+    O: Send,
+{
+    const CHUNK: usize = 8;
+    let jobs = jobs.max(1);
+    if jobs == 1 {
+        return feed(&mut |item| sink(work(item)));
+    }
+    let window = (jobs * 4) as u64;
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<I>)>(jobs);
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<O>)>(jobs * 4);
+    let job_rx = Mutex::new(job_rx);
+    let (work, job_rx) = (&work, &job_rx);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                loop {
+                    let next = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, items)) = next else { return };
+                    let out = items.into_iter().map(work).collect();
+                    if done_tx.send((seq, out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut pending: std::collections::BTreeMap<u64, Vec<O>> =
+            std::collections::BTreeMap::new();
+        let mut next_in = 0u64;
+        let mut next_out = 0u64;
+        let mut emit = |pending: &mut std::collections::BTreeMap<u64, Vec<O>>,
+                        next_out: &mut u64| {
+            while let Some(outs) = pending.remove(next_out) {
+                outs.into_iter().for_each(&mut sink);
+                *next_out += 1;
+            }
+        };
+        let mut chunk: Vec<I> = Vec::with_capacity(CHUNK);
+        let mut dispatch = |chunk: Vec<I>,
+                            pending: &mut std::collections::BTreeMap<u64, Vec<O>>,
+                            next_in: &mut u64,
+                            next_out: &mut u64| {
+            // Keep the window: wait for the oldest results before sending more.
+            while *next_in - *next_out >= window {
+                match done_rx.recv() {
+                    Ok((seq, o)) => {
+                        pending.insert(seq, o);
+                        emit(pending, next_out);
+                    }
+                    Err(_) => return,
+                }
+            }
+            if job_tx.send((*next_in, chunk)).is_ok() {
+                *next_in += 1;
+            }
+            while let Ok((seq, o)) = done_rx.try_recv() {
+                pending.insert(seq, o);
+            }
+            emit(pending, next_out);
+        };
+        let result = feed(&mut |item: I| {
+            chunk.push(item);
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                dispatch(full, &mut pending, &mut next_in, &mut next_out);
+            }
+        });
+        if !chunk.is_empty() {
+            dispatch(chunk, &mut pending, &mut next_in, &mut next_out);
+        }
+        drop(job_tx);
+        while next_out < next_in {
+            match done_rx.recv() {
+                Ok((seq, o)) => {
+                    pending.insert(seq, o);
+                    emit(&mut pending, &mut next_out);
+                }
+                Err(_) => break,
+            }
+        }
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_map_keeps_input_order_for_any_job_count() {
+        for jobs in [1, 2, 4, 7] {
+            let mut out = Vec::new();
+            map_ordered(
+                jobs,
+                |i: u64| {
+                    // Uneven work, so results finish out of order.
+                    if i.is_multiple_of(3) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    i * 2
+                },
+                |o| out.push(o),
+                |push| {
+                    for i in 0..500 {
+                        push(i);
+                    }
+                },
+            );
+            assert_eq!(
+                out,
+                (0..500).map(|i| i * 2).collect::<Vec<_>>(),
+                "jobs {jobs}"
+            );
+        }
+    }
+
+    #[test]
+    fn healing_is_told_from_lasting_failure() {
+        let p = std::path::PathBuf::from("/x.db");
+        assert!(can_heal(&StoreError::Locked { path: p.clone() }));
+        assert!(can_heal(&StoreError::Full { path: p.clone() }));
+        assert!(can_heal(&StoreError::Io {
+            path: p.clone(),
+            detail: "EIO".into()
+        }));
+        assert!(!can_heal(&StoreError::Corrupt { path: p.clone() }));
+        assert!(!can_heal(&StoreError::ReadOnly { path: p.clone() }));
+        assert!(!can_heal(&StoreError::NewerVersion {
+            path: p,
+            found: 9,
+            known: 1
+        }));
+    }
+}
