@@ -287,7 +287,7 @@ fn every_error_is_said_once_with_its_documented_exit_code() {
         (
             &["unsuppress", "nobody@example.org", "--db", "b.db"],
             1,
-            "nobody@example.org",
+            "refused",
         ),
         (&["export", "--db", "missing.db"], 2, "missing.db"),
         (&["check-config", "--config", "pw.toml"], 2, "missing-pw"),
