@@ -43,6 +43,10 @@ fn no_error_quotes_the_source_it_chains() {
     said_once("password file", &e);
     let e = MaildirSource::new(&MaildirConfig::at(missing.clone())).expect_err("no maildir");
     said_once("maildir", &e);
+    let e = bounced::eval::knowledge::load_exclusions(&missing).expect_err("missing exclusions");
+    said_once("exclusions file", &e);
+    let e = bounced::eval::knowledge::load_dir(&missing).expect_err("missing knowledge");
+    said_once("knowledge tables", &e);
     let e = read_capped(&missing, 100).expect_err("missing input");
     said_once("input", &e);
     let http = HttpConfig {
