@@ -53,7 +53,9 @@ fn no_error_quotes_the_source_it_chains() {
         token_file: Some(missing.clone()),
         ..HttpConfig::default()
     };
-    let e = bounced::http::Tokens::load(&http).err().expect("missing token file");
+    let e = bounced::http::Tokens::load(&http)
+        .err()
+        .expect("missing token file");
     said_once("token file", &e);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -67,7 +69,10 @@ fn no_error_quotes_the_source_it_chains() {
     }
     std::fs::write(dir.path().join("junk.db"), vec![7u8; 8192]).expect("junk");
     let e = rt
-        .block_on(Store::open(&dir.path().join("junk.db"), StoreOptions::default()))
+        .block_on(Store::open(
+            &dir.path().join("junk.db"),
+            StoreOptions::default(),
+        ))
         .expect_err("not a database");
     said_once("store", &e);
 }

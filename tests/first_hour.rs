@@ -318,3 +318,64 @@ fn every_error_is_said_once_with_its_documented_exit_code() {
         }
     }
 }
+
+/// No byte of `out` is a control character a terminal would act on (ESC, BEL, CSI, CR...).
+fn no_terminal_controls(what: &str, out: &[u8]) {
+    let text = String::from_utf8_lossy(out);
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c.is_control() && c != '\n' && c != '\t')
+        .collect();
+    assert!(bad.is_empty(), "{what} printed {bad:?} raw: {text}");
+}
+
+#[test]
+fn control_characters_in_stored_data_and_names_reach_the_terminal_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // A diagnostic that retitles the window and clears the screen, in a file whose name does too.
+    let hostile = bounce(7).replace(
+        "Recipient address rejected: User unknown",
+        "User unknown \x1b]0;owned\x07\x1b[2J\u{9b}31m",
+    );
+    let name = "evil\x1b]0;name\x07.eml";
+    fs::write(d.join(name), &hostile).expect("write");
+    let made = bounced(d, &["import", name, "--db", "b.db"], &[]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let runs: &[&[&str]] = &[
+        &["query", "bounces", "--db", "b.db"],
+        &["query", "recipient", "user7@example.com", "--db", "b.db"],
+        &["query", "messages", "--db", "b.db"],
+        &["query", "message", "1", "--db", "b.db"],
+        &["stats", "--by", "domain", "--db", "b.db"],
+        &["classify", name],
+        &["classify", "--format", "table", name],
+        &["eval", "--explain", name],
+        &["eval", "--explain", name, "--format", "json"],
+        &["suppress", "x\x1b]0;t\x07@example.com", "--db", "b.db"],
+        &["unsuppress", "x\x1b[2J@example.com", "--db", "b.db"],
+        &["classify", "--rules", "no\x1b[2Jrules.toml", name],
+        &["import", "gone\x1b]0;t\x07.eml", "--db", "b.db"],
+    ];
+    for args in runs {
+        let out = bounced(d, args, &[]);
+        no_terminal_controls(&format!("{args:?} stdout"), &out.stdout);
+        no_terminal_controls(&format!("{args:?} stderr"), &out.stderr);
+    }
+    // The escapes show what is there.
+    let shown = stdout(&bounced(d, &["query", "bounces", "--db", "b.db"], &[]));
+    assert!(shown.contains("\\x1b"), "{shown}");
+    let listed = stdout(&bounced(d, &["query", "messages", "--db", "b.db"], &[]));
+    assert!(listed.contains("evil\\x1b]0;name\\x07.eml"), "{listed}");
+    // Data for programs keeps the bytes, escaped by their own format.
+    let json = bounced(
+        d,
+        &["query", "bounces", "--db", "b.db", "--format", "jsonl"],
+        &[],
+    );
+    assert!(
+        stdout(&json).contains("\\u001b]0;owned\\u0007"),
+        "{}",
+        stdout(&json)
+    );
+}

@@ -73,8 +73,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_size: args.max_size,
         verp_separator: args.verp_separator,
     };
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // Output that may reach a terminal: no control character a message holds goes out raw.
+    let stdout = io::stdout().lock();
+    let mut out = io::BufWriter::new(match args.format {
+        Format::Jsonl => bounced::text::PrintableWriter::json(stdout),
+        Format::Table => bounced::text::PrintableWriter::new(stdout),
+    });
     let mut table = Table::default();
     let mut any_error = false;
     let mut write_err: Option<io::Error> = None;
@@ -193,7 +197,7 @@ impl Table {
             ],
         };
         self.rows
-            .push(cells.map(|c| c.replace(['\n', '\r', '\t'], " ")));
+            .push(cells.map(|c| bounced::text::printable(&c).into_owned()));
     }
 
     fn write(&self, out: &mut impl Write) -> io::Result<()> {

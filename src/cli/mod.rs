@@ -133,7 +133,7 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     cfg.resolve_paths()
         .context("cannot resolve the configured paths against the working directory")?;
     for w in &cfg.warnings {
-        eprintln!("bounced: warning: {w}");
+        eprintln!("bounced: warning: {}", bounced::text::printable(w));
     }
     Ok(cfg)
 }
