@@ -379,3 +379,33 @@ fn control_characters_in_stored_data_and_names_reach_the_terminal_escaped() {
         stdout(&json)
     );
 }
+
+#[test]
+fn a_bad_rule_pattern_is_reported_as_written_with_file_rule_and_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::write(d.join("good.eml"), bounce(1)).expect("write");
+    fs::write(
+        d.join("mine.toml"),
+        "[[rule]]\nid = 'local.full'\nreason = 'mailboxfull'\ntext = 'box (is full'\n",
+    )
+    .expect("rules");
+    for args in [
+        &["classify", "--rules", "mine.toml", "good.eml"][..],
+        &["eval", "--explain", "good.eml", "--rules", "mine.toml"][..],
+    ] {
+        let out = bounced(d, args, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        for needle in [
+            "mine.toml",
+            "`local.full`",
+            "`box (is full`",
+            "unclosed group at character 5",
+        ] {
+            assert!(err.contains(needle), "{needle} missing: {err}");
+        }
+        assert!(!err.contains("(?:"), "the rewritten pattern shown: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
