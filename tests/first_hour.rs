@@ -409,3 +409,44 @@ fn a_bad_rule_pattern_is_reported_as_written_with_file_rule_and_position() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn classify_of_a_folder_skips_what_is_plainly_not_mail_and_says_so_at_v() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::create_dir(d.join("box")).expect("mkdir");
+    fs::write(d.join("box/a.eml"), bounce(1)).expect("write");
+    // Judged by content, not by name: mail saved as .json is read, JSON saved as .eml is not.
+    fs::write(d.join("box/b.json"), bounce(2)).expect("write");
+    fs::write(
+        d.join("box/a.expected.json"),
+        "[\n  {\"kind\": \"dsn\"}\n]\n",
+    )
+    .expect("write");
+    fs::write(d.join("box/c.eml"), "{\"kind\": \"dsn\"}\n").expect("write");
+    fs::write(d.join("box/notes.txt"), "Notes about these bounces.\n").expect("write");
+    let out = bounced(d, &["classify", "box"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = stdout(&out);
+    let files: Vec<&str> = lines.lines().filter_map(|l| l.split('"').nth(3)).collect();
+    assert_eq!(files, ["box/a.eml", "box/b.json"], "{lines}");
+    assert_eq!(stderr(&out), "", "nothing said at the default level");
+    let verbose = bounced(d, &["-v", "classify", "box"], &[]);
+    let said = stderr(&verbose);
+    for skipped in ["box/a.expected.json", "box/c.eml", "box/notes.txt"] {
+        assert!(
+            said.contains(skipped) && said.contains("not a mail message"),
+            "{said}"
+        );
+    }
+    // A file named on the command line is always read, and reported.
+    let named = bounced(d, &["classify", "box/a.expected.json"], &[]);
+    assert!(stdout(&named).contains("not_bounce"), "{}", stdout(&named));
+    // The README's example, as written: one line per result, none for the expectation files.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = bounced(&golden, &["classify", "golden"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().count() >= 79, "{text}");
+    assert!(!text.contains(".expected.json"), "{text}");
+}

@@ -15,7 +15,9 @@ use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
 use bounced::{Analysis, analyze};
 
 use super::load_classifier;
-use bounced::source::files::{Entry, InputError, read_capped, read_stream_capped, walk};
+use bounced::source::files::{
+    Entry, InputError, plainly_not_mail, read_capped, read_stream_capped, walk,
+};
 
 /// Output formats of `bounced classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +56,8 @@ pub struct Args {
 enum Input {
     Bytes(Result<Vec<u8>, InputError>),
     File(PathBuf),
+    /// A file found in a folder: skipped when it is plainly not mail.
+    Found(PathBuf),
     Unlisted(io::Error),
 }
 
@@ -88,11 +92,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let bytes = match input {
             Input::Bytes(b) => b,
             Input::File(p) => read_capped(&p, args.max_size),
+            Input::Found(p) => match read_capped(&p, args.max_size) {
+                Ok(b) if plainly_not_mail(&b) => return (name, None),
+                other => other,
+            },
             Input::Unlisted(e) => Err(InputError::Io(e)),
         };
-        (name, bytes.map(|b| analyze(&b, &classifier, &opts)))
+        (name, Some(bytes.map(|b| analyze(&b, &classifier, &opts))))
     };
-    let mut handle = |(name, analysis): (String, Result<Analysis, InputError>)| {
+    let mut handle = |(name, analysis): (String, Option<Result<Analysis, InputError>>)| {
+        let Some(analysis) = analysis else {
+            tracing::debug!(
+                file = %bounced::text::printable(&name),
+                "skipped: not a mail message (it does not begin with a header field)"
+            );
+            return;
+        };
         let lines = match &analysis {
             Ok(a) => rows(Some(&name), a),
             Err(e) => vec![error_row(Some(&name), e)],
@@ -123,8 +138,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 push(("-".into(), Input::Bytes(read_input(path, args.max_size))));
                 continue;
             }
+            // A file named on the command line is always read; one found in a folder is
+            // skipped when it is plainly not mail (the expectations beside test messages).
             walk(path, &mut |entry| match entry {
-                Entry::File(p) => push((p.to_string_lossy().into_owned(), Input::File(p))),
+                Entry::File(p) if p == *path => {
+                    push((p.to_string_lossy().into_owned(), Input::File(p)))
+                }
+                Entry::File(p) => push((p.to_string_lossy().into_owned(), Input::Found(p))),
                 Entry::Unlisted(p, e) => {
                     push((p.to_string_lossy().into_owned(), Input::Unlisted(e)))
                 }

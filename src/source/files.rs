@@ -531,6 +531,39 @@ pub enum InputError {
     Read(#[from] ReadError),
 }
 
+/// Whether `b` may be part of a header field name as mail software writes them: RFC 5322 allows
+/// any printable ASCII but the colon; names in use are letters, digits, `-`, `_` and `.`, and a
+/// narrower test tells JSON (`{"kind":`) from a header.
+fn is_field_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// Whether `bytes` are plainly not a mail message. A message (or an mbox) begins with a header
+/// field (`Name:`, see [`is_field_name_byte`]) or an mbox `From ` line,
+/// perhaps after a byte-order mark or blank lines; JSON, a document or binary data do not. Empty
+/// input is not judged here.
+pub fn plainly_not_mail(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let Some(start) = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
+        return false;
+    };
+    let first = bytes.get(start..).unwrap_or_default();
+    if first.starts_with(b"From ") {
+        return false;
+    }
+    // The field name ends at the first colon of the first line.
+    let name_end = first
+        .iter()
+        .position(|&b| b == b':' || b == b'\n')
+        .filter(|&end| first.get(end) == Some(&b':'));
+    !name_end.is_some_and(|end| {
+        end > 0
+            && first
+                .get(..end)
+                .is_some_and(|name| name.iter().all(|&b| is_field_name_byte(b)))
+    })
+}
+
 /// Reads a file whole, unless its metadata says it is over `max_size` (then it is not read at all).
 pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> {
     let meta = std::fs::metadata(path)?;
@@ -621,6 +654,38 @@ fn walk_dir(dir: &Path, visit: &mut dyn FnMut(Entry)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_is_told_from_what_plainly_is_not() {
+        for mail in [
+            &b"Return-Path: <>\r\nFrom: a@b\r\n\r\nbody"[..],
+            b"From MAILER-DAEMON Mon Nov 23 10:00:00 2026\nFrom: x\n",
+            b"\xef\xbb\xbfReceived: from mx\n",
+            b"\r\n\r\nX-Header:value\n",
+            b"",
+        ] {
+            assert!(
+                !plainly_not_mail(mail),
+                "{:?}",
+                String::from_utf8_lossy(mail)
+            );
+        }
+        for other in [
+            &b"[\n  {\n    \"kind\": \"dsn\"\n  }\n]\n"[..],
+            b"{\"notificationType\":\"Bounce\"}",
+            b"# A heading\n\nSome text: with a colon\n",
+            b"just words\nKey: value\n",
+            b":no name\n",
+            b"\x89PNG\r\n\x1a\n",
+            b"%PDF-1.7\n",
+        ] {
+            assert!(
+                plainly_not_mail(other),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 
     #[test]
     fn walk_is_recursive_and_sorted() -> std::io::Result<()> {
