@@ -8,7 +8,6 @@
 //! passed over whatever their names.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -565,11 +564,10 @@ pub fn plainly_not_mail(bytes: &[u8]) -> bool {
 }
 
 /// Reads a file whole, unless its metadata says it is over `max_size` (then it is not read at all).
+/// Only a regular file (or a link to one) is opened: a FIFO or a device named here, or swapped in
+/// after a listing, is an error, never waited on.
 pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> {
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file").into());
-    }
+    let (file, meta) = open_regular(path, true)?;
     let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
     if len > max_size {
         return Err(ReadError::TooLarge {
@@ -578,7 +576,7 @@ pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> 
         }
         .into());
     }
-    read_stream_capped(File::open(path)?, max_size)
+    read_stream_capped(file, max_size)
 }
 
 /// Reads a stream to its end, refusing it once it passes `max_size` (a file may grow after `stat`).
