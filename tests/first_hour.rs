@@ -237,6 +237,15 @@ fn every_error_is_said_once_with_its_documented_exit_code() {
     .expect("config");
     let made = bounced(d, &["import", "good.eml", "--db", "b.db"], &[]);
     assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    // An expectation the result misses, and a floor it is below.
+    fs::create_dir(d.join("mail")).expect("mkdir");
+    fs::write(d.join("mail/one.eml"), bounce(1)).expect("write");
+    fs::write(
+        d.join("expected.jsonl"),
+        "{\"file\": \"one.eml\", \"n\": 1, \"status\": \"5.1.1\", \"replycode\": \"550\", \"reason\": \"mailboxfull\", \"hardbounce\": false, \"feedbacktype\": \"\"}\n",
+    )
+    .expect("expected");
+    fs::write(d.join("floor.toml"), "reason = 100.0\n").expect("floor");
     // (arguments, the README's exit code, what the message must name)
     let cases: &[(&[&str], i32, &str)] = &[
         (&["classify", "good.eml"], 0, ""),
@@ -250,6 +259,33 @@ fn every_error_is_said_once_with_its_documented_exit_code() {
         (&["eval", "--explain", "good.eml"], 0, ""),
         (&["eval", "--explain", "missing.eml"], 1, "missing.eml"),
         (&["eval", "d", "--expected", "missing.jsonl"], 2, "d"),
+        (&["eval", "mail", "--expected", "expected.jsonl"], 0, ""),
+        (
+            &[
+                "eval",
+                "mail",
+                "--expected",
+                "expected.jsonl",
+                "--floor",
+                "floor.toml",
+            ],
+            1,
+            "reason",
+        ),
+        (
+            &[
+                "eval",
+                "mail",
+                "--expected",
+                "expected.jsonl",
+                "--floor",
+                "nofloor.toml",
+            ],
+            2,
+            "nofloor.toml",
+        ),
+        (&["db", "check", "--db", "b.db"], 0, ""),
+        (&["stats", "--db", "missing.db"], 2, "missing.db"),
         (&["import", "missing.eml", "--db", "b.db"], 1, "missing.eml"),
         (
             &[
