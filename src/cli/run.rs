@@ -156,7 +156,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
                     state.clone(),
                     stop.clone().cancelled_owned(),
                 ));
-                tracing::info!(%addr, "HTTP: listening");
+                tracing::info!(url = %format!("http://{addr}/"), "HTTP: listening");
                 (Some(state), Some(server))
             }
         };
