@@ -141,6 +141,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.handle.run_upkeep();
         let mut out = self.handle.render();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
         render_pipeline(&mut out, &self.pipeline, self.ingesting);
         out
     }
