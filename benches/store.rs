@@ -223,6 +223,7 @@ async fn bench_record(dir: &Path, messages: u64) {
             bounces: vec![bounce],
             error: None,
             original: None,
+            verp: None,
         };
         batch.push(Prepared::new(
             format!("bench:{i}"),

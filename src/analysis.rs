@@ -22,6 +22,9 @@ pub struct Analysis {
     pub error: Option<ReadError>,
     /// The returned original message's identity, when the report carries it.
     pub original: Option<crate::report::Original>,
+    /// The recipient the bounce's own address names when the list sends with VERP
+    /// (`list-bounces+user=example.net@...`): a report about anyone else is not trusted.
+    pub verp: Option<String>,
 }
 
 /// Reads and classifies one message; the single entry point the CLI, the store and the daemon share.
@@ -33,6 +36,7 @@ pub fn analyze(
     match crate::report::read_with(bytes, opts) {
         Ok(report) => {
             let bounces = classifier.classify(&report);
+            let verp = report.verp;
             let kind = match report.kind {
                 Some(k) if !bounces.is_empty() || k == Kind::NotBounce => k,
                 _ => Kind::NotBounce,
@@ -43,6 +47,7 @@ pub fn analyze(
                 bounces,
                 error: None,
                 original: report.original,
+                verp,
             }
         }
         Err(e) => Analysis {
@@ -51,6 +56,7 @@ pub fn analyze(
             bounces: Vec::new(),
             error: Some(e),
             original: None,
+            verp: None,
         },
     }
 }
@@ -218,6 +224,7 @@ mod tests {
             bounces: vec![bounce()],
             error: None,
             original: None,
+            verp: None,
         };
         let line = serde_json::to_string(&rows(Some("a.eml"), &analysis)[0])?;
         assert!(line.starts_with(
@@ -251,6 +258,7 @@ mod tests {
             bounces: vec![],
             error: None,
             original: None,
+            verp: None,
         };
         let r = rows(Some("n.eml"), &analysis);
         assert_eq!(r.len(), 1);

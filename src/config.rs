@@ -130,6 +130,9 @@ pub struct StoreConfig {
     /// Deprecated: the one batch setting is `daemon.batch_size`, which `run` and `import` share.
     /// When the file sets this key and not that one, its value is used there, with a warning.
     pub batch_size: Option<usize>,
+    /// The permission bits of a new database file (`"0640"`: the owner writes, the folder's group
+    /// reads); an existing file keeps its own.
+    pub mode: FileMode,
 }
 
 impl Default for StoreConfig {
@@ -138,7 +141,38 @@ impl Default for StoreConfig {
             path: PathBuf::from("bounced.db"),
             busy_timeout: HumanDuration(Duration::from_secs(5)),
             batch_size: None,
+            mode: FileMode(crate::store::DEFAULT_MODE),
         }
+    }
+}
+
+/// Permission bits written in octal: `"0640"` (a string) or `0o640` (a TOML octal integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Octal;
+        impl serde::de::Visitor<'_> for Octal {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal file mode such as \"0640\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FileMode, E> {
+                u32::try_from(n)
+                    .map(FileMode)
+                    .map_err(|_| E::custom(format!("{n} is not a file mode")))
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<FileMode, E> {
+                let digits = t.trim().trim_start_matches("0o");
+                u32::from_str_radix(digits, 8).map(FileMode).map_err(|_| {
+                    E::custom(format!(
+                        "`{t}` is not an octal file mode (write it as \"0640\")"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(Octal)
     }
 }
 
@@ -215,6 +249,14 @@ impl Config {
         if self.store.busy_timeout.0 > Duration::from_secs(3_600) {
             return Err(invalid("store.busy_timeout", "must be at most 1h"));
         }
+        let mode = self.store.mode.0;
+        if mode > 0o777 || mode & 0o600 != 0o600 || mode & 0o113 != 0 {
+            return Err(invalid(
+                "store.mode",
+                "must be an octal mode such as \"0640\" that lets the owner read and write, \
+                 with no execute bits and not writable by others",
+            ));
+        }
         if self.policy.soft_threshold == 0 {
             return Err(invalid("policy.soft_threshold", "must be at least 1"));
         }
@@ -253,6 +295,7 @@ impl Config {
             policy: self.policy(),
             busy_timeout: self.store.busy_timeout.0,
             create,
+            mode: self.store.mode.0,
         }
     }
 }

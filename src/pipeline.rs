@@ -981,6 +981,7 @@ fn too_large(
         bounces: Vec::new(),
         error: Some(ReadError::TooLarge { size, limit }),
         original: None,
+        verp: None,
     };
     let mut p = Prepared::new(source, received_at, b"", analysis);
     p.sha256 = sha256;

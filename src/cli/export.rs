@@ -28,6 +28,9 @@ pub struct Args {
     /// age such as 7d).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
+    /// Only addresses suppressed before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
     /// Which suppressions: any of hard, complaint, soft-suppressed, manual, comma-separated
     /// [default: all].
     #[arg(long, value_parser = ExportTypes::parse)]
@@ -47,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let filter = ExportFilter {
             types: args.types.unwrap_or_default(),
             since: args.since,
+            until: args.until,
         };
         let rows = match &args.output {
             None => {

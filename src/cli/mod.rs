@@ -63,6 +63,8 @@ pub enum Command {
     Unsuppress(suppress::UnsuppressArgs),
     /// Re-run the current rules over stored messages and update bounces and states.
     Reclassify(reclassify::Args),
+    /// Check (and repair) the bounce database: recipients against their bounces.
+    Db(db::Args),
     /// Run the daemon: watch Maildir folders and IMAP mailboxes, record every message.
     Run(run::Args),
     /// Validate a configuration file and its environment overrides.
@@ -100,6 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suppress(args) => suppress::run_suppress(args),
         Command::Unsuppress(args) => suppress::run_unsuppress(args),
         Command::Reclassify(args) => reclassify::run(args),
+        Command::Db(args) => db::run(args),
         // The daemon.
         Command::Run(args) => run::run(args, cli.verbose),
         Command::CheckConfig(args) => check_config::run(args),

@@ -457,6 +457,7 @@ pub async fn suppressions(
     let filter = ExportFilter {
         types,
         since: opt_time("since", &q.since)?,
+        until: None,
     };
     if q.after_id.is_some_and(|a| a < 0) {
         return Err(ApiError::BadRequest(
@@ -605,7 +606,7 @@ pub async fn manual_suppress(
             changed: out.changed,
             actor: actor.0.clone(),
         }),
-        Err(StoreError::UnknownRecipient(a)) => Err(ApiError::BadRequest(format!(
+        Err(StoreError::InvalidAddress(a)) => Err(ApiError::BadRequest(format!(
             "`{a}` is not an address (expected local@domain)"
         ))),
         Err(e) => Err(e.into()),
@@ -634,6 +635,9 @@ pub async fn manual_unsuppress(
         }),
         Err(StoreError::UnknownRecipient(a)) => Err(ApiError::NotFound(format!(
             "no recipient {a} in the database"
+        ))),
+        Err(StoreError::InvalidAddress(a)) => Err(ApiError::BadRequest(format!(
+            "`{a}` is not an address (expected local@domain)"
         ))),
         Err(e) => Err(e.into()),
     }

@@ -106,6 +106,10 @@ pub struct Report {
     /// A DSN's human-readable notice (its first text part), when short: the classifier reads it
     /// beside the machine fields, so that a report contradicting itself is never taken as hard.
     pub notice: Option<String>,
+    /// The recipient the bounce's own address names when the list sends with VERP, decoded: the
+    /// one subscriber this report can be about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verp: Option<String>,
 }
 
 /// What a report says about one recipient.
@@ -242,6 +246,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         subject: (!subject.is_empty()).then(|| subject.clone()),
         from: (!from.is_empty()).then(|| from.clone()),
         original: original_of(&message, &body),
+        verp: verp::recipient(&message, opts.verp_separator),
         ..Report::default()
     };
     let input = text::Input {
@@ -311,7 +316,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
 
     if looks_like_bounce(&input) && states_non_delivery(&input) {
         report.kind = Some(Kind::Text);
-        if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
+        if let Some(recipient) = report.verp.clone() {
             report.reader = verp::NAME;
             report
                 .recipients

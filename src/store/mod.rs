@@ -6,9 +6,11 @@
 //! unix seconds (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
 
 mod error;
+mod files;
 pub mod query;
 mod reclassify;
 mod record;
+mod replay;
 mod source_state;
 
 use std::path::{Path, PathBuf};
@@ -18,11 +20,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
+use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
-pub use reclassify::{ReclassifyReport, Shift};
+pub use files::DEFAULT_MODE;
+pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
+pub use replay::{CheckReport, Difference};
 
 pub use source_state::SourcePosition;
 
@@ -40,6 +44,9 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Create the file when it does not exist (import, suppress); readers refuse a missing file.
     pub create: bool,
+    /// The permission bits a new database file gets (its group is its folder's); an existing file
+    /// keeps its own.
+    pub mode: u32,
 }
 
 impl Default for StoreOptions {
@@ -48,6 +55,7 @@ impl Default for StoreOptions {
             policy: Policy::default(),
             busy_timeout: Duration::from_secs(5),
             create: true,
+            mode: DEFAULT_MODE,
         }
     }
 }
@@ -72,13 +80,36 @@ pub(crate) fn from_secs(s: i64) -> DateTime<Utc> {
 
 impl Store {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
+    ///
+    /// When the file cannot be opened for want of a permission, the error says which: reading the
+    /// file, writing it, or writing its folder (where SQLite keeps `-wal` and `-shm`).
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let create = opts.create;
+        match Store::open_inner(path, opts).await {
+            Ok(store) => Ok(store),
+            Err(
+                e @ (StoreError::CannotOpen { .. }
+                | StoreError::ReadOnly { .. }
+                | StoreError::Io { .. }
+                | StoreError::Sql { .. }),
+            ) => match files::missing_permission(path, create) {
+                Some(message) => Err(StoreError::Permission {
+                    path: path.to_path_buf(),
+                    message,
+                }),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_inner(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
         if !opts.create && !path.exists() {
             return Err(StoreError::Missing { path });
         }
         if opts.create {
-            create_private(&path).map_err(|e| StoreError::CannotOpen {
+            files::create_database(&path, opts.mode).map_err(|e| StoreError::CannotOpen {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
@@ -147,31 +178,59 @@ impl Store {
     }
 
     /// Refuses a database written by a newer bounced, then applies the migrations this one knows.
+    ///
+    /// Several processes may open a new database at once (a daemon and an import started together):
+    /// the check and the migrations run inside one `begin immediate` transaction, so one process
+    /// migrates while the others wait (up to the busy timeout) and then find nothing left to do. A
+    /// database already up to date is only read, so readers never take the write lock here.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        if self.pending_migrations(&mut conn).await? == 0 {
+            return Ok(());
+        }
+        use sqlx::Connection;
+        let mut tx = conn
+            .begin_with("begin immediate")
+            .await
+            .map_err(|e| self.err(e))?;
+        // Another process may have migrated while this one waited for the lock.
+        if self.pending_migrations(&mut tx).await? > 0 {
+            MIGRATOR
+                .run_direct(None, &mut *tx, false)
+                .await
+                .map_err(|e| StoreError::from_migrate(&self.path, e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// How many known migrations the database lacks; fails with [`StoreError::NewerVersion`] when
+    /// it has one this binary does not know.
+    async fn pending_migrations(&self, conn: &mut SqliteConnection) -> Result<usize, StoreError> {
+        let known = Store::schema_version();
         let has_table: Option<(String,)> = sqlx::query_as(
             "select name from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
-        if has_table.is_some() {
-            let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-            if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
-                return Err(StoreError::NewerVersion {
-                    path: self.path.clone(),
-                    found: v,
-                    known,
-                });
-            }
+        if has_table.is_none() {
+            return Ok(MIGRATOR.iter().count());
         }
-        MIGRATOR
-            .run(&self.pool)
+        let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
+            .fetch_all(&mut *conn)
             .await
-            .map_err(|e| StoreError::from_migrate(&self.path, e))
+            .map_err(|e| self.err(e))?;
+        if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
+            return Err(StoreError::NewerVersion {
+                path: self.path.clone(),
+                found: v,
+                known,
+            });
+        }
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.iter().any(|(v,)| *v == m.version))
+            .count())
     }
 
     /// The database file.
@@ -194,9 +253,15 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Wraps a sqlx error with this database's path.
+    /// Wraps a sqlx error with this database's path; a refused write names the missing permission.
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
-        StoreError::from_sqlx(&self.path, e)
+        match StoreError::from_sqlx(&self.path, e) {
+            StoreError::ReadOnly { path } => match files::missing_permission(&path, true) {
+                Some(message) => StoreError::Permission { path, message },
+                None => StoreError::ReadOnly { path },
+            },
+            other => other,
+        }
     }
 
     pub(crate) async fn begin(&self) -> Result<SqliteTransaction<'static>, StoreError> {
@@ -255,26 +320,14 @@ impl Store {
     }
 }
 
-/// Creates the database file, readable and writable by its owner only (0600), unless it exists.
-/// SQLite gives its `-wal` and `-shm` files the mode of the database file, so they are private too.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Splits an address into the stored form: local part as sent, domain lower-cased.
 ///
-/// Returns `(address, domain)`, or `None` for something that is not a usable address (no `@`, an
-/// empty side, white space or control characters, longer than 320 bytes).
+/// Returns `(address, domain)`, or `None` for something that is not a mailbox address: no `@`, an
+/// empty side, white space or control characters, longer than 320 bytes, a local part that is
+/// neither a dot-atom (RFC 5322 `atext` and dots, or non-ASCII as RFC 6531 allows) nor a quoted
+/// string, or a domain that is neither dot-separated labels of letters, digits, `-` and `_` nor an
+/// address literal in brackets. Text such as `=HYPERLINK("...")@x` or `a@b@c` is refused, so it
+/// never reaches the database or an export.
 pub fn normalize_address(raw: &str) -> Option<(String, String)> {
     // Types and brackets are taken off until none is left, so that what comes out goes through
     // again unchanged (`rfc822; <rfc822;a@b>` gives `a@b`, as `a@b` does).
@@ -296,14 +349,55 @@ pub fn normalize_address(raw: &str) -> Option<(String, String)> {
         return None;
     }
     let (local, domain) = s.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains(['<', '>', ',', ';']) {
+    if !is_local_part(local) {
         return None;
     }
     let domain = domain.trim_end_matches('.').to_lowercase();
-    if domain.is_empty() {
+    if !is_domain(&domain) {
         return None;
     }
     Some((format!("{local}@{domain}"), domain))
+}
+
+/// RFC 5322 `atext`, plus the non-ASCII characters RFC 6531 allows.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// A dot-atom local part (dots anywhere, as real mail systems accept `john..doe`), or a quoted
+/// string whose specials are escaped.
+fn is_local_part(local: &str) -> bool {
+    if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        let mut escaped = false;
+        for c in inner.chars() {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => return false,
+                _ => {}
+            }
+        }
+        return !escaped;
+    }
+    !local.is_empty() && local.chars().all(|c| c == '.' || is_atext(c))
+}
+
+/// Dot-separated labels of letters, digits, `-` and `_` (non-ASCII letters too, for a domain not
+/// yet in punycode), or an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+fn is_domain(domain: &str) -> bool {
+    if let Some(inner) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == ':');
+    }
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 #[cfg(test)]
@@ -323,6 +417,24 @@ mod tests {
     }
 
     #[test]
+    fn keeps_every_mailbox_form() {
+        for good in [
+            "=plus+tag@example.com",
+            "-dash@example.com",
+            "o'hara@example.ie",
+            "\"quoted@inside\"@example.com",
+            "john..doe@example.org",
+            "user@[192.0.2.1]",
+            "root@localhost",
+            "jörg@bücher.example",
+            "under_score@mail_host.example.com",
+        ] {
+            let got = normalize_address(good).map(|(a, _)| a);
+            assert_eq!(got.as_deref(), Some(good), "{good:?}");
+        }
+    }
+
+    #[test]
     fn refuses_what_is_not_an_address() {
         for bad in [
             "",
@@ -331,6 +443,14 @@ mod tests {
             "user@",
             "a b@example.com",
             "x@\u{7}",
+            "a@b@c",
+            "=HYPERLINK(\"http://evil.example/\")@example.com",
+            "@evil@example.com",
+            "bob@exa mple.com",
+            "bob@example..com",
+            "bob@-x(y).com",
+            "\"unclosed@example.com",
+            "a\"b@example.com",
         ] {
             assert_eq!(normalize_address(bad), None, "{bad:?}");
         }

@@ -145,6 +145,9 @@ pub struct BounceRow {
     pub reader: String,
     /// Whether this soft bounce raised the score.
     pub counted: bool,
+    /// The bounce address names another recipient (VERP): this report was not about an address
+    /// the message was sent to, so it was recorded but never applied.
+    pub verp_mismatch: bool,
     /// The returned original's Message-ID.
     pub original_message_id: Option<String>,
     /// The message's source.
@@ -168,6 +171,60 @@ pub struct BounceFilter {
     pub recipient: Option<String>,
     /// At most this many rows, newest first.
     pub limit: Option<u64>,
+}
+
+/// One stored message: where it came from, what it was, and why it could not be read (its raw
+/// bytes come from [`Store::message_raw`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct MessageRow {
+    /// Row id (`bounced query message ID`).
+    pub id: i64,
+    /// Hex SHA-256 of the raw bytes.
+    pub sha256: String,
+    /// Where it came from: `file:<path>`, `maildir:<path>`, `imap:<account>/<mailbox>/...`.
+    pub source: String,
+    /// When it reached us.
+    pub received_at: Timestamp,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// `dsn`, `text`, `feedback`, `autoreply`, `not_bounce` or `error`.
+    pub kind: String,
+    /// The reader that recognised it, or `none`.
+    pub reader: String,
+    /// Why it could not be read, for kind `error`.
+    pub error: Option<String>,
+    /// The returned original's Message-ID.
+    pub original_message_id: Option<String>,
+    /// The returned original's List-Id.
+    pub original_list_id: Option<String>,
+    /// The recipient its VERP bounce address names.
+    pub verp_recipient: Option<String>,
+    /// Length of the raw message in bytes.
+    pub raw_size: i64,
+    /// Bounce rows recorded from it.
+    pub bounces: i64,
+}
+
+/// Which messages [`Store::messages`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Only this kind (`error`, `not_bounce`, `dsn`, ...).
+    pub kind: Option<String>,
+    /// Received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Received before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many rows, newest first.
+    pub limit: Option<u64>,
+}
+
+/// The columns of a [`MessageRow`].
+macro_rules! message_columns {
+    () => {
+        "select m.id, m.sha256, m.source, m.received_at, m.recorded_at, m.kind, m.reader, m.error, \
+         m.original_message_id, m.original_list_id, m.verp_recipient, m.raw_size, \
+         (select count(*) from bounces b where b.message_id = m.id) as bounces from messages m "
+    };
 }
 
 /// What [`Store::stats`] groups by.
@@ -224,7 +281,7 @@ struct RawDayStat {
     recipients: i64,
 }
 
-/// Totals over the whole database.
+/// Totals over the whole database, or a period of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Summary {
     /// Messages stored.
@@ -235,6 +292,9 @@ pub struct Summary {
     pub bounces: i64,
     /// Bounces per type.
     pub bounce_types: Vec<(String, i64)>,
+    /// Bounces about another recipient than the one the bounce address names (VERP): recorded,
+    /// never applied.
+    pub verp_mismatches: i64,
     /// Recipients known.
     pub recipients: i64,
     /// Suppressed recipients per suppression type (`hard`, `complaint`, `soft`, `manual`).
@@ -331,6 +391,8 @@ pub struct ExportFilter {
     pub types: ExportTypes,
     /// Only addresses suppressed at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only addresses suppressed before this time.
+    pub until: Option<DateTime<Utc>>,
 }
 
 fn day_string(day: i64) -> String {
@@ -403,6 +465,39 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    /// Stored messages matching `filter`, newest first, streamed.
+    pub fn messages(
+        &self,
+        filter: &MessageFilter,
+    ) -> BoxStream<'_, Result<MessageRow, StoreError>> {
+        let limit = filter
+            .limit
+            .and_then(|l| i64::try_from(l).ok())
+            .unwrap_or(i64::MAX);
+        sqlx::query_as(concat!(
+            message_columns!(),
+            "where (?1 is null or m.kind = ?1) and (?2 is null or m.received_at >= ?2) \
+             and (?3 is null or m.received_at < ?3) \
+             order by m.received_at desc, m.id desc limit ?4"
+        ))
+        .bind(filter.kind.clone())
+        .bind(filter.since.map(secs))
+        .bind(filter.until.map(secs))
+        .bind(limit)
+        .fetch(self.pool())
+        .map(|r| r.map_err(|e| self.err(e)))
+        .boxed()
+    }
+
+    /// The stored message with this row id, if any.
+    pub async fn message(&self, id: i64) -> Result<Option<MessageRow>, StoreError> {
+        sqlx::query_as(concat!(message_columns!(), "where m.id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     /// Bounces matching `filter`, newest first, streamed.
     pub fn bounces(&self, filter: &BounceFilter) -> BoxStream<'_, Result<BounceRow, StoreError>> {
         self.bounce_rows(filter, None, None)
@@ -447,7 +542,8 @@ impl Store {
         sqlx::query_as(
             "select b.id, b.message_id, b.at, coalesce(r.address, b.recipient) as recipient, \
              b.action, b.status, b.replycode, b.reason, b.bounce_type, b.diagnostic, b.remote_mta, \
-             b.feedback_type, b.rule, b.reader, b.counted, b.original_message_id, m.source \
+             b.feedback_type, b.rule, b.reader, b.counted, b.verp_mismatch, b.original_message_id, \
+             m.source \
              from bounces b left join recipients r on r.id = b.recipient_id \
              join messages m on m.id = b.message_id \
              where (?1 is null or b.at >= ?1) and (?2 is null or b.at < ?2) \
@@ -565,26 +661,71 @@ impl Store {
 
     /// Totals: messages by kind, bounces by type, recipients and suppressions by type.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
+        self.summary_between(None, None).await
+    }
+
+    /// Totals over a period: messages received, bounces failed (and the recipients they name),
+    /// and addresses suppressed at or after `since` and before `until`. Without either bound the
+    /// recipients are all those known.
+    pub async fn summary_between(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Summary, StoreError> {
         let pool = self.pool();
-        let kinds: Vec<(String, i64)> =
-            sqlx::query_as("select kind, count(*) from messages group by kind order by kind")
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let bounce_types: Vec<(String, i64)> = sqlx::query_as(
-            "select bounce_type, count(*) from bounces group by bounce_type order by bounce_type",
+        let (since, until) = (since.map(secs), until.map(secs));
+        let kinds: Vec<(String, i64)> = sqlx::query_as(
+            "select kind, count(*) from messages \
+             where (?1 is null or received_at >= ?1) and (?2 is null or received_at < ?2) \
+             group by kind order by kind",
         )
+        .bind(since)
+        .bind(until)
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
-        let (recipients,): (i64,) = sqlx::query_as("select count(*) from recipients")
+        let bounce_types: Vec<(String, i64)> = sqlx::query_as(
+            "select bounce_type, count(*) from bounces \
+             where (?1 is null or at >= ?1) and (?2 is null or at < ?2) \
+             group by bounce_type order by bounce_type",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let (verp_mismatches,): (i64,) = sqlx::query_as(
+            "select count(*) from bounces where verp_mismatch = 1 \
+             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let (recipients,): (i64,) = if since.is_none() && until.is_none() {
+            sqlx::query_as("select count(*) from recipients")
+                .fetch_one(pool)
+                .await
+        } else {
+            sqlx::query_as(
+                "select count(distinct recipient_id) from bounces \
+                 where (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
+            )
+            .bind(since)
+            .bind(until)
             .fetch_one(pool)
             .await
-            .map_err(|e| self.err(e))?;
+        }
+        .map_err(|e| self.err(e))?;
         let suppressed: Vec<(String, i64)> = sqlx::query_as(
             "select coalesce(suppressed_type, 'unknown'), count(*) from recipients \
-             where state = 'suppressed' group by suppressed_type order by suppressed_type",
+             where state = 'suppressed' \
+             and (?1 is null or suppressed_at >= ?1) and (?2 is null or suppressed_at < ?2) \
+             group by suppressed_type order by suppressed_type",
         )
+        .bind(since)
+        .bind(until)
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -593,6 +734,7 @@ impl Store {
             bounces: bounce_types.iter().map(|(_, n)| n).sum(),
             kinds,
             bounce_types,
+            verp_mismatches,
             recipients,
             suppressed,
         })
@@ -623,6 +765,7 @@ impl Store {
              coalesce(r.suppressed_at, r.updated_at) as suppressed_at \
              from recipients r left join bounces b on b.id = r.suppressed_bounce_id \
              where r.state = 'suppressed' and (?1 is null or r.suppressed_at >= ?1) \
+             and (?7 is null or r.suppressed_at < ?7) \
              and ((?2 and r.suppressed_type = 'hard') or (?3 and r.suppressed_type = 'complaint') \
              or (?4 and r.suppressed_type = 'soft') or (?5 and r.suppressed_type = 'manual')) \
              and (?6 is null or exists (select 1 from events e \
@@ -635,6 +778,7 @@ impl Store {
         .bind(filter.types.soft)
         .bind(filter.types.manual)
         .bind(after_event)
+        .bind(filter.until.map(secs))
         .fetch(self.pool())
         .map(|r| r.map_err(|e| self.err(e)))
         .boxed()
@@ -673,33 +817,6 @@ pub struct CheckRow {
     pub suppressed_at: Option<Timestamp>,
     /// The reason name, or the operator's words.
     pub suppressed_why: Option<String>,
-}
-
-/// One stored message's metadata (its raw bytes come from [`Store::message_raw`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct MessageRow {
-    /// Row id.
-    pub id: i64,
-    /// SHA-256 of the raw bytes, hex.
-    pub sha256: String,
-    /// Where it came from: `file:`, `maildir:` or `imap:` and its place there.
-    pub source: String,
-    /// When it reached us.
-    pub received_at: Timestamp,
-    /// When it was recorded.
-    pub recorded_at: Timestamp,
-    /// `dsn`, `text`, `feedback`, `autoreply`, `not_bounce` or `error`.
-    pub kind: String,
-    /// The reader that recognised it.
-    pub reader: String,
-    /// Why it could not be read, for kind `error`.
-    pub error: Option<String>,
-    /// The returned original's Message-ID.
-    pub original_message_id: Option<String>,
-    /// The returned original's List-Id.
-    pub original_list_id: Option<String>,
-    /// The raw message's length in bytes.
-    pub raw_size: i64,
 }
 
 /// A suppressed recipient, for the list of the latest suppressions.
@@ -799,18 +916,6 @@ impl Store {
              ) as found order by rank, address limit 1",
         )
         .bind(&address)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.err(e))
-    }
-
-    /// A stored message's metadata.
-    pub async fn message(&self, id: i64) -> Result<Option<MessageRow>, StoreError> {
-        sqlx::query_as(
-            "select id, sha256, source, received_at, recorded_at, kind, reader, error, \
-             original_message_id, original_list_id, raw_size from messages where id = ?1",
-        )
-        .bind(id)
         .fetch_optional(self.pool())
         .await
         .map_err(|e| self.err(e))
