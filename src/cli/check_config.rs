@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Checks the configuration and prints a one-line summary on stdout, with the paths resolved.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let plan = super::run::prepare(args.config.as_deref(), Vec::new(), None, None)?;
+    let plan = super::run::prepare(args.config.as_deref(), Vec::new(), None, None, None)?;
     println!(
         "ok: {} maildir source(s), {} imap source(s): {}",
         plan.cfg.maildir.len(),

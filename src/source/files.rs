@@ -45,6 +45,9 @@ impl From<Vec<PathBuf>> for Inputs {
     }
 }
 
+/// The label of an import in the sources' states and figures.
+const LABEL: &str = "import";
+
 /// Files, directories, Maildirs, mbox files or `-` (standard input), read once.
 #[derive(Debug)]
 pub struct FilesSource {
@@ -88,7 +91,7 @@ impl FilesSource {
 
     /// Walks every path, handing each message to `tx`, until done or `cancel` fires.
     pub async fn run(self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken, states: States) {
-        states.set("import", "reading");
+        states.set(LABEL, "reading");
         let walker = tokio::task::spawn_blocking(move || {
             let w = Walker {
                 tx,
@@ -107,7 +110,7 @@ impl FilesSource {
         if let Err(e) = walker.await {
             tracing::error!(error = %e, "the import walker failed");
         }
-        states.set("import", "done");
+        states.set(LABEL, "done");
     }
 }
 
@@ -148,6 +151,7 @@ impl Walker {
         }
         let incoming = Incoming {
             source,
+            origin: Arc::from(LABEL),
             received_at,
             payload,
             ack: Ack::None,

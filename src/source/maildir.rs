@@ -288,7 +288,7 @@ impl Ticket {
 /// One Maildir folder being read.
 #[derive(Debug)]
 pub struct MaildirSource {
-    label: String,
+    label: Arc<str>,
     rescan_interval: Duration,
     shared: Arc<Shared>,
 }
@@ -311,7 +311,7 @@ impl MaildirSource {
             }
         }
         Ok(MaildirSource {
-            label: cfg.label(),
+            label: cfg.label().into(),
             rescan_interval: cfg.rescan_interval.0,
             shared: Arc::new(Shared {
                 new: root.join("new"),
@@ -397,6 +397,7 @@ impl MaildirSource {
         }
         tracing::info!(maildir = %text::printable(&self.label), path = %text::path(&self.shared.root), "watching");
         states.set(&self.label, "watching");
+        states.set_connected(&self.label, true);
         if let Some(r) = ready {
             let _ = r.send(());
         }
@@ -444,6 +445,7 @@ impl MaildirSource {
         }
         drop(watcher);
         states.set(&self.label, "stopped");
+        states.set_connected(&self.label, false);
         tracing::info!(maildir = %text::printable(&self.label), "stopped");
         Ok(())
     }
@@ -517,6 +519,7 @@ impl MaildirSource {
         }
         let incoming = Incoming {
             source: format!("maildir:{}", text::path(&path)),
+            origin: self.label.clone(),
             received_at: Utc::now(),
             payload: Payload::File(path.clone()),
             ack: Ack::Maildir(Ticket {
