@@ -854,10 +854,17 @@ fn spawn_workers(
     }
 }
 
-/// Logs a summary line every `every` until cancelled, and one as soon as work begins after a quiet
-/// spell (a line whose interval saw nothing), so that the first message of a run or after a pause
-/// shows within a second. Under steady load only the periodic lines are written: at most two lines
-/// per `every`.
+/// How long no message must arrive for the work to count as paused: the next one is said at once.
+const QUIET_SPELL: Duration = Duration::from_secs(2);
+
+/// The shortest time between two summary lines that are not periodic ones.
+const SUMMARY_GAP: Duration = Duration::from_secs(1);
+
+/// Logs a summary line every `every` until cancelled, one as soon as work begins after a quiet spell
+/// ([`QUIET_SPELL`] without a message), and one when such work pauses with some of it not yet said.
+/// So the first message of a run, or after a pause of a few seconds, shows within a second, and the
+/// end of a burst is said then, not at the end of the interval; under steady load only the
+/// periodic lines are written, and the others are at least [`SUMMARY_GAP`] apart.
 fn spawn_summary(
     metrics: &Metrics,
     every: Duration,
@@ -870,26 +877,38 @@ fn spawn_summary(
         tick.tick().await;
         let mut look = tokio::time::interval(Duration::from_millis(500).min(every));
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What the last line said, and when.
         let mut last = metrics.snapshot();
         let mut last_at = Instant::now();
-        let mut quiet = true;
+        // The last look, when a message last arrived, and whether work began after a quiet spell
+        // and is not yet said.
+        let mut seen = last.received;
+        let mut moved_at: Option<Instant> = None;
+        let mut began = false;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     let now = metrics.snapshot();
                     log_summary(&metrics, &last, &now, last_at.elapsed());
-                    quiet = now.received == last.received;
                     last = now;
                     last_at = Instant::now();
+                    began = false;
                 }
-                _ = look.tick(), if quiet => {
+                _ = look.tick() => {
                     let now = metrics.snapshot();
-                    if now.received != last.received && now.commits != last.commits {
+                    if now.received != seen {
+                        began |= moved_at.is_none_or(|t| t.elapsed() >= QUIET_SPELL);
+                        moved_at = Some(Instant::now());
+                        seen = now.received;
+                    }
+                    let paused = moved_at.is_some_and(|t| t.elapsed() >= QUIET_SPELL);
+                    let unsaid = now.received != last.received && now.commits != last.commits;
+                    if unsaid && (began || paused) && last_at.elapsed() >= SUMMARY_GAP {
                         log_summary(&metrics, &last, &now, last_at.elapsed());
-                        quiet = false;
                         last = now;
                         last_at = Instant::now();
+                        began = false;
                     }
                 }
             }

@@ -117,18 +117,35 @@ fn recorded_mail_is_said_at_once_at_the_default_level_without_flooding() {
             said_after = Some(start.elapsed());
         }
     }
+    let during = d.count("summary for the last");
     d.wait_until(Duration::from_secs(10), "all recorded", || {
         recorded(&db) == n as i64
     });
-    assert_eq!(d.stop(Duration::from_secs(10)), 0);
-    let log = d.log();
-    let said_after = said_after.unwrap_or_else(|| panic!("nothing said while recording:\n{log}"));
+    let said_after =
+        said_after.unwrap_or_else(|| panic!("nothing said while recording:\n{}", d.log()));
     assert!(
         said_after < Duration::from_secs(3),
         "said after {said_after:?}"
     );
-    // One line when work began; under steady load nothing more until the interval ends.
-    assert_eq!(d.count("summary for the last"), 1, "{log}");
+    // One line when work began; under steady load nothing more while it lasts.
+    assert_eq!(during, 1, "{}", d.log());
+    // When the work pauses, what was not yet said is said, once.
+    d.wait_log_count("summary for the last", 2, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(d.count("summary for the last"), 2, "{}", d.log());
+    // After the pause, a single message is said at once, not at the end of the interval; and again.
+    for m in [n, n + 1] {
+        let lines = d.count("summary for the last");
+        let at = Instant::now();
+        deliver(&md, &format!("{m}.late.host"), bounce(m).as_bytes());
+        d.wait_log_count("summary for the last", lines + 1, Duration::from_secs(3));
+        assert!(at.elapsed() < Duration::from_secs(3), "{}", d.log());
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert_eq!(d.stop(Duration::from_secs(10)), 0);
+    let log = d.log();
+    assert!(log.contains("received=1 recorded=1"), "{log}");
+    assert_eq!(d.count("summary for the last"), 4, "{log}");
 }
 
 #[test]
