@@ -503,3 +503,58 @@ fn classify_of_a_folder_skips_what_is_plainly_not_mail_and_says_so_at_v() {
     assert!(text.lines().count() >= 79, "{text}");
     assert!(!text.contains(".expected.json"), "{text}");
 }
+
+#[test]
+fn a_reader_that_stops_reading_is_a_normal_end_for_every_command() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::create_dir(d.join("mail")).expect("mkdir");
+    for i in 0..400 {
+        fs::write(d.join(format!("mail/{i:03}.eml")), bounce(i)).expect("write");
+    }
+    // One report about 300 recipients: its explanation is far more than a pipe holds.
+    let blocks: String = (0..300)
+        .map(|i| {
+            format!(
+                "Final-Recipient: rfc822; many{i}@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+                 Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+            )
+        })
+        .collect();
+    let many = bounce(0).replace(
+        "Final-Recipient: rfc822; user0@example.com\r\n",
+        &format!("{blocks}Final-Recipient: rfc822; user0@example.com\r\n"),
+    );
+    fs::write(d.join("many.eml"), many).expect("write");
+    let made = bounced(d, &["import", "mail", "--db", "b.db"], &[]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let runs: &[&[&str]] = &[
+        &["eval", "--explain", "many.eml"],
+        &["classify", "mail"],
+        &["classify", "--format", "table", "mail"],
+        &["query", "bounces", "--db", "b.db"],
+        &["export", "--format", "txt", "--db", "b.db"],
+        &["stats", "--by", "domain", "--db", "b.db"],
+    ];
+    for args in runs {
+        // `bounced ARGS | head -1`: one line read, then the pipe closed.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bounced"))
+            .current_dir(d)
+            .args(*args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert!(!line.is_empty(), "{args:?} printed nothing");
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

@@ -13,7 +13,7 @@ mod run;
 mod serve;
 
 // The bounce database subcommands.
-mod db;
+pub mod db;
 mod export;
 mod import;
 mod query;
