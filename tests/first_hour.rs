@@ -194,6 +194,16 @@ fn check_config_fails_wherever_run_would() {
             format!("[store]\npath = \"no/such/b.db\"\n{maildir}"),
             "store.path",
         ),
+        (
+            "an HTTP token file that is missing",
+            format!("[http]\ntoken_file = \"missing-tokens\"\n{maildir}"),
+            "missing-tokens",
+        ),
+        (
+            "the HTTP API beyond loopback without a token",
+            format!("[http]\nlisten = \"0.0.0.0:8025\"\n{maildir}"),
+            "0.0.0.0",
+        ),
     ];
     for (what, text, needle) in cases {
         fs::write(dir.path().join("c.toml"), &text).expect("config");
