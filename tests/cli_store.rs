@@ -373,10 +373,7 @@ fn a_read_only_database_is_named_readers_still_work_and_nothing_is_written() {
         let out = bounced(dir.path(), args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(
-            err.contains("/bounced.db is read-only"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains("/bounced.db is read-only"), "{args:?}: {err}");
     }
     let out = bounced(dir.path(), &["export"]);
     assert!(out.status.success(), "{}", stderr(&out));
