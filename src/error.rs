@@ -28,12 +28,8 @@ pub enum ReadError {
 #[derive(Debug, Error)]
 pub enum RulesError {
     /// The file could not be read.
-    #[error("cannot read rule file {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read rule file {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     /// The file is not valid TOML or does not have the expected shape.
     #[error("rule file {path} is not valid: {message}")]
     Syntax { path: String, message: String },

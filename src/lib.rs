@@ -28,6 +28,8 @@
 //! - [`export`]: suppression-list writers (txt, csv, jsonl, listmonk, postfix, ses, mailgun), streaming.
 //! - [`config`]: `bounced.toml`, validated at load; the `BOUNCED_*` overrides.
 //! - [`error`]: the reader's typed errors.
+//! - [`text`]: text made safe for terminals and text logs (control characters and non-UTF-8 bytes
+//!   escaped).
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
 //! - [`explain`]: why one message got its results (reader, fields, rule, hard/soft), for `eval --explain`.
 //! - [`http`]: the HTTP server over the store's queries: JSON API, Prometheus metrics, dashboard;
@@ -69,6 +71,8 @@ pub mod report;
 pub mod source;
 #[forbid(unsafe_code)]
 pub mod store;
+#[forbid(unsafe_code)]
+pub mod text;
 
 pub use analysis::{Analysis, analyze};
 pub use classify::{Bounce, BounceType, Classifier, Reason};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::db::{DbArgs, runtime};
+use super::db::{DbArgs, OutputFormat, runtime, stdout_for};
 use bounced::policy::Manual;
 use bounced::store::{Store, StoreError};
 
@@ -93,7 +93,8 @@ async fn decide_all(
     reason: &str,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut out = io::stdout().lock();
+    // Operator input and stored addresses alike reach the terminal escaped.
+    let mut out = stdout_for(OutputFormat::Table);
     let mut refused = 0usize;
     let now = Utc::now();
     for input in addresses {
