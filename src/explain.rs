@@ -357,7 +357,7 @@ fn explain_rule(
         "reader.hint" => builtin(format!(
             "no text rule matched the diagnostic; the `{}` reader vouched for `{}` from its format's own wording",
             report.reader,
-            read.reason_hint.unwrap_or("")
+            read.reason_hint.map_or("", Reason::as_str)
         )),
         "notice.contradicts" => builtin(format!(
             "the fields gave a hard reason, but the report's own notice says otherwise and nothing in it says the address is gone: {:?}",

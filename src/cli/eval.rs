@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::analyze;
+use crate::classify::Reason;
 use crate::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
 use crate::explain::{Explanation, explain};
 use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
@@ -290,7 +291,10 @@ fn print_explanation(
             ("diagnostic", or_dash(b.diagnostic.as_deref())),
             ("remote MTA", or_dash(b.remote_mta.as_deref())),
             ("reporting MTA", or_dash(b.reporting_mta.as_deref())),
-            ("reader hint", or_dash(r.read.reason_hint)),
+            (
+                "reader hint",
+                or_dash(r.read.reason_hint.map(Reason::as_str)),
+            ),
             ("reason", b.reason.as_str().to_string()),
         ];
         for (label, value) in fields {

@@ -8,6 +8,7 @@ use mail_parser::{Message, MimeHeaders, PartType};
 use regex::Regex;
 
 use super::{Original, RecipientReport, field_blocks, normalize_address, part_text, part_type};
+use crate::classify::Reason;
 
 /// Reader name.
 pub const NAME: &str = "arf";
@@ -124,7 +125,7 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
             feedback_type: feedback_type.clone(),
             reporting_mta: feedback.reporting_mta.clone(),
             date: feedback.date.clone(),
-            reason_hint: Some("feedback"),
+            reason_hint: Some(Reason::Feedback),
             ..RecipientReport::default()
         });
     }
@@ -144,6 +145,7 @@ fn hotmail_recipient(message: &Message) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::classify::Reason;
     use crate::report::{Kind, read};
 
     const ARF: &str = "From: feedback@isp.example.net\nTo: abuse@example.org\nSubject: complaint\n\
@@ -164,7 +166,7 @@ Original-Rcpt-To: <Reader@Example.NET>\nOriginal-Rcpt-To: other@example.net\nArr
             Some("Reader@example.net")
         );
         assert_eq!(r.recipients[0].feedback_type.as_deref(), Some("abuse"));
-        assert_eq!(r.recipients[0].reason_hint, Some("feedback"));
+        assert_eq!(r.recipients[0].reason_hint, Some(Reason::Feedback));
         assert_eq!(r.recipients[0].action, None);
         let o = r.original.unwrap();
         assert_eq!(o.message_id.as_deref(), Some("abc@example.org"));

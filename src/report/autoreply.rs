@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::RecipientReport;
+use super::signals::{bounce_sender_or_subject, has_failure_wording};
 use super::text::Input;
+use crate::classify::Reason;
 
 /// Reader name.
 pub const NAME: &str = "autoreply";
@@ -33,8 +35,8 @@ pub fn detect(input: &Input) -> bool {
         || header("Precedence").is_some_and(|v| v == "auto_reply");
     let by_subject = SUBJECT.is_match(input.subject);
     (by_header || by_subject)
-        && !super::bounce_sender_or_subject(input)
-        && !super::has_failure_wording(input.subject, input.body)
+        && !bounce_sender_or_subject(input)
+        && !has_failure_wording(input.subject, input.body)
 }
 
 /// One result for the auto-reply's sender, with the subject as diagnostic.
@@ -45,13 +47,14 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     vec![RecipientReport {
         recipient: Some(recipient),
         diagnostic: (!input.subject.is_empty()).then(|| input.subject.to_string()),
-        reason_hint: Some("vacation"),
+        reason_hint: Some(Reason::Vacation),
         ..RecipientReport::default()
     }]
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::classify::Reason;
     use crate::report::{Kind, read};
 
     #[test]
@@ -66,7 +69,7 @@ Auto-Submitted: auto-replied\n\nI am away until Monday.\n";
             r.recipients[0].recipient.as_deref(),
             Some("erin@example.com")
         );
-        assert_eq!(r.recipients[0].reason_hint, Some("vacation"));
+        assert_eq!(r.recipients[0].reason_hint, Some(Reason::Vacation));
         assert_eq!(
             r.recipients[0].diagnostic.as_deref(),
             Some("Out of Office: back Monday")

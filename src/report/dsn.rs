@@ -158,7 +158,7 @@ pub fn parse(text: &str) -> Dsn {
 /// an MTA's framing before the reply (`delivery temporarily suspended: connect to ...: 421 ...`,
 /// `host X said: 550 ...`) moved into `remote_mta` and `command`.
 fn server_words(r: &mut RecipientReport, diagnostic: String) -> String {
-    use super::text::common::{join_reply_lines, server_reply};
+    use super::text::replies::{join_reply_lines, server_reply};
     let starts_with_code = diagnostic
         .as_bytes()
         .first()
@@ -332,7 +332,7 @@ const PARAGRAPH_SEARCHES: usize = 256;
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     // Only the report's own words: a returned message quoted in the text names the recipient too.
-    let body = super::prefix(super::text::common::cut_original(body), EXPLANATION_SCAN);
+    let body = super::prefix(super::text::blocks::cut_original(body), EXPLANATION_SCAN);
     if body.is_empty() {
         return;
     }
@@ -362,7 +362,7 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
 fn transcript_host(body: &str) -> Option<String> {
     body.lines().find_map(|line| {
         let t = line.trim().trim_start_matches('.').trim_start();
-        let rest = super::text::common::strip_prefix_ci(t, "while talking to")?;
+        let rest = super::text::words::strip_prefix_ci(t, "while talking to")?;
         let host = rest.trim().trim_end_matches(':').trim_end_matches('.');
         let plausible = host.contains('.') && !host.contains(char::is_whitespace);
         plausible.then(|| host.to_ascii_lowercase())
@@ -474,7 +474,7 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
             .find(|p| {
                 REPLY_CODE.is_match(p)
                     || STATUS.is_match(p)
-                    || super::text::common::host_said(p).is_some()
+                    || super::text::replies::host_said(p).is_some()
             });
         if let Some(paragraph) = with_evidence {
             apply_paragraph(r, paragraph);
@@ -547,7 +547,7 @@ fn quoted_response(body: &str, lower: &str) -> Option<String> {
 /// address). The target stays when nothing better is known.
 pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_header: Option<&str>) {
     let listed: Vec<String> = failed_header
-        .map(super::text::common::find_addresses)
+        .map(super::text::addresses::find_addresses)
         .unwrap_or_default()
         .into_iter()
         .map(|f| f.address)
@@ -575,7 +575,8 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
 /// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
 /// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
 pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
-    use super::text::common::{command_of, cut_original};
+    use super::text::blocks::cut_original;
+    use super::text::replies::command_of;
     let single = recipients.len() == 1;
     let explanation = super::prefix(cut_original(body), EXPLANATION_SCAN);
     let mut lower: Option<String> = None;
@@ -605,7 +606,7 @@ pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
 
 /// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
 fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
-    let reply = super::text::common::server_reply(paragraph);
+    let reply = super::text::replies::server_reply(paragraph);
     if r.remote_mta.is_none() {
         r.remote_mta = reply.remote;
     }

@@ -1,7 +1,9 @@
 //! Bigfoot's forwarding service: a Sendmail-like report ("The following addresses had permanent
 //! fatal errors", then a `>>> RCPT TO` / `<<< reply` transcript) sent from bigfoot.com.
 
-use super::common::{addr_line, cut_original, failed, first_addr};
+use super::addresses::{address_alone, first_address};
+use super::blocks::cut_original;
+use super::replies::recipient;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -32,8 +34,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         }
         if in_list {
-            if let Some(a) = addr_line(t) {
-                out.push(failed(a, String::new()));
+            if let Some(a) = address_alone(t) {
+                out.push(recipient(a, "failed", ""));
             }
         } else if let Some(rest) = t.strip_prefix(">>>") {
             let rest = rest.trim();
@@ -48,7 +50,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 "DATA" | "." => "DATA",
                 _ => "",
             };
-            last_cmd = Some((cmd, first_addr(rest)));
+            last_cmd = Some((cmd, first_address(rest)));
         } else if let Some(rest) = t.strip_prefix("<<<") {
             let (cmd, addr) = last_cmd.clone().unwrap_or(("", None));
             // The reply belongs to the transcript's recipient, else to every listed one.
@@ -67,7 +69,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_transcript() {

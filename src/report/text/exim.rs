@@ -2,12 +2,16 @@
 //! spaces, the server's words indented below it ("SMTP error from remote mail server after RCPT
 //! TO:<...>: host mx.example.net [192.0.2.1]: 550 ...").
 
-use super::common::{self, contains_ci};
+use super::addresses::{find_addresses, from_daemon};
+use super::blocks::cut_original;
+use super::replies::{is_delay_notice, recipient};
+use super::words::{contains_ci, head};
 use super::{Family, Input};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Exim reader.
-pub const EXIM: Family = Family {
+pub const FAMILY: Family = Family {
     name: "exim",
     detect,
     read,
@@ -15,37 +19,40 @@ pub const EXIM: Family = Family {
 
 fn detect(input: &Input) -> bool {
     let s = input.subject;
-    let b = common::head(input.body);
+    let b = head(input.body);
     contains_ci(
         b,
         "This message was created automatically by mail delivery software",
     ) || contains_ci(b, "------ This is a copy of the message")
         || contains_ci(b, "------ This is a copy of your message")
-        || (common::from_daemon(input.from)
+        || (from_daemon(input.from)
             && (s.starts_with("Mail delivery failed")
                 || s.starts_with("Mail failure")
                 || (s.starts_with("Warning: message") && s.contains("delayed"))))
 }
 
 /// Fixed Exim phrases that name the reason exactly.
-const HINTS: &[(&str, &str)] = &[
-    ("Mailbox quota exceeded", "mailboxfull"),
-    ("mailbox is full", "mailboxfull"),
-    ("retry timeout exceeded", "expired"),
+const HINTS: &[(&str, Reason)] = &[
+    ("Mailbox quota exceeded", Reason::Mailboxfull),
+    ("mailbox is full", Reason::Mailboxfull),
+    ("retry timeout exceeded", Reason::Expired),
     (
         "retry time not reached for any host after a long failure period",
-        "expired",
+        Reason::Expired,
     ),
-    ("all hosts have been failing for a long time", "expired"),
-    ("Unrouteable address", "hostunknown"),
+    (
+        "all hosts have been failing for a long time",
+        Reason::Expired,
+    ),
+    ("Unrouteable address", Reason::Hostunknown),
     (
         "all relevant MX records point to non-existent hosts",
-        "hostunknown",
+        Reason::Hostunknown,
     ),
-    ("unknown mail domain", "hostunknown"),
-    ("Too many \"Received\" headers", "networkerror"),
-    ("malformed address", "syntaxerror"),
-    ("message too big", "mesgtoobig"),
+    ("unknown mail domain", Reason::Hostunknown),
+    ("Too many \"Received\" headers", Reason::Networkerror),
+    ("malformed address", Reason::Syntaxerror),
+    ("message too big", Reason::Mesgtoobig),
 ];
 
 fn is_intro_line(line: &str) -> bool {
@@ -61,7 +68,7 @@ fn is_intro_line(line: &str) -> bool {
 /// The `X-Failed-Recipients` address for a recipient line without a domain: the one whose local part
 /// is the line's first word, else the one at the same position.
 fn failed_header_address(input: &Input, line: &str, index: usize) -> Option<String> {
-    let list = common::find_addresses(input.header("X-Failed-Recipients")?);
+    let list = find_addresses(input.header("X-Failed-Recipients")?);
     let word = line.split_whitespace().next().unwrap_or("");
     let by_name = list
         .iter()
@@ -71,13 +78,12 @@ fn failed_header_address(input: &Input, line: &str, index: usize) -> Option<Stri
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let action =
-        if input.subject.starts_with("Warning:") || common::is_delay_notice(input.subject, text) {
-            "delayed"
-        } else {
-            "failed"
-        };
+    let text = cut_original(input.body);
+    let action = if input.subject.starts_with("Warning:") || is_delay_notice(input.subject, text) {
+        "delayed"
+    } else {
+        "failed"
+    };
     let mut out: Vec<RecipientReport> = Vec::new();
     let mut blocks: Vec<(String, String)> = Vec::new();
     let mut started = !text.lines().any(is_intro_line);
@@ -94,7 +100,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let indent = line.len() - line.trim_start().len();
         let t = line.trim();
         if (1..=3).contains(&indent) {
-            let found = common::find_addresses(t);
+            let found = find_addresses(t);
             if let Some(first) = found.first() {
                 let mut rest = t
                     .get(first.end..)
@@ -141,7 +147,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     if blocks.is_empty()
         && let Some(list) = input.header("X-Failed-Recipients")
     {
-        for f in common::find_addresses(list) {
+        for f in find_addresses(list) {
             blocks.push((f.address, String::new()));
         }
     }
@@ -152,7 +158,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         {
             continue;
         }
-        let mut r = common::recipient(address, action, &words);
+        let mut r = recipient(address, action, &words);
         r.reason_hint = HINTS
             .iter()
             .find(|(p, _)| contains_ci(&words, p))
@@ -165,7 +171,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = r#"From: Mail Delivery System <Mailer-Daemon@relay.example.org>
 To: sender@example.com
@@ -207,7 +213,7 @@ hi
             assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.net"));
             assert_eq!(r[1].diagnostic.as_deref(), Some("retry timeout exceeded"));
-            assert_eq!(r[1].reason_hint, Some("expired"));
+            assert_eq!(r[1].reason_hint, Some(Reason::Expired));
             assert_eq!(r[1].command, None);
         });
     }

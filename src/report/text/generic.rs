@@ -8,16 +8,12 @@
 
 use mail_parser::{Address, Message};
 
-use super::common::{self, contains_ci, has_code, unfold};
-use super::{Family, Input};
+use super::Input;
+use super::addresses::{find_addresses, first_address, is_system_address};
+use super::blocks::{cut_original, paragraph, returned_original};
+use super::replies::{action_for, has_code, recipient, server_reply};
+use super::words::{contains_ci, starts_with_ci, unfold};
 use crate::report::RecipientReport;
-
-/// The general reader, as a family that accepts every message (used last).
-pub const GENERIC: Family = Family {
-    name: super::NAME,
-    detect: |_| true,
-    read,
-};
 
 /// Line starts (lower-case) whose addresses are never failed recipients.
 const SKIP_LINE_PREFIXES: &[&str] = &[
@@ -55,7 +51,7 @@ fn addresses_of(list: Option<&Address>) -> Vec<String> {
     list.map(|a| {
         a.iter()
             .filter_map(|addr| addr.address())
-            .filter_map(common::normalize_address)
+            .filter_map(first_address)
             .collect()
     })
     .unwrap_or_default()
@@ -67,15 +63,10 @@ fn skipped(input: &Input) -> Vec<String> {
     let mut out = addresses_of(input.message.from());
     if let Some(original) = attached_original(input.message) {
         out.extend(addresses_of(original.from()));
-        out.extend(
-            original
-                .return_path()
-                .as_text()
-                .and_then(common::normalize_address),
-        );
+        out.extend(original.return_path().as_text().and_then(first_address));
     }
-    if let Some(from) = original_header(common::returned_original(input.body), "from:") {
-        out.extend(common::first_address(from));
+    if let Some(from) = original_header(returned_original(input.body), "from:") {
+        out.extend(first_address(from));
     }
     for a in &mut out {
         *a = a.to_ascii_lowercase();
@@ -134,9 +125,7 @@ fn line_is_skipped(line: &str) -> bool {
     }
     let t =
         line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '*');
-    SKIP_LINE_PREFIXES
-        .iter()
-        .any(|p| common::starts_with_ci(t, p))
+    SKIP_LINE_PREFIXES.iter().any(|p| starts_with_ci(t, p))
 }
 
 fn is_sender_context(line: &str, start: usize) -> bool {
@@ -162,7 +151,7 @@ const MAX_MENTIONS: usize = 256;
 
 /// Reads a report of unknown shape: one recipient per distinct address the explanation names.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
-    let explanation = crate::report::prefix(common::cut_original(input.body), EXPLANATION_SCAN);
+    let explanation = crate::report::prefix(cut_original(input.body), EXPLANATION_SCAN);
     let skip = skipped(input);
     let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
@@ -171,7 +160,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         if line_is_skipped(line) {
             continue;
         }
-        for found in common::find_addresses(line) {
+        for found in find_addresses(line) {
             let lower = found.address.to_ascii_lowercase();
             if skip.contains(&lower)
                 || is_sender_context(line, found.start)
@@ -184,7 +173,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 line: i,
                 start_in_line: found.start,
                 end_in_line: found.end,
-                weak: common::is_system_address(&lower) || weak.contains(&lower),
+                weak: is_system_address(&lower) || weak.contains(&lower),
             });
             if mentions.len() >= MAX_MENTIONS {
                 break;
@@ -194,7 +183,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             break;
         }
     }
-    let action = common::action_for(input.subject, explanation);
+    let action = action_for(input.subject, explanation);
     if mentions.iter().any(|m| !m.weak) {
         mentions.retain(|m| !m.weak);
     }
@@ -211,10 +200,10 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 let better =
                     r.diagnostic.as_deref().is_none_or(|d| !has_code(d)) && has_code(&diagnostic);
                 if better {
-                    *r = common::recipient(m.address.clone(), action, &diagnostic);
+                    *r = recipient(m.address.clone(), action, &diagnostic);
                 }
             }
-            None => out.push(common::recipient(m.address.clone(), action, &diagnostic)),
+            None => out.push(recipient(m.address.clone(), action, &diagnostic)),
         }
     }
     if out.is_empty() && looks_failed(input.subject, explanation) {
@@ -223,19 +212,14 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             .map(|o| addresses_of(o.to()))
             .filter(|v| !v.is_empty())
             .or_else(|| {
-                original_header(common::returned_original(input.body), "to:").map(|v| {
-                    common::find_addresses(v)
-                        .into_iter()
-                        .map(|f| f.address)
-                        .collect()
-                })
+                original_header(returned_original(input.body), "to:")
+                    .map(|v| find_addresses(v).into_iter().map(|f| f.address).collect())
             })
             .unwrap_or_default();
         let diagnostic = fallback_diagnostic(explanation);
         for address in to {
-            if !common::is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase())
-            {
-                out.push(common::recipient(address, action, &diagnostic));
+            if !is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase()) {
+                out.push(recipient(address, action, &diagnostic));
             }
         }
     }
@@ -245,7 +229,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     {
         let fallback = fallback_diagnostic(explanation);
         if has_code(&fallback) || r.diagnostic.is_none() {
-            let reply = common::server_reply(&fallback);
+            let reply = server_reply(&fallback);
             r.diagnostic = (!reply.diagnostic.is_empty()).then_some(reply.diagnostic);
             r.command = reply.command.map(str::to_string).or(r.command.take());
             r.remote_mta = reply.remote.or(r.remote_mta.take());
@@ -257,14 +241,14 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
 /// The result for a recipient known only from the bounce's VERP address: the report's failure
 /// text (as the general reader finds it) is still its diagnostic.
 pub fn verp_recipient(address: String, input: &Input) -> RecipientReport {
-    let explanation = common::cut_original(input.body);
-    let action = common::action_for(input.subject, explanation);
+    let explanation = cut_original(input.body);
+    let action = action_for(input.subject, explanation);
     let diagnostic = if looks_failed(input.subject, explanation) {
         fallback_diagnostic(explanation)
     } else {
         String::new()
     };
-    common::recipient(address, action, &diagnostic)
+    recipient(address, action, &diagnostic)
 }
 
 /// The words about one mention: the line holding it (from its start when the address sits inside a
@@ -313,18 +297,14 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
             if says_enough(&text) {
                 if !has_code(&text) {
                     // Words without codes: the server's reply often follows in the next paragraph.
-                    let next: Vec<&str> = lines
-                        .iter()
-                        .enumerate()
-                        .skip(i + 1)
-                        .take_while(|(j, _)| *j < next_other)
-                        .map(|(_, l)| l.trim())
-                        .skip_while(|l| l.is_empty())
-                        .take_while(|l| !l.is_empty())
-                        .collect();
-                    if next.iter().any(|l| has_code(l)) {
+                    let until = next_other.min(lines.len());
+                    let next = paragraph(
+                        lines.get(i + 1..until).unwrap_or_default().iter().copied(),
+                        |_| false,
+                    );
+                    if has_code(&next) {
                         text.push(' ');
-                        text.push_str(&next.join(" "));
+                        text.push_str(&unfold(&next));
                     }
                 }
                 break;
@@ -410,14 +390,8 @@ fn fallback_diagnostic(text: &str) -> String {
         let t = l.trim();
         t.len() < 80 && RESPONSE_INTRO.iter().any(|p| contains_ci(t, p)) && t.ends_with(':')
     }) {
-        let answer: Vec<&str> = lines
-            .iter()
-            .skip(at + 1)
-            .map(|l| l.trim())
-            .skip_while(|t| t.is_empty())
-            .take_while(|t| !t.is_empty())
-            .collect();
-        let answer = unfold(&answer.join(" "));
+        let answer = paragraph(lines.iter().skip(at + 1).copied(), |_| false);
+        let answer = unfold(&answer);
         if !answer.is_empty() {
             return answer;
         }

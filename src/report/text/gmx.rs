@@ -1,7 +1,7 @@
 //! GMX's and 1&1's (einsundeins, kundenserver) reports: "The following address failed:", the address,
 //! then "SMTP error from remote server ..." or a local reason, before the returned header.
 
-use super::common::{cut_original, exim_blocks};
+use super::blocks::{cut_original, exim_blocks};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -41,7 +41,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_remote_error() {

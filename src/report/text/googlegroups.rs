@@ -1,8 +1,12 @@
 //! Google Groups' refusal to post: a localized notice that the group may not exist or the sender
 //! may not post to it; the group's address is in `X-Failed-Recipients`.
 
-use super::common::{cut_original, failed, normalize_addr, unfold_lines};
+use super::addresses::address_alone;
+use super::blocks::cut_original;
+use super::replies::recipient;
+use super::words::unfold;
 use super::{Family, Input};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Google Groups reader.
@@ -32,13 +36,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .nth(1)
-        .map(|p| unfold_lines(p.lines()))
+        .map(unfold)
         .unwrap_or_default();
     list.split(',')
-        .filter_map(normalize_addr)
+        .filter_map(address_alone)
         .map(|a| {
-            let mut r = failed(a, diag.clone());
-            r.reason_hint = Some("rejected");
+            let mut r = recipient(a, "failed", &diag);
+            r.reason_hint = Some(Reason::Rejected);
             r
         })
         .collect()
@@ -82,13 +86,13 @@ mod tests {
                 "The group you wrote to (team) may not exist, or you may not have permission to post to it."
             )
         );
-        assert_eq!(got[0].reason_hint, Some("rejected"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Rejected));
         assert_eq!(got[0].command, None);
     }
 
     #[test]
     fn a_returned_group_post_is_not_a_group_refusal() {
-        let body = "Delivery to the following recipient failed permanently:\n\n     una@example.com\n\n----- Original message -----\n\nYou received this message because you are subscribed to the Google Groups list.\n";
+        let body = "Delivery to the following recipient recipient permanently:\n\n     una@example.com\n\n----- Original message -----\n\nYou received this message because you are subscribed to the Google Groups list.\n";
         let raw = format!(
             "From: mailer-daemon@googlemail.com\nX-Failed-Recipients: una@example.com\n\n{body}"
         );

@@ -1,12 +1,15 @@
 //! Apache James's report: "Error message below:" with the server's reply, then "Message details:"
 //! listing the envelope (`RCPT TO: address`).
 
-use super::common::{self, contains_ci};
+use super::addresses::find_addresses;
+use super::blocks::section_after;
+use super::replies::recipient;
+use super::words::contains_ci;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
 /// The Apache James reader.
-pub const JAMES: Family = Family {
+pub const FAMILY: Family = Family {
     name: "james",
     detect,
     read,
@@ -19,7 +22,7 @@ fn detect(input: &Input) -> bool {
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let text = input.body;
-    let diagnostic = common::section_after(text, "Error message below:", |l| {
+    let diagnostic = section_after(text, "Error message below:", |l| {
         contains_ci(l, "Message details:")
     })
     .unwrap_or_default();
@@ -36,12 +39,12 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
             continue;
         };
-        for f in common::find_addresses(list) {
+        for f in find_addresses(list) {
             if !out
                 .iter()
                 .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
             {
-                out.push(common::recipient(f.address, "failed", &diagnostic));
+                out.push(recipient(f.address, "failed", &diagnostic));
             }
         }
         if !out.is_empty() {
@@ -54,7 +57,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: postmaster@james.example.org\nTo: sender@example.com\nSubject: Re: hello\n\n\
 Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here\n\n\

@@ -1,7 +1,9 @@
 //! McAfee Email Gateway (X-NAI-Header) reports: "--- The following addresses had delivery
 //! problems ---", then `<address>   (reason)` lines.
 
-use super::common::{command_of, cut_original, failed, first_addr};
+use super::addresses::first_address;
+use super::blocks::cut_original;
+use super::replies::{command_of, recipient};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -31,14 +33,14 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         }
         let (head, reason) = t.split_once('>').map_or((t, ""), |(h, r)| (h, r.trim()));
-        let Some(a) = first_addr(&format!("{head}>")) else {
+        let Some(a) = first_address(&format!("{head}>")) else {
             continue;
         };
         let reason = reason
             .strip_prefix('(')
             .and_then(|r| r.strip_suffix(')'))
             .unwrap_or(reason);
-        let mut r = failed(a, reason.to_string());
+        let mut r = recipient(a, "failed", reason);
         r.command = command_of(reason).map(str::to_string);
         out.push(r);
     }

@@ -1,12 +1,15 @@
 //! Oracle (Sun) Communications Messaging Server's text report: per recipient, a block of
 //! `Recipient address:`, `Original address:`, `Reason:`, `Diagnostic code:`, `Remote system:` lines.
 
-use super::common::{self, contains_ci};
+use super::addresses::first_address;
+use super::blocks::cut_original;
+use super::replies::{command_of, recipient};
+use super::words::{contains_ci, head, unfold};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
 /// The Messaging Server reader.
-pub const MESSAGINGSERVER: Family = Family {
+pub const FAMILY: Family = Family {
     name: "messagingserver",
     detect,
     read,
@@ -14,7 +17,7 @@ pub const MESSAGINGSERVER: Family = Family {
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        common::head(input.body),
+        head(input.body),
         "This report relates to a message you sent with the following header fields",
     ) || input
         .message
@@ -29,7 +32,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = cut_original(input.body);
     let action = if contains_ci(text, "has not been delivered yet")
         || contains_ci(text, "is being delayed")
     {
@@ -42,9 +45,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     for line in text.lines() {
         let t = line.trim();
         if let Some(v) = field(t, "Recipient address:") {
-            if let Some(address) = common::first_address(v) {
+            if let Some(address) = first_address(v) {
                 reason.clear();
-                out.push(common::recipient(address, action, ""));
+                out.push(recipient(address, action, ""));
             }
             continue;
         }
@@ -58,8 +61,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
         } else if let Some(v) = field(t, "Diagnostic code:") {
             let v = v.split_once(';').map_or(v, |(_, d)| d).trim();
-            r.diagnostic = Some(common::unfold(v));
-            r.command = common::command_of(v).map(str::to_string);
+            r.diagnostic = Some(unfold(v));
+            r.command = command_of(v).map(str::to_string);
         } else if let Some(v) = field(t, "Remote system:") {
             let v = v.split_once(';').map_or(v, |(_, h)| h);
             r.remote_mta = v
@@ -74,7 +77,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: Internet Mail Delivery <postmaster@ms.example.org>\nTo: sender@example.com\nSubject: Delivery Notification: Delivery has failed\n\n\
 This report relates to a message you sent with the following header fields:\n\n  Subject: hello\n\n\

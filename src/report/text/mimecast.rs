@@ -1,7 +1,9 @@
 //! Mimecast's "Email Delivery Failure" alert: `-- address` after "could not be delivered", the
 //! problem in plain words, then "Additional information follows" with the remote reply.
 
-use super::common::{command_of, cut_original, failed, normalize_addr};
+use super::addresses::address_alone;
+use super::blocks::cut_original;
+use super::replies::{command_of, recipient};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -44,9 +46,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     head.lines()
         .filter_map(|l| l.trim().strip_prefix("--"))
         .flat_map(str::split_whitespace)
-        .filter_map(normalize_addr)
+        .filter_map(address_alone)
         .map(|a| {
-            let mut r = failed(a, diag.clone());
+            let mut r = recipient(a, "failed", &diag);
             r.command = command.clone();
             r
         })
@@ -56,7 +58,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_alert() {

@@ -5,19 +5,22 @@
 
 use std::borrow::Cow;
 
-use super::common::{self, contains_ci};
+use super::addresses::{first_address, is_system_address};
+use super::blocks::cut_original;
+use super::replies::{is_delay_notice, recipient, transcript};
+use super::words::{contains_ci, head, strip_prefix_ci};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
 /// The Sendmail reader.
-pub const SENDMAIL: Family = Family {
+pub const FAMILY: Family = Family {
     name: "sendmail",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    let b = common::head(input.body);
+    let b = head(input.body);
     contains_ci(b, "----- Transcript of session follows -----")
         || contains_ci(
             b,
@@ -95,10 +98,10 @@ fn is_failure_reply(line: &str) -> bool {
 
 pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let body = dequoted(input.body);
-    let text = common::cut_original(&body);
+    let text = cut_original(&body);
     let skip = input.from.to_ascii_lowercase();
     let mut entries: Vec<Entry> = Vec::new();
-    let mut delayed = common::is_delay_notice(input.subject, text);
+    let mut delayed = is_delay_notice(input.subject, text);
     #[derive(PartialEq)]
     enum Section {
         Other,
@@ -142,7 +145,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 } else if t.starts_with('(') {
                     // "(expanded from: <...>)" and other remarks.
                 } else if !line.starts_with([' ', '\t'])
-                    && let Some(a) = common::first_address(t)
+                    && let Some(a) = first_address(t)
                 {
                     entry(&mut entries, &a);
                     last_listed = Some(a);
@@ -150,16 +153,16 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
             }
             Section::Transcript => {
                 let talking = t.trim_start_matches('.').trim_start();
-                let talking = common::strip_prefix_ci(talking, "while talking to");
+                let talking = strip_prefix_ci(talking, "while talking to");
                 if let Some(rest) = talking {
                     let h = rest.trim().trim_end_matches(':').trim_end_matches('.');
                     host = (!h.is_empty()).then(|| h.to_ascii_lowercase());
                     command = None;
                     reply.clear();
                 } else if let Some(sent) = t.strip_prefix(">>>") {
-                    command = common::transcript(t).first().and_then(|e| e.command);
+                    command = transcript(t).first().and_then(|e| e.command);
                     sent_rcpt = (command == Some("RCPT"))
-                        .then(|| common::first_address(sent))
+                        .then(|| first_address(sent))
                         .flatten();
                     reply.clear();
                 } else if let Some(r) = t.strip_prefix("<<<") {
@@ -192,10 +195,10 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     .is_some_and(|c| c.is_ascii_digit() || *c == b'<')
                     && t.contains("...")
                 {
-                    let Some(a) = t.split("...").next().and_then(common::first_address) else {
+                    let Some(a) = t.split("...").next().and_then(first_address) else {
                         continue;
                     };
-                    if a.eq_ignore_ascii_case(&skip) || common::is_system_address(&a) {
+                    if a.eq_ignore_ascii_case(&skip) || is_system_address(&a) {
                         continue;
                     }
                     // Sendmail's verdict quoting the answer it got for this address (or a DNS
@@ -242,7 +245,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 .find(|w| !w.is_empty())
                 .cloned()
                 .unwrap_or_default();
-            let mut r = common::recipient(e.address, action, &words);
+            let mut r = recipient(e.address, action, &words);
             if e.command.is_some() {
                 r.command = e.command.map(str::to_string);
             }
@@ -257,7 +260,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const MODERN: &str = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\nTo: sender@example.com\n\
 Subject: Returned mail: see transcript for details\n\n\

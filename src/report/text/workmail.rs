@@ -1,7 +1,9 @@
 //! Amazon WorkMail's report: "An error occurred while trying to deliver the mail to the following
 //! recipients:", the addresses, then a "Technical report:" with DSN-like fields.
 
-use super::common::{command_of, cut_original, failed, normalize_addr};
+use super::addresses::address_alone;
+use super::blocks::cut_original;
+use super::replies::{command_of, recipient};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -33,8 +35,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             reporting = v.split_once(';').map(|(_, h)| h.trim().to_string());
         } else if let Some(v) = field(line, "Final-Recipient") {
             let addr = v.split_once(';').map_or(v, |(_, a)| a);
-            if let Some(a) = normalize_addr(addr) {
-                let mut r = failed(a, String::new());
+            if let Some(a) = address_alone(addr) {
+                let mut r = recipient(a, "failed", "");
                 r.reporting_mta = reporting.clone();
                 out.push(r);
             }
@@ -56,8 +58,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let list = head.split_once("recipients:").map_or("", |(_, l)| l);
         out = list
             .lines()
-            .filter_map(|l| normalize_addr(l.trim()))
-            .map(|a| failed(a, String::new()))
+            .filter_map(|l| address_alone(l.trim()))
+            .map(|a| recipient(a, "failed", ""))
             .collect();
     }
     out
@@ -66,7 +68,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_technical_report() {

@@ -1,9 +1,10 @@
 //! Yahoo's (and AOL's, and Yahoo Japan's) "Sorry, we were unable to deliver your message to the
 //! following address." report: `<address>:` then the remote reply, often tagged `[RCPT_TO]`.
 
-use super::common::{
-    command_of, contains_ci, cut_original, failed, normalize_addr, strip_prefix_ci, unfold_lines,
-};
+use super::addresses::address_alone;
+use super::blocks::cut_original;
+use super::replies::{command_of, recipient};
+use super::words::{contains_ci, strip_prefix_ci, unfold};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -30,7 +31,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let t = line.trim();
         if t.starts_with('<')
             && t.ends_with(">:")
-            && let Some(a) = normalize_addr(t)
+            && let Some(a) = address_alone(t)
         {
             out.push((a, Vec::new()));
             continue;
@@ -41,7 +42,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     }
     out.into_iter()
         .map(|(a, lines)| {
-            let whole = unfold_lines(lines);
+            let whole = unfold(&lines.join(" "));
             let command = command_of(&whole).map(str::to_string);
             let mut diag = whole.as_str();
             if let Some(rest) = strip_prefix_ci(diag, "Remote host said:") {
@@ -53,7 +54,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                     diag = diag.replace(tag, "").trim().to_string();
                 }
             }
-            let mut r = failed(a, diag);
+            let mut r = recipient(a, "failed", &diag);
             r.command = command;
             r
         })
@@ -63,7 +64,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_remote_reply() {

@@ -1,7 +1,9 @@
 //! Zoho Mail's reports: `address Invalid Address, ERROR_CODE :550, ERROR_CODE :text` lines, and the
 //! delay warning's `[Status: Error, Address: <address>, ResponseCode 421, , text]`.
 
-use super::common::{cut_original, failed, first_addr, normalize_addr};
+use super::addresses::{address_alone, first_address};
+use super::blocks::cut_original;
+use super::replies::recipient;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -24,7 +26,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     for line in text.lines() {
         let t = line.trim();
         if let Some((head, rest)) = t.split_once(" Invalid Address,") {
-            let Some(a) = normalize_addr(head) else {
+            let Some(a) = address_alone(head) else {
                 continue;
             };
             let parts: Vec<&str> = rest
@@ -32,11 +34,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(|p| p.trim().trim_end_matches(',').trim())
                 .filter(|p| !p.is_empty())
                 .collect();
-            out.push(failed(a, parts.join(" ")));
+            out.push(recipient(a, "failed", &parts.join(" ")));
         } else if let Some(inner) = t.strip_prefix("[Status:").and_then(|r| r.strip_suffix(']')) {
             let Some(a) = inner
                 .split_once("Address:")
-                .and_then(|(_, r)| first_addr(r.split(',').next().unwrap_or("")))
+                .and_then(|(_, r)| first_address(r.split(',').next().unwrap_or("")))
             else {
                 continue;
             };
@@ -46,7 +48,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
                 .collect();
-            let mut r = failed(a, parts.join(" "));
+            let mut r = recipient(a, "failed", &parts.join(" "));
             if delayed {
                 r.action = Some("delayed".to_string());
             }
@@ -59,7 +61,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_error_code_lines() {

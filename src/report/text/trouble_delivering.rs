@@ -1,28 +1,31 @@
-//! An unnamed MTA ("X6"): "We had trouble delivering your message. Full details follow:", then
+//! The "trouble delivering" report: "We had trouble delivering your message. Full details follow:", then
 //! "SMTP Server <host> rejected recipient <address> (Error following RCPT command). It responded as
 //! follows: [...]" or "The following recipients returned permanent errors: address." with a
 //! "Reason:" line.
 
-use super::common::{self, contains_ci};
+use super::addresses::first_address;
+use super::blocks::cut_original;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
-/// The X6 reader.
-pub const X6: Family = Family {
-    name: "x6",
+/// The "trouble delivering" reader.
+pub const FAMILY: Family = Family {
+    name: "trouble_delivering",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        common::head(input.body),
+        head(input.body),
         "We had trouble delivering your message. Full details follow:",
     )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = cut_original(input.body);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut out: Vec<RecipientReport> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -37,7 +40,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         };
         let at = line.to_ascii_lowercase().find(marker).unwrap_or(0);
-        let Some(address) = line.get(at..).and_then(common::first_address) else {
+        let Some(address) = line.get(at..).and_then(first_address) else {
             continue;
         };
         let mut words = line.to_string();
@@ -53,7 +56,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         } else {
             "failed"
         };
-        let mut r = common::recipient(address, action, &words);
+        let mut r = recipient(address, action, &words);
         r.remote_mta = words
             .split_once("SMTP Server <")
             .and_then(|(_, rest)| rest.split_once('>'))
@@ -66,7 +69,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: <>\nTo: sender@example.com\nSubject: There was an error sending your mail\n\n\
 We had trouble delivering your message. Full details follow:\n\nSubject: 'hi'\n\n1 error(s):\n\n\
