@@ -6,6 +6,8 @@
 //! bytes ──report::read──► Report ──Classifier::classify──► Vec<Bounce> ──store──► rows ──export──► files
 //! ```
 //!
+//! - [`address`]: mailbox addresses (RFC 5321/5322/6531), parsed once and printed one way; the
+//!   readers, the store and the CLI all normalise through it.
 //! - [`report`]: what a message says. DSN fields (RFC 3464), ARF complaints (RFC 5965), auto-replies
 //!   (RFC 3834) and free-text MTA reports, plus the returned original message. Pure; never panics.
 //! - [`classify`]: SMTP reply codes and enhanced status codes, the ordered rule table that names a
@@ -27,6 +29,7 @@
 //! Parsing and classification do no I/O, so the CLI, the daemon, the tests and the benchmarks all run
 //! the same code.
 
+pub mod address;
 pub mod classify;
 pub mod cli;
 pub mod config;

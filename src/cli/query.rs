@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::db::{
     DbArgs, OutputFormat, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
 };
+use crate::address::Address;
 use crate::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
 use crate::{BounceType, Reason};
 
@@ -116,6 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let table = args.format == OutputFormat::Table;
         match &args.what {
             What::Recipient { address, bounces } => {
+                if let Err(e) = Address::parse(address) {
+                    store.close().await;
+                    anyhow::bail!("`{address}` is not an address: {e}");
+                }
                 let address = &store
                     .resolve(address)
                     .await?

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::db::{DbArgs, runtime};
+use crate::address::Address;
 use crate::store::StoreError;
 
 /// Put an address on the suppression list by hand (it is created when unknown).
@@ -33,12 +34,22 @@ pub struct UnsuppressArgs {
     pub db: DbArgs,
 }
 
+/// The printed form of an address given on the command line, or an error that says why it is not
+/// one.
+fn checked(given: &str) -> anyhow::Result<String> {
+    match Address::parse(given) {
+        Ok(address) => Ok(address.to_string()),
+        Err(e) => anyhow::bail!("`{given}` is not an address: {e}"),
+    }
+}
+
 /// Runs `bounced suppress`.
 pub fn run_suppress(args: SuppressArgs) -> anyhow::Result<ExitCode> {
+    let address = checked(&args.address)?;
     runtime()?.block_on(async {
         let (store, _) = args.db.open(true).await?;
         let out = store
-            .suppress(&args.address, args.reason.as_deref(), Utc::now())
+            .suppress(&address, args.reason.as_deref(), Utc::now())
             .await;
         store.close().await;
         let out = match out {
@@ -59,10 +70,11 @@ pub fn run_suppress(args: SuppressArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `bounced unsuppress`.
 pub fn run_unsuppress(args: UnsuppressArgs) -> anyhow::Result<ExitCode> {
+    let given = checked(&args.address)?;
     runtime()?.block_on(async {
         let (store, _) = args.db.open(false).await?;
-        let address = match store.resolve(&args.address).await {
-            Ok(found) => found.unwrap_or_else(|| args.address.clone()),
+        let address = match store.resolve(&given).await {
+            Ok(found) => found.unwrap_or(given),
             Err(e) => {
                 store.close().await;
                 return Err(e.into());

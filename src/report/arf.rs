@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, MimeHeaders, PartType};
 use regex::Regex;
 
-use super::{Original, RecipientReport, field_blocks, normalize_address, part_text, part_type};
+use super::{Original, RecipientReport, field_address, field_blocks, part_text, part_type};
 use crate::classify::Reason;
 
 /// Reader name.
@@ -78,8 +78,8 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
                             .map(str::to_ascii_lowercase)
                             .or(feedback_type);
                     }
-                    "original-rcpt-to" => rcpt_to.extend(normalize_address(&value)),
-                    "removal-recipient" => removal.extend(normalize_address(&value)),
+                    "original-rcpt-to" => rcpt_to.extend(field_address(&value)),
+                    "removal-recipient" => removal.extend(field_address(&value)),
                     "reporting-mta" => {
                         feedback.reporting_mta = value
                             .rsplit(';')
@@ -104,7 +104,7 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
     } else if let Some(h) = hotmail {
         vec![h]
     } else if let Some(to) = original.and_then(|o| o.to.as_deref()) {
-        to.split(',').filter_map(normalize_address).collect()
+        to.split(',').filter_map(field_address).collect()
     } else {
         removal
     };
@@ -138,7 +138,7 @@ fn hotmail_recipient(message: &Message) -> Option<String> {
     message.parts.iter().find_map(|p| match &p.body {
         PartType::Message(m) => m
             .header_raw("X-HmXmrOriginalRecipient")
-            .and_then(normalize_address),
+            .and_then(field_address),
         _ => None,
     })
 }

@@ -41,7 +41,12 @@ pub fn detect(input: &Input) -> bool {
 
 /// One result for the auto-reply's sender, with the subject as diagnostic.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
-    let Some(recipient) = super::normalize_address(input.from) else {
+    let sender = input
+        .message
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address());
+    let Some(recipient) = sender.and_then(super::header_address) else {
         return Vec::new();
     };
     vec![RecipientReport {
@@ -65,9 +70,10 @@ Auto-Submitted: auto-replied\n\nI am away until Monday.\n";
         assert_eq!(r.kind, Some(Kind::Autoreply));
         assert_eq!(r.reader, "autoreply");
         assert_eq!(r.recipients.len(), 1);
+        // The local part as sent, the domain lower-cased.
         assert_eq!(
             r.recipients[0].recipient.as_deref(),
-            Some("erin@example.com")
+            Some("Erin@example.com")
         );
         assert_eq!(r.recipients[0].reason_hint, Some(Reason::Vacation));
         assert_eq!(

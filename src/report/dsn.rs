@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, PartType};
 use regex::Regex;
 
-use super::{RecipientReport, field_blocks, normalize_address, part_text, part_type};
+use super::{RecipientReport, field_address, field_blocks, part_text, part_type};
 
 /// Reader name.
 pub const NAME: &str = "dsn";
@@ -111,7 +111,7 @@ pub fn parse(text: &str) -> Dsn {
                     has_original
                         || (has_final
                             && has_action
-                            && final_address != normalize_address(value).map(|a| a.to_lowercase()))
+                            && final_address != field_address(value).map(|a| a.to_lowercase()))
                 }
                 _ => false,
             };
@@ -126,7 +126,7 @@ pub fn parse(text: &str) -> Dsn {
             match name.as_str() {
                 "final-recipient" => {
                     has_final = true;
-                    final_address = normalize_address(value).map(|a| a.to_lowercase());
+                    final_address = field_address(value).map(|a| a.to_lowercase());
                 }
                 "original-recipient" => has_original = true,
                 "action" => has_action = true,
@@ -202,9 +202,9 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     let mut comment = None;
     for &(name, value) in fields {
         match name {
-            "final-recipient" => r.recipient = normalize_address(value),
-            "original-recipient" => r.original_recipient = normalize_address(value),
-            "x-actual-recipient" => actual = normalize_address(value),
+            "final-recipient" => r.recipient = field_address(value),
+            "original-recipient" => r.original_recipient = field_address(value),
+            "x-actual-recipient" => actual = field_address(value),
             "action" => {
                 r.action = value
                     .split(|c: char| c.is_whitespace() || c == '(' || c == ';')

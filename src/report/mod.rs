@@ -23,6 +23,7 @@ use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::address::{self, Address};
 use crate::classify::Reason;
 use crate::error::ReadError;
 
@@ -561,12 +562,18 @@ fn first_address(message: &Message) -> Option<String> {
         .map(str::to_lowercase)
 }
 
-/// An address as reports give it (`rfc822; <User@Example.COM>`): type and brackets removed, the
-/// domain lower-cased, the local part kept as sent. `None` when nothing usable is left.
+/// The recipient an address field of a report names (`rfc822; <User@Example.COM>`,
+/// `rfc822; "john..doe"@example.org`): the address as [`Address`] prints it; else the one address
+/// the value holds among other words or quotes; else, for a local delivery target that is no
+/// address (`/var/mail/box`, `|/usr/bin/filter`), the value without its type and brackets, which a
+/// later step may replace. `None` when nothing usable is left.
 ///
-/// Idempotent: what it returns holds no white space, no `<`, no surrounding quote or comma, and no
-/// `type;` prefix, so a second pass changes nothing. Linear in the length of `value`.
-pub fn normalize_address(value: &str) -> Option<String> {
+/// Idempotent: an address it returns parses to itself, and a target holds no white space, no `<`,
+/// no surrounding quote or comma, and no `type;` prefix, so a second pass changes nothing.
+pub fn field_address(value: &str) -> Option<String> {
+    if let Ok(address) = Address::parse(value) {
+        return Some(address.to_string());
+    }
     let junk = |c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',';
     let mut v = value.trim();
     if let Some((kind, rest)) = v.split_once(';')
@@ -574,6 +581,9 @@ pub fn normalize_address(value: &str) -> Option<String> {
         && !kind.contains('<')
     {
         v = rest.trim();
+    }
+    if let Some(found) = text::addresses::first_address(v) {
+        return Some(found);
     }
     if let Some(close) = v.find('>') {
         // The innermost `<` before the first `>`: `<<a@b>` and `<x <a@b>>` give `a@b`.
@@ -585,7 +595,7 @@ pub fn normalize_address(value: &str) -> Option<String> {
         v = v.get(open + 1..).unwrap_or("");
     }
     let mut v = v.trim_matches(junk).split_whitespace().next().unwrap_or("");
-    // A type (or any text without an `@`) left before a `;` is not part of the address.
+    // A type (or any text without an `@`) left before a `;` is not part of the target.
     loop {
         let t = v.trim_matches(junk);
         match t.split_once(';') {
@@ -599,12 +609,24 @@ pub fn normalize_address(value: &str) -> Option<String> {
     if v.is_empty() {
         return None;
     }
+    if let Ok(address) = Address::parse(v) {
+        return Some(address.to_string());
+    }
     Some(match v.rsplit_once('@') {
         Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
             format!("{local}@{}", domain.to_lowercase())
         }
         _ => v.to_string(),
     })
+}
+
+/// An address as a parsed header gives it (local part unquoted, then `@` and the domain), printed
+/// by [`Address`]; `None` when it is no mailbox address.
+pub(crate) fn header_address(value: &str) -> Option<String> {
+    let (local, domain) = value.trim().rsplit_once('@')?;
+    Address::from_parts(local, domain)
+        .ok()
+        .map(|a| a.to_string())
 }
 
 /// Header-like field blocks (RFC 3464 / RFC 5965 bodies): blank lines separate blocks, continuation
@@ -782,25 +804,41 @@ fn list_id(value: &str) -> Option<String> {
 
 /// The identity fields of a parsed returned message; `None` when it has none of them.
 fn original_from(m: &Message) -> Option<Original> {
-    let to: Vec<String> = m
-        .to()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.address())
-                .filter_map(normalize_address)
-                .collect()
-        })
-        .unwrap_or_default();
+    // The raw headers first: the parser keeps quoted local parts and skips display names that
+    // look like addresses; the parsed header is the fallback for encodings only it reads.
+    let listed = |name: &str| -> Vec<String> {
+        m.header_raw(name)
+            .map(|v| {
+                address::address_list(v)
+                    .iter()
+                    .map(Address::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut to = listed("To");
+    if to.is_empty() {
+        to = m
+            .to()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.address())
+                    .filter_map(header_address)
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
     let o = Original {
         message_id: m
             .message_id()
             .map(|id| id.trim().trim_matches(['<', '>']).to_string())
             .filter(|id| !id.is_empty()),
-        from: m
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .and_then(normalize_address),
+        from: listed("From").into_iter().next().or_else(|| {
+            m.from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .and_then(header_address)
+        }),
         to: (!to.is_empty()).then(|| to.join(", ")),
         subject: m.subject().map(clean_line),
         list_id: m.header_raw("List-Id").and_then(list_id),

@@ -26,6 +26,7 @@ pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_
 
 pub use source_state::SourcePosition;
 
+use crate::address::Address;
 use crate::policy::Policy;
 
 /// The migrations embedded at build time from `migrations/`.
@@ -271,39 +272,14 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Splits an address into the stored form: local part as sent, domain lower-cased.
+/// The stored form of an address: [`Address`]'s printed form (local part as sent, quoted only where
+/// needed; domain lower-cased), with its domain.
 ///
-/// Returns `(address, domain)`, or `None` for something that is not a usable address (no `@`, an
-/// empty side, white space or control characters, longer than 320 bytes).
+/// Returns `(address, domain)`, or `None` for what is not a mailbox address (no `@`, an empty side,
+/// a space or a control character outside quotes, two `@`, longer than RFC 5321 allows).
 pub fn normalize_address(raw: &str) -> Option<(String, String)> {
-    // Types and brackets are taken off until none is left, so that what comes out goes through
-    // again unchanged (`rfc822; <rfc822;a@b>` gives `a@b`, as `a@b` does).
-    let mut s = raw.trim();
-    loop {
-        let before = s.len();
-        if let Some((ty, rest)) = s.split_once(';')
-            && ty.trim().eq_ignore_ascii_case("rfc822")
-        {
-            s = rest.trim();
-        }
-        s = s.strip_prefix('<').unwrap_or(s);
-        s = s.strip_suffix('>').unwrap_or(s).trim();
-        if s.len() == before {
-            break;
-        }
-    }
-    if s.is_empty() || s.len() > 320 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    let (local, domain) = s.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains(['<', '>', ',', ';']) {
-        return None;
-    }
-    let domain = domain.trim_end_matches('.').to_lowercase();
-    if domain.is_empty() {
-        return None;
-    }
-    Some((format!("{local}@{domain}"), domain))
+    let address = Address::parse(raw).ok()?;
+    Some((address.to_string(), address.domain().to_string()))
 }
 
 #[cfg(test)]
@@ -323,6 +299,18 @@ mod tests {
     }
 
     #[test]
+    fn quoted_local_parts_are_stored_quoted() {
+        assert_eq!(
+            normalize_address("\"john smith\"@Example.com"),
+            Some(("\"john smith\"@example.com".into(), "example.com".into()))
+        );
+        assert_eq!(
+            normalize_address("rfc822; \"john..doe\"@example.org"),
+            Some(("\"john..doe\"@example.org".into(), "example.org".into()))
+        );
+    }
+
+    #[test]
     fn refuses_what_is_not_an_address() {
         for bad in [
             "",
@@ -331,6 +319,7 @@ mod tests {
             "user@",
             "a b@example.com",
             "x@\u{7}",
+            "a@b@c",
         ] {
             assert_eq!(normalize_address(bad), None, "{bad:?}");
         }

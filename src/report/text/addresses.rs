@@ -4,6 +4,7 @@
 //! Everything here works on `&str` with char-boundary-safe slicing and never panics.
 
 use super::words::strip_prefix_ci;
+use crate::address::Address;
 
 /// An address found in text: its byte span in the text and the normalised address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,82 +29,189 @@ fn is_domain_char(c: u8) -> bool {
 /// (to skip addresses inside URLs); a longer token is taken as starting there.
 const TOKEN_LOOKBACK: usize = 512;
 
-/// Every address in `text`, in order. Addresses are `local@domain.tld` with an RFC 5322 dot-atom
-/// local part and a dotted domain (or an `[ip]` literal); surrounding `<>`, quotes and trailing dots
-/// are not part of the match.
+/// Every address in `text`, in order, each normalised by [`Address`]: an address in `<...>` (whatever
+/// its local part: quoted, UTF-8), a quoted local part (`"john..doe"@example.org`), or a dot-atom in
+/// prose; the domain must look like a mail domain (a dotted name with an alphabetic top-level label,
+/// or an `[ip]` literal). Surrounding `<>`, quotes and trailing dots are not part of the match, nor
+/// is an address inside a URL.
+///
+/// The work per `@` is bounded and no byte is scanned for more than the `@`s next to it, so the
+/// search is linear in the text.
 pub fn find_addresses(text: &str) -> Vec<Found> {
-    let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut search_from = 0;
     while let Some(rel) = text.get(search_from..).and_then(|t| t.find('@')) {
         let at = search_from + rel;
         search_from = at + 1;
-        let mut start = at;
-        while start > 0 && bytes.get(start - 1).is_some_and(|&c| is_local_char(c)) {
-            start -= 1;
+        let found = bracketed(text, at)
+            .or_else(|| quoted_local(text, at))
+            .or_else(|| dot_atom(text, at));
+        if let Some(f) = found {
+            search_from = f.end.max(search_from);
+            out.push(f);
         }
-        // A path or URL query before the address is not part of it.
-        if let Some(cut) = text.get(start..at).and_then(|l| l.rfind(['/', '&', '?'])) {
-            start += cut + 1;
-        }
-        // A local part does not start or end with a dot.
-        while start < at && matches!(bytes.get(start), Some(b'.') | Some(b'=')) {
-            start += 1;
-        }
-        // The token holding the address, looked for in the last `TOKEN_LOOKBACK` bytes only: a
-        // scan back to the text's start for every `@` would make a long line of addresses
-        // quadratic.
-        let mut floor = start.saturating_sub(TOKEN_LOOKBACK);
-        while floor < start && !text.is_char_boundary(floor) {
-            floor += 1;
-        }
-        let token_start = text
-            .get(floor..start)
-            .and_then(|b| b.rfind(char::is_whitespace))
-            .map_or(floor, |i| floor + i + 1);
-        if text
-            .get(token_start..start)
-            .is_some_and(|t| t.contains("://"))
-        {
-            continue;
-        }
-        if start == at || bytes.get(at - 1) == Some(&b'.') {
-            continue;
-        }
-        let mut end = at + 1;
-        if bytes.get(end) == Some(&b'[') {
-            while end < bytes.len() && bytes.get(end).is_some_and(|&c| c != b']' && c != b'>') {
-                end += 1;
-            }
-            if bytes.get(end) == Some(&b']') {
-                end += 1;
-            } else {
-                continue;
-            }
-        } else {
-            while end < bytes.len() && bytes.get(end).is_some_and(|&c| is_domain_char(c)) {
-                end += 1;
-            }
-            while end > at + 1 && matches!(bytes.get(end - 1), Some(b'.') | Some(b'-')) {
-                end -= 1;
-            }
-        }
-        let (Some(local), Some(domain)) = (text.get(start..at), text.get(at + 1..end)) else {
-            continue;
-        };
-        if !valid_domain(domain) {
-            continue;
-        }
-        search_from = end.max(search_from);
-        out.push(Found {
-            start,
-            end,
-            address: format!("{local}@{}", domain.to_ascii_lowercase()),
-        });
     }
     out
 }
 
+/// How far [`find_addresses`] looks on each side of an `@` for the brackets around it, and back for
+/// the opening quote of a quoted local part.
+const BRACKET_REACH: usize = 256;
+const QUOTE_REACH: usize = 128;
+
+/// Whether a byte ends the search for the brackets around an address.
+fn stops_bracket_search(b: u8) -> bool {
+    matches!(b, b'<' | b'>' | b'@' | b'"' | b',' | b';') || b.is_ascii_whitespace()
+}
+
+/// The normalised address of `candidate` (the text between its delimiters), when it is one and its
+/// domain looks like a mail domain.
+fn parsed(candidate: &str) -> Option<String> {
+    let address = Address::parse_bare(candidate).ok()?;
+    valid_domain(address.domain()).then(|| address.to_string())
+}
+
+/// The start of the quoted string that ends just before `close` (the index of its closing `"`),
+/// on the same line and within [`QUOTE_REACH`] bytes; a `"` escaped by a backslash does not open it.
+fn opening_quote(bytes: &[u8], close: usize) -> Option<usize> {
+    let floor = close.saturating_sub(QUOTE_REACH);
+    let mut i = close;
+    while i > floor {
+        i -= 1;
+        match bytes.get(i) {
+            Some(b'\n' | b'\r') | None => return None,
+            Some(b'"') => {
+                let escapes = bytes
+                    .get(..i)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| b == b'\\')
+                    .count();
+                if escapes % 2 == 0 {
+                    return Some(i);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// The address in the `<...>` around the `@` at `at`.
+fn bracketed(text: &str, at: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let mut i = at;
+    if at > 0 && bytes.get(at - 1) == Some(&b'"') {
+        i = opening_quote(bytes, at - 1)?;
+    }
+    let floor = i.saturating_sub(BRACKET_REACH);
+    while i > floor && bytes.get(i - 1).is_some_and(|&b| !stops_bracket_search(b)) {
+        i -= 1;
+    }
+    if i == 0 || bytes.get(i - 1) != Some(&b'<') {
+        return None;
+    }
+    let ceiling = (at + 1 + BRACKET_REACH).min(bytes.len());
+    let mut j = at + 1;
+    while j < ceiling && bytes.get(j).is_some_and(|&b| !stops_bracket_search(b)) {
+        j += 1;
+    }
+    if bytes.get(j) != Some(&b'>') {
+        return None;
+    }
+    let address = parsed(text.get(i..j)?)?;
+    Some(Found {
+        start: i,
+        end: j,
+        address,
+    })
+}
+
+/// The end of the dotted domain that starts at `from`, trailing dots and hyphens left out.
+fn domain_end(bytes: &[u8], from: usize) -> usize {
+    let mut end = from;
+    if bytes.get(end) == Some(&b'[') {
+        while bytes.get(end).is_some_and(|&c| c != b']' && c != b'>') {
+            end += 1;
+        }
+        return if bytes.get(end) == Some(&b']') {
+            end + 1
+        } else {
+            from
+        };
+    }
+    while bytes.get(end).is_some_and(|&c| is_domain_char(c)) {
+        end += 1;
+    }
+    while end > from && matches!(bytes.get(end - 1), Some(b'.') | Some(b'-')) {
+        end -= 1;
+    }
+    end
+}
+
+/// A quoted local part and its domain, outside brackets (`"john..doe"@example.org`).
+fn quoted_local(text: &str, at: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    if at == 0 || bytes.get(at - 1) != Some(&b'"') {
+        return None;
+    }
+    let start = opening_quote(bytes, at - 1)?;
+    let end = domain_end(bytes, at + 1);
+    let address = parsed(text.get(start..end)?)?;
+    Some(Found {
+        start,
+        end,
+        address,
+    })
+}
+
+/// A dot-atom address in prose, its local part found by scanning back from the `@`.
+fn dot_atom(text: &str, at: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let mut start = at;
+    while start > 0 && bytes.get(start - 1).is_some_and(|&c| is_local_char(c)) {
+        start -= 1;
+    }
+    // A path or URL query before the address is not part of it.
+    if let Some(cut) = text.get(start..at).and_then(|l| l.rfind(['/', '&', '?'])) {
+        start += cut + 1;
+    }
+    // A local part does not start or end with a dot.
+    while start < at && matches!(bytes.get(start), Some(b'.') | Some(b'=')) {
+        start += 1;
+    }
+    // The token holding the address, looked for in the last `TOKEN_LOOKBACK` bytes only: a
+    // scan back to the text's start for every `@` would make a long line of addresses
+    // quadratic.
+    let mut floor = start.saturating_sub(TOKEN_LOOKBACK);
+    while floor < start && !text.is_char_boundary(floor) {
+        floor += 1;
+    }
+    let token_start = text
+        .get(floor..start)
+        .and_then(|b| b.rfind(char::is_whitespace))
+        .map_or(floor, |i| floor + i + 1);
+    if text
+        .get(token_start..start)
+        .is_some_and(|t| t.contains("://"))
+    {
+        return None;
+    }
+    if start == at || bytes.get(at - 1) == Some(&b'.') {
+        return None;
+    }
+    let end = domain_end(bytes, at + 1);
+    let address = parsed(text.get(start..end)?)?;
+    Some(Found {
+        start,
+        end,
+        address,
+    })
+}
+
+/// Whether a domain looks like a mail domain: an address literal, or a dotted name whose last label
+/// is alphabetic (two letters or more) or an internationalised one (`xn--...`).
 fn valid_domain(domain: &str) -> bool {
     if domain.starts_with('[') {
         return domain.len() > 2;
@@ -113,8 +221,8 @@ fn valid_domain(domain: &str) -> bool {
     };
     !domain.starts_with('.')
         && !domain.contains("..")
-        && tld.len() >= 2
-        && tld.bytes().all(|c| c.is_ascii_alphabetic())
+        && (tld.starts_with("xn--")
+            || (tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic)))
 }
 
 /// The first address in `text`, preferring one written in `<...>` (the form reports use for the
@@ -147,6 +255,11 @@ pub fn is_system_address(address: &str) -> bool {
 /// line holding only that, maybe with a trailing colon): decorations removed, domain lower-cased;
 /// `None` unless the whole token is one address.
 pub fn address_alone(raw: &str) -> Option<String> {
+    let t = raw.trim().trim_end_matches([':', ',', ';']).trim_end();
+    let t = strip_prefix_ci(t, "mailto:").unwrap_or(t);
+    if let Some(address) = parsed(t) {
+        return Some(address);
+    }
     let mut s = raw
         .trim()
         .trim_matches(|c: char| "<>\"'()[],;:".contains(c));

@@ -151,10 +151,12 @@ pub fn angle_blocks(text: &str) -> Vec<Block> {
 fn angle_block_start(t: &str) -> Option<(String, &str)> {
     let inner = t.strip_prefix('<')?;
     let (addr, after) = inner.split_once('>')?;
-    if addr.contains(' ') {
-        return None;
-    }
-    let address = first_address(addr)?;
+    // Only a quoted local part holds a space (`<"ann lee"@example.org>:`).
+    let address = if addr.contains(' ') {
+        address_alone(addr)?
+    } else {
+        first_address(addr)?
+    };
     let mut after = after.trim_start();
     if let Some(rest) = after.strip_prefix('(') {
         // "(expanded from <...>)" or similar.
