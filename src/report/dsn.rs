@@ -231,6 +231,14 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     if r.recipient.is_none() {
         r.recipient = actual.or_else(|| r.original_recipient.clone());
     }
+    // Exchange's directory entry names no Internet mailbox: the address the sender used does.
+    if r.recipient
+        .as_deref()
+        .is_some_and(super::text::addresses::is_directory_entry)
+        && let Some(original) = r.original_recipient.take()
+    {
+        r.original_recipient = r.recipient.replace(original);
+    }
     if r.recipient.is_some() {
         dsn.recipients.push(r);
         dsn.status_comments.push(comment);

@@ -563,7 +563,8 @@ fn first_address(message: &Message) -> Option<String> {
 }
 
 /// The recipient an address field of a report names (`rfc822; <User@Example.COM>`,
-/// `rfc822; "john..doe"@example.org`): the address as [`Address`] prints it; else the one address
+/// `rfc822; "john..doe"@example.org`, Exchange's `rfc822; SMTP:ann@example.org`): the address as
+/// [`Address`] prints it, with the MTA's dressing taken off; else the one address
 /// the value holds among other words or quotes; else, for a local delivery target that is no
 /// address (`/var/mail/box`, `|/usr/bin/filter`), the value without its type and brackets, which a
 /// later step may replace. `None` when nothing usable is left.
@@ -572,7 +573,7 @@ fn first_address(message: &Message) -> Option<String> {
 /// no surrounding quote or comma, and no `type;` prefix, so a second pass changes nothing.
 pub fn field_address(value: &str) -> Option<String> {
     if let Ok(address) = Address::parse(value) {
-        return Some(address.to_string());
+        return Some(text::addresses::mta_form(address).to_string());
     }
     let junk = |c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',';
     let mut v = value.trim();

@@ -3,7 +3,7 @@
 //!
 //! Everything here works on `&str` with char-boundary-safe slicing and never panics.
 
-use super::words::strip_prefix_ci;
+use super::words::{starts_with_ci, strip_prefix_ci};
 use crate::address::Address;
 
 /// An address found in text: its byte span in the text and the normalised address.
@@ -65,10 +65,58 @@ fn stops_bracket_search(b: u8) -> bool {
 }
 
 /// The normalised address of `candidate` (the text between its delimiters), when it is one and its
-/// domain looks like a mail domain.
+/// domain looks like a mail domain; the way MTAs dress an address up is taken off ([`mta_form`]).
 fn parsed(candidate: &str) -> Option<String> {
-    let address = Address::parse_bare(candidate).ok()?;
+    let candidate = strip_prefix_ci(candidate, "mailto:").unwrap_or(candidate);
+    let address = mta_form(Address::parse_bare(candidate).ok()?);
     valid_domain(address.domain()).then(|| address.to_string())
+}
+
+/// Prefixes with which MTAs write a recipient's address type into its local part: Exchange's
+/// proxy-address form (`SMTP:ann@example.org`) and the `smtp=` of some gateways.
+const SCHEME_PREFIXES: &[&str] = &["smtp=", "smtp:"];
+
+/// Exchange's encapsulation of an Internet address in a local one (`IMCEASMTP-ann+40example+2Eorg@
+/// corp.example.net`): the prefix, then the address with `+XX` hexadecimal escapes.
+const IMCEA_SMTP: &str = "IMCEASMTP-";
+
+/// The address an MTA's way of writing one stands for: an address type written into the local
+/// part (`smtp=ann@example.org`, `"SMTP:ann"@example.org`) taken off, an Exchange-encapsulated
+/// Internet address (`IMCEASMTP-ann+40example+2Eorg@corp.example.net`) decoded. Any other address is
+/// returned as it is.
+pub fn mta_form(address: Address) -> Address {
+    let local = address.local();
+    if let Some(rest) = SCHEME_PREFIXES
+        .iter()
+        .find_map(|p| strip_prefix_ci(local, p))
+        && let Ok(bare) = Address::from_parts(rest, address.domain())
+    {
+        return bare;
+    }
+    if let Some(encoded) = strip_prefix_ci(local, IMCEA_SMTP)
+        && let Some(decoded) = decode_imcea(encoded)
+        && let Ok(inner) = Address::parse_bare(&decoded)
+    {
+        return inner;
+    }
+    address
+}
+
+/// `+XX` hexadecimal escapes decoded (`ann+40example+2Eorg` gives `ann@example.org`); `None` when an
+/// escape is broken.
+fn decode_imcea(encoded: &str) -> Option<String> {
+    let mut out = String::with_capacity(encoded.len());
+    let mut chars = encoded.chars();
+    while let Some(c) = chars.next() {
+        if c != '+' {
+            out.push(c);
+            continue;
+        }
+        let hex: String = chars.by_ref().take(2).collect();
+        let byte = u8::from_str_radix(&hex, 16).ok()?;
+        out.push(char::from(byte));
+    }
+    Some(out)
 }
 
 /// The start of the quoted string that ends just before `close` (the index of its closing `"`),
@@ -181,6 +229,13 @@ fn dot_atom(text: &str, at: usize) -> Option<Found> {
     while start < at && matches!(bytes.get(start), Some(b'.') | Some(b'=')) {
         start += 1;
     }
+    // An address type written before the local part (`smtp=ann@example.org`).
+    if let Some(p) = text
+        .get(start..at)
+        .and_then(|l| SCHEME_PREFIXES.iter().find(|p| starts_with_ci(l, p)))
+    {
+        start += p.len();
+    }
     // The token holding the address, looked for in the last `TOKEN_LOOKBACK` bytes only: a
     // scan back to the text's start for every `@` would make a long line of addresses
     // quadratic.
@@ -202,6 +257,14 @@ fn dot_atom(text: &str, at: usize) -> Option<Found> {
         return None;
     }
     let end = domain_end(bytes, at + 1);
+    // A quote opened before the address and closed after it (`'ann@example.org'`) is not part of
+    // its local part.
+    if let Some(&q) = bytes.get(start).filter(|&&q| q == b'\'' || q == b'`')
+        && bytes.get(end) == Some(&q)
+        && start + 1 < at
+    {
+        start += 1;
+    }
     let address = parsed(text.get(start..end)?)?;
     Some(Found {
         start,
@@ -252,18 +315,27 @@ pub fn is_system_address(address: &str) -> bool {
 }
 
 /// An address written alone (`<Bob@Example.COM>`, `"a@example.org":`, `mailto:a@example.org`, a
-/// line holding only that, maybe with a trailing colon): decorations removed, domain lower-cased;
-/// `None` unless the whole token is one address.
+/// line holding only that, maybe with a trailing colon, or a person's name and the address in
+/// brackets: `Bob Lee <bob@example.com>`, `"Lee, Bob" <bob@example.com>`, `Bob Lee
+/// (bob@example.com)`): decorations removed, domain lower-cased; `None` unless the whole token is
+/// one address.
 pub fn address_alone(raw: &str) -> Option<String> {
     let t = raw.trim().trim_end_matches([':', ',', ';']).trim_end();
     let t = strip_prefix_ci(t, "mailto:").unwrap_or(t);
     if let Some(address) = parsed(t) {
         return Some(address);
     }
+    if let Some(address) = named(t) {
+        return Some(address);
+    }
     let mut s = raw
         .trim()
         .trim_matches(|c: char| "<>\"'()[],;:".contains(c));
-    if let Some(rest) = strip_prefix_ci(s, "mailto:") {
+    if let Some(rest) = ["mailto:"]
+        .iter()
+        .chain(SCHEME_PREFIXES)
+        .find_map(|p| strip_prefix_ci(s, p))
+    {
         s = rest;
     }
     let s = s.trim_end_matches('.');
@@ -272,6 +344,46 @@ pub fn address_alone(raw: &str) -> Option<String> {
         [one] if one.start == 0 && one.end == s.len() => Some(one.address.clone()),
         _ => None,
     }
+}
+
+/// The most words a person's name before an address may have.
+const NAME_WORDS: usize = 5;
+
+/// A person's name and the address in `<...>` or `(...)` after it, as list lines write a recipient
+/// (`Bob Lee <bob@example.com>`, `"Lee, Bob" <bob@example.com>`, `Bob Lee (bob@example.com)`). The
+/// name is a quoted string, or a few words that each start with a capital letter or a character
+/// outside ASCII: a sentence ending in an address (`Please write to <help@example.org>`) is not a
+/// name.
+fn named(line: &str) -> Option<String> {
+    let (name, inner) = match line.strip_suffix('>') {
+        Some(head) => head.rsplit_once('<')?,
+        None => line.strip_suffix(')')?.rsplit_once('(')?,
+    };
+    let name = name.trim();
+    let is_name = if let Some(quoted) = name.strip_prefix('"') {
+        quoted.ends_with('"') && quoted.len() > 1
+    } else {
+        let words: Vec<&str> = name.split_whitespace().collect();
+        !words.is_empty()
+            && words.len() <= NAME_WORDS
+            && words.iter().all(|w| {
+                w.chars()
+                    .next()
+                    .is_some_and(|c| c.is_uppercase() || !c.is_ascii())
+                    && !w.ends_with(':')
+            })
+    };
+    if !is_name {
+        return None;
+    }
+    let inner = strip_prefix_ci(inner.trim(), "mailto:").unwrap_or(inner.trim());
+    parsed(inner)
+}
+
+/// Whether an address is Exchange's encapsulation of a directory entry (`IMCEAEX-_O=ORG_OU=..._CN=
+/// ann@corp.example.net`), which no Internet sender used and which names no Internet mailbox.
+pub fn is_directory_entry(address: &str) -> bool {
+    starts_with_ci(address, "IMCEAEX-")
 }
 
 /// Whether the bounce comes from a mailer daemon or postmaster (by its `From`).
@@ -298,6 +410,72 @@ pub fn leading_address(line: &str) -> Option<(String, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn all(text: &str) -> Vec<String> {
+        find_addresses(text)
+            .into_iter()
+            .map(|f| f.address)
+            .collect()
+    }
+
+    #[test]
+    fn the_ways_mtas_write_an_address() {
+        // Exchange's proxy form and a gateway's type prefix.
+        assert_eq!(
+            all("rejected smtp=Ann@Example.org today"),
+            ["Ann@example.org"]
+        );
+        assert_eq!(all("'SMTP:bo@example.org' on Tue"), ["bo@example.org"]);
+        assert_eq!(all("<smtp=cy@example.org>"), ["cy@example.org"]);
+        // Exchange's encapsulation of an Internet address.
+        assert_eq!(
+            all("to IMCEASMTP-di+2Elee+40example+2Enet@corp.example.com failed"),
+            ["di.lee@example.net"]
+        );
+        // Quotes and punctuation around an address are not part of it.
+        assert_eq!(
+            all("to 'ed@example.org', `fay@example.org` and (gus@example.org)."),
+            ["ed@example.org", "fay@example.org", "gus@example.org"]
+        );
+        assert_eq!(all("it's o'neil@example.org"), ["o'neil@example.org"]);
+        // Brackets carry any local part; prose keeps to ASCII.
+        assert_eq!(
+            all("<\"hal lee\"@example.org> <jörg@bücher.example>"),
+            ["\"hal lee\"@example.org", "jörg@bücher.example"]
+        );
+        assert_eq!(all("宛先kai@example.jpは存在しません"), ["kai@example.jp"]);
+        assert_eq!(
+            all("to \"ida..b\"@example.jp: refused"),
+            ["\"ida..b\"@example.jp"]
+        );
+        // A URL is not an address.
+        assert!(all("see https://example.org/u?x=joe@example.org").is_empty());
+    }
+
+    #[test]
+    fn a_name_and_an_address_on_a_line() {
+        for (line, want) in [
+            ("Lena Vogt <Lena@Example.de>", Some("Lena@example.de")),
+            ("\"Vogt, Lena\" <lena@example.de>", Some("lena@example.de")),
+            ("Lena Vogt (lena@example.de)", Some("lena@example.de")),
+            ("Jörg Müller <jm@example.de>", Some("jm@example.de")),
+            ("<lena@example.de>:", Some("lena@example.de")),
+            ("'SMTP:lena@example.de'", Some("lena@example.de")),
+            ("Please write to <help@example.de>", None),
+            ("Contact: <help@example.de>", None),
+            ("lena@example.de is unknown", None),
+        ] {
+            assert_eq!(address_alone(line).as_deref(), want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn directory_entries_are_named() {
+        assert!(is_directory_entry(
+            "IMCEAEX-_o=Org_ou=Group_cn=Recipients_cn=kai@corp.example.com"
+        ));
+        assert!(!is_directory_entry("kai@example.com"));
+    }
 
     #[test]
     fn finds_addresses_in_brackets_and_prose() {

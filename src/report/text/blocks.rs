@@ -4,7 +4,7 @@
 
 use super::addresses::{address_alone, first_address};
 use super::replies::{host_after, recipient};
-use super::words::{contains_ci, starts_with_ci};
+use super::words::{contains_ci, starts_with_ci, strip_prefix_ci};
 use crate::report::RecipientReport;
 
 /// Phrases (lower-case) that, at the start of a line (after any `-`, `=`, `|`, `*` or `>` decoration),
@@ -110,7 +110,8 @@ fn original_offset(body: &str) -> usize {
 /// A recipient named at the start of a line and the words that follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
-    /// The recipient, normalised.
+    /// The recipient, normalised: the address the sender used, when the report names it beside the
+    /// one that failed (Postfix's `(expanded from <alias>)`).
     pub address: String,
     /// The text after the address (and its colon) up to the end of its block, lines kept.
     pub text: String,
@@ -152,15 +153,21 @@ fn angle_block_start(t: &str) -> Option<(String, &str)> {
     let inner = t.strip_prefix('<')?;
     let (addr, after) = inner.split_once('>')?;
     // Only a quoted local part holds a space (`<"ann lee"@example.org>:`).
-    let address = if addr.contains(' ') {
+    let mut address = if addr.contains(' ') {
         address_alone(addr)?
     } else {
         first_address(addr)?
     };
     let mut after = after.trim_start();
     if let Some(rest) = after.strip_prefix('(') {
-        // "(expanded from <...>)" or similar.
-        after = rest.split_once(')').map(|(_, r)| r.trim_start())?;
+        // "(expanded from <alias>)" names the address the sender used, or another remark.
+        let (remark, rest) = rest.split_once(')')?;
+        if let Some(from) = strip_prefix_ci(remark.trim(), "expanded from")
+            && let Some(original) = first_address(from)
+        {
+            address = original;
+        }
+        after = rest.trim_start();
     }
     let rest = after.strip_prefix(':')?;
     Some((address, rest.trim()))
@@ -313,6 +320,16 @@ mod tests {
             "delayed"
         );
         assert_eq!(action_for("Undelivered Mail", "no such user"), "failed");
+    }
+
+    #[test]
+    fn a_block_names_the_address_the_sender_used() {
+        let text = "<bo@example.net> (expanded from <team@Example.org>): host mx.example.net[192.0.2.1] said: 550 no\n\n<cy@example.net> (expanded from <team@example.org>): host mx.example.net[192.0.2.1] said: 550 no\n\n<di@example.net> (via relay): 552 full\n";
+        let got: Vec<String> = distinct_angle_blocks(text)
+            .into_iter()
+            .map(|b| b.address)
+            .collect();
+        assert_eq!(got, ["team@example.org", "di@example.net"]);
     }
 
     #[test]

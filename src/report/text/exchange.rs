@@ -1,6 +1,6 @@
 //! Microsoft Exchange text reports: Exchange 2003 ("did not reach the following recipient(s)",
 //! an `address on DATE` line with indented reasons and an `MSEXCH:` code) and Exchange 2007+ /
-//! Office 365 / Outlook.com ("Delivery has recipient to these recipients or groups", then
+//! Office 365 / Outlook.com ("Delivery has failed to these recipients or groups", then
 //! "Diagnostic information for administrators" with `Remote Server returned '...'`), and the
 //! Microsoft 365 notice ("Your message to ADDRESS couldn't be delivered.", then "Reported error:"
 //! under "Error Details").
@@ -38,9 +38,9 @@ const ADMIN_MARKERS: &[&str] = &[
     "Informazioni di diagnostica per gli amministratori",
 ];
 
-/// "Delivery has recipient to these recipients or groups", as Exchange localizes it.
+/// "Delivery has failed to these recipients or groups", as Exchange localizes it.
 const USER_MARKERS: &[&str] = &[
-    "Delivery has recipient to these recipients or groups",
+    "Delivery has failed to these recipients or groups",
     "Échec de la remise pour ces destinataires ou groupes",
     "Fehler bei der Zustellung an folgende Empfänger oder Gruppen",
     "Error en la entrega a estos destinatarios o grupos",
@@ -322,18 +322,24 @@ fn unframe(text: &str) -> String {
 /// Exchange 2007+ without the administrators' part: the address, then the explanation paragraph.
 fn read_user_part(text: &str) -> Vec<RecipientReport> {
     let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    // A blank line after an address's explanation ends it: what follows is the notice's own text.
+    let mut open = true;
     for line in text.lines().skip(1) {
         let t = line.trim();
         if t.is_empty() {
+            open = out.last().is_some_and(|(_, lines)| lines.is_empty());
             continue;
         }
         let head = t.split("<mailto:").next().unwrap_or(t);
         match address_alone(head).or_else(|| {
             first_address(t).filter(|_| t.split_whitespace().count() <= 3 && t.ends_with(')'))
         }) {
-            Some(a) => out.push((a, Vec::new())),
+            Some(a) => {
+                out.push((a, Vec::new()));
+                open = true;
+            }
             None => {
-                if let Some((_, lines)) = out.last_mut() {
+                if let (true, Some((_, lines))) = (open, out.last_mut()) {
                     lines.push(t);
                 }
             }
@@ -429,7 +435,7 @@ mod tests {
 
     #[test]
     fn reads_administrators_part() {
-        let body = "Delivery has recipient to these recipients or groups:\n\ncat@example.com<mailto:cat@example.com>\nThe email address couldn't be found.\n\nDiagnostic information for administrators:\n\nGenerating server: SRV01.example.net\n\ncat@example.com\nRemote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\n\nOriginal message headers:\n\nTo: cat@example.com\n";
+        let body = "Delivery has failed to these recipients or groups:\n\ncat@example.com<mailto:cat@example.com>\nThe email address couldn't be found.\n\nDiagnostic information for administrators:\n\nGenerating server: SRV01.example.net\n\ncat@example.com\nRemote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\n\nOriginal message headers:\n\nTo: cat@example.com\n";
         let got = test_input("postmaster@example.net", "Undeliverable: Hi", body, read);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].recipient.as_deref(), Some("cat@example.com"));
@@ -475,7 +481,7 @@ mod tests {
 
     #[test]
     fn reads_user_part_alone_and_garbage() {
-        let body = "Delivery has recipient to these recipients or groups:\n\ndan@example.com<mailto:dan@example.com>\nThe mailbox is full.\n";
+        let body = "Delivery has failed to these recipients or groups:\n\ndan@example.com<mailto:dan@example.com>\nThe mailbox is full.\n";
         let got = test_input("postmaster@example.net", "Undeliverable", body, read);
         assert_eq!(got[0].diagnostic.as_deref(), Some("The mailbox is full."));
         for g in [

@@ -83,6 +83,21 @@ fn weakly_skipped(input: &Input) -> Vec<String> {
         .collect()
 }
 
+/// The addresses of the bounce's `X-Failed-Recipients` header (Exim, Google), at most
+/// [`MAX_MENTIONS`].
+fn failed_header(input: &Input) -> Vec<String> {
+    input
+        .header("X-Failed-Recipients")
+        .map(|v| {
+            crate::address::address_list(v)
+                .into_iter()
+                .take(MAX_MENTIONS)
+                .map(|a| a.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The first attached message (`message/rfc822`) of the bounce, if any.
 pub fn attached_original<'a>(message: &'a Message<'a>) -> Option<&'a Message<'a>> {
     message.attachments().find_map(|part| part.message())
@@ -204,6 +219,24 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 }
             }
             None => out.push(recipient(m.address.clone(), action, &diagnostic)),
+        }
+    }
+    // The header in which Exim, Google and others list the failed addresses outranks the text: its
+    // addresses are the report's recipients, in the text's order, then the header's.
+    let listed = failed_header(input);
+    if !listed.is_empty() {
+        let is_listed = |a: &str| listed.iter().any(|l| l.eq_ignore_ascii_case(a));
+        out.retain(|r| r.recipient.as_deref().is_some_and(is_listed));
+        let diagnostic = fallback_diagnostic(explanation);
+        for address in listed {
+            let known = out.iter().any(|r| {
+                r.recipient
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&address))
+            });
+            if !known {
+                out.push(recipient(address, action, &diagnostic));
+            }
         }
     }
     if out.is_empty() && looks_failed(input.subject, explanation) {
@@ -511,6 +544,24 @@ Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dav
                 .as_deref()
                 .unwrap_or("")
                 .contains("552 message rejected")
+        );
+    }
+
+    #[test]
+    fn the_failed_recipients_header_is_the_set() {
+        let r = run(
+            "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\nSubject: Delivery failure\n\
+X-Failed-Recipients: Kim@example.net, lou@example.net\n\n\
+Your message to kim@example.net, copied to ops@example.org, could not be delivered.\n\
+Reply: 550 5.1.1 no such user\n",
+        );
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["kim@example.net", "lou@example.net"]);
+        assert!(
+            r[1].diagnostic
+                .as_deref()
+                .is_some_and(|d| d.contains("550 5.1.1")),
+            "{r:?}"
         );
     }
 

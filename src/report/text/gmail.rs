@@ -1,4 +1,4 @@
-//! Gmail's own text bounce: "Delivery to the following recipient recipient permanently" (or "has been
+//! Gmail's own text bounce: "Delivery to the following recipient failed permanently" (or "has been
 //! delayed"), then "Technical details of permanent failure" with the remote server's reply.
 
 use super::addresses::address_alone;
@@ -95,7 +95,7 @@ mod tests {
     use super::*;
     use crate::report::text::testutil::test_input;
 
-    const PERMANENT: &str = "Delivery to the following recipient recipient permanently:\n\n     alice@Example.COM\n\nTechnical details of permanent failure: \nGoogle tried to deliver your message, but it was rejected by the server for the recipient domain example.com by mx1.example.com. [192.0.2.10].\n\nThe error that the other server returned was:\n550 5.1.1 <alice@example.com>: no such\n mailbox here\n\n----- Original message -----\n\nTo: bob@example.org\n";
+    const PERMANENT: &str = "Delivery to the following recipient failed permanently:\n\n     alice@Example.COM\n\nTechnical details of permanent failure: \nGoogle tried to deliver your message, but it was rejected by the server for the recipient domain example.com by mx1.example.com. [192.0.2.10].\n\nThe error that the other server returned was:\n550 5.1.1 <alice@example.com>: no such\n mailbox here\n\n----- Original message -----\n\nTo: bob@example.org\n";
 
     #[test]
     fn reads_permanent_failure() {

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_returned_group_post_is_not_a_group_refusal() {
-        let body = "Delivery to the following recipient recipient permanently:\n\n     una@example.com\n\n----- Original message -----\n\nYou received this message because you are subscribed to the Google Groups list.\n";
+        let body = "Delivery to the following recipient failed permanently:\n\n     una@example.com\n\n----- Original message -----\n\nYou received this message because you are subscribed to the Google Groups list.\n";
         let raw = format!(
             "From: mailer-daemon@googlemail.com\nX-Failed-Recipients: una@example.com\n\n{body}"
         );

@@ -148,7 +148,8 @@ I'm sorry to have to inform you that your message could not\nbe delivered to one
             );
             assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("mail.example.net"));
-            assert_eq!(r[1].recipient.as_deref(), Some("bob@example.org"));
+            // The address the sender used, which the failed one was expanded from.
+            assert_eq!(r[1].recipient.as_deref(), Some("team@example.org"));
             assert_eq!(r[1].diagnostic.as_deref(), Some("552 5.2.2 Mailbox full"));
             assert_eq!(r[1].command.as_deref(), Some("DATA"));
             assert_eq!(r[2].diagnostic.as_deref(), Some("unknown user: \"carol\""));

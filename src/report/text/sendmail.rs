@@ -66,6 +66,8 @@ struct Entry {
     remote: Option<String>,
     /// The outcome line carries the remote answer itself (`554 <a>... 550 Host unknown`).
     own_reply: bool,
+    /// The address the sender used, when the list names it (`(expanded from: <alias>)`).
+    original: Option<String>,
 }
 
 fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
@@ -142,8 +144,12 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                         let e = entry(&mut entries, name);
                         e.reason = reason.trim_end_matches(')').trim().to_string();
                     }
+                } else if let Some(from) = strip_prefix_ci(t, "(expanded from") {
+                    if let (Some(name), Some(original)) = (&last_listed, first_address(from)) {
+                        entry(&mut entries, name).original = Some(original);
+                    }
                 } else if t.starts_with('(') {
-                    // "(expanded from: <...>)" and other remarks.
+                    // Other remarks.
                 } else if !line.starts_with([' ', '\t'])
                     && let Some(a) = first_address(t)
                 {
@@ -237,6 +243,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     let action = if delayed { "delayed" } else { "failed" };
+    let mut seen = std::collections::HashSet::new();
     entries
         .into_iter()
         .map(|e| {
@@ -245,7 +252,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 .find(|w| !w.is_empty())
                 .cloned()
                 .unwrap_or_default();
-            let mut r = recipient(e.address, action, &words);
+            let mut r = recipient(e.original.unwrap_or(e.address), action, &words);
             if e.command.is_some() {
                 r.command = e.command.map(str::to_string);
             }
@@ -254,6 +261,8 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
             }
             r
         })
+        // Members of one alias that all failed are one address to the sender.
+        .filter(|r| seen.insert(r.recipient.clone()))
         .collect()
 }
 
