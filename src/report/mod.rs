@@ -8,6 +8,7 @@ pub mod arf;
 pub mod autoreply;
 pub mod dsn;
 mod signals;
+pub mod statements;
 pub mod text;
 pub mod verp;
 

@@ -300,8 +300,12 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         .trim_start_matches('>')
         .trim_start()
         .starts_with(':');
+    // The closing bracket or quote of the address, and the punctuation after it.
     let rest = raw_rest.trim_start_matches(|c: char| {
-        c == '>' || c == ':' || c == '.' || c == ',' || c.is_whitespace()
+        matches!(
+            c,
+            '>' | ':' | '.' | ',' | '\'' | '"' | '”' | '’' | '»' | '」' | '』'
+        ) || c.is_whitespace()
     });
     let mut text = if before_words >= 2 && !ends_sentence {
         line.trim().to_string()

@@ -243,16 +243,23 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     let action = if delayed { "delayed" } else { "failed" };
+    // Older Sendmail names the reason in the subject (`Returned mail: User unknown`): the words of
+    // last resort for an address the report says nothing else about.
+    let subject_reason = input
+        .subject
+        .strip_prefix("Returned mail:")
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && !contains_ci(r, "see transcript"))
+        .unwrap_or("");
     let mut seen = std::collections::HashSet::new();
     entries
         .into_iter()
         .map(|e| {
-            let words = [&e.reply, &e.outcome, &e.reason]
+            let words = [e.reply.as_str(), &e.outcome, &e.reason, subject_reason]
                 .into_iter()
                 .find(|w| !w.is_empty())
-                .cloned()
                 .unwrap_or_default();
-            let mut r = recipient(e.original.unwrap_or(e.address), action, &words);
+            let mut r = recipient(e.original.unwrap_or(e.address), action, words);
             if e.command.is_some() {
                 r.command = e.command.map(str::to_string);
             }
