@@ -19,8 +19,9 @@ pub enum ReadError {
     #[error("MIME parts are nested {depth} levels deep, over the limit of {limit}")]
     TooDeep { depth: usize, limit: usize },
     /// The report names more recipients than any real report does; the message is refused rather
-    /// than classified recipient by recipient.
-    #[error("the report names {count} recipients, over the limit of {limit}")]
+    /// than classified recipient by recipient. Counting stops past the limit, so `count` is the
+    /// number counted, at least `limit + 1`.
+    #[error("the report names more than {limit} recipients")]
     TooManyRecipients { count: usize, limit: usize },
 }
 

@@ -130,12 +130,7 @@ fn reader_evidence(
     let subject = report.subject.as_deref().unwrap_or("");
     let from = report.from.as_deref().unwrap_or("");
     let body = text::readable_text(message);
-    let input = text::Input {
-        message,
-        subject,
-        from,
-        body: &body,
-    };
+    let input = text::Input::new(message, subject, from, &body);
     let detected: Vec<&str> = text::FAMILIES
         .iter()
         .filter(|f| (f.detect)(&input))

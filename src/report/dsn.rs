@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, PartType};
 use regex::Regex;
 
-use super::{RecipientReport, field_address, field_blocks, part_text, part_type};
+use super::{MAX_RECIPIENTS, RecipientReport, field_address, field_blocks, part_text, part_type};
 
 /// Reader name.
 pub const NAME: &str = "dsn";
@@ -87,6 +87,10 @@ fn is_status_part(part: &mail_parser::MessagePart) -> bool {
 pub fn parse(text: &str) -> Dsn {
     let mut dsn = Dsn::default();
     for block in field_blocks(text) {
+        // Past the limit the report is refused: what follows is not read.
+        if dsn.recipients.len() > MAX_RECIPIENTS {
+            break;
+        }
         let names: Vec<String> = block.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
         let is_recipient_block = names.iter().any(|n| {
             n == "final-recipient" || n == "original-recipient" || n == "x-actual-recipient"

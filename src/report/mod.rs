@@ -249,12 +249,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         original: original_of(&message, &body),
         ..Report::default()
     };
-    let input = text::Input {
-        message: &message,
-        subject: &subject,
-        from: &from,
-        body: &body,
-    };
+    let input = text::Input::new(&message, &subject, &from, &body);
 
     if let Some(found) = arf::read(&message, report.original.as_ref()) {
         too_many(found.recipients.len())?;
@@ -631,57 +626,57 @@ pub(crate) fn header_address(value: &str) -> Option<String> {
         .map(|a| a.to_string())
 }
 
-/// Header-like field blocks (RFC 3464 / RFC 5965 bodies): blank lines separate blocks, continuation
-/// lines are unfolded with one space, names are kept as written.
-pub(crate) fn field_blocks(text: &str) -> Vec<Vec<(String, String)>> {
-    let mut blocks: Vec<Vec<(String, String)>> = Vec::new();
-    let mut current: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            if !current.is_empty() {
-                blocks.push(std::mem::take(&mut current));
-            }
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = current.last_mut() {
-                let more = line.trim();
-                if !value.is_empty() {
-                    value.push(' ');
+/// Header-like field blocks (RFC 3464 / RFC 5965 bodies), one at a time: blank lines separate
+/// blocks, continuation lines are unfolded with one space, names are kept as written. Lazy, so a
+/// reader that has enough stops reading.
+pub(crate) fn field_blocks(text: &str) -> impl Iterator<Item = Vec<(String, String)>> + '_ {
+    let mut lines = text.lines();
+    std::iter::from_fn(move || {
+        let mut current: Vec<(String, String)> = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                if !current.is_empty() {
+                    return Some(current);
                 }
-                value.push_str(more);
+                continue;
             }
-            continue;
-        }
-        let field = line.split_once(':').and_then(|(name, value)| {
-            let name = name.trim();
-            (!name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-            .then_some((name, value))
-        });
-        match field {
-            Some((name, value)) => current.push((name.to_string(), value.trim().to_string())),
-            // Some MTAs write the further lines of a multi-line reply unindented; outside a
-            // field's shape they can only continue the diagnostic.
-            None => {
-                if let Some((name, value)) = current.last_mut()
-                    && name.eq_ignore_ascii_case("diagnostic-code")
-                {
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, value)) = current.last_mut() {
+                    let more = line.trim();
                     if !value.is_empty() {
                         value.push(' ');
                     }
-                    value.push_str(line.trim());
+                    value.push_str(more);
+                }
+                continue;
+            }
+            let field = line.split_once(':').and_then(|(name, value)| {
+                let name = name.trim();
+                (!name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+                .then_some((name, value))
+            });
+            match field {
+                Some((name, value)) => current.push((name.to_string(), value.trim().to_string())),
+                // Some MTAs write the further lines of a multi-line reply unindented; outside a
+                // field's shape they can only continue the diagnostic.
+                None => {
+                    if let Some((name, value)) = current.last_mut()
+                        && name.eq_ignore_ascii_case("diagnostic-code")
+                    {
+                        if !value.is_empty() {
+                            value.push(' ');
+                        }
+                        value.push_str(line.trim());
+                    }
                 }
             }
         }
-    }
-    if !current.is_empty() {
-        blocks.push(current);
-    }
-    blocks
+        (!current.is_empty()).then_some(current)
+    })
 }
 
 /// The content type of a part as `type/subtype`, lower-cased.
@@ -737,6 +732,12 @@ static INLINE_ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("fixed pattern")
 });
 
+/// How many of a text's markers of an inline copy of the original are tried, and how much of the
+/// header block after one is read (bytes): a real report has one marker and a header of a few KiB;
+/// the bounds keep a text of repeated markers from costing a pass over the rest for each.
+const INLINE_TRIES: usize = 16;
+const INLINE_HEADER: usize = 64 * 1024;
+
 /// The returned original message: an attached message or header part, else an inline copy.
 fn original_of(message: &Message, body: &str) -> Option<Original> {
     for part in message.parts.iter().skip(1) {
@@ -760,7 +761,7 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
             }
         }
     }
-    for m in INLINE_ORIGINAL.find_iter(body) {
+    for m in INLINE_ORIGINAL.find_iter(body).take(INLINE_TRIES) {
         let line_end = body
             .get(m.end()..)
             .and_then(|r| r.find('\n'))
@@ -776,6 +777,7 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
 
 /// The returned message's identity from a header block at the start of `text`.
 fn original_from_text(text: &str) -> Option<Original> {
+    let text = prefix(text, INLINE_HEADER);
     let first = text.lines().next().unwrap_or("");
     let looks_like_header = first
         .split_once(':')

@@ -43,7 +43,7 @@ static NON_DELIVERY_STATEMENT: LazyLock<Regex> = LazyLock::new(|| {
 /// moderation, ticket systems and mailbox scripts send; without a known format it is not taken as
 /// a bounce, so that a prose notice can never put an address on a suppression list.
 pub fn states_non_delivery(input: &Input) -> bool {
-    let explanation = prefix(text::blocks::cut_original(input.body), 16384);
+    let explanation = prefix(input.explanation, 16384);
     text::replies::has_code(explanation)
         || documented_statement(input)
         || (sent_by_mail_system(input)
@@ -55,7 +55,7 @@ pub fn states_non_delivery(input: &Input) -> bool {
 /// to write in its failure reports.
 pub fn documented_statement(input: &Input) -> bool {
     statements::in_subject_line(input.subject).is_some()
-        || statements::in_explanation(text::blocks::cut_original(input.body)).is_some()
+        || statements::in_explanation(input.explanation).is_some()
 }
 
 /// Whether a mail system sent the message: a mailer daemon or postmaster as its sender, an empty
@@ -113,7 +113,7 @@ pub fn bounce_sender_or_subject(input: &Input) -> bool {
 pub fn looks_like_bounce(input: &Input) -> bool {
     bounce_sender_or_subject(input)
         || null_sender(input)
-        || statements::in_explanation(text::blocks::cut_original(input.body)).is_some()
+        || statements::in_explanation(input.explanation).is_some()
         || (auto_submitted(input) && has_failure_wording(input.subject, input.body))
 }
 

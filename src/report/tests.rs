@@ -380,12 +380,7 @@ fn looks_like_bounce_signals() {
         let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
         let subject = msg.subject().unwrap_or("").to_string();
         let body = text::readable_text(&msg);
-        let input = text::Input {
-            message: &msg,
-            subject: &subject,
-            from: "",
-            body: &body,
-        };
+        let input = text::Input::new(&msg, &subject, "", &body);
         looks_like_bounce(&input)
     };
     assert!(check(

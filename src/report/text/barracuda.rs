@@ -2,10 +2,9 @@
 //! Firewall", naming the subject that was not delivered.
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::unfold;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -23,10 +22,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut lines = text.lines().map(str::trim).peekable();
     while let Some(t) = lines.next() {
+        if found.full() {
+            break;
+        }
         let Some(rest) = t.strip_prefix("Your message to:") else {
             continue;
         };
@@ -47,9 +49,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         if r.diagnostic.as_deref().is_some_and(|d| d.contains(BLOCKED)) {
             r.reason_hint = Some(Reason::Spamdetected);
         }
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

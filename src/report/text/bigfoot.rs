@@ -2,9 +2,8 @@
 //! fatal errors", then a `>>> RCPT TO` / `<<< reply` transcript) sent from bigfoot.com.
 
 use super::addresses::{address_alone, first_address};
-use super::blocks::cut_original;
 use super::replies::recipient;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Bigfoot reader.
@@ -19,8 +18,10 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
+    // Listed recipients still without the server's reply.
+    let mut waiting: Vec<String> = Vec::new();
     let mut in_list = false;
     let mut last_cmd: Option<(&str, Option<String>)> = None;
     for line in text.lines() {
@@ -34,8 +35,10 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         }
         if in_list {
-            if let Some(a) = address_alone(t) {
-                out.push(recipient(a, "failed", ""));
+            if let Some(a) = address_alone(t)
+                && found.add(recipient(a.clone(), "failed", ""))
+            {
+                waiting.push(a);
             }
         } else if let Some(rest) = t.strip_prefix(">>>") {
             let rest = rest.trim();
@@ -54,16 +57,19 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         } else if let Some(rest) = t.strip_prefix("<<<") {
             let (cmd, addr) = last_cmd.clone().unwrap_or(("", None));
             // The reply belongs to the transcript's recipient, else to every listed one.
-            for r in out.iter_mut() {
-                let matches = addr.is_none() || r.recipient == addr;
-                if matches && r.diagnostic.is_none() {
+            let targets: Vec<String> = match addr {
+                Some(a) => vec![a],
+                None => std::mem::take(&mut waiting),
+            };
+            for a in targets {
+                if let Some(r) = found.get_mut(&a).filter(|r| r.diagnostic.is_none()) {
                     r.diagnostic = Some(rest.trim().to_string());
                     r.command = (!cmd.is_empty()).then(|| cmd.to_string());
                 }
             }
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -2,10 +2,13 @@
 //! paragraph after a marker, and the per-recipient blocks MTAs write (`<address>: text` paragraphs,
 //! Exim's indented address blocks).
 
+use std::collections::HashSet;
+
+use super::Recipients;
 use super::addresses::{address_alone, first_address};
 use super::replies::{host_after, recipient};
 use super::words::{contains_ci, starts_with_ci, strip_prefix_ci};
-use crate::report::RecipientReport;
+use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// Phrases (lower-case) that, at the start of a line (after any `-`, `=`, `|`, `*` or `>` decoration),
 /// announce the returned original message in free-text reports.
@@ -73,12 +76,6 @@ pub fn cut_original(body: &str) -> &str {
     body.get(..original_offset(body)).unwrap_or(body)
 }
 
-/// The returned original message in a free-text report (headers and body), empty when none is
-/// found.
-pub fn returned_original(body: &str) -> &str {
-    body.get(original_offset(body)..).unwrap_or("")
-}
-
 fn original_offset(body: &str) -> usize {
     let mut offset = 0;
     let mut previous_blank = true;
@@ -87,7 +84,14 @@ fn original_offset(body: &str) -> usize {
         let lower = trimmed.trim_start_matches(['>', ' ']);
         let phrase = lower.trim_start_matches(['-', '=', '|', '*', '>', ' ', '_']);
         let decorated = phrase.len() < lower.len();
+        // Every marker starts with a letter: a line starting otherwise is passed over without
+        // comparing.
+        let lettered = phrase
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic);
         if offset > 0
+            && lettered
             && (ORIGINAL_MARKERS.iter().any(|m| starts_with_ci(phrase, m))
                 || (decorated && DECORATED_MARKERS.iter().any(|m| starts_with_ci(phrase, m))))
         {
@@ -120,26 +124,41 @@ pub struct Block {
 /// Splits text into `<address>: text` blocks, the shape of Postfix and qmail reports: a block starts
 /// with a line whose first non-blank character is `<` and whose address is followed (after an
 /// optional `(expanded from <...>)`) by a colon; it runs until a blank line or the next block.
+///
+/// One block per address, the first the report gives; at most one past [`MAX_RECIPIENTS`], where
+/// the search stops (the report is refused), so the work is linear in the text.
 pub fn angle_blocks(text: &str) -> Vec<Block> {
     let mut out: Vec<Block> = Vec::new();
-    let mut open = false;
+    let mut seen: HashSet<String> = HashSet::new();
+    // The block being filled; `None` after a repeated address, whose lines are dropped.
+    let mut open: Option<usize> = None;
+    let mut in_block = false;
     for line in text.lines() {
         let t = line.trim();
         let indented = line.starts_with([' ', '\t']);
-        if let Some((address, rest)) = (!open || !indented).then(|| angle_block_start(t)).flatten()
+        if let Some((address, rest)) = (!in_block || !indented)
+            .then(|| angle_block_start(t))
+            .flatten()
         {
-            out.push(Block {
-                address,
-                text: rest.to_string(),
-            });
-            open = true;
+            in_block = true;
+            open = None;
+            if seen.insert(address.clone()) {
+                if out.len() > MAX_RECIPIENTS {
+                    break;
+                }
+                open = Some(out.len());
+                out.push(Block {
+                    address,
+                    text: rest.to_string(),
+                });
+            }
             continue;
         }
         if t.is_empty() {
-            open = false;
+            in_block = false;
             continue;
         }
-        if open && let Some(last) = out.last_mut() {
+        if in_block && let Some(last) = open.and_then(|i| out.get_mut(i)) {
             if !last.text.is_empty() {
                 last.text.push('\n');
             }
@@ -253,9 +272,15 @@ pub fn exim_blocks(text: &str, marker: &str) -> Vec<RecipientReport> {
         prev_blank = false;
         prev_indent = indent;
     }
-    blocks
-        .into_iter()
-        .map(|(a, lines)| {
+    let mut found = Recipients::default();
+    for (a, lines) in blocks {
+        if found.full() {
+            break;
+        }
+        if found.contains(&a) {
+            continue;
+        }
+        {
             let kept = lines.into_iter().filter(|l| {
                 !(l.eq_ignore_ascii_case("reason:")
                     || l.eq_ignore_ascii_case("for the following reason:"))
@@ -266,23 +291,10 @@ pub fn exim_blocks(text: &str, marker: &str) -> Vec<RecipientReport> {
             if r.remote_mta.is_none() {
                 r.remote_mta = remote;
             }
-            r
-        })
-        .collect()
-}
-
-/// [`angle_blocks`] with one block per address: the first one a report gives.
-pub fn distinct_angle_blocks(text: &str) -> Vec<Block> {
-    let mut blocks = angle_blocks(text);
-    let mut seen: Vec<String> = Vec::with_capacity(blocks.len());
-    blocks.retain(|b| {
-        let fresh = !seen.contains(&b.address);
-        if fresh {
-            seen.push(b.address.clone());
+            found.add(r);
         }
-        fresh
-    });
-    blocks
+    }
+    found.into_vec()
 }
 
 #[cfg(test)]
@@ -297,14 +309,17 @@ mod tests {
         assert_eq!(cut_original(body), "Failed: a@example.org\n\n");
         let body = "Failed: a@example.org\n\nReceived: from x\nTo: b@example.org\n";
         assert_eq!(cut_original(body), "Failed: a@example.org\n\n");
-        assert!(returned_original(body).starts_with("Received:"));
+        assert!(
+            body.get(cut_original(body).len()..)
+                .is_some_and(|r| r.starts_with("Received:"))
+        );
     }
 
     #[test]
     fn blocks_once_per_address_and_actions() {
         let text =
             "<pia@example.org>: first\n\n<pia@example.org>: again\n\n<quin@example.org>: other\n";
-        let got: Vec<_> = distinct_angle_blocks(text)
+        let got: Vec<_> = angle_blocks(text)
             .into_iter()
             .map(|b| (b.address, b.text))
             .collect();
@@ -325,10 +340,7 @@ mod tests {
     #[test]
     fn a_block_names_the_address_the_sender_used() {
         let text = "<bo@example.net> (expanded from <team@Example.org>): host mx.example.net[192.0.2.1] said: 550 no\n\n<cy@example.net> (expanded from <team@example.org>): host mx.example.net[192.0.2.1] said: 550 no\n\n<di@example.net> (via relay): 552 full\n";
-        let got: Vec<String> = distinct_angle_blocks(text)
-            .into_iter()
-            .map(|b| b.address)
-            .collect();
+        let got: Vec<String> = angle_blocks(text).into_iter().map(|b| b.address).collect();
         assert_eq!(got, ["team@example.org", "di@example.net"]);
     }
 

@@ -2,7 +2,7 @@
 //! then per recipient `<address>:`, the remote host, and the SMTP exchange (`>>> RCPT TO:<...>`,
 //! `<<< 550 ...`).
 
-use super::blocks::{cut_original, distinct_angle_blocks};
+use super::blocks::angle_blocks;
 use super::replies::{failing_exchange, recipient};
 use super::words::{contains_ci, head};
 use super::{Family, Input};
@@ -28,14 +28,14 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let action = if contains_ci(text, "has been delayed") || contains_ci(input.subject, "delay") {
         "delayed"
     } else {
         "failed"
     };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in distinct_angle_blocks(text) {
+    for block in angle_blocks(text) {
         let remote = block
             .text
             .lines()

@@ -2,10 +2,9 @@
 //! `address [reason]` line per recipient (an MTA that names itself nowhere in the report).
 
 use super::addresses::leading_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The "delivery errors" list reader.
@@ -23,10 +22,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut started = false;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if !started {
             started = contains_ci(t, "The following addresses had delivery errors");
@@ -39,9 +41,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             .strip_prefix('[')
             .and_then(|w| w.strip_suffix(']'))
             .unwrap_or(words);
-        out.push(recipient(address, "failed", words));
+        if !found.contains(&address) {
+            found.add(recipient(address, "failed", words));
+        }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

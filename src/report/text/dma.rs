@@ -2,10 +2,9 @@
 //! the server's words, then "Message headers follow." (or the whole original).
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -25,14 +24,17 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut current: Option<(String, String)> = None;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if contains_ci(t, "error delivering your mail to") {
             if let Some((a, w)) = current.take() {
-                out.push(report(a, &w));
+                found.add(report(a, &w));
             }
             let after = t
                 .get(t.to_ascii_lowercase().find("mail to").unwrap_or(0)..)
@@ -46,9 +48,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     if let Some((a, w)) = current.take() {
-        out.push(report(a, &w));
+        found.add(report(a, &w));
     }
-    out
+    found.into_vec()
 }
 
 fn report(address: String, words: &str) -> RecipientReport {

@@ -2,10 +2,10 @@
 //! under a subject "DELIVERY FAILURE: reason".
 
 use super::addresses::find_addresses;
-use super::blocks::{cut_original, section_after};
+use super::blocks::section_after;
 use super::replies::recipient;
 use super::words::{contains_ci, head, unfold};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -39,7 +39,7 @@ pub(super) fn hint(text: &str) -> Option<Reason> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let reason = section_after(text, REASON_MARKER, |_| false).unwrap_or_default();
     let mut reason = unfold(&reason);
     if reason.is_empty() {
@@ -52,18 +52,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     }
     let list =
         section_after(text, LIST_MARKER, |l| contains_ci(l, REASON_MARKER)).unwrap_or_default();
-    let mut out: Vec<RecipientReport> = Vec::new();
-    for f in find_addresses(&list) {
-        if !out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-        {
-            let mut r = recipient(f.address, "failed", &reason);
-            r.reason_hint = hint(&reason);
-            out.push(r);
-        }
-    }
-    out
+    Recipients::of(find_addresses(&list).into_iter().map(|f| f.address), |a| {
+        let mut r = recipient(a, "failed", &reason);
+        r.reason_hint = hint(&reason);
+        r
+    })
 }
 
 #[cfg(test)]

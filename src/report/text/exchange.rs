@@ -13,7 +13,7 @@ use super::addresses::{address_alone, first_address};
 use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::unfold;
-use super::{Family, Input};
+use super::{Family, Gathered, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -123,12 +123,21 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 
 /// Outlook.com: the indented addresses after the marker, with no reason given.
 fn read_outlook(text: &str) -> Vec<RecipientReport> {
-    text.lines()
+    let mut found = Recipients::default();
+    for a in text
+        .lines()
         .map(str::trim)
         .skip_while(|l| l.is_empty())
         .map_while(address_alone)
-        .map(|a| recipient(a, "failed", ""))
-        .collect()
+    {
+        if found.full() {
+            break;
+        }
+        if !found.contains(&a) {
+            found.add(recipient(a, "failed", ""));
+        }
+    }
+    found.into_vec()
 }
 
 /// Whether a line starts the returned message's header (the localized "Original message headers"
@@ -151,11 +160,14 @@ fn is_header_line(t: &str) -> bool {
 
 /// Exchange 2003: `address on DATE` then indented reason lines, until a blank line.
 fn read_2003(text: &str) -> Vec<RecipientReport> {
-    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut blocks = Gathered::default();
     let mut skipping = false;
     // After a blank line, only another `address on DATE` line continues the list.
     let mut gap = false;
     for line in text.lines() {
+        if blocks.full() {
+            break;
+        }
         let t = line.trim();
         if t.is_empty() {
             gap = !blocks.is_empty();
@@ -163,7 +175,7 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
         }
         let head = t.split_once(" on ").map_or(t, |(a, _)| a);
         if let Some(a) = address_alone(head) {
-            blocks.push((a, Vec::new()));
+            blocks.start(a);
             skipping = false;
             gap = false;
         } else if gap {
@@ -173,12 +185,13 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
             skipping = true;
         } else if skipping && !t.starts_with("MSEXCH:") {
             continue;
-        } else if let Some((_, lines)) = blocks.last_mut() {
+        } else {
             skipping = false;
-            lines.push(t);
+            blocks.line(t);
         }
     }
     blocks
+        .into_blocks()
         .into_iter()
         .map(|(a, lines)| {
             let mut r = recipient(a, "failed", &unfold(&lines.join(" ")));
@@ -196,16 +209,15 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
 /// Exchange 2007+: per address, `Remote Server returned '...'` or the words after the address.
 fn read_admin(text: &str) -> Vec<RecipientReport> {
     let text = cut_original(text);
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
-    let mut open = false;
+    let mut out = Gathered::default();
     for line in text.lines().skip(1) {
         let t = line.trim();
-        if is_header_line(t) {
+        if is_header_line(t) || out.full() {
             break;
         }
         if t.is_empty() {
             // A blank line ends the current address's block.
-            open = false;
+            out.close();
             continue;
         }
         if t.starts_with("Generating server:") {
@@ -216,13 +228,13 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
         let is_addr =
             t.split_whitespace().count() == 1 || t.starts_with('#') || t.contains("<mailto:");
         if let (true, Some(a)) = (is_addr, first_address(head).or_else(|| address_alone(head))) {
-            out.push((a, Vec::new()));
-            open = true;
-        } else if let (true, Some((_, lines))) = (open, out.last_mut()) {
-            lines.push(t);
+            out.start(a);
+        } else {
+            out.line(t);
         }
     }
-    out.into_iter()
+    out.into_blocks()
+        .into_iter()
         .map(|(a, lines)| {
             let joined = unfold(&lines.join(" "));
             let diag = match joined.find("Remote Server returned '") {
@@ -321,31 +333,30 @@ fn unframe(text: &str) -> String {
 
 /// Exchange 2007+ without the administrators' part: the address, then the explanation paragraph.
 fn read_user_part(text: &str) -> Vec<RecipientReport> {
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
-    // A blank line after an address's explanation ends it: what follows is the notice's own text.
-    let mut open = true;
+    let mut out = Gathered::default();
     for line in text.lines().skip(1) {
+        if out.full() {
+            break;
+        }
         let t = line.trim();
         if t.is_empty() {
-            open = out.last().is_some_and(|(_, lines)| lines.is_empty());
+            // A blank line after an address's explanation ends it: what follows is the notice's
+            // own text.
+            if !out.open_and_empty() {
+                out.close();
+            }
             continue;
         }
         let head = t.split("<mailto:").next().unwrap_or(t);
         match address_alone(head).or_else(|| {
             first_address(t).filter(|_| t.split_whitespace().count() <= 3 && t.ends_with(')'))
         }) {
-            Some(a) => {
-                out.push((a, Vec::new()));
-                open = true;
-            }
-            None => {
-                if let (true, Some((_, lines))) = (open, out.last_mut()) {
-                    lines.push(t);
-                }
-            }
+            Some(a) => out.start(a),
+            None => out.line(t),
         }
     }
-    out.into_iter()
+    out.into_blocks()
+        .into_iter()
         .map(|(a, lines)| recipient(a, "failed", &unfold(&lines.join(" "))))
         .collect()
 }

@@ -2,7 +2,6 @@
 //! "Duplicated Message-ID in <list>." and the like; the list address is the recipient that refused.
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::contains_ci;
 use super::{Family, Input};
@@ -23,7 +22,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some(paragraph) = text.split("\n\n").map(str::trim).find(|p| !p.is_empty()) else {
         return Vec::new();
     };

@@ -6,11 +6,11 @@
 //! taken for failed recipients; addresses of the reporting system and of the original sender are
 //! skipped.
 
-use mail_parser::{Address, Message};
+use mail_parser::Message;
 
 use super::Input;
 use super::addresses::{find_addresses, first_address, is_system_address};
-use super::blocks::{cut_original, paragraph, returned_original};
+use super::blocks::paragraph;
 use super::replies::{action_for, has_code, recipient, server_reply};
 use super::words::{contains_ci, starts_with_ci, unfold};
 use crate::report::RecipientReport;
@@ -47,25 +47,28 @@ const SENDER_WORDS: &[&str] = &[
     "return-path",
 ];
 
-fn addresses_of(list: Option<&Address>) -> Vec<String> {
-    list.map(|a| {
-        a.iter()
-            .filter_map(|addr| addr.address())
-            .filter_map(first_address)
-            .collect()
-    })
-    .unwrap_or_default()
+/// The addresses of a header of `message`, read by the address parser, lower-cased.
+fn addresses_of(message: &Message, name: &str) -> Vec<String> {
+    message
+        .header_raw(name)
+        .map(|v| {
+            crate::address::address_list(v)
+                .iter()
+                .map(|a| a.to_string().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Addresses that are never the failed recipient: the bounce's own From and the returned original's
 /// From and Return-Path.
 fn skipped(input: &Input) -> Vec<String> {
-    let mut out = addresses_of(input.message.from());
+    let mut out = addresses_of(input.message, "From");
     if let Some(original) = attached_original(input.message) {
-        out.extend(addresses_of(original.from()));
-        out.extend(original.return_path().as_text().and_then(first_address));
+        out.extend(addresses_of(original, "From"));
+        out.extend(addresses_of(original, "Return-Path"));
     }
-    if let Some(from) = original_header(returned_original(input.body), "from:") {
+    if let Some(from) = original_header(input.returned_original(), "from:") {
         out.extend(first_address(from));
     }
     for a in &mut out {
@@ -77,10 +80,20 @@ fn skipped(input: &Input) -> Vec<String> {
 /// Addresses that are the failed recipient only when the report names nobody else: the bounce's
 /// `To` (usually the original sender, sometimes the only address the report has).
 fn weakly_skipped(input: &Input) -> Vec<String> {
-    addresses_of(input.message.to())
-        .into_iter()
-        .map(|a| a.to_ascii_lowercase())
-        .collect()
+    addresses_of(input.message, "To")
+}
+
+/// The failed-recipient candidates of an attached original: its `To` addresses, as written.
+fn original_recipients(original: &Message) -> Vec<String> {
+    original
+        .header_raw("To")
+        .map(|v| {
+            crate::address::address_list(v)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The addresses of the bounce's `X-Failed-Recipients` header (Exim, Google), at most
@@ -166,7 +179,7 @@ const MAX_MENTIONS: usize = 256;
 
 /// Reads a report of unknown shape: one recipient per distinct address the explanation names.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
-    let explanation = crate::report::prefix(cut_original(input.body), EXPLANATION_SCAN);
+    let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
     let skip = skipped(input);
     let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
@@ -242,10 +255,10 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     if out.is_empty() && looks_failed(input.subject, explanation) {
         // The explanation names nobody: the original's To is the best evidence left.
         let to = attached_original(input.message)
-            .map(|o| addresses_of(o.to()))
+            .map(original_recipients)
             .filter(|v| !v.is_empty())
             .or_else(|| {
-                original_header(returned_original(input.body), "to:")
+                original_header(input.returned_original(), "to:")
                     .map(|v| find_addresses(v).into_iter().map(|f| f.address).collect())
             })
             .unwrap_or_default();
@@ -274,7 +287,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
 /// The result for a recipient known only from the bounce's VERP address: the report's failure
 /// text (as the general reader finds it) is still its diagnostic.
 pub fn verp_recipient(address: String, input: &Input) -> RecipientReport {
-    let explanation = cut_original(input.body);
+    let explanation = input.explanation;
     let action = action_for(input.subject, explanation);
     let diagnostic = if looks_failed(input.subject, explanation) {
         fallback_diagnostic(explanation)
@@ -509,12 +522,7 @@ mod tests {
         };
         let body = super::super::readable_text(&msg);
         let subject = msg.subject().unwrap_or("").to_string();
-        let input = Input {
-            message: &msg,
-            subject: &subject,
-            from: "mailer-daemon@mx.example.org",
-            body: &body,
-        };
+        let input = Input::new(&msg, &subject, "mailer-daemon@mx.example.org", &body);
         read(&input)
     }
 
@@ -665,7 +673,7 @@ Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n"
             let raw = format!("From: MAILER-DAEMON@example.org\nTo: s@example.com\nSubject: {subject}\nX-Failed-Recipients: a@example.org\n\n{body}");
             if let Some(msg) = MessageParser::default().parse(raw.as_bytes()) {
                 let text = super::super::readable_text(&msg);
-                let input = Input { message: &msg, subject, from: "mailer-daemon@example.org", body: &text };
+                let input = Input::new(&msg, subject, "mailer-daemon@example.org", &text);
                 for family in super::super::FAMILIES {
                     let _ = (family.detect)(&input);
                     let _ = (family.read)(&input);

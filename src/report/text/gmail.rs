@@ -2,12 +2,11 @@
 //! delayed"), then "Technical details of permanent failure" with the remote server's reply.
 
 use super::addresses::address_alone;
-use super::blocks::cut_original;
 use super::replies::{command_of, host_after, recipient};
 use super::words::unfold;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
-use crate::report::RecipientReport;
+use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// The Gmail text-bounce reader.
 pub const FAMILY: Family = Family {
@@ -25,7 +24,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let delayed = text.contains("has been delayed") || text.contains("temporary failure");
     let mut addrs = Vec::new();
     let mut in_list = false;
@@ -48,6 +47,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         }
         if in_list {
             if let Some(a) = address_alone(t) {
+                if addrs.len() > MAX_RECIPIENTS {
+                    break;
+                }
                 addrs.push(a);
             } else if !t.is_empty() {
                 in_list = false;
@@ -75,19 +77,16 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .find("for the recipient domain")
         .and_then(|at| host_after(full.get(at..)?, " by "));
     let command = command_of(&full).map(str::to_string);
-    addrs
-        .into_iter()
-        .map(|a| {
-            let mut r = recipient(a, "failed", &diag);
-            if delayed {
-                r.action = Some("delayed".to_string());
-            }
-            r.remote_mta = remote.clone();
-            r.command = command.clone();
-            r.reason_hint = hint;
-            r
-        })
-        .collect()
+    Recipients::of(addrs, |a| {
+        let mut r = recipient(a, "failed", &diag);
+        if delayed {
+            r.action = Some("delayed".to_string());
+        }
+        r.remote_mta = remote.clone();
+        r.command = command.clone();
+        r.reason_hint = hint;
+        r
+    })
 }
 
 #[cfg(test)]

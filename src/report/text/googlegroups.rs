@@ -2,10 +2,9 @@
 //! may not post to it; the group's address is in `X-Failed-Recipients`.
 
 use super::addresses::address_alone;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::unfold;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -21,7 +20,7 @@ fn detect(input: &Input) -> bool {
         return false;
     }
     // Only the notice itself counts: a returned group post also mentions Google Groups.
-    let own = cut_original(input.body);
+    let own = input.explanation;
     own.contains("groups.google.com") || own.contains("Google Groups")
 }
 
@@ -29,7 +28,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let Some(list) = input.header("X-Failed-Recipients") else {
         return Vec::new();
     };
-    let text = cut_original(input.body);
+    let text = input.explanation;
     // The paragraph after the greeting says why, in the sender's language.
     let diag = text
         .split("\n\n")
@@ -38,14 +37,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .nth(1)
         .map(unfold)
         .unwrap_or_default();
-    list.split(',')
-        .filter_map(address_alone)
-        .map(|a| {
-            let mut r = recipient(a, "failed", &diag);
-            r.reason_hint = Some(Reason::Rejected);
-            r
-        })
-        .collect()
+    Recipients::of(list.split(',').filter_map(address_alone), |a| {
+        let mut r = recipient(a, "failed", &diag);
+        r.reason_hint = Some(Reason::Rejected);
+        r
+    })
 }
 
 #[cfg(test)]
@@ -64,12 +60,7 @@ mod tests {
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "x",
-            from: "mailer-daemon@googlemail.com",
-            body,
-        };
+        let input = Input::new(&message, "x", "mailer-daemon@googlemail.com", body);
         assert!(detect(&input));
         read(&input)
     }
@@ -99,12 +90,7 @@ mod tests {
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "x",
-            from: "mailer-daemon@googlemail.com",
-            body,
-        };
+        let input = Input::new(&message, "x", "mailer-daemon@googlemail.com", body);
         assert!(!detect(&input));
     }
 

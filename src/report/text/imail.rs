@@ -3,10 +3,9 @@
 //! the server's reply, then "Original message follows."
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -44,10 +43,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         let Some((phrase, hint)) = PHRASES.iter().find(|(p, _)| t.starts_with(p)) else {
             continue;
@@ -55,10 +57,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let Some(address) = first_address(t.get(phrase.len()..).unwrap_or("")) else {
             continue;
         };
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
+        if found.contains(&address) {
             continue;
         }
         let mut words = t.to_string();
@@ -78,9 +77,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         }
         let mut r = recipient(address, "failed", &words);
         r.reason_hint = *hint;
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::addresses::find_addresses;
 use super::blocks::section_after;
 use super::replies::recipient;
 use super::words::contains_ci;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Apache James reader.
@@ -30,7 +30,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .find("Message details:")
         .and_then(|i| text.get(i..))
         .unwrap_or("");
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for line in details.lines() {
         let t = line.trim();
         let Some(list) = t.strip_prefix("RCPT TO:").or_else(|| t.strip_prefix("To:")) else {
@@ -40,18 +40,15 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         };
         for f in find_addresses(list) {
-            if !out
-                .iter()
-                .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-            {
-                out.push(recipient(f.address, "failed", &diagnostic));
+            if !found.contains(&f.address) {
+                found.add(recipient(f.address, "failed", &diagnostic));
             }
         }
-        if !out.is_empty() {
+        if !found.is_empty() {
             break;
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! Japanese text: au by KDDI's EZweb (`ezweb.ne.jp`), KDDI's au one net (`dion.ne.jp`) and BIGLOBE.
 
 use super::addresses::{address_alone, first_address};
-use super::blocks::{cut_original, paragraph};
+use super::blocks::paragraph;
 use super::replies::{in_reply_to, recipient};
 use super::words::{strip_prefix_ci, unfold};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -60,9 +60,14 @@ fn detect_ezweb(input: &Input) -> bool {
 }
 
 fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
+    // The recipient a transcript line is about; `None` after a repeated address.
+    let mut current: Option<String> = None;
     let mut english: Vec<&str> = Vec::new();
-    for line in cut_original(input.body).lines() {
+    for line in input.explanation.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         // The returned header follows a dashed rule.
         if t.starts_with("-----") || t.starts_with("Received:") {
@@ -76,34 +81,33 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
         if let Some((a, said)) = inline {
             // A relay's `<address>: reply (in reply to RCPT TO command)` line.
             let (words, command) = in_reply_to(said);
-            let mut r = recipient(a, "failed", words);
+            let mut r = recipient(a.clone(), "failed", words);
             r.command = command;
-            out.push(r);
+            current = found.add(r).then_some(a);
         } else if let Some(a) = address_alone(target).filter(|_| target.starts_with('<')) {
-            if !out
-                .iter()
-                .any(|r| r.recipient.as_deref() == Some(a.as_str()))
-            {
-                out.push(recipient(a, "failed", ""));
+            if !found.contains(&a) {
+                found.add(recipient(a.clone(), "failed", ""));
+                current = Some(a);
             }
         } else if let Some(rest) = t.strip_prefix(">>>") {
             if let (Some(r), true) = (
-                out.last_mut(),
+                current.as_deref().and_then(|a| found.get_mut(a)),
                 rest.trim_start().to_ascii_uppercase().starts_with("RCPT"),
             ) {
                 r.command = Some("RCPT".to_string());
             }
         } else if let Some(rest) = t.strip_prefix("<<<") {
-            if let Some(r) = out.last_mut() {
+            if let Some(r) = current.as_deref().and_then(|a| found.get_mut(a)) {
                 r.diagnostic = Some(rest.trim().to_string());
             }
-        } else if !t.is_empty() && t.is_ascii() && !t.ends_with(':') {
+        } else if !t.is_empty() && t.is_ascii() && !t.ends_with(':') && english.len() < 64 {
             // Lines ending in a colon only introduce the address list.
             english.push(t);
         }
     }
     let text = unfold(&english.join(" "));
     let reason = hint(&text);
+    let mut out = found.into_vec();
     for r in &mut out {
         let answered = r.diagnostic.as_deref().is_some_and(|d| !d.is_empty());
         if !answered && !text.is_empty() {
@@ -124,10 +128,13 @@ fn detect_kddi(input: &Input) -> bool {
 }
 
 fn read_kddi(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut lines = text.lines().map(str::trim).peekable();
     while let Some(t) = lines.next() {
+        if found.full() {
+            break;
+        }
         let Some(rest) = t.strip_prefix("Could not be delivered to:") else {
             continue;
         };
@@ -145,9 +152,9 @@ fn read_kddi(input: &Input) -> Vec<RecipientReport> {
         let diag = unfold(&why.join(" "));
         let mut r = recipient(a, "failed", &diag);
         r.reason_hint = hint(&diag);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 fn detect_biglobe(input: &Input) -> bool {
@@ -158,7 +165,7 @@ fn detect_biglobe(input: &Input) -> bool {
 }
 
 fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some((_, rest)) = text.split_once("The following addresses had delivery problems") else {
         return Vec::new();
     };
@@ -167,15 +174,11 @@ fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
         .unwrap_or((rest, ""));
     let why = paragraph(info.lines().skip(1), |l| l.starts_with("-----"));
     let diag = unfold(&why);
-    list.lines()
-        .skip(1)
-        .filter_map(address_alone)
-        .map(|a| {
-            let mut r = recipient(a, "failed", &diag);
-            r.reason_hint = hint(&diag);
-            r
-        })
-        .collect()
+    Recipients::of(list.lines().skip(1).filter_map(address_alone), |a| {
+        let mut r = recipient(a, "failed", &diag);
+        r.reason_hint = hint(&diag);
+        r
+    })
 }
 
 #[cfg(test)]

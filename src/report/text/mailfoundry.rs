@@ -2,10 +2,10 @@
 //! following reason:" and the server's words.
 
 use super::addresses::first_address;
-use super::blocks::{cut_original, section_after};
+use super::blocks::section_after;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The MailFoundry reader.
@@ -24,14 +24,17 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let said = section_after(text, "Delivery failed for the following reason:", |_| false)
         .unwrap_or_default();
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for line in text
         .lines()
         .filter(|l| contains_ci(l, "Unable to deliver message to:"))
     {
+        if found.full() {
+            break;
+        }
         if let Some(address) = first_address(line) {
             let mut r = recipient(address, "failed", &said);
             if let Some(host) = said
@@ -43,10 +46,10 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             {
                 r.remote_mta = Some(host.to_ascii_lowercase());
             }
-            out.push(r);
+            found.add(r);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

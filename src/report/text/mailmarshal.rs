@@ -2,10 +2,10 @@
 //! recipients were affected:" with one address per line.
 
 use super::addresses::find_addresses;
-use super::blocks::{cut_original, section_after};
+use super::blocks::section_after;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The MailMarshal reader.
@@ -21,22 +21,19 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let said =
         section_after(text, "Could not be delivered because of", |_| false).unwrap_or_default();
     let list = section_after(text, "The following recipients were affected", |_| false)
         .unwrap_or_default();
     let remote = info_field(text, "Remote-MTA:");
     let reporting = info_field(text, "Reporting-MTA:");
-    find_addresses(&list)
-        .into_iter()
-        .map(|f| {
-            let mut r = recipient(f.address, "failed", &said);
-            r.remote_mta = remote.clone();
-            r.reporting_mta = reporting.clone();
-            r
-        })
-        .collect()
+    Recipients::of(find_addresses(&list).into_iter().map(|f| f.address), |a| {
+        let mut r = recipient(a, "failed", &said);
+        r.remote_mta = remote.clone();
+        r.reporting_mta = reporting.clone();
+        r
+    })
 }
 
 /// A host from the "Additional Information" block (`Remote-MTA:   <192.0.2.1>`), lower-cased.

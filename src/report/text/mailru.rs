@@ -1,7 +1,7 @@
 //! Mail.Ru's report: a Russian notice followed by the Exim-style English one ("The following
 //! address(es) failed:"), each address with the remote server's reply below it.
 
-use super::blocks::{cut_original, exim_blocks};
+use super::blocks::exim_blocks;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -18,7 +18,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    exim_blocks(cut_original(input.body), "failed:")
+    exim_blocks(input.explanation, "failed:")
 }
 
 #[cfg(test)]

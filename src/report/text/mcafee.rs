@@ -2,9 +2,8 @@
 //! problems ---", then `<address>   (reason)` lines.
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::{command_of, recipient};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The McAfee gateway reader.
@@ -22,12 +21,15 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some(at) = text.find("The following addresses had delivery problems") else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut found = Recipients::default();
     for line in text.get(at..).unwrap_or("").lines().skip(1) {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if !t.starts_with('<') {
             continue;
@@ -42,9 +44,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             .unwrap_or(reason);
         let mut r = recipient(a, "failed", reason);
         r.command = command_of(reason).map(str::to_string);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
@@ -58,12 +60,7 @@ mod tests {
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "Delivery Status",
-            from: "postmaster@example.com",
-            body,
-        };
+        let input = Input::new(&message, "Delivery Status", "postmaster@example.com", body);
         assert!(detect(&input) || body.is_empty() || !body.contains("delivery problems"));
         read(&input)
     }

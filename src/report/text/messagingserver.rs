@@ -2,10 +2,9 @@
 //! `Recipient address:`, `Original address:`, `Reason:`, `Diagnostic code:`, `Remote system:` lines.
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::{command_of, recipient};
 use super::words::{contains_ci, head, unfold};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Messaging Server reader.
@@ -32,7 +31,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let action = if contains_ci(text, "has not been delivered yet")
         || contains_ci(text, "is being delayed")
     {
@@ -40,18 +39,25 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     } else {
         "failed"
     };
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
+    // The recipient whose block is being read; `None` in the block of a repeated address.
+    let mut current: Option<String> = None;
     let mut reason = String::new();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some(v) = field(t, "Recipient address:") {
             if let Some(address) = first_address(v) {
                 reason.clear();
-                out.push(recipient(address, action, ""));
+                current = found
+                    .add(recipient(address.clone(), action, ""))
+                    .then_some(address);
             }
             continue;
         }
-        let Some(r) = out.last_mut() else {
+        let Some(r) = current.as_deref().and_then(|a| found.get_mut(a)) else {
             continue;
         };
         if let Some(v) = field(t, "Reason:") {
@@ -71,7 +77,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(str::to_ascii_lowercase);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! server's reply and "-------SMTP command" with the command that failed.
 
 use super::addresses::find_addresses;
-use super::blocks::{cut_original, section_after};
+use super::blocks::section_after;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The m-FILTER reader.
@@ -21,7 +21,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let head = text.split("-------").next().unwrap_or("");
     let said = section_after(text, "-------server message", |l| l.starts_with("-------"))
         .unwrap_or_default();
@@ -37,19 +37,19 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .find(|w| word.starts_with(w))
                 .map(str::to_string)
         });
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for f in find_addresses(head) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-        {
+        if found.full() {
+            break;
+        }
+        if found.contains(&f.address) {
             continue;
         }
         let mut r = recipient(f.address, "failed", &said);
         r.command = command.clone().or(r.command);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -66,7 +66,9 @@ pub mod generic;
 
 use mail_parser::{Message, MimeHeaders, PartType};
 
-use super::RecipientReport;
+use std::collections::{HashMap, HashSet};
+
+use super::{MAX_RECIPIENTS, RecipientReport};
 
 /// Reader name of the general fallback reader.
 pub const NAME: &str = "generic";
@@ -83,12 +85,31 @@ pub struct Input<'a> {
     /// The readable text of the report: the top-level text parts (not those of the returned message
     /// when it is attached), decoded to UTF-8, with LF line endings.
     pub body: &'a str,
+    /// The report's own words: `body` up to the returned original message
+    /// ([`blocks::cut_original`]), found once for every reader.
+    pub explanation: &'a str,
 }
 
 impl<'a> Input<'a> {
+    /// The input of the readers for one message.
+    pub fn new(message: &'a Message<'a>, subject: &'a str, from: &'a str, body: &'a str) -> Self {
+        Input {
+            message,
+            subject,
+            from,
+            body,
+            explanation: blocks::cut_original(body),
+        }
+    }
+
     /// The value of a header of the bounce, raw and trimmed, if present.
     pub fn header(&self, name: &'a str) -> Option<&'a str> {
         self.message.header_raw(name).map(str::trim)
+    }
+
+    /// The returned original message copied into the text (headers and body), empty when none.
+    pub fn returned_original(&self) -> &'a str {
+        self.body.get(self.explanation.len()..).unwrap_or("")
     }
 }
 
@@ -149,6 +170,138 @@ pub const FAMILIES: &[Family] = &[
     technical_details::FAMILY,
     trouble_delivering::FAMILY,
 ];
+
+/// The longest paragraph a reader gathers about one recipient (bytes): real ones are a few lines.
+pub(crate) const PARAGRAPH_LIMIT: usize = 2048;
+
+/// The recipients a reader has found: each address once, in the order first found, and at most
+/// one past [`MAX_RECIPIENTS`]: the caller refuses a report that names more, so a reader stops
+/// there ([`Recipients::full`]) and its work stays bounded however many the text names.
+#[derive(Debug, Default)]
+pub(crate) struct Recipients {
+    list: Vec<RecipientReport>,
+    index: HashMap<String, usize>,
+}
+
+impl Recipients {
+    /// Whether the list holds more than [`MAX_RECIPIENTS`]: the reader may stop.
+    pub fn full(&self) -> bool {
+        self.list.len() > MAX_RECIPIENTS
+    }
+
+    /// Whether `address` has been found already.
+    pub fn contains(&self, address: &str) -> bool {
+        self.index.contains_key(address)
+    }
+
+    /// Adds `r` unless its address has been found already or the list is full; whether it was
+    /// added.
+    pub fn add(&mut self, r: RecipientReport) -> bool {
+        if self.full() {
+            return false;
+        }
+        let key = r.recipient.clone().unwrap_or_default();
+        if self.index.contains_key(&key) {
+            return false;
+        }
+        self.index.insert(key, self.list.len());
+        self.list.push(r);
+        true
+    }
+
+    /// The recipient found for `address`, to complete or replace.
+    pub fn get_mut(&mut self, address: &str) -> Option<&mut RecipientReport> {
+        let i = *self.index.get(address)?;
+        self.list.get_mut(i)
+    }
+
+    /// Whether none has been found.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The recipients, in order.
+    pub fn into_vec(self) -> Vec<RecipientReport> {
+        self.list
+    }
+
+    /// The recipients for `addresses`, each address once, at most one past [`MAX_RECIPIENTS`],
+    /// each made by `build`.
+    pub fn of(
+        addresses: impl IntoIterator<Item = String>,
+        mut build: impl FnMut(String) -> RecipientReport,
+    ) -> Vec<RecipientReport> {
+        let mut found = Recipients::default();
+        for a in addresses {
+            if found.full() {
+                break;
+            }
+            if !found.contains(&a) {
+                found.add(build(a));
+            }
+        }
+        found.into_vec()
+    }
+}
+
+/// Lines of a report gathered per recipient address: one block per address (the first the report
+/// gives; the lines of a repeated address's block are dropped), at most one past
+/// [`MAX_RECIPIENTS`] blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Gathered<'a> {
+    blocks: Vec<(String, Vec<&'a str>)>,
+    seen: HashSet<String>,
+    /// Whether lines go to the last block (not after a repeated address).
+    open: bool,
+}
+
+impl<'a> Gathered<'a> {
+    /// Opens the block of `address` (a repeated address opens none).
+    pub fn start(&mut self, address: String) {
+        self.open = !self.full() && self.seen.insert(address.clone());
+        if self.open {
+            self.blocks.push((address, Vec::new()));
+        }
+    }
+
+    /// Adds a line to the open block, if any.
+    pub fn line(&mut self, line: &'a str) {
+        if self.open
+            && let Some((_, lines)) = self.blocks.last_mut()
+        {
+            lines.push(line);
+        }
+    }
+
+    /// Whether no more blocks are taken: more than [`MAX_RECIPIENTS`] are open already.
+    pub fn full(&self) -> bool {
+        self.blocks.len() > MAX_RECIPIENTS
+    }
+
+    /// Whether a block is open and has no line yet.
+    pub fn open_and_empty(&self) -> bool {
+        self.open
+            && self
+                .blocks
+                .last()
+                .is_some_and(|(_, lines)| lines.is_empty())
+    }
+
+    /// Whether no block has been opened.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Closes the open block: further lines belong to no block until the next address.
+    pub fn close(&mut self) {
+        self.open = false;
+    }
+
+    /// The blocks, in order.
+    pub fn into_blocks(self) -> Vec<(String, Vec<&'a str>)> {
+        self.blocks
+    }
+}
 
 /// Reads a free-text report in a known family's format: the first family that detects the format
 /// and finds recipients wins. Returns the reader name and the recipients, or `None` when no family

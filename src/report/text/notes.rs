@@ -5,7 +5,7 @@ use super::addresses::first_address;
 use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::head;
-use super::{Family, Input};
+use super::{Family, Input, PARAGRAPH_LIMIT, Recipients};
 use crate::report::RecipientReport;
 
 /// The Lotus Notes SMTP MTA reader.
@@ -26,20 +26,23 @@ fn read_notes(input: &Input) -> Vec<RecipientReport> {
     let section = input.body.get(start..).unwrap_or("");
     let section = section.split_once('\n').map_or("", |(_, rest)| rest);
     let section = cut_original(section);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     let mut reason = String::new();
     for line in section.lines() {
         let t = line.trim();
-        if t.starts_with("-------") {
+        if t.starts_with("-------") || found.full() {
             break;
         }
         match first_address(t) {
             Some(address) if t.len() <= address.len() + 2 => {
+                if found.contains(&address) {
+                    continue;
+                }
                 let mut r = recipient(address, "failed", &reason);
                 r.reason_hint = super::domino::hint(&reason);
-                out.push(r);
+                found.add(r);
             }
-            _ if !t.is_empty() => {
+            _ if !t.is_empty() && reason.len() < PARAGRAPH_LIMIT => {
                 if !reason.is_empty() {
                     reason.push(' ');
                 }
@@ -48,7 +51,7 @@ fn read_notes(input: &Input) -> Vec<RecipientReport> {
             _ => {}
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -2,10 +2,9 @@
 //! following list of recipients:" then one `address: the server's words` line per recipient.
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -28,15 +27,18 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let action = if contains_ci(input.subject, "delayed") || contains_ci(text, "has been delayed") {
         "delayed"
     } else {
         "failed"
     };
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     let mut started = false;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if !started {
             started =
@@ -52,19 +54,16 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         if addr.contains(' ') && !addr.starts_with('<') {
             continue;
         }
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
+        if found.contains(&address) {
             continue;
         }
         let mut r = recipient(address, action, words);
         if contains_ci(words, "Domain does not exist") {
             r.reason_hint = Some(Reason::Hostunknown);
         }
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::addresses::first_address;
-use super::blocks::{cut_original, distinct_angle_blocks};
+use super::blocks::angle_blocks;
 use super::replies::{command_word, is_delay_notice, recipient};
 use super::words::{contains_ci, head};
 use super::{Family, Input};
@@ -48,7 +48,7 @@ fn postfix_structure(text: &str) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     if input
         .subject
         .starts_with("Postfix SMTP server: errors from")
@@ -62,7 +62,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             "failed"
         };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in distinct_angle_blocks(text) {
+    for block in angle_blocks(text) {
         let mut r = recipient(block.address, action, &block.text);
         r.reason_hint = hint(&block.text);
         out.push(r);

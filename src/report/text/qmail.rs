@@ -1,7 +1,7 @@
 //! qmail's `qmail-send` report (and the vpopmail/netqmail variants): one paragraph per recipient,
 //! introduced by `<address>:` on its own line, the server's words below it.
 
-use super::blocks::{cut_original, distinct_angle_blocks};
+use super::blocks::angle_blocks;
 use super::replies::{action_for, recipient};
 use super::words::{contains_ci, head};
 use super::{Family, Input};
@@ -55,10 +55,10 @@ const HINTS: &[(&str, Reason)] = &[
 ];
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let action = action_for(input.subject, text);
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in distinct_angle_blocks(text) {
+    for block in angle_blocks(text) {
         let mut r = recipient(block.address, action, &block.text);
         if r.remote_mta.is_none() {
             r.remote_mta = remote_of(&block.text);

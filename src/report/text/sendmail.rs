@@ -4,13 +4,14 @@
 //! `<<< 550 ...`, `550 5.1.1 <address>... User unknown`).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use super::addresses::{first_address, is_system_address};
 use super::blocks::cut_original;
 use super::replies::{is_delay_notice, recipient, transcript};
 use super::words::{contains_ci, head, strip_prefix_ci};
-use super::{Family, Input};
-use crate::report::RecipientReport;
+use super::{Family, Input, PARAGRAPH_LIMIT};
+use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// The Sendmail reader.
 pub const FAMILY: Family = Family {
@@ -70,23 +71,43 @@ struct Entry {
     original: Option<String>,
 }
 
-fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
-    let pos = entries
-        .iter()
-        .position(|e| e.address.eq_ignore_ascii_case(address));
-    let i = match pos {
-        Some(i) => i,
-        None => {
-            entries.push(Entry {
-                address: address.to_string(),
-                ..Entry::default()
-            });
-            entries.len() - 1
-        }
-    };
-    let len = entries.len();
-    // `i` is always in range: found by position() or just pushed.
-    &mut entries[i.min(len - 1)]
+/// The report's addresses, each with what the report says of it, found by address without regard
+/// to case; at most one past [`MAX_RECIPIENTS`] (the report is then refused).
+#[derive(Default)]
+struct Entries {
+    list: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl Entries {
+    /// The entry of `address`, made when it is new and there is room.
+    fn entry(&mut self, address: &str) -> Option<&mut Entry> {
+        let key = address.to_ascii_lowercase();
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None if self.list.len() > MAX_RECIPIENTS => return None,
+            None => {
+                self.index.insert(key, self.list.len());
+                self.list.push(Entry {
+                    address: address.to_string(),
+                    ..Entry::default()
+                });
+                self.list.len() - 1
+            }
+        };
+        self.list.get_mut(i)
+    }
+}
+
+/// Appends a reply line to the reply being read, up to [`PARAGRAPH_LIMIT`] bytes.
+fn push_reply(reply: &mut String, line: &str) {
+    if reply.len() >= PARAGRAPH_LIMIT {
+        return;
+    }
+    if !reply.is_empty() {
+        reply.push(' ');
+    }
+    reply.push_str(line);
 }
 
 /// Whether a line is an SMTP failure reply: `4xx` or `5xx`, then a space, a dash or the end.
@@ -102,7 +123,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let body = dequoted(input.body);
     let text = cut_original(&body);
     let skip = input.from.to_ascii_lowercase();
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut entries = Entries::default();
     let mut delayed = is_delay_notice(input.subject, text);
     #[derive(PartialEq)]
     enum Section {
@@ -140,20 +161,22 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     continue;
                 }
                 if let Some(reason) = t.strip_prefix("(reason:") {
-                    if let Some(name) = &last_listed {
-                        let e = entry(&mut entries, name);
+                    if let Some(e) = last_listed.as_deref().and_then(|n| entries.entry(n)) {
                         e.reason = reason.trim_end_matches(')').trim().to_string();
                     }
                 } else if let Some(from) = strip_prefix_ci(t, "(expanded from") {
-                    if let (Some(name), Some(original)) = (&last_listed, first_address(from)) {
-                        entry(&mut entries, name).original = Some(original);
+                    if let (Some(e), Some(original)) = (
+                        last_listed.as_deref().and_then(|n| entries.entry(n)),
+                        first_address(from),
+                    ) {
+                        e.original = Some(original);
                     }
                 } else if t.starts_with('(') {
                     // Other remarks.
                 } else if !line.starts_with([' ', '\t'])
                     && let Some(a) = first_address(t)
                 {
-                    entry(&mut entries, &a);
+                    let _ = entries.entry(&a);
                     last_listed = Some(a);
                 }
             }
@@ -173,27 +196,20 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     reply.clear();
                 } else if let Some(r) = t.strip_prefix("<<<") {
                     let r = r.trim();
-                    if !reply.is_empty() {
-                        reply.push(' ');
-                    }
-                    reply.push_str(r);
+                    push_reply(&mut reply, r);
                     if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
                         last_failure = Some((reply.clone(), command, host.clone()));
                     }
-                    if let Some(a) = sent_rcpt.clone()
+                    if let Some(e) = sent_rcpt.as_deref().and_then(|a| entries.entry(a))
                         && matches!(r.as_bytes().first(), Some(b'4') | Some(b'5'))
                     {
-                        let e = entry(&mut entries, &a);
                         e.reply = reply.clone();
                         e.command = command;
                         e.remote = host.clone();
                     }
                 } else if !t.contains("...") && is_failure_reply(t) {
                     // A reply printed without the `<<<` mark (some Sendmail derivatives).
-                    if !reply.is_empty() {
-                        reply.push(' ');
-                    }
-                    reply.push_str(t);
+                    push_reply(&mut reply, t);
                     last_failure = Some((reply.clone(), command, host.clone()));
                 } else if t
                     .as_bytes()
@@ -212,7 +228,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     let own = t
                         .split_once("...")
                         .is_some_and(|(_, after)| is_failure_reply(after.trim_start()));
-                    let e = entry(&mut entries, &a);
+                    let Some(e) = entries.entry(&a) else {
+                        continue;
+                    };
                     e.outcome = t.to_string();
                     e.own_reply |= own;
                     if e.reply.is_empty()
@@ -232,6 +250,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     if let Some((reply, command, host)) = last_failure {
         // A failure of MAIL, DATA or the connection applies to every recipient without its own.
         for e in entries
+            .list
             .iter_mut()
             .filter(|e| e.reply.is_empty() && !e.own_reply)
         {
@@ -253,6 +272,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         .unwrap_or("");
     let mut seen = std::collections::HashSet::new();
     entries
+        .list
         .into_iter()
         .map(|e| {
             let words = [e.reply.as_str(), &e.outcome, &e.reason, subject_reason]

@@ -2,10 +2,9 @@
 //! message follows.", then `Addressed To: address` and `address: [ip], the server's words` lines.
 
 use super::addresses::{find_addresses, leading_address};
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The SurfControl reader.
@@ -24,18 +23,16 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some(v) = t.strip_prefix("Addressed To:") {
             for f in find_addresses(v) {
-                if !out
-                    .iter()
-                    .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-                {
-                    out.push(recipient(f.address, "failed", ""));
-                }
+                found.add(recipient(f.address, "failed", ""));
             }
             continue;
         }
@@ -45,15 +42,15 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         if words.is_empty() {
             continue;
         }
-        match out
-            .iter_mut()
-            .find(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
+        // The attempt's own line (`address: [ip], reply`) replaces what the address line gave.
+        match found.get_mut(&address) {
             Some(r) => *r = recipient(address, "failed", words),
-            None => out.push(recipient(address, "failed", words)),
+            None => {
+                found.add(recipient(address, "failed", words));
+            }
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

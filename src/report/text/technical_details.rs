@@ -3,10 +3,10 @@
 //! lines, and an optional "Technical details:" section with the server's words.
 
 use super::addresses::first_address;
-use super::blocks::{cut_original, section_after};
+use super::blocks::section_after;
 use super::replies::{recipient, set_remote_from_diagnostic};
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The "technical details" reader.
@@ -24,7 +24,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let intro = text
         .lines()
         .map(str::trim)
@@ -38,18 +38,21 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let details = section_after(text, "Technical details", |l| l.starts_with("====="))
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| intro.to_string());
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let Some(item) = line.trim().strip_prefix("* ") else {
             continue;
         };
         if let Some(address) = first_address(item) {
             let mut r = recipient(address, action, &details);
             set_remote_from_diagnostic(&mut r);
-            out.push(r);
+            found.add(r);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -19,12 +19,7 @@ pub fn input_from(raw: &str, f: impl FnOnce(&Input)) {
         .unwrap_or("")
         .to_lowercase();
     let body = readable_text(&msg);
-    let input = Input {
-        message: &msg,
-        subject: &subject,
-        from: &from,
-        body: &body,
-    };
+    let input = Input::new(&msg, &subject, &from, &body);
     f(&input);
 }
 
@@ -37,12 +32,7 @@ pub fn test_input<T>(from: &str, subject: &str, body: &str, f: impl FnOnce(&Inpu
         .parse(raw.as_bytes())
         .unwrap_or_default();
     let from_lc = from.to_ascii_lowercase();
-    let input = Input {
-        message: &message,
-        subject,
-        from: &from_lc,
-        body,
-    };
+    let input = Input::new(&message, subject, &from_lc, body);
     f(&input)
 }
 

@@ -2,10 +2,9 @@
 //! or an SMTP transcript (`Sent <<< RCPT TO:<address>` / `Received >>> 550 ...`).
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::contains_ci;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::classify::Reason;
 use crate::report::RecipientReport;
 
@@ -25,10 +24,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut pending: Option<(String, &str)> = None;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("Sent <<<") {
             let rest = rest.trim();
@@ -39,14 +41,12 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             if let Some((a, cmd)) = pending.take() {
                 let mut r = recipient(a, "failed", rest.trim());
                 r.command = Some(cmd.to_string());
-                out.push(r);
+                found.add(r);
             }
         } else if let Some(at) = t.find("Unable to deliver message to") {
             let sentence = t.get(at..).unwrap_or(t);
             if let Some(a) = first_address(sentence)
-                && !out
-                    .iter()
-                    .any(|r| r.recipient.as_deref() == Some(a.as_str()))
+                && !found.contains(&a)
             {
                 let mut r = recipient(a, "failed", sentence);
                 // InterScan asks the sender to check the address only when the remote server
@@ -54,11 +54,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 if contains_ci(sentence, "check if address is correct") {
                     r.reason_hint = Some(Reason::Userunknown);
                 }
-                out.push(r);
+                found.add(r);
             }
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

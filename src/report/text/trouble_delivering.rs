@@ -4,10 +4,9 @@
 //! "Reason:" line.
 
 use super::addresses::first_address;
-use super::blocks::cut_original;
 use super::replies::recipient;
 use super::words::{contains_ci, head};
-use super::{Family, Input};
+use super::{Family, Input, PARAGRAPH_LIMIT, Recipients};
 use crate::report::RecipientReport;
 
 /// The "trouble delivering" reader.
@@ -25,10 +24,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for (i, line) in lines.iter().enumerate() {
+        if found.full() {
+            break;
+        }
         let marker = [
             "rejected recipient",
             "returned permanent errors:",
@@ -43,9 +45,12 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let Some(address) = line.get(at..).and_then(first_address) else {
             continue;
         };
+        if found.contains(&address) {
+            continue;
+        }
         let mut words = line.to_string();
         for l in lines.iter().skip(i + 1) {
-            if l.is_empty() {
+            if l.is_empty() || words.len() > PARAGRAPH_LIMIT {
                 break;
             }
             words.push(' ');
@@ -61,9 +66,9 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             .split_once("SMTP Server <")
             .and_then(|(_, rest)| rest.split_once('>'))
             .map(|(host, _)| host.to_ascii_lowercase());
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The "unable to deliver" report: "Unable to deliver message to the following address(es).", then
 //! qmail-style `<address>:` paragraphs (an MTA that names itself nowhere in the report).
 
-use super::blocks::{angle_blocks, cut_original};
+use super::blocks::angle_blocks;
 use super::replies::{recipient, set_remote_from_diagnostic};
 use super::words::{contains_ci, head};
 use super::{Family, Input};
@@ -22,19 +22,15 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
-    for block in angle_blocks(text) {
-        if !out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
+    let text = input.explanation;
+    angle_blocks(text)
+        .into_iter()
+        .map(|block| {
             let mut r = recipient(block.address, "failed", &block.text);
             set_remote_from_diagnostic(&mut r);
-            out.push(r);
-        }
-    }
-    out
+            r
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,10 +2,9 @@
 //! following address." report: `<address>:` then the remote reply, often tagged `[RCPT_TO]`.
 
 use super::addresses::address_alone;
-use super::blocks::cut_original;
 use super::replies::{command_of, recipient};
 use super::words::{contains_ci, strip_prefix_ci, unfold};
-use super::{Family, Input};
+use super::{Family, Gathered, Input};
 use crate::report::RecipientReport;
 
 /// The Yahoo reader.
@@ -22,25 +21,27 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some(at) = text.find(MARKER) else {
         return Vec::new();
     };
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut out = Gathered::default();
     for line in text.get(at..).unwrap_or("").lines().skip(1) {
+        if out.full() {
+            break;
+        }
         let t = line.trim();
         if t.starts_with('<')
             && t.ends_with(">:")
             && let Some(a) = address_alone(t)
         {
-            out.push((a, Vec::new()));
+            out.start(a);
             continue;
         }
-        if let Some((_, lines)) = out.last_mut() {
-            lines.push(t);
-        }
+        out.line(t);
     }
-    out.into_iter()
+    out.into_blocks()
+        .into_iter()
         .map(|(a, lines)| {
             let whole = unfold(&lines.join(" "));
             let command = command_of(&whole).map(str::to_string);

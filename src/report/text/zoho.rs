@@ -2,9 +2,8 @@
 //! delay warning's `[Status: Error, Address: <address>, ResponseCode 421, , text]`.
 
 use super::addresses::{address_alone, first_address};
-use super::blocks::cut_original;
 use super::replies::recipient;
-use super::{Family, Input};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Zoho reader.
@@ -20,10 +19,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let delayed = text.contains("THIS IS A WARNING MESSAGE ONLY");
-    let mut out = Vec::new();
+    let mut found = Recipients::default();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some((head, rest)) = t.split_once(" Invalid Address,") {
             let Some(a) = address_alone(head) else {
@@ -34,7 +36,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(|p| p.trim().trim_end_matches(',').trim())
                 .filter(|p| !p.is_empty())
                 .collect();
-            out.push(recipient(a, "failed", &parts.join(" ")));
+            found.add(recipient(a, "failed", &parts.join(" ")));
         } else if let Some(inner) = t.strip_prefix("[Status:").and_then(|r| r.strip_suffix(']')) {
             let Some(a) = inner
                 .split_once("Address:")
@@ -52,10 +54,10 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             if delayed {
                 r.action = Some("delayed".to_string());
             }
-            out.push(r);
+            found.add(r);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
