@@ -168,9 +168,12 @@ pub fn normalize(input: &str) -> Option<String> {
     Address::parse(input).ok().map(|a| a.to_string())
 }
 
-/// Every mailbox of an address-list header value (RFC 5322 `address-list`: mailboxes separated by
-/// commas, groups `name: a, b;` opened up), each parsed by [`Address::parse`]; what does not parse
-/// is left out.
+/// The most mailboxes [`address_list`] returns from one header.
+pub const MAX_LIST: usize = 1000;
+
+/// The mailboxes of an address-list header value (RFC 5322 `address-list`: mailboxes separated by
+/// commas, groups `name: a, b;` opened up), each parsed by [`Address::parse`], the first
+/// [`MAX_LIST`] of them; what does not parse is left out.
 pub fn address_list(value: &str) -> Vec<Address> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -179,7 +182,9 @@ pub fn address_list(value: &str) -> Vec<Address> {
     let mut comment = 0usize;
     let mut angle = false;
     let mut item = |piece: &str| {
-        if let Ok(a) = Address::parse(piece) {
+        if out.len() < MAX_LIST
+            && let Ok(a) = Address::parse(piece)
+        {
             out.push(a);
         }
     };

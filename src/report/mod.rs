@@ -6,6 +6,7 @@
 
 pub mod arf;
 pub mod autoreply;
+pub mod bounds;
 pub mod dsn;
 mod signals;
 pub mod statements;
@@ -159,28 +160,17 @@ pub struct Original {
     pub list_id: Option<String>,
 }
 
-/// The message parser, configured once: `Received` headers are kept raw (nothing here reads their
-/// parts, and parsing them is the costliest step of reading a bounce).
-/// Every other header is parsed as the default parser would parse it.
+/// The message parser, configured once. Only what the readers need is parsed into structures:
+/// the MIME fields (the message's structure), `From`, `Message-ID` and `Subject`; every other
+/// header is kept raw (nothing here reads the parts of `Received`, the costliest header to parse,
+/// and address lists are read by [`address::address_list`], bounded). The fields parsed into
+/// structures are bounded by [`bounds`] before the parser runs.
 static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     MessageParser::new()
         .with_mime_headers()
-        .with_date_headers()
-        .with_address_headers()
-        .with_message_ids()
+        .header_address(HeaderName::From)
+        .header_id(HeaderName::MessageId)
         .header_text(HeaderName::Subject)
-        .header_text(HeaderName::Comments)
-        .header_comma_separated(HeaderName::Keywords)
-        .header_address(HeaderName::ListArchive)
-        .header_address(HeaderName::ListHelp)
-        .header_address(HeaderName::ListId)
-        .header_address(HeaderName::ListOwner)
-        .header_address(HeaderName::ListPost)
-        .header_address(HeaderName::ListSubscribe)
-        .header_address(HeaderName::ListUnsubscribe)
-        .header_id(HeaderName::ReturnPath)
-        .header_comma_separated(HeaderName::ContentLanguage)
-        .header_raw(HeaderName::Received)
         .default_header_raw()
 });
 
@@ -205,6 +195,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
     let bytes = normalize_line_endings(bytes);
     let bytes = repair_folded_boundary(bytes);
+    bounds::check(&bytes)?;
     // mail-parser checks its own invariants with `debug_assert!`, which input can break (a multipart
     // whose part ids go astray): such a message is malformed, not a reason to stop the worker.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -808,8 +799,9 @@ fn list_id(value: &str) -> Option<String> {
 
 /// The identity fields of a parsed returned message; `None` when it has none of them.
 fn original_from(m: &Message) -> Option<Original> {
-    // The raw headers first: the parser keeps quoted local parts and skips display names that
-    // look like addresses; the parsed header is the fallback for encodings only it reads.
+    // Addresses read from the raw headers: the address parser keeps quoted local parts and skips
+    // display names that look like addresses; the parsed `From` is the fallback for encodings only
+    // the message parser reads.
     let listed = |name: &str| -> Vec<String> {
         m.header_raw(name)
             .map(|v| {
@@ -820,18 +812,7 @@ fn original_from(m: &Message) -> Option<Original> {
             })
             .unwrap_or_default()
     };
-    let mut to = listed("To");
-    if to.is_empty() {
-        to = m
-            .to()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.address())
-                    .filter_map(header_address)
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
+    let to = listed("To");
     let o = Original {
         message_id: m
             .message_id()
