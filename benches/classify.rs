@@ -2,14 +2,27 @@
 //! (warm), and the first pass of a fresh classifier (cold).
 //!
 //! Loads `../shared/corpus/maildir` (relative to the crate) into memory once; when it is absent, the
-//! golden fixtures. `bounced bench DIR` gives a quick figure without criterion.
+//! golden fixtures. `cargo run --release --example bench_classify -- DIR` gives a quick figure without criterion.
 
 use std::path::Path;
 
-use bounced::cli::bench::load;
 use bounced::report::{self, ReadOptions};
+use bounced::source::files::{Entry, read_capped, walk};
 use bounced::{Classifier, analyze};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+/// Every readable message under `dir`, in memory.
+fn load(dir: &Path) -> Vec<Vec<u8>> {
+    let mut msgs = Vec::new();
+    walk(dir, &mut |entry| {
+        if let Entry::File(p) = entry
+            && let Ok(bytes) = read_capped(&p, report::DEFAULT_MAX_SIZE)
+        {
+            msgs.push(bytes);
+        }
+    });
+    msgs
+}
 
 fn messages() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bounced::Classifier;
-use bounced::cli::import::{ImportOptions, import};
 use bounced::export::{self, Format};
+use bounced::pipeline::{self, Metrics, Settings};
 use bounced::store::query::ExportFilter;
 use bounced::store::{Store, StoreOptions};
 
@@ -101,7 +101,7 @@ async fn bench_export(dir: &Path, recipients: u64) {
     store.close().await;
 }
 
-async fn bench_import(dir: &Path, corpus: &Path, messages: u64, opts: ImportOptions) {
+async fn bench_import(dir: &Path, corpus: &Path, messages: u64, settings: Settings) {
     let files = corpus_files(corpus);
     assert!(!files.is_empty(), "no corpus at {}", corpus.display());
     let input = dir.join("maildir");
@@ -135,31 +135,41 @@ async fn bench_import(dir: &Path, corpus: &Path, messages: u64, opts: ImportOpti
     let store = Store::open(&dir.join("import.db"), StoreOptions::default())
         .await
         .unwrap();
-    let jobs = opts.jobs;
+    let jobs = settings.workers;
     let cpu0 = cpu_secs();
-    let s = import(&store, &[input], Arc::new(Classifier::new()), opts)
-        .await
-        .unwrap();
+    let t = Instant::now();
+    let s = pipeline::import(
+        settings,
+        store.clone(),
+        Arc::new(Classifier::new()),
+        vec![input],
+        std::future::pending(),
+        Metrics::default(),
+    )
+    .await
+    .unwrap();
+    let elapsed = t.elapsed().as_secs_f64();
     store.close().await;
+    let messages = s.recorded + s.duplicates;
     let cpu = cpu_secs() - cpu0;
     println!(
         "import: {:.1} CPU seconds (user + system) = {:.0} messages per CPU second",
         cpu,
-        s.messages as f64 / cpu
+        messages as f64 / cpu
     );
     println!(
         "import: {} messages ({} new, {} duplicates, {} errors; bounces hard {} soft {} complaint {} none {}) \
          in {:.2} s = {:.0} msg/s with {jobs} classifier threads; peak RSS {:.1} MiB",
-        s.messages,
-        s.new,
+        messages,
+        s.recorded,
         s.duplicates,
         s.errors,
-        s.bounces.hard,
-        s.bounces.soft,
-        s.bounces.complaint,
-        s.bounces.none,
-        s.elapsed_secs,
-        s.messages as f64 / s.elapsed_secs,
+        s.bounces[0],
+        s.bounces[1],
+        s.bounces[2],
+        s.bounces[3],
+        elapsed,
+        messages as f64 / elapsed,
         peak_rss_mib()
     );
     let size = std::fs::metadata(dir.join("import.db")).map_or(0, |m| m.len());
@@ -208,11 +218,12 @@ async fn bench_record(dir: &Path, messages: u64) {
             "x".repeat(3000)
         );
         let analysis = Analysis {
-            kind: "dsn",
+            kind: bounced::Kind::Dsn,
             reader: "dsn",
             bounces: vec![bounce],
             error: None,
             original: None,
+            verp: None,
         };
         batch.push(Prepared::new(
             format!("bench:{i}"),
@@ -254,7 +265,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/maildir"));
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
@@ -268,14 +279,18 @@ fn main() {
         }
         if which.is_none() || which.as_deref() == Some("import") {
             if corpus.is_dir() {
-                let mut opts = ImportOptions::default();
+                // As `bounced import` runs: the `[daemon]` defaults, no retries.
+                let mut settings = Settings {
+                    retry_for: Some(std::time::Duration::ZERO),
+                    ..Settings::default()
+                };
                 if let Some(j) = arg(&args, "--jobs").and_then(|v| v.parse().ok()) {
-                    opts.jobs = j;
+                    settings.workers = pipeline::jobs(j);
                 }
                 if let Some(b) = arg(&args, "--batch-size").and_then(|v| v.parse().ok()) {
-                    opts.batch_size = b;
+                    settings.batch_size = b;
                 }
-                bench_import(dir.path(), &corpus, messages, opts).await;
+                bench_import(dir.path(), &corpus, messages, settings).await;
             } else {
                 println!(
                     "import: no corpus at {} (use --corpus DIR)",

@@ -110,6 +110,12 @@ pub struct Config {
     /// IMAP mailboxes `bounced run` reads (`[[imap]]`, any number).
     #[serde(default)]
     pub imap: Vec<ImapConfig>,
+    /// The HTTP API, metrics and dashboard.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Deprecated keys met while loading, as sentences to show the user (not a configuration key).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[store]`: the bounce database.
@@ -121,8 +127,12 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How long a write waits for another writer before failing as "locked".
     pub busy_timeout: HumanDuration,
-    /// Messages per transaction when importing: larger is faster, smaller loses less on a crash.
-    pub batch_size: usize,
+    /// Deprecated: the one batch setting is `daemon.batch_size`, which `run` and `import` share.
+    /// When the file sets this key and not that one, its value is used there, with a warning.
+    pub batch_size: Option<usize>,
+    /// The permission bits of a new database file (`"0640"`: the owner writes, the folder's group
+    /// reads); an existing file keeps its own.
+    pub mode: FileMode,
 }
 
 impl Default for StoreConfig {
@@ -130,8 +140,39 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("bounced.db"),
             busy_timeout: HumanDuration(Duration::from_secs(5)),
-            batch_size: 500,
+            batch_size: None,
+            mode: FileMode(crate::store::DEFAULT_MODE),
         }
+    }
+}
+
+/// Permission bits written in octal: `"0640"` (a string) or `0o640` (a TOML octal integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Octal;
+        impl serde::de::Visitor<'_> for Octal {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal file mode such as \"0640\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FileMode, E> {
+                u32::try_from(n)
+                    .map(FileMode)
+                    .map_err(|_| E::custom(format!("{n} is not a file mode")))
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<FileMode, E> {
+                let digits = t.trim().trim_start_matches("0o");
+                u32::from_str_radix(digits, 8).map(FileMode).map_err(|_| {
+                    E::custom(format!(
+                        "`{t}` is not an octal file mode (write it as \"0640\")"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(Octal)
     }
 }
 
@@ -166,10 +207,29 @@ impl Config {
 
     /// Parses and validates configuration text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_owned(),
         })?;
+        if let Some(n) = cfg.store.batch_size {
+            let daemon_set = toml::from_str::<toml::Table>(text).is_ok_and(|t| {
+                t.get("daemon")
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|d| d.contains_key("batch_size"))
+            });
+            if daemon_set {
+                cfg.warnings.push(format!(
+                    "{}: store.batch_size is deprecated and ignored, as daemon.batch_size is set (it serves run and import alike)",
+                    path.display()
+                ));
+            } else {
+                cfg.daemon.batch_size = n;
+                cfg.warnings.push(format!(
+                    "{}: store.batch_size is deprecated: rename it daemon.batch_size (it serves run and import alike)",
+                    path.display()
+                ));
+            }
+        }
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -183,11 +243,19 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
-        if self.store.batch_size == 0 || self.store.batch_size > 100_000 {
+        if self.store.batch_size.is_some_and(|n| n == 0 || n > 100_000) {
             return Err(invalid("store.batch_size", "must be between 1 and 100000"));
         }
         if self.store.busy_timeout.0 > Duration::from_secs(3_600) {
             return Err(invalid("store.busy_timeout", "must be at most 1h"));
+        }
+        let mode = self.store.mode.0;
+        if mode > 0o777 || mode & 0o600 != 0o600 || mode & 0o113 != 0 {
+            return Err(invalid(
+                "store.mode",
+                "must be an octal mode such as \"0640\" that lets the owner read and write, \
+                 with no execute bits and not writable by others",
+            ));
         }
         if self.policy.soft_threshold == 0 {
             return Err(invalid("policy.soft_threshold", "must be at least 1"));
@@ -201,7 +269,9 @@ impl Config {
         if self.policy.soft_stale_after.0 > Duration::from_secs(3_650 * 86_400) {
             return Err(invalid("policy.soft_stale_after", "must be at most 3650d"));
         }
-        self.validate_daemon()
+        self.http
+            .validate()
+            .and_then(|()| self.validate_daemon())
             .map_err(|(key, problem)| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -225,6 +295,7 @@ impl Config {
             policy: self.policy(),
             busy_timeout: self.store.busy_timeout.0,
             create,
+            mode: self.store.mode.0,
         }
     }
 }
@@ -566,6 +637,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("BOUNCED_MAX_MESSAGE_SIZE", "daemon.max_message_size"),
     ("BOUNCED_SHUTDOWN_GRACE", "daemon.shutdown_grace"),
     ("BOUNCED_SUMMARY_INTERVAL", "daemon.summary_interval"),
+    ("BOUNCED_HTTP_LISTEN", "http.listen"),
+    ("BOUNCED_HTTP_TOKEN_FILE", "http.token_file"),
 ];
 
 impl Config {
@@ -608,6 +681,13 @@ impl Config {
                 "BOUNCED_MAX_MESSAGE_SIZE" => self.daemon.max_message_size = num(v)?,
                 "BOUNCED_SHUTDOWN_GRACE" => self.daemon.shutdown_grace = dur(v)?,
                 "BOUNCED_SUMMARY_INTERVAL" => self.daemon.summary_interval = dur(v)?,
+                "BOUNCED_HTTP_LISTEN" => {
+                    self.http.listen = v
+                        .parse()
+                        .map_err(|_| bad(format!("is not an address and port: `{v}`")))?;
+                    self.http.requested = true;
+                }
+                "BOUNCED_HTTP_TOKEN_FILE" => self.http.token_file = Some(PathBuf::from(v)),
                 _ => {}
             }
         }
@@ -752,6 +832,103 @@ impl Config {
     }
 }
 
+// ---- the HTTP server: [http] ----
+
+/// `[http]`: the HTTP API, Prometheus metrics and dashboard (`bounced serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port to listen on; anything but loopback needs a token.
+    pub listen: std::net::SocketAddr,
+    /// A file of tokens, one a line: `name:secret` (the name is recorded as the actor of manual
+    /// changes) or a bare secret (named `api`).
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding one token (`name:secret` or a bare secret).
+    pub token_env: Option<String>,
+    /// A systemd credential (`LoadCredential=`) holding tokens, read from `$CREDENTIALS_DIRECTORY`.
+    pub token_credential: Option<String>,
+    /// `/metrics` answers without a token (it carries no addresses).
+    pub metrics_public: bool,
+    /// Origins allowed to call the API from a browser (CORS); empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Mark the dashboard's session cookie `Secure` (when a TLS proxy is in front).
+    pub secure_cookie: bool,
+    /// How long a dashboard sign-in lasts.
+    pub session_lifetime: HumanDuration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Whether the configuration asks for the server (an `[http]` section, or
+    /// `BOUNCED_HTTP_LISTEN`): `bounced run` serves HTTP then, or with `--http`. Not a key.
+    #[serde(skip_deserializing, default = "section_given")]
+    pub requested: bool,
+}
+
+/// An `[http]` section read from a file asks for the server.
+fn section_given() -> bool {
+    true
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8025)),
+            token_file: None,
+            token_env: None,
+            token_credential: None,
+            metrics_public: true,
+            cors_origins: Vec::new(),
+            secure_cookie: false,
+            session_lifetime: HumanDuration(Duration::from_secs(12 * 3_600)),
+            max_body_bytes: 1024 * 1024,
+            requested: false,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the section; the error is the dotted key and the problem.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let bad = |key: &'static str, p: &str| Err((key, p.to_owned()));
+        let sources = [
+            self.token_file.is_some(),
+            self.token_env.is_some(),
+            self.token_credential.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources > 1 {
+            return bad(
+                "http.token_file",
+                "set at most one of token_file, token_env, token_credential",
+            );
+        }
+        if self.session_lifetime.0 < Duration::from_secs(60)
+            || self.session_lifetime.0 > Duration::from_secs(30 * 86_400)
+        {
+            return bad("http.session_lifetime", "must be between 1m and 30d");
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
+            return bad(
+                "http.max_body_bytes",
+                "must be between 1024 and 67108864 bytes",
+            );
+        }
+        for o in &self.cors_origins {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && !o.contains(char::is_whitespace);
+            if !ok {
+                return Err((
+                    "http.cors_origins",
+                    format!("`{o}` is not an origin such as \"https://lists.example.org\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,6 +1042,24 @@ mod tests {
     }
 
     #[test]
+    fn the_old_batch_key_still_works_with_a_warning() {
+        let c = parse("[store]\nbatch_size = 50\n").unwrap();
+        assert_eq!(c.daemon.batch_size, 50);
+        assert!(c.warnings[0].contains("deprecated"), "{:?}", c.warnings);
+        let c = parse("[store]\nbatch_size = 50\n[daemon]\nbatch_size = 70\n").unwrap();
+        assert_eq!(c.daemon.batch_size, 70);
+        assert!(c.warnings[0].contains("ignored"), "{:?}", c.warnings);
+        assert!(
+            parse("[daemon]\nbatch_size = 70\n")
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+        let e = parse("[store]\nbatch_size = 0\n").unwrap_err().to_string();
+        assert!(e.contains("store.batch_size"), "{e}");
+    }
+
+    #[test]
     fn secrets_never_print() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
@@ -885,7 +1080,8 @@ mod tests {
         let c = parse(text).unwrap();
         let d = Config::default();
         assert_eq!(c.store.path, d.store.path);
-        assert_eq!(c.store.batch_size, d.store.batch_size);
+        assert_eq!(c.store.batch_size, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.store.busy_timeout, d.store.busy_timeout);
         assert_eq!(c.policy(), d.policy());
         assert_eq!(c.daemon.batch_size, d.daemon.batch_size);
@@ -897,6 +1093,56 @@ mod tests {
         assert_eq!(c.logging.format, d.logging.format);
         assert_eq!(c.logging.level, d.logging.level);
         assert!(c.maildir.is_empty() && c.imap.is_empty());
+        let (h, dh) = (&c.http, &d.http);
+        assert_eq!(h.listen, dh.listen);
+        assert_eq!(h.metrics_public, dh.metrics_public);
+        assert_eq!(h.cors_origins, dh.cors_origins);
+        assert_eq!(h.secure_cookie, dh.secure_cookie);
+        assert_eq!(h.session_lifetime, dh.session_lifetime);
+        assert_eq!(h.max_body_bytes, dh.max_body_bytes);
+        assert!(h.token_file.is_none() && h.token_env.is_none());
+    }
+
+    #[test]
+    fn http_section_is_checked() {
+        let e = parse("[http]\ntoken_file = \"/a\"\ntoken_env = \"B\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.token_file"), "{e}");
+        let e = parse("[http]\ncors_origins = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.cors_origins"), "{e}");
+        let e = parse("[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let mut c = Config::default();
+        c.apply_env(
+            |k| match k {
+                "BOUNCED_HTTP_LISTEN" => Some("127.0.0.1:9000".to_owned()),
+                "BOUNCED_HTTP_TOKEN_FILE" => Some("/run/tokens".to_owned()),
+                _ => None,
+            },
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.http.token_file, Some(PathBuf::from("/run/tokens")));
+        assert!(c.http.requested, "BOUNCED_HTTP_LISTEN asks for the server");
+    }
+
+    #[test]
+    fn an_http_section_asks_the_daemon_to_serve() {
+        assert!(!parse("").unwrap().http.requested);
+        assert!(!Config::default().http.requested);
+        assert!(parse("[http]\n").unwrap().http.requested);
+        assert!(
+            parse("[http]\nlisten = \"127.0.0.1:9001\"\n")
+                .unwrap()
+                .http
+                .requested
+        );
     }
 
     #[test]
@@ -912,6 +1158,8 @@ mod tests {
                     && t.contains(" = ")
                     && !t.starts_with("password_env")
                     && !t.starts_with("password_credential")
+                    && !t.starts_with("token_env")
+                    && !t.starts_with("token_credential")
                     && !t.starts_with("rules"));
             if is_example && line.starts_with("# ") {
                 out.push_str(t);

@@ -3,6 +3,11 @@
 //! Pure: the caller reads the files and runs the classifier; an [`Evaluator`] takes the expected rows,
 //! is fed each message's results, and returns [`Figures`] and the list of [`Mismatch`]es. Results are
 //! matched to expected rows per file by position `n` (1-based order of the results for that file).
+//!
+//! [`knowledge`] is the corpus-free measure: bounces built from the documented wording of mail servers
+//! and providers, scored against the reasons the fact tables give.
+
+pub mod knowledge;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -57,6 +57,10 @@ pub struct RecipientExplanation {
 pub struct RuleExplanation {
     /// The rule id, or a built-in step (`kind.feedback`, `reader.hint`, `fallback.onhold`, ...).
     pub id: String,
+    /// The step of the decision that chose the reason: `kind`, `success`, `provider`, `text`,
+    /// `reader hint`, `enhanced code`, `reply code and command`, `diagnostic type or action`,
+    /// `notice` (the report's own notice overruled a hard verdict) or `fallback` (nothing told).
+    pub step: &'static str,
     /// The rule's note (its source: RFC section, MTA), when it has one.
     pub note: Option<String>,
     /// The condition that matched, in words.
@@ -179,7 +183,7 @@ fn reader_evidence(
             "a free-text report in the `{name}` family's format: its format check matched and its \
              reader found the recipients"
         )),
-        (Some(Kind::NotBounce) | None, _) => why.push(
+        (Some(Kind::NotBounce | Kind::Error) | None, _) => why.push(
             "no reader recognised a report: no feedback or delivery-status part, no family format, \
              no auto-reply marker"
                 .to_string(),
@@ -244,7 +248,13 @@ fn explain_recipient(
         ..facts_of(read, diagnostic, status, replycode)
     };
     let rule = explain_rule(classifier, report, read, &result, &facts);
-    let bounce_type_why = bounce_type_why(result.reason, result.bounce_type, status, replycode);
+    let bounce_type_why = bounce_type_why(
+        result.reason,
+        result.bounce_type,
+        status,
+        replycode,
+        crate::classify::delay_notice(&facts),
+    );
     RecipientExplanation {
         status_source: status_source(report, read, status, diagnostic),
         replycode_source: code_source(replycode.map(|r| (r.to_string(), r.meaning()))),
@@ -332,8 +342,18 @@ fn explain_rule(
     facts: &Facts,
 ) -> RuleExplanation {
     let id = result.rule.clone();
+    let step = match id.as_str() {
+        "kind.feedback" | "kind.autoreply" => "kind",
+        "action.delivered" | "status.success" => "success",
+        "reader.hint" => "reader hint",
+        "notice.contradicts" => "notice",
+        "blocked.command.greeting" => "text",
+        other if other.starts_with("fallback.") => "fallback",
+        _ => "",
+    };
     let builtin = |condition: String| RuleExplanation {
         id: id.clone(),
+        step,
         note: None,
         condition,
     };
@@ -369,14 +389,35 @@ fn explain_rule(
         "fallback.undefined" => {
             builtin("nothing to classify by: no code, no diagnostic, no failing action".into())
         }
-        _ => match classifier.rules().get(&id) {
-            Some(rule) => RuleExplanation {
-                id: id.clone(),
-                note: rule.note.clone(),
-                condition: rule_condition(rule, facts),
-            },
-            None => builtin("(not in the rule table)".into()),
-        },
+        _ => {
+            // A rule whose wording matched but was refuted (or not confirmed) reports its own id
+            // with a suffix; the rule is the same.
+            let (base, otherwise) = match id
+                .strip_suffix(".refuted")
+                .or_else(|| id.strip_suffix(".unconfirmed"))
+            {
+                Some(base) => (base, true),
+                None => (id.as_str(), false),
+            };
+            match classifier.rules().get(base) {
+                Some(rule) => {
+                    let mut condition = rule_condition(rule, facts);
+                    if otherwise {
+                        condition.push_str(&format!(
+                            "; but the evidence refutes its reason `{}` (or does not confirm it), so its `otherwise` reason `{}` applies",
+                            rule.reason, result.reason
+                        ));
+                    }
+                    RuleExplanation {
+                        id: id.clone(),
+                        step: rule.step(),
+                        note: rule.note.clone(),
+                        condition,
+                    }
+                }
+                None => builtin("(not in the rule table)".into()),
+            }
+        }
     }
 }
 
@@ -427,6 +468,7 @@ fn bounce_type_why(
     bounce_type: BounceType,
     status: Option<StatusCode>,
     replycode: Option<ReplyCode>,
+    delayed: bool,
 ) -> String {
     let permanent = status
         .and_then(StatusCode::is_permanent)
@@ -436,12 +478,24 @@ fn bounce_type_why(
         Some(false) => "the codes say transient",
         None => "no code says permanent or transient",
     };
+    // What was checked before calling it hard: the contradictions that keep a result soft.
+    let unopposed = "and nothing contradicts it: not a delay notice, no policy code (X.7.x) \
+                     against its words, no block or spam wording before them";
     match (reason, bounce_type) {
+        (Reason::Userunknown | Reason::Hostunknown | Reason::Hasmoved | Reason::Notaccept, _)
+            if delayed =>
+        {
+            format!(
+                "soft: `{reason}` would make the address dead, but this is a delay notice: the \
+                 sender is still trying, so nothing is final ({codes})"
+            )
+        }
         (Reason::Userunknown | Reason::Hostunknown | Reason::Hasmoved, _) => format!(
-            "hard: `{reason}` means the address itself is dead, whatever the code ({codes})"
+            "hard: `{reason}` means the address itself is dead, whatever the code ({codes}), \
+             {unopposed}"
         ),
         (Reason::Notaccept, BounceType::Hard) => {
-            format!("hard: the destination takes no mail and {codes}")
+            format!("hard: the destination takes no mail and {codes}, {unopposed}")
         }
         (Reason::Notaccept, _) => format!("soft: the destination takes no mail, but {codes}"),
         (Reason::Feedback, _) => {
@@ -484,6 +538,7 @@ mod tests {
             r.replycode_source
         );
         assert_eq!(r.rule.id, r.result.rule);
+        assert_eq!(r.rule.step, "text", "the words decide before the code");
         assert!(
             r.bounce_type_why.starts_with("hard"),
             "{}",
@@ -505,6 +560,7 @@ mod tests {
             BounceType::Soft,
             StatusCode::parse("5.2.2"),
             None,
+            false,
         );
         assert!(
             full.starts_with("soft") && full.contains("permanent"),
@@ -515,7 +571,27 @@ mod tests {
             BounceType::Soft,
             StatusCode::parse("4.3.2"),
             None,
+            false,
         );
         assert!(gone.contains("transient"), "{gone}");
+        let waiting = bounce_type_why(
+            Reason::Userunknown,
+            BounceType::Soft,
+            StatusCode::parse("4.1.1"),
+            None,
+            true,
+        );
+        assert!(waiting.contains("delay notice"), "{waiting}");
+        let dead = bounce_type_why(
+            Reason::Userunknown,
+            BounceType::Hard,
+            StatusCode::parse("5.1.1"),
+            None,
+            false,
+        );
+        assert!(
+            dead.starts_with("hard") && dead.contains("nothing contradicts it"),
+            "{dead}"
+        );
     }
 }

@@ -5,6 +5,9 @@
 //! The bounds are those of a release build (2 s of CPU, 100 MiB); a debug build, many times slower,
 //! is held to 40 s of CPU. `benches/shapes.rs` prints the figures per MB at several sizes.
 
+// getrusage and malloc_trim, to measure CPU time and memory, are calls into libc.
+#![allow(unsafe_code)]
+
 #[path = "common/shapes.rs"]
 mod shapes;
 
@@ -89,7 +92,7 @@ fn case(name: &str, refusal: Option<&str>) {
         "{name} ({}): {} bytes, kind {}, {} result(s), error {:?}, {:.3} s CPU, {extra_mib} MiB beyond the message",
         shape.what,
         message.len(),
-        analysis.kind,
+        analysis.kind.as_str(),
         analysis.bounces.len(),
         analysis.error.as_ref().map(ToString::to_string),
         cpu.as_secs_f64()

@@ -287,10 +287,35 @@ fn eval_below_its_floor_exits_non_zero_and_names_the_figure() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("coverag"));
 }
 
+/// The `bench_classify` example program, built on demand (`cargo test --test cli` alone does not).
+fn bench_classify() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_bounced"));
+    let exe = bin
+        .parent()
+        .map(|d| d.join("examples/bench_classify"))
+        .unwrap_or_default();
+    if !exe.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--example", "bench_classify"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "cannot build the bench_classify example");
+    }
+    exe
+}
+
 #[test]
 fn bench_prints_throughput_and_peak_rss() {
     let dir = fixtures().join("evalcorpus/maildir");
-    let out = run(&["bench", arg(&dir), "--iterations", "1", "--repeat", "2"]);
+    let out = Command::new(bench_classify())
+        .args([arg(&dir), "--iterations", "1", "--repeat", "2"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_mentions(
         &String::from_utf8_lossy(&out.stdout),
@@ -383,4 +408,41 @@ fn explain_of_an_unreadable_file_fails() {
     let out = run(&["eval", "--explain", "/nonexistent/bounce.eml"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("bounce.eml"));
+}
+
+#[test]
+fn classify_and_eval_print_the_same_for_any_job_count() {
+    let golden = fixtures().join("golden");
+    let one = run(&["classify", "--jobs", "1", arg(&golden)]);
+    let four = run(&["classify", "--jobs", "4", arg(&golden)]);
+    assert!(one.stdout.len() > 1000, "{one:?}");
+    assert_eq!(one.status.code(), four.status.code());
+    assert!(
+        one.stdout == four.stdout,
+        "classify output differs between --jobs 1 and 4"
+    );
+    let table = run(&["classify", "--jobs", "3", "--format", "table", arg(&golden)]);
+    let table1 = run(&["classify", "--jobs", "1", "--format", "table", arg(&golden)]);
+    assert!(table.stdout == table1.stdout, "table output differs");
+
+    let dir = fixtures().join("evalcorpus/maildir");
+    let expected = fixtures().join("evalcorpus/expected.jsonl");
+    let eval = |jobs: &str| {
+        run(&[
+            "eval",
+            arg(&dir),
+            "--expected",
+            arg(&expected),
+            "--format",
+            "json",
+            "--jobs",
+            jobs,
+        ])
+    };
+    let (e1, e4) = (eval("1"), eval("4"));
+    assert_eq!(e1.status.code(), Some(0), "{e1:?}");
+    assert!(
+        e1.stdout == e4.stdout,
+        "eval figures differ between --jobs 1 and 4"
+    );
 }

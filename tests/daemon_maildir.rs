@@ -318,3 +318,60 @@ fn check_config_names_the_key_at_fault() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_pipeline_metrics_show_counts_timings_and_source_states()
+-> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let md = tmp.path().join("Maildir");
+    make_maildir(&md);
+    for i in 0..50 {
+        deliver(&md, &format!("m{i}.host"), bounce(i).as_bytes());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let db = tmp.path().join("b.db");
+    let store = rt.block_on(Store::open(&db, StoreOptions::default()))?;
+    let metrics = daemon::Progress::default();
+    let label = MaildirConfig::at(md.clone()).label();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = rt.spawn(daemon::run_observed(
+        settings(1 << 20),
+        store,
+        Arc::new(Classifier::new()),
+        Sources {
+            maildirs: vec![MaildirConfig::at(md.clone())],
+            imaps: Vec::new(),
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+        || {},
+        metrics.clone(),
+    ));
+    wait_for(Duration::from_secs(20), "50 acknowledged", || {
+        metrics.snapshot().acked == 50
+    });
+    assert_eq!(
+        metrics.sources().snapshot().get(&label).map(String::as_str),
+        Some("watching")
+    );
+    let s = metrics.snapshot();
+    assert_eq!((s.received, s.recorded, s.duplicates), (50, 50, 0));
+    assert_eq!(s.bounces[0], 50, "hard bounces");
+    assert_eq!(s.suppressed, 50);
+    assert!(s.commits >= 1);
+    let t = metrics.timings();
+    assert!(t.commit_total > Duration::ZERO && t.commit_max >= t.commit_last);
+    assert!(t.latency_max < Duration::from_secs(20), "{t:?}");
+    assert_eq!(metrics.queue_depth(), 0);
+    let _ = stop_tx.send(());
+    rt.block_on(run)??;
+    assert_eq!(
+        metrics.sources().snapshot().get(&label).map(String::as_str),
+        Some("stopped")
+    );
+    Ok(())
+}

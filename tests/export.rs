@@ -197,11 +197,12 @@ fn bounce(rcpt: &str, reason: Reason, ty: BounceType) -> Bounce {
 
 fn message(n: u32, received: DateTime<Utc>, b: Bounce) -> Prepared {
     let analysis = Analysis {
-        kind: "dsn",
+        kind: bounced::Kind::Dsn,
         reader: "dsn",
         bounces: vec![b],
         error: None,
         original: None,
+        verp: None,
     };
     Prepared::new(
         format!("file:{n}"),
@@ -257,6 +258,7 @@ async fn export_from_the_store_filters_by_type_and_time() {
     let filter = ExportFilter {
         types: ExportTypes::parse("hard,complaint").unwrap(),
         since: Some(at(2, 0)),
+        until: None,
     };
     let (n, out) = export::export(&store, &filter, Format::Csv, Vec::new())
         .await
@@ -268,9 +270,35 @@ async fn export_from_the_store_filters_by_type_and_time() {
          amy@example.com,complaint,feedback,5.1.1,550,550 5.1.1 no such user,2026-03-04T00:00:00Z,2026-03-04T00:00:00Z,1\n"
     );
 
+    let until = ExportFilter {
+        until: Some(at(4, 0)),
+        ..ExportFilter::default()
+    };
+    let (n, out) = export::export(&store, &until, Format::Txt, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (n, String::from_utf8(out).unwrap().as_str()),
+        (1, "zed@example.com\n"),
+        "only what was suppressed before day 4"
+    );
+    let window = ExportFilter {
+        since: Some(at(2, 0)),
+        until: Some(at(6, 0)),
+        ..ExportFilter::default()
+    };
+    let (n, out) = export::export(&store, &window, Format::Txt, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (n, String::from_utf8(out).unwrap().as_str()),
+        (2, "Op@example.com\namy@example.com\n")
+    );
+
     let manual = ExportFilter {
         types: ExportTypes::parse("manual").unwrap(),
         since: None,
+        until: None,
     };
     let (_, out) = export::export(&store, &manual, Format::Jsonl, Vec::new())
         .await

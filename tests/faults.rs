@@ -8,6 +8,8 @@
 //! acknowledged that was not recorded. As root, file modes are made to apply by dropping the DAC
 //! capabilities of the daemon (see `DaemonCmd::drop_dac`).
 
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::fs;
@@ -262,7 +264,7 @@ fn files_vanishing_or_moved_between_listing_and_reading() {
     let conf_s = conf.to_str().expect("utf-8");
     // One worker and a deep queue: the whole listing is queued long before it is read.
     let mut d = DaemonCmd::new(&["--config", conf_s], &s.path("vanish.log"))
-        .env("BOUNCED_LOG_LEVEL", "info,bounced::daemon=debug")
+        .env("BOUNCED_LOG_LEVEL", "info,bounced::pipeline=debug")
         .env("BOUNCED_WORKERS", "1")
         .env("BOUNCED_QUEUE", "4096")
         .spawn();
@@ -573,4 +575,40 @@ fn db_int_param(db: &Path, sql: &'static str, param: &str) -> i64 {
     })
     .expect("open")
     .unwrap_or(0)
+}
+
+#[test]
+fn every_quarantine_is_logged_at_warn_with_its_reason() {
+    let s = Setup::new();
+    s.deliver(0, 3);
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "z".repeat(4000));
+    deliver(&s.md, "big.host", big.as_bytes());
+    deliver(&s.md, "bigger.host", format!("{big}{big}").as_bytes());
+    let conf = s.config("");
+    let conf_s = conf.to_str().expect("utf-8");
+    let mut d = DaemonCmd::new(&["--config", conf_s], &s.path("warn.log"))
+        .env("BOUNCED_LOG_LEVEL", "warn")
+        .env("BOUNCED_MAX_MESSAGE_SIZE", "2048")
+        .spawn();
+    d.wait_until(Duration::from_secs(20), "3 acknowledged", || s.acked() == 3);
+    d.wait_until(Duration::from_secs(20), "2 quarantined", || {
+        names(&s.md.join(".Quarantine"), "cur").len() == 2
+    });
+    assert_eq!(d.stop(Duration::from_secs(10)), 0);
+    let log = d.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("quarantined"))
+        .collect();
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.contains("big.host") && l.contains("over the limit")),
+        "the oversized message's quarantine is not logged with its reason:\n{log}"
+    );
+    assert_eq!(
+        warned.len(),
+        2,
+        "one warning per quarantined message:\n{log}"
+    );
 }

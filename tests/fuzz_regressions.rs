@@ -41,13 +41,13 @@ fn read_classify_inputs() {
         assert!(took < PER_INPUT, "{name}: took {took:?}");
         assert!(
             matches!(
-                a.kind,
+                a.kind.as_str(),
                 "dsn" | "text" | "feedback" | "autoreply" | "not_bounce" | "error"
             ),
             "{name}: kind {}",
-            a.kind
+            a.kind.as_str()
         );
-        assert_eq!(a.kind == "error", a.error.is_some(), "{name}");
+        assert_eq!(a.kind.as_str() == "error", a.error.is_some(), "{name}");
         assert!(a.bounces.len() <= MAX_RECIPIENTS, "{name}");
         for b in &a.bounces {
             assert!(

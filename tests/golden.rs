@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bounced::cli::classify::rows;
+use bounced::analysis::rows;
 use bounced::report::ReadOptions;
 use bounced::{Classifier, analyze};
 use serde_json::Value;

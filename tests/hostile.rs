@@ -4,6 +4,8 @@
 //! peak RSS of each is measured from a reset high-water mark (`/proc/self/clear_refs`) after freed
 //! memory has been handed back to the system (`malloc_trim`), so it is that case's own.
 
+#![allow(unsafe_code)]
+
 mod common;
 
 use std::fs;

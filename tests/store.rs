@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bounced::policy::{Cause, Policy, State};
 use bounced::store::query::BounceFilter;
-use bounced::store::{Outcome, Prepared, Store, StoreError, StoreOptions};
+use bounced::store::{Outcome, Prepared, ReclassifyOptions, Store, StoreError, StoreOptions};
 use bounced::{Analysis, Bounce, BounceType, Reason};
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
@@ -41,11 +41,12 @@ fn bounce(rcpt: &str, reason: Reason, ty: BounceType) -> Bounce {
 
 fn analysis(bounces: Vec<Bounce>) -> Analysis {
     Analysis {
-        kind: "dsn",
+        kind: bounced::Kind::Dsn,
         reader: "dsn",
         bounces,
         error: None,
         original: None,
+        verp: None,
     }
 }
 
@@ -389,7 +390,7 @@ async fn reclassify_follows_improved_rules() {
     // The improved rules see that message 1 is a hard bounce; message 2 is unchanged.
     let report = store
         .reclassify(
-            None,
+            &ReclassifyOptions::default(),
             |raw| {
                 let text = String::from_utf8_lossy(raw);
                 if text.contains("failure 1\n") {
@@ -425,7 +426,7 @@ async fn reclassify_follows_improved_rules() {
     // Running it again changes nothing.
     let again = store
         .reclassify(
-            None,
+            &ReclassifyOptions::default(),
             |raw| {
                 let text = String::from_utf8_lossy(raw);
                 if text.contains("failure 1\n") {
@@ -608,7 +609,10 @@ async fn reclassify_since_leaves_older_messages_alone() {
         .unwrap();
     let report = store
         .reclassify(
-            Some(at(5, 0)),
+            &ReclassifyOptions {
+                since: Some(at(5, 0)),
+                ..ReclassifyOptions::default()
+            },
             |_| {
                 analysis(vec![bounce(
                     "new@example.com",
@@ -673,4 +677,171 @@ async fn a_batch_that_fails_half_way_writes_nothing() {
         out.iter().all(|o| matches!(o, Outcome::New { .. })),
         "the retry records both messages anew: {out:?}"
     );
+}
+
+/// The state a recipient's row and history show, without row ids.
+async fn snapshot(store: &Store, rcpt: &str) -> (String, Vec<String>) {
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    let h: Vec<String> = store
+        .history(rcpt)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {} {} {:?}", e.at, e.change, e.cause, e.rule))
+        .collect();
+    (format!("{r:?}"), h)
+}
+
+#[tokio::test]
+async fn soft_bounces_arriving_newest_first_suppress_as_in_date_order() {
+    let rcpt = "ivy@example.com";
+    let messages: Vec<Prepared> = (1..=6)
+        .map(|d| {
+            message(
+                d,
+                at(d, 6),
+                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+            )
+        })
+        .collect();
+    let together = tempfile::tempdir().unwrap();
+    let store = open(together.path()).await;
+    store.record(&messages, at(9, 0)).await.unwrap();
+    let want = snapshot(&store, rcpt).await;
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
+
+    let one_by_one = tempfile::tempdir().unwrap();
+    let store = open(one_by_one.path()).await;
+    for m in messages.iter().rev() {
+        store
+            .record(std::slice::from_ref(m), at(9, 0))
+            .await
+            .unwrap();
+    }
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
+    assert_eq!(snapshot(&store, rcpt).await, want);
+    let report = store
+        .check_recipients(false, at(9, 0), |d| panic!("{d:?}"))
+        .await
+        .unwrap();
+    assert_eq!(report.differing, 0);
+}
+
+#[tokio::test]
+async fn a_late_bounce_dated_before_a_manual_unsuppress_does_not_undo_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let rcpt = "jay@example.com";
+    store
+        .record(
+            &[message(
+                1,
+                at(1, 0),
+                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+            )],
+            at(1, 0),
+        )
+        .await
+        .unwrap();
+    let out = store
+        .unsuppress(rcpt, Some("fixed"), at(5, 0))
+        .await
+        .unwrap();
+    assert!(out.changed && out.recorded);
+    // A hard bounce from day 3 arrives after the operator's decision of day 5: the decision, made
+    // later, still stands.
+    store
+        .record(
+            &[message(
+                2,
+                at(3, 0),
+                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+            )],
+            at(6, 0),
+        )
+        .await
+        .unwrap();
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    assert_eq!(r.state, "active");
+    assert_eq!(r.hard_count, 2);
+    // One from day 7 suppresses again.
+    store
+        .record(
+            &[message(
+                3,
+                at(7, 0),
+                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+            )],
+            at(7, 0),
+        )
+        .await
+        .unwrap();
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    assert_eq!(r.state, "suppressed");
+    let report = store
+        .check_recipients(false, at(8, 0), |d| panic!("{d:?}"))
+        .await
+        .unwrap();
+    assert_eq!(report.differing, 0);
+}
+
+#[tokio::test]
+async fn db_check_finds_and_repairs_a_recipient_out_of_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let rcpt = "kim@example.com";
+    store
+        .record(
+            &[message(
+                1,
+                at(1, 0),
+                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+            )],
+            at(1, 0),
+        )
+        .await
+        .unwrap();
+    let mut other =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", dir.path().join("b.db").display()))
+            .await
+            .unwrap();
+    sqlx::query(
+        "update recipients set state = 'active', hard_count = 0, suppressed_at = null, \
+         suppressed_type = null, suppressed_why = null, suppressed_bounce_id = null",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    sqlx::query("delete from events")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    let report = store
+        .check_recipients(false, at(2, 0), |d| found.push(d.field.clone()))
+        .await
+        .unwrap();
+    assert_eq!((report.recipients, report.differing), (1, 1));
+    for field in ["state", "hard_count", "suppressed_type", "history"] {
+        assert!(found.iter().any(|f| f == field), "{field}: {found:?}");
+    }
+    assert_eq!(
+        store.recipient(rcpt).await.unwrap().unwrap().state,
+        "active"
+    );
+    let report = store
+        .check_recipients(true, at(2, 0), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.differing, 1);
+    let r = store.recipient(rcpt).await.unwrap().unwrap();
+    assert_eq!((r.state.as_str(), r.hard_count), ("suppressed", 1));
+    assert_eq!(store.history(rcpt).await.unwrap().len(), 1);
+    let report = store
+        .check_recipients(false, at(2, 0), |d| panic!("{d:?}"))
+        .await
+        .unwrap();
+    assert_eq!(report.differing, 0);
 }

@@ -13,9 +13,9 @@ static CLASSIFIER: LazyLock<Classifier> = LazyLock::new(Classifier::new);
 fuzz_target!(|data: &[u8]| {
     let a = analyze(data, &CLASSIFIER, &ReadOptions::default());
     assert!(matches!(
-        a.kind,
+        a.kind.as_str(),
         "dsn" | "text" | "feedback" | "autoreply" | "not_bounce" | "error"
     ));
-    assert_eq!(a.kind == "error", a.error.is_some());
+    assert_eq!(a.kind.as_str() == "error", a.error.is_some());
     assert!(a.bounces.len() <= bounced::report::MAX_RECIPIENTS);
 });

@@ -232,6 +232,24 @@ impl BounceType {
     }
 }
 
+impl BounceType {
+    /// [`BounceType::of`] for one recipient of a report: a delay notice is never hard, whatever its
+    /// reason, as the sending MTA is still trying and nothing is final yet.
+    pub fn of_notice(reason: Reason, permanent: Option<bool>, delayed: bool) -> BounceType {
+        match BounceType::of(reason, permanent) {
+            BounceType::Hard if delayed => BounceType::Soft,
+            t => t,
+        }
+    }
+}
+
+/// Whether the recipient's report is a delay notice (`Action: delayed`): the message is still queued.
+pub fn delay_notice(facts: &rules::Facts) -> bool {
+    facts
+        .action
+        .is_some_and(|a| a.trim().eq_ignore_ascii_case("delayed"))
+}
+
 impl fmt::Display for BounceType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -389,7 +407,7 @@ impl Classifier {
             status: status.map(|s| s.to_string()),
             replycode: replycode.map(|r| r.to_string()),
             reason,
-            bounce_type: BounceType::of(reason, permanent),
+            bounce_type: BounceType::of_notice(reason, permanent, delay_notice(&facts)),
             diagnostic: rcpt.diagnostic.clone(),
             remote_mta: rcpt.remote_mta.clone(),
             reporting_mta: rcpt
@@ -498,7 +516,7 @@ impl Classifier {
                 // Wording confirmed only by the command, not by a specific code, gives way to a
                 // reader hint naming another reason from the format's fixed wording (`expired`
                 // speaks of the queue, not of the mailbox, and does not count).
-                if rule.needs_confirmation()
+                if (rule.needs_confirmation() || rule.can_be_refuted())
                     && !specific_status
                     && let Some(reason) =
                         hint_reason.filter(|&r| r != rule.reason && r != Reason::Expired)
@@ -849,8 +867,8 @@ mod tests {
     #[test]
     fn generic_codes_need_words() {
         for (status, diag) in [
-            ("5.0.0", "550 5.0.0 rejected"),
-            ("5.7.1", "550 5.7.1 delivery not authorized"),
+            ("5.0.0", "550 5.0.0 nope"),
+            ("5.7.1", "550 5.7.1 go away"),
             ("4.0.0", ""),
         ] {
             let b = one(Kind::Dsn, rcpt("failed", status, diag));
@@ -1129,27 +1147,48 @@ mod tests {
     }
 
     #[test]
-    fn bare_mailbox_unavailable_is_a_dead_mailbox_only_with_x11() {
+    fn mailbox_unavailable_is_a_dead_mailbox_unless_refuted() {
         let run = |status: &str, diag: &str, command: Option<&str>| {
             let mut r = rcpt("failed", status, diag);
             r.command = command.map(str::to_string);
             let b = one(Kind::Dsn, r);
             (b.reason, b.bounce_type)
         };
-        assert_eq!(
-            run(
+        // RFC 5321's 550 text: Outlook.com and GMX answer it for addresses that do not exist.
+        for (status, diag, command) in [
+            (
                 "5.1.1",
                 "550 5.1.1 Requested action not taken: mailbox unavailable",
-                None
+                None,
             ),
-            (Reason::Userunknown, BounceType::Hard)
-        );
+            (
+                "",
+                "550 Requested action not taken: mailbox unavailable",
+                Some("RCPT"),
+            ),
+            (
+                "5.0.0",
+                "550 Requested action not taken: mailbox unavailable",
+                None,
+            ),
+        ] {
+            assert_eq!(
+                run(status, diag, command),
+                (Reason::Userunknown, BounceType::Hard),
+                "{diag} {command:?}"
+            );
+        }
+        // After the data, or beside a policy code, it is a filter speaking.
         assert_eq!(
             run(
                 "",
                 "550 Requested action not taken: mailbox unavailable",
-                Some("RCPT")
+                Some("DATA")
             ),
+            (Reason::Filtered, BounceType::Soft)
+        );
+        assert_eq!(
+            run("5.7.1", "550 5.7.1 mailbox unavailable", Some("RCPT")),
             (Reason::Filtered, BounceType::Soft)
         );
         assert_eq!(
@@ -1158,14 +1197,14 @@ mod tests {
                 "450 Requested mail action not taken: mailbox unavailable",
                 Some("RCPT")
             )
-            .0,
-            Reason::Onhold,
+            .1,
+            BounceType::Soft,
             "a transient reply is not a refusal of the address"
         );
     }
 
     #[test]
-    fn unknown_user_needs_an_addressing_code_or_rcpt() {
+    fn unknown_user_holds_unless_positive_evidence_refutes_it() {
         let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, diag);
             r.command = command.map(str::to_string);
@@ -1173,46 +1212,48 @@ mod tests {
             let b = one(Kind::Dsn, r);
             (b.reason, b.bounce_type, b.rule)
         };
-        // Confirmed: an addressing code, whatever the command; or an answer to RCPT TO.
-        let (reason, kind, _) = run(
-            "5.1.1",
-            "550 5.1.1 no such mailbox here",
-            Some("DATA"),
-            None,
-        );
-        assert_eq!((reason, kind), (Reason::Userunknown, BounceType::Hard));
-        let (reason, _, _) = run("5.0.0", "550 no such mailbox here", Some("RCPT"), None);
-        assert_eq!(reason, Reason::Userunknown);
-        let (reason, _, _) = run(
-            "5.0.0",
-            "550 no such mailbox: nobody (in reply to RCPT TO command)",
-            None,
-            None,
-        );
-        assert_eq!(
-            reason,
-            Reason::Userunknown,
-            "the command read from the text"
-        );
-        let (reason, _, rule) = run("", "mailbox unknown", None, Some(Reason::Userunknown));
-        assert_eq!(
-            (reason, rule.as_str()),
-            (Reason::Userunknown, "userunknown.text.no-such-user")
-        );
-        // Unconfirmed: after DATA, a generic or non-addressing code, or nothing at all.
+        // No evidence either way, an answer to RCPT TO, or an addressing code: a dead mailbox.
         for (status, diag, command) in [
-            ("5.0.0", "550 no such mailbox here", Some("DATA")),
             ("5.0.0", "550 no such mailbox here", None),
             ("", "554 unknown user nobody@example.com", None),
+            ("", "User unknown", None),
+            ("", "Invalid recipient", None),
             (
                 "5.2.1",
                 "550 5.2.1 <nobody@example.com>... User unknown",
                 None,
             ),
-            ("", "User unknown", None),
+            ("5.0.0", "550 no such mailbox here", Some("RCPT")),
+            ("5.1.1", "550 5.1.1 no such mailbox here", Some("DATA")),
+            (
+                "5.0.0",
+                "550 no such mailbox: nobody (in reply to RCPT TO command)",
+                None,
+            ),
+        ] {
+            let (reason, kind, _) = run(status, diag, command, None);
+            assert_eq!(
+                (reason, kind),
+                (Reason::Userunknown, BounceType::Hard),
+                "{status} {diag} {command:?}"
+            );
+        }
+        let (reason, _, rule) = run("", "mailbox unknown", None, Some(Reason::Userunknown));
+        assert_eq!(
+            (reason, rule.as_str()),
+            (Reason::Userunknown, "userunknown.text.no-such-user")
+        );
+        // Positive evidence of a filter: after the data, or a policy code.
+        for (status, diag, command) in [
+            ("5.0.0", "550 no such mailbox here", Some("DATA")),
             (
                 "5.0.0",
                 "550 unknown user (in reply to end of DATA command)",
+                None,
+            ),
+            (
+                "5.7.1",
+                "550 5.7.1 <nobody@example.com>... User unknown",
                 None,
             ),
         ] {
@@ -1222,15 +1263,15 @@ mod tests {
                 (
                     Reason::Filtered,
                     BounceType::Soft,
-                    "userunknown.text.no-such-user.unconfirmed"
+                    "userunknown.text.no-such-user.refuted"
                 ),
                 "{status} {diag} {command:?}"
             );
         }
-        // A reader that knows another reason for the format beats unconfirmed wording.
+        // A reader that knows another reason for the format beats wording no code confirms.
         let (reason, _, rule) = run("", "unknown user", None, Some(Reason::Suspend));
         assert_eq!((reason, rule.as_str()), (Reason::Suspend, "reader.hint"));
-        // Provider sentences that only ever mean a missing mailbox need no confirmation.
+        // Provider sentences that only ever mean a missing mailbox hold even after DATA.
         let (reason, _, _) = run(
             "5.0.0",
             "554 delivery error: dd This user doesn't have a example.net account (nobody@example.net) [0]",
@@ -1238,6 +1279,35 @@ mod tests {
             None,
         );
         assert_eq!(reason, Reason::Userunknown);
+    }
+
+    #[test]
+    fn a_delay_notice_is_never_hard() {
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "delayed",
+                "4.1.1",
+                "450 4.1.1 <nobody@example.com>: User unknown",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Userunknown, BounceType::Soft)
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "4.1.1",
+                "450 4.1.1 <nobody@example.com>: User unknown",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Userunknown, BounceType::Hard),
+            "a final failure keeps the reason's type, even with a transient code"
+        );
     }
 
     proptest::proptest! {
@@ -1302,7 +1372,7 @@ mod tests {
         let b = one(Kind::Dsn, r);
         assert_eq!(
             (b.reason, b.bounce_type),
-            (Reason::Rejected, BounceType::Soft)
+            (Reason::Filtered, BounceType::Soft)
         );
     }
 

@@ -29,6 +29,16 @@
 //! `otherwise`, an unconfirmed rule simply does not match). A reader hint naming another reason
 //! beats an unconfirmed rule.
 //!
+//! Wording that names a reason unless other evidence says otherwise lists what refutes it instead
+//! (any one refutes it): "user unknown" is a dead mailbox unless the reply came after the message
+//! data or at the greeting, or carries a policy code. Such a rule lists
+//!
+//! - `refute_status`: enhanced code patterns;
+//! - `refute_command`: SMTP commands;
+//!
+//! and `otherwise`, the reason to give when it is refuted (a reader hint naming the rule's own
+//! reason still holds it). The result's rule id then ends in `.refuted`.
+//!
 //! Every text pattern of every rule is compiled once, when the table is built, and tried in table
 //! order until the first rule holds. Matching is case-insensitive by lower-casing the diagnostic
 //! once and compiling lower-case patterns case-sensitively (a case-insensitive Unicode pattern
@@ -124,6 +134,8 @@ pub struct Rule {
     reporting_host: Vec<String>,
     confirm_status: Vec<StatusPattern>,
     confirm_command: Vec<String>,
+    refute_status: Vec<StatusPattern>,
+    refute_command: Vec<String>,
     otherwise: Option<Reason>,
     otherwise_id: String,
 }
@@ -154,7 +166,8 @@ impl<'r> TextMatch<'r> {
         }
     }
 
-    /// The id to report: the rule's, with `.unconfirmed` when its `otherwise` reason applied.
+    /// The id to report: the rule's, with `.unconfirmed` (or `.refuted`) when its `otherwise`
+    /// reason applied.
     pub fn id(self) -> &'r str {
         match self {
             TextMatch::Confirmed(r) => &r.id,
@@ -164,24 +177,47 @@ impl<'r> TextMatch<'r> {
 }
 
 impl Rule {
-    /// Whether the rule needs confirmation (`confirm_status` / `confirm_command`).
+    /// Whether the rule needs confirmation (`confirm_status` / `confirm_command`, and nothing to
+    /// refute it: with a refutation list, the confirming lists only outweigh a refutation).
     pub fn needs_confirmation(&self) -> bool {
-        !self.confirm_status.is_empty() || !self.confirm_command.is_empty()
+        (!self.confirm_status.is_empty() || !self.confirm_command.is_empty())
+            && !self.can_be_refuted()
     }
 
-    /// Whether the facts confirm the rule: a confirming status or command, or a reader hint that
-    /// names the rule's reason. A rule that needs no confirmation is always confirmed.
+    /// Whether the rule holds on these facts. A rule that can be refuted holds unless a refuting
+    /// status or command is present, and a confirming status or command, or a reader hint naming the
+    /// rule's reason, outweighs the refutation. Otherwise a rule that needs confirmation holds only
+    /// with a confirming status or command or such a hint; a rule with no such lists always holds.
     pub fn is_confirmed(&self, facts: &Facts) -> bool {
-        if !self.needs_confirmation() {
-            return true;
-        }
-        facts
+        let vouched = facts
+            .hint
+            .is_some_and(|h| h.trim().eq_ignore_ascii_case(self.reason.as_str()));
+        let confirmed = facts
             .status
             .is_some_and(|s| self.confirm_status.iter().any(|p| p.matches(s)))
             || (!self.confirm_command.is_empty() && one_of(&self.confirm_command, facts.command))
-            || facts
-                .hint
-                .is_some_and(|h| h.trim().eq_ignore_ascii_case(self.reason.as_str()))
+            || vouched;
+        if self.can_be_refuted() {
+            // Positive evidence for the rule (an addressing code, the reader's word) outweighs
+            // evidence against it.
+            return confirmed || !self.is_refuted(facts);
+        }
+        !self.needs_confirmation() || confirmed
+    }
+
+    /// Whether positive evidence refutes the rule's wording: a refuting status or command.
+    pub fn is_refuted(&self, facts: &Facts) -> bool {
+        facts
+            .status
+            .is_some_and(|s| self.refute_status.iter().any(|p| p.matches(s)))
+            || (!self.refute_command.is_empty()
+                && facts.command.is_some()
+                && one_of(&self.refute_command, facts.command))
+    }
+
+    /// Whether the rule can be refuted (`refute_status` / `refute_command`).
+    pub fn can_be_refuted(&self) -> bool {
+        !self.refute_status.is_empty() || !self.refute_command.is_empty()
     }
 
     /// The provider domains of the `host` condition (empty when the rule has none).
@@ -197,6 +233,27 @@ impl Rule {
     /// Whether the rule has a text condition (a text rule) or only code-like conditions.
     pub fn is_text_rule(&self) -> bool {
         !self.text.is_empty()
+    }
+
+    /// The step of the fallback ladder this rule belongs to: `provider` (keyed on a provider's
+    /// hosts, or a provider's own codes), `text` (wording), `enhanced code` (the registered meaning
+    /// of the status), `reply code and command`, or `diagnostic type or action`.
+    pub fn step(&self) -> &'static str {
+        let provider = !self.host.is_empty()
+            || !self.reporting_host.is_empty()
+            || self.id.contains(".provider.")
+            || self.id.ends_with(".microsoft");
+        if provider {
+            "provider"
+        } else if self.is_text_rule() {
+            "text"
+        } else if !self.status.is_empty() {
+            "enhanced code"
+        } else if !self.replycode.is_empty() || !self.command.is_empty() {
+            "reply code and command"
+        } else {
+            "diagnostic type or action"
+        }
     }
 
     /// Whether every condition other than `text` holds.
@@ -289,22 +346,37 @@ fn one_of(allowed: &[String], value: Option<&str>) -> bool {
         || value.is_some_and(|v| allowed.iter().any(|a| a.eq_ignore_ascii_case(v.trim())))
 }
 
-/// An enhanced code pattern: each part a number or a wildcard (`X`, `*`).
+/// An enhanced code pattern: each part a number, a range of numbers (`606-649`) or a wildcard
+/// (`X`, `*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StatusPattern([Option<u16>; 3]);
+struct StatusPattern([Option<(u16, u16)>; 3]);
 
 impl StatusPattern {
     fn parse(s: &str) -> Option<StatusPattern> {
+        let number = |p: &str| -> Option<u16> {
+            (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse().ok())
+                .flatten()
+        };
         let mut out = [None; 3];
         let mut parts = s.trim().split('.');
         for slot in &mut out {
             let part = parts.next()?;
             *slot = match part {
                 "X" | "x" | "*" => None,
-                p if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    Some(p.parse().ok()?)
-                }
-                _ => return None,
+                p => match p.split_once('-') {
+                    Some((lo, hi)) => {
+                        let (lo, hi) = (number(lo)?, number(hi)?);
+                        if lo > hi {
+                            return None;
+                        }
+                        Some((lo, hi))
+                    }
+                    None => {
+                        let n = number(p)?;
+                        Some((n, n))
+                    }
+                },
             };
         }
         if parts.next().is_some() {
@@ -318,7 +390,7 @@ impl StatusPattern {
         self.0
             .iter()
             .zip(values)
-            .all(|(p, v)| p.is_none_or(|p| p == v))
+            .all(|(p, v)| p.is_none_or(|(lo, hi)| (lo..=hi).contains(&v)))
     }
 }
 
@@ -386,6 +458,8 @@ struct RuleSpec {
     reporting_host: Option<OneOrMany>,
     confirm_status: Option<OneOrMany>,
     confirm_command: Option<OneOrMany>,
+    refute_status: Option<OneOrMany>,
+    refute_command: Option<OneOrMany>,
     otherwise: Option<String>,
     note: Option<String>,
 }
@@ -867,6 +941,21 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
         .confirm_command
         .map(OneOrMany::into_vec)
         .unwrap_or_default();
+    let refute_status = spec
+        .refute_status
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            StatusPattern::parse(s).ok_or_else(|| {
+                format!("bad `refute_status` pattern `{s}` (want e.g. `5.7.*`, `X.2.*`)")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let refute_command = spec
+        .refute_command
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default();
     let otherwise = spec
         .otherwise
         .map(|o| {
@@ -874,9 +963,14 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
                 .map_err(|e| format!("bad `otherwise`: {e}"))
         })
         .transpose()?;
-    if otherwise.is_some() && confirm_status.is_empty() && confirm_command.is_empty() {
+    if otherwise.is_some()
+        && confirm_status.is_empty()
+        && confirm_command.is_empty()
+        && refute_status.is_empty()
+        && refute_command.is_empty()
+    {
         return Err(
-            "`otherwise` needs `confirm_status` or `confirm_command` (it applies when they do not confirm the rule)"
+            "`otherwise` needs `confirm_status`, `confirm_command`, `refute_status` or `refute_command` (it applies when they do not confirm the rule, or refute it)"
                 .into(),
         );
     }
@@ -899,7 +993,12 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
                 .into(),
         );
     }
-    let otherwise_id = format!("{id}.unconfirmed");
+    let refutable = !refute_status.is_empty() || !refute_command.is_empty();
+    let otherwise_id = if refutable {
+        format!("{id}.refuted")
+    } else {
+        format!("{id}.unconfirmed")
+    };
     Ok(Rule {
         id,
         reason,
@@ -915,6 +1014,8 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
         reporting_host,
         confirm_status,
         confirm_command,
+        refute_status,
+        refute_command,
         otherwise,
         otherwise_id,
     })
@@ -1033,19 +1134,29 @@ mod tests {
         let Some(code) = code else {
             panic!("5.7.26 must parse")
         };
-        for p in ["5.7.26", "X.7.26", "5.7.*", "*.*.*", "x.7.X"] {
+        for p in [
+            "5.7.26",
+            "X.7.26",
+            "5.7.*",
+            "*.*.*",
+            "x.7.X",
+            "5.7.20-26",
+            "X.7.26-26",
+        ] {
             assert!(
                 StatusPattern::parse(p).is_some_and(|p| p.matches(code)),
                 "{p}"
             );
         }
-        for p in ["5.7.2", "4.7.26", "X.1.*"] {
+        for p in ["5.7.2", "4.7.26", "X.1.*", "5.7.27-29"] {
             assert!(
                 !StatusPattern::parse(p).is_some_and(|p| p.matches(code)),
                 "{p}"
             );
         }
-        for bad in ["5.7", "5.7.1.1", "a.b.c", "", "5..1", "5.7.1000"] {
+        for bad in [
+            "5.7", "5.7.1.1", "a.b.c", "", "5..1", "5.7.1000", "5.7.9-1", "5.7.1-",
+        ] {
             assert!(StatusPattern::parse(bad).is_none(), "{bad}");
         }
     }
@@ -1104,11 +1215,11 @@ mod tests {
             ),
             (
                 "421 4.7.0 [TSS04] Deferred: too many complaints about mail from 192.0.2.7",
-                Reason::Rejected,
+                Reason::Badreputation,
             ),
             (
                 "554 [TS03] All messages from 192.0.2.7 permanently deferred",
-                Reason::Rejected,
+                Reason::Badreputation,
             ),
             (
                 "550 5.7.509 Access denied, the sending domain example.org fails DMARC",
@@ -1128,7 +1239,7 @@ mod tests {
             ),
             ("554 192.0.2.7 has been refused IB111", Reason::Blocked),
             ("552 Message refused IB212 - content", Reason::Spamdetected),
-            ("550 Ip frequency limited, try later", Reason::Toomanyconn),
+            ("550 Ip frequency limited, try later", Reason::Speeding),
             (
                 "451 4.7.650 192.0.2.7 is rate limited for its reputation (S3113)",
                 Reason::Badreputation,
@@ -1202,13 +1313,13 @@ mod tests {
             text_reason(&set, "queued as 25.7.6101"),
             Some(Reason::Blocked)
         );
-        let plain = facts("550 Requested action not taken: mailbox unavailable");
+        let policy = facts("550 5.7.1 Requested action not taken: mailbox unavailable");
         assert!(
             matches!(
-                set.match_text_confirmed(&plain),
+                set.match_text_confirmed(&policy),
                 Some(TextMatch::Unconfirmed(_, Reason::Filtered))
             ),
-            "without the trace it needs an addressing code"
+            "a policy code refutes it"
         );
     }
 
@@ -1335,11 +1446,11 @@ mod tests {
             ),
             (
                 "Sorry, no mail exchanger or address record for example.net. (#5.4.4)",
-                Reason::Notaccept,
+                Reason::Hostunknown,
             ),
             (
                 "No MX record found for domain example.net",
-                Reason::Notaccept,
+                Reason::Hostunknown,
             ),
             (
                 "an MX or SRV record indicated no SMTP service for example.net",
@@ -1410,10 +1521,14 @@ mod tests {
     fn unreachable_host_in_a_report_is_expired() {
         let set = RuleSet::builtin();
         let mut f = facts("421 Host not reachable.");
-        f.action = Some("delayed");
+        f.action = Some("failed");
         assert_eq!(set.match_text(&f).map(|r| r.reason), Some(Reason::Expired));
-        f.action = None;
-        assert_ne!(set.match_text(&f).map(|r| r.reason), Some(Reason::Expired));
+        // While the sender still retries, an unreachable host is a network error.
+        f.action = Some("delayed");
+        assert_eq!(
+            set.match_text(&f).map(|r| r.reason),
+            Some(Reason::Networkerror)
+        );
     }
 
     #[test]
@@ -1480,13 +1595,12 @@ mod tests {
         let set = RuleSet::builtin();
         for diag in [
             "550 5.7.1 rejected",
-            "550 Requested action not taken: mailbox unavailable",
             "554 Transaction failed",
             "550 5.0.0 message rejected",
             "553 sorry, that domain isn't in my list of allowed rcpthosts",
             "550 5.1.1 sender unknown",
             "553 5.1.8 domain of sender address does not exist",
-            "550 no such user here",
+            "550 5.7.1 no such user here",
         ] {
             let got = set
                 .match_text_confirmed(&facts(diag))
@@ -1806,21 +1920,25 @@ mod tests {
             set.match_text_confirmed(&f)
                 .map(|m| (m.reason(), m.id().to_string()))
         };
+        // A Japanese mobile carrier's "Unknown user" is also its answer to a sender the recipient
+        // blocked, whatever the command; an addressing code still says the mailbox is gone.
+        for command in ["DATA", "RCPT"] {
+            assert_eq!(
+                docomo("mx7.docomo.ne.jp", "5.0.0", command),
+                Some((Reason::Filtered, "filtered.provider.jp-carrier".to_string()))
+            );
+        }
         assert_eq!(
-            docomo("mx7.docomo.ne.jp", "5.0.0", "DATA"),
-            Some((Reason::Rejected, "rejected.provider.docomo".to_string()))
+            docomo("mx7.docomo.ne.jp", "5.1.1", "RCPT").map(|m| m.0),
+            Some(Reason::Userunknown)
         );
-        // Another provider's server, or a mailbox status, keeps the general verdict.
+        // Another provider's server keeps the general verdict: refuted after DATA, else gone.
         assert_eq!(
             docomo("mx7.example.net", "5.0.0", "DATA").map(|m| m.0),
             Some(Reason::Filtered)
         );
         assert_eq!(
-            docomo("mx7.docomo.ne.jp", "5.2.0", "DATA").map(|m| m.0),
-            Some(Reason::Filtered)
-        );
-        assert_eq!(
-            docomo("mx7.docomo.ne.jp", "5.0.0", "RCPT").map(|m| m.0),
+            docomo("mx7.example.net", "5.0.0", "RCPT").map(|m| m.0),
             Some(Reason::Userunknown)
         );
 
@@ -1835,16 +1953,17 @@ mod tests {
         assert_eq!(
             gateway(
                 "5550100@vtext.com",
-                "550 - Requested action not taken: no such user here"
+                "550 5.7.1 Requested action not taken: no such user here"
             ),
             Some(Reason::Userunknown)
         );
         assert_eq!(
             gateway(
                 "5550100@example.com",
-                "550 - Requested action not taken: no such user here"
+                "550 5.7.1 Requested action not taken: no such user here"
             ),
-            Some(Reason::Filtered)
+            Some(Reason::Filtered),
+            "elsewhere the policy code refutes the wording"
         );
         assert_eq!(
             gateway("5550100@vzwpix.com", "No valid recipients for this MM"),
@@ -1870,12 +1989,15 @@ mod tests {
         assert_eq!(
             filter(
                 "cluster9.messagelabs.com",
-                "550 ann@example.org... No such user"
+                "550 5.7.1 ann@example.org... No such user"
             ),
             Some(Reason::Userunknown)
         );
         assert_eq!(
-            filter("relay.example.org", "550 ann@example.org... No such user"),
+            filter(
+                "relay.example.org",
+                "550 5.7.1 ann@example.org... No such user"
+            ),
             Some(Reason::Filtered)
         );
         assert_eq!(
@@ -1963,12 +2085,23 @@ mod tests {
             with("451 4.3.0 Error: queue file write error", None).as_deref(),
             Some("systemerror.text.internal")
         );
-        // X.3.0 is the class's catch-all: no code rule names a reason from it alone.
+        // X.3.0, the mail system class without detail, is still a mail system status.
         let bare = Facts {
             status: StatusCode::parse("4.3.0"),
             ..Facts::default()
         };
-        assert!(set.match_code(&bare).is_none());
+        assert_eq!(
+            set.match_code(&bare).map(|r| r.reason),
+            Some(Reason::Systemerror)
+        );
+        // The fully generic codes name nothing by themselves.
+        for generic in ["5.0.0", "5.7.1", "5.7.0", "5.5.0", "5.2.0", "5.1.0"] {
+            let f = Facts {
+                status: StatusCode::parse(generic),
+                ..Facts::default()
+            };
+            assert!(set.match_code(&f).is_none(), "{generic}");
+        }
         let specific = Facts {
             status: StatusCode::parse("5.3.5"),
             ..Facts::default()

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::Classifier;
-use crate::source::maildir::MaildirSource;
+use bounced::Classifier;
+use bounced::source::maildir::MaildirSource;
 
 /// Arguments of `bounced check-config`.
 #[derive(Debug, clap::Args)]
@@ -20,7 +20,7 @@ pub struct Args {
 
 /// Checks the configuration and prints a one-line summary on stdout.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let cfg = super::run::load_config(args.config.as_deref())?;
+    let cfg = super::load_config(args.config.as_deref())?;
     if let Some(r) = &cfg.daemon.rules {
         Classifier::with_rules_file(r).context("daemon.rules")?;
     }

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde::Serialize;
 
-use crate::classify::Bounce;
-use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
-use crate::{Analysis, analyze};
+use bounced::analysis::{Row, error_row, rows};
+use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::{Analysis, analyze};
 
-use super::{Entry, InputError, load_classifier, read_capped, read_stream_capped, walk};
+use super::load_classifier;
+use bounced::source::files::{Entry, InputError, read_capped, read_stream_capped, walk};
 
 /// Output formats of `bounced classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,114 +41,20 @@ pub struct Args {
     /// Messages larger than this many bytes are reported as errors, unread.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_SIZE)]
     pub max_size: usize,
+    /// Classifier threads [default: one per CPU core]; the output is in input order whatever N.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Files, directories, or `-` for standard input.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
 }
 
-/// One line of `classify` output: a result, or the single line of a message without results.
-///
-/// Serialised by hand so the keys keep the contract order whatever fields [`Bounce`] gains, and so an
-/// empty string always comes out as `null`.
-#[derive(Debug)]
-pub enum Row<'a> {
-    /// One recipient result.
-    Result {
-        /// The input path (`-` for stdin); the key is left out when `None`.
-        file: Option<&'a str>,
-        /// The message kind.
-        kind: &'a str,
-        /// The result.
-        bounce: &'a Bounce,
-    },
-    /// A message with no result: `not_bounce`, or `error` with the error text.
-    Empty {
-        /// The input path (`-` for stdin); the key is left out when `None`.
-        file: Option<&'a str>,
-        /// `not_bounce` or `error`.
-        kind: &'a str,
-        /// The error text, for `error`.
-        error: Option<String>,
-    },
-}
-
-/// `None` for an absent or empty value: the contract has `null`, never `""`.
-fn known(v: Option<&str>) -> Option<&str> {
-    v.filter(|s| !s.is_empty())
-}
-
-impl Serialize for Row<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(None)?;
-        match self {
-            Row::Result { file, kind, bounce } => {
-                if let Some(file) = file {
-                    map.serialize_entry("file", file)?;
-                }
-                map.serialize_entry("kind", kind)?;
-                let b = bounce;
-                let fields: [(&str, Option<&str>); 18] = [
-                    ("recipient", b.recipient.as_deref()),
-                    ("action", b.action.as_deref()),
-                    ("status", b.status.as_deref()),
-                    ("replycode", b.replycode.as_deref()),
-                    ("reason", Some(b.reason.as_str())),
-                    ("bounce_type", Some(b.bounce_type.as_str())),
-                    ("diagnostic", b.diagnostic.as_deref()),
-                    ("remote_mta", b.remote_mta.as_deref()),
-                    ("reporting_mta", b.reporting_mta.as_deref()),
-                    ("date", b.date.as_deref()),
-                    ("feedback_type", b.feedback_type.as_deref()),
-                    ("rule", Some(b.rule.as_str())),
-                    ("reader", Some(b.reader.as_str())),
-                    ("original_message_id", b.original_message_id.as_deref()),
-                    ("original_from", b.original_from.as_deref()),
-                    ("original_to", b.original_to.as_deref()),
-                    ("original_subject", b.original_subject.as_deref()),
-                    ("original_list_id", b.original_list_id.as_deref()),
-                ];
-                for (key, value) in fields {
-                    map.serialize_entry(key, &known(value))?;
-                }
-            }
-            Row::Empty { file, kind, error } => {
-                if let Some(file) = file {
-                    map.serialize_entry("file", file)?;
-                }
-                map.serialize_entry("kind", kind)?;
-                if let Some(error) = error {
-                    map.serialize_entry("error", error)?;
-                }
-            }
-        }
-        map.end()
-    }
-}
-
-/// The output rows of one analysed message: one per bounce, or exactly one when there is none.
-pub fn rows<'a>(file: Option<&'a str>, analysis: &'a Analysis) -> Vec<Row<'a>> {
-    if analysis.bounces.is_empty() {
-        let kind = if analysis.error.is_some() || analysis.kind == "error" {
-            "error"
-        } else {
-            "not_bounce"
-        };
-        return vec![Row::Empty {
-            file,
-            kind,
-            error: analysis.error.as_ref().map(|e| e.to_string()),
-        }];
-    }
-    analysis
-        .bounces
-        .iter()
-        .map(|bounce| Row::Result {
-            file,
-            kind: analysis.kind,
-            bounce,
-        })
-        .collect()
+/// One input to classify: the bytes of standard input, a file to read, or a folder that could not be
+/// listed.
+enum Input {
+    Bytes(Result<Vec<u8>, InputError>),
+    File(PathBuf),
+    Unlisted(io::Error),
 }
 
 /// Reads one input (a path or `-`), respecting the size cap.
@@ -173,11 +79,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut any_error = false;
     let mut write_err: Option<io::Error> = None;
 
-    let mut handle = |name: &str, input: Result<Vec<u8>, InputError>| {
-        let analysis = input.map(|bytes| analyze(&bytes, &classifier, &opts));
+    // Read and classify on the workers; print here, in input order.
+    let work = |(name, input): (String, Input)| {
+        let bytes = match input {
+            Input::Bytes(b) => b,
+            Input::File(p) => read_capped(&p, args.max_size),
+            Input::Unlisted(e) => Err(InputError::Io(e)),
+        };
+        (name, bytes.map(|b| analyze(&b, &classifier, &opts)))
+    };
+    let mut handle = |(name, analysis): (String, Result<Analysis, InputError>)| {
         let lines = match &analysis {
-            Ok(a) => rows(Some(name), a),
-            Err(e) => vec![error_row(Some(name), e)],
+            Ok(a) => rows(Some(&name), a),
+            Err(e) => vec![error_row(Some(&name), e)],
         };
         for row in lines {
             if matches!(row, Row::Empty { kind: "error", .. }) {
@@ -198,22 +112,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    for path in &args.paths {
-        if path.as_os_str() == "-" {
-            handle("-", read_input(path, args.max_size));
-            continue;
+    let jobs = bounced::pipeline::jobs(args.jobs.unwrap_or(0));
+    bounced::pipeline::map_ordered(jobs, work, &mut handle, |push| {
+        for path in &args.paths {
+            if path.as_os_str() == "-" {
+                push(("-".into(), Input::Bytes(read_input(path, args.max_size))));
+                continue;
+            }
+            walk(path, &mut |entry| match entry {
+                Entry::File(p) => push((p.to_string_lossy().into_owned(), Input::File(p))),
+                Entry::Unlisted(p, e) => {
+                    push((p.to_string_lossy().into_owned(), Input::Unlisted(e)))
+                }
+            });
         }
-        walk(path, &mut |entry| match entry {
-            Entry::File(p) => {
-                let name = p.to_string_lossy().into_owned();
-                let input = read_capped(&p, args.max_size);
-                handle(&name, input);
-            }
-            Entry::Unlisted(p, e) => {
-                handle(&p.to_string_lossy(), Err(InputError::Io(e)));
-            }
-        });
-    }
+    });
     if let Some(e) = write_err {
         if e.kind() == io::ErrorKind::BrokenPipe {
             return Ok(ExitCode::SUCCESS);
@@ -234,15 +147,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The single row of an input that could not be read (permission, vanished, too large).
-pub fn error_row<'a>(file: Option<&'a str>, error: &InputError) -> Row<'a> {
-    Row::Empty {
-        file,
-        kind: "error",
-        error: Some(error.to_string()),
-    }
 }
 
 /// Columns for people; collected, because widths depend on every row.
@@ -324,68 +228,29 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{BounceType, Reason};
+    use bounced::{Bounce, BounceType, Reason};
 
     fn bounce() -> Bounce {
-        let mut b =
-            crate::eval::tests::bounce(Reason::Userunknown, BounceType::Hard, Some("5.1.1"), None);
-        b.diagnostic = None;
-        b.rule = "r1".into();
-        b
-    }
-
-    #[test]
-    fn result_keys_come_in_contract_order_with_nulls() -> serde_json::Result<()> {
-        let analysis = Analysis {
-            kind: "dsn",
-            reader: "dsn",
-            bounces: vec![bounce()],
-            error: None,
-            original: None,
-        };
-        let line = serde_json::to_string(&rows(Some("a.eml"), &analysis)[0])?;
-        assert!(line.starts_with(
-            r#"{"file":"a.eml","kind":"dsn","recipient":"user@example.com","action":"failed","status":"5.1.1","replycode":null,"reason":"userunknown","bounce_type":"hard","diagnostic":null,"remote_mta":null,"reporting_mta":null,"date":null,"feedback_type":null,"rule":"r1","reader":"dsn","original_message_id":null,"#
-        ), "{line}");
-        assert!(line.ends_with(r#""original_list_id":null}"#), "{line}");
-        Ok(())
-    }
-
-    #[test]
-    fn empty_strings_come_out_as_null() -> serde_json::Result<()> {
-        let mut b = bounce();
-        b.diagnostic = Some(String::new());
-        b.rule = String::new();
-        let line = serde_json::to_string(&Row::Result {
-            file: None,
-            kind: "dsn",
-            bounce: &b,
-        })?;
-        assert!(line.contains(r#""diagnostic":null"#), "{line}");
-        assert!(line.contains(r#""rule":null"#), "{line}");
-        assert!(!line.contains(r#""""#), "{line}");
-        Ok(())
-    }
-
-    #[test]
-    fn no_result_is_one_line_without_reason() -> serde_json::Result<()> {
-        let analysis = Analysis {
-            kind: "not_bounce",
-            reader: "none",
-            bounces: vec![],
-            error: None,
-            original: None,
-        };
-        let r = rows(Some("n.eml"), &analysis);
-        assert_eq!(r.len(), 1);
-        assert_eq!(
-            serde_json::to_string(&r[0])?,
-            r#"{"file":"n.eml","kind":"not_bounce"}"#
-        );
-        let err = InputError::Io(io::Error::from(io::ErrorKind::NotFound));
-        let line = serde_json::to_string(&error_row(None, &err))?;
-        assert!(line.starts_with(r#"{"kind":"error","error":""#), "{line}");
-        Ok(())
+        Bounce {
+            recipient: Some("user@example.com".into()),
+            action: Some("failed".into()),
+            status: Some("5.1.1".into()),
+            replycode: None,
+            reason: Reason::Userunknown,
+            bounce_type: BounceType::Hard,
+            diagnostic: None,
+            remote_mta: None,
+            reporting_mta: None,
+            date: None,
+            feedback_type: None,
+            rule: "r1".into(),
+            reader: "dsn".into(),
+            original_message_id: None,
+            original_from: None,
+            original_to: None,
+            original_subject: None,
+            original_list_id: None,
+        }
     }
 
     #[test]

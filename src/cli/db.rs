@@ -1,4 +1,5 @@
-//! What the database subcommands share: `--db`/`--config`, opening the store, dates, output formats.
+//! What the database subcommands share (`--db`/`--config`, opening the store, dates, output
+//! formats), and `bounced db`: checking and repairing the database.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,14 +8,98 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, HumanDuration};
-use crate::store::Store;
+use bounced::config::{Config, HumanDuration};
+use bounced::export::spreadsheet_cell;
+use bounced::store::{Difference, Store};
+
+/// Check the bounce database: every recipient's state, counts, soft score and history must be
+/// what its stored bounces and the operator's decisions give.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: DbCommand,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub format: OutputFormat,
+}
+
+/// What to do with the database.
+#[derive(Debug, clap::Subcommand)]
+pub enum DbCommand {
+    /// Recompute every recipient from its stored bounces and manual decisions, in date order, and
+    /// report each difference (state, counts, score, times, suppression, counted flags, history).
+    /// Exit code 1 when a difference is found and not repaired.
+    Check {
+        /// Write what the bounces and decisions give over each recipient that differs.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+/// Runs `bounced db`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let DbCommand::Check { repair } = args.what;
+    runtime()?.block_on(async {
+        let (store, _) = args.db.open(false).await?;
+        let mut found: Vec<Difference> = Vec::new();
+        let report = store
+            .check_recipients(repair, Utc::now(), |d| found.push(d.clone()))
+            .await;
+        store.close().await;
+        let report = report?;
+        let mut out = std::io::stdout().lock();
+        match args.format {
+            OutputFormat::Jsonl => {
+                for d in &found {
+                    serde_json::to_writer(&mut out, d)?;
+                    writeln!(out)?;
+                }
+            }
+            OutputFormat::Csv | OutputFormat::Table => {
+                if !found.is_empty() || args.format == OutputFormat::Csv {
+                    print_rows(
+                        &mut out,
+                        args.format,
+                        &["address", "field", "stored", "expected"],
+                        &found,
+                        |d| {
+                            vec![
+                                d.address.clone(),
+                                d.field.clone(),
+                                d.stored.clone(),
+                                d.expected.clone(),
+                            ]
+                        },
+                    )?;
+                }
+            }
+        }
+        out.flush()?;
+        let verdict = match (report.differing, repair) {
+            (0, _) => "every recipient is in step with its bounces",
+            (_, true) => "repaired",
+            (_, false) => "run `bounced db check --repair` to write what the bounces give",
+        };
+        eprintln!(
+            "bounced: checked {} recipients: {} differ ({} differences); {verdict}",
+            report.recipients, report.differing, report.differences
+        );
+        Ok(if report.differing > 0 && !repair {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
 
 /// The database to use and the configuration that names it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// The bounce database [default: `[store] path` from the configuration, then ./bounced.db].
-    #[arg(long, env = "BOUNCED_DB", value_name = "PATH", global = true)]
+    /// The bounce database [default: BOUNCED_DB, then `[store] path` from the configuration, then
+    /// ./bounced.db].
+    #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
     /// The configuration file (bounced.toml); without one, the documented defaults apply.
     #[arg(
@@ -27,12 +112,9 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    /// The configuration: the file when given, else the defaults.
+    /// The configuration: the file when given, else the defaults; then the environment.
     pub fn config(&self) -> anyhow::Result<Config> {
-        match &self.config_file {
-            Some(path) => Ok(Config::load(path)?),
-            None => Ok(Config::default()),
-        }
+        super::load_config(self.config_file.as_deref())
     }
 
     /// `--db`, else the configured path.
@@ -125,7 +207,7 @@ pub fn print_rows<T: serde::Serialize>(
                 .from_writer(&mut *out);
             w.write_record(headers)?;
             for r in rows {
-                w.write_record(cells(r))?;
+                w.write_record(csv_cells(cells(r)))?;
             }
             w.flush()?;
         }
@@ -156,6 +238,55 @@ pub fn print_rows<T: serde::Serialize>(
         }
     }
     Ok(())
+}
+
+/// Prints a whole record as CSV rows `section,index,field,value`: an object gives one row per
+/// field (index 0), a list one row per field of each element (index 1, 2, ...). One shape holds
+/// any record, for a spreadsheet or a script.
+pub fn print_record_csv(
+    out: &mut dyn Write,
+    sections: &[(&str, serde_json::Value)],
+) -> anyhow::Result<()> {
+    use serde_json::Value;
+    fn cell(v: &Value) -> String {
+        match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(&mut *out);
+    w.write_record(["section", "index", "field", "value"])?;
+    for (name, value) in sections {
+        let items: Vec<(usize, &Value)> = match value {
+            Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i + 1, v)).collect(),
+            other => vec![(0, other)],
+        };
+        for (index, item) in items {
+            if let Value::Object(fields) = item {
+                for (field, v) in fields {
+                    w.write_record(csv_cells(vec![
+                        (*name).to_owned(),
+                        index.to_string(),
+                        field.clone(),
+                        cell(v),
+                    ]))?;
+                }
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The cells of a CSV row, each made safe for spreadsheets (see [`spreadsheet_cell`]).
+pub fn csv_cells(cells: Vec<String>) -> Vec<String> {
+    cells
+        .into_iter()
+        .map(|c| spreadsheet_cell(&c).into_owned())
+        .collect()
 }
 
 /// An optional cell.

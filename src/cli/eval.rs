@@ -1,7 +1,9 @@
 //! `bounced eval`: classify every file of a corpus directory and compare with expected results, or
-//! (`--explain FILE`) show for one message which reader and which rule decided its results, and why.
+//! (`--explain FILE`) show for one message which reader and which rule decided its results, and why,
+//! or (`--knowledge DIR`) measure the classifier against the documented wording of mail servers and
+//! providers (bounces built from the fact tables, see [`bounced::eval::knowledge`]).
 //!
-//! The comparison itself is [`crate::eval`], the explanation [`crate::explain`]; this file loads the
+//! The comparison itself is [`bounced::eval`], the explanation [`bounced::explain`]; this file loads the
 //! files, runs the classifier and prints.
 
 use std::fs;
@@ -12,13 +14,14 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::analyze;
-use crate::classify::Reason;
-use crate::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, round1};
-use crate::explain::{Explanation, explain};
-use crate::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::analyze;
+use bounced::classify::Reason;
+use bounced::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, knowledge, round1};
+use bounced::explain::{Explanation, explain};
+use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
 
-use super::{Entry, load_classifier, read_capped, walk};
+use super::load_classifier;
+use bounced::source::files::{Entry, read_capped, walk};
 
 /// Output formats of `bounced eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,21 +37,35 @@ pub enum Format {
 pub struct Args {
     /// The corpus directory (every regular file in it, recursively); with `--explain`, optional: the
     /// explained file's name in the expected rows is taken relative to it.
-    #[arg(value_name = "DIR", required_unless_present = "explain")]
+    #[arg(value_name = "DIR", required_unless_present_any = ["explain", "knowledge"])]
     pub dir: Option<PathBuf>,
     /// The expected results, one JSON object per line (`file`, `n`, `status`, `replycode`, `reason`,
     /// `hardbounce`, `feedbacktype`); optional with `--explain`.
-    #[arg(long, value_name = "FILE.jsonl", required_unless_present = "explain")]
+    #[arg(long, value_name = "FILE.jsonl", required_unless_present_any = ["explain", "knowledge"])]
     pub expected: Option<PathBuf>,
     /// Explain one message instead: the reader that recognised it and why, each recipient's fields
     /// and where its codes came from, the rule that fired and the hard/soft decision; with
     /// `--expected`, the expected rows beside ours.
     #[arg(long, value_name = "FILE")]
     pub explain: Option<PathBuf>,
+    /// Measure against the fact tables in this directory (`codes.md`, `mtas.md`, `providers.md`,
+    /// `languages.md`) instead of a corpus: each row is built into bounces, read and classified, and
+    /// compared with the reasons the row gives.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["dir", "expected", "explain"])]
+    pub knowledge: Option<PathBuf>,
+    /// With `--knowledge`: rows judged mislabelled, left out (TOML `[[exclude]]` tables with `table`,
+    /// `key` and `why`; at most 3% of a table).
+    #[arg(long, value_name = "FILE.toml", requires = "knowledge")]
+    pub exclusions: Option<PathBuf>,
+    /// With `--knowledge`: print every disagreeing bounce, with the rule, reader, codes and diagnostic
+    /// that decided it.
+    #[arg(long, requires = "knowledge")]
+    pub disagreements: bool,
     /// Write one JSON line per disagreement to this file.
     #[arg(long, value_name = "FILE")]
     pub mismatches: Option<PathBuf>,
-    /// Minimum figures (TOML); exit 1 naming every figure below its floor.
+    /// Minimum figures (TOML); exit 1 naming every figure below its floor (with `--knowledge`: the
+    /// `reason` table of per-file minimums, `hard_soft`, `max_soft_as_hard`).
     #[arg(long, value_name = "FILE.toml")]
     pub floor: Option<PathBuf>,
     /// Messages that are not bounces (every result there counts against us); default: the sibling
@@ -58,6 +75,9 @@ pub struct Args {
     /// A rule file (TOML) merged over the built-in rules.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Classifier threads [default: one per CPU core]; the figures are the same whatever N.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -90,6 +110,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.explain {
         return run_explain(&args, file);
     }
+    if let Some(dir) = &args.knowledge {
+        return run_knowledge(&args, dir);
+    }
     let (Some(dir), Some(expected)) = (&args.dir, &args.expected) else {
         bail!("eval needs DIR and --expected FILE.jsonl (or --explain FILE)");
     };
@@ -114,26 +137,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut evaluator = Evaluator::new(expected);
     let mut read_errors = 0u64;
     let mut write_result: io::Result<()> = Ok(());
-    walk(dir, &mut |entry| {
-        let Entry::File(path) = entry else {
-            read_errors += 1;
-            return;
-        };
+    let jobs = bounced::pipeline::jobs(args.jobs.unwrap_or(0));
+    // Read and classify on the workers; compare here, in walk order.
+    let work = |path: PathBuf| {
         let name = relative_name(dir, &path);
-        let bounces = match read_capped(&path, opts.max_size) {
+        match read_capped(&path, opts.max_size) {
             Ok(bytes) => {
                 let analysis = analyze(&bytes, &classifier, &opts);
-                if analysis.kind == "error" {
-                    read_errors += 1;
-                }
-                analysis.bounces
+                let error = analysis.kind == bounced::Kind::Error;
+                (name, analysis.bounces, error)
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "cannot read");
-                read_errors += 1;
-                Vec::new()
+                (name, Vec::new(), true)
             }
-        };
+        }
+    };
+    let sink = |(name, bounces, error): (String, Vec<bounced::Bounce>, bool)| {
+        if error {
+            read_errors += 1;
+        }
         let mismatches = evaluator.add_file(&name, &bounces);
         if let (Some(out), Ok(())) = (mismatch_out.as_mut(), &write_result) {
             for m in &mismatches {
@@ -142,7 +165,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .and_then(|()| out.write_all(b"\n"));
             }
         }
+    };
+    let mut unlisted = 0u64;
+    bounced::pipeline::map_ordered(jobs, work, sink, |push| {
+        walk(dir, &mut |entry| match entry {
+            Entry::File(path) => push(path),
+            Entry::Unlisted(..) => unlisted += 1,
+        });
     });
+    read_errors += unlisted;
     if let Some(mut out) = mismatch_out {
         write_result = write_result.and_then(|()| out.flush());
     }
@@ -153,12 +184,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sibling.is_dir().then_some(sibling)
     });
     if let Some(dir) = &not_bounces {
-        walk(dir, &mut |entry| {
-            if let Entry::File(path) = entry
-                && let Ok(bytes) = read_capped(&path, opts.max_size)
-            {
-                evaluator.add_not_bounce(&analyze(&bytes, &classifier, &opts).bounces);
+        let work = |path: PathBuf| {
+            read_capped(&path, opts.max_size)
+                .ok()
+                .map(|bytes| analyze(&bytes, &classifier, &opts).bounces)
+        };
+        let sink = |bounces: Option<Vec<bounced::Bounce>>| {
+            if let Some(b) = bounces {
+                evaluator.add_not_bounce(&b);
             }
+        };
+        bounced::pipeline::map_ordered(jobs, work, sink, |push| {
+            walk(dir, &mut |entry| {
+                if let Entry::File(path) = entry {
+                    push(path);
+                }
+            });
         });
     }
 
@@ -200,6 +241,200 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(1))
+}
+
+/// Runs `bounced eval --knowledge DIR`.
+fn run_knowledge(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
+    let rows = knowledge::load_dir(dir)
+        .with_context(|| format!("reading the fact tables in {}", dir.display()))?;
+    let exclusions = match &args.exclusions {
+        Some(p) => knowledge::load_exclusions(p)?,
+        None => Vec::new(),
+    };
+    let problems = knowledge::check_exclusions(&rows, &exclusions);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("bounced: eval: {p}");
+        }
+        bail!("the exclusions file is not valid for these tables");
+    }
+    let floor: Option<knowledge::KnowledgeFloor> = match &args.floor {
+        Some(p) => {
+            let text = fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(toml::from_str(&text).with_context(|| format!("floor file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let classifier = load_classifier(args.rules.as_deref())?;
+    let figures = knowledge::measure(&rows, &exclusions, &classifier);
+    if let Some(p) = &args.mismatches {
+        let mut out = io::BufWriter::new(
+            fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        );
+        for d in &figures.disagreements {
+            serde_json::to_writer(&mut out, d)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let below = floor
+        .as_ref()
+        .map(|f| f.check(&figures))
+        .unwrap_or_default();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Text => {
+            print_knowledge(&mut out, dir, &figures, &exclusions)?;
+            if args.disagreements {
+                print_disagreements(&mut out, &figures.disagreements)?;
+            }
+        }
+        Format::Json => {
+            let value = json!({
+                "knowledge": dir.to_string_lossy(),
+                "figures": figures,
+                "excluded": exclusions,
+                "below_floor": below,
+            });
+            writeln!(out, "{value}")?;
+        }
+    }
+    if below.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for b in &below {
+        eprintln!("bounced: eval: {b}");
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn print_knowledge(
+    out: &mut impl Write,
+    dir: &Path,
+    f: &knowledge::KnowledgeFigures,
+    exclusions: &[knowledge::Exclusion],
+) -> io::Result<()> {
+    let ratio = |r: Ratio| format!("{:>7}  ({}/{})", r.display(), r.hits, r.total);
+    writeln!(out, "knowledge             {}", dir.display())?;
+    writeln!(
+        out,
+        "rows                  {} ({} excluded, {} not scored on reason: use text, ESP-local, not a bounce, no cause); {} bounces built",
+        f.rows, f.excluded, f.reason_not_scored, f.bounces
+    )?;
+    writeln!(
+        out,
+        "reason agreement by table (rows; a row agrees when all its bounces do):"
+    )?;
+    for table in knowledge::TABLES {
+        if let Some(g) = f.tables.get(table) {
+            writeln!(
+                out,
+                "  {:<18}{}   hard/soft {}",
+                format!("{table}.md"),
+                ratio(g.reason),
+                ratio(g.hard_soft)
+            )?;
+        }
+    }
+    writeln!(out, "hard/soft, all rows    {}", ratio(f.hard_soft))?;
+    writeln!(out, "by table and envelope (bounces):")?;
+    for (name, g) in &f.envelopes {
+        writeln!(
+            out,
+            "  {name:<22}{}   hard/soft {}   not read as a bounce: {}",
+            ratio(g.reason),
+            ratio(g.hard_soft),
+            g.unread
+        )?;
+    }
+    writeln!(out, "by reason (rows, by the first reason the row names):")?;
+    for (name, g) in &f.reasons {
+        writeln!(
+            out,
+            "  {name:<18}{}   hard/soft {}",
+            ratio(g.reason),
+            ratio(g.hard_soft)
+        )?;
+    }
+    writeln!(
+        out,
+        "soft-reason rows that came out hard: {} (must be 0)",
+        f.soft_as_hard.len()
+    )?;
+    for d in &f.soft_as_hard {
+        writeln!(
+            out,
+            "  {}.md:{} [{}] {:?} -> {} ({})",
+            d.table,
+            d.line,
+            d.envelope.as_str(),
+            d.key,
+            d.got.map_or("-", |r| r.as_str()),
+            d.rule.as_deref().unwrap_or("-")
+        )?;
+    }
+    if !exclusions.is_empty() {
+        writeln!(out, "excluded rows:")?;
+        for e in exclusions {
+            writeln!(out, "  {}.md {:?}: {}", e.table, e.key, e.why)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_disagreements(out: &mut impl Write, list: &[knowledge::Disagreement]) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "disagreements ({} bounces):", list.len())?;
+    for d in list {
+        let expected: Vec<&str> = d.expected.iter().map(|r| r.as_str()).collect();
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}.md:{} [{}] {}",
+            d.table,
+            d.line,
+            d.envelope.as_str(),
+            d.section
+        )?;
+        writeln!(out, "  words       {}", d.words)?;
+        writeln!(
+            out,
+            "  expected    {} ({:?})",
+            if expected.is_empty() {
+                "(reason not scored)".to_string()
+            } else {
+                expected.join(" | ")
+            },
+            d.expected_hard
+        )?;
+        match d.got {
+            None => writeln!(out, "  got         no result (not read as a bounce)")?,
+            Some(reason) => {
+                writeln!(
+                    out,
+                    "  got         {} ({}) by {}",
+                    reason,
+                    d.got_type.map_or("-", |t| t.as_str()),
+                    d.rule.as_deref().unwrap_or("-")
+                )?;
+                writeln!(
+                    out,
+                    "  read        reader {}, status {}, replycode {}",
+                    d.reader.as_deref().unwrap_or("-"),
+                    d.status.as_deref().unwrap_or("-"),
+                    d.replycode.as_deref().unwrap_or("-")
+                )?;
+                writeln!(
+                    out,
+                    "  diagnostic  {}",
+                    d.diagnostic.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `bounced eval --explain FILE`.
@@ -301,6 +536,7 @@ fn print_explanation(
             writeln!(out, "  {label:<14}{value}")?;
         }
         writeln!(out, "  {:<14}{}", "rule", r.rule.id)?;
+        writeln!(out, "  {:<14}{}", "  step", r.rule.step)?;
         if let Some(note) = &r.rule.note {
             writeln!(out, "  {:<14}{note}", "  note")?;
         }

@@ -10,8 +10,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, parse_time, quiet_broken_pipe, runtime};
-use crate::export::{self, Format};
-use crate::store::query::{ExportFilter, ExportTypes};
+use bounced::export::{self, Format};
+use bounced::store::query::{ExportFilter, ExportTypes};
 
 /// Write the suppressed addresses: txt (one per line, for Mailman `delmembers -f`), csv, jsonl,
 /// listmonk (blocklist import CSV), postfix (access map for `postmap`), ses (account-level
@@ -28,6 +28,9 @@ pub struct Args {
     /// age such as 7d).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
+    /// Only addresses suppressed before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
     /// Which suppressions: any of hard, complaint, soft-suppressed, manual, comma-separated
     /// [default: all].
     #[arg(long, value_parser = ExportTypes::parse)]
@@ -47,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let filter = ExportFilter {
             types: args.types.unwrap_or_default(),
             since: args.since,
+            until: args.until,
         };
         let rows = match &args.output {
             None => {

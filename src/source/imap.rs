@@ -32,9 +32,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_util::sync::CancellationToken;
 
-use super::{Ack, Disposition, Incoming, Payload};
+use super::{Ack, Disposition, Incoming, OversizeId, Payload, Position, Positions, States};
 use crate::config::{ImapAuth, ImapConfig, ImapSecurity, Secret};
-use crate::store::{SourcePosition, Store};
 
 /// Why a connection failed; the daemon logs it and reconnects.
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +58,9 @@ pub enum ImapError {
     /// Something the server must offer is missing (STARTTLS, UIDVALIDITY).
     #[error("{0}")]
     Unsupported(String),
-    /// The database refused to save the position.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    /// The pipeline stopped before the position could be handed over.
+    #[error("the pipeline stopped")]
+    Stopped,
 }
 
 /// The connection under the IMAP client: plain TCP or TLS over it.
@@ -300,10 +299,13 @@ async fn read_greeting(c: &mut Client<Stream>) -> Result<(), ImapError> {
 pub struct ImapSource {
     cfg: ImapConfig,
     secret: Secret,
-    store: Store,
+    /// Where the writer saves this folder's position, in its batch transaction.
+    positions: Positions,
+    /// The position as last saved (read from the database at start, then kept here).
+    saved: std::sync::Mutex<Option<Position>>,
     max_size: usize,
     /// `imap:<name>/<mailbox>`: the key of the saved position.
-    key: String,
+    key: Arc<str>,
 }
 
 impl fmt::Debug for ImapSource {
@@ -321,20 +323,57 @@ enum End {
 }
 
 impl ImapSource {
-    /// Prepares a source; nothing connects until [`ImapSource::run`].
-    pub fn new(cfg: ImapConfig, secret: Secret, store: Store, max_size: usize) -> ImapSource {
-        let key = format!("imap:{}/{}", cfg.name, cfg.mailbox);
+    /// Prepares a source starting from `saved` (the position in the database under
+    /// [`ImapSource::key_of`]); nothing connects until [`ImapSource::run`].
+    pub fn new(
+        cfg: ImapConfig,
+        secret: Secret,
+        positions: Positions,
+        saved: Option<Position>,
+        max_size: usize,
+    ) -> ImapSource {
+        let key = ImapSource::key_of(&cfg).into();
         ImapSource {
             cfg,
             secret,
-            store,
+            positions,
+            saved: std::sync::Mutex::new(saved),
             max_size,
             key,
         }
     }
 
+    /// The key under which the position of `cfg`'s folder is saved: `imap:<name>/<mailbox>`.
+    pub fn key_of(cfg: &ImapConfig) -> String {
+        format!("imap:{}/{}", cfg.name, cfg.mailbox)
+    }
+
+    fn saved(&self) -> Option<Position> {
+        *self
+            .saved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hands `pos` to the writer and remembers it for the next connection.
+    async fn save(&self, pos: Position) -> Result<(), ImapError> {
+        if !self.positions.save(&self.key, pos).await {
+            return Err(ImapError::Stopped);
+        }
+        *self
+            .saved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pos);
+        Ok(())
+    }
+
     /// Reads the mailbox until `cancel` fires, reconnecting after every failure.
-    pub async fn run(mut self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken) {
+    pub async fn run(
+        mut self,
+        tx: mpsc::Sender<Incoming>,
+        cancel: CancellationToken,
+        states: States,
+    ) {
         let mut rng = fastrand::Rng::new();
         let mut attempt: u32 = 0;
         loop {
@@ -349,13 +388,16 @@ impl ImapSource {
                 attempt = attempt + 1,
                 "connecting"
             );
+            states.set(&self.key, "connecting");
             let mut selected = false;
-            match self.connection(&tx, &cancel, &mut selected).await {
+            match self.connection(&tx, &cancel, &mut selected, &states).await {
                 Ok(End::Stopped) => break,
                 Err(e) => {
+                    states.set_connected(&self.key, false);
                     if cancel.is_cancelled() {
                         break;
                     }
+                    states.reconnect(&self.key);
                     if selected {
                         attempt = 0;
                     }
@@ -378,6 +420,7 @@ impl ImapSource {
                         &mut rng,
                     );
                     attempt = attempt.saturating_add(1);
+                    states.set(&self.key, format!("reconnecting: {e}"));
                     tracing::warn!(
                         imap = %self.cfg.name,
                         error = %e,
@@ -392,6 +435,8 @@ impl ImapSource {
                 }
             }
         }
+        states.set(&self.key, "stopped");
+        states.set_connected(&self.key, false);
         tracing::info!(imap = %self.cfg.name, "stopped");
     }
 
@@ -475,6 +520,7 @@ impl ImapSource {
         tx: &mpsc::Sender<Incoming>,
         cancel: &CancellationToken,
         selected: &mut bool,
+        states: &States,
     ) -> Result<End, ImapError> {
         let client = self.connect().await?;
         let mut session = self.login(client).await?;
@@ -494,7 +540,7 @@ impl ImapSource {
             ImapError::Unsupported(format!("{} has no UIDVALIDITY", self.cfg.mailbox))
         })?;
         *selected = true;
-        let mut pos = match self.store.source_position(&self.key).await? {
+        let mut pos = match self.saved() {
             Some(p) if p.uidvalidity == uidvalidity => p,
             Some(p) => {
                 tracing::warn!(
@@ -503,16 +549,14 @@ impl ImapSource {
                     new = uidvalidity,
                     "UIDVALIDITY changed: reading the whole mailbox again (already recorded messages count once)"
                 );
-                let p = SourcePosition {
+                let p = Position {
                     uidvalidity,
                     last_uid: 0,
                 };
-                self.store
-                    .set_source_position(&self.key, p, Utc::now())
-                    .await?;
+                self.save(p).await?;
                 p
             }
-            None => SourcePosition {
+            None => Position {
                 uidvalidity,
                 last_uid: 0,
             },
@@ -526,6 +570,8 @@ impl ImapSource {
             idle = can_idle && self.cfg.idle,
             "selected"
         );
+        states.set(&self.key, "connected");
+        states.set_connected(&self.key, true);
 
         loop {
             let found = self
@@ -551,6 +597,7 @@ impl ImapSource {
             if can_idle && self.cfg.idle {
                 let mut handle = session.idle();
                 handle.init().await?;
+                states.idle(&self.key, Utc::now());
                 let (wait, stop) = handle.wait_with_timeout(self.cfg.idle_renew.0);
                 let res = tokio::select! {
                     r = wait => r?,
@@ -581,7 +628,7 @@ impl ImapSource {
     async fn round(
         &self,
         session: &mut ImapSession,
-        pos: &mut SourcePosition,
+        pos: &mut Position,
         tx: &mpsc::Sender<Incoming>,
         cancel: &CancellationToken,
         can_move: bool,
@@ -651,9 +698,7 @@ impl ImapSource {
                 && last > pos.last_uid
             {
                 pos.last_uid = last;
-                self.store
-                    .set_source_position(&self.key, *pos, Utc::now())
-                    .await?;
+                self.save(*pos).await?;
             }
             tracing::debug!(imap = %self.cfg.name, acked = done.len(), last_uid = pos.last_uid, "acknowledged");
             if unacked_min.is_some() {
@@ -673,13 +718,22 @@ impl ImapSource {
         cancel: &CancellationToken,
     ) -> Result<Vec<(u32, oneshot::Receiver<Disposition>)>, ImapError> {
         let set = uid_set(uids);
+        // INTERNALDATE is when the server received the message: its arrival at this source.
+        let now = Utc::now();
+        let mut arrived = std::collections::HashMap::new();
         let sizes: Vec<(u32, u32)> = session
-            .uid_fetch(&set, "(UID RFC822.SIZE)")
+            .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
             .await?
             .try_collect::<Vec<_>>()
             .await?
             .iter()
-            .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
+            .filter_map(|f| {
+                let uid = f.uid?;
+                if let Some(at) = f.internal_date() {
+                    arrived.insert(uid, at.with_timezone(&Utc));
+                }
+                Some((uid, f.size.unwrap_or(0)))
+            })
             .collect();
         let mut small = Vec::new();
         let mut large = Vec::new();
@@ -699,7 +753,7 @@ impl ImapSource {
                     uid,
                     Payload::TooLarge {
                         size: usize::try_from(size).unwrap_or(usize::MAX),
-                        key: format!("{}/{uidvalidity}/{uid}", self.key),
+                        id: OversizeId::Name(format!("{}/{uidvalidity}/{uid}", self.key)),
                     },
                 )
             })
@@ -717,12 +771,13 @@ impl ImapSource {
             }
         }
         items.sort_by_key(|(uid, _)| *uid);
-        let now = Utc::now();
         for (uid, payload) in items {
             let (ack_tx, ack_rx) = oneshot::channel();
             let incoming = Incoming {
                 source: format!("{}/{uidvalidity}/{uid}", self.key),
-                received_at: now,
+                origin: self.key.clone(),
+                // A server clock ahead of ours must not date a message in the future.
+                received_at: arrived.get(&uid).map_or(now, |at| (*at).min(now)),
                 payload,
                 ack: Ack::Channel(ack_tx),
             };

@@ -20,7 +20,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Ack, Disposition, Incoming, Payload};
+use super::{Ack, Disposition, Incoming, Loaded, OversizeId, Payload, States};
 use crate::config::MaildirConfig;
 
 /// Why a Maildir source could not start.
@@ -135,6 +135,7 @@ fn withhold_from_others(path: &Path) -> io::Result<()> {
 
 /// Renames `from` to `to` unless `to` exists, atomically where the file system supports it
 /// (`renameat2` with `RENAME_NOREPLACE`); elsewhere (NFS) it checks first, then renames.
+#[allow(unsafe_code)]
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
@@ -237,7 +238,7 @@ impl Ticket {
 /// One Maildir folder being read.
 #[derive(Debug)]
 pub struct MaildirSource {
-    label: String,
+    label: Arc<str>,
     rescan_interval: Duration,
     shared: Arc<Shared>,
 }
@@ -260,7 +261,7 @@ impl MaildirSource {
             }
         }
         Ok(MaildirSource {
-            label: cfg.label(),
+            label: cfg.label().into(),
             rescan_interval: cfg.rescan_interval.0,
             shared: Arc::new(Shared {
                 new: root.join("new"),
@@ -280,6 +281,7 @@ impl MaildirSource {
         tx: mpsc::Sender<Incoming>,
         cancel: CancellationToken,
         ready: Option<tokio::sync::oneshot::Sender<()>>,
+        states: States,
     ) -> Result<(), MaildirError> {
         let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(4096);
         let overflow = Arc::new(AtomicBool::new(false));
@@ -346,6 +348,8 @@ impl MaildirSource {
                 })?;
         }
         tracing::info!(maildir = %self.label, path = %self.shared.root.display(), "watching");
+        states.set(&self.label, "watching");
+        states.set_connected(&self.label, true);
         if let Some(r) = ready {
             let _ = r.send(());
         }
@@ -374,6 +378,8 @@ impl MaildirSource {
             }
         }
         drop(watcher);
+        states.set(&self.label, "stopped");
+        states.set_connected(&self.label, false);
         tracing::info!(maildir = %self.label, "stopped");
         Ok(())
     }
@@ -430,6 +436,7 @@ impl MaildirSource {
         }
         let incoming = Incoming {
             source: format!("maildir:{}", path.display()),
+            origin: self.label.clone(),
             received_at: Utc::now(),
             payload: Payload::File(path.clone()),
             ack: Ack::Maildir(Ticket {
@@ -444,6 +451,42 @@ impl MaildirSource {
             r = tx.send(incoming) => r.is_ok(),
         }
     }
+}
+
+/// Reads a message file whole when its size (from the metadata, before any byte is read) is within
+/// `max`; a larger file is never read: its key is derived from its Maildir name and size, so that an
+/// oversized message costs neither memory nor a pass over its bytes.
+pub fn read_file(path: &Path, max: usize) -> io::Result<Loaded> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let meta = f.metadata()?;
+    let mtime = meta.modified().ok().map(chrono::DateTime::<Utc>::from);
+    let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    if len > max {
+        return Ok(Loaded::TooLarge(len, oversized_id(path, len), mtime));
+    }
+    let mut buf = Vec::with_capacity(len);
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    (&mut f).take(cap).read_to_end(&mut buf)?;
+    if buf.len() <= max {
+        return Ok(Loaded::Whole(buf, mtime));
+    }
+    // It grew past the limit after the stat: what was read is dropped, the rest never read.
+    let size = usize::try_from(f.metadata()?.len())
+        .unwrap_or(usize::MAX)
+        .max(buf.len());
+    Ok(Loaded::TooLarge(size, oversized_id(path, size), mtime))
+}
+
+/// The identity of an oversized file: its Maildir unique name (without flags, so the key survives a
+/// rename into `cur/`) and its size.
+fn oversized_id(path: &Path, size: usize) -> OversizeId {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = name.rsplit_once(":2,").map_or(name.as_str(), |(b, _)| b);
+    OversizeId::Name(format!("{base}:{size}"))
 }
 
 /// Lists pending files of `new/` then `cur/`, a chunk at a time, until the receiver goes away.

@@ -1,23 +1,35 @@
-//! Where messages come from: Maildir folders and IMAP mailboxes.
+//! Where messages come from: Maildir folders, IMAP mailboxes, and the files, directories, mbox files
+//! and standard input that `bounced import` reads.
 //!
 //! A source hands the pipeline one [`Incoming`] per message and learns what became of it through the
 //! message's [`Ack`], which the writer fires only after the transaction holding the result has
-//! committed. Sources know nothing of DSNs or SQL.
+//! committed. Sources know nothing of DSNs or SQL: a source that keeps a position (IMAP's last UID)
+//! hands it to a [`Positions`] handle, and the writer saves it inside its next batch transaction.
 
+#[forbid(unsafe_code)]
+pub mod files;
+#[forbid(unsafe_code)]
 pub mod imap;
 pub mod maildir;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// One message on its way from a source to the store.
 #[derive(Debug)]
 pub struct Incoming {
-    /// Where it came from, as stored: `maildir:<path>` or `imap:<account>/<mailbox>/<uidvalidity>/<uid>`.
+    /// Where it came from, as stored: `maildir:<path>`, `file:<path>`, `file:<path>#<n>` (an mbox),
+    /// `stdin`, or `imap:<account>/<mailbox>/<uidvalidity>/<uid>`.
     pub source: String,
-    /// When the source first saw it.
+    /// The label of the source that yielded it (as in [`States`]), for per-source figures.
+    pub origin: Arc<str>,
+    /// When it arrived at the source: an IMAP message's INTERNALDATE, a file's modification time, an
+    /// mbox `From ` line's date. A Maildir file's modification time is read with the file, by the
+    /// worker, and replaces the time of the hand-over set here.
     pub received_at: DateTime<Utc>,
     /// The message itself, or where to read it.
     pub payload: Payload,
@@ -28,17 +40,36 @@ pub struct Incoming {
 /// The bytes of an incoming message, or how to get them.
 #[derive(Debug)]
 pub enum Payload {
-    /// Already in memory (IMAP FETCH).
+    /// Already in memory (IMAP FETCH, an mbox, standard input, a file read by the import walker).
     Bytes(Vec<u8>),
-    /// A file the worker reads, refusing it unread past the size limit (Maildir).
+    /// A Maildir file the worker reads, refusing it unread past the size limit.
     File(PathBuf),
-    /// Known to be over the size limit without reading it; `key` stands in for the content hash.
+    /// Known to be over the size limit without keeping it.
     TooLarge {
-        /// The size the source announced.
+        /// The size the source found or announced.
         size: usize,
-        /// A stable identity for the idempotency key (the source path or IMAP UID).
-        key: String,
+        /// What stands in for the content hash.
+        id: OversizeId,
     },
+}
+
+/// The idempotency key of a message too large to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OversizeId {
+    /// A stable identity (a Maildir unique name and size, an IMAP UID): hashed into the key, so the
+    /// bytes never need a pass.
+    Name(String),
+    /// The hex SHA-256 of the content, computed while streaming it (import).
+    Sha256(String),
+}
+
+/// A message file read by a worker: whole, or found over the limit.
+#[derive(Debug)]
+pub enum Loaded {
+    /// The whole message and the file's modification time.
+    Whole(Vec<u8>, Option<DateTime<Utc>>),
+    /// Over the limit: its size, its key and the file's modification time.
+    TooLarge(usize, OversizeId, Option<DateTime<Utc>>),
 }
 
 /// What became of a message, decided after its result was committed.
@@ -57,7 +88,7 @@ pub enum Ack {
     Maildir(maildir::Ticket),
     /// A message of an IMAP session: the session task applies it (flags, MOVE) on its connection.
     Channel(oneshot::Sender<Disposition>),
-    /// Nothing to do (tests and benchmarks that only record).
+    /// Nothing to do (import, tests and benchmarks that only record).
     None,
 }
 
@@ -73,5 +104,116 @@ impl Ack {
             }
             Ack::None => {}
         }
+    }
+}
+
+/// Where one IMAP folder stands: its UIDVALIDITY and the last UID acknowledged under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The folder's UIDVALIDITY when `last_uid` was saved; UIDs mean nothing under another one.
+    pub uidvalidity: u32,
+    /// Every message up to this UID is recorded and acknowledged.
+    pub last_uid: u32,
+}
+
+/// A source's position to save, by source key (`imap:<account>/<mailbox>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionUpdate {
+    /// The source key.
+    pub key: String,
+    /// The new position.
+    pub position: Position,
+}
+
+/// The handle through which a source saves its position: the pipeline's writer writes it in its next
+/// batch transaction, so a position never runs ahead of or behind the database it describes.
+#[derive(Debug, Clone)]
+pub struct Positions(mpsc::Sender<PositionUpdate>);
+
+impl Positions {
+    /// A handle and the receiving end the writer drains.
+    pub fn channel() -> (Positions, mpsc::Receiver<PositionUpdate>) {
+        let (tx, rx) = mpsc::channel(64);
+        (Positions(tx), rx)
+    }
+
+    /// Queues `position` for `key`; false when the pipeline has stopped.
+    pub async fn save(&self, key: &str, position: Position) -> bool {
+        self.0
+            .send(PositionUpdate {
+                key: key.to_owned(),
+                position,
+            })
+            .await
+            .is_ok()
+    }
+}
+
+/// One source's live state, as shown in metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// What it is doing: `watching`, `connecting`, `connected`, `reconnecting: ...`, `stopped`.
+    pub state: String,
+    /// Connected to its server (IMAP) or watching its folder (Maildir).
+    pub connected: bool,
+    /// When it last began waiting for new mail with IMAP IDLE.
+    pub last_idle: Option<DateTime<Utc>>,
+    /// Connections lost or refused, each followed by a new attempt.
+    pub reconnects: u64,
+}
+
+/// What each source is doing now, by source label: shared between the sources, which set it, and
+/// whoever reports on the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct States(Arc<Mutex<BTreeMap<String, SourceState>>>);
+
+impl States {
+    fn update(&self, source: &str, f: impl FnOnce(&mut SourceState)) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(source) {
+            Some(s) => f(s),
+            None => {
+                let mut s = SourceState::default();
+                f(&mut s);
+                map.insert(source.to_owned(), s);
+            }
+        }
+    }
+
+    /// Sets what `source` is doing.
+    pub fn set(&self, source: &str, state: impl Into<String>) {
+        let state = state.into();
+        self.update(source, |s| s.state = state);
+    }
+
+    /// Sets whether `source` is connected (IMAP) or watching (Maildir).
+    pub fn set_connected(&self, source: &str, connected: bool) {
+        self.update(source, |s| s.connected = connected);
+    }
+
+    /// `source` began waiting for new mail with IMAP IDLE at `at`.
+    pub fn idle(&self, source: &str, at: DateTime<Utc>) {
+        self.update(source, |s| s.last_idle = Some(at));
+    }
+
+    /// `source` lost or could not open its connection and will try again.
+    pub fn reconnect(&self, source: &str) {
+        self.update(source, |s| s.reconnects += 1);
+    }
+
+    /// Every source's state text, by label.
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.details()
+            .into_iter()
+            .map(|(k, v)| (k, v.state))
+            .collect()
+    }
+
+    /// Every source's full state, by label.
+    pub fn details(&self) -> BTreeMap<String, SourceState> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -30,6 +30,10 @@ pub enum StoreError {
         "input/output error on database {path} ({detail}): check free space, the file size limit (ulimit -f) and the disk"
     )]
     Io { path: PathBuf, detail: String },
+    /// This user lacks a permission the database needs; the message names the file, the
+    /// permission and what to do.
+    #[error("{message}")]
+    Permission { path: PathBuf, message: String },
     /// The file cannot be opened at all.
     #[error("cannot open database {path}: check that the folder exists and is writable ({detail})")]
     CannotOpen { path: PathBuf, detail: String },
@@ -54,6 +58,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The text is not a mailbox address.
+    #[error("`{0}` is not an email address (expected local-part@domain)")]
+    InvalidAddress(String),
     /// No recipient with this address is known.
     #[error("no recipient {0} in the database")]
     UnknownRecipient(String),

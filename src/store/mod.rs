@@ -6,9 +6,11 @@
 //! unix seconds (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
 
 mod error;
+mod files;
 pub mod query;
 mod reclassify;
 mod record;
+mod replay;
 mod source_state;
 
 use std::path::{Path, PathBuf};
@@ -18,11 +20,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::sqlite::{SqliteSynchronous, SqliteTransaction};
+use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
-pub use reclassify::{ReclassifyReport, Shift};
+pub use files::DEFAULT_MODE;
+pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
+pub use replay::{CheckReport, Difference};
 
 pub use source_state::SourcePosition;
 
@@ -41,6 +45,9 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Create the file when it does not exist (import, suppress); readers refuse a missing file.
     pub create: bool,
+    /// The permission bits a new database file gets (its group is its folder's); an existing file
+    /// keeps its own.
+    pub mode: u32,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +56,7 @@ impl Default for StoreOptions {
             policy: Policy::default(),
             busy_timeout: Duration::from_secs(5),
             create: true,
+            mode: DEFAULT_MODE,
         }
     }
 }
@@ -73,13 +81,36 @@ pub(crate) fn from_secs(s: i64) -> DateTime<Utc> {
 
 impl Store {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
+    ///
+    /// When the file cannot be opened for want of a permission, the error says which: reading the
+    /// file, writing it, or writing its folder (where SQLite keeps `-wal` and `-shm`).
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let create = opts.create;
+        match Store::open_inner(path, opts).await {
+            Ok(store) => Ok(store),
+            Err(
+                e @ (StoreError::CannotOpen { .. }
+                | StoreError::ReadOnly { .. }
+                | StoreError::Io { .. }
+                | StoreError::Sql { .. }),
+            ) => match files::missing_permission(path, create) {
+                Some(message) => Err(StoreError::Permission {
+                    path: path.to_path_buf(),
+                    message,
+                }),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_inner(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
         if !opts.create && !path.exists() {
             return Err(StoreError::Missing { path });
         }
         if opts.create {
-            create_private(&path).map_err(|e| StoreError::CannotOpen {
+            files::create_database(&path, opts.mode).map_err(|e| StoreError::CannotOpen {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
@@ -148,31 +179,59 @@ impl Store {
     }
 
     /// Refuses a database written by a newer bounced, then applies the migrations this one knows.
+    ///
+    /// Several processes may open a new database at once (a daemon and an import started together):
+    /// the check and the migrations run inside one `begin immediate` transaction, so one process
+    /// migrates while the others wait (up to the busy timeout) and then find nothing left to do. A
+    /// database already up to date is only read, so readers never take the write lock here.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        if self.pending_migrations(&mut conn).await? == 0 {
+            return Ok(());
+        }
+        use sqlx::Connection;
+        let mut tx = conn
+            .begin_with("begin immediate")
+            .await
+            .map_err(|e| self.err(e))?;
+        // Another process may have migrated while this one waited for the lock.
+        if self.pending_migrations(&mut tx).await? > 0 {
+            MIGRATOR
+                .run_direct(None, &mut *tx, false)
+                .await
+                .map_err(|e| StoreError::from_migrate(&self.path, e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// How many known migrations the database lacks; fails with [`StoreError::NewerVersion`] when
+    /// it has one this binary does not know.
+    async fn pending_migrations(&self, conn: &mut SqliteConnection) -> Result<usize, StoreError> {
+        let known = Store::schema_version();
         let has_table: Option<(String,)> = sqlx::query_as(
             "select name from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
-        if has_table.is_some() {
-            let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-            if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
-                return Err(StoreError::NewerVersion {
-                    path: self.path.clone(),
-                    found: v,
-                    known,
-                });
-            }
+        if has_table.is_none() {
+            return Ok(MIGRATOR.iter().count());
         }
-        MIGRATOR
-            .run(&self.pool)
+        let applied: Vec<(i64,)> = sqlx::query_as("select version from _sqlx_migrations")
+            .fetch_all(&mut *conn)
             .await
-            .map_err(|e| StoreError::from_migrate(&self.path, e))
+            .map_err(|e| self.err(e))?;
+        if let Some(&(v,)) = applied.iter().find(|(v,)| !MIGRATOR.version_exists(*v)) {
+            return Err(StoreError::NewerVersion {
+                path: self.path.clone(),
+                found: v,
+                known,
+            });
+        }
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.iter().any(|(v,)| *v == m.version))
+            .count())
     }
 
     /// The database file.
@@ -195,9 +254,15 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Wraps a sqlx error with this database's path.
+    /// Wraps a sqlx error with this database's path; a refused write names the missing permission.
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
-        StoreError::from_sqlx(&self.path, e)
+        match StoreError::from_sqlx(&self.path, e) {
+            StoreError::ReadOnly { path } => match files::missing_permission(&path, true) {
+                Some(message) => StoreError::Permission { path, message },
+                None => StoreError::ReadOnly { path },
+            },
+            other => other,
+        }
     }
 
     pub(crate) async fn begin(&self) -> Result<SqliteTransaction<'static>, StoreError> {
@@ -256,22 +321,6 @@ impl Store {
     }
 }
 
-/// Creates the database file, readable and writable by its owner only (0600), unless it exists.
-/// SQLite gives its `-wal` and `-shm` files the mode of the database file, so they are private too.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// The stored form of an address: [`Address`]'s printed form (local part as sent, quoted only where
 /// needed; domain lower-cased), with its domain.
 ///
@@ -308,6 +357,38 @@ mod tests {
             normalize_address("rfc822; \"john..doe\"@example.org"),
             Some(("\"john..doe\"@example.org".into(), "example.org".into()))
         );
+        // Written without quotes, as real mail systems accept it: the same mailbox.
+        assert_eq!(
+            normalize_address("john..doe@example.org"),
+            Some(("\"john..doe\"@example.org".into(), "example.org".into()))
+        );
+    }
+
+    #[test]
+    fn keeps_every_mailbox_form() {
+        for good in [
+            "=plus+tag@example.com",
+            "-dash@example.com",
+            "o'hara@example.ie",
+            "\"quoted@inside\"@example.com",
+            "user@[192.0.2.1]",
+            "root@localhost",
+            "jörg@bücher.example",
+            "under_score@mail_host.example.com",
+        ] {
+            let got = normalize_address(good).map(|(a, _)| a);
+            assert_eq!(got.as_deref(), Some(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_formula_never_reaches_the_store() {
+        // The parenthesised text is an RFC 5322 comment: what is stored is the mailbox without it.
+        let got = normalize_address("=HYPERLINK(\"http://evil.example/\")@example.com");
+        assert_eq!(
+            got,
+            Some(("=HYPERLINK@example.com".into(), "example.com".into()))
+        );
     }
 
     #[test]
@@ -320,6 +401,12 @@ mod tests {
             "a b@example.com",
             "x@\u{7}",
             "a@b@c",
+            "@evil@example.com",
+            "bob@exa mple.com",
+            "bob@example..com",
+            "bob@-x(y).com",
+            "\"unclosed@example.com",
+            "a\"b@example.com",
         ] {
             assert_eq!(normalize_address(bad), None, "{bad:?}");
         }

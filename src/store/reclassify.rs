@@ -1,16 +1,18 @@
 //! Re-running the current rules over stored raw messages, and re-deriving recipient states.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::record::{BounceFields, inflate, replay, write_bounces};
-use super::{Store, StoreError, from_secs, secs};
+use super::record::{BounceFields, inflate, verp_mismatch, write_bounces};
+use super::replay::{self, History, RecipientRow, StoredBounce, rederive};
+use super::{Store, StoreError, from_secs, normalize_address, secs};
 use crate::Analysis;
+use crate::maildate::bounce_time;
 use crate::policy::State;
 
-/// A recipient whose state reclassification changed.
+/// A recipient whose state reclassification changed (or, in a dry run, would change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shift {
     /// The address.
@@ -21,9 +23,11 @@ pub struct Shift {
     pub to: State,
 }
 
-/// What [`Store::reclassify`] changed.
+/// What [`Store::reclassify`] changed (or, in a dry run, would change).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReclassifyReport {
+    /// Nothing was written: the figures say what a real run would do.
+    pub dry_run: bool,
     /// Messages examined.
     pub messages: u64,
     /// Messages whose kind or bounces differ under the current rules.
@@ -38,8 +42,28 @@ pub struct ReclassifyReport {
     pub shifts: Vec<Shift>,
 }
 
-/// Messages read per transaction.
-const CHUNK: i64 = 200;
+/// How [`Store::reclassify`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReclassifyOptions {
+    /// Only messages received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Write nothing; report what would change.
+    pub dry_run: bool,
+    /// Messages per transaction: each batch replaces its bounces and re-derives the recipients
+    /// involved in one transaction, so a run stopped anywhere leaves every recipient in step with
+    /// its bounces, and a rerun finishes the work.
+    pub batch: usize,
+}
+
+impl Default for ReclassifyOptions {
+    fn default() -> Self {
+        ReclassifyOptions {
+            since: None,
+            dry_run: false,
+            batch: 200,
+        }
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct StoredMessage {
@@ -47,43 +71,80 @@ struct StoredMessage {
     received_at: i64,
     kind: String,
     reader: String,
+    verp_recipient: Option<String>,
     raw_deflate: Vec<u8>,
 }
 
+/// A message whose result changed, kept for a dry run's final derivation.
+struct Fresh {
+    received_at: i64,
+    analysis: Analysis,
+}
+
+/// Records each recipient's first state and latest state across batches.
+#[derive(Default)]
+struct Shifts(BTreeMap<String, (State, State)>);
+
+impl Shifts {
+    fn note(&mut self, address: &str, before: State, after: State) {
+        self.0
+            .entry(address.to_owned())
+            .and_modify(|(_, to)| *to = after)
+            .or_insert((before, after));
+    }
+
+    fn into_vec(self) -> Vec<Shift> {
+        self.0
+            .into_iter()
+            .filter(|(_, (from, to))| from != to)
+            .map(|(address, (from, to))| Shift { address, from, to })
+            .collect()
+    }
+}
+
 impl Store {
-    /// Re-analyses every stored message received at or after `since` with `analyze`, replaces the
-    /// bounces of those whose result changed, then replays the history of every recipient involved.
+    /// Re-analyses every stored message (received at or after `opts.since`) with `analyze`,
+    /// replaces the bounces of those whose result changed and re-derives every recipient involved,
+    /// one transaction per batch of messages. The analysis runs outside the transaction, so a
+    /// running daemon waits only for the writes.
     ///
-    /// Works in chunks of 200 messages per transaction, so memory stays bounded.
+    /// With `opts.dry_run` nothing is written: the report says which recipients would change state.
     pub async fn reclassify<F>(
         &self,
-        since: Option<DateTime<Utc>>,
+        opts: &ReclassifyOptions,
         analyze: F,
         now: DateTime<Utc>,
     ) -> Result<ReclassifyReport, StoreError>
     where
         F: Fn(&[u8]) -> Analysis,
     {
-        let mut report = ReclassifyReport::default();
-        let mut touched: HashSet<i64> = HashSet::new();
+        let mut report = ReclassifyReport {
+            dry_run: opts.dry_run,
+            ..ReclassifyReport::default()
+        };
+        let mut shifts = Shifts::default();
+        let mut replayed: HashSet<i64> = HashSet::new();
+        let mut fresh: HashMap<i64, Fresh> = HashMap::new();
+        let mut dry_touched: HashSet<i64> = HashSet::new();
         let mut last_id = 0i64;
         let now_s = secs(now);
+        let batch = i64::try_from(opts.batch.max(1)).unwrap_or(200);
         loop {
-            let mut tx = self.begin().await?;
             let chunk: Vec<StoredMessage> = sqlx::query_as(
-                "select id, received_at, kind, reader, raw_deflate from messages \
+                "select id, received_at, kind, reader, verp_recipient, raw_deflate from messages \
                  where id > ?1 and (?2 is null or received_at >= ?2) order by id limit ?3",
             )
             .bind(last_id)
-            .bind(since.map(secs))
-            .bind(CHUNK)
-            .fetch_all(&mut *tx)
+            .bind(opts.since.map(secs))
+            .bind(batch)
+            .fetch_all(self.pool())
             .await
             .map_err(|e| self.err(e))?;
             let Some(last) = chunk.last() else {
                 break;
             };
             last_id = last.id;
+            let mut analysed = Vec::with_capacity(chunk.len());
             for m in chunk {
                 report.messages += 1;
                 let raw = inflate(&m.raw_deflate).map_err(|source| StoreError::Raw {
@@ -92,99 +153,216 @@ impl Store {
                     source,
                 })?;
                 let analysis = analyze(&raw);
-                let stored: Vec<BounceFields> = sqlx::query_as(
-                    "select recipient, action, status, replycode, reason, bounce_type, diagnostic, \
-                     remote_mta, reporting_mta, date, feedback_type, rule, reader, \
-                     original_message_id, original_from, original_to, original_subject, \
-                     original_list_id from bounces where message_id = ? order by position",
-                )
-                .bind(m.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-                let fresh: Vec<BounceFields> =
-                    analysis.bounces.iter().map(BounceFields::of).collect();
-                if stored == fresh && m.kind == analysis.kind && m.reader == analysis.reader {
-                    continue;
-                }
-                report.changed += 1;
-                report.bounces_before += stored.len() as u64;
-                report.bounces_after += fresh.len() as u64;
-                let old: Vec<(i64,)> = sqlx::query_as(
-                    "select distinct recipient_id from bounces \
-                     where message_id = ? and recipient_id is not null",
-                )
-                .bind(m.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-                touched.extend(old.into_iter().map(|(id,)| id));
-                sqlx::query("delete from bounces where message_id = ?")
-                    .bind(m.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                let original = analysis.original.as_ref();
-                sqlx::query(
-                    "update messages set kind = ?, reader = ?, error = ?, original_message_id = ?, \
-                     original_list_id = ? where id = ?",
-                )
-                .bind(analysis.kind)
-                .bind(analysis.reader)
-                .bind(analysis.error.as_ref().map(ToString::to_string))
-                .bind(original.and_then(|o| o.message_id.as_deref()))
-                .bind(original.and_then(|o| o.list_id.as_deref()))
-                .bind(m.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-                write_bounces(
-                    &mut tx,
-                    m.id,
-                    from_secs(m.received_at),
-                    &analysis.bounces,
-                    now_s,
-                    &mut touched,
-                )
-                .await
-                .map_err(|e| self.err(e))?;
+                analysed.push((m, analysis));
             }
-            tx.commit().await.map_err(|e| self.err(e))?;
+            let result = self
+                .reclassify_batch(
+                    analysed,
+                    opts.dry_run,
+                    now_s,
+                    &mut report,
+                    &mut fresh,
+                    &mut dry_touched,
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+            for r in result {
+                replayed.insert(r.id);
+                shifts.note(&r.address, r.before, r.after);
+            }
         }
-
-        let mut ids: Vec<i64> = touched.into_iter().collect();
-        ids.sort_unstable();
-        report.recipients_replayed = ids.len() as u64;
-        report.shifts = self.replay_ids(&ids, now).await?;
+        if opts.dry_run {
+            let derived = self
+                .derive_fresh(&fresh, dry_touched)
+                .await
+                .map_err(|e| self.err(e))?;
+            report.recipients_replayed = derived.len() as u64;
+            for (address, before, after) in derived {
+                shifts.note(&address, before, after);
+            }
+        } else {
+            report.recipients_replayed = replayed.len() as u64;
+        }
+        report.shifts = shifts.into_vec();
         Ok(report)
     }
 
-    /// Replays the histories of the recipients `ids`, 500 per transaction; returns those whose
-    /// state changed.
-    async fn replay_ids(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<Shift>, StoreError> {
-        let mut shifts = Vec::new();
-        for chunk in ids.chunks(500) {
-            let mut tx = self.begin().await?;
-            for &id in chunk {
-                let (before, after) = replay(&mut tx, self.policy(), id, secs(now))
-                    .await
-                    .map_err(|e| self.err(e))?;
-                if before != after {
-                    let address: String =
-                        sqlx::query_scalar("select address from recipients where id = ?")
-                            .bind(id)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(|e| self.err(e))?;
-                    shifts.push(Shift {
-                        address,
-                        from: before,
-                        to: after,
-                    });
-                }
+    /// Compares one batch's fresh analyses with what is stored; writes the changes and re-derives
+    /// the recipients involved in one transaction, or, in a dry run, keeps the changed results.
+    async fn reclassify_batch(
+        &self,
+        analysed: Vec<(StoredMessage, Analysis)>,
+        dry_run: bool,
+        now: i64,
+        report: &mut ReclassifyReport,
+        fresh: &mut HashMap<i64, Fresh>,
+        dry_touched: &mut HashSet<i64>,
+    ) -> Result<Vec<replay::Rederived>, sqlx::Error> {
+        use sqlx::Connection;
+        let mut conn = self.pool().acquire().await?;
+        let mut tx = if dry_run {
+            conn.begin().await?
+        } else {
+            conn.begin_with("begin immediate").await?
+        };
+        let mut touched: HashSet<i64> = HashSet::new();
+        for (m, analysis) in analysed {
+            let stored: Vec<BounceFields> = sqlx::query_as(
+                "select recipient, action, status, replycode, reason, bounce_type, diagnostic, \
+                 remote_mta, reporting_mta, date, feedback_type, rule, reader, \
+                 original_message_id, original_from, original_to, original_subject, \
+                 original_list_id from bounces where message_id = ? order by position",
+            )
+            .bind(m.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let fresh_fields: Vec<BounceFields> =
+                analysis.bounces.iter().map(BounceFields::of).collect();
+            if stored == fresh_fields
+                && m.kind == analysis.kind.as_str()
+                && m.reader == analysis.reader
+                && m.verp_recipient == analysis.verp
+            {
+                continue;
             }
-            tx.commit().await.map_err(|e| self.err(e))?;
+            report.changed += 1;
+            report.bounces_before += stored.len() as u64;
+            report.bounces_after += fresh_fields.len() as u64;
+            let old: Vec<(i64,)> = sqlx::query_as(
+                "select distinct recipient_id from bounces \
+                 where message_id = ? and recipient_id is not null",
+            )
+            .bind(m.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            touched.extend(old.into_iter().map(|(id,)| id));
+            if dry_run {
+                fresh.insert(
+                    m.id,
+                    Fresh {
+                        received_at: m.received_at,
+                        analysis,
+                    },
+                );
+                continue;
+            }
+            sqlx::query("delete from bounces where message_id = ?")
+                .bind(m.id)
+                .execute(&mut *tx)
+                .await?;
+            let original = analysis.original.as_ref();
+            sqlx::query(
+                "update messages set kind = ?, reader = ?, error = ?, original_message_id = ?, \
+                 original_list_id = ?, verp_recipient = ? where id = ?",
+            )
+            .bind(analysis.kind.as_str())
+            .bind(analysis.reader)
+            .bind(analysis.error.as_ref().map(ToString::to_string))
+            .bind(original.and_then(|o| o.message_id.as_deref()))
+            .bind(original.and_then(|o| o.list_id.as_deref()))
+            .bind(analysis.verp.as_deref())
+            .bind(m.id)
+            .execute(&mut *tx)
+            .await?;
+            write_bounces(
+                &mut tx,
+                m.id,
+                from_secs(m.received_at),
+                analysis.verp.as_deref(),
+                &analysis.bounces,
+                now,
+                &mut touched,
+            )
+            .await?;
         }
-        Ok(shifts)
+        if dry_run {
+            dry_touched.extend(touched);
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<i64> = touched.into_iter().collect();
+        ids.sort_unstable();
+        let out = rederive(&mut tx, self.policy(), &ids, now, true, false).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// A dry run's end: every recipient of a changed message (before or after) derived from its
+    /// stored inputs with the changed messages' bounces replaced by their new results, in memory.
+    /// Returns `(address, stored state, state it would have)`.
+    async fn derive_fresh(
+        &self,
+        fresh: &HashMap<i64, Fresh>,
+        mut touched: HashSet<i64>,
+    ) -> Result<Vec<(String, State, State)>, sqlx::Error> {
+        // The new bounces, by normalized address, with ids past any stored one.
+        let mut next_id = i64::MAX / 2;
+        let mut new_bounces: HashMap<String, (String, Vec<StoredBounce>)> = HashMap::new();
+        for f in fresh.values() {
+            let verp = f.analysis.verp.as_deref();
+            for b in &f.analysis.bounces {
+                let Some((address, domain)) = b.recipient.as_deref().and_then(normalize_address)
+                else {
+                    continue;
+                };
+                next_id += 1;
+                let at = secs(bounce_time(b.date.as_deref(), from_secs(f.received_at)));
+                new_bounces
+                    .entry(address.clone())
+                    .or_insert_with(|| (domain, Vec::new()))
+                    .1
+                    .push(StoredBounce {
+                        id: next_id,
+                        message_id: 0,
+                        recipient_id: 0,
+                        at,
+                        bounce_type: b.bounce_type.as_str().to_owned(),
+                        reason: b.reason.as_str().to_owned(),
+                        rule: b.rule.clone(),
+                        counted: false,
+                        verp_mismatch: verp_mismatch(verp, Some(&address)),
+                    });
+            }
+        }
+        let mut conn = self.pool().acquire().await?;
+        let addresses: Vec<&String> = new_bounces.keys().collect();
+        for part in addresses.chunks(500) {
+            let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> =
+                sqlx::QueryBuilder::new("select id from recipients where address in (");
+            let mut sep = qb.separated(", ");
+            for a in part {
+                sep.push_bind(a.as_str());
+            }
+            qb.push(")");
+            let ids: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            touched.extend(ids.into_iter().map(|(id,)| id));
+        }
+        let mut ids: Vec<i64> = touched.into_iter().collect();
+        ids.sort_unstable();
+        let mut out = Vec::new();
+        let mut apply = |mut h: History, extra: Vec<StoredBounce>| {
+            let before = State::parse(&h.row.state);
+            h.bounces.retain(|b| !fresh.contains_key(&b.message_id));
+            h.bounces.extend(extra);
+            let after = State::parse(&replay::derive(self.policy(), &h).row.state);
+            out.push((h.row.address.clone(), before, after));
+        };
+        for part in ids.chunks(500) {
+            for h in replay::load(&mut conn, part).await? {
+                let extra = new_bounces
+                    .remove(&h.row.address)
+                    .map(|(_, b)| b)
+                    .unwrap_or_default();
+                apply(h, extra);
+            }
+        }
+        for (address, (domain, bounces)) in new_bounces {
+            let h = History {
+                row: RecipientRow::new(0, address, domain),
+                bounces: Vec::new(),
+                events: Vec::new(),
+            };
+            apply(h, bounces);
+        }
+        Ok(out)
     }
 }

@@ -11,10 +11,14 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use super::replay::{
+    self, AutoEvent, History, RecipientRow, StoredEvent, insert_events, recipient_columns,
+    rederive, rows_per_statement, save_rows, upsert_recipients,
+};
 use super::{Store, StoreError, from_secs, normalize_address, secs};
-use crate::classify::{Bounce, BounceType};
-use crate::policy::{self, Cause, Decision, Event, Manual, Policy, RecipientState, State};
-use crate::{Analysis, Classifier};
+use crate::Analysis;
+use crate::classify::Bounce;
+use crate::policy::{self, Cause, Event, Manual, Policy, State};
 
 /// One message ready for the database: hashed, compressed and analysed (the CPU work, done off the
 /// writer so a worker pool can do it in parallel).
@@ -106,18 +110,6 @@ impl Prepared {
             analysis,
         }
     }
-
-    /// Analyses `bytes` with `classifier`, then hashes and compresses them.
-    pub fn analyze(
-        source: String,
-        received_at: DateTime<Utc>,
-        bytes: &[u8],
-        classifier: &Classifier,
-        opts: &crate::report::ReadOptions,
-    ) -> Prepared {
-        let analysis = crate::analyze(bytes, classifier, opts);
-        Prepared::new(source, received_at, bytes, analysis)
-    }
 }
 
 /// A recipient whose state changed, and why.
@@ -150,111 +142,9 @@ pub enum Outcome {
     },
 }
 
-/// When a failure happened: the report's date when it parses and is not in the future of its
-/// arrival, else the arrival time.
-pub(crate) fn bounce_time(date: Option<&str>, received_at: DateTime<Utc>) -> DateTime<Utc> {
-    match date.and_then(parse_mail_date) {
-        Some(t) if t <= received_at + chrono::Duration::days(1) => t,
-        _ => received_at,
-    }
-}
-
-/// The offset of a zone name that mail writes instead of a number, in minutes east of UTC.
-fn zone_offset(name: &str) -> Option<i32> {
-    let hours = match name.to_ascii_uppercase().as_str() {
-        "UT" | "UTC" | "GMT" | "Z" | "WET" => 0,
-        "BST" | "CET" | "MET" | "WEST" => 1,
-        "CEST" | "MEST" | "EET" | "SAST" => 2,
-        "EEST" | "MSK" => 3,
-        "IST" => return Some(330),
-        "CST" => -6,
-        "CDT" | "EST" => -5,
-        "EDT" | "AST" => -4,
-        "ADT" => -3,
-        "MST" => -7,
-        "MDT" => -6,
-        "PST" => -8,
-        "PDT" => -7,
-        "AKST" => -9,
-        "HST" => -10,
-        "HKT" | "SGT" | "AWST" => 8,
-        "JST" | "KST" => 9,
-        "AEST" => 10,
-        "AEDT" => 11,
-        "NZST" => 12,
-        "NZDT" => 13,
-        _ => return None,
-    };
-    Some(hours * 60)
-}
-
-/// Parses a mail date leniently: a wrong weekday, a zone name (`JST`), a trailing comment `(EST)`,
-/// a missing zone or missing seconds are all accepted, as real reports have them. RFC 3339 too.
-pub(crate) fn parse_mail_date(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let s = match s.find('(') {
-        Some(i) => s.get(..i).unwrap_or(s),
-        None => s,
-    };
-    let s = match s.split_once(',') {
-        Some((_, rest)) => rest,
-        None => s,
-    };
-    let mut words: Vec<&str> = s.split_whitespace().collect();
-    // A leading weekday without its comma.
-    if words
-        .first()
-        .is_some_and(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_alphabetic()))
-    {
-        words.remove(0);
-    }
-    let offset_minutes = match words.get(4) {
-        None => 0,
-        Some(z) if z.starts_with(['+', '-']) => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
-            let digits = z
-                .get(1..)
-                .filter(|d| d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()))?;
-            let h: i32 = digits.get(..2)?.parse().ok()?;
-            let m: i32 = digits.get(2..)?.parse().ok()?;
-            sign * (h * 60 + m)
-        }
-        Some(z) => zone_offset(z).unwrap_or(0),
-    };
-    // Two- and three-digit years, as RFC 5322 section 4.3 reads them.
-    let year = match words.get(2).map(|y| (y.len(), y.parse::<i32>())) {
-        Some((1..=2, Ok(y))) if y < 50 => (y + 2000).to_string(),
-        Some((1..=3, Ok(y))) => (y + 1900).to_string(),
-        _ => (*words.get(2)?).to_owned(),
-    };
-    let text = format!(
-        "{} {} {year} {}",
-        words.first()?,
-        words.get(1)?,
-        words.get(3)?
-    );
-    let naive = chrono::NaiveDateTime::parse_from_str(&text, "%d %b %Y %H:%M:%S")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&text, "%d %b %Y %H:%M"))
-        .ok()?;
-    let offset = chrono::FixedOffset::east_opt(offset_minutes * 60)?;
-    naive
-        .and_local_timezone(offset)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        // Internet mail is younger than this; an earlier date is a wrong clock.
-        .filter(|t| t.timestamp() >= 631_152_000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(s: &str) -> Option<String> {
-        parse_mail_date(s).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-    }
 
     #[test]
     fn deflate_round_trips_with_a_reused_compressor() {
@@ -273,41 +163,6 @@ mod tests {
             inflate(&deflate(&incompressible)).unwrap_or_default(),
             incompressible
         );
-    }
-
-    #[test]
-    fn lenient_mail_dates() {
-        let want = Some("2015-04-29T23:34:45Z".to_owned());
-        // 29 April 2015 was a Wednesday: the wrong weekday is ignored.
-        assert_eq!(utc("Thu, 29 Apr 2015 23:34:45 +0000"), want);
-        assert_eq!(utc("29 Apr 2015 23:34:45 GMT"), want);
-        assert_eq!(utc("Wed, 30 Apr 2015 08:34:45 JST"), want);
-        assert_eq!(utc("Wed, 29 Apr 2015 19:34:45 -0400 (EDT)"), want);
-        assert_eq!(utc("Wed 29 Apr 2015 23:34:45"), want);
-        assert_eq!(utc("2015-04-29T23:34:45Z"), want);
-        assert_eq!(
-            utc("Wed, 29 Apr 2015 23:34 +0000"),
-            Some("2015-04-29T23:34:00Z".into())
-        );
-        assert_eq!(utc("Wed, 29 Apr 15 23:34:45 +0000"), want);
-        assert_eq!(
-            utc("Thu, 29 Apr 99 23:34:45 +0000"),
-            Some("1999-04-29T23:34:45Z".into())
-        );
-        assert_eq!(utc("Thu, 29 Apr 115 23:34:45 +0000"), want);
-        assert_eq!(utc("Thu, 29 Apr 1970 23:34:45 +0000"), None);
-        assert_eq!(utc("yesterday"), None);
-        assert_eq!(utc("Wed, 29 Apr 2015 23:34:45 +00"), None);
-    }
-
-    #[test]
-    fn a_date_in_the_future_falls_back_to_arrival() {
-        let arrival = parse_mail_date("1 Mar 2026 00:00:00 +0000").unwrap_or_default();
-        assert_eq!(
-            bounce_time(Some("1 Mar 2031 00:00:00 +0000"), arrival),
-            arrival
-        );
-        assert_eq!(bounce_time(None, arrival), arrival);
     }
 }
 
@@ -359,205 +214,6 @@ impl BounceFields {
     }
 }
 
-/// The stored bounce type name back as a [`BounceType`].
-pub(crate) fn parse_bounce_type(s: &str) -> BounceType {
-    match s {
-        "hard" => BounceType::Hard,
-        "soft" => BounceType::Soft,
-        "complaint" => BounceType::Complaint,
-        _ => BounceType::None,
-    }
-}
-
-/// A recipient's row, less its address.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct RecipientRow {
-    pub id: i64,
-    pub address: String,
-    pub domain: String,
-    pub state: String,
-    pub soft_score: i64,
-    pub soft_last_counted_at: Option<i64>,
-    pub manual: Option<String>,
-    pub hard_count: i64,
-    pub soft_count: i64,
-    pub complaint_count: i64,
-    pub other_count: i64,
-    pub first_bounce_at: Option<i64>,
-    pub last_bounce_at: Option<i64>,
-    pub suppressed_at: Option<i64>,
-    pub suppressed_type: Option<String>,
-    pub suppressed_why: Option<String>,
-    pub suppressed_bounce_id: Option<i64>,
-}
-
-impl RecipientRow {
-    fn policy_state(&self) -> RecipientState {
-        RecipientState {
-            state: State::parse(&self.state),
-            soft_score: u32::try_from(self.soft_score).unwrap_or(0),
-            soft_last_counted_at: self.soft_last_counted_at.map(from_secs),
-            manual: self.manual.as_deref().and_then(Manual::parse),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.state = State::Active.as_str().to_owned();
-        self.soft_score = 0;
-        self.soft_last_counted_at = None;
-        self.manual = None;
-        self.hard_count = 0;
-        self.soft_count = 0;
-        self.complaint_count = 0;
-        self.other_count = 0;
-        self.first_bounce_at = None;
-        self.last_bounce_at = None;
-        self.clear_suppression();
-    }
-
-    fn clear_suppression(&mut self) {
-        self.suppressed_at = None;
-        self.suppressed_type = None;
-        self.suppressed_why = None;
-        self.suppressed_bounce_id = None;
-    }
-
-    /// Applies one event through the policy and keeps the row's own bookkeeping in step.
-    fn apply(
-        &mut self,
-        policy: &Policy,
-        event: Event,
-        at: DateTime<Utc>,
-        why: Option<&str>,
-    ) -> Decision {
-        let mut st = self.policy_state();
-        let d = policy::apply(policy, &mut st, event, at);
-        self.state = st.state.as_str().to_owned();
-        self.soft_score = i64::from(st.soft_score);
-        self.soft_last_counted_at = st.soft_last_counted_at.map(secs);
-        self.manual = st.manual.map(|m| m.as_str().to_owned());
-        if let Event::Bounce(t) = event {
-            let t_secs = secs(at);
-            match t {
-                BounceType::Hard => self.hard_count += 1,
-                BounceType::Soft => self.soft_count += 1,
-                BounceType::Complaint => self.complaint_count += 1,
-                BounceType::None => self.other_count += 1,
-            }
-            if t != BounceType::None {
-                self.first_bounce_at = Some(self.first_bounce_at.map_or(t_secs, |f| f.min(t_secs)));
-                self.last_bounce_at = Some(self.last_bounce_at.map_or(t_secs, |l| l.max(t_secs)));
-            }
-        }
-        if let Some(change) = d.change {
-            match change.to {
-                State::Suppressed => {
-                    self.suppressed_at = Some(secs(at));
-                    self.suppressed_type = Some(change.cause.suppressed_type().to_owned());
-                    self.suppressed_why = why.map(str::to_owned);
-                    self.suppressed_bounce_id = None;
-                }
-                State::Active => self.clear_suppression(),
-            }
-        }
-        d
-    }
-
-    async fn save(&self, conn: &mut SqliteConnection, now: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "update recipients set state = ?, soft_score = ?, soft_last_counted_at = ?, manual = ?, \
-             hard_count = ?, soft_count = ?, complaint_count = ?, other_count = ?, \
-             first_bounce_at = ?, last_bounce_at = ?, suppressed_at = ?, suppressed_type = ?, \
-             suppressed_why = ?, suppressed_bounce_id = ?, updated_at = ? where id = ?",
-        )
-        .bind(&self.state)
-        .bind(self.soft_score)
-        .bind(self.soft_last_counted_at)
-        .bind(&self.manual)
-        .bind(self.hard_count)
-        .bind(self.soft_count)
-        .bind(self.complaint_count)
-        .bind(self.other_count)
-        .bind(self.first_bounce_at)
-        .bind(self.last_bounce_at)
-        .bind(self.suppressed_at)
-        .bind(&self.suppressed_type)
-        .bind(&self.suppressed_why)
-        .bind(self.suppressed_bounce_id)
-        .bind(now)
-        .bind(self.id)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-}
-
-/// The columns of a [`RecipientRow`], in one place for every statement that reads one.
-macro_rules! recipient_columns {
-    () => {
-        "id, address, domain, state, soft_score, soft_last_counted_at, manual, hard_count, \
-         soft_count, complaint_count, other_count, first_bounce_at, last_bounce_at, suppressed_at, \
-         suppressed_type, suppressed_why, suppressed_bounce_id"
-    };
-}
-
-/// Fetches the recipient rows for normalized `(address, domain)` pairs, creating the new ones;
-/// keyed by address.
-async fn upsert_recipients(
-    conn: &mut SqliteConnection,
-    addresses: &[(String, String)],
-    now: i64,
-) -> Result<HashMap<String, RecipientRow>, sqlx::Error> {
-    let mut rows = HashMap::with_capacity(addresses.len());
-    for chunk in addresses.chunks(rows_per_statement(3)) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("insert into recipients (address, domain, updated_at) ");
-        qb.push_values(chunk, |mut b, (address, domain)| {
-            b.push_bind(address.clone())
-                .push_bind(domain.clone())
-                .push_bind(now);
-        });
-        qb.push(concat!(
-            " on conflict (address) do update set updated_at = excluded.updated_at returning ",
-            recipient_columns!()
-        ));
-        let got: Vec<RecipientRow> = qb
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
-    }
-    Ok(rows)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_event(
-    conn: &mut SqliteConnection,
-    recipient_id: i64,
-    at: i64,
-    to: State,
-    cause: Cause,
-    bounce_id: Option<i64>,
-    rule: Option<&str>,
-    note: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into events (recipient_id, at, change, cause, bounce_id, rule, note) \
-         values (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(recipient_id)
-    .bind(at)
-    .bind(change_name(to))
-    .bind(cause.as_str())
-    .bind(bounce_id)
-    .bind(rule)
-    .bind(note)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// One bounce on its way to the database.
 struct Pending<'a> {
     /// Index of its message in the batch.
@@ -567,36 +223,117 @@ struct Pending<'a> {
     at: i64,
     /// The normalized `(address, domain)`, when the recipient is a usable address.
     address: Option<(String, String)>,
+    /// The message's VERP address names someone else: kept, never applied to this recipient.
+    verp_mismatch: bool,
     fields: BounceFields,
     bounce: &'a Bounce,
+    /// Sorts before the inputs its recipient's state includes, with the key of a stored bounce.
+    inert: bool,
     counted: bool,
     change: Option<policy::Change>,
 }
 
 impl<'a> Pending<'a> {
-    /// The bounces of message `msg` of a batch, stored as row `message_id`.
+    /// The bounces of message `msg` of a batch, stored as row `message_id`; `verp` is the
+    /// recipient the message's VERP address names, if any.
     fn of_message(
         msg: usize,
         message_id: i64,
         received_at: DateTime<Utc>,
+        verp: Option<&'a str>,
         bounces: &'a [Bounce],
     ) -> impl Iterator<Item = Pending<'a>> {
-        bounces.iter().enumerate().map(move |(pos, b)| Pending {
-            msg,
-            message_id,
-            position: i64::try_from(pos).unwrap_or(i64::MAX),
-            at: secs(bounce_time(b.date.as_deref(), received_at)),
-            address: b.recipient.as_deref().and_then(normalize_address),
-            fields: BounceFields::of(b),
-            bounce: b,
-            counted: false,
-            change: None,
+        bounces.iter().enumerate().map(move |(pos, b)| {
+            let address = b.recipient.as_deref().and_then(normalize_address);
+            Pending {
+                msg,
+                message_id,
+                position: i64::try_from(pos).unwrap_or(i64::MAX),
+                at: secs(crate::maildate::bounce_time(b.date.as_deref(), received_at)),
+                verp_mismatch: verp_mismatch(verp, address.as_ref().map(|(a, _)| a.as_str())),
+                address,
+                fields: BounceFields::of(b),
+                bounce: b,
+                inert: false,
+                counted: false,
+                change: None,
+            }
         })
     }
 
     fn address(&self) -> Option<&str> {
         self.address.as_ref().map(|(a, _)| a.as_str())
     }
+
+    /// The bounce's order key among a recipient's inputs, when it is one (see [`replay`]).
+    fn policy_key(&self) -> Option<String> {
+        (self.bounce.bounce_type != crate::BounceType::None && !self.verp_mismatch).then(|| {
+            replay::policy_key(
+                self.at,
+                replay::rank(self.bounce.bounce_type),
+                self.bounce.reason.as_str(),
+            )
+        })
+    }
+}
+
+/// Whether a bounce about `recipient` contradicts the recipient a VERP bounce address names: a
+/// report sent back for one subscriber that speaks of another. The local part is compared without
+/// case, as mail systems fold it.
+pub(crate) fn verp_mismatch(verp: Option<&str>, recipient: Option<&str>) -> bool {
+    match (verp.and_then(normalize_address), recipient) {
+        (Some((named, _)), Some(recipient)) => !named.eq_ignore_ascii_case(recipient),
+        _ => false,
+    }
+}
+
+/// Which of the bounces `pending[i]` (for `i` in `which`) have the key of a bounce already stored
+/// for their recipient (same time, type and reason, applied to the recipient), as
+/// `(recipient id, at, type, reason)`.
+async fn stored_keys(
+    conn: &mut SqliteConnection,
+    pending: &[Pending<'_>],
+    which: &[usize],
+    rows: &HashMap<String, RecipientRow>,
+) -> Result<HashSet<(i64, i64, String, String)>, sqlx::Error> {
+    let mut keys: Vec<(i64, i64, &str, &str)> = which
+        .iter()
+        .filter_map(|&i| pending.get(i))
+        .filter_map(|p| {
+            let rid = p.address().and_then(|a| rows.get(a))?.id;
+            Some((
+                rid,
+                p.at,
+                p.fields.bounce_type.as_str(),
+                p.fields.reason.as_str(),
+            ))
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut found = HashSet::new();
+    for chunk in keys.chunks(rows_per_statement(4)) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("with k (recipient_id, at, bounce_type, reason) as (");
+        qb.push_values(chunk, |mut b, (rid, at, ty, reason)| {
+            b.push_bind(*rid)
+                .push_bind(*at)
+                .push_bind(*ty)
+                .push_bind(*reason);
+        });
+        qb.push(
+            ") select k.recipient_id, k.at, k.bounce_type, k.reason from k where exists \
+             (select 1 from bounces b where b.recipient_id = k.recipient_id and b.at = k.at \
+             and b.bounce_type = k.bounce_type and b.reason = k.reason and b.verp_mismatch = 0)",
+        );
+        let got: Vec<(i64, i64, String, String)> = qb
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        found.extend(got);
+    }
+    Ok(found)
 }
 
 /// Creates or fetches the recipients of `pending`, keyed by address.
@@ -620,12 +357,12 @@ async fn insert_bounces(
     rows: &HashMap<String, RecipientRow>,
 ) -> Result<HashMap<(i64, i64), i64>, sqlx::Error> {
     let mut ids = HashMap::with_capacity(pending.len());
-    for chunk in pending.chunks(rows_per_statement(23)) {
+    for chunk in pending.chunks(rows_per_statement(24)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into bounces (message_id, position, recipient_id, at, recipient, action, \
              status, replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, \
              feedback_type, rule, reader, original_message_id, original_from, original_to, \
-             original_subject, original_list_id, counted) ",
+             original_subject, original_list_id, counted, verp_mismatch) ",
         );
         qb.push_values(chunk, |mut b, p| {
             let f = &p.fields;
@@ -652,7 +389,8 @@ async fn insert_bounces(
                 .push_bind(f.original_to.clone())
                 .push_bind(f.original_subject.clone())
                 .push_bind(f.original_list_id.clone())
-                .push_bind(p.counted);
+                .push_bind(p.counted)
+                .push_bind(p.verp_mismatch);
         });
         qb.push(" returning id, message_id, position");
         let got: Vec<(i64, i64, i64)> = qb
@@ -671,124 +409,31 @@ pub(crate) async fn write_bounces(
     conn: &mut SqliteConnection,
     message_id: i64,
     received_at: DateTime<Utc>,
+    verp: Option<&str>,
     bounces: &[Bounce],
     now: i64,
     touched: &mut HashSet<i64>,
 ) -> Result<(), sqlx::Error> {
     let pending: Vec<Pending<'_>> =
-        Pending::of_message(0, message_id, received_at, bounces).collect();
+        Pending::of_message(0, message_id, received_at, verp, bounces).collect();
     let rows = recipients_of(conn, &pending, now).await?;
     touched.extend(rows.values().map(|r| r.id));
     insert_bounces(conn, &pending, &rows).await?;
     Ok(())
 }
 
-/// Re-derives one recipient's state, counts and automatic history from its bounces and the
-/// operator's decisions, in time order. Returns the state before and after.
-pub(crate) async fn replay(
-    conn: &mut SqliteConnection,
-    policy: &Policy,
-    recipient_id: i64,
-    now: i64,
-) -> Result<(State, State), sqlx::Error> {
-    let mut row: RecipientRow = sqlx::query_as(concat!(
-        "select ",
-        recipient_columns!(),
-        " from recipients where id = ?"
-    ))
-    .bind(recipient_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let before = State::parse(&row.state);
-    let bounces: Vec<(i64, i64, String, String, String, bool)> = sqlx::query_as(
-        "select id, at, bounce_type, reason, rule, counted from bounces \
-         where recipient_id = ? order by at, id",
-    )
-    .bind(recipient_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let manual: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-        "select at, change, note from events where recipient_id = ? and cause = 'manual' \
-         order by at, id",
-    )
-    .bind(recipient_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    sqlx::query("delete from events where recipient_id = ? and cause <> 'manual'")
-        .bind(recipient_id)
-        .execute(&mut *conn)
-        .await?;
-
-    row.reset();
-    let mut mi = manual.into_iter().peekable();
-    for (id, at, ty, reason, rule, was_counted) in bounces {
-        while mi.peek().is_some_and(|(m_at, _, _)| *m_at < at) {
-            if let Some((m_at, change, note)) = mi.next() {
-                apply_manual(&mut row, policy, m_at, &change, note.as_deref());
-            }
-        }
-        let t = from_secs(at);
-        let d = row.apply(
-            policy,
-            Event::Bounce(parse_bounce_type(&ty)),
-            t,
-            Some(&reason),
-        );
-        if d.counted != was_counted {
-            sqlx::query("update bounces set counted = ? where id = ?")
-                .bind(d.counted)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if let Some(change) = d.change {
-            if change.to == State::Suppressed {
-                row.suppressed_bounce_id = Some(id);
-            }
-            insert_event(
-                conn,
-                recipient_id,
-                at,
-                change.to,
-                change.cause,
-                Some(id),
-                Some(&rule),
-                None,
-            )
-            .await?;
-        }
-    }
-    for (m_at, change, note) in mi {
-        apply_manual(&mut row, policy, m_at, &change, note.as_deref());
-    }
-    row.save(conn, now).await?;
-    Ok((before, State::parse(&row.state)))
-}
-
-fn apply_manual(
-    row: &mut RecipientRow,
-    policy: &Policy,
-    at: i64,
-    change: &str,
-    note: Option<&str>,
-) {
-    let event = if change == "suppressed" {
-        Event::ManualSuppress
-    } else {
-        Event::ManualUnsuppress
-    };
-    row.apply(policy, event, from_secs(at), note);
-}
-
-/// What a manual suppress or unsuppress did.
+/// What a manual suppress or unsuppress did (or, for a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManualOutcome {
     /// The normalized address.
     pub address: String,
-    /// The state now.
+    /// The state after the decision.
     pub state: State,
     /// Whether the state changed (it was not already so).
     pub changed: bool,
+    /// Whether the decision was recorded in the history: not when the address already had that
+    /// state and that override, since it would change nothing.
+    pub recorded: bool,
 }
 
 impl Store {
@@ -801,11 +446,23 @@ impl Store {
         batch: &[Prepared],
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
+        self.record_with_positions(batch, &[], now).await
+    }
+
+    /// [`Store::record`], saving the sources' `positions` in the same transaction: the pipeline's
+    /// writer commits a batch and what its sources have acknowledged together.
+    pub async fn record_with_positions(
+        &self,
+        batch: &[Prepared],
+        positions: &[crate::source::PositionUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
         let result = async {
             use sqlx::Connection;
             let mut tx = conn.begin().await?;
             let out = record_batch(&mut tx, &self.policy, batch, secs(now)).await?;
+            super::source_state::save_positions(&mut tx, positions, secs(now)).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(out)
         }
@@ -829,7 +486,7 @@ impl Store {
         why: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<ManualOutcome, StoreError> {
-        self.manual(address, Event::ManualSuppress, why, at, true)
+        self.decide(address, Manual::Suppressed, why, at, false)
             .await
     }
 
@@ -841,59 +498,122 @@ impl Store {
         why: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<ManualOutcome, StoreError> {
-        self.manual(address, Event::ManualUnsuppress, why, at, false)
+        self.decide(address, Manual::Unsuppressed, why, at, false)
             .await
     }
 
-    async fn manual(
+    /// Records an operator's decision about an address at time `at`, then derives the address's
+    /// state again from all its inputs (a decision sorts among the bounces by its time). A
+    /// suppression creates an unknown address; an unsuppression of one fails with
+    /// [`StoreError::UnknownRecipient`]. Nothing is recorded when the address already has that state
+    /// and that override. With `dry_run`, nothing is written and the outcome says what would happen.
+    pub async fn decide(
         &self,
         address: &str,
-        event: Event,
+        decision: Manual,
         why: Option<&str>,
         at: DateTime<Utc>,
-        create: bool,
+        dry_run: bool,
     ) -> Result<ManualOutcome, StoreError> {
         let (address, domain) = normalize_address(address)
-            .ok_or_else(|| StoreError::UnknownRecipient(address.to_owned()))?;
-        let mut tx = self.begin().await?;
+            .ok_or_else(|| StoreError::InvalidAddress(address.to_owned()))?;
         let now = secs(at);
-        let row: Option<RecipientRow> = if create {
-            upsert_recipients(&mut tx, &[(address.clone(), domain)], now)
-                .await
-                .map_err(|e| self.err(e))?
-                .remove(&address)
-        } else {
-            sqlx::query_as(concat!(
+        let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
+        let result = async {
+            use sqlx::Connection;
+            let mut tx = if dry_run {
+                conn.begin().await?
+            } else {
+                conn.begin_with("begin immediate").await?
+            };
+            let stored: Option<RecipientRow> = sqlx::query_as(concat!(
                 "select ",
                 recipient_columns!(),
                 " from recipients where address = ?"
             ))
             .bind(&address)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?
-        };
-        let Some(mut row) = row else {
-            return Err(StoreError::UnknownRecipient(address));
-        };
-        let d = row.apply(&self.policy, event, at, why);
-        let to = State::parse(&row.state);
-        insert_event(&mut tx, row.id, now, to, Cause::Manual, None, None, why)
-            .await
-            .map_err(|e| self.err(e))?;
-        row.save(&mut tx, now).await.map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(ManualOutcome {
-            address,
-            state: to,
-            changed: d.change.is_some(),
-        })
+            .await?;
+            let before = stored
+                .as_ref()
+                .map_or(State::Active, |r| State::parse(&r.state));
+            let target = match decision {
+                Manual::Suppressed => State::Suppressed,
+                Manual::Unsuppressed => State::Active,
+            };
+            if let Some(row) = &stored
+                && before == target
+                && row.manual.as_deref() == Some(decision.as_str())
+            {
+                return Ok(Some((before, before, false)));
+            }
+            if stored.is_none() && decision == Manual::Unsuppressed {
+                return Ok(None);
+            }
+            let event = StoredEvent {
+                recipient_id: stored.as_ref().map_or(0, |r| r.id),
+                at: now,
+                change: replay::change_name(target).to_owned(),
+                cause: Cause::Manual.as_str().to_owned(),
+                bounce_id: None,
+                rule: None,
+                note: why.map(str::to_owned),
+            };
+            if dry_run {
+                let mut history = match &stored {
+                    Some(row) => replay::load(&mut tx, &[row.id])
+                        .await?
+                        .pop()
+                        .unwrap_or_else(|| History {
+                            row: row.clone(),
+                            bounces: Vec::new(),
+                            events: Vec::new(),
+                        }),
+                    None => History {
+                        row: RecipientRow::new(0, address.clone(), domain.clone()),
+                        bounces: Vec::new(),
+                        events: Vec::new(),
+                    },
+                };
+                history.events.push(event);
+                let after = State::parse(&replay::derive(&self.policy, &history).row.state);
+                return Ok(Some((before, after, true)));
+            }
+            let id = match &stored {
+                Some(row) => row.id,
+                None => upsert_recipients(&mut tx, &[(address.clone(), domain.clone())], now)
+                    .await?
+                    .remove(&address)
+                    .map_or(0, |r| r.id),
+            };
+            sqlx::query(
+                "insert into events (recipient_id, at, change, cause, note) values (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(event.at)
+            .bind(&event.change)
+            .bind(&event.cause)
+            .bind(&event.note)
+            .execute(&mut *tx)
+            .await?;
+            let after = rederive(&mut tx, &self.policy, &[id], now, true, false)
+                .await?
+                .first()
+                .map_or(target, |r| r.after);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some((before, after, true)))
+        }
+        .await;
+        match result.map_err(|e| self.err(e))? {
+            Some((before, state, recorded)) => Ok(ManualOutcome {
+                address,
+                state,
+                changed: before != state,
+                recorded,
+            }),
+            None => Err(StoreError::UnknownRecipient(address)),
+        }
     }
-}
-
-/// Rows per multi-row statement, keeping under SQLite's 32,766 bound parameters.
-fn rows_per_statement(columns: usize) -> usize {
-    (32_000 / columns).max(1)
 }
 
 /// Records a batch with a handful of multi-row statements instead of several per message.
@@ -905,10 +625,10 @@ async fn record_batch(
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     // 1. Messages: insert, learning which are new.
     let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
-    for chunk in batch.chunks(rows_per_statement(11)) {
+    for chunk in batch.chunks(rows_per_statement(12)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into messages (sha256, source, received_at, recorded_at, kind, reader, error, \
-             original_message_id, original_list_id, raw_size, raw_deflate) ",
+             original_message_id, original_list_id, verp_recipient, raw_size, raw_deflate) ",
         );
         qb.push_values(chunk, |mut b, m| {
             let a = &m.analysis;
@@ -917,11 +637,12 @@ async fn record_batch(
                 .push_bind(m.source.clone())
                 .push_bind(secs(m.received_at))
                 .push_bind(now)
-                .push_bind(a.kind)
+                .push_bind(a.kind.as_str())
                 .push_bind(a.reader)
                 .push_bind(a.error.as_ref().map(ToString::to_string))
                 .push_bind(original.and_then(|o| o.message_id.clone()))
                 .push_bind(original.and_then(|o| o.list_id.clone()))
+                .push_bind(a.verp.clone())
                 .push_bind(i64::try_from(m.raw_size).unwrap_or(i64::MAX))
                 .push_bind(m.raw_deflate.clone());
         });
@@ -964,7 +685,7 @@ async fn record_batch(
         known.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
     }
 
-    // 2. The bounces of the new messages, and their recipients.
+    // 2. The bounces of the new messages, their recipients, and their rows.
     let mut pending: Vec<Pending<'_>> = Vec::new();
     for (i, m) in batch.iter().enumerate() {
         if is_new[i] {
@@ -973,17 +694,66 @@ async fn record_batch(
                 i,
                 message_id,
                 m.received_at,
+                m.analysis.verp.as_deref(),
                 &m.analysis.bounces,
             ));
         }
     }
     let mut rows = recipients_of(conn, &pending, now).await?;
 
-    // 3. The policy, bounce by bounce, in batch order.
-    for p in &mut pending {
-        let Some(row) = p.address().and_then(|a| rows.get_mut(a)) else {
+    // 3. The policy. A recipient whose new bounces all sort after the inputs its state includes
+    // (the live case) has its state extended here, bounce by bounce in key order. A new bounce
+    // with the very key of a stored one (the same failure reported again) changes nothing but the
+    // counts: the one before it has done all it can. Any other recipient is derived again from all
+    // its stored inputs once the new bounces are in (step 6).
+    let behind: Vec<usize> = pending
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            matches!((p.address(), p.policy_key()), (Some(a), Some(key))
+                if rows.get(a).is_some_and(|r| !r.extends_with(&key)))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let stored = stored_keys(conn, &pending, &behind, &rows).await?;
+    let mut replayed: HashSet<String> = HashSet::new();
+    for &i in &behind {
+        let Some(p) = pending.get_mut(i) else {
             continue;
         };
+        let rid = p.address().and_then(|a| rows.get(a)).map_or(0, |r| r.id);
+        if stored.contains(&(
+            rid,
+            p.at,
+            p.fields.bounce_type.clone(),
+            p.fields.reason.clone(),
+        )) {
+            p.inert = true;
+        } else if let Some(a) = p.address() {
+            replayed.insert(a.to_owned());
+        }
+    }
+    let mut order: Vec<(Option<String>, usize)> = pending
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.address().is_some_and(|a| !replayed.contains(a)))
+        .map(|(i, p)| (p.policy_key(), i))
+        .collect();
+    order.sort();
+    for (_, i) in order {
+        let Some(p) = pending.get_mut(i) else {
+            continue;
+        };
+        let Some(row) = p.address.as_ref().and_then(|(a, _)| rows.get_mut(a)) else {
+            continue;
+        };
+        if p.verp_mismatch {
+            continue;
+        }
+        if p.inert {
+            row.count(p.bounce.bounce_type, p.at);
+            continue;
+        }
         let d = row.apply(
             policy,
             Event::Bounce(p.bounce.bounce_type),
@@ -997,9 +767,10 @@ async fn record_batch(
     // 4. Bounce rows.
     let bounce_ids = insert_bounces(conn, &pending, &rows).await?;
 
-    // 5. History: one event per change, each naming its bounce and rule.
+    // 5. History and rows of the extended recipients: one event per change, each naming its
+    // bounce and rule.
     let mut changes: Vec<Vec<StateChange>> = vec![Vec::new(); batch.len()];
-    let mut events: Vec<(i64, i64, policy::Change, Option<i64>, &str)> = Vec::new();
+    let mut events: Vec<AutoEvent> = Vec::new();
     for p in &pending {
         let (Some(change), Some(address)) = (p.change, p.address()) else {
             continue;
@@ -1011,7 +782,13 @@ async fn record_batch(
         if change.to == State::Suppressed {
             row.suppressed_bounce_id = bounce_id;
         }
-        events.push((row.id, p.at, change, bounce_id, &p.bounce.rule));
+        events.push(AutoEvent::new(
+            row.id,
+            p.at,
+            change,
+            bounce_id,
+            Some(&p.bounce.rule),
+        ));
         if let Some(c) = changes.get_mut(p.msg) {
             c.push(StateChange {
                 address: address.to_owned(),
@@ -1020,61 +797,53 @@ async fn record_batch(
             });
         }
     }
-    for chunk in events.chunks(rows_per_statement(6)) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "insert into events (recipient_id, at, change, cause, bounce_id, rule) ",
-        );
-        qb.push_values(chunk, |mut b, (rid, at, change, bounce_id, rule)| {
-            b.push_bind(*rid)
-                .push_bind(*at)
-                .push_bind(change_name(change.to))
-                .push_bind(change.cause.as_str())
-                .push_bind(*bounce_id)
-                .push_bind(rule.to_string());
-        });
-        qb.build().persistent(false).execute(&mut *conn).await?;
-    }
+    insert_events(conn, &events).await?;
+    let extended: Vec<&RecipientRow> = rows
+        .values()
+        .filter(|r| !replayed.contains(r.address.as_str()))
+        .collect();
+    save_rows(conn, &extended, now).await?;
 
-    // 6. Recipient rows, all in one upsert per chunk.
-    let all: Vec<&RecipientRow> = rows.values().collect();
-    for chunk in all.chunks(rows_per_statement(18)) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "insert into recipients (id, address, domain, state, soft_score, \
-             soft_last_counted_at, manual, hard_count, soft_count, complaint_count, other_count, \
-             first_bounce_at, last_bounce_at, suppressed_at, suppressed_type, suppressed_why, \
-             suppressed_bounce_id, updated_at) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.id)
-                .push_bind(r.address.clone())
-                .push_bind(r.domain.clone())
-                .push_bind(r.state.clone())
-                .push_bind(r.soft_score)
-                .push_bind(r.soft_last_counted_at)
-                .push_bind(r.manual.clone())
-                .push_bind(r.hard_count)
-                .push_bind(r.soft_count)
-                .push_bind(r.complaint_count)
-                .push_bind(r.other_count)
-                .push_bind(r.first_bounce_at)
-                .push_bind(r.last_bounce_at)
-                .push_bind(r.suppressed_at)
-                .push_bind(r.suppressed_type.clone())
-                .push_bind(r.suppressed_why.clone())
-                .push_bind(r.suppressed_bounce_id)
-                .push_bind(now);
-        });
-        qb.push(
-            " on conflict (id) do update set state = excluded.state, \
-             soft_score = excluded.soft_score, soft_last_counted_at = excluded.soft_last_counted_at, \
-             manual = excluded.manual, hard_count = excluded.hard_count, \
-             soft_count = excluded.soft_count, complaint_count = excluded.complaint_count, \
-             other_count = excluded.other_count, first_bounce_at = excluded.first_bounce_at, \
-             last_bounce_at = excluded.last_bounce_at, suppressed_at = excluded.suppressed_at, \
-             suppressed_type = excluded.suppressed_type, suppressed_why = excluded.suppressed_why, \
-             suppressed_bounce_id = excluded.suppressed_bounce_id, updated_at = excluded.updated_at",
-        );
-        qb.build().persistent(false).execute(&mut *conn).await?;
+    // 6. The recipients whose new bounces arrived out of order, derived again from all their
+    // inputs; a change of state is told with the message whose bounce caused it (else the first
+    // message of the batch that names the recipient).
+    if !replayed.is_empty() {
+        let mut ids: Vec<i64> = replayed
+            .iter()
+            .filter_map(|a| rows.get(a).map(|r| r.id))
+            .collect();
+        ids.sort_unstable();
+        let message_of: HashMap<i64, usize> = pending
+            .iter()
+            .filter_map(|p| {
+                bounce_ids
+                    .get(&(p.message_id, p.position))
+                    .map(|id| (*id, p.msg))
+            })
+            .collect();
+        for r in rederive(conn, policy, &ids, now, true, false).await? {
+            if r.before == r.after {
+                continue;
+            }
+            let msg = r
+                .last_change
+                .and_then(|(_, bounce)| bounce)
+                .and_then(|b| message_of.get(&b).copied())
+                .or_else(|| {
+                    pending
+                        .iter()
+                        .find(|p| p.address() == Some(r.address.as_str()))
+                        .map(|p| p.msg)
+                });
+            let cause = r.last_change.map_or(Cause::Manual, |(c, _)| c);
+            if let Some(c) = msg.and_then(|m| changes.get_mut(m)) {
+                c.push(StateChange {
+                    address: r.address,
+                    to: r.after,
+                    cause,
+                });
+            }
+        }
     }
 
     // Outcomes, in batch order.
@@ -1099,11 +868,4 @@ async fn record_batch(
             }
         })
         .collect())
-}
-
-fn change_name(to: State) -> &'static str {
-    match to {
-        State::Suppressed => "suppressed",
-        State::Active => "unsuppressed",
-    }
 }

@@ -1,16 +1,37 @@
 //! Where each daemon source stands: an IMAP folder's UIDVALIDITY and the last UID it acknowledged.
+//! Positions are written by the pipeline's writer inside its batch transaction
+//! ([`Store::record_with_positions`]), read once when a source starts.
 
 use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, secs};
+use super::{Store, StoreError};
+use crate::source::PositionUpdate;
 
-/// The saved position of one IMAP folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourcePosition {
-    /// The folder's UIDVALIDITY when `last_uid` was saved; UIDs mean nothing under another one.
-    pub uidvalidity: u32,
-    /// Every message up to this UID is recorded and acknowledged.
-    pub last_uid: u32,
+/// The saved position of one IMAP folder (the sources' own type).
+pub type SourcePosition = crate::source::Position;
+
+/// Saves each position in `updates` on `conn` (inside the caller's transaction), the last one of a
+/// key winning.
+pub(crate) async fn save_positions(
+    conn: &mut SqliteConnection,
+    updates: &[PositionUpdate],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for u in updates {
+        sqlx::query(
+            "insert into source_state (source, uidvalidity, last_uid, updated_at) values (?, ?, ?, ?) \
+             on conflict (source) do update set uidvalidity = excluded.uidvalidity, \
+             last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+        )
+        .bind(&u.key)
+        .bind(i64::from(u.position.uidvalidity))
+        .bind(i64::from(u.position.last_uid))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -31,26 +52,23 @@ impl Store {
         }))
     }
 
-    /// Saves the position of `source`, replacing the previous one.
+    /// Saves the position of `source`, replacing the previous one, in a transaction of its own.
     pub async fn set_source_position(
         &self,
         source: &str,
         pos: SourcePosition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into source_state (source, uidvalidity, last_uid, updated_at) values (?, ?, ?, ?) \
-             on conflict (source) do update set uidvalidity = excluded.uidvalidity, \
-             last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+        self.record_with_positions(
+            &[],
+            &[PositionUpdate {
+                key: source.to_owned(),
+                position: pos,
+            }],
+            now,
         )
-        .bind(source)
-        .bind(i64::from(pos.uidvalidity))
-        .bind(i64::from(pos.last_uid))
-        .bind(secs(now))
-        .execute(self.pool())
         .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+        .map(|_| ())
     }
 }
 

@@ -24,7 +24,10 @@ pub fn available(test: &str) -> bool {
             std::env::var("BOUNCED_REQUIRE_DOVECOT").as_deref() != Ok("1"),
             "{test}: dovecot is not installed and BOUNCED_REQUIRE_DOVECOT=1 (run ci/install-deps.sh)"
         );
-        eprintln!("{test}: skipped: dovecot is not installed (ci/install-deps.sh installs it)");
+        super::skipped(
+            test,
+            "dovecot is not installed (ci/install-deps.sh installs it)",
+        );
     }
     found
 }

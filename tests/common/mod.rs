@@ -1,7 +1,7 @@
 //! Helpers shared by the daemon tests: our own bounce messages, Maildir delivery, database checks,
 //! and the `bounced` binary as a child process.
 
-#![allow(dead_code)]
+#![allow(dead_code, unsafe_code)]
 
 pub mod dovecot;
 
@@ -173,9 +173,21 @@ pub fn tool_available(test: &str, what: &str, found: bool) -> bool {
             !required,
             "{test}: {what} is missing and required here (run ci/install-deps.sh)"
         );
-        eprintln!("{test}: skipped: {what} is missing (ci/install-deps.sh installs it)");
+        skipped(
+            test,
+            &format!("{what} is missing (ci/install-deps.sh installs it)"),
+        );
     }
     found
+}
+
+/// Says on the real standard error that `test` did not run, and why.
+///
+/// The test harness captures `eprintln!`, so a skip would otherwise show as a plain `ok` unless
+/// `--nocapture` is given; writing to the stream itself puts the line in every `cargo test` output.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 /// Whether this process runs as root (file modes alone then stop nobody: see [`Daemon::drop_dac`]).

@@ -1,4 +1,4 @@
-//! `bounced bench`: messages per second for parsing alone, reading, and full analysis, on one thread,
+//! `cargo run --release --example bench_classify -- DIR`: messages per second for parsing alone, reading, and full analysis, on one thread,
 //! and the peak memory of classifying files one at a time.
 //!
 //! Two phases. First the directory is streamed from disk `--repeat` times, one file in memory at a
@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::analyze;
-use crate::classify::Classifier;
-use crate::report::{self, DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::analyze;
+use bounced::classify::Classifier;
+use bounced::report::{self, DEFAULT_MAX_SIZE, ReadOptions};
 
-use super::{Entry, read_capped, walk};
+use bounced::source::files::{Entry, read_capped, walk};
 
-/// Arguments of `bounced bench`.
-#[derive(Debug, clap::Args)]
+/// Arguments of the classify bench.
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench_classify")]
 pub struct Args {
     /// A directory of messages (every regular file in it, recursively).
     #[arg(value_name = "DIR")]
@@ -210,7 +211,7 @@ fn print_throughput(label: &str, t: Throughput) {
     );
 }
 
-/// Runs `bounced bench`.
+/// Runs the measure.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reset = reset_peak_rss();
     let streamed = stream(&args.dir, args.repeat);
@@ -264,6 +265,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     print_throughput("  analyze, first pass (cold)", cold);
     println!("  peak RSS                        {}", mib(peak_rss_kib()));
     Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench_classify: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[cfg(test)]

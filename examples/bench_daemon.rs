@@ -1,4 +1,4 @@
-//! `bounced bench-daemon` (hidden): measures the daemon on a Maildir. First the backlog: N distinct
+//! `cargo run --release --example bench_daemon`: measures the daemon on a Maildir. First the backlog: N distinct
 //! messages already in `new/` are recorded and moved; prints messages/s and peak RSS. Then idle
 //! latency: messages delivered one at a time (tmp/ then rename into new/) into a running, idle
 //! daemon; prints the delivery-to-commit p50/p99/max. Use a release build.
@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::Classifier;
-use crate::config::{DaemonConfig, MaildirConfig};
-use crate::daemon::{self, Progress, Settings, Sources};
-use crate::store::{Store, StoreOptions};
+use bounced::Classifier;
+use bounced::config::{DaemonConfig, MaildirConfig};
+use bounced::daemon::{self, Progress, Settings, Sources};
+use bounced::store::{Store, StoreOptions};
 
-/// Arguments of `bounced bench-daemon`.
-#[derive(Debug, clap::Args)]
+/// Arguments of the daemon bench.
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench_daemon")]
 pub struct Args {
     /// Messages placed in the Maildir before the daemon starts.
     #[arg(long, default_value_t = 100_000)]
@@ -239,4 +240,15 @@ async fn measure(args: &Args, work: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench_daemon: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

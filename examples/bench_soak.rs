@@ -1,5 +1,5 @@
-//! `bounced bench-soak` (hidden): a long run of the real daemon. It starts `bounced run` (this same
-//! binary) on a fresh Maildir and database, delivers N distinct messages at a steady rate from a
+//! `cargo run --release --example bench_soak`: a long run of the real daemon. It starts `bounced run`
+//! (the release binary, `--bin` to name another) on a fresh Maildir and database, delivers N distinct messages at a steady rate from a
 //! writer thread (tmp/ then rename into new/), and watches `cur/` with inotify for the
 //! acknowledgements (the daemon renames a message there with the S flag right after its commit).
 //! Acknowledged files are counted, timed and deleted, so the disk holds only the database.
@@ -19,10 +19,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::bench_daemon::synthetic_bounce;
+#[path = "bench_daemon.rs"]
+#[allow(dead_code)]
+mod bench_daemon;
 
-/// Arguments of `bounced bench-soak`.
-#[derive(Debug, clap::Args)]
+use bench_daemon::synthetic_bounce;
+
+/// Arguments of the soak.
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench_soak")]
 pub struct Args {
     /// Messages delivered in all.
     #[arg(long, default_value_t = 1_000_000)]
@@ -36,6 +41,9 @@ pub struct Args {
     /// Work folder (a fresh temporary folder by default; it is removed afterwards).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// The `bounced` binary to soak.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/bounced"))]
+    pub bin: PathBuf,
 }
 
 /// The acknowledgement time of a message found by a sweep rather than by its inotify event.
@@ -121,8 +129,7 @@ fn sweep(cur: &Path, times: &Times) {
     }
 }
 
-fn spawn_daemon(md: &Path, db: &Path, log: &Path) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating this binary")?;
+fn spawn_daemon(exe: &Path, md: &Path, db: &Path, log: &Path) -> anyhow::Result<Child> {
     let log = fs::File::create(log).context("daemon log")?;
     Command::new(exe)
         .arg("run")
@@ -195,7 +202,7 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
     }
     let db = work.join("soak.db");
     let log = work.join("daemon.log");
-    let mut child = spawn_daemon(&md, &db, &log)?;
+    let mut child = spawn_daemon(&args.bin, &md, &db, &log)?;
     let pid = child.id();
     wait_for_log(&log, "running", Duration::from_secs(30))?;
 
@@ -319,10 +326,11 @@ fn soak(args: &Args, work: &Path) -> anyhow::Result<ExitCode> {
     ));
 
     // Stop the daemon the way systemd does.
-    // SAFETY: kill(2) on the child we spawned and have not yet waited for.
-    unsafe {
-        libc::kill(i32::try_from(pid).unwrap_or(i32::MAX), libc::SIGTERM);
-    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(killed.success(), "kill -TERM {pid} failed");
     let status = child.wait()?;
     drop(watcher);
     let _ = reaper.join();
@@ -452,6 +460,17 @@ fn db_counts(db: &Path) -> anyhow::Result<(u64, u64, u64, u64)> {
         pool.close().await;
         Ok(r)
     })
+}
+
+fn main() -> ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench_soak: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[cfg(test)]
