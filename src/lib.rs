@@ -7,6 +7,8 @@
 //!   ──► writer: Store::record_with_positions (one transaction per batch) ──► Ack ──► export
 //! ```
 //!
+//! - [`address`]: mailbox addresses (RFC 5321/5322/6531), parsed once and printed one way; the
+//!   readers, the store and the CLI all normalise through it.
 //! - [`source`]: Maildir folders, IMAP mailboxes, and the files, directories, mbox files and standard
 //!   input of `import`; they yield [`source::Incoming`] messages and act on acks. No DSN, no SQL.
 //! - [`pipeline`]: the one ingest pipeline of `run` and `import`: bounded queues, worker threads,
@@ -41,6 +43,8 @@
 //! and exit. The command line (`src/main.rs`, `src/cli/`) is the binary's, not this library's.
 //! `ARCHITECTURE.md` has the picture and what each module may import.
 
+#[forbid(unsafe_code)]
+pub mod address;
 #[forbid(unsafe_code)]
 pub mod analysis;
 #[forbid(unsafe_code)]

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use bounced::analyze;
+use bounced::classify::Reason;
 use bounced::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, knowledge, round1};
 use bounced::explain::{Explanation, explain};
 use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
@@ -543,7 +544,10 @@ fn print_explanation(
             ("diagnostic", or_dash(b.diagnostic.as_deref())),
             ("remote MTA", or_dash(b.remote_mta.as_deref())),
             ("reporting MTA", or_dash(b.reporting_mta.as_deref())),
-            ("reader hint", or_dash(r.read.reason_hint)),
+            (
+                "reader hint",
+                or_dash(r.read.reason_hint.map(Reason::as_str)),
+            ),
             ("reason", b.reason.as_str().to_string()),
         ];
         for (label, value) in fields {

@@ -12,6 +12,7 @@ use super::db::{
     DbArgs, OutputFormat, csv_cells, opt, parse_time, print_record_csv, print_rows,
     quiet_broken_pipe, runtime, short, stdout_for,
 };
+use bounced::address::Address;
 use bounced::store::query::{
     BounceFilter, BounceRow, EventRow, MessageFilter, MessageRow, RecipientInfo,
 };
@@ -230,6 +231,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         match &args.what {
             What::Recipient { address, bounces } => {
+                if let Err(e) = Address::parse(address) {
+                    store.close().await;
+                    anyhow::bail!("`{address}` is not an address: {e}");
+                }
                 let address = &store
                     .resolve(address)
                     .await?

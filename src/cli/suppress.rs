@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::db::{DbArgs, OutputFormat, runtime, stdout_for};
+use bounced::address::Address;
 use bounced::policy::Manual;
 use bounced::store::{Store, StoreError};
 
@@ -97,7 +98,17 @@ async fn decide_all(
     let mut out = stdout_for(OutputFormat::Table);
     let mut refused = 0usize;
     let now = Utc::now();
-    for input in addresses {
+    for given in addresses {
+        // The one address parser decides what is a mailbox, and says why when it is not.
+        let input = match Address::parse(given) {
+            Ok(a) => a.to_string(),
+            Err(e) => {
+                refused += 1;
+                writeln!(out, "{given} refused: not an email address: {e}")?;
+                continue;
+            }
+        };
+        let input = &input;
         // The stored form of the address (a different case of its local part) when one is known.
         let address = match decision {
             Manual::Unsuppressed => store.resolve(input).await?.unwrap_or_else(|| input.clone()),
