@@ -1390,7 +1390,11 @@ mod tests {
         // X.2.1 says the mailbox exists (disabled): the words are a filter's, never hard.
         let b = one(
             Kind::Dsn,
-            rcpt("failed", "5.2.1", "550 5.2.1 <ann@example.com>... User Unknown"),
+            rcpt(
+                "failed",
+                "5.2.1",
+                "550 5.2.1 <ann@example.com>... User Unknown",
+            ),
         );
         assert_eq!(
             (b.reason, b.bounce_type, b.rule.as_str()),
@@ -1468,6 +1472,17 @@ mod tests {
         assert_eq!(
             (b.reason, b.rule.as_str()),
             (Reason::Userunknown, "userunknown.provider.messagelabs-mode")
+        );
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 No such user");
+        r.remote_mta = Some("mx.yandex.ru".into());
+        assert_eq!(one(Kind::Dsn, r).bounce_type, BounceType::Hard);
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.7.1", "554 5.7.1 Denied (Mode: normal)"),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Spamdetected, BounceType::Soft)
         );
         // The same code and words from anyone else are a policy refusal.
         let mut r = rcpt("failed", "5.7.1", "550 5.7.1 Unknown user");
