@@ -1218,11 +1218,6 @@ mod tests {
             ("", "554 unknown user nobody@example.com", None),
             ("", "User unknown", None),
             ("", "Invalid recipient", None),
-            (
-                "5.2.1",
-                "550 5.2.1 <nobody@example.com>... User unknown",
-                None,
-            ),
             ("5.0.0", "550 no such mailbox here", Some("RCPT")),
             ("5.1.1", "550 5.1.1 no such mailbox here", Some("DATA")),
             (
@@ -1243,9 +1238,15 @@ mod tests {
             (reason, rule.as_str()),
             (Reason::Userunknown, "userunknown.text.no-such-user")
         );
-        // Positive evidence of a filter: after the data, or a policy code.
+        // Positive evidence of a filter: after the data, a policy code, or a code saying the
+        // mailbox exists.
         for (status, diag, command) in [
             ("5.0.0", "550 no such mailbox here", Some("DATA")),
+            (
+                "5.2.1",
+                "550 5.2.1 <nobody@example.com>... User unknown",
+                None,
+            ),
             (
                 "5.0.0",
                 "550 unknown user (in reply to end of DATA command)",
@@ -1374,6 +1375,137 @@ mod tests {
             (b.reason, b.bounce_type),
             (Reason::Filtered, BounceType::Soft)
         );
+    }
+
+    #[test]
+    fn a_mailbox_status_code_refutes_unknown_user_wording() {
+        // X.2.1 says the mailbox exists (disabled): the words are a filter's, never hard.
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.2.1",
+                "550 5.2.1 <ann@example.com>... User Unknown",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type, b.rule.as_str()),
+            (
+                Reason::Filtered,
+                BounceType::Soft,
+                "userunknown.text.no-such-user.refuted"
+            )
+        );
+        // The generic X.2.0 says nothing either way: the words decide.
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.2.0", "550 <ann@example.com>... User unknown"),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Userunknown, BounceType::Hard)
+        );
+        // An addressing code beside the mailbox-status code still says the mailbox is gone.
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.1.1", "550 5.1.1 5.2.1 Recipient unknown"),
+        );
+        assert_eq!(b.bounce_type, BounceType::Hard);
+    }
+
+    #[test]
+    fn the_carrier_rule_holds_only_for_the_carriers_its_sources_name() {
+        let at = |remote: &str, domain: &str| {
+            let mut r = rcpt("failed", "5.0.0", "550 Unknown user");
+            r.recipient = Some(format!("kei@{domain}"));
+            r.remote_mta = Some(remote.into());
+            one(Kind::Dsn, r)
+        };
+        let b = at("mfsmax.docomo.ne.jp", "docomo.ne.jp");
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Filtered, "filtered.provider.jp-carrier")
+        );
+        let b = at("mx.i.softbank.jp", "i.softbank.jp");
+        assert_eq!(b.reason, Reason::Filtered);
+        // au/KDDI is not named by the sources: the general rule decides.
+        let b = at("lsean.ezweb.ne.jp", "ezweb.ne.jp");
+        assert_eq!(
+            (b.reason, b.bounce_type, b.rule.as_str()),
+            (
+                Reason::Userunknown,
+                BounceType::Hard,
+                "userunknown.text.no-such-user"
+            )
+        );
+    }
+
+    #[test]
+    fn gateways_documented_to_answer_unknown_users_with_a_policy_code() {
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 Unknown user");
+        r.remote_mta = Some("mx0a-001.pphosted.com".into());
+        let b = one(Kind::Dsn, r);
+        assert_eq!(
+            (b.reason, b.bounce_type, b.rule.as_str()),
+            (
+                Reason::Userunknown,
+                BounceType::Hard,
+                "userunknown.provider.gateway-policy-code"
+            )
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.7.1",
+                "553 Invalid recipient ann@example.com (Mode: normal)",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Userunknown, "userunknown.provider.messagelabs-mode")
+        );
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 No such user");
+        r.remote_mta = Some("mx.yandex.ru".into());
+        assert_eq!(one(Kind::Dsn, r).bounce_type, BounceType::Hard);
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.7.1", "554 5.7.1 Denied (Mode: normal)"),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Spamdetected, BounceType::Soft)
+        );
+        // The same code and words from anyone else are a policy refusal.
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 Unknown user");
+        r.remote_mta = Some("mx.example.net".into());
+        let b = one(Kind::Dsn, r);
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Filtered, BounceType::Soft)
+        );
+    }
+
+    #[test]
+    fn japanese_notices_of_a_missing_recipient_and_a_full_mailbox() {
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "受信者のメールアドレス有効性の確認をお願いします。",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Userunknown);
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "【freeserve管理メール】メールを受け取ることが出来ませんでした。",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Mailboxfull);
     }
 
     #[test]
