@@ -209,6 +209,24 @@ async fn api_routes_answer_on_the_real_binary() {
     assert_eq!(v, cli);
     let (s, _) = get_json(&c, &url("/api/v1/stats?by=month"), TOKEN).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Totals over a window are those of `bounced stats --since --until`, and the window counts.
+    for (since, until) in [("2000-01-01", "2100-01-01"), ("2100-01-01", "2200-01-01")] {
+        let (s, v) = get_json(
+            &c,
+            &url(&format!("/api/v1/stats?since={since}&until={until}")),
+            TOKEN,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let cli: Value = serde_json::from_str(&fx.bounced(&[
+            "stats", "--since", since, "--until", until, "--format", "jsonl",
+        ]))
+        .unwrap();
+        assert_eq!(v, cli, "{since}..{until}");
+    }
+    let (_, empty) = get_json(&c, &url("/api/v1/stats?since=2100-01-01"), TOKEN).await;
+    assert_eq!(empty["messages"], 0, "{empty}");
+    assert_ne!(empty, cli, "a window after every message leaves them out");
 
     // Unknown route under the API.
     let (s, v) = get_json(&c, &url("/api/v1/nothing"), TOKEN).await;

@@ -789,7 +789,7 @@ pub fn parse_by(s: &str) -> Result<StatsBy, ApiError> {
     }
 }
 
-/// `GET /api/v1/stats`: totals, or with `by` bounce counts per group.
+/// `GET /api/v1/stats`: totals, or with `by` bounce counts per group, over `since`..`until`.
 pub async fn stats(
     State(state): State<HttpState>,
     q: Result<Query<StatsQuery>, QueryRejection>,
@@ -804,14 +804,7 @@ pub async fn stats(
             let rows = store.stats(parse_by(by)?, since, until).await?;
             Ok(Json(serde_json::json!({ "by": by_name, "rows": rows })).into_response())
         }
-        None => {
-            if since.is_some() || until.is_some() {
-                return Err(ApiError::BadRequest(
-                    "`since` and `until` apply to grouped counts: add `by`".into(),
-                ));
-            }
-            Ok(Json(store.summary().await?).into_response())
-        }
+        None => Ok(Json(store.summary_between(since, until).await?).into_response()),
     }
 }
 
