@@ -85,9 +85,14 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     for i in &cfg.imap {
         imaps.push((i.clone(), i.password()?));
     }
+    let mut notify = Vec::new();
+    for n in &cfg.notify {
+        notify.push(bounced::notify::Notifier::from_config(n)?);
+    }
     let sources = Sources {
         maildirs: cfg.maildir.clone(),
         imaps,
+        notify,
     };
     let settings = Settings::from_config(&cfg.daemon);
 

@@ -7,6 +7,7 @@
 
 mod error;
 mod files;
+pub mod outbox;
 pub mod query;
 mod reclassify;
 mod record;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
 pub use files::DEFAULT_MODE;
+pub use outbox::{Due, EventBody, OutboxCount, OutboxFilter, OutboxRow, Settle};
 pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
 pub use replay::{CheckReport, Difference};
@@ -47,6 +49,9 @@ pub struct StoreOptions {
     /// The permission bits a new database file gets (its group is its folder's); an existing file
     /// keeps its own.
     pub mode: u32,
+    /// Write an outbox event for every recorded bounce too (a notify target asks for them); events
+    /// for changes of state are always written.
+    pub bounce_events: bool,
 }
 
 impl Default for StoreOptions {
@@ -56,6 +61,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             create: true,
             mode: DEFAULT_MODE,
+            bounce_events: false,
         }
     }
 }
@@ -66,6 +72,9 @@ pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     policy: Policy,
+    bounce_events: bool,
+    /// Bumped after each commit that may have written outbox events.
+    wake: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Seconds since the epoch, the database's time unit.
@@ -136,6 +145,8 @@ impl Store {
             pool,
             path,
             policy: opts.policy,
+            bounce_events: opts.bounce_events,
+            wake: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         store.migrate().await?;
         if opts.create {

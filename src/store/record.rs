@@ -15,7 +15,7 @@ use super::replay::{
     self, AutoEvent, History, RecipientRow, StoredEvent, insert_events, recipient_columns,
     rederive, rows_per_statement, save_rows, upsert_recipients,
 };
-use super::{Store, StoreError, from_secs, normalize_address, secs};
+use super::{Store, StoreError, from_secs, normalize_address, outbox, secs};
 use crate::Analysis;
 use crate::classify::Bounce;
 use crate::policy::{self, Cause, Event, Manual, Policy, State};
@@ -461,14 +461,18 @@ impl Store {
         let result = async {
             use sqlx::Connection;
             let mut tx = conn.begin().await?;
-            let out = record_batch(&mut tx, &self.policy, batch, secs(now)).await?;
+            let out =
+                record_batch(&mut tx, &self.policy, self.bounce_events, batch, secs(now)).await?;
             super::source_state::save_positions(&mut tx, positions, secs(now)).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(out)
         }
         .await;
         match result {
-            Ok(out) => Ok(out),
+            Ok(out) => {
+                self.wake_outbox();
+                Ok(out)
+            }
             Err(e) => {
                 // After a failed write (a full disk, EFBIG, EIO) SQLite can keep the transaction
                 // and its write lock on this connection: close it rather than hand it back to the
@@ -604,7 +608,11 @@ impl Store {
             Ok::<_, sqlx::Error>(Some((before, after, true)))
         }
         .await;
-        match result.map_err(|e| self.err(e))? {
+        let result = result.map_err(|e| self.err(e))?;
+        if !dry_run {
+            self.wake_outbox();
+        }
+        match result {
             Some((before, state, recorded)) => Ok(ManualOutcome {
                 address,
                 state,
@@ -616,19 +624,66 @@ impl Store {
     }
 }
 
+/// One outbox event per new bounce of a usable address (hard, soft or complaint, not one about
+/// someone the VERP address does not name), before the changes of state they cause.
+async fn write_bounce_events(
+    conn: &mut SqliteConnection,
+    batch: &[Prepared],
+    pending: &[Pending<'_>],
+    bounce_ids: &HashMap<(i64, i64), i64>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let events: Vec<outbox::NewEvent> = pending
+        .iter()
+        .filter(|p| p.bounce.bounce_type != crate::BounceType::None && !p.verp_mismatch)
+        .filter_map(|p| {
+            let address = p.address()?;
+            let f = &p.fields;
+            let bounce = outbox::BounceRef {
+                id: bounce_ids
+                    .get(&(p.message_id, p.position))
+                    .copied()
+                    .unwrap_or_default(),
+                status: f.status.clone(),
+                replycode: f.replycode.clone(),
+                reason: f.reason.clone(),
+                diagnostic: f.diagnostic.clone(),
+                rule: f.rule.clone(),
+                original_message_id: f.original_message_id.clone(),
+                original_list_id: f.original_list_id.clone(),
+                original_campaign: batch
+                    .get(p.msg)
+                    .and_then(|m| m.analysis.original.as_ref())
+                    .and_then(|o| o.campaign.clone()),
+            };
+            Some(outbox::NewEvent::new(
+                "bounce",
+                address,
+                now,
+                None,
+                Some(f.bounce_type.clone()),
+                Some(&bounce),
+            ))
+        })
+        .collect();
+    outbox::insert(conn, &events, now).await
+}
+
 /// Records a batch with a handful of multi-row statements instead of several per message.
 async fn record_batch(
     conn: &mut SqliteConnection,
     policy: &Policy,
+    bounce_events: bool,
     batch: &[Prepared],
     now: i64,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     // 1. Messages: insert, learning which are new.
     let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
-    for chunk in batch.chunks(rows_per_statement(12)) {
+    for chunk in batch.chunks(rows_per_statement(13)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into messages (sha256, source, received_at, recorded_at, kind, reader, error, \
-             original_message_id, original_list_id, verp_recipient, raw_size, raw_deflate) ",
+             original_message_id, original_list_id, original_campaign, verp_recipient, raw_size, \
+             raw_deflate) ",
         );
         qb.push_values(chunk, |mut b, m| {
             let a = &m.analysis;
@@ -642,6 +697,7 @@ async fn record_batch(
                 .push_bind(a.error.as_ref().map(ToString::to_string))
                 .push_bind(original.and_then(|o| o.message_id.clone()))
                 .push_bind(original.and_then(|o| o.list_id.clone()))
+                .push_bind(original.and_then(|o| o.campaign.clone()))
                 .push_bind(a.verp.clone())
                 .push_bind(i64::try_from(m.raw_size).unwrap_or(i64::MAX))
                 .push_bind(m.raw_deflate.clone());
@@ -766,6 +822,9 @@ async fn record_batch(
 
     // 4. Bounce rows.
     let bounce_ids = insert_bounces(conn, &pending, &rows).await?;
+    if bounce_events {
+        write_bounce_events(conn, batch, &pending, &bounce_ids, now).await?;
+    }
 
     // 5. History and rows of the extended recipients: one event per change, each naming its
     // bounce and rule.

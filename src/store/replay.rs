@@ -262,6 +262,7 @@ pub(crate) async fn save_rows(
     rows: &[&RecipientRow],
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    super::outbox::state_changes(conn, rows, now).await?;
     for chunk in rows.chunks(rows_per_statement(19)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into recipients (id, address, domain, state, soft_score, \
