@@ -698,7 +698,8 @@ impl Config {
                 "BOUNCED_HTTP_LISTEN" => {
                     self.http.listen = v
                         .parse()
-                        .map_err(|_| bad(format!("is not an address and port: `{v}`")))?
+                        .map_err(|_| bad(format!("is not an address and port: `{v}`")))?;
+                    self.http.requested = true;
                 }
                 "BOUNCED_HTTP_TOKEN_FILE" => self.http.token_file = Some(PathBuf::from(v)),
                 _ => {}
@@ -870,6 +871,15 @@ pub struct HttpConfig {
     pub session_lifetime: HumanDuration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Whether the configuration asks for the server (an `[http]` section, or
+    /// `BOUNCED_HTTP_LISTEN`): `bounced run` serves HTTP then, or with `--http`. Not a key.
+    #[serde(skip_deserializing, default = "section_given")]
+    pub requested: bool,
+}
+
+/// An `[http]` section read from a file asks for the server.
+fn section_given() -> bool {
+    true
 }
 
 impl Default for HttpConfig {
@@ -884,6 +894,7 @@ impl Default for HttpConfig {
             secure_cookie: false,
             session_lifetime: HumanDuration(Duration::from_secs(12 * 3_600)),
             max_body_bytes: 1024 * 1024,
+            requested: false,
         }
     }
 }
@@ -1132,6 +1143,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.http.listen.port(), 9000);
         assert_eq!(c.http.token_file, Some(PathBuf::from("/run/tokens")));
+        assert!(c.http.requested, "BOUNCED_HTTP_LISTEN asks for the server");
+    }
+
+    #[test]
+    fn an_http_section_asks_the_daemon_to_serve() {
+        assert!(!parse("").unwrap().http.requested);
+        assert!(!Config::default().http.requested);
+        assert!(parse("[http]\n").unwrap().http.requested);
+        assert!(
+            parse("[http]\nlisten = \"127.0.0.1:9001\"\n")
+                .unwrap()
+                .http
+                .requested
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! that print rather than record (`classify`, `eval`): parallel, in input order, with a bounded
 //! window.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,8 @@ use crate::source::files::FilesSource;
 use crate::source::imap::ImapSource;
 use crate::source::maildir::{self, MaildirError, MaildirSource};
 use crate::source::{
-    Ack, Disposition, Incoming, Loaded, OversizeId, Payload, PositionUpdate, Positions, States,
+    Ack, Disposition, Incoming, Loaded, OversizeId, Payload, PositionUpdate, Positions,
+    SourceState, States,
 };
 use crate::store::{Outcome, Prepared, Store, StoreError};
 use crate::{Analysis, BounceType, Classifier, analyze};
@@ -171,30 +173,126 @@ pub struct Summary {
 #[derive(Debug, Default)]
 struct Counters {
     received: AtomicU64,
-    recorded: AtomicU64,
-    duplicates: AtomicU64,
-    quarantined: AtomicU64,
-    errors: AtomicU64,
-    not_bounces: AtomicU64,
-    unreadable: AtomicU64,
-    bounces: [AtomicU64; 4],
-    suppressed: AtomicU64,
-    commits: AtomicU64,
     acked: AtomicU64,
-    commit_micros_total: AtomicU64,
     commit_micros_last: AtomicU64,
     commit_micros_max: AtomicU64,
-    latency_millis_total: AtomicU64,
     latency_millis_max: AtomicU64,
 }
 
+/// Upper bounds of the batch commit duration buckets, in seconds.
+pub const COMMIT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Upper bounds of the delivery-to-commit latency buckets, in seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
+
+/// A distribution of durations in fixed buckets, updated without a lock.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    /// One count per bound, then one for what is above every bound.
+    buckets: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Distribution {
+        let mut running = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                running += b.load(Ordering::Relaxed);
+                running
+            })
+            .collect();
+        Distribution {
+            bounds: self.bounds,
+            cumulative,
+            sum: Duration::from_micros(self.sum_micros.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A histogram's state: cumulative counts per upper bound, as Prometheus exposes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distribution {
+    /// The buckets' upper bounds, in seconds.
+    pub bounds: &'static [f64],
+    /// For each bound, how many samples were at most that; the last entry counts every sample.
+    pub cumulative: Vec<u64>,
+    /// The sum of every sample.
+    pub sum: Duration,
+}
+
+impl Distribution {
+    /// How many samples there were.
+    pub fn count(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+}
+
+/// What the writer and the workers tally under one lock (once per batch, or per message for what
+/// is in flight).
+#[derive(Debug, Default)]
+struct Tallies {
+    /// Committed messages by kind and outcome (`new`, `duplicate`).
+    messages: BTreeMap<(&'static str, &'static str), u64>,
+    /// Bounce results of new messages, by type and reason.
+    bounces: BTreeMap<(&'static str, &'static str), u64>,
+    /// Recipients suppressed by new messages, by cause.
+    suppressed: BTreeMap<&'static str, u64>,
+    /// Errors by kind.
+    errors: BTreeMap<String, u64>,
+    /// Messages read by a worker and not yet committed: per source, arrival time (unix ms) to count.
+    in_flight: HashMap<Arc<str>, BTreeMap<i64, u32>>,
+}
+
 /// The live state of a pipeline, shared by its stages and readable from anywhere (a summary line,
-/// a benchmark, a metrics endpoint).
-#[derive(Debug, Clone, Default)]
+/// a benchmark, the `/metrics` route): the one record of what the pipeline did.
+#[derive(Debug, Clone)]
 pub struct Metrics {
     counters: Arc<Counters>,
+    tallies: Arc<Mutex<Tallies>>,
+    commit: Arc<Histogram>,
+    latency: Arc<Histogram>,
     queue: Arc<Mutex<Option<mpsc::WeakSender<Incoming>>>>,
     states: States,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            counters: Arc::default(),
+            tallies: Arc::default(),
+            commit: Arc::new(Histogram::new(COMMIT_BUCKETS)),
+            latency: Arc::new(Histogram::new(LATENCY_BUCKETS)),
+            queue: Arc::default(),
+            states: States::default(),
+        }
+    }
 }
 
 /// How long batch commits took, and how long messages waited from their source to the commit.
@@ -206,36 +304,106 @@ pub struct Timings {
     pub commit_last: Duration,
     /// The longest commit.
     pub commit_max: Duration,
-    /// Sum over committed messages of the time from their source handing them over to the commit
-    /// (for live sources; an import's files count from their modification time).
+    /// Sum over committed messages of the time from their arrival at the source (a file's
+    /// modification time, an IMAP INTERNALDATE) to the commit.
     pub latency_total: Duration,
     /// The longest such wait.
     pub latency_max: Duration,
 }
 
+/// One source in [`Figures`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFigures {
+    /// The source's label (`imap:<name>/<mailbox>`, a Maildir's name or path, `import`).
+    pub label: String,
+    /// Its state, connection, last IDLE and reconnections.
+    pub state: SourceState,
+    /// Age of its oldest message read and not yet committed, counted from its arrival at the
+    /// source; zero when nothing of it is in flight.
+    pub lag: Duration,
+}
+
+/// Everything [`Metrics`] holds at one moment, for a metrics endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Committed messages: kind, outcome (`new`, `duplicate`), count.
+    pub messages: Vec<(&'static str, &'static str, u64)>,
+    /// Bounce results of new messages: type, reason, count.
+    pub bounces: Vec<(&'static str, &'static str, u64)>,
+    /// Recipients suppressed by new messages: cause, count.
+    pub suppressed: Vec<(&'static str, u64)>,
+    /// Errors: kind, count.
+    pub errors: Vec<(String, u64)>,
+    /// Messages waiting between the sources and the workers.
+    pub queue: usize,
+    /// Durations of the batch commits.
+    pub commit: Distribution,
+    /// Time from a message's arrival at its source to the commit of its result.
+    pub delivery_to_commit: Distribution,
+    /// Each source, by label.
+    pub sources: Vec<SourceFigures>,
+}
+
+/// Error kinds the pipeline counts (see [`Metrics::error`]).
+pub mod error_kind {
+    /// A batch write failed in a way that can heal; it is retried.
+    pub const STORE_RETRY: &str = "store_retry";
+    /// A batch write failed for good; the run stops.
+    pub const STORE: &str = "store";
+    /// An input could not be read at all (named in a warning, retried at the next scan).
+    pub const READ: &str = "read";
+    /// A worker failed on a message, which stays unacknowledged.
+    pub const WORKER: &str = "worker";
+}
+
 impl Metrics {
+    fn tallies(&self) -> std::sync::MutexGuard<'_, Tallies> {
+        self.tallies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The counts so far.
     pub fn snapshot(&self) -> Summary {
         let c = &self.counters;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Summary {
-            received: l(&c.received),
-            recorded: l(&c.recorded),
-            duplicates: l(&c.duplicates),
-            quarantined: l(&c.quarantined),
-            errors: l(&c.errors),
-            not_bounces: l(&c.not_bounces),
-            unreadable: l(&c.unreadable),
-            bounces: [
-                l(&c.bounces[0]),
-                l(&c.bounces[1]),
-                l(&c.bounces[2]),
-                l(&c.bounces[3]),
-            ],
-            suppressed: l(&c.suppressed),
-            commits: l(&c.commits),
-            acked: l(&c.acked),
+        let t = self.tallies();
+        let mut s = Summary {
+            received: c.received.load(Ordering::Relaxed),
+            acked: c.acked.load(Ordering::Relaxed),
+            commits: self.commit.snapshot().count(),
+            unreadable: t.errors.get(error_kind::READ).copied().unwrap_or(0),
+            ..Summary::default()
+        };
+        for ((kind, outcome), n) in &t.messages {
+            let new = *outcome == "new";
+            if new {
+                s.recorded += n;
+            } else {
+                s.duplicates += n;
+            }
+            if *kind == Kind::Error.as_str() {
+                s.quarantined += n;
+                if new {
+                    s.errors += n;
+                }
+            } else if *kind == Kind::NotBounce.as_str() && new {
+                s.not_bounces += n;
+            }
         }
+        for ((ty, _), n) in &t.bounces {
+            let i = [
+                BounceType::Hard,
+                BounceType::Soft,
+                BounceType::Complaint,
+                BounceType::None,
+            ]
+            .iter()
+            .position(|b| b.as_str() == *ty)
+            .unwrap_or(3);
+            s.bounces[i] += n;
+        }
+        s.suppressed = t.suppressed.values().sum();
+        s
     }
 
     /// Commit durations and source-to-commit latency so far.
@@ -244,11 +412,52 @@ impl Metrics {
         let us = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
         let ms = |a: &AtomicU64| Duration::from_millis(a.load(Ordering::Relaxed));
         Timings {
-            commit_total: us(&c.commit_micros_total),
+            commit_total: self.commit.snapshot().sum,
             commit_last: us(&c.commit_micros_last),
             commit_max: us(&c.commit_micros_max),
-            latency_total: ms(&c.latency_millis_total),
+            latency_total: self.latency.snapshot().sum,
             latency_max: ms(&c.latency_millis_max),
+        }
+    }
+
+    /// Everything at once, for a metrics endpoint; source lag is measured at `now`.
+    pub fn figures(&self, now: DateTime<Utc>) -> Figures {
+        let (messages, bounces, suppressed, errors, oldest) = {
+            let t = self.tallies();
+            let oldest: HashMap<String, i64> = t
+                .in_flight
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), *v.keys().next()?)))
+                .collect();
+            (
+                t.messages.iter().map(|((k, o), n)| (*k, *o, *n)).collect(),
+                t.bounces.iter().map(|((ty, r), n)| (*ty, *r, *n)).collect(),
+                t.suppressed.iter().map(|(c, n)| (*c, *n)).collect(),
+                t.errors.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+                oldest,
+            )
+        };
+        let sources = self
+            .states
+            .details()
+            .into_iter()
+            .map(|(label, state)| {
+                let lag = oldest.get(&label).map_or(Duration::ZERO, |ms| {
+                    let age = now.timestamp_millis().saturating_sub(*ms);
+                    Duration::from_millis(u64::try_from(age).unwrap_or(0))
+                });
+                SourceFigures { label, state, lag }
+            })
+            .collect();
+        Figures {
+            messages,
+            bounces,
+            suppressed,
+            errors,
+            queue: self.queue_depth(),
+            commit: self.commit.snapshot(),
+            delivery_to_commit: self.latency.snapshot(),
+            sources,
         }
     }
 
@@ -268,25 +477,86 @@ impl Metrics {
         self.states.clone()
     }
 
-    /// Counts an input that could not be read at all (already named in a warning).
+    /// Counts an error of `kind` (see [`error_kind`]; other parts of the program add their own).
+    pub fn error(&self, kind: &str) {
+        self.errors(kind, 1);
+    }
+
+    fn errors(&self, kind: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut t = self.tallies();
+        match t.errors.get_mut(kind) {
+            Some(c) => *c += n,
+            None => {
+                t.errors.insert(kind.to_owned(), n);
+            }
+        }
+    }
+
+    /// Counts inputs that could not be read at all (already named in a warning).
     pub fn count_unreadable(&self, n: u64) {
-        self.counters.unreadable.fetch_add(n, Ordering::Relaxed);
+        self.errors(error_kind::READ, n);
     }
 
     fn committed(&self, took: Duration) {
         let c = &self.counters;
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        c.commits.fetch_add(1, Ordering::Relaxed);
-        c.commit_micros_total.fetch_add(us, Ordering::Relaxed);
+        self.commit.record(took);
         c.commit_micros_last.store(us, Ordering::Relaxed);
         c.commit_micros_max.fetch_max(us, Ordering::Relaxed);
     }
 
-    fn waited(&self, since: DateTime<Utc>, now: DateTime<Utc>) {
-        let ms = u64::try_from((now - since).num_milliseconds()).unwrap_or(0);
-        let c = &self.counters;
-        c.latency_millis_total.fetch_add(ms, Ordering::Relaxed);
-        c.latency_millis_max.fetch_max(ms, Ordering::Relaxed);
+    /// A worker has read a message of `origin` that arrived at `at`: in flight until committed.
+    fn taken(&self, origin: &Arc<str>, at: DateTime<Utc>) {
+        let mut t = self.tallies();
+        *t.in_flight
+            .entry(origin.clone())
+            .or_default()
+            .entry(at.timestamp_millis())
+            .or_default() += 1;
+    }
+
+    /// Counts a committed batch: each message's kind and outcome, its bounces and suppressions, its
+    /// time from arrival to `now`; and takes it out of what is in flight.
+    fn count_batch(&self, batch: &[(Arc<str>, &Prepared, &Outcome)], now: DateTime<Utc>) {
+        let mut t = self.tallies();
+        for (origin, p, o) in batch {
+            let waited = (now - p.received_at).to_std().unwrap_or(Duration::ZERO);
+            self.latency.record(waited);
+            let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+            self.counters
+                .latency_millis_max
+                .fetch_max(ms, Ordering::Relaxed);
+            if let Some(times) = t.in_flight.get_mut(origin) {
+                let at = p.received_at.timestamp_millis();
+                if let Some(n) = times.get_mut(&at) {
+                    *n -= 1;
+                    if *n == 0 {
+                        times.remove(&at);
+                    }
+                }
+            }
+            let kind = p.analysis.kind.as_str();
+            let outcome = match o {
+                Outcome::New { changes, .. } => {
+                    for b in &p.analysis.bounces {
+                        *t.bounces
+                            .entry((b.bounce_type.as_str(), b.reason.as_str()))
+                            .or_default() += 1;
+                    }
+                    for ch in changes {
+                        if ch.to == crate::policy::State::Suppressed {
+                            *t.suppressed.entry(ch.cause.as_str()).or_default() += 1;
+                        }
+                    }
+                    "new"
+                }
+                Outcome::Duplicate { .. } => "duplicate",
+            };
+            *t.messages.entry((kind, outcome)).or_default() += 1;
+        }
     }
 }
 
@@ -295,8 +565,8 @@ struct Ready {
     prepared: Prepared,
     disposition: Disposition,
     ack: Ack,
-    /// When the source handed it over.
-    offered_at: DateTime<Utc>,
+    /// The label of the source it came from.
+    origin: Arc<str>,
 }
 
 /// A pipeline being set up: sources that keep a position get [`Pipeline::positions`] before
@@ -554,6 +824,7 @@ fn spawn_workers(
                         match ready {
                             Ok(Some(ready)) => {
                                 metrics.counters.received.fetch_add(1, Ordering::Relaxed);
+                                metrics.taken(&ready.origin, ready.prepared.received_at);
                                 if tx.blocking_send(ready).is_err() {
                                     // The writer has stopped: so does this worker.
                                     break 'work;
@@ -562,9 +833,12 @@ fn spawn_workers(
                             Ok(None) => {}
                             // Reading never panics by design; if it did, the message stays
                             // unacknowledged and is read again on the next scan or connection.
-                            Err(_) => tracing::error!(
-                                "a worker failed on a message; it will be read again"
-                            ),
+                            Err(_) => {
+                                metrics.error(error_kind::WORKER);
+                                tracing::error!(
+                                    "a worker failed on a message; it will be read again"
+                                );
+                            }
                         }
                     }
                 }
@@ -622,6 +896,7 @@ fn prepare(
 ) -> Option<Ready> {
     let Incoming {
         source,
+        origin,
         received_at,
         payload,
         ack,
@@ -670,7 +945,7 @@ fn prepare(
         prepared,
         disposition,
         ack,
-        offered_at: received_at,
+        origin,
     })
 }
 
@@ -769,19 +1044,26 @@ async fn writer(
         batch.sort_by_key(|r| r.prepared.received_at);
         let mut prepared = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
+        let mut origins = Vec::with_capacity(batch.len());
         for r in batch.drain(..) {
             prepared.push(r.prepared);
-            acks.push((r.ack, r.disposition, r.offered_at));
+            acks.push((r.ack, r.disposition));
+            origins.push(r.origin);
         }
         let outcomes = match commit(&store, &prepared, &positions, &settings, &metrics).await {
             Ok(o) => o,
             Err(e) => break Err(e),
         };
         positions.clear();
-        let now = Utc::now();
-        for ((p, o), (ack, d, offered_at)) in prepared.iter().zip(&outcomes).zip(&acks) {
-            count(&metrics, p, o);
-            metrics.waited(*offered_at, now);
+        let counted: Vec<_> = origins
+            .into_iter()
+            .zip(&prepared)
+            .zip(&outcomes)
+            .map(|((origin, p), o)| (origin, p, o))
+            .collect();
+        metrics.count_batch(&counted, Utc::now());
+        for ((p, o), (ack, d)) in prepared.iter().zip(&outcomes).zip(&acks) {
+            log_recorded(p, o);
             if let Disposition::Quarantine(reason) = d {
                 if matches!(ack, Ack::None) {
                     tracing::warn!(source = %p.source, error = %reason, "recorded as an error");
@@ -800,43 +1082,11 @@ async fn writer(
     result
 }
 
-/// Counts one committed message.
-fn count(metrics: &Metrics, p: &Prepared, o: &Outcome) {
-    let c = &metrics.counters;
+/// Logs one committed message at debug.
+fn log_recorded(p: &Prepared, o: &Outcome) {
     let (outcome, bounces) = match o {
-        Outcome::New {
-            bounces, changes, ..
-        } => {
-            c.recorded.fetch_add(1, Ordering::Relaxed);
-            if p.analysis.error.is_some() {
-                c.quarantined.fetch_add(1, Ordering::Relaxed);
-                c.errors.fetch_add(1, Ordering::Relaxed);
-            } else if p.analysis.kind == Kind::NotBounce {
-                c.not_bounces.fetch_add(1, Ordering::Relaxed);
-            }
-            for b in &p.analysis.bounces {
-                let i = match b.bounce_type {
-                    BounceType::Hard => 0,
-                    BounceType::Soft => 1,
-                    BounceType::Complaint => 2,
-                    BounceType::None => 3,
-                };
-                c.bounces[i].fetch_add(1, Ordering::Relaxed);
-            }
-            let suppressed = changes
-                .iter()
-                .filter(|ch| ch.to == crate::policy::State::Suppressed)
-                .count();
-            c.suppressed.fetch_add(suppressed as u64, Ordering::Relaxed);
-            ("new", *bounces)
-        }
-        Outcome::Duplicate { .. } => {
-            c.duplicates.fetch_add(1, Ordering::Relaxed);
-            if p.analysis.error.is_some() {
-                c.quarantined.fetch_add(1, Ordering::Relaxed);
-            }
-            ("duplicate", 0)
-        }
+        Outcome::New { bounces, .. } => ("new", *bounces),
+        Outcome::Duplicate { .. } => ("duplicate", 0),
     };
     tracing::debug!(
         source = %p.source,
@@ -876,11 +1126,13 @@ async fn commit(
                         .retry_for
                         .is_none_or(|limit| first_try.elapsed() + wait <= limit) =>
             {
+                metrics.error(error_kind::STORE_RETRY);
                 tracing::error!(error = %e, messages = batch.len(), retry_in = ?wait, "cannot record a batch; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
             Err(e) => {
+                metrics.error(error_kind::STORE);
                 tracing::error!(error = %e, messages = batch.len(), "cannot record a batch; stopping");
                 return Err(e);
             }
@@ -889,14 +1141,11 @@ async fn commit(
 }
 
 /// Acknowledges committed batches in order, off the reactor (a Maildir acknowledgement is a rename).
-async fn acknowledge(
-    mut rx: mpsc::Receiver<Vec<(Ack, Disposition, DateTime<Utc>)>>,
-    metrics: Metrics,
-) {
+async fn acknowledge(mut rx: mpsc::Receiver<Vec<(Ack, Disposition)>>, metrics: Metrics) {
     while let Some(acks) = rx.recv().await {
         let n = acks.len() as u64;
         let _ = tokio::task::spawn_blocking(move || {
-            for (ack, d, _) in acks {
+            for (ack, d) in acks {
                 ack.ack(d);
             }
         })
@@ -1036,6 +1285,89 @@ mod tests {
                 "jobs {jobs}"
             );
         }
+    }
+
+    const DSN: &str = "From: MAILER-DAEMON@mx.example.net\r\n\
+Subject: Undelivered Mail\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Your message could not be delivered.\r\n\
+--b\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.example.net\r\n\
+\r\n\
+Final-Recipient: rfc822; gone@example.com\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\
+--b--\r\n";
+
+    #[test]
+    fn one_record_gives_the_summary_and_the_figures() {
+        let m = Metrics::default();
+        let origin: Arc<str> = Arc::from("maildir-a");
+        m.sources().set("maildir-a", "watching");
+        let now = Utc::now();
+        let arrived = now - chrono::Duration::seconds(3);
+        let classifier = Classifier::new();
+        let analysis = analyze(DSN.as_bytes(), &classifier, &ReadOptions::default());
+        let p = Prepared::new("maildir:/m/new/1".into(), arrived, DSN.as_bytes(), analysis);
+        m.taken(&origin, arrived);
+        m.taken(&origin, arrived - chrono::Duration::seconds(7));
+        let f = m.figures(now);
+        assert_eq!(f.sources[0].lag, Duration::from_secs(10));
+
+        let new = Outcome::New {
+            message_id: 1,
+            bounces: 1,
+            changes: vec![crate::store::StateChange {
+                address: "gone@example.com".into(),
+                to: crate::policy::State::Suppressed,
+                cause: crate::policy::Cause::Hard,
+            }],
+        };
+        let dup = Outcome::Duplicate { message_id: 1 };
+        m.count_batch(&[(origin.clone(), &p, &new)], now);
+        m.committed(Duration::from_millis(4));
+        let f = m.figures(now);
+        // The older message is still in flight.
+        assert_eq!(f.sources[0].lag, Duration::from_secs(10));
+        assert_eq!(f.messages, vec![("dsn", "new", 1)]);
+        assert_eq!(f.bounces, vec![("hard", "userunknown", 1)]);
+        assert_eq!(f.suppressed, vec![("hard", 1)]);
+        assert_eq!(f.commit.count(), 1);
+        // 4 ms: not in the 2.5 ms bucket, in the 5 ms one.
+        assert_eq!(f.commit.cumulative[1], 0);
+        assert_eq!(f.commit.cumulative[2], 1);
+        assert_eq!(f.delivery_to_commit.count(), 1);
+        assert_eq!(f.delivery_to_commit.sum, Duration::from_secs(3));
+
+        let mut older = p.clone();
+        older.received_at = arrived - chrono::Duration::seconds(7);
+        m.count_batch(&[(origin, &older, &dup)], now);
+        m.count_unreadable(2);
+        let f = m.figures(now);
+        assert_eq!(f.sources[0].lag, Duration::ZERO);
+        assert_eq!(f.messages, vec![("dsn", "duplicate", 1), ("dsn", "new", 1)]);
+        assert_eq!(f.errors, vec![("read".to_owned(), 2)]);
+        let s = m.snapshot();
+        assert_eq!(
+            (
+                s.recorded,
+                s.duplicates,
+                s.bounces,
+                s.suppressed,
+                s.commits,
+                s.unreadable
+            ),
+            (1, 1, [1, 0, 0, 0], 1, 1, 2)
+        );
+        assert_eq!(m.timings().latency_total, Duration::from_secs(13));
     }
 
     #[test]

@@ -5,8 +5,14 @@
 //! `bounced.db` in the working directory. `--config FILE` (or `BOUNCED_CONFIG`) reads everything
 //! else; `BOUNCED_...` variables override the file and options override both. SIGTERM or SIGINT
 //! drain the pipeline and exit 0. Exit codes: 0 clean stop; 1 the drain overran the grace period;
-//! 2 a configuration, database or source error.
+//! 2 a configuration, token, database, listening or source error.
+//!
+//! With `--http ADDR` (or an `[http]` section, or `BOUNCED_HTTP_LISTEN`) the daemon also serves the
+//! HTTP API, metrics and dashboard of `bounced serve` on the same runtime: listening before the
+//! database opens (`/healthz` says 503 until then), `/metrics` showing the pipeline's own record,
+//! stopped with the pipeline.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,8 +21,10 @@ use anyhow::Context;
 
 use bounced::Classifier;
 use bounced::config::{Config, LogFormat, MaildirConfig};
-use bounced::daemon::{self, DaemonError, Settings, Sources};
+use bounced::daemon::{self, DaemonError, Progress, Settings, Sources};
+use bounced::http::{self, HttpState, Tokens};
 use bounced::store::Store;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `bounced run`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +41,10 @@ pub struct Args {
     /// Log format: human or json (overrides `logging.format`).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Also serve the HTTP API, metrics and dashboard on this address and port (overrides
+    /// `[http] listen` and BOUNCED_HTTP_LISTEN); tokens come from `[http]`.
+    #[arg(long = "http", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
 }
 
 /// Starts the log subscriber on stderr in the configured format.
@@ -69,6 +81,10 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     for dir in args.maildir {
         cfg.maildir.push(MaildirConfig::at(dir));
     }
+    if let Some(addr) = args.http {
+        cfg.http.listen = addr;
+        cfg.http.requested = true;
+    }
     if cfg.maildir.is_empty() && cfg.imap.is_empty() {
         anyhow::bail!(
             "nothing to watch: pass --maildir DIR, or --config FILE with [[maildir]] or [[imap]] sections"
@@ -76,6 +92,19 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     }
     init_logging(&cfg, verbose);
     crate::ignore_sigxfsz();
+    let tokens = if cfg.http.requested {
+        let tokens = Tokens::load(&cfg.http)?;
+        http::check_exposure(cfg.http.listen, &tokens)?;
+        if tokens.is_empty() {
+            tracing::warn!(
+                listen = %cfg.http.listen,
+                "no token configured: anyone who can reach this address on this host can use the API and dashboard"
+            );
+        }
+        Some(tokens)
+    } else {
+        None
+    };
 
     let classifier = match &cfg.daemon.rules {
         Some(p) => Classifier::with_rules_file(p)?,
@@ -104,21 +133,69 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(async {
-        let store = Store::open(&cfg.store.path, cfg.store_options(true)).await?;
-        tracing::info!(db = %store.path().display(), "database open");
-        let r = daemon::run(
-            settings,
-            store.clone(),
-            Arc::new(classifier),
-            sources,
-            shutdown_signal(),
-            || {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-            },
-        )
-        .await;
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        store.close().await;
+        // One stop for the pipeline and the HTTP server: a signal, or the pipeline ending.
+        let stop = CancellationToken::new();
+        let on_signal = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            })
+        };
+        let progress = Progress::default();
+        // Listening first: /healthz says 503 until the database is open.
+        let (state, mut server) = match tokens {
+            None => (None, None),
+            Some(tokens) => {
+                let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+                let addr = listener.local_addr()?;
+                let state = HttpState::new(
+                    cfg.http.clone(),
+                    tokens,
+                    http::Metrics::with_pipeline(progress.clone()),
+                );
+                let server = tokio::spawn(http::serve(
+                    listener,
+                    state.clone(),
+                    stop.clone().cancelled_owned(),
+                ));
+                tracing::info!(url = %format!("http://{addr}/"), "HTTP: listening");
+                (Some(state), Some(server))
+            }
+        };
+        let opened = Store::open(&cfg.store.path, cfg.store_options(true)).await;
+        let r = match opened {
+            Err(e) => Err(e.into()),
+            Ok(store) => {
+                tracing::info!(db = %store.path().display(), "database open");
+                if let Some(state) = &state {
+                    state.set_store(store.clone());
+                }
+                let r = daemon::run_observed(
+                    settings,
+                    store.clone(),
+                    Arc::new(classifier),
+                    sources,
+                    stop.clone().cancelled_owned(),
+                    || {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                    },
+                    progress,
+                )
+                .await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                // Requests still in flight end before the database closes.
+                stop.cancel();
+                stop_server(server.take()).await;
+                store.close().await;
+                r
+            }
+        };
+        stop.cancel();
+        stop_server(server).await;
+        on_signal.abort();
         anyhow::Ok(r)
     })?;
     // After an overrun grace period some tasks may still be blocked: do not wait for them.
@@ -130,6 +207,15 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits for the HTTP server to finish its requests after the stop.
+async fn stop_server(server: Option<tokio::task::JoinHandle<Result<(), http::HttpError>>>) {
+    if let Some(server) = server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!(error = %e, "HTTP server");
     }
 }
 

@@ -1,14 +1,17 @@
-//! Prometheus metrics: a recorder of our own (no global state), what the database knows (set at
-//! each scrape), build information, and the calls the ingest pipeline makes as it works.
+//! Prometheus metrics: a recorder of our own (no global state) for the HTTP requests, what the
+//! database knows (set at each scrape) and build information; and the ingest pipeline's own record,
+//! [`pipeline::Metrics`], rendered as it stands at each scrape (the pipeline keeps one record of
+//! what it did, for its summaries and for this route alike).
 //!
 //! Names follow the Prometheus conventions: `bounced_` prefix, base units in the name (`_seconds`,
 //! `_bytes`), `_total` for counters.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -16,16 +19,9 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::pipeline::{self, Distribution};
 use crate::store::query::Counts;
 
-/// Buckets of the batch commit duration, in seconds.
-const COMMIT_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-/// Buckets of the delivery-to-commit latency, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
 /// Buckets of the HTTP request duration, in seconds.
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -42,6 +38,9 @@ pub struct Metrics {
     /// Label sets of the database gauges set at the last scrape, so that one that vanished (after a
     /// reclassify) drops to zero instead of keeping its old value.
     seen: Arc<Mutex<HashSet<Series>>>,
+    /// The pipeline's record: its errors always count here; the rest is rendered when `ingesting`.
+    pipeline: pipeline::Metrics,
+    ingesting: bool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,24 +56,32 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh set of metrics, with build information and every metric described.
+    /// Metrics of a server with no pipeline beside it (`bounced serve`).
     pub fn new() -> Metrics {
-        let mut builder = PrometheusBuilder::new();
-        for (name, buckets) in [
-            ("bounced_batch_commit_duration_seconds", COMMIT_BUCKETS),
-            ("bounced_delivery_to_commit_seconds", LATENCY_BUCKETS),
-            ("bounced_http_request_duration_seconds", REQUEST_BUCKETS),
-        ] {
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
-                .expect("bucket lists are constant and not empty");
-        }
-        let recorder = builder.build_recorder();
+        Metrics::build(pipeline::Metrics::default(), false)
+    }
+
+    /// Metrics of a server running beside a pipeline (`bounced run --http`): `/metrics` shows
+    /// `pipeline` as it stands at each scrape.
+    pub fn with_pipeline(pipeline: pipeline::Metrics) -> Metrics {
+        Metrics::build(pipeline, true)
+    }
+
+    fn build(pipeline: pipeline::Metrics, ingesting: bool) -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("bounced_http_request_duration_seconds".to_owned()),
+                REQUEST_BUCKETS,
+            )
+            .expect("the bucket list is constant and not empty")
+            .build_recorder();
         let handle = recorder.handle();
         let m = Metrics {
             recorder: Arc::new(recorder),
             handle,
             seen: Arc::new(Mutex::new(HashSet::new())),
+            pipeline,
+            ingesting,
         };
         m.with(|| {
             describe_gauge!(
@@ -102,43 +109,6 @@ impl Metrics {
                 Unit::Bytes,
                 "Size of the database."
             );
-            describe_gauge!(
-                "bounced_queue_messages",
-                "Messages waiting between the sources and the workers."
-            );
-            describe_histogram!(
-                "bounced_batch_commit_duration_seconds",
-                Unit::Seconds,
-                "Time to write and commit one batch."
-            );
-            describe_counter!(
-                "bounced_messages_processed_total",
-                "Messages committed by the pipeline, by kind and outcome (new, duplicate)."
-            );
-            describe_histogram!(
-                "bounced_delivery_to_commit_seconds",
-                Unit::Seconds,
-                "From a message's arrival at its source to the commit of its result."
-            );
-            describe_gauge!(
-                "bounced_source_lag_seconds",
-                Unit::Seconds,
-                "Age of the oldest message a source has not yet handed over."
-            );
-            describe_gauge!(
-                "bounced_source_connected",
-                "1 while a source is connected (IMAP) or watching (Maildir), else 0."
-            );
-            describe_gauge!(
-                "bounced_source_last_idle_timestamp_seconds",
-                Unit::Seconds,
-                "When a source last started waiting for new mail (IMAP IDLE), as unix time."
-            );
-            describe_counter!(
-                "bounced_source_reconnects_total",
-                "Reconnections of a source after a failure."
-            );
-            describe_counter!("bounced_errors_total", "Errors, by kind.");
             describe_counter!(
                 "bounced_http_requests_total",
                 "HTTP requests answered, by route and status code."
@@ -170,7 +140,12 @@ impl Metrics {
     /// The text exposition format, for `GET /metrics`.
     pub fn render(&self) -> String {
         self.handle.run_upkeep();
-        self.handle.render()
+        let mut out = self.handle.render();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        render_pipeline(&mut out, &self.pipeline, self.ingesting);
+        out
     }
 
     /// Sets the database gauges from `counts`; gauges of label sets no longer present drop to 0.
@@ -210,80 +185,14 @@ impl Metrics {
         *seen = current;
     }
 
-    // ---- what the ingest pipeline reports ----
-
-    /// Messages now waiting between the sources and the workers.
-    pub fn queue_depth(&self, messages: usize) {
-        self.with(|| gauge!("bounced_queue_messages").set(messages as f64));
-    }
-
-    /// One batch committed, and how long writing and committing it took.
-    pub fn batch_committed(&self, took: Duration) {
-        self.with(|| {
-            histogram!("bounced_batch_commit_duration_seconds").record(took.as_secs_f64())
-        });
-    }
-
-    /// One message committed: its kind (`dsn`, `text`, `not_bounce`, `error`, ...) and outcome
-    /// (`new` or `duplicate`).
-    pub fn message_recorded(&self, kind: &str, outcome: &str) {
-        self.with(|| {
-            counter!(
-                "bounced_messages_processed_total",
-                "kind" => kind.to_owned(),
-                "outcome" => outcome.to_owned(),
-            )
-            .increment(1)
-        });
-    }
-
-    /// The time from a message's arrival at its source to the commit of its result.
-    pub fn delivery_to_commit(&self, latency: Duration) {
-        self.with(|| {
-            histogram!("bounced_delivery_to_commit_seconds").record(latency.as_secs_f64())
-        });
-    }
-
-    /// How far behind a source is: the age of the oldest message it has not handed over.
-    pub fn source_lag(&self, source: &str, lag: Duration) {
-        self.with(|| {
-            gauge!("bounced_source_lag_seconds", "source" => source.to_owned())
-                .set(lag.as_secs_f64())
-        });
-    }
-
-    /// Whether a source is connected (IMAP) or watching (Maildir).
-    pub fn source_connected(&self, source: &str, connected: bool) {
-        self.with(|| {
-            gauge!("bounced_source_connected", "source" => source.to_owned()).set(if connected {
-                1.0
-            } else {
-                0.0
-            })
-        });
-    }
-
-    /// A source began waiting for new mail (IMAP IDLE) at `at`.
-    pub fn source_idle(&self, source: &str, at: DateTime<Utc>) {
-        self.with(|| {
-            gauge!(
-                "bounced_source_last_idle_timestamp_seconds",
-                "source" => source.to_owned()
-            )
-            .set(at.timestamp() as f64)
-        });
-    }
-
-    /// A source reconnected after a failure.
-    pub fn source_reconnect(&self, source: &str) {
-        self.with(|| {
-            counter!("bounced_source_reconnects_total", "source" => source.to_owned()).increment(1)
-        });
-    }
-
-    /// An error of `kind` (`store_locked`, `read`, `imap`, `quarantine`, ...).
+    /// Counts an error of `kind` (`metrics_scrape`, and the pipeline's own kinds).
     pub fn error(&self, kind: &str) {
-        self.with(|| counter!("bounced_errors_total", "kind" => kind.to_owned()).increment(1));
+        self.pipeline.error(kind);
+    }
+
+    /// The pipeline these metrics render, when the server runs beside one.
+    pub fn pipeline(&self) -> Option<&pipeline::Metrics> {
+        self.ingesting.then_some(&self.pipeline)
     }
 
     /// One HTTP request answered on `route` (the route pattern, never the address asked about).
@@ -301,6 +210,163 @@ impl Metrics {
             )
             .record(took.as_secs_f64());
         });
+    }
+}
+
+/// Appends the pipeline's series (only its errors when no pipeline runs).
+fn render_pipeline(out: &mut String, p: &pipeline::Metrics, ingesting: bool) {
+    let r = p.figures(Utc::now());
+    family(
+        out,
+        "bounced_errors_total",
+        "counter",
+        "Errors, by kind.",
+        r.errors
+            .iter()
+            .map(|(k, n)| (vec![("kind", k.as_str())], *n as f64)),
+    );
+    if !ingesting {
+        return;
+    }
+    family(
+        out,
+        "bounced_messages_processed_total",
+        "counter",
+        "Messages committed by the pipeline, by kind and outcome (new, duplicate).",
+        r.messages
+            .iter()
+            .map(|(k, o, n)| (vec![("kind", *k), ("outcome", *o)], *n as f64)),
+    );
+    family(
+        out,
+        "bounced_bounces_processed_total",
+        "counter",
+        "Bounce results of newly recorded messages, by type and reason.",
+        r.bounces
+            .iter()
+            .map(|(t, reason, n)| (vec![("type", *t), ("reason", *reason)], *n as f64)),
+    );
+    family(
+        out,
+        "bounced_suppressions_total",
+        "counter",
+        "Recipients suppressed by newly recorded messages, by cause.",
+        r.suppressed
+            .iter()
+            .map(|(c, n)| (vec![("cause", *c)], *n as f64)),
+    );
+    family(
+        out,
+        "bounced_queue_messages",
+        "gauge",
+        "Messages waiting between the sources and the workers.",
+        [(vec![], r.queue as f64)],
+    );
+    histogram_family(
+        out,
+        "bounced_batch_commit_duration_seconds",
+        "Time to write and commit one batch.",
+        &r.commit,
+    );
+    histogram_family(
+        out,
+        "bounced_delivery_to_commit_seconds",
+        "From a message's arrival at its source (file mtime, IMAP INTERNALDATE) to the commit of its result.",
+        &r.delivery_to_commit,
+    );
+    let by_source = |f: &dyn Fn(&pipeline::SourceFigures) -> Option<f64>| {
+        r.sources
+            .iter()
+            .filter_map(|s| Some((vec![("source", s.label.as_str())], f(s)?)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        out,
+        "bounced_source_lag_seconds",
+        "gauge",
+        "Age of a source's oldest message read and not yet committed, from its arrival; 0 when none.",
+        by_source(&|s| Some(s.lag.as_secs_f64())),
+    );
+    family(
+        out,
+        "bounced_source_connected",
+        "gauge",
+        "1 while a source is connected (IMAP) or watching its folder (Maildir), else 0.",
+        by_source(&|s| Some(if s.state.connected { 1.0 } else { 0.0 })),
+    );
+    family(
+        out,
+        "bounced_source_last_idle_timestamp_seconds",
+        "gauge",
+        "When a source last began waiting for new mail with IMAP IDLE, as unix time.",
+        by_source(&|s| s.state.last_idle.map(|t| t.timestamp() as f64)),
+    );
+    family(
+        out,
+        "bounced_source_reconnects_total",
+        "counter",
+        "Connections of a source lost or refused, each followed by a new attempt.",
+        by_source(&|s| Some(s.state.reconnects as f64)),
+    );
+}
+
+/// One metric family in the text format: its help, its type and its samples.
+fn family<'a>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{} {}", label_text(&labels), number(v));
+    }
+    out.push('\n');
+}
+
+/// A histogram family: cumulative buckets, `+Inf`, sum and count.
+fn histogram_family(out: &mut String, name: &str, help: &str, d: &Distribution) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, n) in d.bounds.iter().zip(&d.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {n}", number(*bound));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", d.count());
+    let _ = writeln!(out, "{name}_sum {}", number(d.sum.as_secs_f64()));
+    let _ = writeln!(out, "{name}_count {}\n", d.count());
+}
+
+/// `{a="x",b="y"}` with the values escaped as the text format wants; nothing for no labels.
+fn label_text(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("{");
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{k}=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+/// A sample value: integers without a fraction, as Prometheus writes them.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
     }
 }
 
@@ -355,35 +421,51 @@ mod tests {
     }
 
     #[test]
-    fn pipeline_calls_show_as_histograms_counters_and_gauges() {
-        let m = Metrics::new();
-        m.queue_depth(7);
-        m.batch_committed(Duration::from_millis(3));
-        m.message_recorded("dsn", "new");
-        m.message_recorded("dsn", "new");
-        m.delivery_to_commit(Duration::from_millis(40));
-        m.source_lag("maildir:/m", Duration::from_secs(2));
-        m.source_connected("imap:main/INBOX", true);
-        m.source_reconnect("imap:main/INBOX");
-        m.source_idle(
+    fn the_pipeline_record_renders_in_the_text_format() {
+        let p = pipeline::Metrics::default();
+        let states = p.sources();
+        states.set("imap:main/INBOX", "connected");
+        states.set_connected("imap:main/INBOX", true);
+        states.reconnect("imap:main/INBOX");
+        states.idle(
             "imap:main/INBOX",
-            DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         );
-        m.error("store_locked");
+        states.set("/var/mail/\"odd\"", "stopped");
+        p.error("store_retry");
+        let m = Metrics::with_pipeline(p.clone());
+        m.error("metrics_scrape");
         let text = m.render();
         for needle in [
-            "bounced_queue_messages 7",
+            "bounced_queue_messages 0",
             "# TYPE bounced_batch_commit_duration_seconds histogram",
-            "bounced_batch_commit_duration_seconds_bucket{le=\"0.005\"} 1",
-            "bounced_messages_processed_total{kind=\"dsn\",outcome=\"new\"} 2",
-            "bounced_delivery_to_commit_seconds_count 1",
-            "bounced_source_lag_seconds{source=\"maildir:/m\"} 2",
+            "bounced_batch_commit_duration_seconds_bucket{le=\"0.0025\"} 0",
+            "bounced_batch_commit_duration_seconds_bucket{le=\"+Inf\"} 0",
+            "# TYPE bounced_delivery_to_commit_seconds histogram",
+            "bounced_delivery_to_commit_seconds_count 0",
+            "# TYPE bounced_messages_processed_total counter",
+            "bounced_source_lag_seconds{source=\"imap:main/INBOX\"} 0",
             "bounced_source_connected{source=\"imap:main/INBOX\"} 1",
+            "bounced_source_connected{source=\"/var/mail/\\\"odd\\\"\"} 0",
             "bounced_source_reconnects_total{source=\"imap:main/INBOX\"} 1",
             "bounced_source_last_idle_timestamp_seconds{source=\"imap:main/INBOX\"} 1800000000",
-            "bounced_errors_total{kind=\"store_locked\"} 1",
+            "bounced_errors_total{kind=\"store_retry\"} 1",
+            "bounced_errors_total{kind=\"metrics_scrape\"} 1",
         ] {
             assert!(text.contains(needle), "no `{needle}` in:\n{text}");
         }
+        // Each family is declared once.
+        assert_eq!(text.matches("# TYPE bounced_errors_total ").count(), 1);
+
+        // Without a pipeline only the errors are shown.
+        let alone = Metrics::new();
+        alone.error("metrics_scrape");
+        let text = alone.render();
+        assert!(
+            text.contains("bounced_errors_total{kind=\"metrics_scrape\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("bounced_queue_messages"), "{text}");
+        assert!(alone.pipeline().is_none() && m.pipeline().is_some());
     }
 }

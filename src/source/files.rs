@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Ack, Incoming, OversizeId, Payload, States};
 use crate::error::ReadError;
 
+/// The label of an import in the sources' states and figures.
+const LABEL: &str = "import";
+
 /// Files, directories, Maildirs, mbox files or `-` (standard input), read once.
 #[derive(Debug)]
 pub struct FilesSource {
@@ -60,7 +63,7 @@ impl FilesSource {
 
     /// Walks every path, handing each message to `tx`, until done or `cancel` fires.
     pub async fn run(self, tx: mpsc::Sender<Incoming>, cancel: CancellationToken, states: States) {
-        states.set("import", "reading");
+        states.set(LABEL, "reading");
         let walker = tokio::task::spawn_blocking(move || {
             let w = Walker {
                 tx,
@@ -78,7 +81,7 @@ impl FilesSource {
         if let Err(e) = walker.await {
             tracing::error!(error = %e, "the import walker failed");
         }
-        states.set("import", "done");
+        states.set(LABEL, "done");
     }
 }
 
@@ -118,6 +121,7 @@ impl Walker {
         }
         let incoming = Incoming {
             source,
+            origin: Arc::from(LABEL),
             received_at,
             payload,
             ack: Ack::None,

@@ -305,7 +305,7 @@ pub struct ImapSource {
     saved: std::sync::Mutex<Option<Position>>,
     max_size: usize,
     /// `imap:<name>/<mailbox>`: the key of the saved position.
-    key: String,
+    key: Arc<str>,
 }
 
 impl fmt::Debug for ImapSource {
@@ -332,7 +332,7 @@ impl ImapSource {
         saved: Option<Position>,
         max_size: usize,
     ) -> ImapSource {
-        let key = ImapSource::key_of(&cfg);
+        let key = ImapSource::key_of(&cfg).into();
         ImapSource {
             cfg,
             secret,
@@ -393,9 +393,11 @@ impl ImapSource {
             match self.connection(&tx, &cancel, &mut selected, &states).await {
                 Ok(End::Stopped) => break,
                 Err(e) => {
+                    states.set_connected(&self.key, false);
                     if cancel.is_cancelled() {
                         break;
                     }
+                    states.reconnect(&self.key);
                     if selected {
                         attempt = 0;
                     }
@@ -434,6 +436,7 @@ impl ImapSource {
             }
         }
         states.set(&self.key, "stopped");
+        states.set_connected(&self.key, false);
         tracing::info!(imap = %self.cfg.name, "stopped");
     }
 
@@ -568,6 +571,7 @@ impl ImapSource {
             "selected"
         );
         states.set(&self.key, "connected");
+        states.set_connected(&self.key, true);
 
         loop {
             let found = self
@@ -593,6 +597,7 @@ impl ImapSource {
             if can_idle && self.cfg.idle {
                 let mut handle = session.idle();
                 handle.init().await?;
+                states.idle(&self.key, Utc::now());
                 let (wait, stop) = handle.wait_with_timeout(self.cfg.idle_renew.0);
                 let res = tokio::select! {
                     r = wait => r?,
@@ -713,13 +718,22 @@ impl ImapSource {
         cancel: &CancellationToken,
     ) -> Result<Vec<(u32, oneshot::Receiver<Disposition>)>, ImapError> {
         let set = uid_set(uids);
+        // INTERNALDATE is when the server received the message: its arrival at this source.
+        let now = Utc::now();
+        let mut arrived = std::collections::HashMap::new();
         let sizes: Vec<(u32, u32)> = session
-            .uid_fetch(&set, "(UID RFC822.SIZE)")
+            .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
             .await?
             .try_collect::<Vec<_>>()
             .await?
             .iter()
-            .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
+            .filter_map(|f| {
+                let uid = f.uid?;
+                if let Some(at) = f.internal_date() {
+                    arrived.insert(uid, at.with_timezone(&Utc));
+                }
+                Some((uid, f.size.unwrap_or(0)))
+            })
             .collect();
         let mut small = Vec::new();
         let mut large = Vec::new();
@@ -757,12 +771,13 @@ impl ImapSource {
             }
         }
         items.sort_by_key(|(uid, _)| *uid);
-        let now = Utc::now();
         for (uid, payload) in items {
             let (ack_tx, ack_rx) = oneshot::channel();
             let incoming = Incoming {
                 source: format!("{}/{uidvalidity}/{uid}", self.key),
-                received_at: now,
+                origin: self.key.clone(),
+                // A server clock ahead of ours must not date a message in the future.
+                received_at: arrived.get(&uid).map_or(now, |at| (*at).min(now)),
                 payload,
                 ack: Ack::Channel(ack_tx),
             };

@@ -238,7 +238,7 @@ impl Ticket {
 /// One Maildir folder being read.
 #[derive(Debug)]
 pub struct MaildirSource {
-    label: String,
+    label: Arc<str>,
     rescan_interval: Duration,
     shared: Arc<Shared>,
 }
@@ -261,7 +261,7 @@ impl MaildirSource {
             }
         }
         Ok(MaildirSource {
-            label: cfg.label(),
+            label: cfg.label().into(),
             rescan_interval: cfg.rescan_interval.0,
             shared: Arc::new(Shared {
                 new: root.join("new"),
@@ -349,6 +349,7 @@ impl MaildirSource {
         }
         tracing::info!(maildir = %self.label, path = %self.shared.root.display(), "watching");
         states.set(&self.label, "watching");
+        states.set_connected(&self.label, true);
         if let Some(r) = ready {
             let _ = r.send(());
         }
@@ -378,6 +379,7 @@ impl MaildirSource {
         }
         drop(watcher);
         states.set(&self.label, "stopped");
+        states.set_connected(&self.label, false);
         tracing::info!(maildir = %self.label, "stopped");
         Ok(())
     }
@@ -434,6 +436,7 @@ impl MaildirSource {
         }
         let incoming = Incoming {
             source: format!("maildir:{}", path.display()),
+            origin: self.label.clone(),
             received_at: Utc::now(),
             payload: Payload::File(path.clone()),
             ack: Ack::Maildir(Ticket {

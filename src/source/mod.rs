@@ -12,7 +12,9 @@ pub mod files;
 pub mod imap;
 pub mod maildir;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +25,11 @@ pub struct Incoming {
     /// Where it came from, as stored: `maildir:<path>`, `file:<path>`, `file:<path>#<n>` (an mbox),
     /// `stdin`, or `imap:<account>/<mailbox>/<uidvalidity>/<uid>`.
     pub source: String,
-    /// When the source first saw it.
+    /// The label of the source that yielded it (as in [`States`]), for per-source figures.
+    pub origin: Arc<str>,
+    /// When it arrived at the source: an IMAP message's INTERNALDATE, a file's modification time, an
+    /// mbox `From ` line's date. A Maildir file's modification time is read with the file, by the
+    /// worker, and replaces the time of the hand-over set here.
     pub received_at: DateTime<Utc>,
     /// The message itself, or where to read it.
     pub payload: Payload,
@@ -143,25 +149,71 @@ impl Positions {
     }
 }
 
-/// What each source is doing now (`watching`, `connected`, `reconnecting: ...`), by source label:
-/// shared between the sources, which set it, and whoever reports on the pipeline.
+/// One source's live state, as shown in metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// What it is doing: `watching`, `connecting`, `connected`, `reconnecting: ...`, `stopped`.
+    pub state: String,
+    /// Connected to its server (IMAP) or watching its folder (Maildir).
+    pub connected: bool,
+    /// When it last began waiting for new mail with IMAP IDLE.
+    pub last_idle: Option<DateTime<Utc>>,
+    /// Connections lost or refused, each followed by a new attempt.
+    pub reconnects: u64,
+}
+
+/// What each source is doing now, by source label: shared between the sources, which set it, and
+/// whoever reports on the pipeline.
 #[derive(Debug, Clone, Default)]
-pub struct States(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>);
+pub struct States(Arc<Mutex<BTreeMap<String, SourceState>>>);
 
 impl States {
-    /// Sets the state of `source`.
-    pub fn set(&self, source: &str, state: impl Into<String>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(source.to_owned(), state.into());
+    fn update(&self, source: &str, f: impl FnOnce(&mut SourceState)) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(source) {
+            Some(s) => f(s),
+            None => {
+                let mut s = SourceState::default();
+                f(&mut s);
+                map.insert(source.to_owned(), s);
+            }
+        }
     }
 
-    /// Every source's state, by label.
-    pub fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
+    /// Sets what `source` is doing.
+    pub fn set(&self, source: &str, state: impl Into<String>) {
+        let state = state.into();
+        self.update(source, |s| s.state = state);
+    }
+
+    /// Sets whether `source` is connected (IMAP) or watching (Maildir).
+    pub fn set_connected(&self, source: &str, connected: bool) {
+        self.update(source, |s| s.connected = connected);
+    }
+
+    /// `source` began waiting for new mail with IMAP IDLE at `at`.
+    pub fn idle(&self, source: &str, at: DateTime<Utc>) {
+        self.update(source, |s| s.last_idle = Some(at));
+    }
+
+    /// `source` lost or could not open its connection and will try again.
+    pub fn reconnect(&self, source: &str) {
+        self.update(source, |s| s.reconnects += 1);
+    }
+
+    /// Every source's state text, by label.
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.details()
+            .into_iter()
+            .map(|(k, v)| (k, v.state))
+            .collect()
+    }
+
+    /// Every source's full state, by label.
+    pub fn details(&self) -> BTreeMap<String, SourceState> {
         self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 }
