@@ -73,10 +73,47 @@ fn bounced(s: &Setup, args: &[&str]) -> Output {
 }
 
 fn daemon(s: &Setup) -> common::Daemon {
+    daemon_with(s, &[])
+}
+
+fn daemon_with(s: &Setup, extra: &[&str]) -> common::Daemon {
     let config = s.config.display().to_string();
-    let d = DaemonCmd::new(&["--config", &config], &s.dir.join("daemon.log")).spawn();
+    let mut args = vec!["--config", config.as_str()];
+    args.extend_from_slice(extra);
+    let d = DaemonCmd::new(&args, &s.dir.join("daemon.log")).spawn();
     d.wait_log("notify worker started", Duration::from_secs(60));
     d
+}
+
+/// The base URL a daemon started with `--http 127.0.0.1:0` logged.
+fn http_base(d: &common::Daemon) -> String {
+    d.wait_log("HTTP: listening", Duration::from_secs(30));
+    let log = d.log();
+    let at = log.find("http://127.0.0.1:").expect("url in the log");
+    let url: String = log[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    url.trim_end_matches('/').to_owned()
+}
+
+/// An HTTP request to the daemon: (status, body text).
+fn http(method: &str, url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = reqwest::Client::new();
+        let req = match method {
+            "POST" => c.post(url),
+            _ => c.get(url),
+        };
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
 }
 
 /// Deliveries as `bounced outbox list --format jsonl` prints them.
@@ -199,7 +236,8 @@ fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once() {
     let rx = Receiver::start(SECRET);
     rx.answer(503);
     let s = setup(|dir| webhook(&rx.url(), dir, ""));
-    let mut d = daemon(&s);
+    let mut d = daemon_with(&s, &["--http", "127.0.0.1:0"]);
+    let base = http_base(&d);
     for n in 0..20 {
         deliver(&s.md, &format!("m{n}"), bounce(n).as_bytes());
     }
@@ -248,6 +286,24 @@ fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once() {
     let dead = outbox(&s, &["--state", "dead"]);
     assert_eq!(dead[0]["address"], "user100@example.com");
     assert!(dead[0]["last_error"].as_str().unwrap_or("").contains("410"));
+    // The HTTP API and the metrics show it too.
+    let (status, body) = http("GET", &format!("{base}/api/v1/outbox?state=dead"));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["deliveries"][0]["id"], dead[0]["id"], "{v}");
+    assert!(
+        v["counts"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["state"] == "delivered" && c["count"] == 20)),
+        "{v}"
+    );
+    let (_, metrics) = http("GET", &format!("{base}/metrics"));
+    assert!(
+        metrics.contains("bounced_outbox_deliveries{target=\"hook\",state=\"dead\"} 1"),
+        "{metrics}"
+    );
+    let (status, body) = http("GET", &format!("{base}/api/v1/outbox?state=lost"));
+    assert_eq!(status, 400, "{body}");
     // Retried by the operator once the receiver is fixed: delivered, with the same id.
     rx.answer(200);
     let out = bounced(&s, &["outbox", "retry", "--target", "hook"]);
@@ -258,17 +314,34 @@ fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once() {
     });
     assert_eq!(rx.accepted()[20].id, dead[0]["id"].as_str().unwrap_or(""));
     assert_eq!(d.stop(Duration::from_secs(30)), 0);
-    // Drop: a dead delivery can also be removed.
+    // Drop: a dead delivery can also be removed, through the API or the command.
     rx.answer(400);
-    let mut d = daemon(&s);
+    let mut d = daemon_with(&s, &["--http", "127.0.0.1:0"]);
+    let base = http_base(&d);
     deliver(&s.md, "gone2", bounce(101).as_bytes());
     d.wait_until(Duration::from_secs(30), "a second dead delivery", || {
         outbox(&s, &["--state", "dead"]).len() == 1
     });
-    assert_eq!(d.stop(Duration::from_secs(30)), 0);
-    let out = bounced(&s, &["outbox", "drop", "--address", "user101@example.com"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 deliveries dropped"));
+    let (status, body) = http("POST", &format!("{base}/api/v1/outbox/drop?target=hook"));
+    assert_eq!((status, body.as_str()), (200, r#"{"dropped":1}"#));
     assert!(outbox(&s, &["--state", "dead"]).is_empty());
+    assert_eq!(d.stop(Duration::from_secs(30)), 0);
+    let out = bounced(
+        &s,
+        &[
+            "outbox",
+            "drop",
+            "--state",
+            "delivered",
+            "--address",
+            "user0@example.com",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 deliveries dropped"),
+        "{out:?}"
+    );
+    assert_eq!(outbox(&s, &["--state", "delivered"]).len(), 20);
 }
 
 #[test]

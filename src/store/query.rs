@@ -885,6 +885,8 @@ pub struct Counts {
     pub suppressed: Vec<(String, i64)>,
     /// The database's size in bytes.
     pub size_bytes: i64,
+    /// Outbox deliveries per (target, state).
+    pub outbox: Vec<(String, String, i64)>,
 }
 
 impl Store {
@@ -1032,6 +1034,13 @@ impl Store {
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
+        let outbox: Vec<(String, String, i64)> = sqlx::query_as(
+            "select target, state, count(*) from outbox_deliveries group by target, state \
+             order by target, state",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(|e| self.err(e))?;
         // The engine's own measure: pages in use times the page size.
         let (pages,): (i64,) = sqlx::query_as("pragma page_count")
             .fetch_one(pool)
@@ -1047,6 +1056,7 @@ impl Store {
             recipients,
             suppressed,
             size_bytes: pages.saturating_mul(page_size),
+            outbox,
         })
     }
 }
