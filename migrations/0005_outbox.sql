@@ -50,3 +50,8 @@ create table notify_disabled (
     primary key (target, member_id)
 );
 create index notify_disabled_address on notify_disabled (target, address);
+
+-- 1 when [trust] is configured and this bounce offered no proof of being about mail we sent (the
+-- returned original's list-id, message-id domain, campaign header, or a matching verp address):
+-- recorded and counted, never applied to the recipient's state.
+alter table bounces add column untrusted integer not null default 0;

@@ -113,6 +113,9 @@ pub struct Config {
     /// The HTTP API, metrics and dashboard.
     #[serde(default)]
     pub http: HttpConfig,
+    /// What a bounce must show before it may change a recipient's state.
+    #[serde(default)]
+    pub trust: TrustConfig,
     /// Targets that receive outbox events (`[[notify]]`, any number).
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
@@ -272,6 +275,12 @@ impl Config {
         if self.policy.soft_stale_after.0 > Duration::from_secs(3_650 * 86_400) {
             return Err(invalid("policy.soft_stale_after", "must be at most 3650d"));
         }
+        if !self.trust.campaigns.is_empty() && !self.trust.listmonk_campaign {
+            return Err(invalid(
+                "trust.campaigns",
+                "applies only with trust.listmonk_campaign = true",
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for n in &self.notify {
             if !names.insert(n.name.as_str()) {
@@ -310,6 +319,7 @@ impl Config {
             create,
             mode: self.store.mode.0,
             bounce_events: self.notify.iter().any(|n| n.filter().wants_bounces()),
+            trust: self.trust.trust(),
         }
     }
 }
@@ -1417,6 +1427,43 @@ impl NotifyConfig {
                 "is required for kind exec (program and arguments)".to_owned(),
             ),
             _ => Ok(()),
+        }
+    }
+}
+
+/// `[trust]`: the proof a bounce must carry (any one of those configured) before it may suppress;
+/// without any, every bounce may. Bounces without it are recorded and counted, never applied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// The returned original's `List-Id` is one of these.
+    pub list_ids: Vec<String>,
+    /// The returned original's `Message-ID` ends in `@` one of these domains.
+    pub message_id_domains: Vec<String>,
+    /// A VERP bounce address naming the bounce's recipient is proof.
+    pub verp: bool,
+    /// An `X-Listmonk-Campaign` header in the returned original is proof (one of `campaigns`
+    /// when that is set).
+    pub listmonk_campaign: bool,
+    /// The campaign UUIDs `listmonk_campaign` accepts; empty means any.
+    pub campaigns: Vec<String>,
+}
+
+impl TrustConfig {
+    /// The check these settings describe.
+    pub fn trust(&self) -> crate::policy::Trust {
+        let clean = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().trim_matches(['<', '>']).to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        crate::policy::Trust {
+            list_ids: clean(&self.list_ids),
+            message_id_domains: clean(&self.message_id_domains),
+            verp: self.verp,
+            listmonk_campaign: self.listmonk_campaign,
+            campaigns: clean(&self.campaigns),
         }
     }
 }

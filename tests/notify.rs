@@ -547,3 +547,77 @@ fn listmonk_target_posts_bounces_with_the_campaign_uuid() {
         "5e1b2c3d-0000-4000-8000-00000000abcd"
     );
 }
+
+#[test]
+fn trust_keeps_forged_bounces_from_suppressing() {
+    let rx = Receiver::start(SECRET);
+    let s = setup(|dir| {
+        format!(
+            "[trust]\nlist_ids = [\"news.lists.example.org\"]\nmessage_id_domains = [\"lists.example.org\"]\n\n{}",
+            webhook(&rx.url(), dir, "")
+        )
+    });
+    let with_original = |n: usize, headers: &str| {
+        bounce(n).replace(
+            &format!("\r\n--bnd{n}--\r\n"),
+            &format!(
+                "\r\n--bnd{n}\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}From: news@lists.example.org\r\nTo: user{n}@example.com\r\nSubject: News\r\n\r\n--bnd{n}--\r\n"
+            ),
+        )
+    };
+    let mut d = daemon(&s);
+    // Forged: no original at all; another list; a Message-ID from elsewhere.
+    deliver(&s.md, "forged1", bounce(1).as_bytes());
+    deliver(
+        &s.md,
+        "forged2",
+        with_original(
+            2,
+            "List-Id: <other.example.net>\r\nMessage-ID: <x@evil.example>\r\n",
+        )
+        .as_bytes(),
+    );
+    // Ours: by List-Id, and by the Message-ID domain.
+    deliver(
+        &s.md,
+        "ours3",
+        with_original(3, "List-Id: News <news.lists.example.org>\r\n").as_bytes(),
+    );
+    deliver(
+        &s.md,
+        "ours4",
+        with_original(4, "Message-ID: <c.4@lists.example.org>\r\n").as_bytes(),
+    );
+    d.wait_until(Duration::from_secs(30), "two suppressions", || {
+        rx.count() >= 2
+    });
+    wait_for(Duration::from_secs(20), "all four recorded", || {
+        db_int(&s.db, "select count(*) from messages") == 4
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.stop(Duration::from_secs(30)), 0);
+    let mut got: Vec<String> = rx
+        .accepted()
+        .iter()
+        .map(|g| g.body["address"].as_str().unwrap_or("").to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["user3@example.com", "user4@example.com"]);
+    assert_eq!(
+        db_int(
+            &s.db,
+            "select count(*) from recipients where state = 'suppressed'"
+        ),
+        2
+    );
+    assert_eq!(
+        db_int(&s.db, "select count(*) from bounces where untrusted = 1"),
+        2
+    );
+    // Counted where an operator looks.
+    let out = bounced(&s, &["stats", "--format", "csv"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bounces,untrusted,2"),
+        "{out:?}"
+    );
+}

@@ -52,6 +52,8 @@ pub struct StoreOptions {
     /// Write an outbox event for every recorded bounce too (a notify target asks for them); events
     /// for changes of state are always written.
     pub bounce_events: bool,
+    /// The proof a bounce needs before it may change a recipient's state.
+    pub trust: crate::policy::Trust,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +64,7 @@ impl Default for StoreOptions {
             create: true,
             mode: DEFAULT_MODE,
             bounce_events: false,
+            trust: crate::policy::Trust::default(),
         }
     }
 }
@@ -73,6 +76,7 @@ pub struct Store {
     path: PathBuf,
     policy: Policy,
     bounce_events: bool,
+    trust: crate::policy::Trust,
     /// Bumped after each commit that may have written outbox events.
     wake: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -146,6 +150,7 @@ impl Store {
             path,
             policy: opts.policy,
             bounce_events: opts.bounce_events,
+            trust: opts.trust,
             wake: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         store.migrate().await?;
@@ -252,6 +257,11 @@ impl Store {
     /// The policy applied when recording.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The proof a bounce needs before it may change a recipient's state.
+    pub fn trust(&self) -> &crate::policy::Trust {
+        &self.trust
     }
 
     /// The newest schema version this binary knows.
