@@ -1125,6 +1125,52 @@ mod tests {
         assert_eq!(h.session_lifetime, dh.session_lifetime);
         assert_eq!(h.max_body_bytes, dh.max_body_bytes);
         assert!(h.token_file.is_none() && h.token_env.is_none());
+        assert!(c.notify.is_empty());
+        assert!(!c.trust.trust().enabled());
+    }
+
+    #[test]
+    fn notify_targets_are_checked() {
+        let ok = "[[notify]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x.example/h\"\nsecret_file = \"/s\"\n";
+        let c = parse(ok).unwrap();
+        assert_eq!(c.notify[0].max_attempts, 15);
+        assert!(c.notify[0].filter().wants("suppressed", Some("hard")));
+        assert!(!c.notify[0].filter().wants("bounce", Some("hard")));
+        assert!(!c.store_options(false).bounce_events);
+        for (bad, key) in [
+            (
+                ok.replace("secret_file = \"/s\"\n", ""),
+                "notify.secret_file",
+            ),
+            (ok.replace("https://", "ftp://"), "notify.url"),
+            (
+                format!("{ok}events = [\"bounce:manual\"]\n"),
+                "notify.events",
+            ),
+            (format!("{ok}events = [\"sent\"]\n"), "notify.events"),
+            (format!("{ok}{ok}"), "notify.name"),
+            (ok.replace("name = \"a\"", "name = \"a b\""), "notify.name"),
+            (
+                ok.replace("kind = \"webhook\"", "kind = \"listmonk\""),
+                "notify.credentials_file",
+            ),
+            (format!("{ok}concurrency = 0\n"), "notify.concurrency"),
+            (
+                "[[notify]]\nname = \"e\"\nkind = \"exec\"\n".to_owned(),
+                "notify.command",
+            ),
+            (
+                "[trust]\ncampaigns = [\"x\"]\n".to_owned(),
+                "trust.campaigns",
+            ),
+        ] {
+            let e = parse(&bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let c = parse(&format!("{ok}events = [\"bounce:hard\", \"suppressed\"]\n")).unwrap();
+        assert!(c.store_options(false).bounce_events);
+        assert!(c.notify[0].filter().wants("bounce", Some("hard")));
+        assert!(!c.notify[0].filter().wants("bounce", Some("soft")));
     }
 
     #[test]
@@ -1195,6 +1241,8 @@ mod tests {
         let c = parse(&out).unwrap();
         assert_eq!(c.maildir.len(), 1);
         assert_eq!(c.imap.len(), 1);
+        assert_eq!(c.notify.len(), 1);
+        assert_eq!(c.notify[0].kind, NotifyKind::Webhook);
         assert_eq!(
             c.imap[0].processed_mailbox.as_deref(),
             Some("Bounces/Processed")

@@ -90,6 +90,17 @@ pub async fn run_observed(
     ));
     let result = pipeline.run(list, shutdown, on_ready).await;
     stop.cancel();
-    let _ = workers.await;
+    // Attempts in flight finish within their target's timeout; a worker still busy after this is
+    // abandoned, and its unsettled events are sent again at the next start, with the same ids.
+    let abort = workers.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(15), workers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "notify workers did not stop in 15s: their unsettled events are sent again at the next start"
+        );
+        abort.abort();
+    }
     result
 }

@@ -240,8 +240,13 @@ impl Notifier {
         }
     }
 
-    /// One round: copy new events, send what is due, settle it. Returns how many were sent.
-    async fn round(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
+    /// One round: copy new events, send what is due, settle it. Returns how many were sent. Once
+    /// `stop` is cancelled no new attempt starts; those in flight finish and are settled.
+    async fn round(
+        &self,
+        store: &Store,
+        stop: &CancellationToken,
+    ) -> Result<usize, crate::store::StoreError> {
         while store
             .outbox_fan_out(&self.name, |e, t| self.filter.wants(e, t), FAN_OUT)
             .await?
@@ -255,6 +260,9 @@ impl Notifier {
         let sent = due.len();
         let results: Vec<Settle> = futures_util::stream::iter(due)
             .map(|d: Due| async move {
+                if stop.is_cancelled() {
+                    return None;
+                }
                 let attempt = self.send(store, &d).await;
                 match &attempt {
                     Attempt::Accepted => {
@@ -265,9 +273,10 @@ impl Notifier {
                         attempt = d.attempts + 1, error = %e, "event not delivered"
                     ),
                 }
-                self.settle(&d, attempt)
+                Some(self.settle(&d, attempt))
             })
             .buffer_unordered(self.concurrency)
+            .filter_map(|r| async move { r })
             .collect()
             .await;
         let dead = results
@@ -297,7 +306,7 @@ impl Notifier {
                 }
             }
             let sent = if registered {
-                self.round(&store).await
+                self.round(&store, &stop).await
             } else {
                 Ok(0)
             };
