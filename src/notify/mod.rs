@@ -319,7 +319,7 @@ impl Notifier {
                     failures = 0;
                     match store.outbox_next_attempt(&self.name).await {
                         Ok(Some(at)) => {
-                            let ms = (at - Utc::now().timestamp_millis()).clamp(0, 1_000);
+                            let ms = (at - Utc::now().timestamp_millis()).clamp(10, 1_000);
                             Duration::from_millis(u64::try_from(ms).unwrap_or(0))
                         }
                         _ => POLL,

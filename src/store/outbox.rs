@@ -480,10 +480,14 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
-    /// Unix milliseconds of `target`'s next pending attempt, if it has one.
+    /// Unix milliseconds of `target`'s next attempt, if it has one pending: the earliest among the
+    /// deliveries that are the oldest pending one of their address (the others wait for those).
     pub async fn outbox_next_attempt(&self, target: &str) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar(
-            "select min(next_at) from outbox_deliveries where target = ? and state = 'pending'",
+            "select min(d.next_at) from outbox_deliveries d where d.target = ?1 \
+             and d.state = 'pending' and not exists (select 1 from outbox_deliveries p \
+               where p.target = d.target and p.address = d.address and p.state = 'pending' \
+               and p.event_seq < d.event_seq)",
         )
         .bind(target)
         .fetch_one(self.pool())
