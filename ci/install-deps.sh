@@ -15,7 +15,6 @@ if [[ ! -x "$MAILMAN_VENV/bin/runner" ]]; then
         # home folder other users cannot enter.
         py=python3
         [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -m venv --help >/dev/null 2>&1 && py=/usr/bin/python3
-        rm -rf "$MAILMAN_VENV"
         "$py" -m venv "$MAILMAN_VENV"
         "$MAILMAN_VENV/bin/pip" install -q --no-cache-dir -r tests/mailman/requirements.txt
     else
