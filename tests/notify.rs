@@ -621,3 +621,23 @@ fn trust_keeps_forged_bounces_from_suppressing() {
         "{out:?}"
     );
 }
+
+#[test]
+fn check_config_reads_each_targets_secret() {
+    let s = setup(|dir| webhook("http://127.0.0.1:9/hook", dir, ""));
+    let out = bounced(&s, &["check-config"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 notify target(s)"),
+        "{out:?}"
+    );
+    fs::remove_file(s.dir.join("secret")).expect("remove the secret");
+    let out = bounced(&s, &["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("notify `hook`") && err.contains("secret file"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET));
+}

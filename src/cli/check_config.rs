@@ -30,6 +30,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for i in &cfg.imap {
         i.password()?;
     }
+    for n in &cfg.notify {
+        bounced::notify::Notifier::from_config(n)?;
+    }
     let db_dir = cfg
         .store
         .path
@@ -43,9 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "ok: {} maildir source(s), {} imap source(s), database {}",
+        "ok: {} maildir source(s), {} imap source(s), {} notify target(s), database {}",
         cfg.maildir.len(),
         cfg.imap.len(),
+        cfg.notify.len(),
         cfg.store.path.display()
     );
     Ok(ExitCode::SUCCESS)
