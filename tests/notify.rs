@@ -641,3 +641,161 @@ fn check_config_reads_each_targets_secret() {
     );
     assert!(!err.contains(SECRET));
 }
+
+/// An HTTPS server on loopback with a fresh self-signed certificate (for `localhost` and
+/// 127.0.0.1) that answers every request 204 and keeps the request bodies; `None` without openssl.
+fn https_receiver(dir: &Path) -> Option<(u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>)> {
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !common::tool_available("webhook_over_https", "openssl", made) {
+        return None;
+    }
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).expect("key");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let sink = bodies.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(l.local_addr().expect("addr").port()).ok();
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    break;
+                };
+                let (acceptor, sink) = (acceptor.clone(), sink.clone());
+                tokio::spawn(async move {
+                    // A failed handshake (a client that does not trust us) just ends here.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = tls.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() < len {
+                            continue;
+                        }
+                        if let Ok(mut b) = sink.lock() {
+                            b.push(body[..len].to_owned());
+                        }
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                            .await;
+                        let _ = tls.shutdown().await;
+                        return;
+                    }
+                });
+            }
+        });
+    });
+    Some((
+        rx.recv_timeout(Duration::from_secs(10)).expect("port"),
+        bodies,
+    ))
+}
+
+#[test]
+fn webhook_over_https_trusts_its_ca_file_and_refuses_an_unknown_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let Some((port, bodies)) = https_receiver(certs.path()) else {
+        return;
+    };
+    let url = format!("https://localhost:{port}/hook");
+    let ca = certs.path().join("cert.pem").display().to_string();
+    let s = setup(|dir| {
+        format!(
+            "{}ca_file = {ca:?}\n\n{}",
+            webhook(&url, dir, ""),
+            webhook(&url, dir, "").replace("name = \"hook\"", "name = \"webroots\"")
+        )
+    });
+    let mut d = daemon(&s);
+    deliver(&s.md, "one", bounce(9).as_bytes());
+    d.wait_until(Duration::from_secs(30), "the event over HTTPS", || {
+        bodies.lock().map(|b| b.len()).unwrap_or(0) == 1
+    });
+    d.wait_until(
+        Duration::from_secs(30),
+        "a failed attempt for the other target",
+        || {
+            outbox(&s, &["--target", "webroots"])
+                .first()
+                .is_some_and(|r| r["attempts"].as_i64().unwrap_or(0) >= 1)
+        },
+    );
+    assert_eq!(d.stop(Duration::from_secs(30)), 0);
+    let body = bodies.lock().expect("lock")[0].clone();
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["address"], "user9@example.com");
+    let hook = outbox(&s, &["--target", "hook"]);
+    assert_eq!(hook[0]["state"], "delivered");
+    // The web's roots do not know a self-signed certificate: never delivered, kept pending.
+    let other = outbox(&s, &["--target", "webroots"]);
+    assert_eq!(other[0]["state"], "pending", "{other:?}");
+    assert!(
+        other[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("certificate")),
+        "{other:?}"
+    );
+    assert_eq!(bodies.lock().expect("lock").len(), 1);
+}
