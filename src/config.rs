@@ -17,11 +17,10 @@ use crate::store::StoreOptions;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration {path}: {source}")]
+    #[error("cannot read configuration {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML, has an unknown key or a value of the wrong type.
     #[error("configuration {path}: {message}")]
@@ -204,9 +203,9 @@ impl Default for PolicyConfig {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::parse(&text, path)
     }
@@ -299,6 +298,34 @@ impl Config {
                 key,
                 problem,
             })
+    }
+
+    /// Makes every path of the configuration absolute against the working directory now (the
+    /// database, the rule file, each Maildir, password and CA files, the token file), so that what
+    /// was named relative means the same folder for the whole run and in every log line.
+    pub fn resolve_paths(&mut self) -> std::io::Result<()> {
+        fn abs(p: &mut PathBuf) -> std::io::Result<()> {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = std::path::absolute(&*p)?;
+            }
+            Ok(())
+        }
+        abs(&mut self.store.path)?;
+        if let Some(r) = &mut self.daemon.rules {
+            abs(r)?;
+        }
+        for m in &mut self.maildir {
+            abs(&mut m.path)?;
+        }
+        for i in &mut self.imap {
+            for p in [&mut i.password_file, &mut i.ca_file].into_iter().flatten() {
+                abs(p)?;
+            }
+        }
+        if let Some(t) = &mut self.http.token_file {
+            abs(t)?;
+        }
+        Ok(())
     }
 
     /// The suppression policy these settings describe.
@@ -582,12 +609,11 @@ pub enum SecretError {
     #[error("imap `{0}`: set exactly one of password_file, password_env, password_credential")]
     Choice(String),
     /// The file could not be read.
-    #[error("imap `{name}`: cannot read password file {path}: {source}")]
+    #[error("imap `{name}`: cannot read password file {path}: {cause}")]
     File {
         name: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The variable is unset or empty.
     #[error("imap `{name}`: environment variable {var} is unset or empty")]
@@ -624,10 +650,10 @@ impl ImapConfig {
         let from_file = |path: PathBuf| {
             std::fs::read_to_string(&path)
                 .map(|t| Secret(t.lines().next().unwrap_or("").to_owned()))
-                .map_err(|source| SecretError::File {
+                .map_err(|cause| SecretError::File {
                     name: self.name.clone(),
                     path,
-                    source,
+                    cause,
                 })
         };
         if let Some(p) = &self.password_file {
@@ -647,6 +673,33 @@ impl ImapConfig {
             .ok_or_else(|| SecretError::NoCredentials(self.name.clone()))?;
         from_file(PathBuf::from(dir).join(cred))
     }
+}
+
+/// The log levels, from the quietest.
+pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter (`logging.level`, `RUST_LOG`): comma-separated directives, each a level
+/// ([`LOG_LEVELS`]) or `target=level`. A bare word that is not a level is refused: the filter
+/// syntax would read it as a target name and silence everything else.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let is_level = |s: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
+    let mut any = false;
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        any = true;
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !is_level(level) {
+            return Err(format!(
+                "is not a log filter: `{directive}` is not a level (use one of {}, or target=level such as bounced=debug)",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    if !any {
+        return Err(format!("must name a level ({})", LOG_LEVELS.join(", ")));
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("is not a log filter: {e}"))
 }
 
 /// Environment variables that override a configuration key, with the key they set.
@@ -697,7 +750,10 @@ impl Config {
                         _ => return Err(bad(format!("must be human or json, not `{v}`"))),
                     }
                 }
-                "BOUNCED_LOG_LEVEL" => self.logging.level = v.to_owned(),
+                "BOUNCED_LOG_LEVEL" => {
+                    check_log_filter(v).map_err(&bad)?;
+                    self.logging.level = v.to_owned();
+                }
                 "BOUNCED_BATCH_SIZE" => self.daemon.batch_size = num(v)?,
                 "BOUNCED_BATCH_DELAY" => self.daemon.batch_delay = dur(v)?,
                 "BOUNCED_WORKERS" => self.daemon.workers = num(v)?,
@@ -746,11 +802,8 @@ impl Config {
         if d.summary_interval.0 < Duration::from_secs(1) {
             return bad("daemon.summary_interval", "must be at least 1s");
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
-            return bad(
-                "logging.level",
-                "is not a log filter (try info, debug, or bounced=debug,sqlx=warn)",
-            );
+        if let Err(problem) = check_log_filter(&self.logging.level) {
+            return Err(("logging.level", problem));
         }
         let mut names = std::collections::HashSet::new();
         for m in &self.maildir {

@@ -134,12 +134,7 @@ fn reader_evidence(
     let subject = report.subject.as_deref().unwrap_or("");
     let from = report.from.as_deref().unwrap_or("");
     let body = text::readable_text(message);
-    let input = text::Input {
-        message,
-        subject,
-        from,
-        body: &body,
-    };
+    let input = text::Input::new(message, subject, from, &body);
     let detected: Vec<&str> = text::FAMILIES
         .iter()
         .filter(|f| (f.detect)(&input))
@@ -377,7 +372,7 @@ fn explain_rule(
         "reader.hint" => builtin(format!(
             "no text rule matched the diagnostic; the `{}` reader vouched for `{}` from its format's own wording",
             report.reader,
-            read.reason_hint.unwrap_or("")
+            read.reason_hint.map_or("", Reason::as_str)
         )),
         "notice.contradicts" => builtin(format!(
             "the fields gave a hard reason, but the report's own notice says otherwise and nothing in it says the address is gone: {:?}",

@@ -7,6 +7,8 @@
 //!   ──► writer: Store::record_with_positions (one transaction per batch) ──► Ack ──► export
 //! ```
 //!
+//! - [`address`]: mailbox addresses (RFC 5321/5322/6531), parsed once and printed one way; the
+//!   readers, the store and the CLI all normalise through it.
 //! - [`source`]: Maildir folders, IMAP mailboxes, and the files, directories, mbox files and standard
 //!   input of `import`; they yield [`source::Incoming`] messages and act on acks. No DSN, no SQL.
 //! - [`pipeline`]: the one ingest pipeline of `run` and `import`: bounded queues, worker threads,
@@ -28,6 +30,8 @@
 //! - [`export`]: suppression-list writers (txt, csv, jsonl, listmonk, postfix, ses, mailgun), streaming.
 //! - [`config`]: `bounced.toml`, validated at load; the `BOUNCED_*` overrides.
 //! - [`error`]: the reader's typed errors.
+//! - [`text`]: text made safe for terminals and text logs (control characters and non-UTF-8 bytes
+//!   escaped).
 //! - [`eval`]: accuracy figures against a table of expected results (pure; `bounced eval` prints them).
 //! - [`explain`]: why one message got its results (reader, fields, rule, hard/soft), for `eval --explain`.
 //! - [`http`]: the HTTP server over the store's queries: JSON API, Prometheus metrics, dashboard;
@@ -39,6 +43,8 @@
 //! and exit. The command line (`src/main.rs`, `src/cli/`) is the binary's, not this library's.
 //! `ARCHITECTURE.md` has the picture and what each module may import.
 
+#[forbid(unsafe_code)]
+pub mod address;
 #[forbid(unsafe_code)]
 pub mod analysis;
 #[forbid(unsafe_code)]
@@ -71,6 +77,8 @@ pub mod report;
 pub mod source;
 #[forbid(unsafe_code)]
 pub mod store;
+#[forbid(unsafe_code)]
+pub mod text;
 
 pub use analysis::{Analysis, analyze};
 pub use classify::{Bounce, BounceType, Classifier, Reason};

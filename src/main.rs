@@ -17,10 +17,11 @@ fn main() -> ExitCode {
     if !matches!(cli.command, cli::Command::Run(_)) {
         cli::init_tracing(cli.verbose);
     }
-    match cli::run(cli) {
+    // A reader that stops reading (`bounced ... | head`) is a normal end for every command.
+    match cli::db::quiet_broken_pipe(cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bounced: error: {e:#}");
+            eprintln!("bounced: error: {}", cli::explain(&e));
             ExitCode::from(2)
         }
     }

@@ -134,8 +134,8 @@ pub enum PipelineError {
 pub fn can_heal(e: &StoreError) -> bool {
     match e {
         StoreError::Locked { .. } | StoreError::Full { .. } | StoreError::Io { .. } => true,
-        StoreError::Sql { source, .. } => matches!(
-            source,
+        StoreError::Sql { cause, .. } => matches!(
+            cause,
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
         ),
         _ => false,
@@ -746,7 +746,7 @@ impl Pipeline {
     }
 }
 
-/// `bounced import`: `paths` (files, directories, Maildirs, mbox files, `-` for standard input) read
+/// `bounced import`: `inputs` (files, directories, Maildirs, mbox files, `-` for standard input) read
 /// once through the pipeline into `store`, with nothing to acknowledge. The database's own files
 /// (`-wal`, `-shm`, `-journal` too) are skipped by identity wherever the walk meets them. Inputs that
 /// cannot be read are named in warnings and counted in [`Summary::unreadable`].
@@ -754,11 +754,11 @@ pub async fn import(
     settings: Settings,
     store: Store,
     classifier: Arc<Classifier>,
-    paths: Vec<std::path::PathBuf>,
+    inputs: impl Into<crate::source::files::Inputs>,
     shutdown: impl Future<Output = ()>,
     metrics: Metrics,
 ) -> Result<Summary, PipelineError> {
-    let mut files = FilesSource::new(paths, settings.read.max_size);
+    let mut files = FilesSource::new(inputs, settings.read.max_size);
     let db = store.path().to_path_buf();
     files.skip_file(&db);
     for suffix in ["-wal", "-shm", "-journal"] {
@@ -854,7 +854,17 @@ fn spawn_workers(
     }
 }
 
-/// Logs a summary line every `every` until cancelled.
+/// How long no message must arrive for the work to count as paused: the next one is said at once.
+const QUIET_SPELL: Duration = Duration::from_secs(2);
+
+/// The shortest time between two summary lines that are not periodic ones.
+const SUMMARY_GAP: Duration = Duration::from_secs(1);
+
+/// Logs a summary line every `every` until cancelled, one as soon as work begins after a quiet spell
+/// ([`QUIET_SPELL`] without a message), and one when such work pauses with some of it not yet said.
+/// So the first message of a run, or after a pause of a few seconds, shows within a second, and the
+/// end of a burst is said then, not at the end of the interval; under steady load only the
+/// periodic lines are written, and the others are at least [`SUMMARY_GAP`] apart.
 fn spawn_summary(
     metrics: &Metrics,
     every: Duration,
@@ -865,26 +875,59 @@ fn spawn_summary(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
+        let mut look = tokio::time::interval(Duration::from_millis(500).min(every));
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What the last line said, and when.
         let mut last = metrics.snapshot();
+        let mut last_at = Instant::now();
+        // The last look, when a message last arrived, and whether work began after a quiet spell
+        // and is not yet said.
+        let mut seen = last.received;
+        let mut moved_at: Option<Instant> = None;
+        let mut began = false;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     let now = metrics.snapshot();
-                    tracing::info!(
-                        received = now.received - last.received,
-                        recorded = now.recorded - last.recorded,
-                        duplicates = now.duplicates - last.duplicates,
-                        quarantined = now.quarantined - last.quarantined,
-                        total_recorded = now.recorded,
-                        queue = metrics.queue_depth(),
-                        "summary for the last {:?}", every
-                    );
+                    log_summary(&metrics, &last, &now, last_at.elapsed());
                     last = now;
+                    last_at = Instant::now();
+                    began = false;
+                }
+                _ = look.tick() => {
+                    let now = metrics.snapshot();
+                    if now.received != seen {
+                        began |= moved_at.is_none_or(|t| t.elapsed() >= QUIET_SPELL);
+                        moved_at = Some(Instant::now());
+                        seen = now.received;
+                    }
+                    let paused = moved_at.is_some_and(|t| t.elapsed() >= QUIET_SPELL);
+                    let unsaid = now.received != last.received && now.commits != last.commits;
+                    if unsaid && (began || paused) && last_at.elapsed() >= SUMMARY_GAP {
+                        log_summary(&metrics, &last, &now, last_at.elapsed());
+                        last = now;
+                        last_at = Instant::now();
+                        began = false;
+                    }
                 }
             }
         }
     })
+}
+
+/// One summary line: what happened between `last` and `now`, over `span`.
+fn log_summary(metrics: &Metrics, last: &Summary, now: &Summary, span: Duration) {
+    tracing::info!(
+        received = now.received - last.received,
+        recorded = now.recorded - last.recorded,
+        duplicates = now.duplicates - last.duplicates,
+        quarantined = now.quarantined - last.quarantined,
+        total_recorded = now.recorded,
+        queue = metrics.queue_depth(),
+        "summary for the last {:.0?}",
+        span
+    );
 }
 
 /// Loads (when needed), hashes and analyzes one message; `None` when it vanished or cannot be read.
@@ -912,11 +955,18 @@ fn prepare(
         Payload::File(path) => match maildir::read_file(&path, opts.max_size) {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::debug!(path = %path.display(), "gone before it was read");
+                tracing::debug!(path = %crate::text::path(&path), "gone before it was read");
+                return None;
+            }
+            Err(e) if let Some(why) = crate::source::not_regular(&e) => {
+                match &ack {
+                    Ack::Maildir(t) => t.not_regular(why),
+                    _ => tracing::warn!(path = %crate::text::path(&path), "{why}"),
+                }
                 return None;
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read; will retry on the next scan");
+                tracing::warn!(path = %crate::text::path(&path), error = %e, "cannot read; will retry on the next scan");
                 metrics.count_unreadable(1);
                 return None;
             }

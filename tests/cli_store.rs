@@ -278,7 +278,9 @@ fn readers_do_not_create_a_database() {
     let out = bounced(dir.path(), &["export"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("no bounce database at bounced.db"),
+        // Named with its absolute path, as every path is resolved at start.
+        stderr(&out).contains("no bounce database at /")
+            && stderr(&out).contains("/bounced.db: run `bounced import` first"),
         "{}",
         stderr(&out)
     );
@@ -371,10 +373,7 @@ fn a_read_only_database_is_named_readers_still_work_and_nothing_is_written() {
         let out = bounced(dir.path(), args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(
-            err.contains("database bounced.db is read-only"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains("/bounced.db is read-only"), "{args:?}: {err}");
     }
     let out = bounced(dir.path(), &["export"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -759,7 +758,7 @@ fn suppress_and_unsuppress_take_many_addresses_and_standard_input() {
         "cy@example.com would be suppressed\n\
          ann@example.com would be suppressed\n\
          bob@example.com would be suppressed\n\
-         not-an-address refused: not an email address (expected local-part@domain)\n\
+         not-an-address refused: not an email address: it has no `@` between a local part and a domain\n\
          ann@example.com would be suppressed\n"
     );
     assert!(
@@ -777,7 +776,7 @@ fn suppress_and_unsuppress_take_many_addresses_and_standard_input() {
         "cy@example.com suppressed\n\
          ann@example.com suppressed\n\
          bob@example.com suppressed\n\
-         not-an-address refused: not an email address (expected local-part@domain)\n\
+         not-an-address refused: not an email address: it has no `@` between a local part and a domain\n\
          ann@example.com already suppressed by hand; nothing to do\n"
     );
     let list = stdout(&bounced(dir.path(), &["export"]));
@@ -964,9 +963,12 @@ fn exports_carry_no_spreadsheet_formula_and_a_formula_address_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
     let txt = stdout(&bounced(dir.path(), &["export"]));
+    // The parenthesised text is an RFC 5322 comment, which the address parser drops: the formula
+    // and its link never reach the database, only the mailbox `=HYPERLINK@example.net`, whose
+    // leading `=` the CSV exports quote like any other.
     assert_eq!(
-        txt, "+plus@example.net\n-dash@example.net\n",
-        "the text that is not a mailbox is refused at recording"
+        txt, "+plus@example.net\n-dash@example.net\n=HYPERLINK@example.net\n",
+        "the formula text is not recorded"
     );
     let formula = |cell: &str| cell.trim_start().starts_with(['=', '+', '-', '@']);
     for format in ["csv", "mailgun", "listmonk", "ses"] {
@@ -987,7 +989,7 @@ fn exports_carry_no_spreadsheet_formula_and_a_formula_address_is_refused() {
             );
             seen += 1;
         }
-        assert_eq!(seen, 2, "{format}");
+        assert_eq!(seen, 3, "{format}");
     }
     let csv = stdout(&bounced(dir.path(), &["export", "--format", "csv"]));
     assert!(csv.contains("'=HYPERLINK("), "{csv}");

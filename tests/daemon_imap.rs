@@ -650,3 +650,79 @@ fn untrusted_certificate_is_refused_with_a_clear_error() {
     );
     assert_eq!(recorded(&db), 0);
 }
+
+/// Neither the password nor its base64 forms (the AUTHENTICATE PLAIN response, the password alone)
+/// reach the log at any level, however the level is set: the configuration, `-v`, `-vv`,
+/// `RUST_LOG=trace`, or `RUST_LOG` directives that name the IMAP client's own targets.
+#[test]
+fn no_log_level_carries_the_password() {
+    use base64::Engine as _;
+    if !dovecot::available("no_log_level_carries_the_password") {
+        return;
+    }
+    let dc = Dovecot::start();
+    dc.deliver_file("s0.host", bounce(0).as_bytes());
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let needles = [
+        PASSWORD.to_owned(),
+        b64(PASSWORD),
+        b64(&format!("\0{}\0{PASSWORD}", dovecot::USER)),
+        b64(&format!("{}\0{}\0{PASSWORD}", dovecot::USER, dovecot::USER)),
+    ];
+    let rt = runtime();
+    // Name, extra flags, BOUNCED_LOG_LEVEL, RUST_LOG.
+    type Variant<'a> = (&'a str, &'a [&'a str], Option<&'a str>, Option<&'a str>);
+    let variants: &[Variant] = &[
+        ("error", &[], Some("error"), None),
+        ("warn", &[], Some("warn"), None),
+        ("info", &[], Some("info"), None),
+        ("debug", &[], Some("debug"), None),
+        ("trace", &[], Some("trace"), None),
+        ("v", &["-v"], None, None),
+        ("vv", &["-vv"], None, None),
+        ("rust-log-trace", &[], None, Some("trace")),
+        ("rust-log-target", &[], None, Some("async_imap=trace")),
+        (
+            "rust-log-module",
+            &[],
+            None,
+            Some("info,async_imap::imap_stream=trace,imap_proto=trace"),
+        ),
+    ];
+    for auth in ["login", "plain"] {
+        for (name, flags, level, rust_log) in variants {
+            let mut probe = rt.block_on(Probe::connect(dc.port));
+            rt.block_on(probe.mark_all_unseen("INBOX"));
+            rt.block_on(probe.close());
+            let db = dc.path(&format!("{auth}-{name}.db"));
+            let conf = binary_config(&dc, &db, &format!("auth = \"{auth}\""));
+            let mut args = vec!["--config", conf.as_str()];
+            args.extend_from_slice(flags);
+            let mut cmd = DaemonCmd::new(&args, &dc.path(&format!("{auth}-{name}.log")));
+            if let Some(l) = level {
+                cmd = cmd.env("BOUNCED_LOG_LEVEL", l);
+            }
+            if let Some(r) = rust_log {
+                cmd = cmd.env("RUST_LOG", r);
+            }
+            let mut d = cmd.spawn();
+            d.wait_until(Duration::from_secs(30), "the message recorded", || {
+                recorded(&db) >= 1
+            });
+            assert_eq!(d.stop(Duration::from_secs(25)), 0, "{auth} {name}");
+            let log = d.log();
+            if *name == "trace" || *name == "vv" || *name == "rust-log-trace" {
+                assert!(
+                    log.contains("TRACE"),
+                    "{auth} {name}: trace level not in effect:\n{log}"
+                );
+            }
+            for n in &needles {
+                assert!(
+                    !log.contains(n.as_str()),
+                    "{auth} {name}: `{n}` is in the log:\n{log}"
+                );
+            }
+        }
+    }
+}

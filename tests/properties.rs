@@ -1,9 +1,11 @@
 //! Property tests of the code parsers (RFC 5321 reply codes, RFC 3463 enhanced status codes) and
-//! the address normalizers: they never panic, what they return re-renders to itself, and they never
-//! return anything the input does not hold.
+//! the address parser and its users: they never panic, what they return re-renders to itself
+//! (parse, print, parse is the identity; printing is idempotent), and they never return anything
+//! the input does not hold.
 
 use std::sync::LazyLock;
 
+use bounced::address::Address;
 use bounced::classify::codes::{
     ReplyCode, StatusCode, find_reply, find_server_pair, find_status, reply_codes,
     reply_status_pairs, status_codes,
@@ -150,30 +152,53 @@ fn address_text() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
 }
 
-/// Checks the report normalizer's promises for one input.
+/// Whether every character of `part` is in `input` (lower-cased when `lower`): a normaliser takes
+/// quotes, escapes and brackets off, but never invents a character.
+fn from_input(part: &str, input: &str, lower: bool) -> bool {
+    let hay = if lower {
+        input.to_lowercase()
+    } else {
+        input.to_string()
+    };
+    part.chars().all(|c| hay.contains(c))
+}
+
+/// Checks the report's field normaliser's promises for one input.
 fn check_report_normalizer(input: &str) -> Result<(), TestCaseError> {
-    let Some(out) = bounced::report::normalize_address(input) else {
+    let Some(out) = bounced::report::field_address(input) else {
         return Ok(());
     };
     prop_assert!(!out.is_empty());
     prop_assert_eq!(
-        bounced::report::normalize_address(&out),
+        bounced::report::field_address(&out),
         Some(out.clone()),
         "not idempotent for {:?}",
         input
     );
-    match out.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            prop_assert_eq!(domain, domain.to_lowercase());
-            prop_assert!(input.contains(local), "{:?} not in {:?}", local, input);
+    match Address::parse(&out) {
+        Ok(a) => {
+            prop_assert_eq!(a.to_string(), out.clone());
+            prop_assert_eq!(a.domain(), a.domain().to_lowercase());
             prop_assert!(
-                input.to_lowercase().contains(domain),
-                "{:?} not in {:?}",
-                domain,
+                from_input(a.local(), input, false),
+                "{:?} not from {:?}",
+                a,
+                input
+            );
+            prop_assert!(
+                from_input(a.domain(), input, true),
+                "{:?} not from {:?}",
+                a,
                 input
             );
         }
-        _ => prop_assert!(input.contains(&out), "{:?} not in {:?}", out, input),
+        // A local delivery target (no mailbox address): its text, the domain side lower-cased.
+        Err(_) => prop_assert!(
+            input.to_lowercase().contains(&out.to_lowercase()),
+            "{:?} not in {:?}",
+            out,
+            input
+        ),
     }
     Ok(())
 }
@@ -186,9 +211,16 @@ fn check_store_normalizer(input: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(domain.clone(), domain.to_lowercase());
     let suffix = format!("@{domain}");
     prop_assert!(address.ends_with(&suffix));
-    let (local, _) = address.rsplit_once('@').unwrap_or_default();
+    let parsed = Address::parse(&address);
+    prop_assert!(parsed.is_ok(), "{:?} does not parse", address);
+    let local = parsed.map(|a| a.local().to_string()).unwrap_or_default();
     prop_assert!(!local.is_empty());
-    prop_assert!(input.contains(local), "{:?} not in {:?}", local, input);
+    prop_assert!(
+        from_input(&local, input, false),
+        "{:?} not from {:?}",
+        local,
+        input
+    );
     prop_assert_eq!(
         bounced::store::normalize_address(&address),
         Some((address.clone(), domain.clone())),
@@ -235,12 +267,103 @@ proptest! {
             _ => format!("\"Someone\" <{plain}>"),
         };
         let want = format!("{local}@{}", domain.to_lowercase());
-        prop_assert_eq!(bounced::report::normalize_address(&input), Some(want.clone()));
-        if wrap != 3 {
-            prop_assert_eq!(
-                bounced::store::normalize_address(&input),
-                Some((want, domain.to_lowercase()))
-            );
-        }
+        // A local part with consecutive, leading or trailing dots is printed quoted.
+        let want = if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            format!("\"{local}\"@{}", domain.to_lowercase())
+        } else {
+            want
+        };
+        prop_assert_eq!(bounced::report::field_address(&input), Some(want.clone()));
+        prop_assert_eq!(
+            bounced::store::normalize_address(&input),
+            Some((want, domain.to_lowercase()))
+        );
     }
+
+    #[test]
+    fn parse_print_parse_is_the_identity(local in local_part(), domain in domain_name()) {
+        let Ok(address) = Address::from_parts(&local, &domain) else {
+            return Ok(());
+        };
+        let printed = address.to_string();
+        let again = Address::parse(&printed);
+        prop_assert_eq!(again.as_ref(), Ok(&address), "{:?} printed as {:?}", address, printed);
+        prop_assert_eq!(again.map(|a| a.to_string()), Ok(printed));
+        prop_assert_eq!(address.local(), local.as_str());
+    }
+
+    #[test]
+    fn printing_a_parsed_address_is_idempotent(input in address_text()) {
+        check_idempotent_print(&input)?;
+    }
+
+    #[test]
+    fn printing_any_parsed_text_is_idempotent(input in any::<String>()) {
+        check_idempotent_print(&input)?;
+    }
+
+    #[test]
+    fn a_quoted_local_part_survives_every_wrapping(
+        local in "[a-z. ]{1,12}",
+        domain in "[a-zA-Z]{1,8}\\.[a-zA-Z]{2,4}",
+        wrap in 0usize..4,
+    ) {
+        let quoted = format!("\"{local}\"@{domain}");
+        let input = match wrap {
+            0 => quoted.clone(),
+            1 => format!("<{quoted}>"),
+            2 => format!("rfc822; {quoted}"),
+            _ => format!("Someone <{quoted}>"),
+        };
+        let parsed = Address::parse(&input);
+        prop_assert!(parsed.is_ok(), "{:?}", input);
+        let parsed = parsed.unwrap_or_else(|_| unreachable!());
+        prop_assert_eq!(parsed.local(), local.as_str());
+        prop_assert_eq!(parsed.domain(), domain.to_lowercase());
+    }
+}
+
+/// Local parts: atoms, dots, spaces, quotes, backslashes, `@`, commas and UTF-8, in any order.
+fn local_part() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,6}",
+        Just(".".to_string()),
+        Just(" ".to_string()),
+        Just("\"".to_string()),
+        Just("\\".to_string()),
+        Just("@".to_string()),
+        Just(",".to_string()),
+        Just("(".to_string()),
+        "[éöü用户ñ]{1,3}",
+    ];
+    prop::collection::vec(piece, 1..6).prop_map(|v| v.concat())
+}
+
+/// Domains: one to four labels, mixed case, some UTF-8, sometimes a trailing dot or a literal.
+fn domain_name() -> impl Strategy<Value = String> {
+    let label = prop_oneof!["[a-zA-Z0-9-]{1,10}", "[a-zÄÖÜéß例子]{1,5}"];
+    prop_oneof![
+        (prop::collection::vec(label, 1..4), any::<bool>()).prop_map(|(labels, dot)| {
+            let mut d = labels.join(".");
+            if dot {
+                d.push('.');
+            }
+            d
+        }),
+        "\\[[0-9]{1,3}(\\.[0-9]{1,3}){3}\\]",
+        Just("[IPv6:2001:DB8::1]".to_string()),
+    ]
+}
+
+/// The printed form of whatever parses is a fixed point: it parses to the same address and prints
+/// as itself.
+fn check_idempotent_print(input: &str) -> Result<(), TestCaseError> {
+    let Ok(address) = Address::parse(input) else {
+        return Ok(());
+    };
+    let printed = address.to_string();
+    let again = Address::parse(&printed);
+    prop_assert_eq!(again.as_ref(), Ok(&address), "{:?} -> {:?}", input, printed);
+    prop_assert_eq!(again.map(|a| a.to_string()), Ok(printed));
+    Ok(())
 }

@@ -476,10 +476,10 @@ impl Classifier {
         &'a self,
         kind: Option<Kind>,
         facts: &rules::Facts,
-        hint: Option<&str>,
+        hint: Option<Reason>,
     ) -> (Reason, Cow<'a, str>) {
         let facts = &rules::Facts {
-            hint: hint.or(facts.hint),
+            hint: hint.map(Reason::as_str).or(facts.hint),
             ..*facts
         };
         match kind {
@@ -498,7 +498,7 @@ impl Classifier {
         if !failing && facts.status.is_some_and(|s| s.class == 2) {
             return (Reason::Delivered, Cow::Borrowed("status.success"));
         }
-        let hint_reason = hint.and_then(|h| h.parse::<Reason>().ok());
+        let hint_reason = hint;
         let at_greeting = facts
             .command
             .is_some_and(|c| matches!(c.trim().to_ascii_uppercase().as_str(), "HELO" | "EHLO"));
@@ -641,7 +641,7 @@ pub fn facts_of<'a>(
             .map(str::trim)
             .filter(|a| !a.is_empty()),
         diagnostic_type: rcpt.diagnostic_type.as_deref(),
-        hint: rcpt.reason_hint,
+        hint: rcpt.reason_hint.map(Reason::as_str),
         recipient: rcpt.recipient.as_deref(),
         remote_mta: rcpt.remote_mta.as_deref(),
         reporting_mta: rcpt.reporting_mta.as_deref(),
@@ -759,7 +759,7 @@ mod tests {
 
     #[test]
     fn a_format_hint_outweighs_wording_confirmed_only_by_the_command() {
-        let run = |status: &str, hint: Option<&'static str>| {
+        let run = |status: &str, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, "550 unknown user");
             r.command = Some("RCPT".into());
             r.reason_hint = hint;
@@ -767,18 +767,18 @@ mod tests {
             (b.reason, b.rule)
         };
         assert_eq!(
-            run("5.0.0", Some("suspend")),
+            run("5.0.0", Some(Reason::Suspend)),
             (Reason::Suspend, "reader.hint".to_string())
         );
-        assert_eq!(run("", Some("suspend")).0, Reason::Suspend);
+        assert_eq!(run("", Some(Reason::Suspend)).0, Reason::Suspend);
         assert_eq!(run("5.0.0", None).0, Reason::Userunknown);
         assert_eq!(
-            run("5.1.1", Some("suspend")).0,
+            run("5.1.1", Some(Reason::Suspend)).0,
             Reason::Userunknown,
             "a specific addressing code keeps the wording"
         );
         assert_eq!(
-            run("5.0.0", Some("expired")).0,
+            run("5.0.0", Some(Reason::Expired)).0,
             Reason::Userunknown,
             "a queue-time hint names no cause"
         );
@@ -982,7 +982,7 @@ mod tests {
             "5.1.1",
             "550 5.1.1 refused due to recipient preferences",
         );
-        r.reason_hint = Some("userunknown");
+        r.reason_hint = Some(Reason::Userunknown);
         let b = one(Kind::Text, r);
         assert_eq!(
             b.reason,
@@ -991,20 +991,12 @@ mod tests {
         );
 
         let mut r = rcpt("failed", "5.2.2", "550 see https://example.net/help");
-        r.reason_hint = Some("suspend");
+        r.reason_hint = Some(Reason::Suspend);
         let b = one(Kind::Text, r);
         assert_eq!(
             (b.reason, b.rule.as_str()),
             (Reason::Suspend, "reader.hint"),
             "hint beats code"
-        );
-
-        let mut r = rcpt("failed", "5.2.2", "");
-        r.reason_hint = Some("nonsense");
-        assert_eq!(
-            one(Kind::Text, r).reason,
-            Reason::Mailboxfull,
-            "a bad hint is ignored"
         );
     }
 
@@ -1213,7 +1205,7 @@ mod tests {
 
     #[test]
     fn unknown_user_holds_unless_positive_evidence_refutes_it() {
-        let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<&'static str>| {
+        let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, diag);
             r.command = command.map(str::to_string);
             r.reason_hint = hint;
@@ -1226,11 +1218,6 @@ mod tests {
             ("", "554 unknown user nobody@example.com", None),
             ("", "User unknown", None),
             ("", "Invalid recipient", None),
-            (
-                "5.2.1",
-                "550 5.2.1 <nobody@example.com>... User unknown",
-                None,
-            ),
             ("5.0.0", "550 no such mailbox here", Some("RCPT")),
             ("5.1.1", "550 5.1.1 no such mailbox here", Some("DATA")),
             (
@@ -1246,14 +1233,20 @@ mod tests {
                 "{status} {diag} {command:?}"
             );
         }
-        let (reason, _, rule) = run("", "mailbox unknown", None, Some("userunknown"));
+        let (reason, _, rule) = run("", "mailbox unknown", None, Some(Reason::Userunknown));
         assert_eq!(
             (reason, rule.as_str()),
             (Reason::Userunknown, "userunknown.text.no-such-user")
         );
-        // Positive evidence of a filter: after the data, or a policy code.
+        // Positive evidence of a filter: after the data, a policy code, or a code saying the
+        // mailbox exists.
         for (status, diag, command) in [
             ("5.0.0", "550 no such mailbox here", Some("DATA")),
+            (
+                "5.2.1",
+                "550 5.2.1 <nobody@example.com>... User unknown",
+                None,
+            ),
             (
                 "5.0.0",
                 "550 unknown user (in reply to end of DATA command)",
@@ -1277,7 +1270,7 @@ mod tests {
             );
         }
         // A reader that knows another reason for the format beats wording no code confirms.
-        let (reason, _, rule) = run("", "unknown user", None, Some("suspend"));
+        let (reason, _, rule) = run("", "unknown user", None, Some(Reason::Suspend));
         assert_eq!((reason, rule.as_str()), (Reason::Suspend, "reader.hint"));
         // Provider sentences that only ever mean a missing mailbox hold even after DATA.
         let (reason, _, _) = run(
@@ -1383,6 +1376,137 @@ mod tests {
             (b.reason, b.bounce_type),
             (Reason::Filtered, BounceType::Soft)
         );
+    }
+
+    #[test]
+    fn a_mailbox_status_code_refutes_unknown_user_wording() {
+        // X.2.1 says the mailbox exists (disabled): the words are a filter's, never hard.
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.2.1",
+                "550 5.2.1 <ann@example.com>... User Unknown",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type, b.rule.as_str()),
+            (
+                Reason::Filtered,
+                BounceType::Soft,
+                "userunknown.text.no-such-user.refuted"
+            )
+        );
+        // The generic X.2.0 says nothing either way: the words decide.
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.2.0", "550 <ann@example.com>... User unknown"),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Userunknown, BounceType::Hard)
+        );
+        // An addressing code beside the mailbox-status code still says the mailbox is gone.
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.1.1", "550 5.1.1 5.2.1 Recipient unknown"),
+        );
+        assert_eq!(b.bounce_type, BounceType::Hard);
+    }
+
+    #[test]
+    fn the_carrier_rule_holds_only_for_the_carriers_its_sources_name() {
+        let at = |remote: &str, domain: &str| {
+            let mut r = rcpt("failed", "5.0.0", "550 Unknown user");
+            r.recipient = Some(format!("kei@{domain}"));
+            r.remote_mta = Some(remote.into());
+            one(Kind::Dsn, r)
+        };
+        let b = at("mfsmax.docomo.ne.jp", "docomo.ne.jp");
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Filtered, "filtered.provider.jp-carrier")
+        );
+        let b = at("mx.i.softbank.jp", "i.softbank.jp");
+        assert_eq!(b.reason, Reason::Filtered);
+        // au/KDDI is not named by the sources: the general rule decides.
+        let b = at("lsean.ezweb.ne.jp", "ezweb.ne.jp");
+        assert_eq!(
+            (b.reason, b.bounce_type, b.rule.as_str()),
+            (
+                Reason::Userunknown,
+                BounceType::Hard,
+                "userunknown.text.no-such-user"
+            )
+        );
+    }
+
+    #[test]
+    fn gateways_documented_to_answer_unknown_users_with_a_policy_code() {
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 Unknown user");
+        r.remote_mta = Some("mx0a-001.pphosted.com".into());
+        let b = one(Kind::Dsn, r);
+        assert_eq!(
+            (b.reason, b.bounce_type, b.rule.as_str()),
+            (
+                Reason::Userunknown,
+                BounceType::Hard,
+                "userunknown.provider.gateway-policy-code"
+            )
+        );
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.7.1",
+                "553 Invalid recipient ann@example.com (Mode: normal)",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.rule.as_str()),
+            (Reason::Userunknown, "userunknown.provider.messagelabs-mode")
+        );
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 No such user");
+        r.remote_mta = Some("mx.yandex.ru".into());
+        assert_eq!(one(Kind::Dsn, r).bounce_type, BounceType::Hard);
+        let b = one(
+            Kind::Dsn,
+            rcpt("failed", "5.7.1", "554 5.7.1 Denied (Mode: normal)"),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Spamdetected, BounceType::Soft)
+        );
+        // The same code and words from anyone else are a policy refusal.
+        let mut r = rcpt("failed", "5.7.1", "550 5.7.1 Unknown user");
+        r.remote_mta = Some("mx.example.net".into());
+        let b = one(Kind::Dsn, r);
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Filtered, BounceType::Soft)
+        );
+    }
+
+    #[test]
+    fn japanese_notices_of_a_missing_recipient_and_a_full_mailbox() {
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "受信者のメールアドレス有効性の確認をお願いします。",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Userunknown);
+        let b = one(
+            Kind::Text,
+            rcpt(
+                "failed",
+                "",
+                "【freeserve管理メール】メールを受け取ることが出来ませんでした。",
+            ),
+        );
+        assert_eq!(b.reason, Reason::Mailboxfull);
     }
 
     #[test]

@@ -581,6 +581,34 @@ fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
     compile_fresh(pattern).map(drop)
 }
 
+/// What is wrong with a pattern that does not compile, in the user's own terms: the error is
+/// found again in the pattern as written (not the form [`lean_pattern`] rewrites it to), with the
+/// character it is at.
+fn pattern_problem(pattern: &str, e: &regex::Error) -> String {
+    let found = regex_syntax::ParserBuilder::new()
+        .case_insensitive(!is_lower_case_pattern(pattern))
+        .build()
+        .parse(pattern);
+    let (kind, span) = match &found {
+        Err(regex_syntax::Error::Parse(a)) => (a.kind().to_string(), *a.span()),
+        Err(regex_syntax::Error::Translate(t)) => (t.kind().to_string(), *t.span()),
+        _ => {
+            return match e {
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "bad `text` pattern `{pattern}`: too large once compiled (over {limit} bytes)"
+                ),
+                _ => format!("bad `text` pattern `{pattern}`: it does not compile"),
+            };
+        }
+    };
+    // The span counts bytes; the user counts characters, from 1.
+    let at = pattern
+        .get(..span.start.offset)
+        .map_or(span.start.offset, |before| before.chars().count())
+        + 1;
+    format!("bad `text` pattern `{pattern}`: {kind} at character {at}")
+}
+
 fn compile_fresh(pattern: &str) -> Result<Compiled, regex::Error> {
     let source = lean_pattern(pattern);
     let lower = is_lower_case_pattern(&source);
@@ -616,9 +644,9 @@ impl RuleSet {
     /// The built-in rules with a user rule file merged in.
     pub fn builtin_with_file(path: &Path) -> Result<RuleSet, RulesError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| RulesError::Io {
             path: shown.clone(),
-            source,
+            cause,
         })?;
         Self::builtin_with_str(&text, &shown)
     }
@@ -653,7 +681,7 @@ impl RuleSet {
                 let (re, need) = compile_pattern(t).map_err(|e| RulesError::Rule {
                     path: "<rule table>".to_string(),
                     rule: rule.id.clone(),
-                    problem: format!("bad `text` pattern `{t}`: {e}"),
+                    problem: pattern_problem(t, &e),
                 })?;
                 patterns.push(re);
                 owner.push(i);
@@ -901,7 +929,7 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
             Patterns::Shared => compile_pattern(t).map(drop),
             Patterns::Checked => check_pattern(t),
         };
-        checked.map_err(|e| format!("bad `text` pattern `{t}`: {e}"))?;
+        checked.map_err(|e| pattern_problem(t, &e))?;
     }
     let status = spec
         .status
@@ -1714,7 +1742,29 @@ mod tests {
         let (rule, problem) =
             rule_error("[[rule]]\nid = 'x.regex'\nreason = 'blocked'\ntext = '(unclosed'\n");
         assert_eq!(rule, "x.regex");
-        assert!(problem.contains("(unclosed"), "{problem}");
+        assert_eq!(
+            problem,
+            "bad `text` pattern `(unclosed`: unclosed group at character 1"
+        );
+        // Each problem is told in the pattern as written, never in the form it is compiled from.
+        for (pattern, said) in [
+            (r"mailbox (unclosed", "unclosed group at character 9"),
+            (r"a\\b[z-a]", "invalid character class range"),
+            (r"é(x", "unclosed group at character 2"),
+            (r"x\", "incomplete escape sequence"),
+            (r"(?P<n>a)(?P<n>b)", "duplicate capture group name"),
+        ] {
+            let toml_text =
+                format!("[[rule]]\nid = 'x.p'\nreason = 'blocked'\ntext = '{pattern}'\n");
+            let (rule, problem) = rule_error(&toml_text);
+            assert_eq!(rule, "x.p");
+            assert!(problem.contains(&format!("`{pattern}`")), "{problem}");
+            assert!(problem.contains(said), "{pattern}: {problem}");
+            assert!(
+                !problem.contains("(?:") && !problem.contains("(?-u"),
+                "{problem}"
+            );
+        }
 
         let (rule, problem) =
             rule_error("[[rule]]\nid = 'x.key'\nreason = 'blocked'\ntext = 'a'\ncolour = 'red'\n");

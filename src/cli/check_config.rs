@@ -1,14 +1,11 @@
-//! `bounced check-config`: validates a configuration file with its environment overrides, and checks
-//! what can be checked without starting: each Maildir's folders, each password source, the rule file,
-//! the database folder. Errors name the key (or variable) at fault. Exit 0 when valid, 2 when not.
+//! `bounced check-config`: checks a configuration file with its environment overrides exactly as
+//! `bounced run` does before it starts (one function, [`super::run::prepare`]): every key, the log
+//! level, a source to watch, each Maildir's folders, each password source, each notify target's
+//! secret or credentials file, the rule file, the database folder. Errors name the key (or variable) at fault. Exit 0 when `run` would start, 2
+//! when it would not.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use anyhow::Context;
-
-use bounced::Classifier;
-use bounced::source::maildir::MaildirSource;
 
 /// Arguments of `bounced check-config`.
 #[derive(Debug, clap::Args)]
@@ -18,39 +15,15 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
-/// Checks the configuration and prints a one-line summary on stdout.
+/// Checks the configuration and prints a one-line summary on stdout, with the paths resolved.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let cfg = super::load_config(args.config.as_deref())?;
-    if let Some(r) = &cfg.daemon.rules {
-        Classifier::with_rules_file(r).context("daemon.rules")?;
-    }
-    for m in &cfg.maildir {
-        MaildirSource::new(m).with_context(|| format!("maildir.path of `{}`", m.label()))?;
-    }
-    for i in &cfg.imap {
-        i.password()?;
-    }
-    for n in &cfg.notify {
-        bounced::notify::Notifier::from_config(n)?;
-    }
-    let db_dir = cfg
-        .store
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !db_dir.is_dir() {
-        anyhow::bail!(
-            "store.path: the folder {} of the database does not exist",
-            db_dir.display()
-        );
-    }
+    let plan = super::run::prepare(args.config.as_deref(), Vec::new(), None, None, None)?;
     println!(
-        "ok: {} maildir source(s), {} imap source(s), {} notify target(s), database {}",
-        cfg.maildir.len(),
-        cfg.imap.len(),
-        cfg.notify.len(),
-        cfg.store.path.display()
+        "ok: {} maildir source(s), {} imap source(s), {} notify target(s): {}",
+        plan.cfg.maildir.len(),
+        plan.cfg.imap.len(),
+        plan.cfg.notify.len(),
+        plan.describe()
     );
     Ok(ExitCode::SUCCESS)
 }

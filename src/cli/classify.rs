@@ -15,7 +15,9 @@ use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
 use bounced::{Analysis, analyze};
 
 use super::load_classifier;
-use bounced::source::files::{Entry, InputError, read_capped, read_stream_capped, walk};
+use bounced::source::files::{
+    Entry, InputError, plainly_not_mail, read_capped, read_stream_capped, walk,
+};
 
 /// Output formats of `bounced classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +56,8 @@ pub struct Args {
 enum Input {
     Bytes(Result<Vec<u8>, InputError>),
     File(PathBuf),
+    /// A file found in a folder: skipped when it is plainly not mail.
+    Found(PathBuf),
     Unlisted(io::Error),
 }
 
@@ -73,8 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_size: args.max_size,
         verp_separator: args.verp_separator,
     };
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // Output that may reach a terminal: no control character a message holds goes out raw.
+    let stdout = io::stdout().lock();
+    let mut out = io::BufWriter::new(match args.format {
+        Format::Jsonl => bounced::text::PrintableWriter::json(stdout),
+        Format::Table => bounced::text::PrintableWriter::new(stdout),
+    });
     let mut table = Table::default();
     let mut any_error = false;
     let mut write_err: Option<io::Error> = None;
@@ -84,11 +92,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let bytes = match input {
             Input::Bytes(b) => b,
             Input::File(p) => read_capped(&p, args.max_size),
+            Input::Found(p) => match read_capped(&p, args.max_size) {
+                Ok(b) if plainly_not_mail(&b) => return (name, None),
+                other => other,
+            },
             Input::Unlisted(e) => Err(InputError::Io(e)),
         };
-        (name, bytes.map(|b| analyze(&b, &classifier, &opts)))
+        (name, Some(bytes.map(|b| analyze(&b, &classifier, &opts))))
     };
-    let mut handle = |(name, analysis): (String, Result<Analysis, InputError>)| {
+    let mut handle = |(name, analysis): (String, Option<Result<Analysis, InputError>>)| {
+        let Some(analysis) = analysis else {
+            tracing::debug!(
+                file = %bounced::text::printable(&name),
+                "skipped: not a mail message (it does not begin with a header field)"
+            );
+            return;
+        };
         let lines = match &analysis {
             Ok(a) => rows(Some(&name), a),
             Err(e) => vec![error_row(Some(&name), e)],
@@ -119,8 +138,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 push(("-".into(), Input::Bytes(read_input(path, args.max_size))));
                 continue;
             }
+            // A file named on the command line is always read; one found in a folder is
+            // skipped when it is plainly not mail (the expectations beside test messages).
             walk(path, &mut |entry| match entry {
-                Entry::File(p) => push((p.to_string_lossy().into_owned(), Input::File(p))),
+                Entry::File(p) if p == *path => {
+                    push((p.to_string_lossy().into_owned(), Input::File(p)))
+                }
+                Entry::File(p) => push((p.to_string_lossy().into_owned(), Input::Found(p))),
                 Entry::Unlisted(p, e) => {
                     push((p.to_string_lossy().into_owned(), Input::Unlisted(e)))
                 }
@@ -193,7 +217,7 @@ impl Table {
             ],
         };
         self.rows
-            .push(cells.map(|c| c.replace(['\n', '\r', '\t'], " ")));
+            .push(cells.map(|c| bounced::text::printable(&c).into_owned()));
     }
 
     fn write(&self, out: &mut impl Write) -> io::Result<()> {

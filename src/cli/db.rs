@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await;
         store.close().await;
         let report = report?;
-        let mut out = std::io::stdout().lock();
+        let mut out = stdout_for(args.format);
         match args.format {
             OutputFormat::Jsonl => {
                 for d in &found {
@@ -186,6 +186,19 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// Standard output for `format`, which may be a terminal: no control character a stored field
+/// holds reaches it raw ([`bounced::text::PrintableWriter`]: a table shows it escaped, JSON lines
+/// carry it as a `\u` escape of the same value). CSV is data for a program, written as it is.
+pub fn stdout_for(format: OutputFormat) -> Box<dyn Write> {
+    use bounced::text::PrintableWriter;
+    let out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Table => Box::new(PrintableWriter::new(out)),
+        OutputFormat::Jsonl => Box::new(PrintableWriter::json(out)),
+        OutputFormat::Csv => Box::new(out),
+    }
+}
+
 /// Prints rows as an aligned table, JSON lines or CSV.
 pub fn print_rows<T: serde::Serialize>(
     out: &mut dyn Write,
@@ -212,7 +225,16 @@ pub fn print_rows<T: serde::Serialize>(
             w.flush()?;
         }
         OutputFormat::Table => {
-            let body: Vec<Vec<String>> = rows.iter().map(&cells).collect();
+            // One row a line: a line break or a control character in a field is shown escaped.
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    cells(r)
+                        .into_iter()
+                        .map(|c| bounced::text::printable(&c).into_owned())
+                        .collect()
+                })
+                .collect();
             let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
             for row in &body {
                 for (w, c) in widths.iter_mut().zip(row) {

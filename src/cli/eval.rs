@@ -15,9 +15,11 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use bounced::analyze;
+use bounced::classify::Reason;
 use bounced::eval::{Evaluator, Expected, Figures, Floor, Ratio, compare, knowledge, round1};
 use bounced::explain::{Explanation, explain};
 use bounced::report::{DEFAULT_MAX_SIZE, ReadOptions};
+use bounced::text::printable;
 
 use super::load_classifier;
 use bounced::source::files::{Entry, read_capped, walk};
@@ -207,8 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|f| f.check(&figures))
         .unwrap_or_default();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = text_stdout(args.format);
     match args.format {
         Format::Text => print_text(&mut out, dir, &figures, read_errors)?,
         Format::Json => {
@@ -281,8 +282,7 @@ fn run_knowledge(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|f| f.check(&figures))
         .unwrap_or_default();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = text_stdout(args.format);
     match args.format {
         Format::Text => {
             print_knowledge(&mut out, dir, &figures, &exclusions)?;
@@ -436,12 +436,32 @@ fn print_disagreements(out: &mut impl Write, list: &[knowledge::Disagreement]) -
     Ok(())
 }
 
+/// Standard output for `format`, which may be a terminal: whatever a message or file name holds
+/// reaches it escaped ([`bounced::text::PrintableWriter`]).
+fn text_stdout(format: Format) -> Box<dyn Write> {
+    use bounced::text::PrintableWriter;
+    let out = io::stdout().lock();
+    match format {
+        Format::Text => Box::new(PrintableWriter::new(out)),
+        Format::Json => Box::new(PrintableWriter::json(out)),
+    }
+}
+
 /// Runs `bounced eval --explain FILE`.
 fn run_explain(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
     let classifier = load_classifier(args.rules.as_deref())?;
     let opts = ReadOptions::default();
-    let bytes =
-        read_capped(file, opts.max_size).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = match read_capped(file, opts.max_size) {
+        Ok(b) => b,
+        Err(e) => {
+            // The message itself cannot be read: like `classify`, an input error (exit 1).
+            eprintln!(
+                "bounced: error: {}",
+                printable(&format!("cannot read {}: {e}", file.display()))
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     let explanation = explain(&bytes, &classifier, &opts);
     let expected = match &args.expected {
         Some(path) => {
@@ -454,8 +474,7 @@ fn run_explain(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = text_stdout(args.format);
     match args.format {
         Format::Text => print_explanation(&mut out, file, &explanation, expected.as_deref())?,
         Format::Json => {
@@ -525,7 +544,10 @@ fn print_explanation(
             ("diagnostic", or_dash(b.diagnostic.as_deref())),
             ("remote MTA", or_dash(b.remote_mta.as_deref())),
             ("reporting MTA", or_dash(b.reporting_mta.as_deref())),
-            ("reader hint", or_dash(r.read.reason_hint)),
+            (
+                "reader hint",
+                or_dash(r.read.reason_hint.map(Reason::as_str)),
+            ),
             ("reason", b.reason.as_str().to_string()),
         ];
         for (label, value) in fields {

@@ -39,6 +39,10 @@ pub struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also import a Maildir's Maildir++ sub-folders (`.Sent/`, `.Archive/`, ...); without it they
+    /// are named in a warning and skipped.
+    #[arg(long)]
+    pub recursive_maildir: bool,
 }
 
 /// Bounce rows recorded, by type.
@@ -129,7 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             settings,
             store.clone(),
             Arc::new(classifier),
-            args.paths.clone(),
+            bounced::source::files::Inputs {
+                paths: args.paths.clone(),
+                recursive_maildir: args.recursive_maildir,
+            },
             std::future::pending(),
             metrics.clone(),
         )

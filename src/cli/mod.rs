@@ -8,11 +8,12 @@
 mod check_config;
 mod classify;
 mod eval;
+mod logging;
 mod run;
 mod serve;
 
 // The bounce database subcommands.
-mod db;
+pub mod db;
 mod export;
 mod import;
 mod outbox;
@@ -76,20 +77,12 @@ pub enum Command {
     Serve(serve::Args),
 }
 
-/// Starts the tracing subscriber on stderr.
+/// Starts the log subscriber of a command other than `run`: warnings, or more with `-v`/`-vv`.
 pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    logging::init(
+        &logging::level_of(verbose, "warn"),
+        bounced::config::LogFormat::Human,
+    );
 }
 
 /// Runs one subcommand; the exit code is the subcommand's.
@@ -114,6 +107,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error for the user: each cause once (a cause whose text is already said, as when a message
+/// quotes its source, is not repeated), control characters escaped (line breaks of a parser's
+/// message kept).
+pub fn explain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    bounced::text::printable_lines(&line).into_owned()
+}
+
 /// The configuration of every command, loaded one way: the file when given (else the defaults),
 /// then the `BOUNCED_...` environment overrides, validated; deprecation warnings go to stderr.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -123,8 +134,10 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     cfg.apply_env(|k| std::env::var(k).ok(), shown)?;
+    cfg.resolve_paths()
+        .context("cannot resolve the configured paths against the working directory")?;
     for w in &cfg.warnings {
-        eprintln!("bounced: warning: {w}");
+        eprintln!("bounced: warning: {}", bounced::text::printable(w));
     }
     Ok(cfg)
 }
@@ -132,8 +145,8 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 /// The classifier of `--rules FILE` (built-in rules with the file merged in), else the built-in one.
 pub fn load_classifier(rules: Option<&Path>) -> anyhow::Result<Classifier> {
     match rules {
-        Some(path) => Classifier::with_rules_file(path)
-            .with_context(|| format!("loading rules from {}", path.display())),
+        // The error names the file.
+        Some(path) => Ok(Classifier::with_rules_file(path)?),
         None => Ok(Classifier::new()),
     }
 }

@@ -1,6 +1,6 @@
 //! `bounced query`: a recipient's whole record, stored bounces, stored messages, or one message.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,11 +10,13 @@ use serde::Serialize;
 
 use super::db::{
     DbArgs, OutputFormat, csv_cells, opt, parse_time, print_record_csv, print_rows,
-    quiet_broken_pipe, runtime, short,
+    quiet_broken_pipe, runtime, short, stdout_for,
 };
+use bounced::address::Address;
 use bounced::store::query::{
     BounceFilter, BounceRow, EventRow, MessageFilter, MessageRow, RecipientInfo,
 };
+use bounced::text::printable;
 use bounced::{BounceType, Reason};
 
 /// Look up a recipient or a message, or list stored bounces or messages. Exit code 1 when the
@@ -162,18 +164,26 @@ fn message_cells(m: &MessageRow, table: bool) -> Vec<String> {
 fn print_message(out: &mut dyn Write, m: &MessageRow) -> io::Result<()> {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     writeln!(out, "id           {}", m.id)?;
-    writeln!(out, "source       {}", m.source)?;
+    writeln!(out, "source       {}", printable(&m.source))?;
     writeln!(out, "received     {}", m.received_at)?;
     writeln!(out, "recorded     {}", m.recorded_at)?;
     writeln!(out, "kind         {} (reader {})", m.kind, m.reader)?;
     if let Some(e) = &m.error {
-        writeln!(out, "error        {e}")?;
+        writeln!(out, "error        {}", printable(e))?;
     }
     writeln!(out, "size         {} bytes", m.raw_size)?;
     writeln!(out, "sha256       {}", m.sha256)?;
-    writeln!(out, "original id  {}", dash(&m.original_message_id))?;
-    writeln!(out, "list id      {}", dash(&m.original_list_id))?;
-    writeln!(out, "verp for     {}", dash(&m.verp_recipient))
+    writeln!(
+        out,
+        "original id  {}",
+        printable(&dash(&m.original_message_id))
+    )?;
+    writeln!(
+        out,
+        "list id      {}",
+        printable(&dash(&m.original_list_id))
+    )?;
+    writeln!(out, "verp for     {}", printable(&dash(&m.verp_recipient)))
 }
 
 const BOUNCE_HEADERS: [&str; 10] = [
@@ -210,18 +220,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     quiet_broken_pipe(rt.block_on(async {
         let (store, _) = args.db.open(false).await?;
-        let mut out = io::stdout().lock();
         let table = args.format == OutputFormat::Table;
+        // `--raw` bytes go out as stored, unless to a terminal, which sees them escaped.
+        let raw_to_terminal =
+            matches!(args.what, What::Message { raw: true, .. }) && io::stdout().is_terminal();
+        let mut out = if raw_to_terminal {
+            stdout_for(OutputFormat::Table)
+        } else {
+            stdout_for(args.format)
+        };
         match &args.what {
             What::Recipient { address, bounces } => {
+                if let Err(e) = Address::parse(address) {
+                    store.close().await;
+                    anyhow::bail!("`{address}` is not an address: {e}");
+                }
                 let address = &store
                     .resolve(address)
                     .await?
                     .unwrap_or_else(|| address.clone());
                 let Some(info) = store.recipient(address).await? else {
                     eprintln!(
-                        "bounced: no recipient {address} in {}",
-                        store.path().display()
+                        "bounced: no recipient {} in {}",
+                        printable(address),
+                        bounced::text::path(store.path())
                     );
                     return Ok(ExitCode::from(1));
                 };
@@ -296,7 +318,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             What::Message { id, raw } => {
                 let Some(m) = store.message(*id).await? else {
-                    eprintln!("bounced: no message {id} in {}", store.path().display());
+                    eprintln!(
+                        "bounced: no message {id} in {}",
+                        bounced::text::path(store.path())
+                    );
                     return Ok(ExitCode::from(1));
                 };
                 if *raw {
@@ -385,14 +410,19 @@ fn print_recipient(out: &mut dyn Write, r: &RecipientInfo) -> io::Result<()> {
     let t = |v: &Option<bounced::store::query::Timestamp>| {
         v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned())
     };
-    writeln!(out, "address      {}", r.address)?;
+    writeln!(out, "address      {}", printable(&r.address))?;
     writeln!(out, "state        {}", r.state)?;
     if r.state == "suppressed" {
         let why = match (opt(&r.suppressed_type), opt(&r.suppressed_why)) {
             (ty, why) if why.is_empty() => ty,
             (ty, why) => format!("{ty}: {why}"),
         };
-        writeln!(out, "suppressed   {} ({why})", t(&r.suppressed_at))?;
+        writeln!(
+            out,
+            "suppressed   {} ({})",
+            t(&r.suppressed_at),
+            printable(&why)
+        )?;
     }
     if let Some(m) = &r.manual {
         writeln!(out, "override     manually {m}")?;

@@ -1,12 +1,12 @@
 //! `bounced reclassify`: re-run the current rules over stored messages; old data follows new rules.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::db::{DbArgs, OutputFormat, parse_time, print_rows, runtime};
+use super::db::{DbArgs, OutputFormat, parse_time, print_rows, runtime, stdout_for};
 use bounced::Classifier;
 use bounced::report::ReadOptions;
 use bounced::store::ReclassifyOptions;
@@ -56,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await;
         store.close().await;
         let report = report?;
-        let mut out = io::stdout().lock();
+        let mut out = stdout_for(args.format);
         match args.format {
             OutputFormat::Jsonl => {
                 serde_json::to_writer(&mut out, &report)?;

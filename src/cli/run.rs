@@ -13,7 +13,7 @@
 //! stopped with the pipeline.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,7 +23,9 @@ use bounced::Classifier;
 use bounced::config::{Config, LogFormat, MaildirConfig};
 use bounced::daemon::{self, DaemonError, Progress, Settings, Sources};
 use bounced::http::{self, HttpState, Tokens};
+use bounced::source::maildir::MaildirSource;
 use bounced::store::Store;
+use bounced::text;
 use tokio_util::sync::CancellationToken;
 
 /// Arguments of `bounced run`.
@@ -47,72 +49,110 @@ pub struct Args {
     pub http: Option<SocketAddr>,
 }
 
-/// Starts the log subscriber on stderr in the configured format.
-fn init_logging(cfg: &Config, verbose: u8) {
-    let level = match verbose {
-        0 => cfg.logging.level.clone(),
-        1 => "debug".to_owned(),
-        _ => "trace".to_owned(),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match cfg.logging.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Human => builder.try_init(),
-    };
+/// Everything `run` needs, checked: the configuration with the options applied and every path made
+/// absolute, the classifier, each IMAP password read, each Maildir's layout checked. `check-config`
+/// builds the same, so it fails exactly where `run` would fail to start.
+pub struct Plan {
+    /// The configuration, paths absolute.
+    pub cfg: Config,
+    /// The classifier (with `daemon.rules` merged in).
+    pub classifier: Classifier,
+    /// The sources, passwords read.
+    pub sources: Sources,
+    /// The HTTP tokens, read and checked against the listening address, when the API is served.
+    pub tokens: Option<Tokens>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
-    let mut cfg = super::load_config(args.config.as_deref())?;
-    if let Some(db) = args.db {
+impl Plan {
+    /// The one line that says what the daemon is about to do: database, rules, each source.
+    pub fn describe(&self) -> String {
+        let cfg = &self.cfg;
+        let mut parts = vec![format!("database {}", text::path(&cfg.store.path))];
+        if let Some(r) = &cfg.daemon.rules {
+            parts.push(format!("rules {}", text::path(r)));
+        }
+        for m in &cfg.maildir {
+            let mut s = format!("maildir {}", text::path(&m.path));
+            if m.name.is_some() {
+                s.push_str(&format!(" ({})", text::printable(&m.label())));
+            }
+            parts.push(s);
+        }
+        for i in &cfg.imap {
+            parts.push(format!(
+                "imap {} ({}@{}:{} {})",
+                text::printable(&i.name),
+                text::printable(&i.username),
+                text::printable(&i.host),
+                i.port(),
+                text::printable(&i.mailbox)
+            ));
+        }
+        if self.tokens.is_some() {
+            parts.push(format!("http {}", cfg.http.listen));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Builds and checks what `run` starts from: `config` (else the defaults and the environment),
+/// then the options; fails on anything that would stop `run` at start.
+pub fn prepare(
+    config: Option<&Path>,
+    maildirs: Vec<PathBuf>,
+    db: Option<PathBuf>,
+    log_format: Option<&str>,
+    http_listen: Option<SocketAddr>,
+) -> anyhow::Result<Plan> {
+    let mut cfg = super::load_config(config)?;
+    if let Some(db) = db {
         cfg.store.path = db;
     }
-    match args.log_format.as_deref() {
+    match log_format {
         None => {}
         Some("json") => cfg.logging.format = LogFormat::Json,
         Some("human") => cfg.logging.format = LogFormat::Human,
         Some(other) => anyhow::bail!("--log-format must be human or json, not `{other}`"),
     }
-    for dir in args.maildir {
+    for dir in maildirs {
         cfg.maildir.push(MaildirConfig::at(dir));
     }
-    if let Some(addr) = args.http {
+    if let Some(addr) = http_listen {
         cfg.http.listen = addr;
         cfg.http.requested = true;
     }
+    cfg.resolve_paths()
+        .context("cannot resolve the configured paths against the working directory")?;
     if cfg.maildir.is_empty() && cfg.imap.is_empty() {
         anyhow::bail!(
             "nothing to watch: pass --maildir DIR, or --config FILE with [[maildir]] or [[imap]] sections"
         );
     }
-    init_logging(&cfg, verbose);
-    crate::ignore_sigxfsz();
     let tokens = if cfg.http.requested {
         let tokens = Tokens::load(&cfg.http)?;
         http::check_exposure(cfg.http.listen, &tokens)?;
-        if tokens.is_empty() {
-            tracing::warn!(
-                listen = %cfg.http.listen,
-                "no token configured: anyone who can reach this address on this host can use the API and dashboard"
-            );
-        }
         Some(tokens)
     } else {
         None
     };
-
     let classifier = match &cfg.daemon.rules {
-        Some(p) => Classifier::with_rules_file(p)?,
+        Some(p) => Classifier::with_rules_file(p).context("daemon.rules")?,
         None => Classifier::new(),
     };
+    for m in &cfg.maildir {
+        MaildirSource::new(m)
+            .with_context(|| format!("maildir.path of `{}`", text::printable(&m.label())))?;
+    }
     let mut imaps = Vec::new();
     for i in &cfg.imap {
         imaps.push((i.clone(), i.password()?));
+    }
+    let db_dir = cfg.store.path.parent().unwrap_or(Path::new("/"));
+    if !db_dir.is_dir() {
+        anyhow::bail!(
+            "store.path: the folder {} of the database does not exist",
+            text::path(db_dir)
+        );
     }
     let mut notify = Vec::new();
     for n in &cfg.notify {
@@ -123,6 +163,44 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         imaps,
         notify,
     };
+    Ok(Plan {
+        cfg,
+        classifier,
+        sources,
+        tokens,
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
+    let Plan {
+        cfg,
+        classifier,
+        sources,
+        tokens,
+    } = {
+        let plan = prepare(
+            args.config.as_deref(),
+            args.maildir,
+            args.db,
+            args.log_format.as_deref(),
+            args.http,
+        )?;
+        super::logging::init(
+            &super::logging::level_of(verbose, &plan.cfg.logging.level),
+            plan.cfg.logging.format,
+        );
+        tracing::info!("starting: {}", plan.describe());
+        if plan.tokens.as_ref().is_some_and(Tokens::is_empty) {
+            tracing::warn!(
+                listen = %plan.cfg.http.listen,
+                "no token configured: anyone who can reach this address on this host can use the API and dashboard"
+            );
+        }
+        plan
+    };
+    crate::ignore_sigxfsz();
+
     let settings = Settings::from_config(&cfg.daemon);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -169,7 +247,7 @@ pub fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
         let r = match opened {
             Err(e) => Err(e.into()),
             Ok(store) => {
-                tracing::info!(db = %store.path().display(), "database open");
+                tracing::info!(db = %text::path(store.path()), "database open");
                 if let Some(state) = &state {
                     state.set_store(store.clone());
                 }

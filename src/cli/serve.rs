@@ -70,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(%addr, db = %store.path().display(), "serving");
         eprintln!(
             "bounced: serving {} on http://{addr}/",
-            store.path().display()
+            bounced::text::path(store.path())
         );
         let served = server
             .await

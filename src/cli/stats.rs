@@ -1,11 +1,13 @@
 //! `bounced stats`: totals, or bounce counts grouped by reason, domain, type or day.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::db::{DbArgs, OutputFormat, parse_time, print_rows, quiet_broken_pipe, runtime};
+use super::db::{
+    DbArgs, OutputFormat, parse_time, print_rows, quiet_broken_pipe, runtime, stdout_for,
+};
 use bounced::store::query::StatsBy;
 
 /// Show totals (messages by kind, bounces by type, suppressions by type) or, with --by, bounce
@@ -47,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     quiet_broken_pipe(rt.block_on(async {
         let (store, _) = args.db.open(false).await?;
-        let mut out = io::stdout().lock();
+        let mut out = stdout_for(args.format);
         match args.by {
             Some(by) => {
                 let by = match by {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::db::{DbArgs, runtime};
+use super::db::{DbArgs, OutputFormat, runtime, stdout_for};
+use bounced::address::Address;
 use bounced::policy::Manual;
 use bounced::store::{Store, StoreError};
 
@@ -93,10 +94,21 @@ async fn decide_all(
     reason: &str,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut out = io::stdout().lock();
+    // Operator input and stored addresses alike reach the terminal escaped.
+    let mut out = stdout_for(OutputFormat::Table);
     let mut refused = 0usize;
     let now = Utc::now();
-    for input in addresses {
+    for given in addresses {
+        // The one address parser decides what is a mailbox, and says why when it is not.
+        let input = match Address::parse(given) {
+            Ok(a) => a.to_string(),
+            Err(e) => {
+                refused += 1;
+                writeln!(out, "{given} refused: not an email address: {e}")?;
+                continue;
+            }
+        };
+        let input = &input;
         // The stored form of the address (a different case of its local part) when one is known.
         let address = match decision {
             Manual::Unsuppressed => store.resolve(input).await?.unwrap_or_else(|| input.clone()),

@@ -68,12 +68,12 @@ const REMOTE_IP: &str = "192.0.2.25";
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
     /// A table file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The exclusions file is not valid TOML of the expected shape.
     #[error("exclusions file {path}: {message}")]
@@ -229,9 +229,9 @@ struct ExclusionFile {
 /// Reads an exclusions file (`[[exclude]]` tables with `table`, `key`, `why`).
 pub fn load_exclusions(path: &Path) -> Result<Vec<Exclusion>, KnowledgeError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| KnowledgeError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| KnowledgeError::Io {
         path: shown.clone(),
-        source,
+        cause,
     })?;
     let file: ExclusionFile = toml::from_str(&text).map_err(|e| KnowledgeError::Exclusions {
         path: shown.clone(),
@@ -245,9 +245,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Row>, KnowledgeError> {
     let mut rows = Vec::new();
     for table in TABLES {
         let path = dir.join(format!("{table}.md"));
-        let text = std::fs::read_to_string(&path).map_err(|source| KnowledgeError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|cause| KnowledgeError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         rows.extend(parse_table_file(table, &text));
     }

@@ -341,7 +341,14 @@ pub enum ExportError {
     Store(#[from] StoreError),
     /// The output could not be written.
     #[error("cannot write the export: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+// The cause is in the message, so it is not also given as the error's source (said once).
+impl From<io::Error> for ExportError {
+    fn from(e: io::Error) -> ExportError {
+        ExportError::Io(e)
+    }
 }
 
 /// Streams the suppressed addresses `filter` selects from `store` into `out` as `format`; returns

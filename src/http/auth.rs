@@ -21,11 +21,10 @@ pub const MIN_SECRET_LEN: usize = 16;
 #[derive(Debug, Error)]
 pub enum TokenError {
     /// The token file could not be read.
-    #[error("cannot read the token file {path}: {source}")]
+    #[error("cannot read the token file {path}: {cause}")]
     File {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The environment variable is unset or empty.
     #[error("http.token_env: environment variable {0} is unset or empty")]
@@ -130,9 +129,9 @@ impl Tokens {
     pub fn load(cfg: &HttpConfig) -> Result<Tokens, TokenError> {
         let read = |path: PathBuf| {
             std::fs::read_to_string(&path)
-                .map_err(|source| TokenError::File {
+                .map_err(|cause| TokenError::File {
                     path: path.clone(),
-                    source,
+                    cause,
                 })
                 .and_then(|t| Tokens::parse(&t, &path.display().to_string()))
         };

@@ -56,7 +56,14 @@ pub enum HttpError {
     Tokens(#[from] TokenError),
     /// Listening or serving failed.
     #[error("HTTP server: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+// The cause is in the message, so it is not also given as the error's source (said once).
+impl From<std::io::Error> for HttpError {
+    fn from(e: std::io::Error) -> HttpError {
+        HttpError::Io(e)
+    }
 }
 
 /// What the handlers share: the store (once open), the tokens, sessions and metrics.

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use mail_parser::{Message, MimeHeaders, PartType};
 use regex::Regex;
 
-use super::{Original, RecipientReport, field_blocks, normalize_address, part_text, part_type};
+use super::{Original, RecipientReport, field_address, field_blocks, part_text, part_type};
+use crate::classify::Reason;
 
 /// Reader name.
 pub const NAME: &str = "arf";
@@ -77,8 +78,8 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
                             .map(str::to_ascii_lowercase)
                             .or(feedback_type);
                     }
-                    "original-rcpt-to" => rcpt_to.extend(normalize_address(&value)),
-                    "removal-recipient" => removal.extend(normalize_address(&value)),
+                    "original-rcpt-to" => rcpt_to.extend(field_address(&value)),
+                    "removal-recipient" => removal.extend(field_address(&value)),
                     "reporting-mta" => {
                         feedback.reporting_mta = value
                             .rsplit(';')
@@ -103,7 +104,7 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
     } else if let Some(h) = hotmail {
         vec![h]
     } else if let Some(to) = original.and_then(|o| o.to.as_deref()) {
-        to.split(',').filter_map(normalize_address).collect()
+        to.split(',').filter_map(field_address).collect()
     } else {
         removal
     };
@@ -124,7 +125,7 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
             feedback_type: feedback_type.clone(),
             reporting_mta: feedback.reporting_mta.clone(),
             date: feedback.date.clone(),
-            reason_hint: Some("feedback"),
+            reason_hint: Some(Reason::Feedback),
             ..RecipientReport::default()
         });
     }
@@ -137,13 +138,14 @@ fn hotmail_recipient(message: &Message) -> Option<String> {
     message.parts.iter().find_map(|p| match &p.body {
         PartType::Message(m) => m
             .header_raw("X-HmXmrOriginalRecipient")
-            .and_then(normalize_address),
+            .and_then(field_address),
         _ => None,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::classify::Reason;
     use crate::report::{Kind, read};
 
     const ARF: &str = "From: feedback@isp.example.net\nTo: abuse@example.org\nSubject: complaint\n\
@@ -164,7 +166,7 @@ Original-Rcpt-To: <Reader@Example.NET>\nOriginal-Rcpt-To: other@example.net\nArr
             Some("Reader@example.net")
         );
         assert_eq!(r.recipients[0].feedback_type.as_deref(), Some("abuse"));
-        assert_eq!(r.recipients[0].reason_hint, Some("feedback"));
+        assert_eq!(r.recipients[0].reason_hint, Some(Reason::Feedback));
         assert_eq!(r.recipients[0].action, None);
         let o = r.original.unwrap();
         assert_eq!(o.message_id.as_deref(), Some("abc@example.org"));

@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::RecipientReport;
+use super::signals::{bounce_sender_or_subject, has_failure_wording};
 use super::text::Input;
+use crate::classify::Reason;
 
 /// Reader name.
 pub const NAME: &str = "autoreply";
@@ -33,25 +35,31 @@ pub fn detect(input: &Input) -> bool {
         || header("Precedence").is_some_and(|v| v == "auto_reply");
     let by_subject = SUBJECT.is_match(input.subject);
     (by_header || by_subject)
-        && !super::bounce_sender_or_subject(input)
-        && !super::has_failure_wording(input.subject, input.body)
+        && !bounce_sender_or_subject(input)
+        && !has_failure_wording(input.subject, input.body)
 }
 
 /// One result for the auto-reply's sender, with the subject as diagnostic.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
-    let Some(recipient) = super::normalize_address(input.from) else {
+    let sender = input
+        .message
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address());
+    let Some(recipient) = sender.and_then(super::header_address) else {
         return Vec::new();
     };
     vec![RecipientReport {
         recipient: Some(recipient),
         diagnostic: (!input.subject.is_empty()).then(|| input.subject.to_string()),
-        reason_hint: Some("vacation"),
+        reason_hint: Some(Reason::Vacation),
         ..RecipientReport::default()
     }]
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::classify::Reason;
     use crate::report::{Kind, read};
 
     #[test]
@@ -62,11 +70,12 @@ Auto-Submitted: auto-replied\n\nI am away until Monday.\n";
         assert_eq!(r.kind, Some(Kind::Autoreply));
         assert_eq!(r.reader, "autoreply");
         assert_eq!(r.recipients.len(), 1);
+        // The local part as sent, the domain lower-cased.
         assert_eq!(
             r.recipients[0].recipient.as_deref(),
-            Some("erin@example.com")
+            Some("Erin@example.com")
         );
-        assert_eq!(r.recipients[0].reason_hint, Some("vacation"));
+        assert_eq!(r.recipients[0].reason_hint, Some(Reason::Vacation));
         assert_eq!(
             r.recipients[0].diagnostic.as_deref(),
             Some("Out of Office: back Monday")

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, PartType};
 use regex::Regex;
 
-use super::{RecipientReport, field_blocks, normalize_address, part_text, part_type};
+use super::{MAX_RECIPIENTS, RecipientReport, field_address, field_blocks, part_text, part_type};
 
 /// Reader name.
 pub const NAME: &str = "dsn";
@@ -87,6 +87,10 @@ fn is_status_part(part: &mail_parser::MessagePart) -> bool {
 pub fn parse(text: &str) -> Dsn {
     let mut dsn = Dsn::default();
     for block in field_blocks(text) {
+        // Past the limit the report is refused: what follows is not read.
+        if dsn.recipients.len() > MAX_RECIPIENTS {
+            break;
+        }
         let names: Vec<String> = block.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
         let is_recipient_block = names.iter().any(|n| {
             n == "final-recipient" || n == "original-recipient" || n == "x-actual-recipient"
@@ -111,7 +115,7 @@ pub fn parse(text: &str) -> Dsn {
                     has_original
                         || (has_final
                             && has_action
-                            && final_address != normalize_address(value).map(|a| a.to_lowercase()))
+                            && final_address != field_address(value).map(|a| a.to_lowercase()))
                 }
                 _ => false,
             };
@@ -126,7 +130,7 @@ pub fn parse(text: &str) -> Dsn {
             match name.as_str() {
                 "final-recipient" => {
                     has_final = true;
-                    final_address = normalize_address(value).map(|a| a.to_lowercase());
+                    final_address = field_address(value).map(|a| a.to_lowercase());
                 }
                 "original-recipient" => has_original = true,
                 "action" => has_action = true,
@@ -158,7 +162,7 @@ pub fn parse(text: &str) -> Dsn {
 /// an MTA's framing before the reply (`delivery temporarily suspended: connect to ...: 421 ...`,
 /// `host X said: 550 ...`) moved into `remote_mta` and `command`.
 fn server_words(r: &mut RecipientReport, diagnostic: String) -> String {
-    use super::text::common::{join_reply_lines, server_reply};
+    use super::text::replies::{join_reply_lines, server_reply};
     let starts_with_code = diagnostic
         .as_bytes()
         .first()
@@ -202,9 +206,9 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     let mut comment = None;
     for &(name, value) in fields {
         match name {
-            "final-recipient" => r.recipient = normalize_address(value),
-            "original-recipient" => r.original_recipient = normalize_address(value),
-            "x-actual-recipient" => actual = normalize_address(value),
+            "final-recipient" => r.recipient = field_address(value),
+            "original-recipient" => r.original_recipient = field_address(value),
+            "x-actual-recipient" => actual = field_address(value),
             "action" => {
                 r.action = value
                     .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
@@ -230,6 +234,14 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     }
     if r.recipient.is_none() {
         r.recipient = actual.or_else(|| r.original_recipient.clone());
+    }
+    // Exchange's directory entry names no Internet mailbox: the address the sender used does.
+    if r.recipient
+        .as_deref()
+        .is_some_and(super::text::addresses::is_directory_entry)
+        && let Some(original) = r.original_recipient.take()
+    {
+        r.original_recipient = r.recipient.replace(original);
     }
     if r.recipient.is_some() {
         dsn.recipients.push(r);
@@ -332,7 +344,7 @@ const PARAGRAPH_SEARCHES: usize = 256;
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
 pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
     // Only the report's own words: a returned message quoted in the text names the recipient too.
-    let body = super::prefix(super::text::common::cut_original(body), EXPLANATION_SCAN);
+    let body = super::prefix(super::text::blocks::cut_original(body), EXPLANATION_SCAN);
     if body.is_empty() {
         return;
     }
@@ -362,7 +374,7 @@ pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
 fn transcript_host(body: &str) -> Option<String> {
     body.lines().find_map(|line| {
         let t = line.trim().trim_start_matches('.').trim_start();
-        let rest = super::text::common::strip_prefix_ci(t, "while talking to")?;
+        let rest = super::text::words::strip_prefix_ci(t, "while talking to")?;
         let host = rest.trim().trim_end_matches(':').trim_end_matches('.');
         let plausible = host.contains('.') && !host.contains(char::is_whitespace);
         plausible.then(|| host.to_ascii_lowercase())
@@ -474,7 +486,7 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
             .find(|p| {
                 REPLY_CODE.is_match(p)
                     || STATUS.is_match(p)
-                    || super::text::common::host_said(p).is_some()
+                    || super::text::replies::host_said(p).is_some()
             });
         if let Some(paragraph) = with_evidence {
             apply_paragraph(r, paragraph);
@@ -547,7 +559,7 @@ fn quoted_response(body: &str, lower: &str) -> Option<String> {
 /// address). The target stays when nothing better is known.
 pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_header: Option<&str>) {
     let listed: Vec<String> = failed_header
-        .map(super::text::common::find_addresses)
+        .map(super::text::addresses::find_addresses)
         .unwrap_or_default()
         .into_iter()
         .map(|f| f.address)
@@ -575,7 +587,8 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
 /// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
 /// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
 pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
-    use super::text::common::{command_of, cut_original};
+    use super::text::blocks::cut_original;
+    use super::text::replies::command_of;
     let single = recipients.len() == 1;
     let explanation = super::prefix(cut_original(body), EXPLANATION_SCAN);
     let mut lower: Option<String> = None;
@@ -605,7 +618,7 @@ pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
 
 /// Takes a diagnostic paragraph with a code in it: the remote host, the SMTP command, and the words.
 fn apply_paragraph(r: &mut RecipientReport, paragraph: &str) {
-    let reply = super::text::common::server_reply(paragraph);
+    let reply = super::text::replies::server_reply(paragraph);
     if r.remote_mta.is_none() {
         r.remote_mta = reply.remote;
     }

@@ -6,9 +6,16 @@
 
 pub mod arf;
 pub mod autoreply;
+pub mod bounds;
 pub mod dsn;
+mod signals;
+pub mod statements;
 pub mod text;
 pub mod verp;
+
+pub use signals::{
+    bounce_sender_or_subject, has_failure_wording, looks_like_bounce, states_non_delivery,
+};
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -18,6 +25,8 @@ use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::address::{self, Address};
+use crate::classify::Reason;
 use crate::error::ReadError;
 
 /// The largest message [`read`] parses by default (bytes); larger input gets [`ReadError::TooLarge`].
@@ -138,9 +147,9 @@ pub struct RecipientReport {
     pub date: Option<String>,
     /// ARF `Feedback-Type` (`abuse`, `fraud`, ...), for feedback reports only.
     pub feedback_type: Option<String>,
-    /// A reason the reader itself can vouch for (a format whose wording names the failure exactly),
-    /// as a TAXONOMY reason name; the classifier's rules may still override it.
-    pub reason_hint: Option<&'static str>,
+    /// A reason the reader itself can vouch for (a format whose wording names the failure exactly);
+    /// the classifier's rules may still override it.
+    pub reason_hint: Option<Reason>,
 }
 
 /// The identity of the message that bounced, for tying a bounce back to a send.
@@ -160,28 +169,17 @@ pub struct Original {
     pub campaign: Option<String>,
 }
 
-/// The message parser, configured once: `Received` headers are kept raw (nothing here reads their
-/// parts, and parsing them is the costliest step of reading a bounce).
-/// Every other header is parsed as the default parser would parse it.
+/// The message parser, configured once. Only what the readers need is parsed into structures:
+/// the MIME fields (the message's structure), `From`, `Message-ID` and `Subject`; every other
+/// header is kept raw (nothing here reads the parts of `Received`, the costliest header to parse,
+/// and address lists are read by [`address::address_list`], bounded). The fields parsed into
+/// structures are bounded by [`bounds`] before the parser runs.
 static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     MessageParser::new()
         .with_mime_headers()
-        .with_date_headers()
-        .with_address_headers()
-        .with_message_ids()
+        .header_address(HeaderName::From)
+        .header_id(HeaderName::MessageId)
         .header_text(HeaderName::Subject)
-        .header_text(HeaderName::Comments)
-        .header_comma_separated(HeaderName::Keywords)
-        .header_address(HeaderName::ListArchive)
-        .header_address(HeaderName::ListHelp)
-        .header_address(HeaderName::ListId)
-        .header_address(HeaderName::ListOwner)
-        .header_address(HeaderName::ListPost)
-        .header_address(HeaderName::ListSubscribe)
-        .header_address(HeaderName::ListUnsubscribe)
-        .header_id(HeaderName::ReturnPath)
-        .header_comma_separated(HeaderName::ContentLanguage)
-        .header_raw(HeaderName::Received)
         .default_header_raw()
 });
 
@@ -206,6 +204,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
     let bytes = normalize_line_endings(bytes);
     let bytes = repair_folded_boundary(bytes);
+    bounds::check(&bytes)?;
     // mail-parser checks its own invariants with `debug_assert!`, which input can break (a multipart
     // whose part ids go astray): such a message is malformed, not a reason to stop the worker.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -251,12 +250,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         verp: verp::recipient(&message, opts.verp_separator),
         ..Report::default()
     };
-    let input = text::Input {
-        message: &message,
-        subject: &subject,
-        from: &from,
-        body: &body,
-    };
+    let input = text::Input::new(&message, &subject, &from, &body);
 
     if let Some(found) = arf::read(&message, report.original.as_ref()) {
         too_many(found.recipients.len())?;
@@ -297,13 +291,11 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         return Ok(report);
     }
 
-    if let Some((reader, recipients)) = text::read(&input)
-        && !recipients.is_empty()
-    {
+    if let Some((reader, recipients)) = text::read(&input).or_else(|| read_generic(&input)) {
         too_many(recipients.len())?;
         report.kind = Some(Kind::Text);
         report.reader = reader;
-        report.reporting_mta = text::common::reporting_host(&body);
+        report.reporting_mta = text::replies::reporting_host(&body);
         report.recipients = recipients;
         return Ok(report);
     }
@@ -328,6 +320,16 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
 
     Ok(report)
+}
+
+/// The general reader, for a report in no family's format. It needs a bounce that says delivery
+/// failed; an automatic reply without failure evidence is not one, even with a null sender.
+fn read_generic(input: &text::Input) -> Option<(&'static str, Vec<RecipientReport>)> {
+    if !looks_like_bounce(input) || !states_non_delivery(input) || autoreply::detect(input) {
+        return None;
+    }
+    let found = text::generic::read(input);
+    (!found.is_empty()).then_some((text::NAME, found))
 }
 
 /// Free-text formats whose notification part names the reason in fixed sentences beside a
@@ -446,89 +448,6 @@ fn dismantle(message: Message) {
     }
 }
 
-/// Subjects that MTAs and providers give their failure reports.
-static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)undeliver|returned mail|returned to sender|delivery status notification|mail delivery fail|delivery fail|failure notice|failed delivery|non[- ]?delivery|delivery (?:report|problem|notification)|could not be delivered|not delivered|mail system error|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|rejected|配信エラー|エラー通知|配送エラー|不達|退信",
-    )
-    .expect("fixed pattern")
-});
-
-/// Wording in a text that says a delivery failed.
-static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)|unzustellbar|nicht zugestellt",
-    )
-    .expect("fixed pattern")
-});
-
-/// Words with which an MTA states that a delivery failed (as opposed to why it failed).
-static NON_DELIVERY_STATEMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)undeliver|(?:could ?n[o']t|cannot|can't|unable to|failed to) (?:be )?deliver|(?:was|were|been) not delivered|not (?:been )?delivered|delivery (?:has |to .{1,80} )?failed|delivery fail|failed delivery|permanent(?:ly)? (?:error|fail)|fatal error|failed recipient|returned mail|return(?:ed|ing) to sender|mail failed|non[- ]?delivery|delivery status notification|failure notice|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|n'a pas pu être remis|配信|不達|送信できません|退信|未能送达|无法投递",
-    )
-    .expect("fixed pattern")
-});
-
-/// Whether a report in no known format states a delivery failure the way MTAs do: an SMTP reply
-/// or enhanced status code in its explanation, or a non-delivery statement in its subject or text.
-///
-/// A notice that only says a message was "rejected", with a reason and no code, is also what list
-/// moderation, ticket systems and mailbox scripts send; without a known format it is not taken as
-/// a bounce, so that a prose notice can never put an address on a suppression list.
-pub fn states_non_delivery(input: &text::Input) -> bool {
-    let explanation = prefix(text::common::cut_original(input.body), 16384);
-    text::common::has_code(explanation)
-        || NON_DELIVERY_STATEMENT.is_match(input.subject)
-        || NON_DELIVERY_STATEMENT.is_match(explanation)
-}
-
-/// Whether the sender or the subject is that of a failure report (`MAILER-DAEMON`, postmaster,
-/// "Undelivered Mail Returned to Sender", ...): evidence strong enough to rule out an auto-reply.
-pub fn bounce_sender_or_subject(input: &text::Input) -> bool {
-    let from_raw = input
-        .message
-        .header_raw("From")
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    from_raw.contains("mailer-daemon")
-        || from_raw.contains("mailer_daemon")
-        || from_raw.contains("postmaster")
-        || from_raw.contains("post_master")
-        || from_raw.contains("mail delivery")
-        || from_raw.contains("maildelivery")
-        || BOUNCE_SUBJECT.is_match(input.subject)
-}
-
-/// Whether the message has the outward signs of a bounce: sent by a mailer daemon or postmaster, an
-/// empty envelope sender, a failure-report subject, or an `Auto-Submitted` header with failure wording.
-///
-/// The family readers and the VERP fallback share this test.
-pub fn looks_like_bounce(input: &text::Input) -> bool {
-    if bounce_sender_or_subject(input) {
-        return true;
-    }
-    if input
-        .message
-        .header_raw("Return-Path")
-        .is_some_and(|v| v.trim() == "<>")
-    {
-        return true;
-    }
-    let auto = input
-        .message
-        .header_raw("Auto-Submitted")
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    (auto.contains("auto-generated") || auto.contains("auto-replied"))
-        && has_failure_wording(input.subject, input.body)
-}
-
-/// Whether the subject or the start of the text says that a delivery failed.
-pub fn has_failure_wording(subject: &str, body: &str) -> bool {
-    FAILURE_WORDING.is_match(subject) || FAILURE_WORDING.is_match(prefix(body, 8192))
-}
-
 /// The first `max` bytes of `s`, cut on a char boundary.
 pub(crate) fn prefix(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -640,12 +559,19 @@ fn first_address(message: &Message) -> Option<String> {
         .map(str::to_lowercase)
 }
 
-/// An address as reports give it (`rfc822; <User@Example.COM>`): type and brackets removed, the
-/// domain lower-cased, the local part kept as sent. `None` when nothing usable is left.
+/// The recipient an address field of a report names (`rfc822; <User@Example.COM>`,
+/// `rfc822; "john..doe"@example.org`, Exchange's `rfc822; SMTP:ann@example.org`): the address as
+/// [`Address`] prints it, with the MTA's dressing taken off; else the one address
+/// the value holds among other words or quotes; else, for a local delivery target that is no
+/// address (`/var/mail/box`, `|/usr/bin/filter`), the value without its type and brackets, which a
+/// later step may replace. `None` when nothing usable is left.
 ///
-/// Idempotent: what it returns holds no white space, no `<`, no surrounding quote or comma, and no
-/// `type;` prefix, so a second pass changes nothing. Linear in the length of `value`.
-pub fn normalize_address(value: &str) -> Option<String> {
+/// Idempotent: an address it returns parses to itself, and a target holds no white space, no `<`,
+/// no surrounding quote or comma, and no `type;` prefix, so a second pass changes nothing.
+pub fn field_address(value: &str) -> Option<String> {
+    if let Ok(address) = Address::parse(value) {
+        return Some(text::addresses::mta_form(address).to_string());
+    }
     let junk = |c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',';
     let mut v = value.trim();
     if let Some((kind, rest)) = v.split_once(';')
@@ -653,6 +579,9 @@ pub fn normalize_address(value: &str) -> Option<String> {
         && !kind.contains('<')
     {
         v = rest.trim();
+    }
+    if let Some(found) = text::addresses::first_address(v) {
+        return Some(found);
     }
     if let Some(close) = v.find('>') {
         // The innermost `<` before the first `>`: `<<a@b>` and `<x <a@b>>` give `a@b`.
@@ -664,7 +593,7 @@ pub fn normalize_address(value: &str) -> Option<String> {
         v = v.get(open + 1..).unwrap_or("");
     }
     let mut v = v.trim_matches(junk).split_whitespace().next().unwrap_or("");
-    // A type (or any text without an `@`) left before a `;` is not part of the address.
+    // A type (or any text without an `@`) left before a `;` is not part of the target.
     loop {
         let t = v.trim_matches(junk);
         match t.split_once(';') {
@@ -678,6 +607,9 @@ pub fn normalize_address(value: &str) -> Option<String> {
     if v.is_empty() {
         return None;
     }
+    if let Ok(address) = Address::parse(v) {
+        return Some(address.to_string());
+    }
     Some(match v.rsplit_once('@') {
         Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
             format!("{local}@{}", domain.to_lowercase())
@@ -686,57 +618,66 @@ pub fn normalize_address(value: &str) -> Option<String> {
     })
 }
 
-/// Header-like field blocks (RFC 3464 / RFC 5965 bodies): blank lines separate blocks, continuation
-/// lines are unfolded with one space, names are kept as written.
-pub(crate) fn field_blocks(text: &str) -> Vec<Vec<(String, String)>> {
-    let mut blocks: Vec<Vec<(String, String)>> = Vec::new();
-    let mut current: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            if !current.is_empty() {
-                blocks.push(std::mem::take(&mut current));
-            }
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = current.last_mut() {
-                let more = line.trim();
-                if !value.is_empty() {
-                    value.push(' ');
+/// An address as a parsed header gives it (local part unquoted, then `@` and the domain), printed
+/// by [`Address`]; `None` when it is no mailbox address.
+pub(crate) fn header_address(value: &str) -> Option<String> {
+    let (local, domain) = value.trim().rsplit_once('@')?;
+    Address::from_parts(local, domain)
+        .ok()
+        .map(|a| a.to_string())
+}
+
+/// Header-like field blocks (RFC 3464 / RFC 5965 bodies), one at a time: blank lines separate
+/// blocks, continuation lines are unfolded with one space, names are kept as written. Lazy, so a
+/// reader that has enough stops reading.
+pub(crate) fn field_blocks(text: &str) -> impl Iterator<Item = Vec<(String, String)>> + '_ {
+    let mut lines = text.lines();
+    std::iter::from_fn(move || {
+        let mut current: Vec<(String, String)> = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                if !current.is_empty() {
+                    return Some(current);
                 }
-                value.push_str(more);
+                continue;
             }
-            continue;
-        }
-        let field = line.split_once(':').and_then(|(name, value)| {
-            let name = name.trim();
-            (!name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-            .then_some((name, value))
-        });
-        match field {
-            Some((name, value)) => current.push((name.to_string(), value.trim().to_string())),
-            // Some MTAs write the further lines of a multi-line reply unindented; outside a
-            // field's shape they can only continue the diagnostic.
-            None => {
-                if let Some((name, value)) = current.last_mut()
-                    && name.eq_ignore_ascii_case("diagnostic-code")
-                {
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, value)) = current.last_mut() {
+                    let more = line.trim();
                     if !value.is_empty() {
                         value.push(' ');
                     }
-                    value.push_str(line.trim());
+                    value.push_str(more);
+                }
+                continue;
+            }
+            let field = line.split_once(':').and_then(|(name, value)| {
+                let name = name.trim();
+                (!name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+                .then_some((name, value))
+            });
+            match field {
+                Some((name, value)) => current.push((name.to_string(), value.trim().to_string())),
+                // Some MTAs write the further lines of a multi-line reply unindented; outside a
+                // field's shape they can only continue the diagnostic.
+                None => {
+                    if let Some((name, value)) = current.last_mut()
+                        && name.eq_ignore_ascii_case("diagnostic-code")
+                    {
+                        if !value.is_empty() {
+                            value.push(' ');
+                        }
+                        value.push_str(line.trim());
+                    }
                 }
             }
         }
-    }
-    if !current.is_empty() {
-        blocks.push(current);
-    }
-    blocks
+        (!current.is_empty()).then_some(current)
+    })
 }
 
 /// The content type of a part as `type/subtype`, lower-cased.
@@ -792,6 +733,12 @@ static INLINE_ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("fixed pattern")
 });
 
+/// How many of a text's markers of an inline copy of the original are tried, and how much of the
+/// header block after one is read (bytes): a real report has one marker and a header of a few KiB;
+/// the bounds keep a text of repeated markers from costing a pass over the rest for each.
+const INLINE_TRIES: usize = 16;
+const INLINE_HEADER: usize = 64 * 1024;
+
 /// The returned original message: an attached message or header part, else an inline copy.
 fn original_of(message: &Message, body: &str) -> Option<Original> {
     for part in message.parts.iter().skip(1) {
@@ -815,7 +762,7 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
             }
         }
     }
-    for m in INLINE_ORIGINAL.find_iter(body) {
+    for m in INLINE_ORIGINAL.find_iter(body).take(INLINE_TRIES) {
         let line_end = body
             .get(m.end()..)
             .and_then(|r| r.find('\n'))
@@ -831,6 +778,7 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
 
 /// The returned message's identity from a header block at the start of `text`.
 fn original_from_text(text: &str) -> Option<Original> {
+    let text = prefix(text, INLINE_HEADER);
     let first = text.lines().next().unwrap_or("");
     let looks_like_header = first
         .split_once(':')
@@ -861,25 +809,31 @@ fn list_id(value: &str) -> Option<String> {
 
 /// The identity fields of a parsed returned message; `None` when it has none of them.
 fn original_from(m: &Message) -> Option<Original> {
-    let to: Vec<String> = m
-        .to()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.address())
-                .filter_map(normalize_address)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Addresses read from the raw headers: the address parser keeps quoted local parts and skips
+    // display names that look like addresses; the parsed `From` is the fallback for encodings only
+    // the message parser reads.
+    let listed = |name: &str| -> Vec<String> {
+        m.header_raw(name)
+            .map(|v| {
+                address::address_list(v)
+                    .iter()
+                    .map(Address::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let to = listed("To");
     let o = Original {
         message_id: m
             .message_id()
             .map(|id| id.trim().trim_matches(['<', '>']).to_string())
             .filter(|id| !id.is_empty()),
-        from: m
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .and_then(normalize_address),
+        from: listed("From").into_iter().next().or_else(|| {
+            m.from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .and_then(header_address)
+        }),
         to: (!to.is_empty()).then(|| to.join(", ")),
         subject: m.subject().map(clean_line),
         list_id: m.header_raw("List-Id").and_then(list_id),

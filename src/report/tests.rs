@@ -333,10 +333,10 @@ fn normalized_addresses_stay_normalized() {
         ("<;", None),
         ("/var/mail/box", Some("/var/mail/box")),
     ] {
-        let got = normalize_address(input);
+        let got = field_address(input);
         assert_eq!(got.as_deref(), want, "{input:?}");
         if let Some(g) = &got {
-            assert_eq!(normalize_address(g).as_ref(), Some(g), "{input:?}");
+            assert_eq!(field_address(g).as_ref(), Some(g), "{input:?}");
         }
     }
 }
@@ -364,12 +364,12 @@ fn random_bytes_never_panic() {
 #[test]
 fn address_normalisation() {
     assert_eq!(
-        normalize_address("rfc822; <Ann.Lee@Mail.Example.COM>").as_deref(),
+        field_address("rfc822; <Ann.Lee@Mail.Example.COM>").as_deref(),
         Some("Ann.Lee@mail.example.com")
     );
-    assert_eq!(normalize_address("RFC822;  ").as_deref(), None);
+    assert_eq!(field_address("RFC822;  ").as_deref(), None);
     assert_eq!(
-        normalize_address("\"bob@example.net\"").as_deref(),
+        field_address("\"bob@example.net\"").as_deref(),
         Some("bob@example.net")
     );
 }
@@ -380,12 +380,7 @@ fn looks_like_bounce_signals() {
         let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
         let subject = msg.subject().unwrap_or("").to_string();
         let body = text::readable_text(&msg);
-        let input = text::Input {
-            message: &msg,
-            subject: &subject,
-            from: "",
-            body: &body,
-        };
+        let input = text::Input::new(&msg, &subject, "", &body);
         looks_like_bounce(&input)
     };
     assert!(check(

@@ -24,8 +24,9 @@ pub fn recipient(message: &Message, separator: char) -> Option<String> {
             };
             let raw = String::from_utf8_lossy(raw);
             for candidate in raw.split(',') {
-                if let Some(found) =
-                    super::normalize_address(candidate).and_then(|a| decode(&a, separator))
+                if let Some(found) = super::field_address(candidate)
+                    .and_then(|a| decode(&a, separator))
+                    .and_then(|a| crate::address::normalize(&a))
                 {
                     return Some(found);
                 }

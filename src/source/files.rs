@@ -8,7 +8,6 @@
 //! passed over whatever their names.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,8 +19,31 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ack, Incoming, OversizeId, Payload, States};
+use super::{
+    Ack, Incoming, NotRegular, OversizeId, Payload, States, irregular_kind, not_regular,
+    open_regular,
+};
 use crate::error::ReadError;
+use crate::text;
+
+/// What `bounced import` reads: its paths, and whether a Maildir's Maildir++ sub-folders
+/// (`.Sent/`, `.Quarantine/`, ...) are read too.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Files, directories, Maildirs, mbox files, or `-` for standard input.
+    pub paths: Vec<PathBuf>,
+    /// Read a Maildir's sub-folders too; without it they are named in a warning and skipped.
+    pub recursive_maildir: bool,
+}
+
+impl From<Vec<PathBuf>> for Inputs {
+    fn from(paths: Vec<PathBuf>) -> Inputs {
+        Inputs {
+            paths,
+            recursive_maildir: false,
+        }
+    }
+}
 
 /// The label of an import in the sources' states and figures.
 const LABEL: &str = "import";
@@ -30,6 +52,7 @@ const LABEL: &str = "import";
 #[derive(Debug)]
 pub struct FilesSource {
     paths: Vec<PathBuf>,
+    recursive_maildir: bool,
     max_size: usize,
     skip: HashSet<(u64, u64)>,
     unreadable: Arc<AtomicU64>,
@@ -39,10 +62,15 @@ pub struct FilesSource {
 struct Stopped;
 
 impl FilesSource {
-    /// A source over `paths`; messages over `max_size` bytes are hashed while streaming, not kept.
-    pub fn new(paths: Vec<PathBuf>, max_size: usize) -> FilesSource {
+    /// A source over `inputs`; messages over `max_size` bytes are hashed while streaming, not kept.
+    pub fn new(inputs: impl Into<Inputs>, max_size: usize) -> FilesSource {
+        let Inputs {
+            paths,
+            recursive_maildir,
+        } = inputs.into();
         FilesSource {
             paths,
+            recursive_maildir,
             max_size,
             skip: HashSet::new(),
             unreadable: Arc::new(AtomicU64::new(0)),
@@ -68,6 +96,7 @@ impl FilesSource {
             let w = Walker {
                 tx,
                 cancel,
+                recursive_maildir: self.recursive_maildir,
                 max: self.max_size,
                 skip: self.skip,
                 bad: self.unreadable,
@@ -88,6 +117,7 @@ impl FilesSource {
 struct Walker {
     tx: mpsc::Sender<Incoming>,
     cancel: CancellationToken,
+    recursive_maildir: bool,
     max: usize,
     skip: HashSet<(u64, u64)>,
     bad: Arc<AtomicU64>,
@@ -130,8 +160,16 @@ impl Walker {
     }
 
     fn unreadable(&self, path: &Path, e: &io::Error) {
-        tracing::warn!("cannot read {}: {e}; skipped", path.display());
+        if let Some(why) = not_regular(e) {
+            return self.irregular(path, why);
+        }
+        tracing::warn!("cannot read {}: {e}; skipped", text::path(path));
         self.bad.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An entry that is not a regular file (a link, a FIFO, a device): never opened, named.
+    fn irregular(&self, path: &Path, why: NotRegular) {
+        tracing::warn!("{}: {why}", text::path(path));
     }
 
     fn skipped(&self, meta: &std::fs::Metadata) -> bool {
@@ -152,29 +190,17 @@ impl Walker {
             }
         };
         if meta.is_file() {
-            return self.file(&path, false);
+            // A path the operator named: a link to a file is followed.
+            return self.file(&path, false, true);
         }
         if !meta.is_dir() {
+            if let Some(kind) = irregular_kind(meta.file_type()) {
+                self.irregular(&path, NotRegular(kind));
+            }
             return Ok(());
         }
         if is_maildir(&path) {
-            for sub in ["new", "cur"] {
-                let dir = path.join(sub);
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        self.unreadable(&dir, &e);
-                        continue;
-                    }
-                };
-                for entry in entries.flatten() {
-                    let p = entry.path();
-                    if !is_hidden(&p) && entry.file_type().is_ok_and(|t| t.is_file()) {
-                        self.file(&p, true)?;
-                    }
-                }
-            }
-            return Ok(());
+            return self.maildir(&path);
         }
         let entries = match std::fs::read_dir(&path) {
             Ok(e) => e,
@@ -190,9 +216,75 @@ impl Walker {
             }
             match entry.file_type() {
                 Ok(t) if t.is_dir() => self.path(&p)?,
-                Ok(t) if t.is_file() => self.file(&p, false)?,
-                _ => {}
+                Ok(t) if t.is_file() => self.file(&p, false, false)?,
+                Ok(t) => {
+                    if let Some(kind) = irregular_kind(t) {
+                        self.irregular(&p, NotRegular(kind));
+                    }
+                }
+                Err(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// A Maildir: the files of `new/` and `cur/`, then its Maildir++ sub-folders (`.Name/`, each a
+    /// Maildir) when asked; otherwise those are named in one warning.
+    fn maildir(&self, root: &Path) -> Result<(), Stopped> {
+        for sub in ["new", "cur"] {
+            let dir = root.join(sub);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.unreadable(&dir, &e);
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if is_hidden(&p) {
+                    continue;
+                }
+                match entry.file_type() {
+                    Ok(t) if t.is_file() => self.file(&p, true, false)?,
+                    Ok(t) => {
+                        if let Some(kind) = irregular_kind(t) {
+                            self.irregular(&p, NotRegular(kind));
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return Ok(());
+        };
+        let mut folders: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .filter(|p| is_hidden(p) && is_maildir(p))
+            .collect();
+        folders.sort();
+        if folders.is_empty() {
+            return Ok(());
+        }
+        if self.recursive_maildir {
+            for f in &folders {
+                self.maildir(f)?;
+            }
+        } else {
+            let names: Vec<String> = folders
+                .iter()
+                .filter_map(|f| f.file_name())
+                .map(|n| text::escape_os(n).into_owned())
+                .collect();
+            tracing::warn!(
+                "{}: skipped {} Maildir++ sub-folder(s): {} (pass --recursive-maildir to import them)",
+                text::path(root),
+                folders.len(),
+                names.join(", ")
+            );
         }
         Ok(())
     }
@@ -215,33 +307,28 @@ impl Walker {
     }
 
     /// Reads one file: a single message, or (outside a Maildir) an mbox when it starts with `From `.
-    fn file(&self, path: &Path, in_maildir: bool) -> Result<(), Stopped> {
-        let file = match File::open(path) {
+    /// Only a regular file is opened: a symbolic link only when `follow` (a path the operator
+    /// named), a FIFO or device never.
+    fn file(&self, path: &Path, in_maildir: bool, follow: bool) -> Result<(), Stopped> {
+        let (file, meta) = match open_regular(path, follow) {
             Ok(f) => f,
             Err(e) => {
                 self.unreadable(path, &e);
                 return Ok(());
             }
         };
-        let meta = match file.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                self.unreadable(path, &e);
-                return Ok(());
-            }
-        };
         if self.skipped(&meta) {
-            tracing::info!(path = %path.display(), "skipped: the database this import writes to");
+            tracing::info!(path = %text::path(path), "skipped: the database this import writes to");
             return Ok(());
         }
         let received_at = mtime(&meta);
         let scheme = if in_maildir { "maildir" } else { "file" };
-        let source = format!("{scheme}:{}", path.display());
+        let source = format!("{scheme}:{}", text::path(path));
         let mut reader = BufReader::with_capacity(64 * 1024, file);
         if !in_maildir {
             match reader.fill_buf() {
                 Ok(head) if head.starts_with(b"From ") => {
-                    let name = format!("file:{}", path.display());
+                    let name = format!("file:{}", text::path(path));
                     return self.mbox(path, &name, reader, received_at);
                 }
                 Ok(_) => {}
@@ -440,19 +527,51 @@ impl MboxMessage {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The operating system refused (permission, vanished file, not a file).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Over the size limit, found from metadata (or while reading a stream) before reading it whole.
     #[error(transparent)]
     Read(#[from] ReadError),
 }
 
-/// Reads a file whole, unless its metadata says it is over `max_size` (then it is not read at all).
-pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> {
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file").into());
+/// Whether `b` may be part of a header field name as mail software writes them: RFC 5322 allows
+/// any printable ASCII but the colon; names in use are letters, digits, `-`, `_` and `.`, and a
+/// narrower test tells JSON (`{"kind":`) from a header.
+fn is_field_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// Whether `bytes` are plainly not a mail message. A message (or an mbox) begins with a header
+/// field (`Name:`, see [`is_field_name_byte`]) or an mbox `From ` line,
+/// perhaps after a byte-order mark or blank lines; JSON, a document or binary data do not. Empty
+/// input is not judged here.
+pub fn plainly_not_mail(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let Some(start) = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
+        return false;
+    };
+    let first = bytes.get(start..).unwrap_or_default();
+    if first.starts_with(b"From ") {
+        return false;
     }
+    // The field name ends at the first colon of the first line.
+    let name_end = first
+        .iter()
+        .position(|&b| b == b':' || b == b'\n')
+        .filter(|&end| first.get(end) == Some(&b':'));
+    !name_end.is_some_and(|end| {
+        end > 0
+            && first
+                .get(..end)
+                .is_some_and(|name| name.iter().all(|&b| is_field_name_byte(b)))
+    })
+}
+
+/// Reads a file whole, unless its metadata says it is over `max_size` (then it is not read at all).
+/// Only a regular file (or a link to one) is opened: a FIFO or a device named here, or swapped in
+/// after a listing, is an error, never waited on.
+pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> {
+    let (file, meta) = open_regular(path, true)?;
     let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
     if len > max_size {
         return Err(ReadError::TooLarge {
@@ -461,7 +580,7 @@ pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> 
         }
         .into());
     }
-    read_stream_capped(File::open(path)?, max_size)
+    read_stream_capped(file, max_size)
 }
 
 /// Reads a stream to its end, refusing it once it passes `max_size` (a file may grow after `stat`).
@@ -539,6 +658,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mail_is_told_from_what_plainly_is_not() {
+        for mail in [
+            &b"Return-Path: <>\r\nFrom: a@b\r\n\r\nbody"[..],
+            b"From MAILER-DAEMON Mon Nov 23 10:00:00 2026\nFrom: x\n",
+            b"\xef\xbb\xbfReceived: from mx\n",
+            b"\r\n\r\nX-Header:value\n",
+            b"",
+        ] {
+            assert!(
+                !plainly_not_mail(mail),
+                "{:?}",
+                String::from_utf8_lossy(mail)
+            );
+        }
+        for other in [
+            &b"[\n  {\n    \"kind\": \"dsn\"\n  }\n]\n"[..],
+            b"{\"notificationType\":\"Bounce\"}",
+            b"# A heading\n\nSome text: with a colon\n",
+            b"just words\nKey: value\n",
+            b":no name\n",
+            b"\x89PNG\r\n\x1a\n",
+            b"%PDF-1.7\n",
+        ] {
+            assert!(
+                plainly_not_mail(other),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
     fn walk_is_recursive_and_sorted() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir(dir.path().join("b"))?;
@@ -587,6 +738,7 @@ mod tests {
         let w = Walker {
             tx,
             cancel: CancellationToken::new(),
+            recursive_maildir: false,
             max,
             skip: HashSet::new(),
             bad: Arc::new(AtomicU64::new(0)),
@@ -657,7 +809,7 @@ mod tests {
         let p = dir.path().join("big.eml");
         std::fs::write(&p, vec![b'a'; 300])?;
         let (w, mut rx) = walker(100);
-        assert!(w.file(&p, false).is_ok());
+        assert!(w.file(&p, false, false).is_ok());
         let got = rx.try_recv().map(|i| i.payload);
         let want = hex(&Sha256::digest(vec![b'a'; 300]));
         assert!(

@@ -39,10 +39,10 @@ use crate::config::{ImapAuth, ImapConfig, ImapSecurity, Secret};
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
     /// TCP, TLS or timeout.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The server refused a command, or broke the protocol.
-    #[error("{0}")]
+    #[error(transparent)]
     Imap(#[from] async_imap::error::Error),
     /// The TLS settings are unusable (a bad CA file, a bad host name), or the handshake failed.
     #[error("tls: {0}")]

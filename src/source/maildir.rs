@@ -8,38 +8,44 @@
 //! sub-folder. Nothing is ever deleted.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Utc;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Ack, Disposition, Incoming, Loaded, OversizeId, Payload, States};
+use super::{
+    Ack, Disposition, Incoming, Loaded, NotRegular, OversizeId, Payload, States, irregular_kind,
+    open_regular,
+};
 use crate::config::MaildirConfig;
+use crate::text;
+
+/// How long a file found by a scan must go unchanged (size and modification time) before it is
+/// read: a file written straight into `new/`, not through `tmp/`, may still be being written.
+/// Files announced by a rename or a close after writing are complete and read at once.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// The longest a file that keeps changing is held back before it is read all the same.
+pub const SETTLE_MAX: Duration = Duration::from_secs(30);
 
 /// Why a Maildir source could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MaildirError {
     /// `new/`, `cur/` or `tmp/` is missing or unreadable.
-    #[error("maildir {path}: {source} (a Maildir holds new/, cur/ and tmp/)")]
-    Layout {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("maildir {path}: {cause} (a Maildir holds new/, cur/ and tmp/)")]
+    Layout { path: PathBuf, cause: io::Error },
     /// The inotify watch could not be set up.
-    #[error("maildir {path}: cannot watch for new mail: {source}")]
-    Watch {
-        path: PathBuf,
-        #[source]
-        source: notify::Error,
-    },
+    #[error("maildir {path}: cannot watch for new mail: {cause}")]
+    Watch { path: PathBuf, cause: notify::Error },
 }
 
 /// The folders of one Maildir, and the files of it now in the pipeline.
@@ -51,6 +57,8 @@ struct Shared {
     processed: Option<PathBuf>,
     quarantine: PathBuf,
     in_flight: Mutex<HashSet<PathBuf>>,
+    /// Entries that are not regular files and were named in a warning already (once per path).
+    warned: Mutex<HashSet<PathBuf>>,
 }
 
 impl Shared {
@@ -59,6 +67,29 @@ impl Shared {
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Skips an entry that is not a regular file, with a warning the first time for its path.
+    fn skip_irregular(&self, path: &Path, why: NotRegular) {
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.to_path_buf());
+        if first {
+            tracing::warn!(
+                path = %text::path(path),
+                "{why}: never read, and not named again while it stays (move or remove it)"
+            );
+        }
+    }
+
+    /// Forgets the warned entries that have gone, so a new one at the same path is named again.
+    fn prune_warned(&self) {
+        self.warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|p| fs::symlink_metadata(p).is_ok());
     }
 }
 
@@ -69,18 +100,36 @@ pub struct Ticket {
     shared: Arc<Shared>,
 }
 
+impl Ticket {
+    /// Skips the file: it turned out not to be a regular file when opened (warned once per path).
+    pub fn not_regular(&self, why: NotRegular) {
+        self.shared.skip_irregular(&self.path, why);
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.shared.in_flight().remove(&self.path);
     }
 }
 
-/// Splits a Maildir file name into its unique part and its flags (`base:2,FLAGS`).
-fn split_name(name: &str) -> (&str, &str) {
-    match name.rsplit_once(":2,") {
-        Some((base, flags)) => (base, flags),
-        None => (name.strip_suffix(":2").unwrap_or(name), ""),
+/// Splits a Maildir file name (any bytes) into its unique part and its flags (`base:2,FLAGS`).
+fn split_name(name: &OsStr) -> (&OsStr, String) {
+    let b = name.as_bytes();
+    match b.windows(3).rposition(|w| w == b":2,") {
+        Some(i) => (
+            OsStr::from_bytes(b.get(..i).unwrap_or(b)),
+            String::from_utf8_lossy(b.get(i + 3..).unwrap_or_default()).into_owned(),
+        ),
+        None => (
+            OsStr::from_bytes(b.strip_suffix(b":2").unwrap_or(b)),
+            String::new(),
+        ),
     }
+}
+
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b".")
 }
 
 /// The flags with `add` included, sorted as the Maildir specification asks.
@@ -97,8 +146,8 @@ fn with_flag(flags: &str, add: Option<char>) -> String {
 }
 
 /// Whether a file in `cur/` is one this source has not processed yet.
-fn cur_is_pending(name: &str) -> bool {
-    !name.starts_with('.') && !split_name(name).1.contains('S')
+fn cur_is_pending(name: &OsStr) -> bool {
+    !is_hidden(name) && !split_name(name).1.contains('S')
 }
 
 /// Creates the Maildir `dir` (with `cur/`, `new/`, `tmp/`) where missing, its folders with `mode`
@@ -170,13 +219,14 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Moves `from` into `to_dir` as `base:2,flags`, never replacing a file: a taken name gets a numeric
 /// suffix.
-fn rename_no_replace(from: &Path, to_dir: &Path, base: &str, flags: &str) -> io::Result<PathBuf> {
+fn rename_no_replace(from: &Path, to_dir: &Path, base: &OsStr, flags: &str) -> io::Result<PathBuf> {
     for n in 0u32..1000 {
-        let name = match n {
-            0 => format!("{base}:2,{flags}"),
-            n => format!("{base}.{n}:2,{flags}"),
-        };
-        let to = to_dir.join(name);
+        let mut name = base.as_bytes().to_vec();
+        if n > 0 {
+            name.extend_from_slice(format!(".{n}").as_bytes());
+        }
+        name.extend_from_slice(format!(":2,{flags}").as_bytes());
+        let to = to_dir.join(OsString::from_vec(name));
         match rename_noreplace(from, &to) {
             Ok(()) => return Ok(to),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -193,24 +243,24 @@ impl Ticket {
     /// Moves the file as `d` says. Failures are logged: the file stays where it is and is read again
     /// (and recorded as a duplicate) on the next scan.
     pub fn ack(self, d: &Disposition) {
-        let Some(name) = self.path.file_name().and_then(|n| n.to_str()) else {
+        let Some(name) = self.path.file_name() else {
             return;
         };
         let (base, flags) = split_name(name);
         let quarantine = matches!(d, Disposition::Quarantine(_));
         let (dir, flags, mode) = match d {
             Disposition::Processed => match &self.shared.processed {
-                Some(p) => (p.join("cur"), with_flag(flags, Some('S')), 0o777),
-                None => (self.shared.cur.clone(), with_flag(flags, Some('S')), 0o777),
+                Some(p) => (p.join("cur"), with_flag(&flags, Some('S')), 0o777),
+                None => (self.shared.cur.clone(), with_flag(&flags, Some('S')), 0o777),
             },
             Disposition::Quarantine(_) => (
                 self.shared.quarantine.join("cur"),
-                with_flag(flags, None),
+                with_flag(&flags, None),
                 QUARANTINE_DIR_MODE,
             ),
         };
         if quarantine && let Err(e) = withhold_from_others(&self.path) {
-            tracing::debug!(path = %self.path.display(), error = %e, "cannot restrict a quarantined file's mode");
+            tracing::debug!(path = %text::path(&self.path), error = %e, "cannot restrict a quarantined file's mode");
         }
         let mut result = rename_no_replace(&self.path, &dir, base, &flags);
         if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) && !dir.exists() {
@@ -220,14 +270,14 @@ impl Ticket {
         }
         match result {
             Ok(to) => {
-                tracing::debug!(from = %self.path.display(), to = %to.display(), "acknowledged")
+                tracing::debug!(from = %text::path(&self.path), to = %text::path(&to), "acknowledged")
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => tracing::debug!(
-                path = %self.path.display(),
+                path = %text::path(&self.path),
                 "moved by another agent before the acknowledgement; its new name is read and acknowledged when seen"
             ),
             Err(e) => tracing::warn!(
-                path = %self.path.display(),
+                path = %text::path(&self.path),
                 error = %e,
                 "cannot move a recorded message; it will be read again (as a duplicate) on the next scan"
             ),
@@ -254,10 +304,10 @@ impl MaildirSource {
                 Ok(_) => {
                     return Err(MaildirError::Layout {
                         path: root,
-                        source: io::Error::other(format!("{} is not a folder", p.display())),
+                        cause: io::Error::other(format!("{} is not a folder", p.display())),
                     });
                 }
-                Err(source) => return Err(MaildirError::Layout { path: p, source }),
+                Err(cause) => return Err(MaildirError::Layout { path: p, cause }),
             }
         }
         Ok(MaildirSource {
@@ -270,6 +320,7 @@ impl MaildirSource {
                 quarantine: root.join(&cfg.quarantine),
                 root,
                 in_flight: Mutex::new(HashSet::new()),
+                warned: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -321,11 +372,8 @@ impl MaildirSource {
                     _ => None,
                 };
                 // Our own acknowledgements rename files into cur/ with the S flag: not news.
-                let path = path.filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_none_or(|n| !split_name(n).1.contains('S'))
-                });
+                let path =
+                    path.filter(|p| p.file_name().is_none_or(|n| !split_name(n).1.contains('S')));
                 if let Some(p) = path
                     && ev_tx.try_send(p.clone()).is_err()
                 {
@@ -334,20 +382,20 @@ impl MaildirSource {
                     wake.notify_one();
                 }
             })
-            .map_err(|source| MaildirError::Watch {
+            .map_err(|cause| MaildirError::Watch {
                 path: self.shared.root.clone(),
-                source,
+                cause,
             })?
         };
         for dir in [&self.shared.new, &self.shared.cur] {
             watcher
                 .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|source| MaildirError::Watch {
+                .map_err(|cause| MaildirError::Watch {
                     path: dir.clone(),
-                    source,
+                    cause,
                 })?;
         }
-        tracing::info!(maildir = %self.label, path = %self.shared.root.display(), "watching");
+        tracing::info!(maildir = %text::printable(&self.label), path = %text::path(&self.shared.root), "watching");
         states.set(&self.label, "watching");
         states.set_connected(&self.label, true);
         if let Some(r) = ready {
@@ -356,6 +404,9 @@ impl MaildirSource {
 
         let mut tick = tokio::time::interval(self.rescan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut settle_tick = tokio::time::interval(SETTLE / 4);
+        settle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut settling: Vec<Settling> = Vec::new();
         // The first tick fires at once: that is the start-up scan.
         loop {
             tokio::select! {
@@ -363,13 +414,28 @@ impl MaildirSource {
                 () = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     overflow.store(false, Ordering::Release);
-                    if !self.scan(&tx, &cancel).await { break; }
+                    if !self.scan(&tx, &cancel, &mut settling).await { break; }
                 }
                 () = wake.notified() => {
                     if overflow.swap(false, Ordering::AcqRel) {
-                        tracing::info!(maildir = %self.label, "event queue overflowed or a folder appeared: rescanning");
-                        if !self.scan(&tx, &cancel).await { break; }
+                        tracing::info!(maildir = %text::printable(&self.label), "event queue overflowed or a folder appeared: rescanning");
+                        if !self.scan(&tx, &cancel, &mut settling).await { break; }
                     }
+                }
+                _ = settle_tick.tick(), if !settling.is_empty() => {
+                    let list = std::mem::take(&mut settling);
+                    let Ok((waiting, ready)) = tokio::task::spawn_blocking(move || settle(list)).await else {
+                        break;
+                    };
+                    settling = waiting;
+                    let mut go_on = true;
+                    for path in ready {
+                        if !self.offer(path, &tx, &cancel).await {
+                            go_on = false;
+                            break;
+                        }
+                    }
+                    if !go_on { break; }
                 }
                 ev = ev_rx.recv() => {
                     let Some(path) = ev else { break };
@@ -380,20 +446,37 @@ impl MaildirSource {
         drop(watcher);
         states.set(&self.label, "stopped");
         states.set_connected(&self.label, false);
-        tracing::info!(maildir = %self.label, "stopped");
+        tracing::info!(maildir = %text::printable(&self.label), "stopped");
         Ok(())
     }
 
-    /// Streams the names in `new/` and `cur/` into the pipeline; false when cancelled.
-    async fn scan(&self, tx: &mpsc::Sender<Incoming>, cancel: &CancellationToken) -> bool {
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<PathBuf>>(2);
-        let new = self.shared.new.clone();
-        let cur = self.shared.cur.clone();
-        let lister = tokio::task::spawn_blocking(move || list_pending(&new, &cur, &chunk_tx));
+    /// Streams the names in `new/` and `cur/` into the pipeline, holding back into `settling` the
+    /// files modified within [`SETTLE`]; false when cancelled.
+    async fn scan(
+        &self,
+        tx: &mpsc::Sender<Incoming>,
+        cancel: &CancellationToken,
+        settling: &mut Vec<Settling>,
+    ) -> bool {
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<Found>>(2);
+        let shared = self.shared.clone();
+        let lister = tokio::task::spawn_blocking(move || {
+            list_pending(&shared, &chunk_tx);
+            shared.prune_warned();
+        });
         let mut offered = 0usize;
         let mut go_on = true;
         while let Some(chunk) = chunk_rx.recv().await {
-            for path in chunk {
+            for found in chunk {
+                let path = match found {
+                    Found::Ready(p) => p,
+                    Found::Recent(s) => {
+                        if !settling.iter().any(|w| w.path == s.path) {
+                            settling.push(s);
+                        }
+                        continue;
+                    }
+                };
                 if !self.offer(path, tx, cancel).await {
                     go_on = false;
                     break;
@@ -406,7 +489,7 @@ impl MaildirSource {
         }
         drop(chunk_rx);
         let _ = lister.await;
-        tracing::debug!(maildir = %self.label, offered, "scan done");
+        tracing::debug!(maildir = %text::printable(&self.label), offered, settling = settling.len(), "scan done");
         go_on
     }
 
@@ -421,11 +504,11 @@ impl MaildirSource {
         let Some(parent) = path.parent() else {
             return true;
         };
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        let Some(name) = path.file_name() else {
             return true;
         };
         let pending = if parent == self.shared.new {
-            !name.starts_with('.')
+            !is_hidden(name)
         } else if parent == self.shared.cur {
             cur_is_pending(name)
         } else {
@@ -435,7 +518,7 @@ impl MaildirSource {
             return true;
         }
         let incoming = Incoming {
-            source: format!("maildir:{}", path.display()),
+            source: format!("maildir:{}", text::path(&path)),
             origin: self.label.clone(),
             received_at: Utc::now(),
             payload: Payload::File(path.clone()),
@@ -456,10 +539,11 @@ impl MaildirSource {
 /// Reads a message file whole when its size (from the metadata, before any byte is read) is within
 /// `max`; a larger file is never read: its key is derived from its Maildir name and size, so that an
 /// oversized message costs neither memory nor a pass over its bytes.
+/// Only a regular file is read, never through a symbolic link and never waiting on a FIFO: anything
+/// else is an error holding [`NotRegular`].
 pub fn read_file(path: &Path, max: usize) -> io::Result<Loaded> {
     use std::io::Read;
-    let mut f = fs::File::open(path)?;
-    let meta = f.metadata()?;
+    let (mut f, meta) = open_regular(path, false)?;
     let mtime = meta.modified().ok().map(chrono::DateTime::<Utc>::from);
     let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
     if len > max {
@@ -481,38 +565,116 @@ pub fn read_file(path: &Path, max: usize) -> io::Result<Loaded> {
 /// The identity of an oversized file: its Maildir unique name (without flags, so the key survives a
 /// rename into `cur/`) and its size.
 fn oversized_id(path: &Path, size: usize) -> OversizeId {
-    let name = path
+    let base = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| text::escape_os(split_name(n).0).into_owned())
         .unwrap_or_default();
-    let base = name.rsplit_once(":2,").map_or(name.as_str(), |(b, _)| b);
     OversizeId::Name(format!("{base}:{size}"))
 }
 
+/// A file found by a scan: to read now, or modified so recently that it may still be being written.
+enum Found {
+    Ready(PathBuf),
+    Recent(Settling),
+}
+
+/// A file held back until it has stopped changing.
+#[derive(Debug)]
+struct Settling {
+    path: PathBuf,
+    size: u64,
+    mtime: SystemTime,
+    /// When its current size and modification time were first seen (back-dated by its age).
+    changed: Instant,
+    /// When the scan found it.
+    found: Instant,
+}
+
+impl Settling {
+    /// A file of `size` modified at `mtime`, when that is within [`SETTLE`] of now.
+    fn recent(path: PathBuf, size: u64, mtime: SystemTime) -> Option<Settling> {
+        let age = SystemTime::now()
+            .duration_since(mtime)
+            .unwrap_or(Duration::ZERO);
+        if age >= SETTLE {
+            return None;
+        }
+        let now = Instant::now();
+        Some(Settling {
+            path,
+            size,
+            mtime,
+            changed: now.checked_sub(age).unwrap_or(now),
+            found: now,
+        })
+    }
+}
+
+/// Looks at each held-back file again: the ones unchanged for [`SETTLE`] (or held for
+/// [`SETTLE_MAX`]) are ready; gone ones are dropped; the rest wait.
+fn settle(list: Vec<Settling>) -> (Vec<Settling>, Vec<PathBuf>) {
+    let mut waiting = Vec::new();
+    let mut ready = Vec::new();
+    for mut s in list {
+        let Ok(meta) = fs::symlink_metadata(&s.path) else {
+            continue;
+        };
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        if (meta.len(), mtime) != (s.size, s.mtime) {
+            s.size = meta.len();
+            s.mtime = mtime;
+            s.changed = Instant::now();
+        }
+        if s.changed.elapsed() >= SETTLE || s.found.elapsed() >= SETTLE_MAX {
+            ready.push(s.path);
+        } else {
+            waiting.push(s);
+        }
+    }
+    (waiting, ready)
+}
+
 /// Lists pending files of `new/` then `cur/`, a chunk at a time, until the receiver goes away.
-fn list_pending(new: &Path, cur: &Path, out: &mpsc::Sender<Vec<PathBuf>>) {
+/// Entries that are not regular files are skipped (named once); recently modified files are
+/// handed over as [`Found::Recent`].
+fn list_pending(shared: &Shared, out: &mpsc::Sender<Vec<Found>>) {
     const CHUNK: usize = 256;
-    for (dir, is_cur) in [(new, false), (cur, true)] {
+    for (dir, is_cur) in [(&shared.new, false), (&shared.cur, true)] {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot list");
+                tracing::warn!(dir = %text::path(dir), error = %e, "cannot list");
                 continue;
             }
         };
         let mut chunk = Vec::with_capacity(CHUNK);
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
             let wanted = if is_cur {
-                cur_is_pending(name)
+                cur_is_pending(&name)
             } else {
-                !name.starts_with('.')
+                !is_hidden(&name)
             };
-            if !wanted || entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+            if !wanted {
                 continue;
             }
-            chunk.push(entry.path());
+            // The entry itself, never what a link points to.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if let Some(kind) = irregular_kind(meta.file_type()) {
+                shared.skip_irregular(&entry.path(), NotRegular(kind));
+                continue;
+            }
+            let path = entry.path();
+            let found = match meta.modified() {
+                Ok(mtime) => match Settling::recent(path, meta.len(), mtime) {
+                    Some(s) => Found::Recent(s),
+                    None => Found::Ready(entry.path()),
+                },
+                Err(_) => Found::Ready(path),
+            };
+            chunk.push(found);
             if chunk.len() == CHUNK {
                 if out.blocking_send(std::mem::take(&mut chunk)).is_err() {
                     return;
@@ -532,16 +694,33 @@ mod tests {
 
     #[test]
     fn names_split_into_base_and_flags() {
-        assert_eq!(split_name("123.abc.host:2,RS"), ("123.abc.host", "RS"));
-        assert_eq!(split_name("123.abc.host"), ("123.abc.host", ""));
-        assert_eq!(split_name("123.abc.host:2,"), ("123.abc.host", ""));
+        let split = |n: &[u8]| {
+            let (b, f) = split_name(OsStr::from_bytes(n));
+            (b.as_bytes().to_vec(), f)
+        };
+        assert_eq!(
+            split(b"123.abc.host:2,RS"),
+            (b"123.abc.host".to_vec(), "RS".into())
+        );
+        assert_eq!(
+            split(b"123.abc.host"),
+            (b"123.abc.host".to_vec(), "".into())
+        );
+        assert_eq!(
+            split(b"123.abc.host:2,"),
+            (b"123.abc.host".to_vec(), "".into())
+        );
+        assert_eq!(
+            split(b"1.\xff\n.h:2,S"),
+            (b"1.\xff\n.h".to_vec(), "S".into())
+        );
         assert_eq!(with_flag("T", Some('S')), "ST");
         assert_eq!(with_flag("FS", Some('S')), "FS");
         assert_eq!(with_flag("a", None), "a");
-        assert!(cur_is_pending("1.x:2,"));
-        assert!(cur_is_pending("1.x:2,F"));
-        assert!(!cur_is_pending("1.x:2,FS"));
-        assert!(!cur_is_pending(".hidden"));
+        assert!(cur_is_pending(OsStr::new("1.x:2,")));
+        assert!(cur_is_pending(OsStr::new("1.x:2,F")));
+        assert!(!cur_is_pending(OsStr::new("1.x:2,FS")));
+        assert!(!cur_is_pending(OsStr::new(".hidden")));
     }
 
     #[test]
@@ -552,7 +731,7 @@ mod tests {
         fs::write(&a, "one")?;
         fs::write(&b, "two")?;
         fs::write(d.path().join("x:2,S"), "taken")?;
-        let to = rename_no_replace(&a, d.path(), "x", "S")?;
+        let to = rename_no_replace(&a, d.path(), OsStr::new("x"), "S")?;
         assert_eq!(to, d.path().join("x.1:2,S"));
         assert_eq!(fs::read_to_string(d.path().join("x:2,S"))?, "taken");
         assert_eq!(fs::read_to_string(&to)?, "one");

@@ -13,7 +13,9 @@ pub mod imap;
 pub mod maildir;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::{File, Metadata};
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -216,4 +218,83 @@ impl States {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// What an entry is when it is not a regular file: a message is only ever read from one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a regular file but {0}; skipped")]
+pub struct NotRegular(pub &'static str);
+
+/// What kind of entry `t` describes, for [`NotRegular`]; `None` for a regular file.
+pub fn irregular_kind(t: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        Some("not a file")
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file, never blocking: without following a
+/// symbolic link in its last component (unless `follow`, for a path the operator named), without
+/// waiting for a FIFO's writer, and checking the type of what was opened (so nothing swapped in
+/// between a listing and the open is read). An entry of another kind is an error whose inner
+/// error is [`NotRegular`] (see [`not_regular`]).
+pub fn open_regular(path: &Path, follow: bool) -> io::Result<(File, Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // A look first, so that nothing but a regular file is ever opened (opening a device can act).
+    let before = if follow {
+        std::fs::metadata(path)?
+    } else {
+        std::fs::symlink_metadata(path)?
+    };
+    if let Some(kind) = irregular_kind(before.file_type()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            NotRegular(kind),
+        ));
+    }
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && !follow => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                NotRegular("a symbolic link"),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    match irregular_kind(meta.file_type()) {
+        None => Ok((file, meta)),
+        Some(kind) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            NotRegular(kind),
+        )),
+    }
+}
+
+/// The [`NotRegular`] inside an error of [`open_regular`], if that is why it failed.
+pub fn not_regular(e: &io::Error) -> Option<NotRegular> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<NotRegular>())
+        .copied()
 }

@@ -52,11 +52,10 @@ pub enum StoreError {
         known: i64,
     },
     /// A migration failed; the transaction holding it was rolled back.
-    #[error("cannot bring database {path} up to date: {source}")]
+    #[error("cannot bring database {path} up to date: {cause}")]
     Migrate {
         path: PathBuf,
-        #[source]
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
     /// The text is not a mailbox address.
     #[error("`{0}` is not an email address (expected local-part@domain)")]
@@ -65,20 +64,15 @@ pub enum StoreError {
     #[error("no recipient {0} in the database")]
     UnknownRecipient(String),
     /// The stored raw message could not be decompressed.
-    #[error("stored message {id} in {path} cannot be decompressed: {source}")]
+    #[error("stored message {id} in {path} cannot be decompressed: {cause}")]
     Raw {
         path: PathBuf,
         id: i64,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Any other database error.
-    #[error("database {path}: {source}")]
-    Sql {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("database {path}: {cause}")]
+    Sql { path: PathBuf, cause: sqlx::Error },
 }
 
 /// SQLite primary result codes we explain.
@@ -115,7 +109,7 @@ impl StoreError {
                 path,
                 detail: e.to_string(),
             },
-            _ => StoreError::Sql { path, source: e },
+            _ => StoreError::Sql { path, cause: e },
         }
     }
 
@@ -125,9 +119,9 @@ impl StoreError {
         match e {
             M::Execute(inner) | M::ExecuteMigration(inner, _) => {
                 match StoreError::from_sqlx(path, inner) {
-                    StoreError::Sql { path, source } => StoreError::Migrate {
+                    StoreError::Sql { path, cause } => StoreError::Migrate {
                         path,
-                        source: M::Execute(source),
+                        cause: M::Execute(cause),
                     },
                     other => other,
                 }
@@ -139,7 +133,7 @@ impl StoreError {
             },
             other => StoreError::Migrate {
                 path: path.to_path_buf(),
-                source: other,
+                cause: other,
             },
         }
     }

@@ -952,10 +952,10 @@ impl Store {
         };
         super::record::inflate(&packed)
             .map(Some)
-            .map_err(|source| StoreError::Raw {
+            .map_err(|cause| StoreError::Raw {
                 path: self.path().to_path_buf(),
                 id,
-                source,
+                cause,
             })
     }
 

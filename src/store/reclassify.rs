@@ -147,10 +147,10 @@ impl Store {
             let mut analysed = Vec::with_capacity(chunk.len());
             for m in chunk {
                 report.messages += 1;
-                let raw = inflate(&m.raw_deflate).map_err(|source| StoreError::Raw {
+                let raw = inflate(&m.raw_deflate).map_err(|cause| StoreError::Raw {
                     path: self.path().to_path_buf(),
                     id: m.id,
-                    source,
+                    cause,
                 })?;
                 let analysis = analyze(&raw);
                 analysed.push((m, analysis));

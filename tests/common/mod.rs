@@ -245,6 +245,18 @@ impl DaemonCmd {
         self
     }
 
+    /// Removes an environment variable of the child.
+    pub fn env_remove(mut self, k: &str) -> DaemonCmd {
+        self.cmd.env_remove(k);
+        self
+    }
+
+    /// Runs the child in `dir`.
+    pub fn current_dir(mut self, dir: &Path) -> DaemonCmd {
+        self.cmd.current_dir(dir);
+        self
+    }
+
     /// Makes file modes apply to the child even as root: CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
     /// leave its bounding set (so exec cannot give them back) and the ambient set is cleared.
     pub fn drop_dac(mut self) -> DaemonCmd {

@@ -1,11 +1,11 @@
 //! ActiveHunter's report: Sendmail's layout ("The following addresses had permanent fatal errors",
 //! a transcript) under a "FAILURE NOTICE :" subject.
 
-use super::common::{self, contains_ci};
+use super::words::{contains_ci, head};
 use super::{Family, Input};
 
 /// The ActiveHunter reader (Sendmail's layout).
-pub const ACTIVEHUNTER: Family = Family {
+pub const FAMILY: Family = Family {
     name: "activehunter",
     detect,
     read: super::sendmail::read,
@@ -15,7 +15,7 @@ fn detect(input: &Input) -> bool {
     input.header("X-AHMAILID").is_some()
         || (input.subject.starts_with("FAILURE NOTICE :")
             && contains_ci(
-                common::head(input.body),
+                head(input.body),
                 "----- The following addresses had permanent fatal errors -----",
             ))
 }
@@ -23,7 +23,7 @@ fn detect(input: &Input) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: MAILER-DAEMON@ah.example.org\nTo: sender@example.com\nSubject: FAILURE NOTICE : hello\n\n\
   ----- The following addresses had permanent fatal errors -----\n\n<yan@example.net>\n\n\
@@ -35,7 +35,7 @@ mod tests {
   ----- The following addresses had permanent fatal errors -----\n\n>>> zed@example.net <zed@example.net>\n\n\
   ----- Transcript of session follows -----\n550 no mailbox by that name here (#5.1.1)\n";
         input_from(raw, |input| {
-            let r = (ACTIVEHUNTER.read)(input);
+            let r = (FAMILY.read)(input);
             assert_eq!(r.len(), 1);
             assert_eq!(r[0].recipient.as_deref(), Some("zed@example.net"));
             assert_eq!(
@@ -49,7 +49,7 @@ mod tests {
     fn reads_sendmail_layout() {
         input_from(SAMPLE, |input| {
             assert!(detect(input));
-            let r = (ACTIVEHUNTER.read)(input);
+            let r = (FAMILY.read)(input);
             assert_eq!(r.len(), 1);
             assert_eq!(r[0].recipient.as_deref(), Some("yan@example.net"));
             assert_eq!(
@@ -62,6 +62,6 @@ mod tests {
 
     #[test]
     fn never_panics_on_garbage() {
-        garbage(ACTIVEHUNTER.read);
+        garbage(FAMILY.read);
     }
 }

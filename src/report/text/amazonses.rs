@@ -4,8 +4,12 @@
 
 use serde_json::Value;
 
-use super::common::{command_of, cut_original, failed, first_addr, normalize_addr, unfold_lines};
+use super::addresses::{address_alone, first_address};
+use super::blocks::{cut_original, section_after};
+use super::replies::{command_of, recipient};
+use super::words::unfold;
 use super::{Family, Input};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Amazon SES notification reader.
@@ -59,19 +63,12 @@ fn read_text(body: &str) -> Vec<RecipientReport> {
     let Some(at) = body.find(TEXT_OPENING) else {
         return Vec::new();
     };
-    let Some(addr) = body.get(at..).and_then(first_addr) else {
+    let Some(addr) = body.get(at..).and_then(first_address) else {
         return Vec::new();
     };
-    let reason: Vec<&str> = body
-        .split_once(TEXT_REASON)
-        .map_or("", |(_, r)| r)
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| l.is_empty())
-        .take_while(|l| !l.is_empty())
-        .collect();
-    let diag = unfold_lines(reason);
-    let mut r = failed(addr, diag);
+    let reason = section_after(body, TEXT_REASON, |_| false).unwrap_or_default();
+    let diag = unfold(&reason);
+    let mut r = recipient(addr, "failed", &diag);
     r.command = r
         .diagnostic
         .as_deref()
@@ -103,7 +100,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .into_iter()
                 .flatten()
             {
-                let Some(addr) = s(r, "emailAddress").as_deref().and_then(normalize_addr) else {
+                let Some(addr) = s(r, "emailAddress").as_deref().and_then(address_alone) else {
                     continue;
                 };
                 let code = s(r, "diagnosticCode").unwrap_or_default();
@@ -138,7 +135,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .into_iter()
                 .flatten()
             {
-                let Some(addr) = s(r, "emailAddress").as_deref().and_then(normalize_addr) else {
+                let Some(addr) = s(r, "emailAddress").as_deref().and_then(address_alone) else {
                     continue;
                 };
                 out.push(RecipientReport {
@@ -147,7 +144,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                         s(c, "complaintFeedbackType").unwrap_or_else(|| "abuse".to_string()),
                     ),
                     date: s(c, "timestamp"),
-                    reason_hint: Some("feedback"),
+                    reason_hint: Some(Reason::Feedback),
                     ..RecipientReport::default()
                 });
             }
@@ -161,7 +158,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .into_iter()
                 .flatten()
             {
-                let Some(addr) = r.as_str().and_then(normalize_addr) else {
+                let Some(addr) = r.as_str().and_then(address_alone) else {
                     continue;
                 };
                 out.push(RecipientReport {
@@ -170,7 +167,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                     diagnostic: reply.clone(),
                     reporting_mta: s(d, "reportingMTA"),
                     date: s(d, "timestamp"),
-                    reason_hint: Some("delivered"),
+                    reason_hint: Some(Reason::Delivered),
                     ..RecipientReport::default()
                 });
             }
@@ -183,7 +180,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     const BOUNCE: &str = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"pat@Example.COM","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 no such user"}],"timestamp":"2026-01-02T03:04:05.000Z","reportingMTA":"dsn; out.example.net"},"mail":{"source":"sender@example.org"}}"#;
 

@@ -1,8 +1,11 @@
 //! Barracuda Spam Firewall notices: "Your message to: address" / "was blocked by our Spam
 //! Firewall", naming the subject that was not delivered.
 
-use super::common::{cut_original, failed, first_addr, unfold_lines};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::unfold;
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Barracuda reader.
@@ -19,14 +22,19 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut lines = text.lines().map(str::trim).peekable();
     while let Some(t) = lines.next() {
+        if found.full() {
+            break;
+        }
         let Some(rest) = t.strip_prefix("Your message to:") else {
             continue;
         };
-        let Some(a) = first_addr(rest) else { continue };
+        let Some(a) = first_address(rest) else {
+            continue;
+        };
         // The verdict is the sentence on the following line(s), up to the blank line.
         let mut why = Vec::new();
         while let Some(next) = lines.peek() {
@@ -36,20 +44,20 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             why.push(*next);
             lines.next();
         }
-        let diag = unfold_lines(why);
-        let mut r = failed(a, diag);
+        let diag = unfold(&why.join(" "));
+        let mut r = recipient(a, "failed", &diag);
         if r.diagnostic.as_deref().is_some_and(|d| d.contains(BLOCKED)) {
-            r.reason_hint = Some("spamdetected");
+            r.reason_hint = Some(Reason::Spamdetected);
         }
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_block_notice() {
@@ -72,7 +80,7 @@ mod tests {
                 .unwrap_or("")
                 .starts_with("was blocked by our Spam Firewall.")
         );
-        assert_eq!(got[0].reason_hint, Some("spamdetected"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Spamdetected));
         assert_eq!(got[0].command, None);
     }
 

@@ -1,8 +1,9 @@
 //! Bigfoot's forwarding service: a Sendmail-like report ("The following addresses had permanent
 //! fatal errors", then a `>>> RCPT TO` / `<<< reply` transcript) sent from bigfoot.com.
 
-use super::common::{addr_line, cut_original, failed, first_addr};
-use super::{Family, Input};
+use super::addresses::{address_alone, first_address};
+use super::replies::recipient;
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Bigfoot reader.
@@ -17,8 +18,10 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
+    // Listed recipients still without the server's reply.
+    let mut waiting: Vec<String> = Vec::new();
     let mut in_list = false;
     let mut last_cmd: Option<(&str, Option<String>)> = None;
     for line in text.lines() {
@@ -32,8 +35,10 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         }
         if in_list {
-            if let Some(a) = addr_line(t) {
-                out.push(failed(a, String::new()));
+            if let Some(a) = address_alone(t)
+                && found.add(recipient(a.clone(), "failed", ""))
+            {
+                waiting.push(a);
             }
         } else if let Some(rest) = t.strip_prefix(">>>") {
             let rest = rest.trim();
@@ -48,26 +53,29 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 "DATA" | "." => "DATA",
                 _ => "",
             };
-            last_cmd = Some((cmd, first_addr(rest)));
+            last_cmd = Some((cmd, first_address(rest)));
         } else if let Some(rest) = t.strip_prefix("<<<") {
             let (cmd, addr) = last_cmd.clone().unwrap_or(("", None));
             // The reply belongs to the transcript's recipient, else to every listed one.
-            for r in out.iter_mut() {
-                let matches = addr.is_none() || r.recipient == addr;
-                if matches && r.diagnostic.is_none() {
+            let targets: Vec<String> = match addr {
+                Some(a) => vec![a],
+                None => std::mem::take(&mut waiting),
+            };
+            for a in targets {
+                if let Some(r) = found.get_mut(&a).filter(|r| r.diagnostic.is_none()) {
                     r.diagnostic = Some(rest.trim().to_string());
                     r.command = (!cmd.is_empty()).then(|| cmd.to_string());
                 }
             }
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_transcript() {

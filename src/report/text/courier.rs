@@ -2,38 +2,40 @@
 //! then per recipient `<address>:`, the remote host, and the SMTP exchange (`>>> RCPT TO:<...>`,
 //! `<<< 550 ...`).
 
-use super::common::{self, contains_ci};
+use super::blocks::angle_blocks;
+use super::replies::{failing_exchange, recipient};
+use super::words::{contains_ci, head};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
 /// The Courier reader.
-pub const COURIER: Family = Family {
+pub const FAMILY: Family = Family {
     name: "courier",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(common::head(input.body), "running the Courier mail server")
+    contains_ci(head(input.body), "running the Courier mail server")
         || contains_ci(
-            common::head(input.body),
+            head(input.body),
             "Your message to the following recipients cannot be delivered:",
         )
         || contains_ci(
-            common::head(input.body),
+            head(input.body),
             "Your message to the following recipients has been delayed",
         )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let action = if contains_ci(text, "has been delayed") || contains_ci(input.subject, "delay") {
         "delayed"
     } else {
         "failed"
     };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::distinct_angle_blocks(text) {
+    for block in angle_blocks(text) {
         let remote = block
             .text
             .lines()
@@ -41,13 +43,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             .filter(|l| !l.starts_with(">>>") && !l.starts_with("<<<"))
             .and_then(|l| l.split_whitespace().next())
             .map(|h| h.trim_end_matches(':').to_ascii_lowercase());
-        let mut r = match common::failing_exchange(&block.text) {
+        let mut r = match failing_exchange(&block.text) {
             Some(ex) => {
-                let mut r = common::recipient(block.address, action, &ex.reply);
+                let mut r = recipient(block.address, action, &ex.reply);
                 r.command = ex.command.map(str::to_string);
                 r
             }
-            None => common::recipient(block.address, action, &block.text),
+            None => recipient(block.address, action, &block.text),
         };
         r.remote_mta = remote.filter(|h| h.contains('.'));
         out.push(r);
@@ -58,7 +60,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: Courier mail server at mx.example.org <@>\nTo: sender@example.com\nSubject: NOTICE: mail delivery status.\n\n\
 This is a delivery status notification from mx.example.org,\nrunning the Courier mail server, version 1.0.\n\n\

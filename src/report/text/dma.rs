@@ -1,39 +1,45 @@
 //! The DragonFly Mail Agent's report: "There was an error delivering your mail to <address>." then
 //! the server's words, then "Message headers follow." (or the whole original).
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The DragonFly Mail Agent reader.
-pub const DMA: Family = Family {
+pub const FAMILY: Family = Family {
     name: "dma",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(common::head(input.body), "This is the DragonFly Mail Agent")
+    contains_ci(head(input.body), "This is the DragonFly Mail Agent")
         || contains_ci(
-            common::head(input.body),
+            head(input.body),
             "There was an error delivering your mail to",
         )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut current: Option<(String, String)> = None;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if contains_ci(t, "error delivering your mail to") {
             if let Some((a, w)) = current.take() {
-                out.push(report(a, &w));
+                found.add(report(a, &w));
             }
             let after = t
                 .get(t.to_ascii_lowercase().find("mail to").unwrap_or(0)..)
                 .unwrap_or(t);
-            current = common::first_address(after).map(|a| (a, String::new()));
+            current = first_address(after).map(|a| (a, String::new()));
         } else if let Some((_, words)) = current.as_mut()
             && !t.is_empty()
         {
@@ -42,13 +48,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     if let Some((a, w)) = current.take() {
-        out.push(report(a, &w));
+        found.add(report(a, &w));
     }
-    out
+    found.into_vec()
 }
 
 fn report(address: String, words: &str) -> RecipientReport {
-    let mut r = common::recipient(address, "failed", words);
+    let mut r = recipient(address, "failed", words);
     if let Some(d) = r.diagnostic.as_deref() {
         if let Some(i) = d.find(" did not like our") {
             r.remote_mta = d
@@ -57,7 +63,7 @@ fn report(address: String, words: &str) -> RecipientReport {
                 .map(str::to_ascii_lowercase);
         }
         if contains_ci(d, "DNS lookup failure: host") && contains_ci(d, "not found") {
-            r.reason_hint = Some("hostunknown");
+            r.reason_hint = Some(Reason::Hostunknown);
         }
     }
     r
@@ -66,7 +72,7 @@ fn report(address: String, words: &str) -> RecipientReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: MAILER-DAEMON@box.example.org\nTo: sender@example.org\nSubject: Mail delivery failed\n\n\
 This is the DragonFly Mail Agent v0.13 at box.example.org.\n\n\

@@ -9,8 +9,12 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::common::{addr_line, cut_original, failed, first_addr, normalize_addr, unfold_lines};
-use super::{Family, Input};
+use super::addresses::{address_alone, first_address};
+use super::blocks::cut_original;
+use super::replies::recipient;
+use super::words::unfold;
+use super::{Family, Gathered, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Exchange reader.
@@ -119,12 +123,21 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 
 /// Outlook.com: the indented addresses after the marker, with no reason given.
 fn read_outlook(text: &str) -> Vec<RecipientReport> {
-    text.lines()
+    let mut found = Recipients::default();
+    for a in text
+        .lines()
         .map(str::trim)
         .skip_while(|l| l.is_empty())
-        .map_while(addr_line)
-        .map(|a| failed(a, String::new()))
-        .collect()
+        .map_while(address_alone)
+    {
+        if found.full() {
+            break;
+        }
+        if !found.contains(&a) {
+            found.add(recipient(a, "failed", ""));
+        }
+    }
+    found.into_vec()
 }
 
 /// Whether a line starts the returned message's header (the localized "Original message headers"
@@ -147,19 +160,22 @@ fn is_header_line(t: &str) -> bool {
 
 /// Exchange 2003: `address on DATE` then indented reason lines, until a blank line.
 fn read_2003(text: &str) -> Vec<RecipientReport> {
-    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut blocks = Gathered::default();
     let mut skipping = false;
     // After a blank line, only another `address on DATE` line continues the list.
     let mut gap = false;
     for line in text.lines() {
+        if blocks.full() {
+            break;
+        }
         let t = line.trim();
         if t.is_empty() {
             gap = !blocks.is_empty();
             continue;
         }
         let head = t.split_once(" on ").map_or(t, |(a, _)| a);
-        if let Some(a) = addr_line(head) {
-            blocks.push((a, Vec::new()));
+        if let Some(a) = address_alone(head) {
+            blocks.start(a);
             skipping = false;
             gap = false;
         } else if gap {
@@ -169,20 +185,21 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
             skipping = true;
         } else if skipping && !t.starts_with("MSEXCH:") {
             continue;
-        } else if let Some((_, lines)) = blocks.last_mut() {
+        } else {
             skipping = false;
-            lines.push(t);
+            blocks.line(t);
         }
     }
     blocks
+        .into_blocks()
         .into_iter()
         .map(|(a, lines)| {
-            let mut r = failed(a, unfold_lines(lines));
+            let mut r = recipient(a, "failed", &unfold(&lines.join(" ")));
             if r.diagnostic
                 .as_deref()
                 .is_some_and(|d| d.starts_with("The recipient name is not recognized"))
             {
-                r.reason_hint = Some("userunknown");
+                r.reason_hint = Some(Reason::Userunknown);
             }
             r
         })
@@ -192,16 +209,15 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
 /// Exchange 2007+: per address, `Remote Server returned '...'` or the words after the address.
 fn read_admin(text: &str) -> Vec<RecipientReport> {
     let text = cut_original(text);
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
-    let mut open = false;
+    let mut out = Gathered::default();
     for line in text.lines().skip(1) {
         let t = line.trim();
-        if is_header_line(t) {
+        if is_header_line(t) || out.full() {
             break;
         }
         if t.is_empty() {
             // A blank line ends the current address's block.
-            open = false;
+            out.close();
             continue;
         }
         if t.starts_with("Generating server:") {
@@ -211,16 +227,16 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
         let head = head.trim_start_matches('#').split('#').next().unwrap_or("");
         let is_addr =
             t.split_whitespace().count() == 1 || t.starts_with('#') || t.contains("<mailto:");
-        if let (true, Some(a)) = (is_addr, first_addr(head).or_else(|| normalize_addr(head))) {
-            out.push((a, Vec::new()));
-            open = true;
-        } else if let (true, Some((_, lines))) = (open, out.last_mut()) {
-            lines.push(t);
+        if let (true, Some(a)) = (is_addr, first_address(head).or_else(|| address_alone(head))) {
+            out.start(a);
+        } else {
+            out.line(t);
         }
     }
-    out.into_iter()
+    out.into_blocks()
+        .into_iter()
         .map(|(a, lines)| {
-            let joined = unfold_lines(lines);
+            let joined = unfold(&lines.join(" "));
             let diag = match joined.find("Remote Server returned '") {
                 Some(at) => {
                     let rest = joined
@@ -233,7 +249,7 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
                 }
                 None => unframe(&joined),
             };
-            failed(a, diag)
+            recipient(a, "failed", &diag)
         })
         .collect()
 }
@@ -242,12 +258,12 @@ fn read_admin(text: &str) -> Vec<RecipientReport> {
 /// a blank line or the next field); the hosts of "DSN generated by:" and "Remote server:".
 fn read_m365(text: &str) -> Vec<RecipientReport> {
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let recipient = lines.iter().find_map(|l| {
+    let address = lines.iter().find_map(|l| {
         let rest = l.strip_prefix(M365_OPENING)?;
         let (addr, _) = rest.split_once(M365_CLOSING)?;
-        normalize_addr(addr.trim())
+        address_alone(addr.trim())
     });
-    let Some(recipient) = recipient else {
+    let Some(address) = address else {
         return Vec::new();
     };
     let field = |name: &str| {
@@ -278,13 +294,13 @@ fn read_m365(text: &str) -> Vec<RecipientReport> {
                     .skip(at + 1)
                     .take_while(|l| !l.is_empty() && !is_m365_field(l)),
             );
-            unfold_lines(parts)
+            unfold(&parts.join(" "))
         })
         .filter(|d| !d.is_empty());
     let diagnostic = reported
         .or_else(|| field("Status code:").map(str::to_string))
         .unwrap_or_default();
-    let mut r = failed(recipient, diagnostic);
+    let mut r = recipient(address, "failed", &diagnostic);
     r.reporting_mta = host("DSN generated by:");
     r.remote_mta = host("Remote server:");
     vec![r]
@@ -317,26 +333,31 @@ fn unframe(text: &str) -> String {
 
 /// Exchange 2007+ without the administrators' part: the address, then the explanation paragraph.
 fn read_user_part(text: &str) -> Vec<RecipientReport> {
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut out = Gathered::default();
     for line in text.lines().skip(1) {
+        if out.full() {
+            break;
+        }
         let t = line.trim();
         if t.is_empty() {
+            // A blank line after an address's explanation ends it: what follows is the notice's
+            // own text.
+            if !out.open_and_empty() {
+                out.close();
+            }
             continue;
         }
         let head = t.split("<mailto:").next().unwrap_or(t);
-        match addr_line(head).or_else(|| {
-            first_addr(t).filter(|_| t.split_whitespace().count() <= 3 && t.ends_with(')'))
+        match address_alone(head).or_else(|| {
+            first_address(t).filter(|_| t.split_whitespace().count() <= 3 && t.ends_with(')'))
         }) {
-            Some(a) => out.push((a, Vec::new())),
-            None => {
-                if let Some((_, lines)) = out.last_mut() {
-                    lines.push(t);
-                }
-            }
+            Some(a) => out.start(a),
+            None => out.line(t),
         }
     }
-    out.into_iter()
-        .map(|(a, lines)| failed(a, unfold_lines(lines)))
+    out.into_blocks()
+        .into_iter()
+        .map(|(a, lines)| recipient(a, "failed", &unfold(&lines.join(" "))))
         .collect()
 }
 
@@ -398,7 +419,7 @@ mod tests {
         assert_eq!(unframe("The mailbox is full."), "The mailbox is full.");
         assert_eq!(unframe("#"), "");
     }
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_exchange_2003() {
@@ -415,7 +436,7 @@ mod tests {
                 "The recipient name is not recognized MSEXCH:IMS:ORG:SITE:SERVER 0 (000C05A6) Unknown Recipient"
             )
         );
-        assert_eq!(got[0].reason_hint, Some("userunknown"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Userunknown));
         assert_eq!(
             got[1].diagnostic.as_deref(),
             Some("The e-mail account does not exist")

@@ -2,12 +2,15 @@
 //! spaces, the server's words indented below it ("SMTP error from remote mail server after RCPT
 //! TO:<...>: host mx.example.net [192.0.2.1]: 550 ...").
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
-use crate::report::RecipientReport;
+use super::addresses::{Found, find_addresses, first_address, from_daemon};
+use super::replies::{is_delay_notice, recipient};
+use super::words::{contains_ci, head};
+use super::{Family, Input, PARAGRAPH_LIMIT, Recipients};
+use crate::classify::Reason;
+use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// The Exim reader.
-pub const EXIM: Family = Family {
+pub const FAMILY: Family = Family {
     name: "exim",
     detect,
     read,
@@ -15,37 +18,40 @@ pub const EXIM: Family = Family {
 
 fn detect(input: &Input) -> bool {
     let s = input.subject;
-    let b = common::head(input.body);
+    let b = head(input.body);
     contains_ci(
         b,
         "This message was created automatically by mail delivery software",
     ) || contains_ci(b, "------ This is a copy of the message")
         || contains_ci(b, "------ This is a copy of your message")
-        || (common::from_daemon(input.from)
+        || (from_daemon(input.from)
             && (s.starts_with("Mail delivery failed")
                 || s.starts_with("Mail failure")
                 || (s.starts_with("Warning: message") && s.contains("delayed"))))
 }
 
 /// Fixed Exim phrases that name the reason exactly.
-const HINTS: &[(&str, &str)] = &[
-    ("Mailbox quota exceeded", "mailboxfull"),
-    ("mailbox is full", "mailboxfull"),
-    ("retry timeout exceeded", "expired"),
+const HINTS: &[(&str, Reason)] = &[
+    ("Mailbox quota exceeded", Reason::Mailboxfull),
+    ("mailbox is full", Reason::Mailboxfull),
+    ("retry timeout exceeded", Reason::Expired),
     (
         "retry time not reached for any host after a long failure period",
-        "expired",
+        Reason::Expired,
     ),
-    ("all hosts have been failing for a long time", "expired"),
-    ("Unrouteable address", "hostunknown"),
+    (
+        "all hosts have been failing for a long time",
+        Reason::Expired,
+    ),
+    ("Unrouteable address", Reason::Hostunknown),
     (
         "all relevant MX records point to non-existent hosts",
-        "hostunknown",
+        Reason::Hostunknown,
     ),
-    ("unknown mail domain", "hostunknown"),
-    ("Too many \"Received\" headers", "networkerror"),
-    ("malformed address", "syntaxerror"),
-    ("message too big", "mesgtoobig"),
+    ("unknown mail domain", Reason::Hostunknown),
+    ("Too many \"Received\" headers", Reason::Networkerror),
+    ("malformed address", Reason::Syntaxerror),
+    ("message too big", Reason::Mesgtoobig),
 ];
 
 fn is_intro_line(line: &str) -> bool {
@@ -60,29 +66,37 @@ fn is_intro_line(line: &str) -> bool {
 
 /// The `X-Failed-Recipients` address for a recipient line without a domain: the one whose local part
 /// is the line's first word, else the one at the same position.
-fn failed_header_address(input: &Input, line: &str, index: usize) -> Option<String> {
-    let list = common::find_addresses(input.header("X-Failed-Recipients")?);
+fn failed_header_address(listed: &[Found], line: &str, index: usize) -> Option<String> {
     let word = line.split_whitespace().next().unwrap_or("");
-    let by_name = list
+    let by_name = listed
         .iter()
         .find(|f| f.address.split('@').next() == Some(word))
         .map(|f| f.address.clone());
-    by_name.or_else(|| list.get(index).map(|f| f.address.clone()))
+    by_name.or_else(|| listed.get(index).map(|f| f.address.clone()))
 }
 
+/// The most address blocks the reader gathers: past the recipient limit (repeated addresses
+/// aside), the report is refused anyway.
+const MAX_BLOCKS: usize = 2 * (MAX_RECIPIENTS + 1);
+
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let action =
-        if input.subject.starts_with("Warning:") || common::is_delay_notice(input.subject, text) {
-            "delayed"
-        } else {
-            "failed"
-        };
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let action = if input.subject.starts_with("Warning:") || is_delay_notice(input.subject, text) {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let listed: Vec<Found> = input
+        .header("X-Failed-Recipients")
+        .map(find_addresses)
+        .unwrap_or_default();
     let mut blocks: Vec<(String, String)> = Vec::new();
     let mut started = !text.lines().any(is_intro_line);
     let mut open = false;
     for line in text.lines() {
+        if blocks.len() > MAX_BLOCKS {
+            break;
+        }
         if !started {
             started = is_intro_line(line);
             continue;
@@ -94,7 +108,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let indent = line.len() - line.trim_start().len();
         let t = line.trim();
         if (1..=3).contains(&indent) {
-            let found = common::find_addresses(t);
+            let found = find_addresses(t);
             if let Some(first) = found.first() {
                 let mut rest = t
                     .get(first.end..)
@@ -112,7 +126,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             // A local recipient without a domain ("  user", "  pipe to |...", "  save to ..."): the
             // X-Failed-Recipients header names it in full.
             let index = blocks.len();
-            if let Some(address) = failed_header_address(input, t, index) {
+            if let Some(address) = failed_header_address(&listed, t, index) {
                 blocks.push((address, String::new()));
                 open = true;
                 continue;
@@ -122,13 +136,20 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         }
         if open && indent >= 4 {
             let low = t.to_ascii_lowercase();
-            if low.starts_with("(ultimately generated from")
-                || low.starts_with("(generated from")
-                || low.starts_with("generated by")
-            {
+            if low.starts_with("(ultimately generated from") || low.starts_with("(generated from") {
+                // The address the sender used, which the failed one was generated from.
+                if let (Some(original), Some((address, _))) = (first_address(t), blocks.last_mut())
+                {
+                    *address = original;
+                }
                 continue;
             }
-            if let Some((_, words)) = blocks.last_mut() {
+            if low.starts_with("generated by") {
+                continue;
+            }
+            if let Some((_, words)) = blocks.last_mut()
+                && words.len() < PARAGRAPH_LIMIT
+            {
                 if !words.is_empty() {
                     words.push('\n');
                 }
@@ -138,34 +159,34 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             open = false;
         }
     }
-    if blocks.is_empty()
-        && let Some(list) = input.header("X-Failed-Recipients")
-    {
-        for f in common::find_addresses(list) {
-            blocks.push((f.address, String::new()));
-        }
+    if blocks.is_empty() {
+        blocks = listed
+            .into_iter()
+            .map(|f| (f.address, String::new()))
+            .collect();
     }
+    let mut found = Recipients::default();
     for (address, words) in blocks {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
+        if found.full() {
+            break;
+        }
+        if found.contains(&address) {
             continue;
         }
-        let mut r = common::recipient(address, action, &words);
+        let mut r = recipient(address, action, &words);
         r.reason_hint = HINTS
             .iter()
             .find(|(p, _)| contains_ci(&words, p))
             .map(|(_, h)| *h);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = r#"From: Mail Delivery System <Mailer-Daemon@relay.example.org>
 To: sender@example.com
@@ -198,8 +219,9 @@ hi
         input_from(SAMPLE, |input| {
             assert!(detect(input));
             let r = read(input);
+            // A generated address is reported as the one the sender used.
             let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
-            assert_eq!(got, ["gil@example.net", "hal@example.org"]);
+            assert_eq!(got, ["gil@example.net", "list@example.org"]);
             assert_eq!(
                 r[0].diagnostic.as_deref(),
                 Some("550 5.1.1 <gil@example.net>: unknown user")
@@ -207,7 +229,7 @@ hi
             assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("mx.example.net"));
             assert_eq!(r[1].diagnostic.as_deref(), Some("retry timeout exceeded"));
-            assert_eq!(r[1].reason_hint, Some("expired"));
+            assert_eq!(r[1].reason_hint, Some(Reason::Expired));
             assert_eq!(r[1].command, None);
         });
     }

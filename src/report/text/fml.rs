@@ -1,12 +1,14 @@
 //! fml (a mailing-list manager) error replies: "You are not a member of this mailing list <list>.",
 //! "Duplicated Message-ID in <list>." and the like; the list address is the recipient that refused.
 
-use super::common::{self, contains_ci};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::contains_ci;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
 /// The fml reader.
-pub const FML: Family = Family {
+pub const FAMILY: Family = Family {
     name: "fml",
     detect,
     read,
@@ -20,11 +22,11 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let Some(paragraph) = text.split("\n\n").map(str::trim).find(|p| !p.is_empty()) else {
         return Vec::new();
     };
-    let address = common::first_address(paragraph).or_else(|| {
+    let address = first_address(paragraph).or_else(|| {
         // The list's own address: the bounce comes from its `-admin` sibling.
         input
             .from
@@ -34,13 +36,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let Some(address) = address else {
         return Vec::new();
     };
-    vec![common::recipient(address, "failed", paragraph)]
+    vec![recipient(address, "failed", paragraph)]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: club-admin@lists.example.org\nTo: sender@example.com\n\
 Subject: You sender@example.com are not member (club ML)\nX-MLServer: fml [fml 8.0]\n\n\

@@ -6,18 +6,14 @@
 //! taken for failed recipients; addresses of the reporting system and of the original sender are
 //! skipped.
 
-use mail_parser::{Address, Message};
+use mail_parser::Message;
 
-use super::common::{self, contains_ci, has_code, unfold};
-use super::{Family, Input};
+use super::Input;
+use super::addresses::{find_addresses, first_address, is_system_address};
+use super::blocks::paragraph;
+use super::replies::{action_for, has_code, recipient, server_reply};
+use super::words::{contains_ci, starts_with_ci, unfold};
 use crate::report::RecipientReport;
-
-/// The general reader, as a family that accepts every message (used last).
-pub const GENERIC: Family = Family {
-    name: super::NAME,
-    detect: |_| true,
-    read,
-};
 
 /// Line starts (lower-case) whose addresses are never failed recipients.
 const SKIP_LINE_PREFIXES: &[&str] = &[
@@ -51,31 +47,29 @@ const SENDER_WORDS: &[&str] = &[
     "return-path",
 ];
 
-fn addresses_of(list: Option<&Address>) -> Vec<String> {
-    list.map(|a| {
-        a.iter()
-            .filter_map(|addr| addr.address())
-            .filter_map(common::normalize_address)
-            .collect()
-    })
-    .unwrap_or_default()
+/// The addresses of a header of `message`, read by the address parser, lower-cased.
+fn addresses_of(message: &Message, name: &str) -> Vec<String> {
+    message
+        .header_raw(name)
+        .map(|v| {
+            crate::address::address_list(v)
+                .iter()
+                .map(|a| a.to_string().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Addresses that are never the failed recipient: the bounce's own From and the returned original's
 /// From and Return-Path.
 fn skipped(input: &Input) -> Vec<String> {
-    let mut out = addresses_of(input.message.from());
+    let mut out = addresses_of(input.message, "From");
     if let Some(original) = attached_original(input.message) {
-        out.extend(addresses_of(original.from()));
-        out.extend(
-            original
-                .return_path()
-                .as_text()
-                .and_then(common::normalize_address),
-        );
+        out.extend(addresses_of(original, "From"));
+        out.extend(addresses_of(original, "Return-Path"));
     }
-    if let Some(from) = original_header(common::returned_original(input.body), "from:") {
-        out.extend(common::first_address(from));
+    if let Some(from) = original_header(input.returned_original(), "from:") {
+        out.extend(first_address(from));
     }
     for a in &mut out {
         *a = a.to_ascii_lowercase();
@@ -86,10 +80,35 @@ fn skipped(input: &Input) -> Vec<String> {
 /// Addresses that are the failed recipient only when the report names nobody else: the bounce's
 /// `To` (usually the original sender, sometimes the only address the report has).
 fn weakly_skipped(input: &Input) -> Vec<String> {
-    addresses_of(input.message.to())
-        .into_iter()
-        .map(|a| a.to_ascii_lowercase())
-        .collect()
+    addresses_of(input.message, "To")
+}
+
+/// The failed-recipient candidates of an attached original: its `To` addresses, as written.
+fn original_recipients(original: &Message) -> Vec<String> {
+    original
+        .header_raw("To")
+        .map(|v| {
+            crate::address::address_list(v)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The addresses of the bounce's `X-Failed-Recipients` header (Exim, Google), at most
+/// [`MAX_MENTIONS`].
+fn failed_header(input: &Input) -> Vec<String> {
+    input
+        .header("X-Failed-Recipients")
+        .map(|v| {
+            crate::address::address_list(v)
+                .into_iter()
+                .take(MAX_MENTIONS)
+                .map(|a| a.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The first attached message (`message/rfc822`) of the bounce, if any.
@@ -134,9 +153,7 @@ fn line_is_skipped(line: &str) -> bool {
     }
     let t =
         line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '*');
-    SKIP_LINE_PREFIXES
-        .iter()
-        .any(|p| common::starts_with_ci(t, p))
+    SKIP_LINE_PREFIXES.iter().any(|p| starts_with_ci(t, p))
 }
 
 fn is_sender_context(line: &str, start: usize) -> bool {
@@ -162,7 +179,7 @@ const MAX_MENTIONS: usize = 256;
 
 /// Reads a report of unknown shape: one recipient per distinct address the explanation names.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
-    let explanation = crate::report::prefix(common::cut_original(input.body), EXPLANATION_SCAN);
+    let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
     let skip = skipped(input);
     let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
@@ -171,7 +188,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         if line_is_skipped(line) {
             continue;
         }
-        for found in common::find_addresses(line) {
+        for found in find_addresses(line) {
             let lower = found.address.to_ascii_lowercase();
             if skip.contains(&lower)
                 || is_sender_context(line, found.start)
@@ -184,7 +201,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 line: i,
                 start_in_line: found.start,
                 end_in_line: found.end,
-                weak: common::is_system_address(&lower) || weak.contains(&lower),
+                weak: is_system_address(&lower) || weak.contains(&lower),
             });
             if mentions.len() >= MAX_MENTIONS {
                 break;
@@ -194,7 +211,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             break;
         }
     }
-    let action = common::action_for(input.subject, explanation);
+    let action = action_for(input.subject, explanation);
     if mentions.iter().any(|m| !m.weak) {
         mentions.retain(|m| !m.weak);
     }
@@ -211,31 +228,44 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 let better =
                     r.diagnostic.as_deref().is_none_or(|d| !has_code(d)) && has_code(&diagnostic);
                 if better {
-                    *r = common::recipient(m.address.clone(), action, &diagnostic);
+                    *r = recipient(m.address.clone(), action, &diagnostic);
                 }
             }
-            None => out.push(common::recipient(m.address.clone(), action, &diagnostic)),
+            None => out.push(recipient(m.address.clone(), action, &diagnostic)),
+        }
+    }
+    // The header in which Exim, Google and others list the failed addresses outranks the text: its
+    // addresses are the report's recipients, in the text's order, then the header's.
+    let listed = failed_header(input);
+    if !listed.is_empty() {
+        let is_listed = |a: &str| listed.iter().any(|l| l.eq_ignore_ascii_case(a));
+        out.retain(|r| r.recipient.as_deref().is_some_and(is_listed));
+        let diagnostic = fallback_diagnostic(explanation);
+        for address in listed {
+            let known = out.iter().any(|r| {
+                r.recipient
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&address))
+            });
+            if !known {
+                out.push(recipient(address, action, &diagnostic));
+            }
         }
     }
     if out.is_empty() && looks_failed(input.subject, explanation) {
         // The explanation names nobody: the original's To is the best evidence left.
         let to = attached_original(input.message)
-            .map(|o| addresses_of(o.to()))
+            .map(original_recipients)
             .filter(|v| !v.is_empty())
             .or_else(|| {
-                original_header(common::returned_original(input.body), "to:").map(|v| {
-                    common::find_addresses(v)
-                        .into_iter()
-                        .map(|f| f.address)
-                        .collect()
-                })
+                original_header(input.returned_original(), "to:")
+                    .map(|v| find_addresses(v).into_iter().map(|f| f.address).collect())
             })
             .unwrap_or_default();
         let diagnostic = fallback_diagnostic(explanation);
         for address in to {
-            if !common::is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase())
-            {
-                out.push(common::recipient(address, action, &diagnostic));
+            if !is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase()) {
+                out.push(recipient(address, action, &diagnostic));
             }
         }
     }
@@ -245,7 +275,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     {
         let fallback = fallback_diagnostic(explanation);
         if has_code(&fallback) || r.diagnostic.is_none() {
-            let reply = common::server_reply(&fallback);
+            let reply = server_reply(&fallback);
             r.diagnostic = (!reply.diagnostic.is_empty()).then_some(reply.diagnostic);
             r.command = reply.command.map(str::to_string).or(r.command.take());
             r.remote_mta = reply.remote.or(r.remote_mta.take());
@@ -257,14 +287,14 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
 /// The result for a recipient known only from the bounce's VERP address: the report's failure
 /// text (as the general reader finds it) is still its diagnostic.
 pub fn verp_recipient(address: String, input: &Input) -> RecipientReport {
-    let explanation = common::cut_original(input.body);
-    let action = common::action_for(input.subject, explanation);
+    let explanation = input.explanation;
+    let action = action_for(input.subject, explanation);
     let diagnostic = if looks_failed(input.subject, explanation) {
         fallback_diagnostic(explanation)
     } else {
         String::new()
     };
-    common::recipient(address, action, &diagnostic)
+    recipient(address, action, &diagnostic)
 }
 
 /// The words about one mention: the line holding it (from its start when the address sits inside a
@@ -283,8 +313,12 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         .trim_start_matches('>')
         .trim_start()
         .starts_with(':');
+    // The closing bracket or quote of the address, and the punctuation after it.
     let rest = raw_rest.trim_start_matches(|c: char| {
-        c == '>' || c == ':' || c == '.' || c == ',' || c.is_whitespace()
+        matches!(
+            c,
+            '>' | ':' | '.' | ',' | '\'' | '"' | '”' | '’' | '»' | '」' | '』'
+        ) || c.is_whitespace()
     });
     let mut text = if before_words >= 2 && !ends_sentence {
         line.trim().to_string()
@@ -313,18 +347,14 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
             if says_enough(&text) {
                 if !has_code(&text) {
                     // Words without codes: the server's reply often follows in the next paragraph.
-                    let next: Vec<&str> = lines
-                        .iter()
-                        .enumerate()
-                        .skip(i + 1)
-                        .take_while(|(j, _)| *j < next_other)
-                        .map(|(_, l)| l.trim())
-                        .skip_while(|l| l.is_empty())
-                        .take_while(|l| !l.is_empty())
-                        .collect();
-                    if next.iter().any(|l| has_code(l)) {
+                    let until = next_other.min(lines.len());
+                    let next = paragraph(
+                        lines.get(i + 1..until).unwrap_or_default().iter().copied(),
+                        |_| false,
+                    );
+                    if has_code(&next) {
                         text.push(' ');
-                        text.push_str(&next.join(" "));
+                        text.push_str(&unfold(&next));
                     }
                 }
                 break;
@@ -410,14 +440,8 @@ fn fallback_diagnostic(text: &str) -> String {
         let t = l.trim();
         t.len() < 80 && RESPONSE_INTRO.iter().any(|p| contains_ci(t, p)) && t.ends_with(':')
     }) {
-        let answer: Vec<&str> = lines
-            .iter()
-            .skip(at + 1)
-            .map(|l| l.trim())
-            .skip_while(|t| t.is_empty())
-            .take_while(|t| !t.is_empty())
-            .collect();
-        let answer = unfold(&answer.join(" "));
+        let answer = paragraph(lines.iter().skip(at + 1).copied(), |_| false);
+        let answer = unfold(&answer);
         if !answer.is_empty() {
             return answer;
         }
@@ -498,12 +522,7 @@ mod tests {
         };
         let body = super::super::readable_text(&msg);
         let subject = msg.subject().unwrap_or("").to_string();
-        let input = Input {
-            message: &msg,
-            subject: &subject,
-            from: "mailer-daemon@mx.example.org",
-            body: &body,
-        };
+        let input = Input::new(&msg, &subject, "mailer-daemon@mx.example.org", &body);
         read(&input)
     }
 
@@ -537,6 +556,24 @@ Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dav
                 .as_deref()
                 .unwrap_or("")
                 .contains("552 message rejected")
+        );
+    }
+
+    #[test]
+    fn the_failed_recipients_header_is_the_set() {
+        let r = run(
+            "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\nSubject: Delivery failure\n\
+X-Failed-Recipients: Kim@example.net, lou@example.net\n\n\
+Your message to kim@example.net, copied to ops@example.org, could not be delivered.\n\
+Reply: 550 5.1.1 no such user\n",
+        );
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["kim@example.net", "lou@example.net"]);
+        assert!(
+            r[1].diagnostic
+                .as_deref()
+                .is_some_and(|d| d.contains("550 5.1.1")),
+            "{r:?}"
         );
     }
 
@@ -636,7 +673,7 @@ Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n"
             let raw = format!("From: MAILER-DAEMON@example.org\nTo: s@example.com\nSubject: {subject}\nX-Failed-Recipients: a@example.org\n\n{body}");
             if let Some(msg) = MessageParser::default().parse(raw.as_bytes()) {
                 let text = super::super::readable_text(&msg);
-                let input = Input { message: &msg, subject, from: "mailer-daemon@example.org", body: &text };
+                let input = Input::new(&msg, subject, "mailer-daemon@example.org", &text);
                 for family in super::super::FAMILIES {
                     let _ = (family.detect)(&input);
                     let _ = (family.read)(&input);

@@ -1,9 +1,12 @@
 //! Gmail's own text bounce: "Delivery to the following recipient failed permanently" (or "has been
 //! delayed"), then "Technical details of permanent failure" with the remote server's reply.
 
-use super::common::{addr_line, command_of, cut_original, failed, host_after, unfold_lines};
-use super::{Family, Input};
-use crate::report::RecipientReport;
+use super::addresses::address_alone;
+use super::replies::{command_of, host_after, recipient};
+use super::words::unfold;
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
+use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// The Gmail text-bounce reader.
 pub const FAMILY: Family = Family {
@@ -21,7 +24,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let delayed = text.contains("has been delayed") || text.contains("temporary failure");
     let mut addrs = Vec::new();
     let mut in_list = false;
@@ -43,7 +46,10 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         }
         if in_list {
-            if let Some(a) = addr_line(t) {
+            if let Some(a) = address_alone(t) {
+                if addrs.len() > MAX_RECIPIENTS {
+                    break;
+                }
                 addrs.push(a);
             } else if !t.is_empty() {
                 in_list = false;
@@ -52,7 +58,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             details.push(t);
         }
     }
-    let full = unfold_lines(details.iter().copied());
+    let full = unfold(&details.join(" "));
     let diag = match full.find("The error that the other server returned was:") {
         Some(at) => full
             .get(at + "The error that the other server returned was:".len()..)
@@ -64,32 +70,29 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     // A delay warning without technical details says only that the message is still queued:
     // its retry sentence is the whole diagnostic, and the time left is what is failing.
     let (diag, hint) = match retry_note {
-        Some(note) if delayed && diag.is_empty() => (note.to_string(), Some("expired")),
+        Some(note) if delayed && diag.is_empty() => (note.to_string(), Some(Reason::Expired)),
         _ => (diag, None),
     };
     let remote = full
         .find("for the recipient domain")
         .and_then(|at| host_after(full.get(at..)?, " by "));
     let command = command_of(&full).map(str::to_string);
-    addrs
-        .into_iter()
-        .map(|a| {
-            let mut r = failed(a, diag.clone());
-            if delayed {
-                r.action = Some("delayed".to_string());
-            }
-            r.remote_mta = remote.clone();
-            r.command = command.clone();
-            r.reason_hint = hint;
-            r
-        })
-        .collect()
+    Recipients::of(addrs, |a| {
+        let mut r = recipient(a, "failed", &diag);
+        if delayed {
+            r.action = Some("delayed".to_string());
+        }
+        r.remote_mta = remote.clone();
+        r.command = command.clone();
+        r.reason_hint = hint;
+        r
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     const PERMANENT: &str = "Delivery to the following recipient failed permanently:\n\n     alice@Example.COM\n\nTechnical details of permanent failure: \nGoogle tried to deliver your message, but it was rejected by the server for the recipient domain example.com by mx1.example.com. [192.0.2.10].\n\nThe error that the other server returned was:\n550 5.1.1 <alice@example.com>: no such\n mailbox here\n\n----- Original message -----\n\nTo: bob@example.org\n";
 
@@ -130,7 +133,7 @@ mod tests {
             got[0].diagnostic.as_deref(),
             Some("Message will be retried for 1 more day(s)")
         );
-        assert_eq!(got[0].reason_hint, Some("expired"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Expired));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! GMX's and 1&1's (einsundeins, kundenserver) reports: "The following address failed:", the address,
 //! then "SMTP error from remote server ..." or a local reason, before the returned header.
 
-use super::common::{cut_original, exim_blocks};
+use super::blocks::exim_blocks;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -23,7 +23,7 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     // The marker may wrap: "The following address(es)\nfailed:".
     let marker = if text.contains("The following address") {
         "The following address"
@@ -41,7 +41,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_remote_error() {

@@ -1,8 +1,11 @@
 //! Google Groups' refusal to post: a localized notice that the group may not exist or the sender
 //! may not post to it; the group's address is in `X-Failed-Recipients`.
 
-use super::common::{cut_original, failed, normalize_addr, unfold_lines};
-use super::{Family, Input};
+use super::addresses::address_alone;
+use super::replies::recipient;
+use super::words::unfold;
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Google Groups reader.
@@ -17,7 +20,7 @@ fn detect(input: &Input) -> bool {
         return false;
     }
     // Only the notice itself counts: a returned group post also mentions Google Groups.
-    let own = cut_original(input.body);
+    let own = input.explanation;
     own.contains("groups.google.com") || own.contains("Google Groups")
 }
 
@@ -25,23 +28,20 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     let Some(list) = input.header("X-Failed-Recipients") else {
         return Vec::new();
     };
-    let text = cut_original(input.body);
+    let text = input.explanation;
     // The paragraph after the greeting says why, in the sender's language.
     let diag = text
         .split("\n\n")
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .nth(1)
-        .map(|p| unfold_lines(p.lines()))
+        .map(unfold)
         .unwrap_or_default();
-    list.split(',')
-        .filter_map(normalize_addr)
-        .map(|a| {
-            let mut r = failed(a, diag.clone());
-            r.reason_hint = Some("rejected");
-            r
-        })
-        .collect()
+    Recipients::of(list.split(',').filter_map(address_alone), |a| {
+        let mut r = recipient(a, "failed", &diag);
+        r.reason_hint = Some(Reason::Rejected);
+        r
+    })
 }
 
 #[cfg(test)]
@@ -60,12 +60,7 @@ mod tests {
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "x",
-            from: "mailer-daemon@googlemail.com",
-            body,
-        };
+        let input = Input::new(&message, "x", "mailer-daemon@googlemail.com", body);
         assert!(detect(&input));
         read(&input)
     }
@@ -82,7 +77,7 @@ mod tests {
                 "The group you wrote to (team) may not exist, or you may not have permission to post to it."
             )
         );
-        assert_eq!(got[0].reason_hint, Some("rejected"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Rejected));
         assert_eq!(got[0].command, None);
     }
 
@@ -95,12 +90,7 @@ mod tests {
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "x",
-            from: "mailer-daemon@googlemail.com",
-            body,
-        };
+        let input = Input::new(&message, "x", "mailer-daemon@googlemail.com", body);
         assert!(!detect(&input));
     }
 

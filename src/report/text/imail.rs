@@ -2,26 +2,32 @@
 //! "User mailbox exceeds allowed size:", ...), optionally "Body of message generated response:" with
 //! the server's reply, then "Original message follows."
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The IMail Server reader.
-pub const IMAIL: Family = Family {
+pub const FAMILY: Family = Family {
     name: "imail",
     detect,
     read,
 };
 
 /// IMail's fixed reason phrases, with the reason each names.
-const PHRASES: &[(&str, Option<&str>)] = &[
-    ("Unknown user:", Some("userunknown")),
-    ("User mailbox exceeds allowed size:", Some("mailboxfull")),
-    ("Invalid final delivery userid:", Some("userunknown")),
-    ("Delivery failed", Some("expired")),
+const PHRASES: &[(&str, Option<Reason>)] = &[
+    ("Unknown user:", Some(Reason::Userunknown)),
+    (
+        "User mailbox exceeds allowed size:",
+        Some(Reason::Mailboxfull),
+    ),
+    ("Invalid final delivery userid:", Some(Reason::Userunknown)),
+    ("Delivery failed", Some(Reason::Expired)),
     ("Body of message generated response:", None),
-    ("Mail loop detected:", Some("networkerror")),
-    ("Host unknown:", Some("hostunknown")),
+    ("Mail loop detected:", Some(Reason::Networkerror)),
+    ("Host unknown:", Some(Reason::Hostunknown)),
     ("SMTP error", None),
 ];
 
@@ -30,28 +36,28 @@ fn detect(input: &Input) -> bool {
         .header("X-Mailer")
         .is_some_and(|m| m.starts_with("<SMTP32 v"))
         || (input.subject.starts_with("Undeliverable Mail")
-            && contains_ci(common::head(input.body), "Original message follows.")
+            && contains_ci(head(input.body), "Original message follows.")
             && PHRASES
                 .iter()
-                .any(|(p, _)| contains_ci(common::head(input.body), p)))
+                .any(|(p, _)| contains_ci(head(input.body), p)))
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         let Some((phrase, hint)) = PHRASES.iter().find(|(p, _)| t.starts_with(p)) else {
             continue;
         };
-        let Some(address) = common::first_address(t.get(phrase.len()..).unwrap_or("")) else {
+        let Some(address) = first_address(t.get(phrase.len()..).unwrap_or("")) else {
             continue;
         };
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
+        if found.contains(&address) {
             continue;
         }
         let mut words = t.to_string();
@@ -62,24 +68,24 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
             if PHRASES
                 .iter()
-                .any(|(p, _)| l.starts_with(p) && common::first_address(l).is_some())
+                .any(|(p, _)| l.starts_with(p) && first_address(l).is_some())
             {
                 break;
             }
             words.push(' ');
             words.push_str(l);
         }
-        let mut r = common::recipient(address, "failed", &words);
+        let mut r = recipient(address, "failed", &words);
         r.reason_hint = *hint;
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: postmaster@imail.example.org\nTo: sender@example.com\nSubject: Undeliverable Mail\n\
 X-Mailer: <SMTP32 v8.22>\n\n\
@@ -97,8 +103,8 @@ Original message follows.\n\nFrom: sender@example.com\nTo: oli@example.org\n\nhi
                 r[0].diagnostic.as_deref(),
                 Some("Unknown user: oli@example.org")
             );
-            assert_eq!(r[0].reason_hint, Some("userunknown"));
-            assert_eq!(r[1].reason_hint, Some("mailboxfull"));
+            assert_eq!(r[0].reason_hint, Some(Reason::Userunknown));
+            assert_eq!(r[1].reason_hint, Some(Reason::Mailboxfull));
             assert_eq!(r[1].command, None);
         });
     }

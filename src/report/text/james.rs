@@ -1,12 +1,15 @@
 //! Apache James's report: "Error message below:" with the server's reply, then "Message details:"
 //! listing the envelope (`RCPT TO: address`).
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::find_addresses;
+use super::blocks::section_after;
+use super::replies::recipient;
+use super::words::contains_ci;
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Apache James reader.
-pub const JAMES: Family = Family {
+pub const FAMILY: Family = Family {
     name: "james",
     detect,
     read,
@@ -19,7 +22,7 @@ fn detect(input: &Input) -> bool {
 
 fn read(input: &Input) -> Vec<RecipientReport> {
     let text = input.body;
-    let diagnostic = common::section_after(text, "Error message below:", |l| {
+    let diagnostic = section_after(text, "Error message below:", |l| {
         contains_ci(l, "Message details:")
     })
     .unwrap_or_default();
@@ -27,7 +30,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .find("Message details:")
         .and_then(|i| text.get(i..))
         .unwrap_or("");
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for line in details.lines() {
         let t = line.trim();
         let Some(list) = t.strip_prefix("RCPT TO:").or_else(|| t.strip_prefix("To:")) else {
@@ -36,25 +39,22 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
             continue;
         };
-        for f in common::find_addresses(list) {
-            if !out
-                .iter()
-                .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-            {
-                out.push(common::recipient(f.address, "failed", &diagnostic));
+        for f in find_addresses(list) {
+            if !found.contains(&f.address) {
+                found.add(recipient(f.address, "failed", &diagnostic));
             }
         }
-        if !out.is_empty() {
+        if !found.is_empty() {
             break;
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: postmaster@james.example.org\nTo: sender@example.com\nSubject: Re: hello\n\n\
 Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here\n\n\

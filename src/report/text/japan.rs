@@ -1,11 +1,12 @@
 //! Japanese mobile carriers and ISPs whose reports carry fixed English sentences beside the
 //! Japanese text: au by KDDI's EZweb (`ezweb.ne.jp`), KDDI's au one net (`dion.ne.jp`) and BIGLOBE.
 
-use super::common::{
-    addr_line, cut_original, failed, first_addr, in_reply_to, normalize_addr, strip_prefix_ci,
-    unfold_lines,
-};
-use super::{Family, Input};
+use super::addresses::{address_alone, first_address};
+use super::blocks::paragraph;
+use super::replies::{in_reply_to, recipient};
+use super::words::{strip_prefix_ci, unfold};
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The EZweb (au by KDDI mobile mail) reader.
@@ -30,23 +31,23 @@ pub const BIGLOBE: Family = Family {
 };
 
 /// Fixed carrier sentences that name the reason with certainty.
-const HINTS: &[(&str, &str)] = &[
-    ("The user(s) account is disabled.", "suspend"),
-    ("As their mailbox is full.", "mailboxfull"),
+const HINTS: &[(&str, Reason)] = &[
+    ("The user(s) account is disabled.", Reason::Suspend),
+    ("As their mailbox is full.", Reason::Mailboxfull),
     (
         "The number of messages in recipient's mailbox exceeded the local limit.",
-        "mailboxfull",
+        Reason::Mailboxfull,
     ),
-    ("Your message was not delivered within", "expired"),
+    ("Your message was not delivered within", Reason::Expired),
     // EZweb's wording for a refusal; alone (no server answer quoted), the recipient's own
     // reception filter refused.
     (
         "Each of the following recipients was rejected by a remote mail server.",
-        "filtered",
+        Reason::Filtered,
     ),
 ];
 
-fn hint(text: &str) -> Option<&'static str> {
+fn hint(text: &str) -> Option<Reason> {
     HINTS
         .iter()
         .find(|(s, _)| text.contains(s))
@@ -59,9 +60,14 @@ fn detect_ezweb(input: &Input) -> bool {
 }
 
 fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
+    // The recipient a transcript line is about; `None` after a repeated address.
+    let mut current: Option<String> = None;
     let mut english: Vec<&str> = Vec::new();
-    for line in cut_original(input.body).lines() {
+    for line in input.explanation.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         // The returned header follows a dashed rule.
         if t.starts_with("-----") || t.starts_with("Received:") {
@@ -71,38 +77,37 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
         let inline = target
             .strip_prefix('<')
             .and_then(|r| r.split_once(">: "))
-            .and_then(|(a, said)| Some((normalize_addr(a)?, said)));
+            .and_then(|(a, said)| Some((address_alone(a)?, said)));
         if let Some((a, said)) = inline {
             // A relay's `<address>: reply (in reply to RCPT TO command)` line.
             let (words, command) = in_reply_to(said);
-            let mut r = failed(a, words.to_string());
+            let mut r = recipient(a.clone(), "failed", words);
             r.command = command;
-            out.push(r);
-        } else if let Some(a) = addr_line(target).filter(|_| target.starts_with('<')) {
-            if !out
-                .iter()
-                .any(|r| r.recipient.as_deref() == Some(a.as_str()))
-            {
-                out.push(failed(a, String::new()));
+            current = found.add(r).then_some(a);
+        } else if let Some(a) = address_alone(target).filter(|_| target.starts_with('<')) {
+            if !found.contains(&a) {
+                found.add(recipient(a.clone(), "failed", ""));
+                current = Some(a);
             }
         } else if let Some(rest) = t.strip_prefix(">>>") {
             if let (Some(r), true) = (
-                out.last_mut(),
+                current.as_deref().and_then(|a| found.get_mut(a)),
                 rest.trim_start().to_ascii_uppercase().starts_with("RCPT"),
             ) {
                 r.command = Some("RCPT".to_string());
             }
         } else if let Some(rest) = t.strip_prefix("<<<") {
-            if let Some(r) = out.last_mut() {
+            if let Some(r) = current.as_deref().and_then(|a| found.get_mut(a)) {
                 r.diagnostic = Some(rest.trim().to_string());
             }
-        } else if !t.is_empty() && t.is_ascii() && !t.ends_with(':') {
+        } else if !t.is_empty() && t.is_ascii() && !t.ends_with(':') && english.len() < 64 {
             // Lines ending in a colon only introduce the address list.
             english.push(t);
         }
     }
-    let text = unfold_lines(english);
+    let text = unfold(&english.join(" "));
     let reason = hint(&text);
+    let mut out = found.into_vec();
     for r in &mut out {
         let answered = r.diagnostic.as_deref().is_some_and(|d| !d.is_empty());
         if !answered && !text.is_empty() {
@@ -110,7 +115,7 @@ fn read_ezweb(input: &Input) -> Vec<RecipientReport> {
         }
         // "Rejected by a remote mail server" with no answer quoted is the recipient's reception
         // filter; with the server's answer, the answer says why.
-        r.reason_hint = reason.filter(|h| *h != "filtered" || !answered);
+        r.reason_hint = reason.filter(|h| *h != Reason::Filtered || !answered);
     }
     out
 }
@@ -123,14 +128,19 @@ fn detect_kddi(input: &Input) -> bool {
 }
 
 fn read_kddi(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut lines = text.lines().map(str::trim).peekable();
     while let Some(t) = lines.next() {
+        if found.full() {
+            break;
+        }
         let Some(rest) = t.strip_prefix("Could not be delivered to:") else {
             continue;
         };
-        let Some(a) = first_addr(rest) else { continue };
+        let Some(a) = first_address(rest) else {
+            continue;
+        };
         let mut why = Vec::new();
         while let Some(next) = lines.peek() {
             if next.is_empty() || next.starts_with("Could not be delivered to:") {
@@ -139,12 +149,12 @@ fn read_kddi(input: &Input) -> Vec<RecipientReport> {
             why.push(*next);
             lines.next();
         }
-        let diag = unfold_lines(why);
-        let mut r = failed(a, diag.clone());
+        let diag = unfold(&why.join(" "));
+        let mut r = recipient(a, "failed", &diag);
         r.reason_hint = hint(&diag);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 fn detect_biglobe(input: &Input) -> bool {
@@ -155,36 +165,26 @@ fn detect_biglobe(input: &Input) -> bool {
 }
 
 fn read_biglobe(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some((_, rest)) = text.split_once("The following addresses had delivery problems") else {
         return Vec::new();
     };
     let (list, info) = rest
         .split_once("Non-delivered information")
         .unwrap_or((rest, ""));
-    let why: Vec<&str> = info
-        .lines()
-        .skip(1)
-        .map(str::trim)
-        .skip_while(|l| l.is_empty())
-        .take_while(|l| !l.is_empty() && !l.starts_with("-----"))
-        .collect();
-    let diag = unfold_lines(why);
-    list.lines()
-        .skip(1)
-        .filter_map(addr_line)
-        .map(|a| {
-            let mut r = failed(a, diag.clone());
-            r.reason_hint = hint(&diag);
-            r
-        })
-        .collect()
+    let why = paragraph(info.lines().skip(1), |l| l.starts_with("-----"));
+    let diag = unfold(&why);
+    Recipients::of(list.lines().skip(1).filter_map(address_alone), |a| {
+        let mut r = recipient(a, "failed", &diag);
+        r.reason_hint = hint(&diag);
+        r
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn ezweb_transcript() {
@@ -222,7 +222,7 @@ mod tests {
             got[0].diagnostic.as_deref(),
             Some("The user(s) account is disabled.")
         );
-        assert_eq!(got[0].reason_hint, Some("suspend"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Suspend));
         assert_eq!(got[0].command, None);
     }
 
@@ -237,7 +237,7 @@ mod tests {
         );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].recipient.as_deref(), Some("ryo@ezweb.ne.jp"));
-        assert_eq!(got[0].reason_hint, Some("filtered"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Filtered));
     }
 
     #[test]
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(got[0].recipient.as_deref(), Some("uma@ezweb.ne.jp"));
         assert_eq!(got[0].diagnostic.as_deref(), Some("550 user unknown"));
         assert_eq!(got[0].command.as_deref(), Some("RCPT"));
-        assert_eq!(got[0].reason_hint, Some("suspend"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Suspend));
     }
 
     #[test]
@@ -268,7 +268,7 @@ mod tests {
             got[0].diagnostic.as_deref(),
             Some("As their mailbox is full.")
         );
-        assert_eq!(got[0].reason_hint, Some("mailboxfull"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Mailboxfull));
         assert_eq!(got[0].command, None);
     }
 
@@ -283,7 +283,7 @@ mod tests {
             got[0].recipient.as_deref(),
             Some("rio@example.biglobe.ne.jp")
         );
-        assert_eq!(got[0].reason_hint, Some("mailboxfull"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Mailboxfull));
         assert_eq!(got[0].command, None);
     }
 

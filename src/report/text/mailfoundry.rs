@@ -1,36 +1,42 @@
 //! MailFoundry's report: "Unable to deliver message to: <address>", then "Delivery failed for the
 //! following reason:" and the server's words.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::blocks::section_after;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The MailFoundry reader.
-pub const MAILFOUNDRY: Family = Family {
+pub const FAMILY: Family = Family {
     name: "mailfoundry",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(common::head(input.body), "Unable to deliver message to:")
+    contains_ci(head(input.body), "Unable to deliver message to:")
         && contains_ci(
-            common::head(input.body),
+            head(input.body),
             "Delivery failed for the following reason:",
         )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let said = common::section_after(text, "Delivery failed for the following reason:", |_| false)
+    let text = input.explanation;
+    let said = section_after(text, "Delivery failed for the following reason:", |_| false)
         .unwrap_or_default();
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for line in text
         .lines()
         .filter(|l| contains_ci(l, "Unable to deliver message to:"))
     {
-        if let Some(address) = common::first_address(line) {
-            let mut r = common::recipient(address, "failed", &said);
+        if found.full() {
+            break;
+        }
+        if let Some(address) = first_address(line) {
+            let mut r = recipient(address, "failed", &said);
             if let Some(host) = said
                 .split_whitespace()
                 .next()
@@ -40,16 +46,16 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             {
                 r.remote_mta = Some(host.to_ascii_lowercase());
             }
-            out.push(r);
+            found.add(r);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: MAILER-DAEMON@mf.example.org\nTo: sender@example.com\nSubject: Message delivery has failed\n\n\
 Unable to deliver message to: <val@example.net>\nDelivery failed for the following reason:\n\

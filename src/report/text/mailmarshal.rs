@@ -1,44 +1,39 @@
 //! MailMarshal's report: "Could not be delivered because of" the server's words, then "The following
 //! recipients were affected:" with one address per line.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::find_addresses;
+use super::blocks::section_after;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The MailMarshal reader.
-pub const MAILMARSHAL: Family = Family {
+pub const FAMILY: Family = Family {
     name: "mailmarshal",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(
-        common::head(input.body),
-        "Could not be delivered because of",
-    ) && contains_ci(
-        common::head(input.body),
-        "The following recipients were affected",
-    )
+    contains_ci(head(input.body), "Could not be delivered because of")
+        && contains_ci(head(input.body), "The following recipients were affected")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let said = common::section_after(text, "Could not be delivered because of", |_| false)
-        .unwrap_or_default();
-    let list = common::section_after(text, "The following recipients were affected", |_| false)
+    let text = input.explanation;
+    let said =
+        section_after(text, "Could not be delivered because of", |_| false).unwrap_or_default();
+    let list = section_after(text, "The following recipients were affected", |_| false)
         .unwrap_or_default();
     let remote = info_field(text, "Remote-MTA:");
     let reporting = info_field(text, "Reporting-MTA:");
-    common::find_addresses(&list)
-        .into_iter()
-        .map(|f| {
-            let mut r = common::recipient(f.address, "failed", &said);
-            r.remote_mta = remote.clone();
-            r.reporting_mta = reporting.clone();
-            r
-        })
-        .collect()
+    Recipients::of(find_addresses(&list).into_iter().map(|f| f.address), |a| {
+        let mut r = recipient(a, "failed", &said);
+        r.remote_mta = remote.clone();
+        r.reporting_mta = reporting.clone();
+        r
+    })
 }
 
 /// A host from the "Additional Information" block (`Remote-MTA:   <192.0.2.1>`), lower-cased.
@@ -53,7 +48,7 @@ fn info_field(text: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: postmaster@mm.example.org\nTo: sender@example.com\nSubject: Undeliverable Mail: \"hi\"\n\n\
 Your message:\n   From:    sender@example.com\n   Subject: hi\n\nCould not be delivered because of\n\n550 5.1.1 User unknown\n\n\

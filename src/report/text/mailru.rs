@@ -1,7 +1,7 @@
 //! Mail.Ru's report: a Russian notice followed by the Exim-style English one ("The following
 //! address(es) failed:"), each address with the remote server's reply below it.
 
-use super::common::{cut_original, exim_blocks};
+use super::blocks::exim_blocks;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -18,13 +18,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    exim_blocks(cut_original(input.body), "failed:")
+    exim_blocks(input.explanation, "failed:")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     const BODY: &str = "Письмо создано сервером Mail.Ru.\n\n  first\n    SMTP error\n\n**********************\n\nThis message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) failed:\n\n  one@example.com\n    SMTP error from remote mail server after RCPT TO:<one@example.com>:\n    host mx.example.com [192.0.2.5]: 550 5.1.1 <one@example.com>:\n    no mailbox by that name\n  two@example.net\n    retry timeout exceeded\n\n------ This is a copy of the message, including all the headers. ------\nTo: one@example.com\n";
 

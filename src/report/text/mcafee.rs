@@ -1,8 +1,9 @@
 //! McAfee Email Gateway (X-NAI-Header) reports: "--- The following addresses had delivery
 //! problems ---", then `<address>   (reason)` lines.
 
-use super::common::{command_of, cut_original, failed, first_addr};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::{command_of, recipient};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The McAfee gateway reader.
@@ -20,29 +21,32 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some(at) = text.find("The following addresses had delivery problems") else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut found = Recipients::default();
     for line in text.get(at..).unwrap_or("").lines().skip(1) {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if !t.starts_with('<') {
             continue;
         }
         let (head, reason) = t.split_once('>').map_or((t, ""), |(h, r)| (h, r.trim()));
-        let Some(a) = first_addr(&format!("{head}>")) else {
+        let Some(a) = first_address(&format!("{head}>")) else {
             continue;
         };
         let reason = reason
             .strip_prefix('(')
             .and_then(|r| r.strip_suffix(')'))
             .unwrap_or(reason);
-        let mut r = failed(a, reason.to_string());
+        let mut r = recipient(a, "failed", reason);
         r.command = command_of(reason).map(str::to_string);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
@@ -56,12 +60,7 @@ mod tests {
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap_or_default();
-        let input = Input {
-            message: &message,
-            subject: "Delivery Status",
-            from: "postmaster@example.com",
-            body,
-        };
+        let input = Input::new(&message, "Delivery Status", "postmaster@example.com", body);
         assert!(detect(&input) || body.is_empty() || !body.contains("delivery problems"));
         read(&input)
     }

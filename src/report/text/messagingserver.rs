@@ -1,12 +1,14 @@
 //! Oracle (Sun) Communications Messaging Server's text report: per recipient, a block of
 //! `Recipient address:`, `Original address:`, `Reason:`, `Diagnostic code:`, `Remote system:` lines.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::{command_of, recipient};
+use super::words::{contains_ci, head, unfold};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Messaging Server reader.
-pub const MESSAGINGSERVER: Family = Family {
+pub const FAMILY: Family = Family {
     name: "messagingserver",
     detect,
     read,
@@ -14,7 +16,7 @@ pub const MESSAGINGSERVER: Family = Family {
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        common::head(input.body),
+        head(input.body),
         "This report relates to a message you sent with the following header fields",
     ) || input
         .message
@@ -29,7 +31,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let action = if contains_ci(text, "has not been delivered yet")
         || contains_ci(text, "is being delayed")
     {
@@ -37,18 +39,25 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     } else {
         "failed"
     };
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
+    // The recipient whose block is being read; `None` in the block of a repeated address.
+    let mut current: Option<String> = None;
     let mut reason = String::new();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some(v) = field(t, "Recipient address:") {
-            if let Some(address) = common::first_address(v) {
+            if let Some(address) = first_address(v) {
                 reason.clear();
-                out.push(common::recipient(address, action, ""));
+                current = found
+                    .add(recipient(address.clone(), action, ""))
+                    .then_some(address);
             }
             continue;
         }
-        let Some(r) = out.last_mut() else {
+        let Some(r) = current.as_deref().and_then(|a| found.get_mut(a)) else {
             continue;
         };
         if let Some(v) = field(t, "Reason:") {
@@ -58,8 +67,8 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
         } else if let Some(v) = field(t, "Diagnostic code:") {
             let v = v.split_once(';').map_or(v, |(_, d)| d).trim();
-            r.diagnostic = Some(common::unfold(v));
-            r.command = common::command_of(v).map(str::to_string);
+            r.diagnostic = Some(unfold(v));
+            r.command = command_of(v).map(str::to_string);
         } else if let Some(v) = field(t, "Remote system:") {
             let v = v.split_once(';').map_or(v, |(_, h)| h);
             r.remote_mta = v
@@ -68,13 +77,13 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(str::to_ascii_lowercase);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: Internet Mail Delivery <postmaster@ms.example.org>\nTo: sender@example.com\nSubject: Delivery Notification: Delivery has failed\n\n\
 This report relates to a message you sent with the following header fields:\n\n  Subject: hello\n\n\

@@ -1,28 +1,31 @@
 //! m-FILTER's report: the address under a Japanese explanation, then "-------server message" with the
 //! server's reply and "-------SMTP command" with the command that failed.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::find_addresses;
+use super::blocks::section_after;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The m-FILTER reader.
-pub const MFILTER: Family = Family {
+pub const FAMILY: Family = Family {
     name: "mfilter",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    contains_ci(common::head(input.body), "-------server message")
-        || contains_ci(common::head(input.body), "m-FILTER")
+    contains_ci(head(input.body), "-------server message")
+        || contains_ci(head(input.body), "m-FILTER")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let head = text.split("-------").next().unwrap_or("");
-    let said = common::section_after(text, "-------server message", |l| l.starts_with("-------"))
+    let said = section_after(text, "-------server message", |l| l.starts_with("-------"))
         .unwrap_or_default();
-    let command = common::section_after(text, "-------SMTP command", |l| l.starts_with("-------"))
+    let command = section_after(text, "-------SMTP command", |l| l.starts_with("-------"))
         .and_then(|c| {
             let word = c
                 .split_whitespace()
@@ -34,25 +37,25 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .find(|w| word.starts_with(w))
                 .map(str::to_string)
         });
-    let mut out: Vec<RecipientReport> = Vec::new();
-    for f in common::find_addresses(head) {
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-        {
+    let mut found = Recipients::default();
+    for f in find_addresses(head) {
+        if found.full() {
+            break;
+        }
+        if found.contains(&f.address) {
             continue;
         }
-        let mut r = common::recipient(f.address, "failed", &said);
+        let mut r = recipient(f.address, "failed", &said);
         r.command = command.clone().or(r.command);
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: postmaster@gw.example.org\nTo: sender@example.com\nSubject: failure notice\n\n\
 送信に失敗しました。\numa@example.net\n\n\n-------server message\n550 5.1.1 <uma@example.net>: unknown user\n\n\

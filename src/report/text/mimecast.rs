@@ -1,8 +1,9 @@
 //! Mimecast's "Email Delivery Failure" alert: `-- address` after "could not be delivered", the
 //! problem in plain words, then "Additional information follows" with the remote reply.
 
-use super::common::{command_of, cut_original, failed, normalize_addr};
-use super::{Family, Input};
+use super::addresses::address_alone;
+use super::replies::{command_of, recipient};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Mimecast reader.
@@ -32,7 +33,7 @@ fn dashed_after(text: &str, label: &str) -> Option<String> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     // The addresses are the `-- address` lines before the problem is stated.
     let head = text
         .split_once("The problem appears to be")
@@ -41,22 +42,22 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .or_else(|| dashed_after(text, "The problem appears to be"))
         .unwrap_or_default();
     let command = command_of(&diag).map(str::to_string);
-    head.lines()
+    let addresses = head
+        .lines()
         .filter_map(|l| l.trim().strip_prefix("--"))
         .flat_map(str::split_whitespace)
-        .filter_map(normalize_addr)
-        .map(|a| {
-            let mut r = failed(a, diag.clone());
-            r.command = command.clone();
-            r
-        })
-        .collect()
+        .filter_map(address_alone);
+    Recipients::of(addresses, |a| {
+        let mut r = recipient(a, "failed", &diag);
+        r.command = command.clone();
+        r
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_alert() {

@@ -1,7 +1,7 @@
 //! MX Logic (McAfee SaaS) relays: Exim-like "The following address failed:" with `<address>: reply`
 //! lines, then "Included is a copy of the message header".
 
-use super::common::{cut_original, exim_blocks};
+use super::blocks::exim_blocks;
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
@@ -21,13 +21,13 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    exim_blocks(cut_original(input.body), "failed:")
+    exim_blocks(input.explanation, "failed:")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_inline_reply() {

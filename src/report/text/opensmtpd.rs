@@ -1,19 +1,22 @@
 //! OpenSMTPD's report: "An error has occurred while attempting to deliver a message for the
 //! following list of recipients:" then one `address: the server's words` line per recipient.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The OpenSMTPD reader.
-pub const OPENSMTPD: Family = Family {
+pub const FAMILY: Family = Family {
     name: "opensmtpd",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    let b = common::head(input.body);
+    let b = head(input.body);
     input.subject.starts_with("Delivery status notification")
         && (contains_ci(b, "This is the MAILER-DAEMON, please DO NOT REPLY")
             || contains_ci(b, "following list of recipients"))
@@ -24,15 +27,18 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let action = if contains_ci(input.subject, "delayed") || contains_ci(text, "has been delayed") {
         "delayed"
     } else {
         "failed"
     };
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     let mut started = false;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if !started {
             started =
@@ -42,31 +48,28 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         let Some((addr, words)) = t.split_once(": ") else {
             continue;
         };
-        let Some(address) = common::first_address(addr) else {
+        let Some(address) = first_address(addr) else {
             continue;
         };
         if addr.contains(' ') && !addr.starts_with('<') {
             continue;
         }
-        if out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
+        if found.contains(&address) {
             continue;
         }
-        let mut r = common::recipient(address, action, words);
+        let mut r = recipient(address, action, words);
         if contains_ci(words, "Domain does not exist") {
-            r.reason_hint = Some("hostunknown");
+            r.reason_hint = Some(Reason::Hostunknown);
         }
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: MAILER-DAEMON@smtpd.example.org\nTo: sender@example.com\n\
 Subject: Delivery status notification: error\n\n\
@@ -88,7 +91,7 @@ Below is a copy of the original message:\n\nFrom: sender@example.com\nTo: kim@ex
                 Some("550 5.1.1 <kim@example.net>: Recipient address rejected: unknown")
             );
             assert_eq!(r[0].command, None);
-            assert_eq!(r[1].reason_hint, Some("hostunknown"));
+            assert_eq!(r[1].reason_hint, Some(Reason::Hostunknown));
         });
     }
 

@@ -5,12 +5,16 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::common::{self, contains_ci};
+use super::addresses::first_address;
+use super::blocks::angle_blocks;
+use super::replies::{command_word, is_delay_notice, recipient};
+use super::words::{contains_ci, head};
 use super::{Family, Input};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Postfix plain-text reader.
-pub const POSTFIX: Family = Family {
+pub const FAMILY: Family = Family {
     name: "postfix",
     detect,
     read,
@@ -22,12 +26,9 @@ fn detect(input: &Input) -> bool {
         || s.starts_with("Undelivered Mail Returned to Sender")
         || s.starts_with("Delayed Mail (still being retried)")
         || s.starts_with("Undeliverable mail returned")
-        || contains_ci(common::head(input.body), "This is the mail system at host")
-        || contains_ci(
-            common::head(input.body),
-            "This is the Postfix program at host",
-        )
-        || postfix_structure(common::head(input.body))
+        || contains_ci(head(input.body), "This is the mail system at host")
+        || contains_ci(head(input.body), "This is the Postfix program at host")
+        || postfix_structure(head(input.body))
 }
 
 /// Postfix's fixed, untranslated wording inside a recipient paragraph, whatever the language of
@@ -47,23 +48,22 @@ fn postfix_structure(text: &str) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     if input
         .subject
         .starts_with("Postfix SMTP server: errors from")
     {
         return read_session(text);
     }
-    let action = if input.subject.starts_with("Delayed Mail")
-        || common::is_delay_notice(input.subject, text)
-    {
-        "delayed"
-    } else {
-        "failed"
-    };
+    let action =
+        if input.subject.starts_with("Delayed Mail") || is_delay_notice(input.subject, text) {
+            "delayed"
+        } else {
+            "failed"
+        };
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::distinct_angle_blocks(text) {
-        let mut r = common::recipient(block.address, action, &block.text);
+    for block in angle_blocks(text) {
+        let mut r = recipient(block.address, action, &block.text);
         r.reason_hint = hint(&block.text);
         out.push(r);
     }
@@ -80,9 +80,9 @@ fn read_session(text: &str) -> Vec<RecipientReport> {
         let t = line.trim();
         if let Some(sent) = t.strip_prefix("In:") {
             let sent = sent.trim();
-            command = common::command_word(sent.split_whitespace().next().unwrap_or(""));
+            command = command_word(sent.split_whitespace().next().unwrap_or(""));
             if command == Some("RCPT")
-                && let Some(a) = common::first_address(sent)
+                && let Some(a) = first_address(sent)
                 && !recipients.contains(&a)
             {
                 recipients.push(a);
@@ -102,20 +102,20 @@ fn read_session(text: &str) -> Vec<RecipientReport> {
     recipients
         .into_iter()
         .map(|a| {
-            let mut r = common::recipient(a, action, &reply);
+            let mut r = recipient(a, action, &reply);
             r.command = command.map(str::to_string);
             r
         })
         .collect()
 }
 
-fn hint(text: &str) -> Option<&'static str> {
+fn hint(text: &str) -> Option<Reason> {
     if contains_ci(text, "Host or domain name not found") {
-        Some("hostunknown")
+        Some(Reason::Hostunknown)
     } else if text.starts_with("unknown user:") {
-        Some("userunknown")
+        Some(Reason::Userunknown)
     } else if contains_ci(text, "mail forwarding loop") {
-        Some("networkerror")
+        Some(Reason::Networkerror)
     } else {
         None
     }
@@ -124,7 +124,7 @@ fn hint(text: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::input_from;
+    use crate::report::text::testutil::input_from;
 
     const SAMPLE: &str = "From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\n\
 To: sender@example.com\nSubject: Undelivered Mail Returned to Sender\n\n\
@@ -148,11 +148,12 @@ I'm sorry to have to inform you that your message could not\nbe delivered to one
             );
             assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("mail.example.net"));
-            assert_eq!(r[1].recipient.as_deref(), Some("bob@example.org"));
+            // The address the sender used, which the failed one was expanded from.
+            assert_eq!(r[1].recipient.as_deref(), Some("team@example.org"));
             assert_eq!(r[1].diagnostic.as_deref(), Some("552 5.2.2 Mailbox full"));
             assert_eq!(r[1].command.as_deref(), Some("DATA"));
             assert_eq!(r[2].diagnostic.as_deref(), Some("unknown user: \"carol\""));
-            assert_eq!(r[2].reason_hint, Some("userunknown"));
+            assert_eq!(r[2].reason_hint, Some(Reason::Userunknown));
             assert_eq!(r[2].command, None);
         });
     }
@@ -203,6 +204,6 @@ Este es el sistema de correo del servidor out.example.org.\n\n\
 
     #[test]
     fn never_panics_on_garbage() {
-        crate::report::text::common::testutil::garbage(read);
+        crate::report::text::testutil::garbage(read);
     }
 }

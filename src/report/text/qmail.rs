@@ -1,19 +1,22 @@
 //! qmail's `qmail-send` report (and the vpopmail/netqmail variants): one paragraph per recipient,
 //! introduced by `<address>:` on its own line, the server's words below it.
 
-use super::common::{self, contains_ci};
+use super::blocks::angle_blocks;
+use super::replies::{action_for, recipient};
+use super::words::{contains_ci, head};
 use super::{Family, Input};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The qmail reader.
-pub const QMAIL: Family = Family {
+pub const FAMILY: Family = Family {
     name: "qmail",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    let b = common::head(input.body);
+    let b = head(input.body);
     contains_ci(b, "This is the qmail-send program")
         || contains_ci(b, "I'm afraid I wasn't able to deliver your message")
         || contains_ci(b, "--- Below this line is a copy of the message")
@@ -22,41 +25,41 @@ fn detect(input: &Input) -> bool {
 }
 
 /// Fixed qmail phrases that name the reason exactly.
-const HINTS: &[(&str, &str)] = &[
-    ("no mailbox here by that name", "userunknown"),
-    ("Sorry, I couldn't find any host named", "hostunknown"),
+const HINTS: &[(&str, Reason)] = &[
+    ("no mailbox here by that name", Reason::Userunknown),
+    ("Sorry, I couldn't find any host named", Reason::Hostunknown),
     (
         "Sorry, I couldn't find any host by that name",
-        "hostunknown",
+        Reason::Hostunknown,
     ),
     (
         "Sorry, I couldn't find a mail exchanger or IP address",
-        "hostunknown",
+        Reason::Hostunknown,
     ),
-    ("mailbox is full", "mailboxfull"),
-    ("quota exceeded", "mailboxfull"),
+    ("mailbox is full", Reason::Mailboxfull),
+    ("quota exceeded", Reason::Mailboxfull),
     (
         "The users mailfolder is over the allowed quota",
-        "mailboxfull",
+        Reason::Mailboxfull,
     ),
-    ("This message is looping", "networkerror"),
+    ("This message is looping", Reason::Networkerror),
     (
         "I'm not going to try again; this message has been in the queue too long",
-        "expired",
+        Reason::Expired,
     ),
     (
         "Sorry, that domain isn't in my list of allowed rcpthosts",
-        "norelaying",
+        Reason::Norelaying,
     ),
-    ("Message is too big", "mesgtoobig"),
+    ("Message is too big", Reason::Mesgtoobig),
 ];
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let action = common::action_for(input.subject, text);
+    let text = input.explanation;
+    let action = action_for(input.subject, text);
     let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::distinct_angle_blocks(text) {
-        let mut r = common::recipient(block.address, action, &block.text);
+    for block in angle_blocks(text) {
+        let mut r = recipient(block.address, action, &block.text);
         if r.remote_mta.is_none() {
             r.remote_mta = remote_of(&block.text);
         }
@@ -85,7 +88,7 @@ fn remote_of(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\nSubject: failure notice\n\n\
 Hi. This is the qmail-send program at mx.example.org.\n\
@@ -112,7 +115,7 @@ This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
             );
             assert_eq!(r[0].command.as_deref(), Some("RCPT"));
             assert_eq!(r[0].remote_mta.as_deref(), Some("192.0.2.7"));
-            assert_eq!(r[1].reason_hint, Some("userunknown"));
+            assert_eq!(r[1].reason_hint, Some(Reason::Userunknown));
             assert_eq!(
                 r[1].diagnostic.as_deref(),
                 Some("Sorry, no mailbox here by that name. (#5.1.1)")

@@ -4,20 +4,24 @@
 //! `<<< 550 ...`, `550 5.1.1 <address>... User unknown`).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
-use crate::report::RecipientReport;
+use super::addresses::{first_address, is_system_address};
+use super::blocks::cut_original;
+use super::replies::{is_delay_notice, recipient, transcript};
+use super::words::{contains_ci, head, strip_prefix_ci};
+use super::{Family, Input, PARAGRAPH_LIMIT};
+use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// The Sendmail reader.
-pub const SENDMAIL: Family = Family {
+pub const FAMILY: Family = Family {
     name: "sendmail",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
-    let b = common::head(input.body);
+    let b = head(input.body);
     contains_ci(b, "----- Transcript of session follows -----")
         || contains_ci(
             b,
@@ -63,25 +67,47 @@ struct Entry {
     remote: Option<String>,
     /// The outcome line carries the remote answer itself (`554 <a>... 550 Host unknown`).
     own_reply: bool,
+    /// The address the sender used, when the list names it (`(expanded from: <alias>)`).
+    original: Option<String>,
 }
 
-fn entry<'a>(entries: &'a mut Vec<Entry>, address: &str) -> &'a mut Entry {
-    let pos = entries
-        .iter()
-        .position(|e| e.address.eq_ignore_ascii_case(address));
-    let i = match pos {
-        Some(i) => i,
-        None => {
-            entries.push(Entry {
-                address: address.to_string(),
-                ..Entry::default()
-            });
-            entries.len() - 1
-        }
-    };
-    let len = entries.len();
-    // `i` is always in range: found by position() or just pushed.
-    &mut entries[i.min(len - 1)]
+/// The report's addresses, each with what the report says of it, found by address without regard
+/// to case; at most one past [`MAX_RECIPIENTS`] (the report is then refused).
+#[derive(Default)]
+struct Entries {
+    list: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl Entries {
+    /// The entry of `address`, made when it is new and there is room.
+    fn entry(&mut self, address: &str) -> Option<&mut Entry> {
+        let key = address.to_ascii_lowercase();
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None if self.list.len() > MAX_RECIPIENTS => return None,
+            None => {
+                self.index.insert(key, self.list.len());
+                self.list.push(Entry {
+                    address: address.to_string(),
+                    ..Entry::default()
+                });
+                self.list.len() - 1
+            }
+        };
+        self.list.get_mut(i)
+    }
+}
+
+/// Appends a reply line to the reply being read, up to [`PARAGRAPH_LIMIT`] bytes.
+fn push_reply(reply: &mut String, line: &str) {
+    if reply.len() >= PARAGRAPH_LIMIT {
+        return;
+    }
+    if !reply.is_empty() {
+        reply.push(' ');
+    }
+    reply.push_str(line);
 }
 
 /// Whether a line is an SMTP failure reply: `4xx` or `5xx`, then a space, a dash or the end.
@@ -95,10 +121,10 @@ fn is_failure_reply(line: &str) -> bool {
 
 pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let body = dequoted(input.body);
-    let text = common::cut_original(&body);
+    let text = cut_original(&body);
     let skip = input.from.to_ascii_lowercase();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut delayed = common::is_delay_notice(input.subject, text);
+    let mut entries = Entries::default();
+    let mut delayed = is_delay_notice(input.subject, text);
     #[derive(PartialEq)]
     enum Section {
         Other,
@@ -135,56 +161,55 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     continue;
                 }
                 if let Some(reason) = t.strip_prefix("(reason:") {
-                    if let Some(name) = &last_listed {
-                        let e = entry(&mut entries, name);
+                    if let Some(e) = last_listed.as_deref().and_then(|n| entries.entry(n)) {
                         e.reason = reason.trim_end_matches(')').trim().to_string();
                     }
+                } else if let Some(from) = strip_prefix_ci(t, "(expanded from") {
+                    if let (Some(e), Some(original)) = (
+                        last_listed.as_deref().and_then(|n| entries.entry(n)),
+                        first_address(from),
+                    ) {
+                        e.original = Some(original);
+                    }
                 } else if t.starts_with('(') {
-                    // "(expanded from: <...>)" and other remarks.
+                    // Other remarks.
                 } else if !line.starts_with([' ', '\t'])
-                    && let Some(a) = common::first_address(t)
+                    && let Some(a) = first_address(t)
                 {
-                    entry(&mut entries, &a);
+                    let _ = entries.entry(&a);
                     last_listed = Some(a);
                 }
             }
             Section::Transcript => {
                 let talking = t.trim_start_matches('.').trim_start();
-                let talking = common::strip_prefix_ci(talking, "while talking to");
+                let talking = strip_prefix_ci(talking, "while talking to");
                 if let Some(rest) = talking {
                     let h = rest.trim().trim_end_matches(':').trim_end_matches('.');
                     host = (!h.is_empty()).then(|| h.to_ascii_lowercase());
                     command = None;
                     reply.clear();
                 } else if let Some(sent) = t.strip_prefix(">>>") {
-                    command = common::transcript(t).first().and_then(|e| e.command);
+                    command = transcript(t).first().and_then(|e| e.command);
                     sent_rcpt = (command == Some("RCPT"))
-                        .then(|| common::first_address(sent))
+                        .then(|| first_address(sent))
                         .flatten();
                     reply.clear();
                 } else if let Some(r) = t.strip_prefix("<<<") {
                     let r = r.trim();
-                    if !reply.is_empty() {
-                        reply.push(' ');
-                    }
-                    reply.push_str(r);
+                    push_reply(&mut reply, r);
                     if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
                         last_failure = Some((reply.clone(), command, host.clone()));
                     }
-                    if let Some(a) = sent_rcpt.clone()
+                    if let Some(e) = sent_rcpt.as_deref().and_then(|a| entries.entry(a))
                         && matches!(r.as_bytes().first(), Some(b'4') | Some(b'5'))
                     {
-                        let e = entry(&mut entries, &a);
                         e.reply = reply.clone();
                         e.command = command;
                         e.remote = host.clone();
                     }
                 } else if !t.contains("...") && is_failure_reply(t) {
                     // A reply printed without the `<<<` mark (some Sendmail derivatives).
-                    if !reply.is_empty() {
-                        reply.push(' ');
-                    }
-                    reply.push_str(t);
+                    push_reply(&mut reply, t);
                     last_failure = Some((reply.clone(), command, host.clone()));
                 } else if t
                     .as_bytes()
@@ -192,10 +217,10 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     .is_some_and(|c| c.is_ascii_digit() || *c == b'<')
                     && t.contains("...")
                 {
-                    let Some(a) = t.split("...").next().and_then(common::first_address) else {
+                    let Some(a) = t.split("...").next().and_then(first_address) else {
                         continue;
                     };
-                    if a.eq_ignore_ascii_case(&skip) || common::is_system_address(&a) {
+                    if a.eq_ignore_ascii_case(&skip) || is_system_address(&a) {
                         continue;
                     }
                     // Sendmail's verdict quoting the answer it got for this address (or a DNS
@@ -203,7 +228,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     let own = t
                         .split_once("...")
                         .is_some_and(|(_, after)| is_failure_reply(after.trim_start()));
-                    let e = entry(&mut entries, &a);
+                    let Some(e) = entries.entry(&a) else {
+                        continue;
+                    };
                     e.outcome = t.to_string();
                     e.own_reply |= own;
                     if e.reply.is_empty()
@@ -223,6 +250,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     if let Some((reply, command, host)) = last_failure {
         // A failure of MAIL, DATA or the connection applies to every recipient without its own.
         for e in entries
+            .list
             .iter_mut()
             .filter(|e| e.reply.is_empty() && !e.own_reply)
         {
@@ -234,15 +262,24 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     let action = if delayed { "delayed" } else { "failed" };
+    // Older Sendmail names the reason in the subject (`Returned mail: User unknown`): the words of
+    // last resort for an address the report says nothing else about.
+    let subject_reason = input
+        .subject
+        .strip_prefix("Returned mail:")
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && !contains_ci(r, "see transcript"))
+        .unwrap_or("");
+    let mut seen = std::collections::HashSet::new();
     entries
+        .list
         .into_iter()
         .map(|e| {
-            let words = [&e.reply, &e.outcome, &e.reason]
+            let words = [e.reply.as_str(), &e.outcome, &e.reason, subject_reason]
                 .into_iter()
                 .find(|w| !w.is_empty())
-                .cloned()
                 .unwrap_or_default();
-            let mut r = common::recipient(e.address, action, &words);
+            let mut r = recipient(e.original.unwrap_or(e.address), action, words);
             if e.command.is_some() {
                 r.command = e.command.map(str::to_string);
             }
@@ -251,13 +288,15 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
             }
             r
         })
+        // Members of one alias that all failed are one address to the sender.
+        .filter(|r| seen.insert(r.recipient.clone()))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const MODERN: &str = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\nTo: sender@example.com\n\
 Subject: Returned mail: see transcript for details\n\n\

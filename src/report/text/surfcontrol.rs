@@ -1,12 +1,14 @@
 //! SurfControl's report: "Your message could not be sent. A transcript of the attempts to send the
 //! message follows.", then `Addressed To: address` and `address: [ip], the server's words` lines.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::{find_addresses, leading_address};
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The SurfControl reader.
-pub const SURFCONTROL: Family = Family {
+pub const FAMILY: Family = Family {
     name: "surfcontrol",
     detect,
     read,
@@ -15,48 +17,46 @@ pub const SURFCONTROL: Family = Family {
 fn detect(input: &Input) -> bool {
     input.header("X-SEF-Processed").is_some()
         || contains_ci(
-            common::head(input.body),
+            head(input.body),
             "A transcript of the attempts to send the message follows",
         )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some(v) = t.strip_prefix("Addressed To:") {
-            for f in common::find_addresses(v) {
-                if !out
-                    .iter()
-                    .any(|r| r.recipient.as_deref() == Some(f.address.as_str()))
-                {
-                    out.push(common::recipient(f.address, "failed", ""));
-                }
+            for f in find_addresses(v) {
+                found.add(recipient(f.address, "failed", ""));
             }
             continue;
         }
-        let Some((address, words)) = common::leading_address(t) else {
+        let Some((address, words)) = leading_address(t) else {
             continue;
         };
         if words.is_empty() {
             continue;
         }
-        match out
-            .iter_mut()
-            .find(|r| r.recipient.as_deref() == Some(address.as_str()))
-        {
-            Some(r) => *r = common::recipient(address, "failed", words),
-            None => out.push(common::recipient(address, "failed", words)),
+        // The attempt's own line (`address: [ip], reply`) replaces what the address line gave.
+        match found.get_mut(&address) {
+            Some(r) => *r = recipient(address, "failed", words),
+            None => {
+                found.add(recipient(address, "failed", words));
+            }
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: postmaster@sc.example.org\nTo: sender@example.com\nSubject: Mail could not be delivered\nX-SEF-Processed: 5_0_0_910\n\n\
 Your message could not be sent.\nA transcript of the attempts to send the message follows.\nThe number of attempts made: 1\n\

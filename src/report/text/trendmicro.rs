@@ -1,8 +1,11 @@
 //! Trend Micro InterScan Messaging Security Suite notices: "Unable to deliver message to <address>",
 //! or an SMTP transcript (`Sent <<< RCPT TO:<address>` / `Received >>> 550 ...`).
 
-use super::common::{contains_ci, cut_original, failed, first_addr};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::contains_ci;
+use super::{Family, Input, Recipients};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The InterScan reader.
@@ -21,46 +24,47 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let text = input.explanation;
+    let mut found = Recipients::default();
     let mut pending: Option<(String, &str)> = None;
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("Sent <<<") {
             let rest = rest.trim();
             if contains_ci(rest, "rcpt to") {
-                pending = first_addr(rest).map(|a| (a, "RCPT"));
+                pending = first_address(rest).map(|a| (a, "RCPT"));
             }
         } else if let Some(rest) = t.strip_prefix("Received >>>") {
             if let Some((a, cmd)) = pending.take() {
-                let mut r = failed(a, rest.trim().to_string());
+                let mut r = recipient(a, "failed", rest.trim());
                 r.command = Some(cmd.to_string());
-                out.push(r);
+                found.add(r);
             }
         } else if let Some(at) = t.find("Unable to deliver message to") {
             let sentence = t.get(at..).unwrap_or(t);
-            if let Some(a) = first_addr(sentence)
-                && !out
-                    .iter()
-                    .any(|r| r.recipient.as_deref() == Some(a.as_str()))
+            if let Some(a) = first_address(sentence)
+                && !found.contains(&a)
             {
-                let mut r = failed(a, sentence.to_string());
+                let mut r = recipient(a, "failed", sentence);
                 // InterScan asks the sender to check the address only when the remote server
                 // refused the address itself.
                 if contains_ci(sentence, "check if address is correct") {
-                    r.reason_hint = Some("userunknown");
+                    r.reason_hint = Some(Reason::Userunknown);
                 }
-                out.push(r);
+                found.add(r);
             }
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_transcript() {
@@ -88,7 +92,7 @@ mod tests {
             read,
         );
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].reason_hint, Some("userunknown"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Userunknown));
         let vague = "Message from InterScan Messaging Security Suite\n\nUnable to deliver message to <lea@example.net> (and other recipients in the same domain).\n";
         let got = test_input(
             "interscan@gw.example.org",

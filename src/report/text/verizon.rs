@@ -1,8 +1,11 @@
 //! Verizon Wireless MMS gateway notices (vtext.com, vzwpix.com): "Message could not be delivered
 //! to mobile." with the original's `To`, or "Error message below:" with `RCPT TO:` in the details.
 
-use super::common::{failed, first_addr, unfold_lines};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::unfold;
 use super::{Family, Input};
+use crate::classify::Reason;
 use crate::report::RecipientReport;
 
 /// The Verizon reader.
@@ -29,7 +32,7 @@ const NO_SUCH_RECIPIENT: &[&str] = &["No valid recipients for this MM", "Invalid
 fn read(input: &Input) -> Vec<RecipientReport> {
     let body = input.body;
     let mut summary = "";
-    let mut recipient = None;
+    let mut address = None;
     let mut diag = Vec::new();
     let mut take_next = false;
     let mut in_original = false;
@@ -50,25 +53,25 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         } else if t.starts_with("Original Message:") {
             in_original = true;
         } else if let Some(rest) = t.strip_prefix("RCPT TO:") {
-            recipient = recipient.or_else(|| first_addr(rest));
+            address = address.or_else(|| first_address(rest));
         } else if in_original && let Some(rest) = t.strip_prefix("To:") {
-            recipient = recipient.or_else(|| first_addr(rest));
+            address = address.or_else(|| first_address(rest));
         }
     }
     // A specific reply ("Error message below:") replaces the summary line.
     if diag.len() > 1 {
         diag.remove(0);
     }
-    let diag = unfold_lines(diag);
-    let Some(a) = recipient else {
+    let diag = unfold(&diag.join(" "));
+    let Some(a) = address else {
         return Vec::new();
     };
-    let mut r = failed(a, diag);
+    let mut r = recipient(a, "failed", &diag);
     if NO_SUCH_RECIPIENT
         .iter()
         .any(|s| summary.eq_ignore_ascii_case(s))
     {
-        r.reason_hint = Some("userunknown");
+        r.reason_hint = Some(Reason::Userunknown);
     }
     vec![r]
 }
@@ -76,7 +79,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_mms_notice() {
@@ -100,7 +103,7 @@ mod tests {
             Some("No valid recipients for this MM")
         );
         assert_eq!(got[0].command, None);
-        assert_eq!(got[0].reason_hint, Some("userunknown"));
+        assert_eq!(got[0].reason_hint, Some(Reason::Userunknown));
         let other = body.replace("No valid recipients for this MM", "Message too large");
         let got = test_input("sysadmin@m1.vzwpix.com", "Undeliverable", &other, read);
         assert_eq!(got[0].reason_hint, None);

@@ -1,8 +1,9 @@
 //! Amazon WorkMail's report: "An error occurred while trying to deliver the mail to the following
 //! recipients:", the addresses, then a "Technical report:" with DSN-like fields.
 
-use super::common::{command_of, cut_original, failed, normalize_addr};
-use super::{Family, Input};
+use super::addresses::address_alone;
+use super::replies::{command_of, recipient};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Amazon WorkMail reader.
@@ -24,21 +25,26 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let (head, report) = text.split_once("Technical report:").unwrap_or((text, ""));
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
+    // The recipient whose fields are being read; `None` in the block of a repeated address.
+    let mut current: Option<String> = None;
     let mut reporting = None;
     for line in report.lines() {
+        if found.full() {
+            break;
+        }
         if let Some(v) = field(line, "Reporting-MTA") {
             reporting = v.split_once(';').map(|(_, h)| h.trim().to_string());
         } else if let Some(v) = field(line, "Final-Recipient") {
             let addr = v.split_once(';').map_or(v, |(_, a)| a);
-            if let Some(a) = normalize_addr(addr) {
-                let mut r = failed(a, String::new());
+            if let Some(a) = address_alone(addr) {
+                let mut r = recipient(a.clone(), "failed", "");
                 r.reporting_mta = reporting.clone();
-                out.push(r);
+                current = found.add(r).then_some(a);
             }
-        } else if let Some(r) = out.last_mut() {
+        } else if let Some(r) = current.as_deref().and_then(|a| found.get_mut(a)) {
             if let Some(v) = field(line, "Diagnostic-Code") {
                 let (kind, words) = v.split_once(';').unwrap_or(("", v));
                 r.diagnostic_type =
@@ -52,21 +58,19 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             }
         }
     }
-    if out.is_empty() {
+    if found.is_empty() {
         let list = head.split_once("recipients:").map_or("", |(_, l)| l);
-        out = list
-            .lines()
-            .filter_map(|l| normalize_addr(l.trim()))
-            .map(|a| failed(a, String::new()))
-            .collect();
+        return Recipients::of(list.lines().filter_map(|l| address_alone(l.trim())), |a| {
+            recipient(a, "failed", "")
+        });
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_technical_report() {

@@ -1,10 +1,10 @@
 //! Yahoo's (and AOL's, and Yahoo Japan's) "Sorry, we were unable to deliver your message to the
 //! following address." report: `<address>:` then the remote reply, often tagged `[RCPT_TO]`.
 
-use super::common::{
-    command_of, contains_ci, cut_original, failed, normalize_addr, strip_prefix_ci, unfold_lines,
-};
-use super::{Family, Input};
+use super::addresses::address_alone;
+use super::replies::{command_of, recipient};
+use super::words::{contains_ci, strip_prefix_ci, unfold};
+use super::{Family, Gathered, Input};
 use crate::report::RecipientReport;
 
 /// The Yahoo reader.
@@ -21,27 +21,29 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let Some(at) = text.find(MARKER) else {
         return Vec::new();
     };
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut out = Gathered::default();
     for line in text.get(at..).unwrap_or("").lines().skip(1) {
+        if out.full() {
+            break;
+        }
         let t = line.trim();
         if t.starts_with('<')
             && t.ends_with(">:")
-            && let Some(a) = normalize_addr(t)
+            && let Some(a) = address_alone(t)
         {
-            out.push((a, Vec::new()));
+            out.start(a);
             continue;
         }
-        if let Some((_, lines)) = out.last_mut() {
-            lines.push(t);
-        }
+        out.line(t);
     }
-    out.into_iter()
+    out.into_blocks()
+        .into_iter()
         .map(|(a, lines)| {
-            let whole = unfold_lines(lines);
+            let whole = unfold(&lines.join(" "));
             let command = command_of(&whole).map(str::to_string);
             let mut diag = whole.as_str();
             if let Some(rest) = strip_prefix_ci(diag, "Remote host said:") {
@@ -53,7 +55,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                     diag = diag.replace(tag, "").trim().to_string();
                 }
             }
-            let mut r = failed(a, diag);
+            let mut r = recipient(a, "failed", &diag);
             r.command = command;
             r
         })
@@ -63,7 +65,7 @@ fn read(input: &Input) -> Vec<RecipientReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_remote_reply() {

@@ -1,8 +1,9 @@
 //! Zoho Mail's reports: `address Invalid Address, ERROR_CODE :550, ERROR_CODE :text` lines, and the
 //! delay warning's `[Status: Error, Address: <address>, ResponseCode 421, , text]`.
 
-use super::common::{cut_original, failed, first_addr, normalize_addr};
-use super::{Family, Input};
+use super::addresses::{address_alone, first_address};
+use super::replies::recipient;
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
 /// The Zoho reader.
@@ -18,13 +19,16 @@ fn detect(input: &Input) -> bool {
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = cut_original(input.body);
+    let text = input.explanation;
     let delayed = text.contains("THIS IS A WARNING MESSAGE ONLY");
-    let mut out = Vec::new();
+    let mut found = Recipients::default();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let t = line.trim();
         if let Some((head, rest)) = t.split_once(" Invalid Address,") {
-            let Some(a) = normalize_addr(head) else {
+            let Some(a) = address_alone(head) else {
                 continue;
             };
             let parts: Vec<&str> = rest
@@ -32,11 +36,11 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(|p| p.trim().trim_end_matches(',').trim())
                 .filter(|p| !p.is_empty())
                 .collect();
-            out.push(failed(a, parts.join(" ")));
+            found.add(recipient(a, "failed", &parts.join(" ")));
         } else if let Some(inner) = t.strip_prefix("[Status:").and_then(|r| r.strip_suffix(']')) {
             let Some(a) = inner
                 .split_once("Address:")
-                .and_then(|(_, r)| first_addr(r.split(',').next().unwrap_or("")))
+                .and_then(|(_, r)| first_address(r.split(',').next().unwrap_or("")))
             else {
                 continue;
             };
@@ -46,20 +50,20 @@ fn read(input: &Input) -> Vec<RecipientReport> {
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
                 .collect();
-            let mut r = failed(a, parts.join(" "));
+            let mut r = recipient(a, "failed", &parts.join(" "));
             if delayed {
                 r.action = Some("delayed".to_string());
             }
-            out.push(r);
+            found.add(r);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::test_input;
+    use crate::report::text::testutil::test_input;
 
     #[test]
     fn reads_error_code_lines() {

@@ -1,31 +1,36 @@
-//! An unnamed MTA ("X6"): "We had trouble delivering your message. Full details follow:", then
+//! The "trouble delivering" report: "We had trouble delivering your message. Full details follow:", then
 //! "SMTP Server <host> rejected recipient <address> (Error following RCPT command). It responded as
 //! follows: [...]" or "The following recipients returned permanent errors: address." with a
 //! "Reason:" line.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::replies::recipient;
+use super::words::{contains_ci, head};
+use super::{Family, Input, PARAGRAPH_LIMIT, Recipients};
 use crate::report::RecipientReport;
 
-/// The X6 reader.
-pub const X6: Family = Family {
-    name: "x6",
+/// The "trouble delivering" reader.
+pub const FAMILY: Family = Family {
+    name: "trouble_delivering",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        common::head(input.body),
+        head(input.body),
         "We had trouble delivering your message. Full details follow:",
     )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for (i, line) in lines.iter().enumerate() {
+        if found.full() {
+            break;
+        }
         let marker = [
             "rejected recipient",
             "returned permanent errors:",
@@ -37,12 +42,15 @@ fn read(input: &Input) -> Vec<RecipientReport> {
             continue;
         };
         let at = line.to_ascii_lowercase().find(marker).unwrap_or(0);
-        let Some(address) = line.get(at..).and_then(common::first_address) else {
+        let Some(address) = line.get(at..).and_then(first_address) else {
             continue;
         };
+        if found.contains(&address) {
+            continue;
+        }
         let mut words = line.to_string();
         for l in lines.iter().skip(i + 1) {
-            if l.is_empty() {
+            if l.is_empty() || words.len() > PARAGRAPH_LIMIT {
                 break;
             }
             words.push(' ');
@@ -53,20 +61,20 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         } else {
             "failed"
         };
-        let mut r = common::recipient(address, action, &words);
+        let mut r = recipient(address, action, &words);
         r.remote_mta = words
             .split_once("SMTP Server <")
             .and_then(|(_, rest)| rest.split_once('>'))
             .map(|(host, _)| host.to_ascii_lowercase());
-        out.push(r);
+        found.add(r);
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: <>\nTo: sender@example.com\nSubject: There was an error sending your mail\n\n\
 We had trouble delivering your message. Full details follow:\n\nSubject: 'hi'\n\n1 error(s):\n\n\

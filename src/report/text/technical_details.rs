@@ -1,30 +1,30 @@
-//! An unnamed MTA ("X3"): "This is an automatically generated Delivery Status Notification.",
-//! "Delivery to the following recipients failed permanently:" with `* address` lines, and an
-//! optional "Technical details:" section with the server's words.
+//! The "technical details" notice: "This is an automatically generated Delivery Status
+//! Notification.", "Delivery to the following recipients failed permanently:" with `* address`
+//! lines, and an optional "Technical details:" section with the server's words.
 
-use super::common::{self, contains_ci};
-use super::{Family, Input};
+use super::addresses::first_address;
+use super::blocks::section_after;
+use super::replies::{recipient, set_remote_from_diagnostic};
+use super::words::{contains_ci, head};
+use super::{Family, Input, Recipients};
 use crate::report::RecipientReport;
 
-/// The X3 reader.
-pub const X3: Family = Family {
-    name: "x3",
+/// The "technical details" reader.
+pub const FAMILY: Family = Family {
+    name: "technical_details",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        common::head(input.body),
+        head(input.body),
         "This is an automatically generated Delivery Status Notification",
-    ) && contains_ci(
-        common::head(input.body),
-        "Delivery to the following recipients",
-    )
+    ) && contains_ci(head(input.body), "Delivery to the following recipients")
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
+    let text = input.explanation;
     let intro = text
         .lines()
         .map(str::trim)
@@ -35,27 +35,30 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     } else {
         "failed"
     };
-    let details = common::section_after(text, "Technical details", |l| l.starts_with("====="))
+    let details = section_after(text, "Technical details", |l| l.starts_with("====="))
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| intro.to_string());
-    let mut out: Vec<RecipientReport> = Vec::new();
+    let mut found = Recipients::default();
     for line in text.lines() {
+        if found.full() {
+            break;
+        }
         let Some(item) = line.trim().strip_prefix("* ") else {
             continue;
         };
-        if let Some(address) = common::first_address(item) {
-            let mut r = common::recipient(address, action, &details);
-            common::set_remote_from_diagnostic(&mut r);
-            out.push(r);
+        if let Some(address) = first_address(item) {
+            let mut r = recipient(address, action, &details);
+            set_remote_from_diagnostic(&mut r);
+            found.add(r);
         }
     }
-    out
+    found.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: mail.delivery.system@x3.example.org\nTo: sender@example.com\nSubject: Delivery status notification\n\n\
 =====\n      This is an automatically generated Delivery Status Notification.\n\n\

@@ -1,44 +1,42 @@
-//! An unnamed MTA ("X2"): "Unable to deliver message to the following address(es)." then qmail-style
-//! `<address>:` paragraphs.
+//! The "unable to deliver" report: "Unable to deliver message to the following address(es).", then
+//! qmail-style `<address>:` paragraphs (an MTA that names itself nowhere in the report).
 
-use super::common::{self, contains_ci};
+use super::blocks::angle_blocks;
+use super::replies::{recipient, set_remote_from_diagnostic};
+use super::words::{contains_ci, head};
 use super::{Family, Input};
 use crate::report::RecipientReport;
 
-/// The X2 reader.
-pub const X2: Family = Family {
-    name: "x2",
+/// The "unable to deliver" reader.
+pub const FAMILY: Family = Family {
+    name: "unable_to_deliver",
     detect,
     read,
 };
 
 fn detect(input: &Input) -> bool {
     contains_ci(
-        common::head(input.body),
+        head(input.body),
         "Unable to deliver message to the following address(es).",
     )
 }
 
 fn read(input: &Input) -> Vec<RecipientReport> {
-    let text = common::cut_original(input.body);
-    let mut out: Vec<RecipientReport> = Vec::new();
-    for block in common::angle_blocks(text) {
-        if !out
-            .iter()
-            .any(|r| r.recipient.as_deref() == Some(block.address.as_str()))
-        {
-            let mut r = common::recipient(block.address, "failed", &block.text);
-            common::set_remote_from_diagnostic(&mut r);
-            out.push(r);
-        }
-    }
-    out
+    let text = input.explanation;
+    angle_blocks(text)
+        .into_iter()
+        .map(|block| {
+            let mut r = recipient(block.address, "failed", &block.text);
+            set_remote_from_diagnostic(&mut r);
+            r
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::text::common::testutil::{garbage, input_from};
+    use crate::report::text::testutil::{garbage, input_from};
 
     const SAMPLE: &str = "From: MAILER-DAEMON@x2.example.org\nTo: sender@example.com\nSubject: Delivery failure\n\n\
 Message from x2.example.org.\nUnable to deliver message to the following address(es).\n\n\

@@ -1,0 +1,586 @@
+//! The limits on a message's structure, checked in one pass over its bytes before the MIME parser
+//! builds anything from them: the parser's structures for a header field, a part or an attached
+//! message cost far more memory than the bytes that make them (a 10 MB message of `A:` lines is
+//! three million header structures), so they are counted first and the message refused past a
+//! limit no real report comes near.
+//!
+//! The pass follows the structure as the parser will: header blocks (the message's, each MIME
+//! part's, each attached message's), the boundaries each multipart declares, and attached messages
+//! sent base64 or quoted-printable (decoded and scanned in turn, as the parser will decode and parse
+//! them). Its work is linear in the message.
+
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+
+use crate::error::ReadError;
+
+use super::MAX_NESTING;
+
+/// The most header fields a message may carry in all its header blocks together (its own, its MIME
+/// parts', its attached messages'). A real report carries a few hundred at most: a long
+/// `Received` chain, the DSN parts' few fields, the returned message's header.
+pub const MAX_HEADERS: usize = 10_000;
+
+/// The most MIME parts and attached messages a message may have, all levels together. A real
+/// report has a handful.
+pub const MAX_PARTS: usize = 1_000;
+
+/// The most bytes all the fields the parser reads into structures or decodes (`Content-Type`,
+/// `Content-Disposition`, `From`, `Subject`, `Message-ID`, ...) may take together, in all header
+/// blocks. Real fields take a few hundred bytes each.
+pub const MAX_STRUCTURED_FIELDS: usize = 256 * 1024;
+
+/// The fields, besides `Content-Type` and `Content-Transfer-Encoding`, that the parser reads into
+/// structures or decodes (see `PARSER` in the parent module): their bytes count against
+/// [`MAX_STRUCTURED_FIELDS`].
+const STRUCTURED: &[&[u8]] = &[
+    b"content-disposition",
+    b"content-id",
+    b"content-description",
+    b"content-location",
+    b"from",
+    b"subject",
+    b"message-id",
+];
+
+/// How much of one `Content-Type` field is read for its type and boundary (bytes).
+const FIELD_READ: usize = 4096;
+
+/// Checks the structure of `bytes` (LF or CRLF line endings) against the limits above and
+/// [`MAX_NESTING`].
+pub fn check(bytes: &[u8]) -> Result<(), ReadError> {
+    let mut totals = Totals::default();
+    scan(bytes, 1, &mut totals)
+}
+
+/// What the pass has counted so far, over the message and every attached message in it.
+#[derive(Default)]
+struct Totals {
+    headers: usize,
+    parts: usize,
+    structured_bytes: usize,
+}
+
+impl Totals {
+    fn header(&mut self) -> Result<(), ReadError> {
+        self.headers += 1;
+        if self.headers > MAX_HEADERS {
+            return Err(ReadError::TooManyHeaders {
+                count: self.headers,
+                limit: MAX_HEADERS,
+            });
+        }
+        Ok(())
+    }
+
+    fn part(&mut self) -> Result<(), ReadError> {
+        self.parts += 1;
+        if self.parts > MAX_PARTS {
+            return Err(ReadError::TooManyParts {
+                count: self.parts,
+                limit: MAX_PARTS,
+            });
+        }
+        Ok(())
+    }
+
+    fn structured(&mut self, len: usize) -> Result<(), ReadError> {
+        self.structured_bytes += len;
+        if self.structured_bytes > MAX_STRUCTURED_FIELDS {
+            return Err(ReadError::FieldsTooLong {
+                size: self.structured_bytes,
+                limit: MAX_STRUCTURED_FIELDS,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An open container: a multipart or an attached message.
+enum Level {
+    /// A multipart, by its delimiter (`--` and the boundary).
+    Multipart(Vec<u8>),
+    Message,
+}
+
+/// What a header block declares about the body that follows it.
+#[derive(Default)]
+struct Block {
+    /// The `Content-Type` field read so far (its first [`FIELD_READ`] bytes).
+    content_type: Vec<u8>,
+    /// The `Content-Transfer-Encoding` value.
+    encoding: Vec<u8>,
+    /// The field now being read: 1 `Content-Type`, 2 `Content-Transfer-Encoding`, 3 another of
+    /// [`STRUCTURED`] (counted, not read), 0 another.
+    field: u8,
+}
+
+impl Block {
+    /// The declared type, lower-cased (`multipart/mixed`).
+    fn mime_type(&self) -> Vec<u8> {
+        let v = self.content_type.trim_ascii_start();
+        let end = v
+            .iter()
+            .position(|&b| b == b';' || b.is_ascii_whitespace())
+            .unwrap_or(v.len());
+        v.get(..end).unwrap_or_default().to_ascii_lowercase()
+    }
+
+    /// The multipart boundary the block declares, if it declares a multipart: the first
+    /// `boundary` parameter, however written (white space around `=`, quoted with `"` or `'`, an
+    /// RFC 2231 section `boundary*0=`). A section is a prefix of the whole boundary, so searching
+    /// for it finds every delimiter the parser finds, and perhaps more.
+    fn boundary(&self) -> Option<Vec<u8>> {
+        if !self.mime_type().starts_with(b"multipart/") {
+            return None;
+        }
+        let lower = self.content_type.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(p) = lower
+            .get(from..)
+            .and_then(|l| l.windows(8).position(|w| w == b"boundary"))
+        {
+            let at = from + p + 8;
+            from = at;
+            let rest = self.content_type.get(at..).unwrap_or_default();
+            let rest = rest
+                .iter()
+                .position(|b| !(b.is_ascii_digit() || *b == b'*'))
+                .and_then(|i| rest.get(i..))
+                .unwrap_or_default()
+                .trim_ascii_start();
+            let Some(rest) = rest.strip_prefix(b"=") else {
+                continue;
+            };
+            let rest = rest.trim_ascii_start();
+            let value: &[u8] = match rest.first() {
+                Some(&q) if q == b'"' || q == b'\'' => rest
+                    .get(1..)
+                    .unwrap_or_default()
+                    .split(|&b| b == q)
+                    .next()
+                    .unwrap_or_default(),
+                _ => rest
+                    .split(|&b| b == b';' || b.is_ascii_whitespace())
+                    .next()
+                    .unwrap_or_default(),
+            };
+            if !value.is_empty() {
+                return Some(value.to_vec());
+            }
+        }
+        None
+    }
+
+    /// Whether the body is an attached message the parser will parse.
+    fn is_message(&self) -> bool {
+        matches!(
+            self.mime_type().as_slice(),
+            b"message/rfc822" | b"message/global"
+        )
+    }
+
+    /// The transfer encoding, when the body must be decoded before it is parsed.
+    fn encoding(&self) -> Option<Encoding> {
+        let e = self.encoding.trim_ascii().to_ascii_lowercase();
+        match e.as_slice() {
+            b"base64" => Some(Encoding::Base64),
+            b"quoted-printable" => Some(Encoding::QuotedPrintable),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Encoding {
+    Base64,
+    QuotedPrintable,
+}
+
+/// Scans one message (the whole input, or a decoded attached message) whose root is at `depth`.
+fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError> {
+    let mut stack: Vec<Level> = Vec::new();
+    let mut in_header = true;
+    let mut block = Block::default();
+    // An encoded attached message being collected: its encoding and where its body starts.
+    let mut encoded: Option<(Encoding, usize)> = None;
+    let mut offset = 0;
+    for raw in bytes.split_inclusive(|&b| b == b'\n') {
+        let start = offset;
+        offset += raw.len();
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if in_header {
+            if line.is_empty() {
+                in_header = false;
+                let here = depth + stack.len();
+                if let Some(boundary) = block.boundary() {
+                    stack.push(Level::Multipart([b"--".as_slice(), &boundary].concat()));
+                    nesting(here + 1)?;
+                } else if block.is_message() {
+                    totals.part()?;
+                    nesting(here + 1)?;
+                    match block.encoding() {
+                        Some(e) => encoded = Some((e, offset)),
+                        None => {
+                            stack.push(Level::Message);
+                            in_header = true;
+                        }
+                    }
+                }
+                block = Block::default();
+                continue;
+            }
+            if line.starts_with(b" ") || line.starts_with(b"\t") {
+                if block.field == 1 || block.field == 3 {
+                    totals.structured(line.len())?;
+                }
+                block.read_more(line);
+                continue;
+            }
+            totals.header()?;
+            block.start_field(line, totals)?;
+            continue;
+        }
+        if !has_two_dashes(line) {
+            continue;
+        }
+        // The parser finds a delimiter wherever `--boundary` appears, not only at the start of a
+        // line, and takes what follows it on the line for junk: every occurrence of a boundary
+        // open here counts, in the order they come.
+        let mut next = Occurrences::new(&stack);
+        while let Some((at, end)) = next.earliest(line, &stack) {
+            if let Some((encoding, from)) = encoded.take() {
+                decoded_message(
+                    bytes.get(from..start).unwrap_or_default(),
+                    encoding,
+                    depth + at + 2,
+                    totals,
+                )?;
+            }
+            let closing = line.get(end..).is_some_and(|r| r.starts_with(b"--"));
+            if closing {
+                stack.truncate(at);
+                in_header = false;
+            } else {
+                stack.truncate(at + 1);
+                totals.part()?;
+                in_header = true;
+            }
+        }
+    }
+    if let Some((encoding, from)) = encoded {
+        decoded_message(
+            bytes.get(from..).unwrap_or_default(),
+            encoding,
+            depth + stack.len() + 1,
+            totals,
+        )?;
+    }
+    Ok(())
+}
+
+/// The next occurrence, in one line, of the delimiter of each multipart open in the stack: found
+/// once and kept until passed, so the line is searched at most once per open level.
+struct Occurrences {
+    /// Per stack level: `None` not yet searched, `Some(None)` no more on the line, else where the
+    /// next occurrence starts.
+    next: Vec<Option<Option<usize>>>,
+    /// Where the search goes on in the line.
+    from: usize,
+}
+
+impl Occurrences {
+    fn new(stack: &[Level]) -> Self {
+        Occurrences {
+            next: vec![None; stack.len()],
+            from: 0,
+        }
+    }
+
+    /// The earliest occurrence at or after the last one of a delimiter of a level still open: its
+    /// level (the innermost when two start together) and where it ends.
+    fn earliest(&mut self, line: &[u8], stack: &[Level]) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize, usize)> = None;
+        for (at, level) in stack.iter().enumerate() {
+            let Level::Multipart(delimiter) = level else {
+                continue;
+            };
+            let slot = self.next.get_mut(at)?;
+            let known = match *slot {
+                Some(Some(start)) if start >= self.from => Some(start),
+                Some(None) => None,
+                _ => {
+                    let found = line
+                        .get(self.from..)
+                        .and_then(|rest| memchr::memmem::find(rest, delimiter))
+                        .map(|i| self.from + i);
+                    *slot = Some(found);
+                    found
+                }
+            };
+            if let Some(start) = known
+                && best.is_none_or(|(s, _, _)| start <= s)
+            {
+                best = Some((start, at, start + delimiter.len()));
+            }
+        }
+        let (start, at, end) = best?;
+        self.from = start + 2;
+        Some((at, end))
+    }
+}
+
+/// Scans an attached message sent encoded, as the parser will decode and parse it.
+fn decoded_message(
+    body: &[u8],
+    encoding: Encoding,
+    depth: usize,
+    totals: &mut Totals,
+) -> Result<(), ReadError> {
+    let decoded = match encoding {
+        Encoding::Base64 => base64_decode(body),
+        Encoding::QuotedPrintable => quoted_printable_decode(body),
+    };
+    match decoded {
+        Some(bytes) => scan(&bytes, depth, totals),
+        None => Ok(()),
+    }
+}
+
+/// Whether `line` holds `--`, which every delimiter starts with.
+fn has_two_dashes(line: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = line.get(from..).and_then(|rest| memchr::memchr(b'-', rest)) {
+        if line.get(from + i + 1) == Some(&b'-') {
+            return true;
+        }
+        from += i + 1;
+    }
+    false
+}
+
+/// Refuses nesting deeper than [`MAX_NESTING`].
+fn nesting(depth: usize) -> Result<(), ReadError> {
+    if depth > MAX_NESTING {
+        return Err(ReadError::TooDeep {
+            depth,
+            limit: MAX_NESTING,
+        });
+    }
+    Ok(())
+}
+
+impl Block {
+    /// Starts a header field: notes whether it is one the pass reads, and counts MIME fields.
+    fn start_field(&mut self, line: &[u8], totals: &mut Totals) -> Result<(), ReadError> {
+        let colon = line.iter().position(|&b| b == b':');
+        let name = colon
+            .and_then(|c| line.get(..c))
+            .unwrap_or_default()
+            .trim_ascii();
+        let value = colon.and_then(|c| line.get(c + 1..)).unwrap_or_default();
+        self.field = if name.eq_ignore_ascii_case(b"content-type") {
+            1
+        } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+            2
+        } else if STRUCTURED.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+            3
+        } else {
+            0
+        };
+        if self.field == 1 || self.field == 3 {
+            totals.structured(line.len())?;
+        }
+        match self.field {
+            1 => {
+                self.content_type.clear();
+                push_bounded(&mut self.content_type, value);
+            }
+            2 => {
+                self.encoding.clear();
+                push_bounded(&mut self.encoding, value);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A continuation line of the field being read.
+    fn read_more(&mut self, line: &[u8]) {
+        match self.field {
+            1 => {
+                self.content_type.push(b' ');
+                push_bounded(&mut self.content_type, line.trim_ascii());
+            }
+            2 => push_bounded(&mut self.encoding, line.trim_ascii()),
+            _ => {}
+        }
+    }
+}
+
+/// Appends `more` to `buf`, up to [`FIELD_READ`] bytes in all.
+fn push_bounded(buf: &mut Vec<u8>, more: &[u8]) {
+    let room = FIELD_READ.saturating_sub(buf.len());
+    buf.extend_from_slice(more.get(..room.min(more.len())).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ordinary_report_passes() {
+        let m = "From: a@example.org\nContent-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nhello\n--b1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; x\n\nFinal-Recipient: rfc822; a@example.net\n--b1\nContent-Type: message/rfc822\n\nFrom: b@example.org\nSubject: x\n\nbody\n--b1--\n";
+        assert_eq!(check(m.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn header_fields_are_counted_in_every_block() {
+        let top = format!("{}\nbody\n", "A: b\n".repeat(MAX_HEADERS + 1));
+        assert!(matches!(
+            check(top.as_bytes()),
+            Err(ReadError::TooManyHeaders { .. })
+        ));
+        // Lines of a plain body are not header fields.
+        let body = format!("A: b\n\n{}", "A: b\n".repeat(MAX_HEADERS * 2));
+        assert_eq!(check(body.as_bytes()), Ok(()));
+        // An attached message's header block counts.
+        let nested = format!(
+            "Content-Type: message/rfc822\n\n{}\nx\n",
+            "A: b\n".repeat(MAX_HEADERS)
+        );
+        assert!(matches!(
+            check(nested.as_bytes()),
+            Err(ReadError::TooManyHeaders { .. })
+        ));
+    }
+
+    #[test]
+    fn parts_are_counted_by_their_declared_boundaries() {
+        let many = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n{}--b--\n",
+            "--b\n\nx\n".repeat(MAX_PARTS + 1)
+        );
+        assert!(matches!(
+            check(many.as_bytes()),
+            Err(ReadError::TooManyParts { .. })
+        ));
+        // Dashes that are no declared boundary are text.
+        let text = format!(
+            "Content-Type: text/plain\n\n{}",
+            "--b\n".repeat(MAX_PARTS * 3)
+        );
+        assert_eq!(check(text.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn a_part_header_is_counted_however_its_boundary_is_written() {
+        let lines = "A:\n".repeat(MAX_HEADERS + 1);
+        for (content_type, delimiter) in [
+            ("multipart/mixed; boundary=\"b\"", "--b"),
+            ("multipart/mixed; boundary = \"b\"", "--b"),
+            ("multipart/mixed; BOUNDARY=b", "--b"),
+            ("multipart/mixed; boundary='b'", "--b"),
+            (
+                "multipart/mixed; boundary*0=\"b\"; boundary*1=\"c\"",
+                "--bc",
+            ),
+            // The parser takes what follows a boundary on its line for junk.
+            ("multipart/mixed; boundary=\"b\"", "--bjunk"),
+            // ... and finds a boundary anywhere on a line.
+            ("multipart/mixed; boundary=\"b\"", "text --b"),
+        ] {
+            let m = format!("Content-Type: {content_type}\n\n{delimiter}\n{lines}\nx\n");
+            assert!(
+                matches!(check(m.as_bytes()), Err(ReadError::TooManyHeaders { .. })),
+                "{content_type} / {delimiter}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_closed_multipart_ends_its_parts() {
+        let m = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n{}",
+            "A: b\n".repeat(MAX_HEADERS * 2)
+        );
+        assert_eq!(check(m.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn nesting_is_measured_before_parsing() {
+        let mut m = String::from("Content-Type: multipart/mixed; boundary=n0\n\n");
+        for i in 0..100 {
+            m.push_str(&format!(
+                "--n{i}\nContent-Type: multipart/mixed; boundary=n{}\n\n",
+                i + 1
+            ));
+        }
+        assert!(matches!(
+            check(m.as_bytes()),
+            Err(ReadError::TooDeep { .. })
+        ));
+        let chain = "Content-Type: message/rfc822\n\n".repeat(100);
+        assert!(matches!(
+            check(chain.as_bytes()),
+            Err(ReadError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn an_encoded_attached_message_is_scanned_decoded() {
+        let inner = "A: b\n".repeat(MAX_HEADERS + 1) + "\nx\n";
+        let encoded = base64_lines(inner.as_bytes());
+        let m = format!(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n{encoded}--b--\n"
+        );
+        assert!(matches!(
+            check(m.as_bytes()),
+            Err(ReadError::TooManyHeaders { .. })
+        ));
+    }
+
+    #[test]
+    fn long_structured_fields_are_refused() {
+        let m = format!(
+            "Content-Type: text/plain{}\n\nx\n",
+            "; a=b".repeat(MAX_STRUCTURED_FIELDS)
+        );
+        assert!(matches!(
+            check(m.as_bytes()),
+            Err(ReadError::FieldsTooLong { .. })
+        ));
+    }
+
+    /// Base64 in lines of 76 characters.
+    fn base64_lines(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk.first().copied().unwrap_or(0),
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    let idx = ((n >> (18 - 6 * i)) & 63) as usize;
+                    out.push(char::from(ALPHABET.get(idx).copied().unwrap_or(b'A')));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        let mut lines = String::new();
+        for (i, c) in out.chars().enumerate() {
+            if i > 0 && i % 76 == 0 {
+                lines.push('\n');
+            }
+            lines.push(c);
+        }
+        lines.push('\n');
+        lines
+    }
+}
