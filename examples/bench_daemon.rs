@@ -151,6 +151,7 @@ async fn measure(args: &Args, work: &Path) -> anyhow::Result<()> {
             Sources {
                 maildirs: vec![MaildirConfig::at(md.clone())],
                 imaps: Vec::new(),
+                notify: Vec::new(),
             },
             async move {
                 while watch.snapshot().acked < want {
@@ -193,6 +194,7 @@ async fn measure(args: &Args, work: &Path) -> anyhow::Result<()> {
             Sources {
                 maildirs: vec![MaildirConfig::at(md.clone())],
                 imaps: Vec::new(),
+                notify: Vec::new(),
             },
             async {
                 let _ = stop_rx.await;

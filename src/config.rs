@@ -112,6 +112,12 @@ pub struct Config {
     /// The HTTP API, metrics and dashboard.
     #[serde(default)]
     pub http: HttpConfig,
+    /// What a bounce must show before it may change a recipient's state.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// Targets that receive outbox events (`[[notify]]`, any number).
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
     /// Deprecated keys met while loading, as sentences to show the user (not a configuration key).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -268,9 +274,25 @@ impl Config {
         if self.policy.soft_stale_after.0 > Duration::from_secs(3_650 * 86_400) {
             return Err(invalid("policy.soft_stale_after", "must be at most 3650d"));
         }
+        if !self.trust.campaigns.is_empty() && !self.trust.listmonk_campaign {
+            return Err(invalid(
+                "trust.campaigns",
+                "applies only with trust.listmonk_campaign = true",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for n in &self.notify {
+            if !names.insert(n.name.as_str()) {
+                return Err(invalid(
+                    "notify.name",
+                    &format!("`{}` is used twice", n.name),
+                ));
+            }
+        }
         self.http
             .validate()
             .and_then(|()| self.validate_daemon())
+            .and_then(|()| self.notify.iter().try_for_each(NotifyConfig::validate))
             .map_err(|(key, problem)| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -323,6 +345,8 @@ impl Config {
             busy_timeout: self.store.busy_timeout.0,
             create,
             mode: self.store.mode.0,
+            bounce_events: self.notify.iter().any(|n| n.filter().wants_bounces()),
+            trust: self.trust.trust(),
         }
     }
 }
@@ -1154,6 +1178,52 @@ mod tests {
         assert_eq!(h.session_lifetime, dh.session_lifetime);
         assert_eq!(h.max_body_bytes, dh.max_body_bytes);
         assert!(h.token_file.is_none() && h.token_env.is_none());
+        assert!(c.notify.is_empty());
+        assert!(!c.trust.trust().enabled());
+    }
+
+    #[test]
+    fn notify_targets_are_checked() {
+        let ok = "[[notify]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x.example/h\"\nsecret_file = \"/s\"\n";
+        let c = parse(ok).unwrap();
+        assert_eq!(c.notify[0].max_attempts, 15);
+        assert!(c.notify[0].filter().wants("suppressed", Some("hard")));
+        assert!(!c.notify[0].filter().wants("bounce", Some("hard")));
+        assert!(!c.store_options(false).bounce_events);
+        for (bad, key) in [
+            (
+                ok.replace("secret_file = \"/s\"\n", ""),
+                "notify.secret_file",
+            ),
+            (ok.replace("https://", "ftp://"), "notify.url"),
+            (
+                format!("{ok}events = [\"bounce:manual\"]\n"),
+                "notify.events",
+            ),
+            (format!("{ok}events = [\"sent\"]\n"), "notify.events"),
+            (format!("{ok}{ok}"), "notify.name"),
+            (ok.replace("name = \"a\"", "name = \"a b\""), "notify.name"),
+            (
+                ok.replace("kind = \"webhook\"", "kind = \"listmonk\""),
+                "notify.credentials_file",
+            ),
+            (format!("{ok}concurrency = 0\n"), "notify.concurrency"),
+            (
+                "[[notify]]\nname = \"e\"\nkind = \"exec\"\n".to_owned(),
+                "notify.command",
+            ),
+            (
+                "[trust]\ncampaigns = [\"x\"]\n".to_owned(),
+                "trust.campaigns",
+            ),
+        ] {
+            let e = parse(&bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let c = parse(&format!("{ok}events = [\"bounce:hard\", \"suppressed\"]\n")).unwrap();
+        assert!(c.store_options(false).bounce_events);
+        assert!(c.notify[0].filter().wants("bounce", Some("hard")));
+        assert!(!c.notify[0].filter().wants("bounce", Some("soft")));
     }
 
     #[test]
@@ -1224,9 +1294,277 @@ mod tests {
         let c = parse(&out).unwrap();
         assert_eq!(c.maildir.len(), 1);
         assert_eq!(c.imap.len(), 1);
+        assert_eq!(c.notify.len(), 1);
+        assert_eq!(c.notify[0].kind, NotifyKind::Webhook);
         assert_eq!(
             c.imap[0].processed_mailbox.as_deref(),
             Some("Bounces/Processed")
         );
+    }
+}
+
+// ---- `[[notify]]`: where suppressions are pushed ----
+
+/// What kind of system a `[[notify]]` target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    /// POST each event as signed JSON to a URL.
+    Webhook,
+    /// listmonk's bounce webhook.
+    Listmonk,
+    /// GNU Mailman 3's REST API.
+    Mailman,
+    /// A command run per event, the event on standard input.
+    Exec,
+}
+
+impl NotifyKind {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyKind::Webhook => "webhook",
+            NotifyKind::Listmonk => "listmonk",
+            NotifyKind::Mailman => "mailman",
+            NotifyKind::Exec => "exec",
+        }
+    }
+}
+
+/// What a Mailman target does to a suppressed address's memberships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailmanAction {
+    /// Stop delivery (`delivery_status` by_bounces, else by_moderator); re-enabled on unsuppress.
+    #[default]
+    Disable,
+    /// Remove the membership.
+    Unsubscribe,
+}
+
+/// `[[notify]]`: one target that receives outbox events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The target's name: letters, digits, `-` and `_`; its deliveries are kept under it.
+    pub name: String,
+    /// webhook, listmonk, mailman or exec.
+    pub kind: NotifyKind,
+    /// Which events it receives: `suppressed`, `unsuppressed`, `bounce`, each optionally narrowed
+    /// to a type with `:hard`, `:soft`, `:complaint` (or `:manual` for suppressed).
+    #[serde(default = "default_notify_events")]
+    pub events: Vec<String>,
+    /// webhook: the URL to POST to; listmonk: its base URL; mailman: the REST API's base URL
+    /// (`http://127.0.0.1:8001/3.1`).
+    pub url: Option<String>,
+    /// webhook: the file holding the HMAC secret (its first line).
+    pub secret_file: Option<PathBuf>,
+    /// listmonk, mailman: the file holding `user:password` (its first line).
+    pub credentials_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust instead of the web's roots (HTTPS targets).
+    pub ca_file: Option<PathBuf>,
+    /// mailman: only these lists (list ids such as `news.example.org`); empty means every list.
+    #[serde(default)]
+    pub lists: Vec<String>,
+    /// mailman: `disable` (the default) or `unsubscribe`.
+    #[serde(default)]
+    pub action: MailmanAction,
+    /// exec: the program and its arguments (no shell).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Attempts before an event is kept as dead.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The longest wait between two attempts (the wait doubles from 1s, with jitter).
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: HumanDuration,
+    /// How long one attempt may take.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: HumanDuration,
+    /// Attempts in flight at once (each for a different address).
+    #[serde(default = "default_notify_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_notify_events() -> Vec<String> {
+    vec!["suppressed".to_owned(), "unsuppressed".to_owned()]
+}
+fn default_max_attempts() -> u32 {
+    15
+}
+fn default_backoff_max() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+fn default_notify_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_notify_concurrency() -> usize {
+    16
+}
+
+/// The events a target receives: (event, type) pairs, a `None` type meaning any.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventFilter(Vec<(String, Option<String>)>);
+
+impl EventFilter {
+    /// Parses `events = [...]` entries.
+    pub fn parse(entries: &[String]) -> Result<EventFilter, String> {
+        let mut out = Vec::new();
+        for e in entries {
+            let (event, ty) = match e.split_once(':') {
+                Some((ev, ty)) => (ev.trim(), Some(ty.trim())),
+                None => (e.trim(), None),
+            };
+            if !["suppressed", "unsuppressed", "bounce"].contains(&event) {
+                return Err(format!(
+                    "has `{e}`: events are suppressed, unsuppressed or bounce (optionally :hard, :soft, :complaint)"
+                ));
+            }
+            if let Some(ty) = ty {
+                let allowed: &[&str] = match event {
+                    "suppressed" => &["hard", "soft", "complaint", "manual"],
+                    "bounce" => &["hard", "soft", "complaint"],
+                    _ => &[],
+                };
+                if !allowed.contains(&ty) {
+                    return Err(format!(
+                        "has `{e}`: {event} takes no type `{ty}` (allowed: {})",
+                        if allowed.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ));
+                }
+            }
+            out.push((event.to_owned(), ty.map(str::to_owned)));
+        }
+        Ok(EventFilter(out))
+    }
+
+    /// Whether an event of this name and type is wanted.
+    pub fn wants(&self, event: &str, bounce_type: Option<&str>) -> bool {
+        self.0
+            .iter()
+            .any(|(e, t)| e == event && (t.is_none() || t.as_deref() == bounce_type))
+    }
+
+    /// Whether any bounce event is wanted.
+    pub fn wants_bounces(&self) -> bool {
+        self.0.iter().any(|(e, _)| e == "bounce")
+    }
+}
+
+impl NotifyConfig {
+    /// The parsed `events` list (validated at load, so the error cannot happen after it).
+    pub fn filter(&self) -> EventFilter {
+        EventFilter::parse(&self.events).unwrap_or_default()
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let bad =
+            |key: &'static str, p: String| Err((key, format!("(target `{}`) {p}", self.name)));
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err((
+                "notify.name",
+                format!("`{}` must be letters, digits, - and _", self.name),
+            ));
+        }
+        if let Err(p) = EventFilter::parse(&self.events) {
+            return bad("notify.events", p);
+        }
+        if self.events.is_empty() {
+            return bad("notify.events", "must name at least one event".to_owned());
+        }
+        if self.max_attempts == 0 {
+            return bad("notify.max_attempts", "must be at least 1".to_owned());
+        }
+        if self.concurrency == 0 || self.concurrency > 256 {
+            return bad("notify.concurrency", "must be between 1 and 256".to_owned());
+        }
+        if self.backoff_max.0 < Duration::from_secs(1) {
+            return bad("notify.backoff_max", "must be at least 1s".to_owned());
+        }
+        if self.timeout.0 < Duration::from_millis(100) || self.timeout.0 > Duration::from_secs(600)
+        {
+            return bad("notify.timeout", "must be between 100ms and 10m".to_owned());
+        }
+        let needs_url = self.kind != NotifyKind::Exec;
+        match (&self.url, needs_url) {
+            (None, true) => {
+                return bad(
+                    "notify.url",
+                    format!("is required for kind {}", self.kind.as_str()),
+                );
+            }
+            (Some(u), true) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                return bad(
+                    "notify.url",
+                    format!("`{u}` must start with http:// or https://"),
+                );
+            }
+            (Some(_), false) => return bad("notify.url", "is not used by kind exec".to_owned()),
+            _ => {}
+        }
+        match self.kind {
+            NotifyKind::Webhook if self.secret_file.is_none() => bad(
+                "notify.secret_file",
+                "is required for kind webhook (the HMAC secret)".to_owned(),
+            ),
+            NotifyKind::Listmonk | NotifyKind::Mailman if self.credentials_file.is_none() => bad(
+                "notify.credentials_file",
+                format!(
+                    "is required for kind {} (user:password)",
+                    self.kind.as_str()
+                ),
+            ),
+            NotifyKind::Exec if self.command.is_empty() => bad(
+                "notify.command",
+                "is required for kind exec (program and arguments)".to_owned(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `[trust]`: the proof a bounce must carry (any one of those configured) before it may suppress;
+/// without any, every bounce may. Bounces without it are recorded and counted, never applied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// The returned original's `List-Id` is one of these.
+    pub list_ids: Vec<String>,
+    /// The returned original's `Message-ID` ends in `@` one of these domains.
+    pub message_id_domains: Vec<String>,
+    /// A VERP bounce address naming the bounce's recipient is proof.
+    pub verp: bool,
+    /// An `X-Listmonk-Campaign` header in the returned original is proof (one of `campaigns`
+    /// when that is set).
+    pub listmonk_campaign: bool,
+    /// The campaign UUIDs `listmonk_campaign` accepts; empty means any.
+    pub campaigns: Vec<String>,
+}
+
+impl TrustConfig {
+    /// The check these settings describe.
+    pub fn trust(&self) -> crate::policy::Trust {
+        let clean = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().trim_matches(['<', '>']).to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        crate::policy::Trust {
+            list_ids: clean(&self.list_ids),
+            message_id_domains: clean(&self.message_id_domains),
+            verp: self.verp,
+            listmonk_campaign: self.listmonk_campaign,
+            campaigns: clean(&self.campaigns),
+        }
     }
 }

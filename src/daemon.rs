@@ -3,13 +3,15 @@
 //!
 //! This module only turns the configuration's sources into pipeline sources (reading each IMAP
 //! folder's saved position once, at start) and retries what can heal for as long as the daemon
-//! runs; batching, workers, the writer and acknowledgements are the pipeline's.
+//! runs; batching, workers, the writer and acknowledgements are the pipeline's. The outbox's
+//! delivery workers ([`crate::notify`]) run beside it.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::Classifier;
 use crate::config::{ImapConfig, MaildirConfig, Secret};
+use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, Source};
 use crate::source::imap::ImapSource;
 use crate::source::maildir::MaildirSource;
@@ -24,6 +26,8 @@ pub struct Sources {
     pub maildirs: Vec<MaildirConfig>,
     /// IMAP mailboxes, each with its password already read.
     pub imaps: Vec<(ImapConfig, Secret)>,
+    /// Targets the outbox's events are delivered to, beside the pipeline.
+    pub notify: Vec<Notifier>,
 }
 
 /// Runs the daemon until `shutdown` completes (or a stage fails), then drains and returns.
@@ -76,5 +80,27 @@ pub async fn run_observed(
             max_size,
         ))));
     }
-    pipeline.run(list, shutdown, on_ready).await
+    // Delivery workers run beside the pipeline and stop after it has drained, so the events of
+    // its last commits get their first attempt.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = tokio::spawn(crate::notify::run(
+        store.clone(),
+        sources.notify,
+        stop.clone(),
+    ));
+    let result = pipeline.run(list, shutdown, on_ready).await;
+    stop.cancel();
+    // Attempts in flight finish within their target's timeout; a worker still busy after this is
+    // abandoned, and its unsettled events are sent again at the next start, with the same ids.
+    let abort = workers.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(15), workers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "notify workers did not stop in 15s: their unsettled events are sent again at the next start"
+        );
+        abort.abort();
+    }
+    result
 }

@@ -66,6 +66,8 @@ pub mod http;
 #[forbid(unsafe_code)]
 pub mod maildate;
 #[forbid(unsafe_code)]
+pub mod notify;
+#[forbid(unsafe_code)]
 pub mod pipeline;
 #[forbid(unsafe_code)]
 pub mod policy;

@@ -436,3 +436,128 @@ mod tests {
         assert_eq!(out.change, None);
     }
 }
+
+/// `[trust]`: proof that a bounce is about mail we sent, required before it may change a
+/// recipient's state. Anyone can mail the bounce address; a forged report naming an address would
+/// otherwise suppress it. With nothing set, every bounce is trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// The returned original's `List-Id` is one of these.
+    pub list_ids: Vec<String>,
+    /// The domain of the returned original's `Message-ID` is one of these.
+    pub message_id_domains: Vec<String>,
+    /// The bounce came to a VERP address that names its recipient.
+    pub verp: bool,
+    /// The returned original carries an `X-Listmonk-Campaign` header; with `campaigns` set, one of
+    /// those values.
+    pub listmonk_campaign: bool,
+    /// The campaign UUIDs accepted when `listmonk_campaign` is set; empty means any.
+    pub campaigns: Vec<String>,
+}
+
+/// What a bounce offers as proof of being about our mail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    /// The returned original's `List-Id`.
+    pub list_id: Option<&'a str>,
+    /// The returned original's `Message-ID`.
+    pub message_id: Option<&'a str>,
+    /// The returned original's `X-Listmonk-Campaign`.
+    pub campaign: Option<&'a str>,
+    /// The message came to a VERP address naming this bounce's recipient.
+    pub verp_matches: bool,
+}
+
+impl Trust {
+    /// Whether any check is configured.
+    pub fn enabled(&self) -> bool {
+        !self.list_ids.is_empty()
+            || !self.message_id_domains.is_empty()
+            || self.verp
+            || self.listmonk_campaign
+    }
+
+    /// Whether a bounce with this evidence may change a recipient's state: always when no check
+    /// is configured, else when any configured check matches.
+    pub fn trusts(&self, e: &Evidence<'_>) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let list = e.list_id.is_some_and(|l| {
+            let l = l.trim().trim_matches(['<', '>']);
+            self.list_ids
+                .iter()
+                .any(|want| want.eq_ignore_ascii_case(l))
+        });
+        let domain = e
+            .message_id
+            .and_then(|m| m.trim().trim_matches(['<', '>']).rsplit_once('@'))
+            .is_some_and(|(_, d)| {
+                self.message_id_domains
+                    .iter()
+                    .any(|want| want.eq_ignore_ascii_case(d))
+            });
+        let campaign = self.listmonk_campaign
+            && e.campaign.is_some_and(|c| {
+                !c.trim().is_empty()
+                    && (self.campaigns.is_empty()
+                        || self
+                            .campaigns
+                            .iter()
+                            .any(|want| want.eq_ignore_ascii_case(c.trim())))
+            });
+        list || domain || campaign || (self.verp && e.verp_matches)
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    #[test]
+    fn trusts_everything_when_off_and_any_match_when_on() {
+        let none = Evidence::default();
+        assert!(Trust::default().trusts(&none));
+        let t = Trust {
+            list_ids: vec!["news.example.org".into()],
+            message_id_domains: vec!["lists.example.org".into()],
+            verp: true,
+            listmonk_campaign: true,
+            campaigns: Vec::new(),
+        };
+        assert!(!t.trusts(&none));
+        assert!(t.trusts(&Evidence {
+            list_id: Some("<News.Example.org>"),
+            ..none
+        }));
+        assert!(!t.trusts(&Evidence {
+            list_id: Some("other.example.org"),
+            ..none
+        }));
+        assert!(t.trusts(&Evidence {
+            message_id: Some("<abc.123@lists.example.org>"),
+            ..none
+        }));
+        assert!(!t.trusts(&Evidence {
+            message_id: Some("abc@evil.example"),
+            ..none
+        }));
+        assert!(t.trusts(&Evidence {
+            campaign: Some("5e1b"),
+            ..none
+        }));
+        assert!(t.trusts(&Evidence {
+            verp_matches: true,
+            ..none
+        }));
+        let only = Trust {
+            listmonk_campaign: true,
+            campaigns: vec!["5e1b".into()],
+            ..Trust::default()
+        };
+        assert!(!only.trusts(&Evidence {
+            campaign: Some("9999"),
+            ..none
+        }));
+    }
+}

@@ -55,6 +55,7 @@ fn start(rt: &tokio::runtime::Runtime, db: &Path, imap_toml: &str) -> Running {
         Sources {
             maildirs: Vec::new(),
             imaps,
+            notify: Vec::new(),
         },
         async {
             let _ = rx.await;

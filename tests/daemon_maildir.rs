@@ -63,6 +63,7 @@ fn existing_live_and_bad_messages() -> Result<(), Box<dyn std::error::Error>> {
     let sources = Sources {
         maildirs: vec![MaildirConfig::at(md.clone())],
         imaps: Vec::new(),
+        notify: Vec::new(),
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let run = rt.spawn(daemon::run(
@@ -344,6 +345,7 @@ fn the_pipeline_metrics_show_counts_timings_and_source_states()
         Sources {
             maildirs: vec![MaildirConfig::at(md.clone())],
             imaps: Vec::new(),
+            notify: Vec::new(),
         },
         async {
             let _ = stop_rx.await;

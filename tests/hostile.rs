@@ -111,6 +111,7 @@ fn ingest(write: impl FnOnce(&Path)) -> Ingested {
         Sources {
             maildirs: vec![MaildirConfig::at(md.clone())],
             imaps: Vec::new(),
+            notify: Vec::new(),
         },
         async {
             let _ = stop_rx.await;

@@ -179,6 +179,7 @@ fn quarantined_messages_are_not_world_readable() {
             Sources {
                 maildirs: vec![MaildirConfig::at(md.clone())],
                 imaps: Vec::new(),
+                notify: Vec::new(),
             },
             async {
                 let _ = stop_rx.await;

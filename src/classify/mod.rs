@@ -1335,6 +1335,7 @@ mod tests {
             to: Some("user@example.com".into()),
             subject: Some("Hello".into()),
             list_id: Some("<news.example.org>".into()),
+            campaign: None,
         });
         rep.recipients[0].remote_mta = Some("mx.example.com".into());
         let out = Classifier::new().classify(&rep);

@@ -1,7 +1,7 @@
 //! `bounced check-config`: checks a configuration file with its environment overrides exactly as
 //! `bounced run` does before it starts (one function, [`super::run::prepare`]): every key, the log
-//! level, a source to watch, each Maildir's folders, each password source, the rule file, the
-//! database folder. Errors name the key (or variable) at fault. Exit 0 when `run` would start, 2
+//! level, a source to watch, each Maildir's folders, each password source, each notify target's
+//! secret or credentials file, the rule file, the database folder. Errors name the key (or variable) at fault. Exit 0 when `run` would start, 2
 //! when it would not.
 
 use std::path::PathBuf;
@@ -19,9 +19,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = super::run::prepare(args.config.as_deref(), Vec::new(), None, None, None)?;
     println!(
-        "ok: {} maildir source(s), {} imap source(s): {}",
+        "ok: {} maildir source(s), {} imap source(s), {} notify target(s): {}",
         plan.cfg.maildir.len(),
         plan.cfg.imap.len(),
+        plan.cfg.notify.len(),
         plan.describe()
     );
     Ok(ExitCode::SUCCESS)

@@ -16,6 +16,7 @@ mod serve;
 pub mod db;
 mod export;
 mod import;
+mod outbox;
 mod query;
 mod reclassify;
 mod stats;
@@ -66,6 +67,8 @@ pub enum Command {
     Reclassify(reclassify::Args),
     /// Check (and repair) the bounce database: recipients against their bounces.
     Db(db::Args),
+    /// Show, retry or drop the events waiting for (or given up by) the notify targets.
+    Outbox(outbox::Args),
     /// Run the daemon: watch Maildir folders and IMAP mailboxes, record every message.
     Run(run::Args),
     /// Validate a configuration file and its environment overrides.
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unsuppress(args) => suppress::run_unsuppress(args),
         Command::Reclassify(args) => reclassify::run(args),
         Command::Db(args) => db::run(args),
+        Command::Outbox(args) => outbox::run(args),
         // The daemon.
         Command::Run(args) => run::run(args, cli.verbose),
         Command::CheckConfig(args) => check_config::run(args),

@@ -154,9 +154,14 @@ pub fn prepare(
             text::path(db_dir)
         );
     }
+    let mut notify = Vec::new();
+    for n in &cfg.notify {
+        notify.push(bounced::notify::Notifier::from_config(n)?);
+    }
     let sources = Sources {
         maildirs: cfg.maildir.clone(),
         imaps,
+        notify,
     };
     Ok(Plan {
         cfg,

@@ -106,6 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             .map(|(k, n)| ("bounces".into(), k.clone(), *n)),
                     );
                     rows.push(("bounces".into(), "verp_mismatch".into(), s.verp_mismatches));
+                    rows.push(("bounces".into(), "untrusted".into(), s.untrusted));
                     rows.push(("recipients".into(), "total".into(), s.recipients));
                     rows.extend(
                         s.suppressed

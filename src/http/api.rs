@@ -903,3 +903,74 @@ mod tests {
         assert_eq!(bearer(&h), None);
     }
 }
+
+/// Parameters of the outbox routes: which deliveries.
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    target: Option<String>,
+    state: Option<String>,
+    id: Option<String>,
+    address: Option<String>,
+    limit: Option<u64>,
+}
+
+impl OutboxQuery {
+    fn filter(self, limit: Option<u64>) -> Result<crate::store::OutboxFilter, ApiError> {
+        if let Some(s) = self.state.as_deref()
+            && !["pending", "delivered", "dead"].contains(&s)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "`state` must be pending, delivered or dead, not `{s}`"
+            )));
+        }
+        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Ok(crate::store::OutboxFilter {
+            target: nonempty(self.target),
+            state: nonempty(self.state),
+            id: nonempty(self.id),
+            address: nonempty(self.address),
+            limit,
+        })
+    }
+}
+
+/// Most deliveries one `GET /api/v1/outbox` returns.
+const MAX_OUTBOX_PAGE: u64 = 10_000;
+
+/// `GET /api/v1/outbox`: deliveries (oldest first) and the count per target and state.
+pub async fn outbox(
+    State(state): State<HttpState>,
+    q: Result<Query<OutboxQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let store = store(&state)?;
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_OUTBOX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be between 1 and {MAX_OUTBOX_PAGE}"
+        )));
+    }
+    let deliveries = store.outbox_list(&q.filter(Some(limit))?).await?;
+    let counts = store.outbox_counts().await?;
+    Ok(Json(serde_json::json!({ "deliveries": deliveries, "counts": counts })).into_response())
+}
+
+/// `POST /api/v1/outbox/retry`: dead deliveries (or those of `state`) pending again.
+pub async fn outbox_retry(
+    State(state): State<HttpState>,
+    q: Result<Query<OutboxQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let store = store(&state)?;
+    let n = store.outbox_retry(&query(q)?.filter(None)?).await?;
+    Ok(Json(serde_json::json!({ "retried": n })).into_response())
+}
+
+/// `POST /api/v1/outbox/drop`: dead deliveries (or those of `state`) deleted.
+pub async fn outbox_drop(
+    State(state): State<HttpState>,
+    q: Result<Query<OutboxQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let store = store(&state)?;
+    let n = store.outbox_drop(&query(q)?.filter(None)?).await?;
+    Ok(Json(serde_json::json!({ "dropped": n })).into_response())
+}

@@ -105,6 +105,10 @@ impl Metrics {
                 "Suppressed recipients, by what suppressed them."
             );
             describe_gauge!(
+                "bounced_outbox_deliveries",
+                "Outbox deliveries, by notify target and state (pending, delivered, dead)."
+            );
+            describe_gauge!(
                 "bounced_db_size_bytes",
                 Unit::Bytes,
                 "Size of the database."
@@ -171,6 +175,15 @@ impl Metrics {
             "cause",
             &counts.suppressed,
         ));
+        now.extend(counts.outbox.iter().map(|(target, state, n)| {
+            (
+                (
+                    "bounced_outbox_deliveries",
+                    vec![("target", target.clone()), ("state", state.clone())],
+                ),
+                *n as f64,
+            )
+        }));
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let current: HashSet<Series> = now.iter().map(|(s, _)| s.clone()).collect();
         self.with(|| {
@@ -390,9 +403,14 @@ mod tests {
             recipients: vec![("suppressed".into(), 2)],
             suppressed: vec![("hard".into(), 2)],
             size_bytes: 4096,
+            outbox: vec![("hook".into(), "dead".into(), 2)],
         };
         m.set_database(&counts);
         let text = m.render();
+        assert!(
+            text.contains("bounced_outbox_deliveries{target=\"hook\",state=\"dead\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("bounced_build_info{version=\""), "{text}");
         assert!(
             text.contains("bounced_db_messages{kind=\"dsn\"} 3"),

@@ -237,6 +237,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/stats", get(api::stats))
         .route("/messages/{id}", get(api::message))
         .route("/messages/{id}/raw", get(api::message_raw))
+        .route("/outbox", get(api::outbox))
+        .route("/outbox/retry", post(api::outbox_retry))
+        .route("/outbox/drop", post(api::outbox_drop))
         .fallback(api::no_route)
         .layer(middleware::from_fn_with_state(
             state.clone(),

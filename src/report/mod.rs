@@ -165,6 +165,8 @@ pub struct Original {
     pub subject: Option<String>,
     /// `List-Id`.
     pub list_id: Option<String>,
+    /// `X-Listmonk-Campaign`: the campaign the message was sent for, when a list manager says.
+    pub campaign: Option<String>,
 }
 
 /// The message parser, configured once. Only what the readers need is parsed into structures:
@@ -835,6 +837,10 @@ fn original_from(m: &Message) -> Option<Original> {
         to: (!to.is_empty()).then(|| to.join(", ")),
         subject: m.subject().map(clean_line),
         list_id: m.header_raw("List-Id").and_then(list_id),
+        campaign: m
+            .header_raw("X-Listmonk-Campaign")
+            .map(clean_line)
+            .filter(|c| !c.is_empty()),
     };
     (o != Original::default()).then_some(o)
 }

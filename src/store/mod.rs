@@ -7,6 +7,7 @@
 
 mod error;
 mod files;
+pub mod outbox;
 pub mod query;
 mod reclassify;
 mod record;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
 pub use error::StoreError;
 pub use files::DEFAULT_MODE;
+pub use outbox::{Due, EventBody, OutboxCount, OutboxFilter, OutboxRow, Settle};
 pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
 pub use replay::{CheckReport, Difference};
@@ -48,6 +50,11 @@ pub struct StoreOptions {
     /// The permission bits a new database file gets (its group is its folder's); an existing file
     /// keeps its own.
     pub mode: u32,
+    /// Write an outbox event for every recorded bounce too (a notify target asks for them); events
+    /// for changes of state are always written.
+    pub bounce_events: bool,
+    /// The proof a bounce needs before it may change a recipient's state.
+    pub trust: crate::policy::Trust,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +64,8 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             create: true,
             mode: DEFAULT_MODE,
+            bounce_events: false,
+            trust: crate::policy::Trust::default(),
         }
     }
 }
@@ -67,6 +76,10 @@ pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     policy: Policy,
+    bounce_events: bool,
+    trust: crate::policy::Trust,
+    /// Bumped after each commit that may have written outbox events.
+    wake: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Seconds since the epoch, the database's time unit.
@@ -137,6 +150,9 @@ impl Store {
             pool,
             path,
             policy: opts.policy,
+            bounce_events: opts.bounce_events,
+            trust: opts.trust,
+            wake: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         store.migrate().await?;
         if opts.create {
@@ -242,6 +258,11 @@ impl Store {
     /// The policy applied when recording.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The proof a bounce needs before it may change a recipient's state.
+    pub fn trust(&self) -> &crate::policy::Trust {
+        &self.trust
     }
 
     /// The newest schema version this binary knows.

@@ -148,6 +148,9 @@ pub struct BounceRow {
     /// The bounce address names another recipient (VERP): this report was not about an address
     /// the message was sent to, so it was recorded but never applied.
     pub verp_mismatch: bool,
+    /// `[trust]` was configured and the bounce offered no proof of being about mail we sent: it
+    /// was recorded but never applied.
+    pub untrusted: bool,
     /// The returned original's Message-ID.
     pub original_message_id: Option<String>,
     /// The message's source.
@@ -295,6 +298,8 @@ pub struct Summary {
     /// Bounces about another recipient than the one the bounce address names (VERP): recorded,
     /// never applied.
     pub verp_mismatches: i64,
+    /// Bounces without the proof `[trust]` asks for: recorded, never applied.
+    pub untrusted: i64,
     /// Recipients known.
     pub recipients: i64,
     /// Suppressed recipients per suppression type (`hard`, `complaint`, `soft`, `manual`).
@@ -542,7 +547,8 @@ impl Store {
         sqlx::query_as(
             "select b.id, b.message_id, b.at, coalesce(r.address, b.recipient) as recipient, \
              b.action, b.status, b.replycode, b.reason, b.bounce_type, b.diagnostic, b.remote_mta, \
-             b.feedback_type, b.rule, b.reader, b.counted, b.verp_mismatch, b.original_message_id, \
+             b.feedback_type, b.rule, b.reader, b.counted, b.verp_mismatch, b.untrusted, \
+             b.original_message_id, \
              m.source \
              from bounces b left join recipients r on r.id = b.recipient_id \
              join messages m on m.id = b.message_id \
@@ -694,6 +700,15 @@ impl Store {
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
+        let (untrusted,): (i64,) = sqlx::query_as(
+            "select count(*) from bounces where untrusted = 1 \
+             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| self.err(e))?;
         let (verp_mismatches,): (i64,) = sqlx::query_as(
             "select count(*) from bounces where verp_mismatch = 1 \
              and (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
@@ -735,6 +750,7 @@ impl Store {
             kinds,
             bounce_types,
             verp_mismatches,
+            untrusted,
             recipients,
             suppressed,
         })
@@ -885,6 +901,8 @@ pub struct Counts {
     pub suppressed: Vec<(String, i64)>,
     /// The database's size in bytes.
     pub size_bytes: i64,
+    /// Outbox deliveries per (target, state).
+    pub outbox: Vec<(String, String, i64)>,
 }
 
 impl Store {
@@ -1032,6 +1050,13 @@ impl Store {
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
+        let outbox: Vec<(String, String, i64)> = sqlx::query_as(
+            "select target, state, count(*) from outbox_deliveries group by target, state \
+             order by target, state",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(|e| self.err(e))?;
         // The engine's own measure: pages in use times the page size.
         let (pages,): (i64,) = sqlx::query_as("pragma page_count")
             .fetch_one(pool)
@@ -1047,6 +1072,7 @@ impl Store {
             recipients,
             suppressed,
             size_bytes: pages.saturating_mul(page_size),
+            outbox,
         })
     }
 }

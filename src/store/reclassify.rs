@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::record::{BounceFields, inflate, verp_mismatch, write_bounces};
+use super::record::{BounceFields, inflate, standing, write_bounces};
 use super::replay::{self, History, RecipientRow, StoredBounce, rederive};
 use super::{Store, StoreError, from_secs, normalize_address, secs};
 use crate::Analysis;
@@ -268,8 +268,8 @@ impl Store {
                 &mut tx,
                 m.id,
                 from_secs(m.received_at),
-                analysis.verp.as_deref(),
-                &analysis.bounces,
+                &analysis,
+                self.trust(),
                 now,
                 &mut touched,
             )
@@ -299,6 +299,11 @@ impl Store {
         let mut new_bounces: HashMap<String, (String, Vec<StoredBounce>)> = HashMap::new();
         for f in fresh.values() {
             let verp = f.analysis.verp.as_deref();
+            let campaign = f
+                .analysis
+                .original
+                .as_ref()
+                .and_then(|o| o.campaign.as_deref());
             for b in &f.analysis.bounces {
                 let Some((address, domain)) = b.recipient.as_deref().and_then(normalize_address)
                 else {
@@ -319,7 +324,11 @@ impl Store {
                         reason: b.reason.as_str().to_owned(),
                         rule: b.rule.clone(),
                         counted: false,
-                        verp_mismatch: verp_mismatch(verp, Some(&address)),
+                        not_applied: {
+                            let (mismatch, untrusted) =
+                                standing(verp, campaign, self.trust(), b, Some(&address));
+                            mismatch || untrusted
+                        },
                     });
             }
         }

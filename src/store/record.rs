@@ -15,10 +15,10 @@ use super::replay::{
     self, AutoEvent, History, RecipientRow, StoredEvent, insert_events, recipient_columns,
     rederive, rows_per_statement, save_rows, upsert_recipients,
 };
-use super::{Store, StoreError, from_secs, normalize_address, secs};
+use super::{Store, StoreError, from_secs, normalize_address, outbox, secs};
 use crate::Analysis;
 use crate::classify::Bounce;
-use crate::policy::{self, Cause, Event, Manual, Policy, State};
+use crate::policy::{self, Cause, Event, Evidence, Manual, Policy, State, Trust};
 
 /// One message ready for the database: hashed, compressed and analysed (the CPU work, done off the
 /// writer so a worker pool can do it in parallel).
@@ -225,6 +225,9 @@ struct Pending<'a> {
     address: Option<(String, String)>,
     /// The message's VERP address names someone else: kept, never applied to this recipient.
     verp_mismatch: bool,
+    /// `[trust]` is configured and the bounce offered no proof of being about our mail: kept,
+    /// never applied.
+    untrusted: bool,
     fields: BounceFields,
     bounce: &'a Bounce,
     /// Sorts before the inputs its recipient's state includes, with the key of a stored bounce.
@@ -241,16 +244,26 @@ impl<'a> Pending<'a> {
         message_id: i64,
         received_at: DateTime<Utc>,
         verp: Option<&'a str>,
+        campaign: Option<&'a str>,
+        trust: &'a Trust,
         bounces: &'a [Bounce],
     ) -> impl Iterator<Item = Pending<'a>> {
         bounces.iter().enumerate().map(move |(pos, b)| {
             let address = b.recipient.as_deref().and_then(normalize_address);
+            let (mismatch, untrusted) = standing(
+                verp,
+                campaign,
+                trust,
+                b,
+                address.as_ref().map(|(a, _)| a.as_str()),
+            );
             Pending {
                 msg,
                 message_id,
                 position: i64::try_from(pos).unwrap_or(i64::MAX),
                 at: secs(crate::maildate::bounce_time(b.date.as_deref(), received_at)),
-                verp_mismatch: verp_mismatch(verp, address.as_ref().map(|(a, _)| a.as_str())),
+                verp_mismatch: mismatch,
+                untrusted,
                 address,
                 fields: BounceFields::of(b),
                 bounce: b,
@@ -261,13 +274,18 @@ impl<'a> Pending<'a> {
         })
     }
 
+    /// Whether the bounce may change its recipient's state.
+    fn applies(&self) -> bool {
+        !self.verp_mismatch && !self.untrusted
+    }
+
     fn address(&self) -> Option<&str> {
         self.address.as_ref().map(|(a, _)| a.as_str())
     }
 
     /// The bounce's order key among a recipient's inputs, when it is one (see [`replay`]).
     fn policy_key(&self) -> Option<String> {
-        (self.bounce.bounce_type != crate::BounceType::None && !self.verp_mismatch).then(|| {
+        (self.bounce.bounce_type != crate::BounceType::None && self.applies()).then(|| {
             replay::policy_key(
                 self.at,
                 replay::rank(self.bounce.bounce_type),
@@ -275,6 +293,26 @@ impl<'a> Pending<'a> {
             )
         })
     }
+}
+
+/// Whether a bounce is kept without being applied, as `(verp mismatch, untrusted)`: its
+/// message's VERP address names someone else, or `[trust]` is configured and it offers no proof of
+/// being about mail we sent (`campaign` is the returned original's campaign header).
+pub(crate) fn standing(
+    verp: Option<&str>,
+    campaign: Option<&str>,
+    trust: &Trust,
+    b: &Bounce,
+    recipient: Option<&str>,
+) -> (bool, bool) {
+    let mismatch = verp_mismatch(verp, recipient);
+    let evidence = Evidence {
+        list_id: b.original_list_id.as_deref(),
+        message_id: b.original_message_id.as_deref(),
+        campaign,
+        verp_matches: verp.is_some() && recipient.is_some() && !mismatch,
+    };
+    (mismatch, !trust.trusts(&evidence))
 }
 
 /// Whether a bounce about `recipient` contradicts the recipient a VERP bounce address names: a
@@ -324,7 +362,8 @@ async fn stored_keys(
         qb.push(
             ") select k.recipient_id, k.at, k.bounce_type, k.reason from k where exists \
              (select 1 from bounces b where b.recipient_id = k.recipient_id and b.at = k.at \
-             and b.bounce_type = k.bounce_type and b.reason = k.reason and b.verp_mismatch = 0)",
+             and b.bounce_type = k.bounce_type and b.reason = k.reason and b.verp_mismatch = 0 \
+             and b.untrusted = 0)",
         );
         let got: Vec<(i64, i64, String, String)> = qb
             .build_query_as()
@@ -357,12 +396,12 @@ async fn insert_bounces(
     rows: &HashMap<String, RecipientRow>,
 ) -> Result<HashMap<(i64, i64), i64>, sqlx::Error> {
     let mut ids = HashMap::with_capacity(pending.len());
-    for chunk in pending.chunks(rows_per_statement(24)) {
+    for chunk in pending.chunks(rows_per_statement(25)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into bounces (message_id, position, recipient_id, at, recipient, action, \
              status, replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, \
              feedback_type, rule, reader, original_message_id, original_from, original_to, \
-             original_subject, original_list_id, counted, verp_mismatch) ",
+             original_subject, original_list_id, counted, verp_mismatch, untrusted) ",
         );
         qb.push_values(chunk, |mut b, p| {
             let f = &p.fields;
@@ -390,7 +429,8 @@ async fn insert_bounces(
                 .push_bind(f.original_subject.clone())
                 .push_bind(f.original_list_id.clone())
                 .push_bind(p.counted)
-                .push_bind(p.verp_mismatch);
+                .push_bind(p.verp_mismatch)
+                .push_bind(p.untrusted);
         });
         qb.push(" returning id, message_id, position");
         let got: Vec<(i64, i64, i64)> = qb
@@ -409,13 +449,24 @@ pub(crate) async fn write_bounces(
     conn: &mut SqliteConnection,
     message_id: i64,
     received_at: DateTime<Utc>,
-    verp: Option<&str>,
-    bounces: &[Bounce],
+    analysis: &Analysis,
+    trust: &Trust,
     now: i64,
     touched: &mut HashSet<i64>,
 ) -> Result<(), sqlx::Error> {
-    let pending: Vec<Pending<'_>> =
-        Pending::of_message(0, message_id, received_at, verp, bounces).collect();
+    let pending: Vec<Pending<'_>> = Pending::of_message(
+        0,
+        message_id,
+        received_at,
+        analysis.verp.as_deref(),
+        analysis
+            .original
+            .as_ref()
+            .and_then(|o| o.campaign.as_deref()),
+        trust,
+        &analysis.bounces,
+    )
+    .collect();
     let rows = recipients_of(conn, &pending, now).await?;
     touched.extend(rows.values().map(|r| r.id));
     insert_bounces(conn, &pending, &rows).await?;
@@ -461,14 +512,25 @@ impl Store {
         let result = async {
             use sqlx::Connection;
             let mut tx = conn.begin().await?;
-            let out = record_batch(&mut tx, &self.policy, batch, secs(now)).await?;
+            let out = record_batch(
+                &mut tx,
+                &self.policy,
+                &self.trust,
+                self.bounce_events,
+                batch,
+                secs(now),
+            )
+            .await?;
             super::source_state::save_positions(&mut tx, positions, secs(now)).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(out)
         }
         .await;
         match result {
-            Ok(out) => Ok(out),
+            Ok(out) => {
+                self.wake_outbox();
+                Ok(out)
+            }
             Err(e) => {
                 // After a failed write (a full disk, EFBIG, EIO) SQLite can keep the transaction
                 // and its write lock on this connection: close it rather than hand it back to the
@@ -604,7 +666,11 @@ impl Store {
             Ok::<_, sqlx::Error>(Some((before, after, true)))
         }
         .await;
-        match result.map_err(|e| self.err(e))? {
+        let result = result.map_err(|e| self.err(e))?;
+        if !dry_run {
+            self.wake_outbox();
+        }
+        match result {
             Some((before, state, recorded)) => Ok(ManualOutcome {
                 address,
                 state,
@@ -616,19 +682,67 @@ impl Store {
     }
 }
 
+/// One outbox event per new bounce of a usable address (hard, soft or complaint, not one about
+/// someone the VERP address does not name), before the changes of state they cause.
+async fn write_bounce_events(
+    conn: &mut SqliteConnection,
+    batch: &[Prepared],
+    pending: &[Pending<'_>],
+    bounce_ids: &HashMap<(i64, i64), i64>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let events: Vec<outbox::NewEvent> = pending
+        .iter()
+        .filter(|p| p.bounce.bounce_type != crate::BounceType::None && p.applies())
+        .filter_map(|p| {
+            let address = p.address()?;
+            let f = &p.fields;
+            let bounce = outbox::BounceRef {
+                id: bounce_ids
+                    .get(&(p.message_id, p.position))
+                    .copied()
+                    .unwrap_or_default(),
+                status: f.status.clone(),
+                replycode: f.replycode.clone(),
+                reason: f.reason.clone(),
+                diagnostic: f.diagnostic.clone(),
+                rule: f.rule.clone(),
+                original_message_id: f.original_message_id.clone(),
+                original_list_id: f.original_list_id.clone(),
+                original_campaign: batch
+                    .get(p.msg)
+                    .and_then(|m| m.analysis.original.as_ref())
+                    .and_then(|o| o.campaign.clone()),
+            };
+            Some(outbox::NewEvent::new(
+                "bounce",
+                address,
+                now,
+                None,
+                Some(f.bounce_type.clone()),
+                Some(&bounce),
+            ))
+        })
+        .collect();
+    outbox::insert(conn, &events, now).await
+}
+
 /// Records a batch with a handful of multi-row statements instead of several per message.
 async fn record_batch(
     conn: &mut SqliteConnection,
     policy: &Policy,
+    trust: &Trust,
+    bounce_events: bool,
     batch: &[Prepared],
     now: i64,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     // 1. Messages: insert, learning which are new.
     let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
-    for chunk in batch.chunks(rows_per_statement(12)) {
+    for chunk in batch.chunks(rows_per_statement(13)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into messages (sha256, source, received_at, recorded_at, kind, reader, error, \
-             original_message_id, original_list_id, verp_recipient, raw_size, raw_deflate) ",
+             original_message_id, original_list_id, original_campaign, verp_recipient, raw_size, \
+             raw_deflate) ",
         );
         qb.push_values(chunk, |mut b, m| {
             let a = &m.analysis;
@@ -642,6 +756,7 @@ async fn record_batch(
                 .push_bind(a.error.as_ref().map(ToString::to_string))
                 .push_bind(original.and_then(|o| o.message_id.clone()))
                 .push_bind(original.and_then(|o| o.list_id.clone()))
+                .push_bind(original.and_then(|o| o.campaign.clone()))
                 .push_bind(a.verp.clone())
                 .push_bind(i64::try_from(m.raw_size).unwrap_or(i64::MAX))
                 .push_bind(m.raw_deflate.clone());
@@ -695,6 +810,11 @@ async fn record_batch(
                 message_id,
                 m.received_at,
                 m.analysis.verp.as_deref(),
+                m.analysis
+                    .original
+                    .as_ref()
+                    .and_then(|o| o.campaign.as_deref()),
+                trust,
                 &m.analysis.bounces,
             ));
         }
@@ -747,7 +867,7 @@ async fn record_batch(
         let Some(row) = p.address.as_ref().and_then(|(a, _)| rows.get_mut(a)) else {
             continue;
         };
-        if p.verp_mismatch {
+        if !p.applies() {
             continue;
         }
         if p.inert {
@@ -766,6 +886,9 @@ async fn record_batch(
 
     // 4. Bounce rows.
     let bounce_ids = insert_bounces(conn, &pending, &rows).await?;
+    if bounce_events {
+        write_bounce_events(conn, batch, &pending, &bounce_ids, now).await?;
+    }
 
     // 5. History and rows of the extended recipients: one event per change, each naming its
     // bounce and rule.

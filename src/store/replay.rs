@@ -262,6 +262,7 @@ pub(crate) async fn save_rows(
     rows: &[&RecipientRow],
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    super::outbox::state_changes(conn, rows, now).await?;
     for chunk in rows.chunks(rows_per_statement(19)) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "insert into recipients (id, address, domain, state, soft_score, \
@@ -369,7 +370,8 @@ pub(crate) struct StoredBounce {
     pub reason: String,
     pub rule: String,
     pub counted: bool,
-    pub verp_mismatch: bool,
+    /// Kept but never applied: a VERP mismatch, or no proof of being about our mail (`[trust]`).
+    pub not_applied: bool,
 }
 
 /// A stored history row.
@@ -438,7 +440,7 @@ pub(crate) fn derive(policy: &Policy, h: &History) -> Derived {
     for (_, input) in inputs {
         match input {
             Input::Bounce(b, t) => {
-                let d = if b.verp_mismatch {
+                let d = if b.not_applied {
                     Decision::default()
                 } else {
                     row.apply(policy, Event::Bounce(t), from_secs(b.at), Some(&b.reason))
@@ -689,8 +691,8 @@ pub(crate) async fn load(
     .fetch_all(&mut *conn)
     .await?;
     let bounces: Vec<StoredBounce> = in_list(
-        "select id, message_id, recipient_id, at, bounce_type, reason, rule, counted, verp_mismatch \
-         from bounces where recipient_id in (",
+        "select id, message_id, recipient_id, at, bounce_type, reason, rule, counted, \
+         (verp_mismatch <> 0 or untrusted <> 0) as not_applied from bounces where recipient_id in (",
         ")",
     )
     .build_query_as()
