@@ -145,6 +145,21 @@ impl Mailman {
         })
     }
 
+    fn set_delivery_status(&self, member: &str, status: &str) {
+        let s = self.rt.block_on(async {
+            self.client
+                .patch(format!("{}/members/{member}/preferences", self.base))
+                .basic_auth(USER, Some(PASS))
+                .json(&serde_json::json!({ "delivery_status": status }))
+                .send()
+                .await
+                .expect("PATCH")
+                .status()
+                .as_u16()
+        });
+        assert_eq!(s, 204, "set {member} {status}");
+    }
+
     fn subscribe(&self, list: &str, address: &str) -> String {
         let s = self.post(
             "/members",
@@ -223,6 +238,10 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
     let bystander = mm.subscribe("news.example.com", "bob@example.com");
     mm.subscribe("other.example.com", victim);
     assert_eq!(mm.delivery_status(&on_news), "enabled");
+    // A member a moderator had stopped before its bounce: not bounced's to restart.
+    let held = "user6@example.com";
+    let held_on_news = mm.subscribe("news.example.com", held);
+    mm.set_delivery_status(&held_on_news, "by_moderator");
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
@@ -254,6 +273,7 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
     d.wait_log_count("notify worker started", 2, Duration::from_secs(60));
 
     deliver(&md, "hard", bounce(5).as_bytes());
+    deliver(&md, "held", bounce(6).as_bytes());
     wait(
         Duration::from_secs(30),
         "delivery disabled in Mailman",
@@ -276,7 +296,7 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
 
     // Unsuppressing re-enables what bounced disabled (the removed membership stays removed).
     let out = Command::new(env!("CARGO_BIN_EXE_bounced"))
-        .args(["unsuppress", victim, "--config", &cfg])
+        .args(["unsuppress", victim, held, "--config", &cfg])
         .env_remove("BOUNCED_DB")
         .output()
         .expect("unsuppress");
@@ -288,13 +308,21 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
         || mm.delivery_status(&on_news) == "enabled",
     );
     assert!(mm.member("other.example.com", victim).is_none());
+    let outbox = || {
+        let listed = Command::new(env!("CARGO_BIN_EXE_bounced"))
+            .args(["outbox", "list", "--format", "jsonl", "--config", &cfg])
+            .output()
+            .expect("outbox list");
+        String::from_utf8_lossy(&listed.stdout).into_owned()
+    };
+    wait(Duration::from_secs(30), "every event delivered", &d, || {
+        let text = outbox();
+        text.lines().count() == 8 && text.lines().all(|l| l.contains("\"state\":\"delivered\""))
+    });
+    assert_eq!(mm.delivery_status(&held_on_news), "by_moderator");
     assert_eq!(d.stop(Duration::from_secs(30)), 0);
-    let listed = Command::new(env!("CARGO_BIN_EXE_bounced"))
-        .args(["outbox", "list", "--format", "jsonl", "--config", &cfg])
-        .output()
-        .expect("outbox list");
-    let text = String::from_utf8_lossy(&listed.stdout);
-    assert_eq!(text.lines().count(), 4, "{text}");
+    let text = outbox();
+    assert_eq!(text.lines().count(), 8, "{text}");
     assert!(
         text.lines().all(|l| l.contains("\"state\":\"delivered\"")),
         "{text}"

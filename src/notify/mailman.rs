@@ -146,21 +146,23 @@ impl Mailman {
             .await
             .map_err(|e| Attempt::Retry(format!("preferences: unreadable answer: {e}")))?;
         match prefs.delivery_status.as_deref() {
-            // Already stopped by bounces or a moderator: ours to restore (an attempt that ended
-            // before it was remembered finds it so).
-            Some("by_bounces" | "by_moderator") => {}
-            // The member stopped it: not ours.
-            Some("by_user") => return Ok(()),
-            _ => match self.set_status(&m.member_id, "by_bounces").await {
-                Ok(()) => {}
-                Err(Attempt::Refused(_)) => self.set_status(&m.member_id, "by_moderator").await?,
-                Err(other) => return Err(other),
-            },
+            // Delivery on: remembered first, then stopped, so an attempt cut short between the two
+            // finds it remembered and stops it, and one cut short after finds it ours.
+            None | Some("enabled" | "unknown") => {
+                store
+                    .notify_remember_disabled(target, address, &m.member_id, &m.list_id)
+                    .await
+                    .map_err(store_failure)?;
+                match self.set_status(&m.member_id, "by_bounces").await {
+                    Ok(()) => Ok(()),
+                    Err(Attempt::Refused(_)) => self.set_status(&m.member_id, "by_moderator").await,
+                    Err(other) => Err(other),
+                }
+            }
+            // Stopped already: by this target in an earlier attempt, or by the member, a
+            // moderator or Mailman's own bounce processing, whose decision is left as it is.
+            Some(_) => Ok(()),
         }
-        store
-            .notify_remember_disabled(target, address, &m.member_id, &m.list_id)
-            .await
-            .map_err(store_failure)
     }
 
     async fn unsubscribe(&self, m: &Member) -> Step<()> {
