@@ -645,30 +645,7 @@ fn check_config_reads_each_targets_secret() {
 /// An HTTPS server on loopback with a fresh self-signed certificate (for `localhost` and
 /// 127.0.0.1) that answers every request 204 and keeps the request bodies; `None` without openssl.
 fn https_receiver(dir: &Path) -> Option<(u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>)> {
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let made = common::self_signed_cert(dir);
     if !common::tool_available("webhook_over_https", "openssl", made) {
         return None;
     }

@@ -59,33 +59,7 @@ impl Dovecot {
         let mut perm = fs::metadata(d).expect("meta").permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         fs::set_permissions(d, perm).expect("chmod");
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-            ])
-            .arg("-keyout")
-            .arg(d.join("key.pem"))
-            .arg("-out")
-            .arg(d.join("cert.pem"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success(), "openssl failed");
+        assert!(super::self_signed_cert(d), "openssl failed");
         let home = d.join("home").join(USER);
         for sub in ["new", "cur", "tmp"] {
             fs::create_dir_all(home.join("Maildir").join(sub)).expect("maildir");
