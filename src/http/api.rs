@@ -59,7 +59,12 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Store(e)
+        match e {
+            StoreError::InvalidAddress(a) => {
+                ApiError::BadRequest(format!("`{a}` is not an address (expected local@domain)"))
+            }
+            e => ApiError::Store(e),
+        }
     }
 }
 
@@ -599,18 +604,13 @@ pub async fn manual_suppress(
 ) -> Result<ManualResult, ApiError> {
     check_reason(reason)?;
     let note = manual_note(&actor.0, reason);
-    match store.suppress(address, Some(&note), Utc::now()).await {
-        Ok(out) => Ok(ManualResult {
-            address: out.address,
-            state: "suppressed".into(),
-            changed: out.changed,
-            actor: actor.0.clone(),
-        }),
-        Err(StoreError::InvalidAddress(a)) => Err(ApiError::BadRequest(format!(
-            "`{a}` is not an address (expected local@domain)"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    let out = store.suppress(address, Some(&note), Utc::now()).await?;
+    Ok(ManualResult {
+        address: out.address,
+        state: "suppressed".into(),
+        changed: out.changed,
+        actor: actor.0.clone(),
+    })
 }
 
 /// Unsuppresses a known address by hand with the actor in the history.
@@ -635,9 +635,6 @@ pub async fn manual_unsuppress(
         }),
         Err(StoreError::UnknownRecipient(a)) => Err(ApiError::NotFound(format!(
             "no recipient {a} in the database"
-        ))),
-        Err(StoreError::InvalidAddress(a)) => Err(ApiError::BadRequest(format!(
-            "`{a}` is not an address (expected local@domain)"
         ))),
         Err(e) => Err(e.into()),
     }
