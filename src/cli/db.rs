@@ -1,5 +1,6 @@
 //! What the database subcommands share (`--db`/`--config`, opening the store, dates, output
-//! formats), and `bounced db`: checking and repairing the database.
+//! formats), and `bounced db`: checking and repairing the database, and copying it to another
+//! (across engines).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,11 +37,45 @@ pub enum DbCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Copy every table of one database into another, empty one, ids kept: SQLite to PostgreSQL,
+    /// PostgreSQL to SQLite, or within one engine. Read in batches from one snapshot of the source,
+    /// written in one transaction that commits only when every table's row count matches the
+    /// source's. Stop the daemons writing the source first: rows recorded during the copy are
+    /// not in it.
+    Copy {
+        /// The database to read: a SQLite file, `sqlite://PATH` or `postgres://user@host/db`.
+        #[arg(long, value_name = "URL")]
+        from: PathBuf,
+        /// The empty database to write (a new SQLite file is created; a PostgreSQL database must
+        /// exist, empty or with only the schema).
+        #[arg(long, value_name = "URL")]
+        to: PathBuf,
+        /// A file whose first line is the source's PostgreSQL password.
+        #[arg(long, value_name = "FILE")]
+        from_password_file: Option<PathBuf>,
+        /// A file whose first line is the target's PostgreSQL password.
+        #[arg(long, value_name = "FILE")]
+        to_password_file: Option<PathBuf>,
+    },
 }
 
 /// Runs `bounced db`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let DbCommand::Check { repair } = args.what;
+    let repair = match args.what {
+        DbCommand::Check { repair } => repair,
+        DbCommand::Copy {
+            ref from,
+            ref to,
+            ref from_password_file,
+            ref to_password_file,
+        } => {
+            return copy(
+                &args,
+                (from, from_password_file.as_ref()),
+                (to, to_password_file.as_ref()),
+            );
+        }
+    };
     runtime()?.block_on(async {
         let (store, _) = args.db.open(false).await?;
         let mut found: Vec<Difference> = Vec::new();
@@ -92,6 +127,77 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         })
     })
+}
+
+/// Runs `bounced db copy`: opens both ends (the target created and given the schema), copies,
+/// prints each table's rows.
+fn copy(
+    args: &Args,
+    (from, from_pw): (&PathBuf, Option<&PathBuf>),
+    (to, to_pw): (&PathBuf, Option<&PathBuf>),
+) -> anyhow::Result<ExitCode> {
+    let cfg = args.db.config()?;
+    runtime()?.block_on(async {
+        let mut opts = cfg.store_options(false);
+        if from_pw.is_some() {
+            opts.password_file = from_pw.cloned();
+        }
+        let source = Store::open(from, opts).await?;
+        let mut opts = cfg.store_options(true);
+        if to_pw.is_some() {
+            opts.password_file = to_pw.cloned();
+        }
+        let target = match Store::open(to, opts).await {
+            Ok(t) => t,
+            Err(e) => {
+                source.close().await;
+                return Err(e.into());
+            }
+        };
+        let (from_name, to_name) = (source.path().display().to_string(), target.path().display().to_string());
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut last = String::new();
+        let result = source
+            .copy_to(&target, |table, rows| {
+                if tty && (rows % 10_000 == 0 || table != last) {
+                    eprint!("\rbounced: copying {table}: {rows} rows   ");
+                    last = table.to_owned();
+                }
+            })
+            .await;
+        if tty {
+            eprintln!();
+        }
+        source.close().await;
+        target.close().await;
+        let report = result?;
+        let mut out = stdout_for(args.format);
+        let rows: Vec<CopiedTable> = report
+            .tables
+            .iter()
+            .map(|(table, rows)| CopiedTable {
+                table: table.clone(),
+                rows: *rows,
+            })
+            .collect();
+        print_rows(&mut out, args.format, &["table", "rows"], &rows, |r| {
+            vec![r.table.clone(), r.rows.to_string()]
+        })?;
+        out.flush()?;
+        eprintln!(
+            "bounced: copied {} rows in {} tables from {from_name} to {to_name}; every table's count matches the source",
+            report.rows(),
+            report.tables.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// One table of `bounced db copy`'s report.
+#[derive(Debug, serde::Serialize)]
+struct CopiedTable {
+    table: String,
+    rows: i64,
 }
 
 /// The database to use and the configuration that names it.

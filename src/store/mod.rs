@@ -5,6 +5,7 @@
 //! transaction, idempotently; [`query`] returns plain row structs and never formats output. Times are
 //! unix seconds (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
 
+mod copy;
 mod error;
 mod files;
 pub mod outbox;
@@ -23,6 +24,7 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
 
+pub use copy::{CopyError, CopyReport};
 pub use error::StoreError;
 pub use files::DEFAULT_MODE;
 pub use outbox::{Due, EventBody, OutboxCount, OutboxFilter, OutboxRow, Settle};
