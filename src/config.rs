@@ -127,9 +127,16 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The SQLite file; relative paths are relative to the working directory. `--db` and
-    /// `BOUNCED_DB` override it.
+    /// The database: a SQLite file (relative paths are relative to the working directory), or a
+    /// `sqlite://` or `postgres://` URL. `--db` and `BOUNCED_DB` override it.
     pub path: PathBuf,
+    /// The database as a URL (`sqlite://PATH` or `postgres://user@host[:port]/db`); when set it
+    /// takes the place of `path`.
+    pub url: Option<String>,
+    /// A file whose first line is the PostgreSQL password (`BOUNCED_DB_PASSWORD_FILE`); without it
+    /// `PGPASSWORD` or `~/.pgpass` are read, as libpq does. Never put the password in the URL of a
+    /// shared configuration file.
+    pub password_file: Option<PathBuf>,
     /// How long a write waits for another writer before failing as "locked".
     pub busy_timeout: HumanDuration,
     /// Deprecated: the one batch setting is `daemon.batch_size`, which `run` and `import` share.
@@ -144,6 +151,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("bounced.db"),
+            url: None,
+            password_file: None,
             busy_timeout: HumanDuration(Duration::from_secs(5)),
             batch_size: None,
             mode: FileMode(crate::store::DEFAULT_MODE),
@@ -235,6 +244,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = cfg.store.url.take() {
+            cfg.store.path = PathBuf::from(url);
+        }
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -310,7 +322,15 @@ impl Config {
             }
             Ok(())
         }
-        abs(&mut self.store.path)?;
+        if let crate::store::Location::Sqlite(file) =
+            crate::store::Location::parse(self.store.path.as_os_str())
+        {
+            self.store.path = file;
+            abs(&mut self.store.path)?;
+        }
+        if let Some(p) = &mut self.store.password_file {
+            abs(p)?;
+        }
         if let Some(r) = &mut self.daemon.rules {
             abs(r)?;
         }
@@ -347,6 +367,7 @@ impl Config {
             mode: self.store.mode.0,
             bounce_events: self.notify.iter().any(|n| n.filter().wants_bounces()),
             trust: self.trust.trust(),
+            password_file: self.store.password_file.clone(),
         }
     }
 }
@@ -705,6 +726,7 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
 /// Environment variables that override a configuration key, with the key they set.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("BOUNCED_DB", "store.path"),
+    ("BOUNCED_DB_PASSWORD_FILE", "store.password_file"),
     ("BOUNCED_LOG_FORMAT", "logging.format"),
     ("BOUNCED_LOG_LEVEL", "logging.level"),
     ("BOUNCED_BATCH_SIZE", "daemon.batch_size"),
@@ -743,6 +765,7 @@ impl Config {
             let dur = |v: &str| HumanDuration::parse(v).map_err(&bad);
             match *name {
                 "BOUNCED_DB" => self.store.path = PathBuf::from(v),
+                "BOUNCED_DB_PASSWORD_FILE" => self.store.password_file = Some(PathBuf::from(v)),
                 "BOUNCED_LOG_FORMAT" => {
                     self.logging.format = match v {
                         "human" => LogFormat::Human,

@@ -1,19 +1,28 @@
 //! The bounce database: everything SQL lives here.
 //!
 //! [`Store::open`] connects to a SQLite file (WAL, `synchronous=NORMAL`, a busy timeout, foreign keys
-//! on) and applies the embedded migrations; [`Store::record`] writes a batch of analysed messages in one
-//! transaction, idempotently; [`query`] returns plain row structs and never formats output. Times are
-//! unix seconds (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
+//! on) or to a PostgreSQL database (a `postgres://` URL) and applies that engine's embedded
+//! migrations; [`Store::record`] writes a batch of analysed messages in one transaction,
+//! idempotently; [`query`] returns plain row structs and never formats output. Times are unix seconds
+//! (UTC) in the database and [`chrono::DateTime<Utc>`] in this API.
+//!
+//! The statements are written once, in `engine/`, and compiled once per engine (`on_sqlite`,
+//! `on_postgres`), each with its own [`sqlx::Database`] and its dialect's few differences
+//! (placeholders, how a writer locks). [`Store`] holds one pool or the other and hands each call to
+//! the matching compilation.
 
 mod copy;
 mod error;
 mod files;
+mod location;
 pub mod outbox;
 pub mod query;
 mod reclassify;
 mod record;
 mod replay;
 mod source_state;
+
+pub use location::Location;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -22,7 +31,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::sqlite::{SqliteConnection, SqliteSynchronous, SqliteTransaction};
+use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 
 pub use copy::{CopyError, CopyReport};
 pub use error::StoreError;
@@ -37,8 +46,230 @@ pub use source_state::SourcePosition;
 use crate::address::Address;
 use crate::policy::Policy;
 
-/// The migrations embedded at build time from `migrations/`.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The SQLite migrations embedded at build time from `migrations/sqlite/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The PostgreSQL migrations embedded at build time from `migrations/postgres/`.
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The statements compiled for SQLite.
+mod on_sqlite {
+    pub(crate) type Db = sqlx::Sqlite;
+    pub(crate) type Conn = sqlx::SqliteConnection;
+
+    /// A statement as written: the statements are written in SQLite's dialect.
+    #[inline]
+    pub(crate) fn sql(s: &'static str) -> &'static str {
+        s
+    }
+
+    /// A statement built at run time (from constant pieces only), as written.
+    pub(crate) fn sql_owned(s: String) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(s)
+    }
+
+    /// How a writing transaction starts: SQLite takes the database's write lock at once.
+    pub(crate) const BEGIN_WRITE: &str = "begin immediate";
+
+    /// What makes a `select` lock the rows it reads: nothing, the transaction holds the database.
+    pub(crate) const FOR_UPDATE: &str = "";
+
+    /// Nothing to lock row by row: `begin immediate` holds the whole database.
+    pub(crate) async fn lock_recipients(_: &mut Conn, _: &[i64]) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Nothing to lock: one writer at a time already commits events in `seq` order.
+    pub(crate) async fn lock_outbox(_: &mut Conn) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// The database's size in bytes: pages in use times the page size.
+    pub(crate) async fn size_bytes(pool: &sqlx::Pool<Db>) -> Result<i64, sqlx::Error> {
+        let (pages,): (i64,) = sqlx::query_as("pragma page_count")
+            .fetch_one(pool)
+            .await?;
+        let (page_size,): (i64,) = sqlx::query_as("pragma page_size").fetch_one(pool).await?;
+        Ok(pages.saturating_mul(page_size))
+    }
+
+    pub(crate) use crate::store::outbox::on_sqlite::imp as outbox;
+    pub(crate) use crate::store::record::on_sqlite::imp as record;
+    pub(crate) use crate::store::replay::on_sqlite::imp as replay;
+    pub(crate) use crate::store::source_state::on_sqlite::imp as source_state;
+}
+
+/// The statements compiled for PostgreSQL.
+mod on_postgres {
+    pub(crate) type Db = sqlx::Postgres;
+    pub(crate) type Conn = sqlx::PgConnection;
+
+    /// A statement in PostgreSQL's dialect: `?N` and `?` placeholders become `$N`. Each distinct
+    /// statement is translated once and kept for the life of the process.
+    pub(crate) fn sql(s: &'static str) -> &'static str {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let mut map = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(s)
+            .or_insert_with(|| Box::leak(super::dialect_pg(s).into_boxed_str()))
+    }
+
+    /// A statement built at run time (from constant pieces only), translated.
+    pub(crate) fn sql_owned(s: String) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(super::dialect_pg(&s))
+    }
+
+    /// How a writing transaction starts: rows are locked as they are written.
+    pub(crate) const BEGIN_WRITE: &str = "begin";
+
+    /// What makes a `select` lock the rows it reads until the transaction ends.
+    pub(crate) const FOR_UPDATE: &str = " for update";
+
+    /// Locks the recipients `ids` (in id order, so that two writers never wait on each other in a
+    /// circle) until the transaction ends.
+    pub(crate) async fn lock_recipients(conn: &mut Conn, ids: &[i64]) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        sqlx::query("select id from recipients where id = any($1) order by id for update")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Serialises the transactions that write outbox events until they commit, so that `seq`
+    /// grows in commit order (a target's cursor never passes an event still to be committed).
+    pub(crate) async fn lock_outbox(conn: &mut Conn) -> Result<(), sqlx::Error> {
+        sqlx::query("select pg_advisory_xact_lock(7_216_451_180_163_011)")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The database's size in bytes, as PostgreSQL counts it.
+    pub(crate) async fn size_bytes(pool: &sqlx::Pool<Db>) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("select pg_database_size(current_database())")
+            .fetch_one(pool)
+            .await
+    }
+
+    pub(crate) use crate::store::outbox::on_postgres::imp as outbox;
+    pub(crate) use crate::store::record::on_postgres::imp as record;
+    pub(crate) use crate::store::replay::on_postgres::imp as replay;
+    pub(crate) use crate::store::source_state::on_postgres::imp as source_state;
+}
+
+/// Rewrites a statement's placeholders for PostgreSQL: `?N` becomes `$N`, and each bare `?` the
+/// next number. Text between single quotes is left alone.
+fn dialect_pg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut next = 0u32;
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                out.push('$');
+                if chars.peek().is_some_and(char::is_ascii_digit) {
+                    while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                        out.push(d);
+                    }
+                } else {
+                    next += 1;
+                    out.push_str(&next.to_string());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Compiles a file of `engine/` once per engine, as the modules `on_sqlite::imp` and
+/// `on_postgres::imp` of the module that invokes it; the file's `super::*` holds that engine's
+/// `Db`, `Conn` and dialect, `super::super::*` the invoking module's items.
+macro_rules! engines {
+    ($file:literal) => {
+        pub(crate) mod on_sqlite {
+            pub(crate) use crate::store::on_sqlite::*;
+            pub(crate) mod imp {
+                include!($file);
+            }
+        }
+        pub(crate) mod on_postgres {
+            pub(crate) use crate::store::on_postgres::*;
+            pub(crate) mod imp {
+                include!($file);
+            }
+        }
+    };
+}
+pub(crate) use engines;
+
+/// The open connections: one engine or the other.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// One store seen through one engine: the store's settings and that engine's pool. The statements
+/// in `engine/` are methods of this handle.
+pub(crate) struct Eng<'a, DB: sqlx::Database> {
+    store: &'a Store,
+    pool: &'a sqlx::Pool<DB>,
+}
+
+impl<DB: sqlx::Database> Clone for Eng<'_, DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: sqlx::Database> Copy for Eng<'_, DB> {}
+
+impl<DB: sqlx::Database> std::ops::Deref for Eng<'_, DB> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        self.store
+    }
+}
+
+impl<'a, DB: sqlx::Database> Eng<'a, DB> {
+    /// The engine's pool.
+    pub(crate) fn pool(&self) -> &'a sqlx::Pool<DB> {
+        self.pool
+    }
+
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
+        self.pool.begin().await.map_err(|e| self.err(e))
+    }
+}
+
+/// Calls a method of the engine handle matching `$store`'s pool: `dispatch!(self, m(a, b).await)`.
+macro_rules! dispatch {
+    ($store:expr, $($call:tt)+) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                $crate::store::Eng { store: $store, pool }.$($call)+
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                $crate::store::Eng { store: $store, pool }.$($call)+
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
 
 /// How to open a database.
 #[derive(Debug, Clone)]
@@ -57,6 +288,9 @@ pub struct StoreOptions {
     pub bounce_events: bool,
     /// The proof a bounce needs before it may change a recipient's state.
     pub trust: crate::policy::Trust,
+    /// A file holding the PostgreSQL password (its first line); without it the URL's server is
+    /// asked with `PGPASSWORD` or `~/.pgpass`, as libpq does.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +302,7 @@ impl Default for StoreOptions {
             mode: DEFAULT_MODE,
             bounce_events: false,
             trust: crate::policy::Trust::default(),
+            password_file: None,
         }
     }
 }
@@ -75,7 +310,8 @@ impl Default for StoreOptions {
 /// An open bounce database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The database file, or for PostgreSQL its URL without any password.
     path: PathBuf,
     policy: Policy,
     bounce_events: bool,
@@ -97,9 +333,16 @@ pub(crate) fn from_secs(s: i64) -> DateTime<Utc> {
 impl Store {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
     ///
-    /// When the file cannot be opened for want of a permission, the error says which: reading the
-    /// file, writing it, or writing its folder (where SQLite keeps `-wal` and `-shm`).
+    /// `path` is a SQLite file (a path, or `sqlite://PATH`) or a PostgreSQL URL
+    /// (`postgres://user@host[:port]/db[?sslmode=...]`). When a SQLite file cannot be opened for want
+    /// of a permission, the error says which: reading the file, writing it, or writing its folder
+    /// (where SQLite keeps `-wal` and `-shm`).
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let path = match Location::parse(path.as_os_str()) {
+            Location::Sqlite(path) => path,
+            Location::Postgres(url) => return Store::open_postgres(&url, opts).await,
+        };
+        let path = path.as_path();
         let create = opts.create;
         match Store::open_inner(path, opts).await {
             Ok(store) => Ok(store),
@@ -149,7 +392,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::from_sqlx(&path, e))?;
         let store = Store {
-            pool,
+            pool: Pool::Sqlite(pool),
             path,
             policy: opts.policy,
             bounce_events: opts.bounce_events,
@@ -163,11 +406,53 @@ impl Store {
         Ok(store)
     }
 
+    /// Connects to PostgreSQL and applies the migrations it lacks. sqlx's migrator holds an advisory
+    /// lock while it works, so daemons and imports opening a new database at once migrate it once.
+    async fn open_postgres(url: &location::PgUrl, opts: StoreOptions) -> Result<Store, StoreError> {
+        let path = PathBuf::from(url.masked());
+        let mut connect = url.options().map_err(|e| StoreError::from_sqlx(&path, e))?;
+        if let Some(file) = &opts.password_file {
+            let text = std::fs::read_to_string(file).map_err(|e| StoreError::CannotOpen {
+                path: path.clone(),
+                detail: format!("cannot read the password file {}: {e}", file.display()),
+            })?;
+            connect = connect.password(text.lines().next().unwrap_or_default());
+        }
+        let connect = connect
+            .statement_cache_capacity(256)
+            .disable_statement_logging();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(opts.busy_timeout.max(Duration::from_secs(1)))
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::from_sqlx(&path, e))?;
+        let store = Store {
+            pool: Pool::Postgres(pool),
+            path,
+            policy: opts.policy,
+            bounce_events: opts.bounce_events,
+            trust: opts.trust,
+            wake: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        };
+        if let Pool::Postgres(pool) = &store.pool {
+            PG_MIGRATOR
+                .run(pool)
+                .await
+                .map_err(|e| StoreError::from_migrate(&store.path, e))?;
+        }
+        Ok(store)
+    }
+
     /// Fails with [`StoreError::ReadOnly`] when SQLite fell back to a read-only open (the file is not
     /// writable by this user): a writer would otherwise start and then fail every write, and keep
     /// failing after the file is made writable, since the connection stays read-only.
     async fn check_writable(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(());
+        };
+        let mut conn = pool.acquire().await.map_err(|e| self.err(e))?;
         match sqlx::query("begin immediate").execute(&mut *conn).await {
             Ok(_) => {}
             Err(e) => {
@@ -203,7 +488,10 @@ impl Store {
     /// migrates while the others wait (up to the busy timeout) and then find nothing left to do. A
     /// database already up to date is only read, so readers never take the write lock here.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(());
+        };
+        let mut conn = pool.acquire().await.map_err(|e| self.err(e))?;
         if self.pending_migrations(&mut conn).await? == 0 {
             return Ok(());
         }
@@ -252,9 +540,14 @@ impl Store {
             .count())
     }
 
-    /// The database file.
+    /// The database file, or for PostgreSQL its URL with any password masked: what messages name.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the database is a SQLite file (rather than a server's).
+    pub fn is_file(&self) -> bool {
+        matches!(self.pool, Pool::Sqlite(_))
     }
 
     /// The policy applied when recording.
@@ -272,9 +565,12 @@ impl Store {
         MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the pool (for SQLite, checkpointing the WAL).
     pub async fn close(self) {
-        self.pool.close().await;
+        match self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// Wraps a sqlx error with this database's path; a refused write names the missing permission.
@@ -288,14 +584,6 @@ impl Store {
         }
     }
 
-    pub(crate) async fn begin(&self) -> Result<SqliteTransaction<'static>, StoreError> {
-        self.pool.begin().await.map_err(|e| self.err(e))
-    }
-
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// Fills the database with `n` synthetic hard-suppressed recipients (for the export benchmark).
     #[doc(hidden)]
     pub async fn fill_synthetic_suppressed(
@@ -303,9 +591,12 @@ impl Store {
         n: u64,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return self.fill_synthetic_suppressed_pg(n, at).await;
+        };
         let t = secs(at);
         let n = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut tx = self.begin().await?;
+        let mut tx = pool.begin().await.map_err(|e| self.err(e))?;
         let (message_id,): (i64,) = sqlx::query_as(
             "insert into messages (sha256, source, received_at, recorded_at, kind, reader, \
              raw_size, raw_deflate) values ('synthetic', 'bench:', ?1, ?1, 'dsn', 'dsn', 0, x'') \
@@ -333,6 +624,52 @@ impl Store {
              select 'user' || i || '@d' || (i % 997) || '.example.com', \
              'd' || (i % 997) || '.example.com', 'suppressed', 1, ?2, ?2, ?2, 'hard', \
              'userunknown', ?3, ?2 from seq",
+        )
+        .bind(n)
+        .bind(t)
+        .bind(bounce_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+}
+
+impl Store {
+    /// [`Store::fill_synthetic_suppressed`] on PostgreSQL.
+    async fn fill_synthetic_suppressed_pg(&self, n: u64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return Ok(());
+        };
+        let t = secs(at);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut tx = pool.begin().await.map_err(|e| self.err(e))?;
+        let (message_id,): (i64,) = sqlx::query_as(
+            "insert into messages (sha256, source, received_at, recorded_at, kind, reader, \
+             raw_size, raw_deflate) values ('synthetic', 'bench:', $1, $1, 'dsn', 'dsn', 0, '') \
+             returning id",
+        )
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let (bounce_id,): (i64,) = sqlx::query_as(
+            "insert into bounces (message_id, position, at, action, status, replycode, reason, \
+             bounce_type, diagnostic, rule, reader) values ($1, 0, $2, 'failed', '5.1.1', '550', \
+             'userunknown', 'hard', '550 5.1.1 user unknown', 'bench', 'dsn') returning id",
+        )
+        .bind(message_id)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        sqlx::query(
+            "insert into recipients (address, domain, state, hard_count, first_bounce_at, \
+             last_bounce_at, suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id, \
+             updated_at) \
+             select 'user' || i || '@d' || (i % 997) || '.example.com', \
+             'd' || (i % 997) || '.example.com', 'suppressed', 1, $2, $2, $2, 'hard', \
+             'userunknown', $3, $2 from generate_series(1, $1::bigint) as i",
         )
         .bind(n)
         .bind(t)

@@ -3,36 +3,13 @@
 //! ([`Store::record_with_positions`]), read once when a source starts.
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
 
 use super::{Store, StoreError};
-use crate::source::PositionUpdate;
+pub(crate) use crate::source::PositionUpdate;
 
 /// The saved position of one IMAP folder (the sources' own type).
 pub type SourcePosition = crate::source::Position;
 
-/// Saves each position in `updates` on `conn` (inside the caller's transaction), the last one of a
-/// key winning.
-pub(crate) async fn save_positions(
-    conn: &mut SqliteConnection,
-    updates: &[PositionUpdate],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    for u in updates {
-        sqlx::query(
-            "insert into source_state (source, uidvalidity, last_uid, updated_at) values (?, ?, ?, ?) \
-             on conflict (source) do update set uidvalidity = excluded.uidvalidity, \
-             last_uid = excluded.last_uid, updated_at = excluded.updated_at",
-        )
-        .bind(&u.key)
-        .bind(i64::from(u.position.uidvalidity))
-        .bind(i64::from(u.position.last_uid))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
 
 impl Store {
     /// The saved position of `source` (`imap:<account>/<mailbox>`), if any.
@@ -40,16 +17,7 @@ impl Store {
         &self,
         source: &str,
     ) -> Result<Option<SourcePosition>, StoreError> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("select uidvalidity, last_uid from source_state where source = ?")
-                .bind(source)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok(row.map(|(v, u)| SourcePosition {
-            uidvalidity: u32::try_from(v).unwrap_or(0),
-            last_uid: u32::try_from(u).unwrap_or(0),
-        }))
+        super::dispatch!(self, source_position(source).await)
     }
 
     /// Saves the position of `source`, replacing the previous one, in a transaction of its own.
@@ -102,3 +70,5 @@ mod tests {
         Ok(())
     }
 }
+
+super::engines!("engine/source_state.rs");
