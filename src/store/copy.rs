@@ -236,16 +236,16 @@ pub enum CopyError {
     Same(PathBuf),
     /// After writing, a table's count differs from the source's: nothing was committed.
     #[error(
-        "the copy of table {table} has {target} rows where the source has {source}; nothing was \
+        "the copy of table {table} has {written} rows where the source has {read}; nothing was \
          written (the target is left empty)"
     )]
     Count {
         /// The table.
         table: &'static str,
         /// Rows in the source snapshot.
-        source: i64,
+        read: i64,
         /// Rows written to the target.
-        target: i64,
+        written: i64,
     },
     /// The database refused a read or a write.
     #[error(transparent)]
@@ -284,7 +284,7 @@ macro_rules! engine_side {
                     .join(", ")
             }
 
-            fn bind(qb: &mut sqlx::query_builder::Separated<'_, '_, Db, &str>, v: &Value) {
+            fn bind(qb: &mut sqlx::query_builder::Separated<'_, Db, &str>, v: &Value) {
                 match v {
                     Value::Int(x) => qb.push_bind(*x),
                     Value::Text(x) => qb.push_bind(x.clone()),
@@ -573,8 +573,8 @@ async fn copy_all(
         if source_rows != target_rows {
             return Err(CopyError::Count {
                 table: t.name,
-                source: source_rows,
-                target: target_rows,
+                read: source_rows,
+                written: target_rows,
             });
         }
     }
