@@ -1,6 +1,8 @@
 //! Store throughput and memory: import of 100,000 distinct messages and export of 1,000,000
 //! suppressed recipients. Run with `cargo bench --bench store [-- import|export] [--messages N]
-//! [--recipients N] [--corpus DIR]`; prints messages/s and peak RSS (VmHWM).
+//! [--recipients N] [--corpus DIR] [--db URL]`; prints messages/s and peak RSS (VmHWM). The import
+//! goes into a new SQLite file in a temporary folder, or with `--db` into that database (an empty
+//! PostgreSQL database `postgres://user@host/db`, or a SQLite path), to compare the engines.
 //!
 //! The import input is the bounce corpus repeated, each copy made unique by one added header line
 //! (`X-Bench-Copy: N`), written as files to a temporary folder and imported through the same
@@ -101,7 +103,13 @@ async fn bench_export(dir: &Path, recipients: u64) {
     store.close().await;
 }
 
-async fn bench_import(dir: &Path, corpus: &Path, messages: u64, settings: Settings) {
+async fn bench_import(
+    dir: &Path,
+    corpus: &Path,
+    messages: u64,
+    settings: Settings,
+    db: Option<&str>,
+) {
     let files = corpus_files(corpus);
     assert!(!files.is_empty(), "no corpus at {}", corpus.display());
     let input = dir.join("maildir");
@@ -132,9 +140,9 @@ async fn bench_import(dir: &Path, corpus: &Path, messages: u64, settings: Settin
     );
     drop(files);
 
-    let store = Store::open(&dir.join("import.db"), StoreOptions::default())
-        .await
-        .unwrap();
+    let db = db.map_or_else(|| dir.join("import.db"), PathBuf::from);
+    let store = Store::open(&db, StoreOptions::default()).await.unwrap();
+    println!("import: into {}", store.path().display());
     let jobs = settings.workers;
     let cpu0 = cpu_secs();
     let t = Instant::now();
@@ -149,6 +157,7 @@ async fn bench_import(dir: &Path, corpus: &Path, messages: u64, settings: Settin
     .await
     .unwrap();
     let elapsed = t.elapsed().as_secs_f64();
+    let size = store.counts().await.map_or(0, |c| c.size_bytes);
     store.close().await;
     let messages = s.recorded + s.duplicates;
     let cpu = cpu_secs() - cpu0;
@@ -172,7 +181,6 @@ async fn bench_import(dir: &Path, corpus: &Path, messages: u64, settings: Settin
         messages as f64 / elapsed,
         peak_rss_mib()
     );
-    let size = std::fs::metadata(dir.join("import.db")).map_or(0, |m| m.len());
     println!("import: database {:.1} MiB", size as f64 / 1048576.0);
 }
 
@@ -290,7 +298,8 @@ fn main() {
                 if let Some(b) = arg(&args, "--batch-size").and_then(|v| v.parse().ok()) {
                     settings.batch_size = b;
                 }
-                bench_import(dir.path(), &corpus, messages, settings).await;
+                let db = arg(&args, "--db");
+                bench_import(dir.path(), &corpus, messages, settings, db.as_deref()).await;
             } else {
                 println!(
                     "import: no corpus at {} (use --corpus DIR)",

@@ -12,55 +12,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::overlap::message;
 use common::postgres::{self, Client, Cluster, Tuning};
 use common::{Daemon, DaemonCmd, deliver, make_maildir, names};
 
 /// Messages in all (the acceptance run of the benchmark uses 30,000: `examples/bench_multi.rs`).
 const MESSAGES: usize = 3_000;
-/// Distinct recipients: each gets about four bounces, from different daemons.
-const RECIPIENTS: usize = 750;
 const DAEMONS: usize = 3;
-
-/// Message `n`: a DSN for `member{n % RECIPIENTS}`, hard (user unknown) one time in five, else
-/// soft (mailbox full), dated over three weeks so that soft scores and staleness both play.
-fn message(n: usize) -> String {
-    let rcpt = format!("member{}@example.com", n % RECIPIENTS);
-    let (status, action, text) = if n % 5 == 0 {
-        ("5.1.1", "failed", "550 5.1.1 Recipient address rejected: User unknown")
-    } else {
-        ("4.2.2", "delayed", "452 4.2.2 Mailbox full, try again later")
-    };
-    let day = 1 + (n * 7) % 21;
-    let hour = (n * 13) % 24;
-    let minute = n % 60;
-    format!(
-        "Return-Path: <>\r\n\
-From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n\
-To: list-bounces@example.org\r\n\
-Subject: Delivery Status Notification\r\n\
-Date: {day:02} Nov 2026 {hour:02}:{minute:02}:00 +0000\r\n\
-Message-ID: <multi-{n}@mx.example.net>\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"b{n}\"\r\n\
-\r\n\
---b{n}\r\n\
-Content-Type: text/plain; charset=us-ascii\r\n\
-\r\n\
-Delivery to {rcpt} did not succeed.\r\n\
-\r\n\
---b{n}\r\n\
-Content-Type: message/delivery-status\r\n\
-\r\n\
-Reporting-MTA: dns; mx.example.net\r\n\
-\r\n\
-Final-Recipient: rfc822; {rcpt}\r\n\
-Action: {action}\r\n\
-Status: {status}\r\n\
-Diagnostic-Code: smtp; {text}\r\n\
-\r\n\
---b{n}--\r\n"
-    )
-}
 
 fn bounced(args: &[&str]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_bounced"))
@@ -118,7 +76,7 @@ fn reference() -> &'static (Vec<(String, Vec<u8>)>, String) {
         let md = tmp.path().join("Maildir");
         make_maildir(&md);
         for n in 0..MESSAGES {
-            deliver(&md, &format!("m{n}.host"), message(n).as_bytes());
+            deliver(&md, &format!("m{n}.host"), message(n, MESSAGES).as_bytes());
         }
         let db = tmp.path().join("one.db");
         let db_s = db.to_str().expect("utf-8");
@@ -166,7 +124,7 @@ impl Mail {
                 let d = d.clone();
                 std::thread::spawn(move || {
                     for n in (k..MESSAGES).step_by(DAEMONS) {
-                        deliver(&d, &format!("m{n}.host{k}"), message(n).as_bytes());
+                        deliver(&d, &format!("m{n}.host{k}"), message(n, MESSAGES).as_bytes());
                         if n % 60 == k {
                             std::thread::sleep(Duration::from_millis(25));
                         }
@@ -193,6 +151,13 @@ fn daemon(root: &Path, md: &Path, url: &str, name: &str) -> Daemon {
     .spawn()
 }
 
+/// Panics with its log when a daemon has exited (they must ride out anything done to them).
+fn all_running(daemons: &mut [Daemon]) {
+    for d in daemons {
+        assert!(d.running(), "a daemon exited; log:\n{}", d.log());
+    }
+}
+
 fn count(client: &Client, db: &str, sql: &str) -> i64 {
     client
         .psql(db, sql)
@@ -214,6 +179,7 @@ fn settle_and_compare(
     while count(client, db, "select count(*) from messages") != MESSAGES as i64
         || dirs.iter().any(|d| !names(d, "new").is_empty())
     {
+        all_running(&mut daemons);
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "not all recorded within 300 s: {} of {MESSAGES}; logs:\n{}",
@@ -285,6 +251,7 @@ fn three_daemons_one_killed_and_restarted_record_everything_once() {
     let client = db.client().clone();
     let start = Instant::now();
     while count(&client, &db.name, "select count(*) from messages") < (MESSAGES / 4) as i64 {
+        all_running(&mut daemons);
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "a quarter not recorded in 120 s; log:\n{}",
@@ -313,7 +280,7 @@ fn the_database_restarted_mid_run_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // The first daemon creates the schema; the others find it.
     let mail = Mail::start(tmp.path());
-    let daemons: Vec<Daemon> = mail
+    let mut daemons: Vec<Daemon> = mail
         .dirs
         .iter()
         .enumerate()
@@ -322,6 +289,7 @@ fn the_database_restarted_mid_run_loses_nothing() {
     let client = cluster.client();
     let start = Instant::now();
     while count(&client, &db.name, "select count(*) from messages") < (MESSAGES / 4) as i64 {
+        all_running(&mut daemons);
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "a quarter not recorded in 120 s; log:\n{}",
