@@ -123,7 +123,8 @@ mod tests {
             "postgres://bounced@db/b"
         );
         assert_eq!(mask_password("postgres://db/b"), "postgres://db/b");
-        let Location::Postgres(url) = Location::parse(OsStr::new("postgres://u:hunter2@h/d")) else {
+        let Location::Postgres(url) = Location::parse(OsStr::new("postgres://u:hunter2@h/d"))
+        else {
             panic!("not a server");
         };
         assert!(!format!("{url:?}").contains("hunter2"));
