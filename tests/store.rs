@@ -1,4 +1,4 @@
-//! The bounce database on a real SQLite file: schema, idempotency, policy, history, reclassify, errors.
+//! The bounce database on SQLite and on PostgreSQL: schema, idempotency, policy, history, reclassify, errors.
 
 mod common;
 

@@ -92,3 +92,29 @@ impl Engine {
             .unwrap_or_else(|e| panic!("{sqlite}: {e}"));
     }
 }
+
+/// An engine, for a test that needs several databases on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// The engines available to `test`: SQLite always, PostgreSQL when it can be had.
+pub fn kinds(test: &str) -> Vec<Kind> {
+    let mut out = vec![Kind::Sqlite];
+    if postgres::shared(test).is_some() {
+        out.push(Kind::Postgres);
+    }
+    out
+}
+
+impl Kind {
+    /// A new empty database on this engine.
+    pub fn fresh(self, test: &str) -> Engine {
+        match self {
+            Kind::Sqlite => sqlite(),
+            Kind::Postgres => postgres(test).expect("PostgreSQL was available a moment ago"),
+        }
+    }
+}
