@@ -46,6 +46,15 @@ impl Location {
     pub fn is_server(&self) -> bool {
         matches!(self, Location::Postgres(_))
     }
+
+    /// The location as messages show it: the file's path with control characters escaped, or
+    /// the URL with any password masked.
+    pub fn shown(text: &std::path::Path) -> String {
+        match Location::parse(text.as_os_str()) {
+            Location::Sqlite(path) => crate::text::path(&path).into_owned(),
+            Location::Postgres(url) => crate::text::printable(&url.masked()).into_owned(),
+        }
+    }
 }
 
 impl PgUrl {
