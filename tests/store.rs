@@ -1,4 +1,6 @@
-//! The bounce database on a real SQLite file: schema, idempotency, policy, history, reclassify, errors.
+//! The bounce database on SQLite and on PostgreSQL: schema, idempotency, policy, history, reclassify, errors.
+
+mod common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -104,347 +106,365 @@ async fn schema_is_applied_with_wal_and_foreign_keys() {
 
 #[tokio::test]
 async fn recording_is_idempotent_within_and_across_batches() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = open(dir.path()).await;
-    let m = message(
-        1,
-        at(1, 0),
-        vec![bounce(
-            "Ann@Example.COM",
-            Reason::Userunknown,
-            BounceType::Hard,
-        )],
-    );
-    let out = store
-        .record(&[m.clone(), m.clone()], at(1, 1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(out[0], Outcome::New { bounces: 1, .. }));
-    assert!(matches!(out[1], Outcome::Duplicate { .. }));
-    let again = store
-        .record(&[m], at(2, 1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(again[0], Outcome::Duplicate { .. }));
+    for db in common::engines::all("recording_is_idempotent_within_and_across_batches") {
+        eprintln!(
+            "recording_is_idempotent_within_and_across_batches: {}",
+            db.name
+        );
+        let store = db.open().await;
+        let m = message(
+            1,
+            at(1, 0),
+            vec![bounce(
+                "Ann@Example.COM",
+                Reason::Userunknown,
+                BounceType::Hard,
+            )],
+        );
+        let out = store
+            .record(&[m.clone(), m.clone()], at(1, 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(out[0], Outcome::New { bounces: 1, .. }));
+        assert!(matches!(out[1], Outcome::Duplicate { .. }));
+        let again = store
+            .record(&[m], at(2, 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(again[0], Outcome::Duplicate { .. }));
 
-    let s = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(s.messages, 1);
-    assert_eq!(s.bounces, 1);
-    assert_eq!(s.recipients, 1);
-    let r = store
-        .recipient("ann@example.com")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r, None, "the local part is kept as sent");
-    let r = store
-        .recipient("Ann@EXAMPLE.com")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("recipient missing"));
-    assert_eq!(r.address, "Ann@example.com");
-    assert_eq!(r.hard_count, 1);
+        let s = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.messages, 1);
+        assert_eq!(s.bounces, 1);
+        assert_eq!(s.recipients, 1);
+        let r = store
+            .recipient("ann@example.com")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r, None, "the local part is kept as sent");
+        let r = store
+            .recipient("Ann@EXAMPLE.com")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("recipient missing"));
+        assert_eq!(r.address, "Ann@example.com");
+        assert_eq!(r.hard_count, 1);
+    }
 }
 
 #[tokio::test]
 async fn hard_bounce_suppresses_and_history_says_why() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = open(dir.path()).await;
-    let out = store
-        .record(
-            &[message(
-                1,
-                at(3, 8),
-                vec![bounce(
-                    "bob@example.com",
-                    Reason::Userunknown,
-                    BounceType::Hard,
+    for db in common::engines::all("hard_bounce_suppresses_and_history_says_why") {
+        eprintln!("hard_bounce_suppresses_and_history_says_why: {}", db.name);
+        let store = db.open().await;
+        let out = store
+            .record(
+                &[message(
+                    1,
+                    at(3, 8),
+                    vec![bounce(
+                        "bob@example.com",
+                        Reason::Userunknown,
+                        BounceType::Hard,
+                    )],
                 )],
-            )],
-            at(3, 9),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let Outcome::New { changes, .. } = &out[0] else {
-        panic!("expected a new message: {out:?}");
-    };
-    assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].to, State::Suppressed);
-    assert_eq!(changes[0].cause, Cause::Hard);
+                at(3, 9),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Outcome::New { changes, .. } = &out[0] else {
+            panic!("expected a new message: {out:?}");
+        };
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].to, State::Suppressed);
+        assert_eq!(changes[0].cause, Cause::Hard);
 
-    let r = store
-        .recipient("bob@example.com")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("recipient missing"));
-    assert_eq!(r.state, "suppressed");
-    assert_eq!(r.suppressed_type.as_deref(), Some("hard"));
-    assert_eq!(r.suppressed_why.as_deref(), Some("userunknown"));
-    assert_eq!(r.suppressed_at.map(|t| t.0), Some(at(3, 8)));
+        let r = store
+            .recipient("bob@example.com")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("recipient missing"));
+        assert_eq!(r.state, "suppressed");
+        assert_eq!(r.suppressed_type.as_deref(), Some("hard"));
+        assert_eq!(r.suppressed_why.as_deref(), Some("userunknown"));
+        assert_eq!(r.suppressed_at.map(|t| t.0), Some(at(3, 8)));
 
-    let h = store
-        .history("bob@example.com")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(h.len(), 1);
-    assert_eq!(h[0].cause, "hard");
-    assert_eq!(h[0].rule.as_deref(), Some("test-userunknown"));
-    assert_eq!(h[0].reason.as_deref(), Some("userunknown"));
-    assert_eq!(h[0].source.as_deref(), Some("file:/tmp/1.eml"));
+        let h = store
+            .history("bob@example.com")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].cause, "hard");
+        assert_eq!(h[0].rule.as_deref(), Some("test-userunknown"));
+        assert_eq!(h[0].reason.as_deref(), Some("userunknown"));
+        assert_eq!(h[0].source.as_deref(), Some("file:/tmp/1.eml"));
+    }
 }
 
 #[tokio::test]
 async fn soft_bounces_suppress_at_threshold_counting_one_per_day() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = open(dir.path()).await;
-    let rcpt = "carol@example.com";
-    let mut n = 0;
-    // Day 1: three soft bounces, one counts. Days 2..4: one each.
-    for (day, hour) in [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1), (4, 1)] {
-        n += 1;
+    for db in common::engines::all("soft_bounces_suppress_at_threshold_counting_one_per_day") {
+        eprintln!(
+            "soft_bounces_suppress_at_threshold_counting_one_per_day: {}",
+            db.name
+        );
+        let store = db.open().await;
+        let rcpt = "carol@example.com";
+        let mut n = 0;
+        // Day 1: three soft bounces, one counts. Days 2..4: one each.
+        for (day, hour) in [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1), (4, 1)] {
+            n += 1;
+            store
+                .record(
+                    &[message(
+                        n,
+                        at(day, hour),
+                        vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+                    )],
+                    at(day, hour),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let r = store
+            .recipient(rcpt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("recipient missing"));
+        assert_eq!(r.soft_score, 4);
+        assert_eq!(r.soft_count, 6);
+        assert_eq!(r.state, "active");
+
+        let counted: Vec<bool> = store
+            .bounces(&BounceFilter {
+                recipient: Some(rcpt.into()),
+                ..BounceFilter::default()
+            })
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|b| b.counted)
+            .collect();
+        assert_eq!(counted.iter().filter(|c| **c).count(), 4);
+
         store
             .record(
                 &[message(
-                    n,
-                    at(day, hour),
+                    99,
+                    at(5, 1),
                     vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
                 )],
-                at(day, hour),
+                at(5, 1),
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        let r = store
+            .recipient(rcpt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("recipient missing"));
+        assert_eq!(r.state, "suppressed");
+        assert_eq!(r.suppressed_type.as_deref(), Some("soft"));
+        let h = store.history(rcpt).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].cause, "soft_threshold");
     }
-    let r = store
-        .recipient(rcpt)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("recipient missing"));
-    assert_eq!(r.soft_score, 4);
-    assert_eq!(r.soft_count, 6);
-    assert_eq!(r.state, "active");
-
-    let counted: Vec<bool> = store
-        .bounces(&BounceFilter {
-            recipient: Some(rcpt.into()),
-            ..BounceFilter::default()
-        })
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|b| b.counted)
-        .collect();
-    assert_eq!(counted.iter().filter(|c| **c).count(), 4);
-
-    store
-        .record(
-            &[message(
-                99,
-                at(5, 1),
-                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
-            )],
-            at(5, 1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let r = store
-        .recipient(rcpt)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("recipient missing"));
-    assert_eq!(r.state, "suppressed");
-    assert_eq!(r.suppressed_type.as_deref(), Some("soft"));
-    let h = store.history(rcpt).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(h.len(), 1);
-    assert_eq!(h[0].cause, "soft_threshold");
 }
 
 #[tokio::test]
 async fn failure_time_comes_from_the_report_date() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = open(dir.path()).await;
-    let mut b = bounce("dan@example.com", Reason::Userunknown, BounceType::Hard);
-    b.date = Some("Mon, 2 Mar 2026 10:00:00 +0200 (EET)".into());
-    store
-        .record(&[message(1, at(9, 0), vec![b])], at(9, 0))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let r = store
-        .recipient("dan@example.com")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("recipient missing"));
-    assert_eq!(r.first_bounce_at.map(|t| t.0), Some(at(2, 8)));
+    for db in common::engines::all("failure_time_comes_from_the_report_date") {
+        eprintln!("failure_time_comes_from_the_report_date: {}", db.name);
+        let store = db.open().await;
+        let mut b = bounce("dan@example.com", Reason::Userunknown, BounceType::Hard);
+        b.date = Some("Mon, 2 Mar 2026 10:00:00 +0200 (EET)".into());
+        store
+            .record(&[message(1, at(9, 0), vec![b])], at(9, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = store
+            .recipient("dan@example.com")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("recipient missing"));
+        assert_eq!(r.first_bounce_at.map(|t| t.0), Some(at(2, 8)));
+    }
 }
 
 #[tokio::test]
 async fn manual_unsuppress_holds_against_soft_until_a_complaint() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::open(
-        &dir.path().join("b.db"),
-        StoreOptions {
-            policy: Policy {
-                soft_threshold: 1,
-                ..Policy::default()
-            },
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let rcpt = "eve@example.com";
-    store
-        .record(
-            &[message(
-                1,
+    for db in common::engines::all("manual_unsuppress_holds_against_soft_until_a_complaint") {
+        eprintln!(
+            "manual_unsuppress_holds_against_soft_until_a_complaint: {}",
+            db.name
+        );
+        let store = db
+            .open_with(StoreOptions {
+                policy: Policy {
+                    soft_threshold: 1,
+                    ..Policy::default()
+                },
+                ..StoreOptions::default()
+            })
+            .await;
+        let rcpt = "eve@example.com";
+        store
+            .record(
+                &[message(
+                    1,
+                    at(1, 0),
+                    vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+                )],
                 at(1, 0),
-                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
-            )],
-            at(1, 0),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let state = |s: &Store| {
-        let s = s.clone();
-        async move {
-            s.recipient(rcpt)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .map(|r| r.state)
-                .unwrap_or_default()
-        }
-    };
-    assert_eq!(state(&store).await, "suppressed");
-    let out = store
-        .unsuppress(rcpt, Some("asked by support"), at(2, 0))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.changed);
-    store
-        .record(
-            &[message(
-                2,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let state = |s: &Store| {
+            let s = s.clone();
+            async move {
+                s.recipient(rcpt)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .map(|r| r.state)
+                    .unwrap_or_default()
+            }
+        };
+        assert_eq!(state(&store).await, "suppressed");
+        let out = store
+            .unsuppress(rcpt, Some("asked by support"), at(2, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.changed);
+        store
+            .record(
+                &[message(
+                    2,
+                    at(3, 0),
+                    vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+                )],
                 at(3, 0),
-                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
-            )],
-            at(3, 0),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(state(&store).await, "active");
-    store
-        .record(
-            &[message(
-                3,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(state(&store).await, "active");
+        store
+            .record(
+                &[message(
+                    3,
+                    at(4, 0),
+                    vec![bounce(rcpt, Reason::Feedback, BounceType::Complaint)],
+                )],
                 at(4, 0),
-                vec![bounce(rcpt, Reason::Feedback, BounceType::Complaint)],
-            )],
-            at(4, 0),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(state(&store).await, "suppressed");
-    let causes: Vec<String> = store
-        .history(rcpt)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .map(|e| format!("{}:{}", e.change, e.cause))
-        .collect();
-    assert_eq!(
-        causes,
-        [
-            "suppressed:soft_threshold",
-            "unsuppressed:manual",
-            "suppressed:complaint"
-        ]
-    );
-    assert!(matches!(
-        store.unsuppress("nobody@example.com", None, at(5, 0)).await,
-        Err(StoreError::UnknownRecipient(_))
-    ));
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(state(&store).await, "suppressed");
+        let causes: Vec<String> = store
+            .history(rcpt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|e| format!("{}:{}", e.change, e.cause))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                "suppressed:soft_threshold",
+                "unsuppressed:manual",
+                "suppressed:complaint"
+            ]
+        );
+        assert!(matches!(
+            store.unsuppress("nobody@example.com", None, at(5, 0)).await,
+            Err(StoreError::UnknownRecipient(_))
+        ));
+    }
 }
 
 #[tokio::test]
 async fn reclassify_follows_improved_rules() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = open(dir.path()).await;
-    let rcpt = "fay@example.com";
-    store
-        .record(
-            &[
-                message(
-                    1,
-                    at(1, 0),
-                    vec![bounce(rcpt, Reason::Onhold, BounceType::Soft)],
-                ),
-                message(
-                    2,
-                    at(1, 0),
-                    vec![bounce("gus@example.com", Reason::Onhold, BounceType::Soft)],
-                ),
-            ],
-            at(1, 0),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The improved rules see that message 1 is a hard bounce; message 2 is unchanged.
-    let report = store
-        .reclassify(
-            &ReclassifyOptions::default(),
-            |raw| {
-                let text = String::from_utf8_lossy(raw);
-                if text.contains("failure 1\n") {
-                    analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
-                } else {
-                    analysis(vec![bounce(
-                        "gus@example.com",
-                        Reason::Onhold,
-                        BounceType::Soft,
-                    )])
-                }
-            },
-            at(10, 0),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.messages, 2);
-    assert_eq!(report.changed, 1);
-    assert_eq!(report.shifts.len(), 1);
-    assert_eq!(report.shifts[0].address, rcpt);
-    assert_eq!(report.shifts[0].to, State::Suppressed);
-    let r = store
-        .recipient(rcpt)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("recipient missing"));
-    assert_eq!((r.hard_count, r.soft_count), (1, 0));
-    assert_eq!(r.suppressed_why.as_deref(), Some("userunknown"));
-    let h = store.history(rcpt).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(h.len(), 1);
-    assert_eq!(h[0].rule.as_deref(), Some("test-userunknown"));
+    for db in common::engines::all("reclassify_follows_improved_rules") {
+        eprintln!("reclassify_follows_improved_rules: {}", db.name);
+        let store = db.open().await;
+        let rcpt = "fay@example.com";
+        store
+            .record(
+                &[
+                    message(
+                        1,
+                        at(1, 0),
+                        vec![bounce(rcpt, Reason::Onhold, BounceType::Soft)],
+                    ),
+                    message(
+                        2,
+                        at(1, 0),
+                        vec![bounce("gus@example.com", Reason::Onhold, BounceType::Soft)],
+                    ),
+                ],
+                at(1, 0),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The improved rules see that message 1 is a hard bounce; message 2 is unchanged.
+        let report = store
+            .reclassify(
+                &ReclassifyOptions::default(),
+                |raw| {
+                    let text = String::from_utf8_lossy(raw);
+                    if text.contains("failure 1\n") {
+                        analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
+                    } else {
+                        analysis(vec![bounce(
+                            "gus@example.com",
+                            Reason::Onhold,
+                            BounceType::Soft,
+                        )])
+                    }
+                },
+                at(10, 0),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.messages, 2);
+        assert_eq!(report.changed, 1);
+        assert_eq!(report.shifts.len(), 1);
+        assert_eq!(report.shifts[0].address, rcpt);
+        assert_eq!(report.shifts[0].to, State::Suppressed);
+        let r = store
+            .recipient(rcpt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("recipient missing"));
+        assert_eq!((r.hard_count, r.soft_count), (1, 0));
+        assert_eq!(r.suppressed_why.as_deref(), Some("userunknown"));
+        let h = store.history(rcpt).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].rule.as_deref(), Some("test-userunknown"));
 
-    // Running it again changes nothing.
-    let again = store
-        .reclassify(
-            &ReclassifyOptions::default(),
-            |raw| {
-                let text = String::from_utf8_lossy(raw);
-                if text.contains("failure 1\n") {
-                    analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
-                } else {
-                    analysis(vec![bounce(
-                        "gus@example.com",
-                        Reason::Onhold,
-                        BounceType::Soft,
-                    )])
-                }
-            },
-            at(11, 0),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(again.changed, 0);
-    assert!(again.shifts.is_empty());
+        // Running it again changes nothing.
+        let again = store
+            .reclassify(
+                &ReclassifyOptions::default(),
+                |raw| {
+                    let text = String::from_utf8_lossy(raw);
+                    if text.contains("failure 1\n") {
+                        analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
+                    } else {
+                        analysis(vec![bounce(
+                            "gus@example.com",
+                            Reason::Onhold,
+                            BounceType::Soft,
+                        )])
+                    }
+                },
+                at(11, 0),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.changed, 0);
+        assert!(again.shifts.is_empty());
+    }
 }
 
 #[tokio::test]
@@ -531,152 +551,163 @@ use sqlx::Connection;
 
 #[tokio::test]
 async fn one_batch_applies_the_policy_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let rcpt = "hal@example.com";
-    let batch: Vec<Prepared> = (1..=6)
-        .map(|d| {
-            message(
-                d,
-                at(d, 6),
-                vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
-            )
-        })
-        .collect();
-    let out = store.record(&batch, at(7, 0)).await.unwrap();
-    let changed: Vec<usize> = out
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| matches!(o, Outcome::New { changes, .. } if !changes.is_empty()))
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(changed, [4], "the fifth counted soft bounce suppresses");
-    let r = store.recipient(rcpt).await.unwrap().unwrap();
-    assert_eq!((r.soft_count, r.soft_score), (6, 6));
-    assert_eq!(r.suppressed_at.map(|t| t.0), Some(at(5, 6)));
-    let h = store.history(rcpt).await.unwrap();
-    assert_eq!(h.len(), 1);
-    assert_eq!(h[0].source.as_deref(), Some("file:/tmp/5.eml"));
+    for db in common::engines::all("one_batch_applies_the_policy_in_order") {
+        eprintln!("one_batch_applies_the_policy_in_order: {}", db.name);
+        let store = db.open().await;
+        let rcpt = "hal@example.com";
+        let batch: Vec<Prepared> = (1..=6)
+            .map(|d| {
+                message(
+                    d,
+                    at(d, 6),
+                    vec![bounce(rcpt, Reason::Mailboxfull, BounceType::Soft)],
+                )
+            })
+            .collect();
+        let out = store.record(&batch, at(7, 0)).await.unwrap();
+        let changed: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, Outcome::New { changes, .. } if !changes.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(changed, [4], "the fifth counted soft bounce suppresses");
+        let r = store.recipient(rcpt).await.unwrap().unwrap();
+        assert_eq!((r.soft_count, r.soft_score), (6, 6));
+        assert_eq!(r.suppressed_at.map(|t| t.0), Some(at(5, 6)));
+        let h = store.history(rcpt).await.unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].source.as_deref(), Some("file:/tmp/5.eml"));
+    }
 }
 
 #[tokio::test]
 async fn a_bounce_without_a_usable_address_is_kept_without_a_recipient() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let mut no_rcpt = bounce("x", Reason::Onhold, BounceType::Soft);
-    no_rcpt.recipient = None;
-    let bad = bounce("not an address", Reason::Userunknown, BounceType::Hard);
-    let out = store
-        .record(&[message(1, at(1, 0), vec![no_rcpt, bad])], at(1, 0))
-        .await
-        .unwrap();
-    assert!(matches!(&out[0], Outcome::New { bounces: 2, changes, .. } if changes.is_empty()));
-    let s = store.summary().await.unwrap();
-    assert_eq!((s.bounces, s.recipients), (2, 0));
-    let rows: Vec<_> = store
-        .bounces(&BounceFilter::default())
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 2);
-    assert!(
-        rows.iter()
-            .any(|b| b.recipient.as_deref() == Some("not an address"))
-    );
+    for db in common::engines::all("a_bounce_without_a_usable_address_is_kept_without_a_recipient")
+    {
+        eprintln!(
+            "a_bounce_without_a_usable_address_is_kept_without_a_recipient: {}",
+            db.name
+        );
+        let store = db.open().await;
+        let mut no_rcpt = bounce("x", Reason::Onhold, BounceType::Soft);
+        no_rcpt.recipient = None;
+        let bad = bounce("not an address", Reason::Userunknown, BounceType::Hard);
+        let out = store
+            .record(&[message(1, at(1, 0), vec![no_rcpt, bad])], at(1, 0))
+            .await
+            .unwrap();
+        assert!(matches!(&out[0], Outcome::New { bounces: 2, changes, .. } if changes.is_empty()));
+        let s = store.summary().await.unwrap();
+        assert_eq!((s.bounces, s.recipients), (2, 0));
+        let rows: Vec<_> = store
+            .bounces(&BounceFilter::default())
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.iter()
+                .any(|b| b.recipient.as_deref() == Some("not an address"))
+        );
+    }
 }
 
 #[tokio::test]
 async fn reclassify_since_leaves_older_messages_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    store
-        .record(
-            &[
-                message(
-                    1,
-                    at(1, 0),
-                    vec![bounce("old@example.com", Reason::Onhold, BounceType::Soft)],
-                ),
-                message(
-                    2,
-                    at(9, 0),
-                    vec![bounce("new@example.com", Reason::Onhold, BounceType::Soft)],
-                ),
-            ],
-            at(9, 0),
-        )
-        .await
-        .unwrap();
-    let report = store
-        .reclassify(
-            &ReclassifyOptions {
-                since: Some(at(5, 0)),
-                ..ReclassifyOptions::default()
-            },
-            |_| {
-                analysis(vec![bounce(
-                    "new@example.com",
-                    Reason::Userunknown,
-                    BounceType::Hard,
-                )])
-            },
-            at(10, 0),
-        )
-        .await
-        .unwrap();
-    assert_eq!((report.messages, report.changed), (1, 1));
-    let old = store.recipient("old@example.com").await.unwrap().unwrap();
-    assert_eq!((old.soft_count, old.state.as_str()), (1, "active"));
-    let new = store.recipient("new@example.com").await.unwrap().unwrap();
-    assert_eq!(new.state, "suppressed");
+    for db in common::engines::all("reclassify_since_leaves_older_messages_alone") {
+        eprintln!("reclassify_since_leaves_older_messages_alone: {}", db.name);
+        let store = db.open().await;
+        store
+            .record(
+                &[
+                    message(
+                        1,
+                        at(1, 0),
+                        vec![bounce("old@example.com", Reason::Onhold, BounceType::Soft)],
+                    ),
+                    message(
+                        2,
+                        at(9, 0),
+                        vec![bounce("new@example.com", Reason::Onhold, BounceType::Soft)],
+                    ),
+                ],
+                at(9, 0),
+            )
+            .await
+            .unwrap();
+        let report = store
+            .reclassify(
+                &ReclassifyOptions {
+                    since: Some(at(5, 0)),
+                    ..ReclassifyOptions::default()
+                },
+                |_| {
+                    analysis(vec![bounce(
+                        "new@example.com",
+                        Reason::Userunknown,
+                        BounceType::Hard,
+                    )])
+                },
+                at(10, 0),
+            )
+            .await
+            .unwrap();
+        assert_eq!((report.messages, report.changed), (1, 1));
+        let old = store.recipient("old@example.com").await.unwrap().unwrap();
+        assert_eq!((old.soft_count, old.state.as_str()), (1, "active"));
+        let new = store.recipient("new@example.com").await.unwrap().unwrap();
+        assert_eq!(new.state, "suppressed");
+    }
 }
 
 #[tokio::test]
 async fn a_batch_that_fails_half_way_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = open(dir.path()).await;
-    // A trigger that refuses history rows makes the batch fail after its messages, bounces and
-    // recipients were already inserted inside the transaction.
-    let mut other =
-        sqlx::SqliteConnection::connect(&format!("sqlite:{}", dir.path().join("b.db").display()))
+    for db in common::engines::all("a_batch_that_fails_half_way_writes_nothing") {
+        eprintln!("a_batch_that_fails_half_way_writes_nothing: {}", db.name);
+        let store = db.open().await;
+        // A trigger that refuses history rows makes the batch fail after its messages, bounces and
+        // recipients were already inserted inside the transaction.
+        db.exec(
+            "create trigger refuse_events before insert on events \
+             begin select raise(abort, 'no history today'); end",
+            "create function refuse() returns trigger language plpgsql as \
+             $$ begin raise exception 'no history today'; end $$; \
+             create trigger refuse_events before insert on events \
+             for each row execute function refuse()",
+        )
+        .await;
+        let batch = [
+            message(1, at(1, 0), Vec::new()),
+            message(
+                2,
+                at(1, 0),
+                vec![bounce(
+                    "gone@example.com",
+                    Reason::Userunknown,
+                    BounceType::Hard,
+                )],
+            ),
+        ];
+        let err = store.record(&batch, at(1, 1)).await;
+        assert!(matches!(err, Err(StoreError::Sql { .. })), "{err:?}");
+        let s = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.messages, s.bounces, s.recipients), (0, 0, 0));
+
+        db.exec(
+            "drop trigger refuse_events",
+            "drop trigger refuse_events on events",
+        )
+        .await;
+        let out = store
+            .record(&batch, at(1, 2))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-    sqlx::query(
-        "create trigger refuse_events before insert on events \
-         begin select raise(abort, 'no history today'); end",
-    )
-    .execute(&mut other)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let batch = [
-        message(1, at(1, 0), Vec::new()),
-        message(
-            2,
-            at(1, 0),
-            vec![bounce(
-                "gone@example.com",
-                Reason::Userunknown,
-                BounceType::Hard,
-            )],
-        ),
-    ];
-    let err = store.record(&batch, at(1, 1)).await;
-    assert!(matches!(err, Err(StoreError::Sql { .. })), "{err:?}");
-    let s = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((s.messages, s.bounces, s.recipients), (0, 0, 0));
-
-    sqlx::query("drop trigger refuse_events")
-        .execute(&mut other)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = store
-        .record(&batch, at(1, 2))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.iter().all(|o| matches!(o, Outcome::New { .. })),
-        "the retry records both messages anew: {out:?}"
-    );
+        assert!(
+            out.iter().all(|o| matches!(o, Outcome::New { .. })),
+            "the retry records both messages anew: {out:?}"
+        );
+    }
 }
 
 /// The state a recipient's row and history show, without row ids.
@@ -704,144 +735,153 @@ async fn soft_bounces_arriving_newest_first_suppress_as_in_date_order() {
             )
         })
         .collect();
-    let together = tempfile::tempdir().unwrap();
-    let store = open(together.path()).await;
-    store.record(&messages, at(9, 0)).await.unwrap();
-    let want = snapshot(&store, rcpt).await;
-    let r = store.recipient(rcpt).await.unwrap().unwrap();
-    assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
+    let together =
+        common::engines::all("soft_bounces_arriving_newest_first_suppress_as_in_date_order");
+    let one_by_one =
+        common::engines::all("soft_bounces_arriving_newest_first_suppress_as_in_date_order");
+    for (together, one_by_one) in together.iter().zip(&one_by_one) {
+        eprintln!(
+            "soft_bounces_arriving_newest_first_suppress_as_in_date_order: {}",
+            together.name
+        );
+        let store = together.open().await;
+        store.record(&messages, at(9, 0)).await.unwrap();
+        let want = snapshot(&store, rcpt).await;
+        let r = store.recipient(rcpt).await.unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
 
-    let one_by_one = tempfile::tempdir().unwrap();
-    let store = open(one_by_one.path()).await;
-    for m in messages.iter().rev() {
-        store
-            .record(std::slice::from_ref(m), at(9, 0))
+        let store = one_by_one.open().await;
+        for m in messages.iter().rev() {
+            store
+                .record(std::slice::from_ref(m), at(9, 0))
+                .await
+                .unwrap();
+        }
+        let r = store.recipient(rcpt).await.unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
+        assert_eq!(snapshot(&store, rcpt).await, want);
+        let report = store
+            .check_recipients(false, at(9, 0), |d| panic!("{d:?}"))
             .await
             .unwrap();
+        assert_eq!(report.differing, 0);
     }
-    let r = store.recipient(rcpt).await.unwrap().unwrap();
-    assert_eq!((r.state.as_str(), r.soft_score), ("suppressed", 6));
-    assert_eq!(snapshot(&store, rcpt).await, want);
-    let report = store
-        .check_recipients(false, at(9, 0), |d| panic!("{d:?}"))
-        .await
-        .unwrap();
-    assert_eq!(report.differing, 0);
 }
 
 #[tokio::test]
 async fn a_late_bounce_dated_before_a_manual_unsuppress_does_not_undo_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let rcpt = "jay@example.com";
-    store
-        .record(
-            &[message(
-                1,
+    for db in
+        common::engines::all("a_late_bounce_dated_before_a_manual_unsuppress_does_not_undo_it")
+    {
+        eprintln!(
+            "a_late_bounce_dated_before_a_manual_unsuppress_does_not_undo_it: {}",
+            db.name
+        );
+        let store = db.open().await;
+        let rcpt = "jay@example.com";
+        store
+            .record(
+                &[message(
+                    1,
+                    at(1, 0),
+                    vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+                )],
                 at(1, 0),
-                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
-            )],
-            at(1, 0),
-        )
-        .await
-        .unwrap();
-    let out = store
-        .unsuppress(rcpt, Some("fixed"), at(5, 0))
-        .await
-        .unwrap();
-    assert!(out.changed && out.recorded);
-    // A hard bounce from day 3 arrives after the operator's decision of day 5: the decision, made
-    // later, still stands.
-    store
-        .record(
-            &[message(
-                2,
-                at(3, 0),
-                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
-            )],
-            at(6, 0),
-        )
-        .await
-        .unwrap();
-    let r = store.recipient(rcpt).await.unwrap().unwrap();
-    assert_eq!(r.state, "active");
-    assert_eq!(r.hard_count, 2);
-    // One from day 7 suppresses again.
-    store
-        .record(
-            &[message(
-                3,
+            )
+            .await
+            .unwrap();
+        let out = store
+            .unsuppress(rcpt, Some("fixed"), at(5, 0))
+            .await
+            .unwrap();
+        assert!(out.changed && out.recorded);
+        // A hard bounce from day 3 arrives after the operator's decision of day 5: the decision, made
+        // later, still stands.
+        store
+            .record(
+                &[message(
+                    2,
+                    at(3, 0),
+                    vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+                )],
+                at(6, 0),
+            )
+            .await
+            .unwrap();
+        let r = store.recipient(rcpt).await.unwrap().unwrap();
+        assert_eq!(r.state, "active");
+        assert_eq!(r.hard_count, 2);
+        // One from day 7 suppresses again.
+        store
+            .record(
+                &[message(
+                    3,
+                    at(7, 0),
+                    vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+                )],
                 at(7, 0),
-                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
-            )],
-            at(7, 0),
-        )
-        .await
-        .unwrap();
-    let r = store.recipient(rcpt).await.unwrap().unwrap();
-    assert_eq!(r.state, "suppressed");
-    let report = store
-        .check_recipients(false, at(8, 0), |d| panic!("{d:?}"))
-        .await
-        .unwrap();
-    assert_eq!(report.differing, 0);
+            )
+            .await
+            .unwrap();
+        let r = store.recipient(rcpt).await.unwrap().unwrap();
+        assert_eq!(r.state, "suppressed");
+        let report = store
+            .check_recipients(false, at(8, 0), |d| panic!("{d:?}"))
+            .await
+            .unwrap();
+        assert_eq!(report.differing, 0);
+    }
 }
 
 #[tokio::test]
 async fn db_check_finds_and_repairs_a_recipient_out_of_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let rcpt = "kim@example.com";
-    store
-        .record(
-            &[message(
-                1,
+    for db in common::engines::all("db_check_finds_and_repairs_a_recipient_out_of_step") {
+        eprintln!(
+            "db_check_finds_and_repairs_a_recipient_out_of_step: {}",
+            db.name
+        );
+        let store = db.open().await;
+        let rcpt = "kim@example.com";
+        store
+            .record(
+                &[message(
+                    1,
+                    at(1, 0),
+                    vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
+                )],
                 at(1, 0),
-                vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)],
-            )],
-            at(1, 0),
-        )
-        .await
-        .unwrap();
-    let mut other =
-        sqlx::SqliteConnection::connect(&format!("sqlite:{}", dir.path().join("b.db").display()))
+            )
             .await
             .unwrap();
-    sqlx::query(
-        "update recipients set state = 'active', hard_count = 0, suppressed_at = null, \
-         suppressed_type = null, suppressed_why = null, suppressed_bounce_id = null",
-    )
-    .execute(&mut other)
-    .await
-    .unwrap();
-    sqlx::query("delete from events")
-        .execute(&mut other)
-        .await
-        .unwrap();
-    let mut found = Vec::new();
-    let report = store
-        .check_recipients(false, at(2, 0), |d| found.push(d.field.clone()))
-        .await
-        .unwrap();
-    assert_eq!((report.recipients, report.differing), (1, 1));
-    for field in ["state", "hard_count", "suppressed_type", "history"] {
-        assert!(found.iter().any(|f| f == field), "{field}: {found:?}");
+        let breakage = "update recipients set state = 'active', hard_count = 0, \
+             suppressed_at = null, suppressed_type = null, suppressed_why = null, \
+             suppressed_bounce_id = null; delete from events";
+        db.exec(breakage, breakage).await;
+        let mut found = Vec::new();
+        let report = store
+            .check_recipients(false, at(2, 0), |d| found.push(d.field.clone()))
+            .await
+            .unwrap();
+        assert_eq!((report.recipients, report.differing), (1, 1));
+        for field in ["state", "hard_count", "suppressed_type", "history"] {
+            assert!(found.iter().any(|f| f == field), "{field}: {found:?}");
+        }
+        assert_eq!(
+            store.recipient(rcpt).await.unwrap().unwrap().state,
+            "active"
+        );
+        let report = store
+            .check_recipients(true, at(2, 0), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.differing, 1);
+        let r = store.recipient(rcpt).await.unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.hard_count), ("suppressed", 1));
+        assert_eq!(store.history(rcpt).await.unwrap().len(), 1);
+        let report = store
+            .check_recipients(false, at(2, 0), |d| panic!("{d:?}"))
+            .await
+            .unwrap();
+        assert_eq!(report.differing, 0);
     }
-    assert_eq!(
-        store.recipient(rcpt).await.unwrap().unwrap().state,
-        "active"
-    );
-    let report = store
-        .check_recipients(true, at(2, 0), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(report.differing, 1);
-    let r = store.recipient(rcpt).await.unwrap().unwrap();
-    assert_eq!((r.state.as_str(), r.hard_count), ("suppressed", 1));
-    assert_eq!(store.history(rcpt).await.unwrap().len(), 1);
-    let report = store
-        .check_recipients(false, at(2, 0), |d| panic!("{d:?}"))
-        .await
-        .unwrap();
-    assert_eq!(report.differing, 0);
 }

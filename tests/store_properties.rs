@@ -1,10 +1,14 @@
-//! Property tests of the suppression state on a real SQLite file: it is a function of the set of
+//! Property tests of the suppression state on SQLite and on PostgreSQL: it is a function of the set of
 //! stored bounces, whatever order and batching they arrived in, and a `reclassify` stopped at any
 //! point leaves every recipient in step with its bounces (`db check` finds nothing), before and
 //! after it is run again.
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+
+use common::engines::Kind;
 
 use bounced::policy::Policy;
 use bounced::store::{Prepared, ReclassifyOptions, Store, StoreOptions};
@@ -191,7 +195,9 @@ proptest! {
         cuts in prop::collection::vec(any::<bool>(), 14),
     ) {
         let rt = runtime();
-        let dir = tempfile::tempdir().expect("tempdir");
+        for kind in common::engines::kinds("the_state_does_not_depend_on_arrival_order_or_batching") {
+        let date_order = kind.fresh("the_state_date_order");
+        let any_order = kind.fresh("the_state_any_order");
         let all: Vec<Prepared> = specs.iter().enumerate().map(|(n, s)| message(n, s)).collect();
 
         // One import, in date order.
@@ -200,7 +206,7 @@ proptest! {
             m.analysis.bounces.iter().filter_map(|b| b.date.clone()).min()
         });
         let (want, want_check) = rt.block_on(async {
-            let store = open(&dir.path().join("date-order.db")).await;
+            let store = open(&date_order.location).await;
             store.record(&by_date, start()).await.expect("record");
             (snapshot(&store).await, check(&store).await)
         });
@@ -216,7 +222,7 @@ proptest! {
             }
         }
         let (got, got_check) = rt.block_on(async {
-            let store = open(&dir.path().join("any-order.db")).await;
+            let store = open(&any_order.location).await;
             let mut batch = Vec::new();
             for (i, m) in shuffled.into_iter().enumerate() {
                 batch.push(m);
@@ -230,8 +236,9 @@ proptest! {
             }
             (snapshot(&store).await, check(&store).await)
         });
-        prop_assert!(got_check.is_empty(), "{:?}", got_check);
-        prop_assert_eq!(got, want);
+        prop_assert!(got_check.is_empty(), "{:?} {:?}", kind, got_check);
+        prop_assert_eq!(got, want, "{:?}", kind);
+        }
     }
 
     #[test]
@@ -243,7 +250,9 @@ proptest! {
     ) {
         install_quiet_hook();
         let rt = runtime();
-        let dir = tempfile::tempdir().expect("tempdir");
+        for kind in common::engines::kinds("reclassify_stopped_anywhere_leaves_nothing_to_repair") {
+        let fresh_db = kind.fresh("reclassify_stopped_fresh");
+        let reclassified = kind.fresh("reclassify_stopped_reclassified");
         let all: Vec<Prepared> = specs.iter().enumerate().map(|(n, s)| message(n, s)).collect();
         let flipped = |n: usize| n.is_multiple_of(flip_every);
         let new_result = |raw: &[u8]| {
@@ -253,7 +262,7 @@ proptest! {
 
         // What the new rules give when the messages are recorded with them from the start.
         let want = rt.block_on(async {
-            let store = open(&dir.path().join("fresh.db")).await;
+            let store = open(&fresh_db.location).await;
             let fresh: Vec<Prepared> = all
                 .iter()
                 .enumerate()
@@ -267,7 +276,7 @@ proptest! {
             snapshot(&store).await
         });
 
-        let path = dir.path().join("reclassified.db");
+        let path = reclassified.location.clone();
         rt.block_on(async {
             let store = open(&path).await;
             store.record(&all, start()).await.expect("record");
@@ -303,9 +312,10 @@ proptest! {
                 .expect("rerun");
             (after_stop, check(&store).await, snapshot(&store).await)
         });
-        prop_assert!(after_stop.is_empty(), "after the stop: {:?}", after_stop);
-        prop_assert!(rerun.is_empty(), "after the rerun: {:?}", rerun);
-        prop_assert_eq!(got, want);
+        prop_assert!(after_stop.is_empty(), "{:?} after the stop: {:?}", kind, after_stop);
+        prop_assert!(rerun.is_empty(), "{:?} after the rerun: {:?}", kind, rerun);
+        prop_assert_eq!(got, want, "{:?}", kind);
+        }
     }
 }
 

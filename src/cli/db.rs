@@ -203,9 +203,9 @@ struct CopiedTable {
 /// The database to use and the configuration that names it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// The bounce database [default: BOUNCED_DB, then `[store] path` from the configuration, then
-    /// ./bounced.db].
-    #[arg(long, value_name = "PATH", global = true)]
+    /// The bounce database: a SQLite file or a `postgres://user@host/db` URL [default: BOUNCED_DB,
+    /// then `[store] path` or `url` from the configuration, then ./bounced.db].
+    #[arg(long, value_name = "PATH|URL", global = true)]
     pub db: Option<PathBuf>,
     /// The configuration file (bounced.toml); without one, the documented defaults apply.
     #[arg(

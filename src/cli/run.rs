@@ -37,7 +37,7 @@ pub struct Args {
     /// A Maildir to watch (the folder holding new/, cur/, tmp/); may be given several times.
     #[arg(long, value_name = "DIR")]
     pub maildir: Vec<PathBuf>,
-    /// The database file (overrides `store.path` and BOUNCED_DB).
+    /// The database: a SQLite file or a `postgres://` URL (overrides `store.path` and BOUNCED_DB).
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Log format: human or json (overrides `logging.format`).
@@ -67,7 +67,10 @@ impl Plan {
     /// The one line that says what the daemon is about to do: database, rules, each source.
     pub fn describe(&self) -> String {
         let cfg = &self.cfg;
-        let mut parts = vec![format!("database {}", text::path(&cfg.store.path))];
+        let mut parts = vec![format!(
+            "database {}",
+            bounced::store::Location::shown(&cfg.store.path)
+        )];
         if let Some(r) = &cfg.daemon.rules {
             parts.push(format!("rules {}", text::path(r)));
         }
@@ -147,7 +150,11 @@ pub fn prepare(
     for i in &cfg.imap {
         imaps.push((i.clone(), i.password()?));
     }
-    let db_dir = cfg.store.path.parent().unwrap_or(Path::new("/"));
+    let location = bounced::store::Location::parse(cfg.store.path.as_os_str());
+    let db_dir = match &location {
+        bounced::store::Location::Sqlite(file) => file.parent().unwrap_or(Path::new("/")),
+        bounced::store::Location::Postgres(_) => Path::new("/"),
+    };
     if !db_dir.is_dir() {
         anyhow::bail!(
             "store.path: the folder {} of the database does not exist",

@@ -46,6 +46,15 @@ impl Location {
     pub fn is_server(&self) -> bool {
         matches!(self, Location::Postgres(_))
     }
+
+    /// The location as messages show it: the file's path with control characters escaped, or
+    /// the URL with any password masked.
+    pub fn shown(text: &std::path::Path) -> String {
+        match Location::parse(text.as_os_str()) {
+            Location::Sqlite(path) => crate::text::path(&path).into_owned(),
+            Location::Postgres(url) => crate::text::printable(&url.masked()).into_owned(),
+        }
+    }
 }
 
 impl PgUrl {
@@ -123,7 +132,8 @@ mod tests {
             "postgres://bounced@db/b"
         );
         assert_eq!(mask_password("postgres://db/b"), "postgres://db/b");
-        let Location::Postgres(url) = Location::parse(OsStr::new("postgres://u:hunter2@h/d")) else {
+        let Location::Postgres(url) = Location::parse(OsStr::new("postgres://u:hunter2@h/d"))
+        else {
             panic!("not a server");
         };
         assert!(!format!("{url:?}").contains("hunter2"));

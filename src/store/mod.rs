@@ -86,9 +86,7 @@ mod on_sqlite {
 
     /// The database's size in bytes: pages in use times the page size.
     pub(crate) async fn size_bytes(pool: &sqlx::Pool<Db>) -> Result<i64, sqlx::Error> {
-        let (pages,): (i64,) = sqlx::query_as("pragma page_count")
-            .fetch_one(pool)
-            .await?;
+        let (pages,): (i64,) = sqlx::query_as("pragma page_count").fetch_one(pool).await?;
         let (page_size,): (i64,) = sqlx::query_as("pragma page_size").fetch_one(pool).await?;
         Ok(pages.saturating_mul(page_size))
     }
@@ -111,7 +109,9 @@ mod on_postgres {
         use std::sync::{Mutex, OnceLock};
         static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-        let mut map = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(s)
             .or_insert_with(|| Box::leak(super::dialect_pg(s).into_boxed_str()))
     }
@@ -145,7 +145,7 @@ mod on_postgres {
     /// Serialises the transactions that write outbox events until they commit, so that `seq`
     /// grows in commit order (a target's cursor never passes an event still to be committed).
     pub(crate) async fn lock_outbox(conn: &mut Conn) -> Result<(), sqlx::Error> {
-        sqlx::query("select pg_advisory_xact_lock(7_216_451_180_163_011)")
+        sqlx::query("select pg_advisory_xact_lock(7216451180163011)")
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -637,7 +637,11 @@ impl Store {
 
 impl Store {
     /// [`Store::fill_synthetic_suppressed`] on PostgreSQL.
-    async fn fill_synthetic_suppressed_pg(&self, n: u64, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn fill_synthetic_suppressed_pg(
+        &self,
+        n: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let Pool::Postgres(pool) = &self.pool else {
             return Ok(());
         };

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::replay::{RecipientRow, rows_per_statement};
 use super::{Store, StoreError, from_secs, secs};
 
-
 /// An event as every target receives it (the webhook body, the exec command's input).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventBody {
@@ -125,9 +124,6 @@ impl NewEvent {
     }
 }
 
-
-
-
 /// One delivery ready to be sent.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Due {
@@ -228,7 +224,6 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-
 impl Store {
     /// A receiver that changes after each commit that may have written outbox events, so delivery
     /// workers in this process start at once instead of at their next poll.
@@ -316,7 +311,10 @@ impl Store {
         member_id: &str,
         list_id: &str,
     ) -> Result<(), StoreError> {
-        super::dispatch!(self, notify_remember_disabled(target, address, member_id, list_id).await)
+        super::dispatch!(
+            self,
+            notify_remember_disabled(target, address, member_id, list_id).await
+        )
     }
 
     /// The memberships `target` disabled for `address`, as `(member id, list id)`.

@@ -12,7 +12,6 @@ use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
 use super::{Store, StoreError, from_secs, normalize_address, secs};
 use crate::classify::{BounceType, Reason};
 
-
 /// A point in time as the database stores it (unix seconds), shown as RFC 3339 UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp(pub DateTime<Utc>);

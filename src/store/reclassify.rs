@@ -12,7 +12,6 @@ use crate::Analysis;
 use crate::maildate::bounce_time;
 use crate::policy::State;
 
-
 /// A recipient whose state reclassification changed (or, in a dry run, would change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shift {

@@ -17,7 +17,6 @@ use crate::Analysis;
 use crate::classify::Bounce;
 use crate::policy::{self, Cause, Event, Evidence, Manual, Policy, State, Trust};
 
-
 /// One message ready for the database: hashed, compressed and analysed (the CPU work, done off the
 /// writer so a worker pool can do it in parallel).
 #[derive(Debug, Clone)]
@@ -322,10 +321,6 @@ pub(crate) fn verp_mismatch(verp: Option<&str>, recipient: Option<&str>) -> bool
         _ => false,
     }
 }
-
-
-
-
 
 /// What a manual suppress or unsuppress did (or, for a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

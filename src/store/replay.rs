@@ -97,7 +97,6 @@ macro_rules! recipient_columns {
 }
 pub(crate) use recipient_columns;
 
-
 impl RecipientRow {
     /// A recipient that nothing has happened to yet.
     pub(crate) fn new(id: i64, address: String, domain: String) -> RecipientRow {
@@ -226,8 +225,6 @@ impl RecipientRow {
     }
 }
 
-
-
 /// One automatic change of state as the history stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AutoEvent {
@@ -257,7 +254,6 @@ impl AutoEvent {
         }
     }
 }
-
 
 /// A stored bounce as the policy reads it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -291,8 +287,6 @@ impl StoredEvent {
         self.cause == Cause::Manual.as_str()
     }
 }
-
-
 
 /// Everything stored about one recipient that its state depends on.
 #[derive(Debug, Clone)]
@@ -566,7 +560,6 @@ fn differences(h: &History, d: &Derived) -> Vec<Difference> {
     out
 }
 
-
 /// What [`rederive`] found for one recipient.
 #[derive(Debug, Clone)]
 pub(crate) struct Rederived {
@@ -581,7 +574,6 @@ pub(crate) struct Rederived {
     /// How the stored recipient differed (filled when asked for).
     pub differences: Vec<Difference>,
 }
-
 
 /// What [`Store::check_recipients`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -10,7 +10,6 @@ pub(crate) use crate::source::PositionUpdate;
 /// The saved position of one IMAP folder (the sources' own type).
 pub type SourcePosition = crate::source::Position;
 
-
 impl Store {
     /// The saved position of `source` (`imap:<account>/<mailbox>`), if any.
     pub async fn source_position(

@@ -4,6 +4,7 @@
 #![allow(dead_code, unsafe_code)]
 
 pub mod dovecot;
+pub mod engines;
 pub mod overlap;
 pub mod postgres;
 
