@@ -124,7 +124,11 @@ impl Mail {
                 let d = d.clone();
                 std::thread::spawn(move || {
                     for n in (k..MESSAGES).step_by(DAEMONS) {
-                        deliver(&d, &format!("m{n}.host{k}"), message(n, MESSAGES).as_bytes());
+                        deliver(
+                            &d,
+                            &format!("m{n}.host{k}"),
+                            message(n, MESSAGES).as_bytes(),
+                        );
                         if n % 60 == k {
                             std::thread::sleep(Duration::from_millis(25));
                         }
@@ -184,7 +188,11 @@ fn settle_and_compare(
             start.elapsed() < Duration::from_secs(300),
             "not all recorded within 300 s: {} of {MESSAGES}; logs:\n{}",
             count(client, db, "select count(*) from messages"),
-            daemons.iter().map(Daemon::log).collect::<Vec<_>>().join("\n----\n")
+            daemons
+                .iter()
+                .map(Daemon::log)
+                .collect::<Vec<_>>()
+                .join("\n----\n")
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -214,7 +222,10 @@ fn settle_and_compare(
         assert!(
             got == want,
             "{what} differs from one daemon's:\n{}",
-            first_difference(&String::from_utf8_lossy(got), &String::from_utf8_lossy(want))
+            first_difference(
+                &String::from_utf8_lossy(got),
+                &String::from_utf8_lossy(want)
+            )
         );
     }
 }
@@ -303,6 +314,12 @@ fn the_database_restarted_mid_run_loses_nothing() {
     cluster.start_again();
     assert!(at_restart < MESSAGES as i64, "the restart was not mid-run");
     let dirs = mail.finish();
+    assert!(
+        daemons
+            .iter()
+            .any(|d| d.count("cannot record a batch; retrying") > 0),
+        "no daemon met the stopped server (nothing to prove)"
+    );
     settle_and_compare(daemons, &dirs, &client, &db.name, &db.url);
     // And once more, as after a crash of the server: committed rows come back from the log.
     cluster.crash();

@@ -54,7 +54,9 @@ fn outputs(db: &str) -> Vec<(String, Vec<u8>)> {
     ));
     v.push((
         "bounces".into(),
-        ok(&["query", "--db", db, "--format", "jsonl", "bounces", "--limit", "100000"]),
+        ok(&[
+            "query", "--db", db, "--format", "jsonl", "bounces", "--limit", "100000",
+        ]),
     ));
     v
 }
@@ -134,8 +136,7 @@ fn fill_by_hand(db: &Path) {
 
 #[test]
 fn sqlite_to_postgres_and_back_gives_the_same_database() {
-    let Some(pg) = postgres::database("sqlite_to_postgres_and_back_gives_the_same_database")
-    else {
+    let Some(pg) = postgres::database("sqlite_to_postgres_and_back_gives_the_same_database") else {
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -147,9 +148,20 @@ fn sqlite_to_postgres_and_back_gives_the_same_database() {
     // A database with every kind of row: the fixtures (DSNs, MTA text, ARF, auto-replies, not
     // bounces), manual decisions (history, outbox events), and positions and deliveries by hand.
     ok(&["import", "--db", a_s, fixtures]);
-    ok(&["suppress", "--db", a_s, "--reason", "asked by the list owner", "owner@example.org"]);
+    ok(&[
+        "suppress",
+        "--db",
+        a_s,
+        "--reason",
+        "asked by the list owner",
+        "owner@example.org",
+    ]);
     let exported = String::from_utf8(ok(&["export", "--db", a_s])).expect("utf-8");
-    let first = exported.lines().next().expect("a suppressed address").to_owned();
+    let first = exported
+        .lines()
+        .next()
+        .expect("a suppressed address")
+        .to_owned();
     ok(&["unsuppress", "--db", a_s, &first]);
     fill_by_hand(&a);
     let before = dump(&a);
@@ -187,10 +199,16 @@ fn sqlite_to_postgres_and_back_gives_the_same_database() {
         );
     }
 
-    let report = ok(&["db", "copy", "--from", &pg.url, "--to", b_s, "--format", "csv"]);
+    let report = ok(&[
+        "db", "copy", "--from", &pg.url, "--to", b_s, "--format", "csv",
+    ]);
     let report = String::from_utf8(report).expect("utf-8");
     assert!(report.starts_with("table,rows\nmessages,"), "{report}");
-    assert_eq!(outputs(b_s), reference, "exports differ after the round trip");
+    assert_eq!(
+        outputs(b_s),
+        reference,
+        "exports differ after the round trip"
+    );
     // Row for row, ids, times, flags and compressed raw messages included.
     assert_eq!(dump(&b), before);
 

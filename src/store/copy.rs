@@ -301,11 +301,8 @@ macro_rules! engine_side {
                 limit: usize,
             ) -> Result<Vec<Vec<Value>>, sqlx::Error> {
                 let key = t.key.join(", ");
-                let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
-                    "select {} from {}",
-                    columns(t),
-                    t.name
-                ));
+                let mut qb =
+                    sqlx::QueryBuilder::<Db>::new(format!("select {} from {}", columns(t), t.name));
                 if let Some(after) = after {
                     qb.push(format!(" where ({key}) > ("));
                     let mut s = qb.separated(", ");
@@ -557,7 +554,8 @@ async fn copy_all(
     for l in LATER {
         let mut after = i64::MIN;
         loop {
-            let pairs = on!(src, later(l.table, l.key, l.column, after, BATCH)).map_err(from_err)?;
+            let pairs =
+                on!(src, later(l.table, l.key, l.column, after, BATCH)).map_err(from_err)?;
             for &(id, value) in &pairs {
                 on!(dst, fill(l.table, l.key, l.column, id, value)).map_err(to_err)?;
             }
@@ -613,9 +611,12 @@ mod tests {
     #[tokio::test]
     async fn every_table_and_column_of_the_schema_is_copied() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db"), super::super::StoreOptions::default())
-            .await
-            .expect("open");
+        let store = Store::open(
+            &dir.path().join("s.db"),
+            super::super::StoreOptions::default(),
+        )
+        .await
+        .expect("open");
         let mut ours: Vec<(String, Vec<String>)> = TABLES
             .iter()
             .map(|t| {

@@ -7,9 +7,17 @@
 pub fn message(n: usize, total: usize) -> String {
     let rcpt = format!("member{}@example.com", n % (total / 4).max(1));
     let (status, action, text) = if n % 5 == 0 {
-        ("5.1.1", "failed", "550 5.1.1 Recipient address rejected: User unknown")
+        (
+            "5.1.1",
+            "failed",
+            "550 5.1.1 Recipient address rejected: User unknown",
+        )
     } else {
-        ("4.2.2", "delayed", "452 4.2.2 Mailbox full, try again later")
+        (
+            "4.2.2",
+            "delayed",
+            "452 4.2.2 Mailbox full, try again later",
+        )
     };
     let day = 1 + (n * 7) % 21;
     let hour = (n * 13) % 24;
