@@ -128,18 +128,9 @@ pub enum PipelineError {
     GraceExpired(Duration),
 }
 
-/// Whether a failed write may succeed if tried again: a lock, a full disk, an I/O error, a pool
-/// that timed out. A damaged, newer or read-only database, or a statement the database refuses,
-/// stays so.
+/// Whether a failed write may succeed if tried again (see [`StoreError::can_heal`]).
 pub fn can_heal(e: &StoreError) -> bool {
-    match e {
-        StoreError::Locked { .. } | StoreError::Full { .. } | StoreError::Io { .. } => true,
-        StoreError::Sql { cause, .. } => matches!(
-            cause,
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
-        ),
-        _ => false,
-    }
+    e.can_heal()
 }
 
 /// What a run did.
