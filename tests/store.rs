@@ -944,7 +944,7 @@ async fn two_writers_recording_the_same_recipients_at_once_give_the_states_of_on
             first.date = Some(format!("{day} Mar 2026 {:02}:00:00 +0000", n % 24));
             let mut second = bounce(b, Reason::Mailboxfull, BounceType::Soft);
             second.date = Some(format!("{day} Mar 2026 {:02}:30:00 +0000", n % 24));
-            message(n, at(day, (n % 24) as u32), vec![first, second])
+            message(n, at(day, n % 24), vec![first, second])
         })
         .collect();
     // Each writer gets two thirds: the middle third is given to both (recorded once, by whichever
