@@ -698,6 +698,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn placeholders_become_numbered_for_postgres_outside_quotes() {
+        assert_eq!(
+            dialect_pg("select a from t where x = ?1 and (?2 is null or y < ?2) limit ?10"),
+            "select a from t where x = $1 and ($2 is null or y < $2) limit $10"
+        );
+        assert_eq!(
+            dialect_pg("insert into t (a, b, c) values (?, ?, 'what?')"),
+            "insert into t (a, b, c) values ($1, $2, 'what?')"
+        );
+        let once = on_postgres::sql("select 1 where ?1 = ?1");
+        assert_eq!(once, "select 1 where $1 = $1");
+        assert!(std::ptr::eq(once, on_postgres::sql("select 1 where ?1 = ?1")));
+        assert_eq!(on_sqlite::sql("select ?1"), "select ?1");
+    }
+
+    #[test]
     fn normalizes_domain_only() {
         assert_eq!(
             normalize_address(" <Jane.Doe@Example.COM> "),
