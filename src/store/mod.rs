@@ -709,7 +709,10 @@ mod tests {
         );
         let once = on_postgres::sql("select 1 where ?1 = ?1");
         assert_eq!(once, "select 1 where $1 = $1");
-        assert!(std::ptr::eq(once, on_postgres::sql("select 1 where ?1 = ?1")));
+        assert!(std::ptr::eq(
+            once,
+            on_postgres::sql("select 1 where ?1 = ?1")
+        ));
         assert_eq!(on_sqlite::sql("select ?1"), "select ?1");
     }
 
