@@ -1075,3 +1075,40 @@ async fn a_refused_connection_is_unavailable_and_heals() {
     assert!(!text.contains("secret"), "{text}");
     assert!(text.contains("bounced:***@127.0.0.1:1/bounces"), "{text}");
 }
+
+#[tokio::test]
+async fn a_database_the_server_does_not_have_is_refused_with_what_to_check() {
+    let test = "a_database_the_server_does_not_have_is_refused_with_what_to_check";
+    let Some(cluster) = common::postgres::shared(test) else {
+        return;
+    };
+    let url = cluster.url("no_such_database");
+    let err = Store::open(Path::new(&url), StoreOptions::default())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a database that does not exist opened"));
+    assert!(matches!(err, StoreError::Refused { .. }), "{err:?}");
+    assert!(!err.can_heal());
+    let text = err.to_string();
+    assert!(text.contains("no_such_database"), "{text}");
+    assert!(text.contains("pg_hba.conf"), "{text}");
+}
+
+#[tokio::test]
+async fn a_password_file_that_cannot_be_read_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("db-password");
+    let err = Store::open(
+        Path::new("postgres://bounced@127.0.0.1:1/bounces"),
+        StoreOptions {
+            password_file: Some(missing.clone()),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("opened without its password file"));
+    let text = err.to_string();
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains("password file"), "{text}");
+}

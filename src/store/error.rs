@@ -63,6 +63,12 @@ pub enum StoreError {
         "database {path} is not reachable ({detail}): check that the server runs and accepts connections from this host; bounced retries"
     )]
     Unavailable { path: PathBuf, detail: String },
+    /// The server refused this role or database: a wrong password, a role or database that does
+    /// not exist, or no `pg_hba.conf` line for this host.
+    #[error(
+        "database server {path} refused the connection ({detail}): check the role and its password (store.password_file, PGPASSWORD or ~/.pgpass), that the database exists, and the server's pg_hba.conf"
+    )]
+    Refused { path: PathBuf, detail: String },
     /// Another writer's transaction conflicted with this one (a serialization failure or a
     /// deadlock); the transaction was rolled back and can be run again.
     #[error("database {path}: a concurrent writer conflicted ({detail}); the write is retried")]
@@ -109,6 +115,10 @@ const PG_CRASH_SHUTDOWN: &str = "57P02";
 const PG_CANNOT_CONNECT_NOW: &str = "57P03";
 const PG_TOO_MANY_CONNECTIONS: &str = "53300";
 const PG_DISK_FULL: &str = "53100";
+const PG_INVALID_PASSWORD: &str = "28P01";
+const PG_INVALID_AUTHORIZATION: &str = "28000";
+const PG_NO_SUCH_DATABASE: &str = "3D000";
+const PG_INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 impl StoreError {
     /// Whether the failed operation may succeed if tried again as it is: a lock or a conflict with
@@ -178,6 +188,12 @@ impl StoreError {
                         | PG_TOO_MANY_CONNECTIONS,
                     ) => Some(StoreError::Unavailable { path, detail }),
                     Some(PG_DISK_FULL) => Some(StoreError::Full { path }),
+                    Some(
+                        PG_INVALID_PASSWORD
+                        | PG_INVALID_AUTHORIZATION
+                        | PG_NO_SUCH_DATABASE
+                        | PG_INSUFFICIENT_PRIVILEGE,
+                    ) => Some(StoreError::Refused { path, detail }),
                     _ => None,
                 }
             }
