@@ -63,6 +63,14 @@ pub enum StoreError {
         "database {path} is not reachable ({detail}): check that the server runs and accepts connections from this host; bounced retries"
     )]
     Unavailable { path: PathBuf, detail: String },
+    /// The file named to hold the PostgreSQL password cannot be read.
+    #[error(
+        "cannot read the database password file {file}: {cause}; check store.password_file or BOUNCED_DB_PASSWORD_FILE"
+    )]
+    PasswordFile {
+        file: PathBuf,
+        cause: std::io::Error,
+    },
     /// The server refused this role or database: a wrong password, a role or database that does
     /// not exist, or no `pg_hba.conf` line for this host.
     #[error(

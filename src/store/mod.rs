@@ -410,9 +410,9 @@ impl Store {
         let path = PathBuf::from(url.masked());
         let mut connect = url.options().map_err(|e| StoreError::from_sqlx(&path, e))?;
         if let Some(file) = &opts.password_file {
-            let text = std::fs::read_to_string(file).map_err(|e| StoreError::CannotOpen {
-                path: path.clone(),
-                detail: format!("cannot read the password file {}: {e}", file.display()),
+            let text = std::fs::read_to_string(file).map_err(|cause| StoreError::PasswordFile {
+                file: file.clone(),
+                cause,
             })?;
             connect = connect.password(text.lines().next().unwrap_or_default());
         }
