@@ -1111,6 +1111,47 @@ mod tests {
     }
 
     #[test]
+    fn a_store_url_takes_the_place_of_the_path_and_the_password_file_is_resolved() {
+        let mut c = parse(
+            "[store]\nurl = \"postgres://bounced@db.example.org/bounces?sslmode=require\"\n\
+             password_file = \"pw\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.path,
+            PathBuf::from("postgres://bounced@db.example.org/bounces?sslmode=require")
+        );
+        c.resolve_paths().unwrap();
+        // A URL is not a path: it is left as written; the password file becomes absolute.
+        assert_eq!(
+            c.store.path,
+            PathBuf::from("postgres://bounced@db.example.org/bounces?sslmode=require")
+        );
+        assert!(
+            c.store
+                .password_file
+                .as_ref()
+                .is_some_and(|p| p.is_absolute())
+        );
+        assert_eq!(
+            c.store_options(false).password_file,
+            c.store.password_file.clone()
+        );
+        let env = |k: &str| match k {
+            "BOUNCED_DB_PASSWORD_FILE" => Some("/run/secrets/db".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env, Path::new("t")).unwrap();
+        assert_eq!(
+            c.store.password_file,
+            Some(PathBuf::from("/run/secrets/db"))
+        );
+        let mut f = parse("[store]\nurl = \"sqlite://rel.db\"\n").unwrap();
+        f.resolve_paths().unwrap();
+        assert!(f.store.path.is_absolute() && f.store.path.ends_with("rel.db"));
+    }
+
+    #[test]
     fn environment_overrides_and_names_the_variable() {
         let mut c = Config::default();
         let env = |k: &str| match k {

@@ -128,33 +128,9 @@ pub enum PipelineError {
     GraceExpired(Duration),
 }
 
-/// Whether a failed write may succeed if tried again: a lock, a full disk, an I/O error, a pool
-/// that timed out, a PostgreSQL server that is restarting, shutting down, out of connections or
-/// that chose this transaction as a deadlock or serialization victim. A damaged, newer or
-/// read-only database, or a statement the database refuses, stays so.
+/// Whether a failed write may succeed if tried again (see [`StoreError::can_heal`]).
 pub fn can_heal(e: &StoreError) -> bool {
-    match e {
-        StoreError::Locked { .. } | StoreError::Full { .. } | StoreError::Io { .. } => true,
-        StoreError::Sql { cause, .. } => match cause {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_some_and(|pg| server_will_come_back(pg.code())),
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// PostgreSQL error codes (SQLSTATE) that say "try again later": a connection exception (class
-/// 08), an administrator or crash shutdown, a server still starting (57P01-57P03), too many
-/// connections (53300), a serialization failure or a deadlock (40001, 40P01).
-fn server_will_come_back(sqlstate: &str) -> bool {
-    sqlstate.starts_with("08")
-        || matches!(
-            sqlstate,
-            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
-        )
+    e.can_heal()
 }
 
 /// What a run did.

@@ -1,8 +1,11 @@
-//! Every export format, byte for byte, and the store-to-file path with type and time filters.
+//! Every export format, byte for byte, and the store-to-file path with type and time filters (on
+//! SQLite and on PostgreSQL).
+
+mod common;
 
 use bounced::export::{self, Format, Writer};
+use bounced::store::Prepared;
 use bounced::store::query::{ExportFilter, ExportRow, ExportTypes, Timestamp};
-use bounced::store::{Prepared, Store, StoreOptions};
 use bounced::{Analysis, Bounce, BounceType, Reason};
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -214,96 +217,99 @@ fn message(n: u32, received: DateTime<Utc>, b: Bounce) -> Prepared {
 
 #[tokio::test]
 async fn export_from_the_store_filters_by_type_and_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("b.db"), StoreOptions::default())
-        .await
-        .unwrap();
-    store
-        .record(
-            &[
-                message(
-                    1,
-                    at(1, 0),
-                    bounce("zed@example.com", Reason::Userunknown, BounceType::Hard),
-                ),
-                message(
-                    2,
-                    at(4, 0),
-                    bounce("amy@example.com", Reason::Feedback, BounceType::Complaint),
-                ),
-                message(
-                    3,
-                    at(4, 0),
-                    bounce("kim@example.com", Reason::Mailboxfull, BounceType::Soft),
-                ),
-            ],
-            at(4, 0),
-        )
-        .await
-        .unwrap();
-    store
-        .suppress("Op@Example.com", Some("legal request"), at(5, 0))
-        .await
-        .unwrap();
+    for db in common::engines::all("export_from_the_store_filters_by_type_and_time") {
+        eprintln!(
+            "export_from_the_store_filters_by_type_and_time: {}",
+            db.name
+        );
+        let store = db.open().await;
+        store
+            .record(
+                &[
+                    message(
+                        1,
+                        at(1, 0),
+                        bounce("zed@example.com", Reason::Userunknown, BounceType::Hard),
+                    ),
+                    message(
+                        2,
+                        at(4, 0),
+                        bounce("amy@example.com", Reason::Feedback, BounceType::Complaint),
+                    ),
+                    message(
+                        3,
+                        at(4, 0),
+                        bounce("kim@example.com", Reason::Mailboxfull, BounceType::Soft),
+                    ),
+                ],
+                at(4, 0),
+            )
+            .await
+            .unwrap();
+        store
+            .suppress("Op@Example.com", Some("legal request"), at(5, 0))
+            .await
+            .unwrap();
 
-    let all = export::export(&store, &ExportFilter::default(), Format::Txt, Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(all.0, 3);
-    assert_eq!(
-        String::from_utf8(all.1).unwrap(),
-        "Op@example.com\namy@example.com\nzed@example.com\n"
-    );
+        let all = export::export(&store, &ExportFilter::default(), Format::Txt, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(all.0, 3);
+        assert_eq!(
+            String::from_utf8(all.1).unwrap(),
+            "Op@example.com\namy@example.com\nzed@example.com\n"
+        );
 
-    let filter = ExportFilter {
-        types: ExportTypes::parse("hard,complaint").unwrap(),
-        since: Some(at(2, 0)),
-        until: None,
-    };
-    let (n, out) = export::export(&store, &filter, Format::Csv, Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        "email,bounce_type,reason,status,replycode,diagnostic,first_seen,last_seen,count\n\
-         amy@example.com,complaint,feedback,5.1.1,550,550 5.1.1 no such user,2026-03-04T00:00:00Z,2026-03-04T00:00:00Z,1\n"
-    );
+        let filter = ExportFilter {
+            types: ExportTypes::parse("hard,complaint").unwrap(),
+            since: Some(at(2, 0)),
+            until: None,
+        };
+        let (n, out) = export::export(&store, &filter, Format::Csv, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "email,bounce_type,reason,status,replycode,diagnostic,first_seen,last_seen,count\n\
+             amy@example.com,complaint,feedback,5.1.1,550,550 5.1.1 no such user,2026-03-04T00:00:00Z,2026-03-04T00:00:00Z,1\n"
+        );
 
-    let until = ExportFilter {
-        until: Some(at(4, 0)),
-        ..ExportFilter::default()
-    };
-    let (n, out) = export::export(&store, &until, Format::Txt, Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        (n, String::from_utf8(out).unwrap().as_str()),
-        (1, "zed@example.com\n"),
-        "only what was suppressed before day 4"
-    );
-    let window = ExportFilter {
-        since: Some(at(2, 0)),
-        until: Some(at(6, 0)),
-        ..ExportFilter::default()
-    };
-    let (n, out) = export::export(&store, &window, Format::Txt, Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        (n, String::from_utf8(out).unwrap().as_str()),
-        (2, "Op@example.com\namy@example.com\n")
-    );
+        let until = ExportFilter {
+            until: Some(at(4, 0)),
+            ..ExportFilter::default()
+        };
+        let (n, out) = export::export(&store, &until, Format::Txt, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            (n, String::from_utf8(out).unwrap().as_str()),
+            (1, "zed@example.com\n"),
+            "only what was suppressed before day 4"
+        );
+        let window = ExportFilter {
+            since: Some(at(2, 0)),
+            until: Some(at(6, 0)),
+            ..ExportFilter::default()
+        };
+        let (n, out) = export::export(&store, &window, Format::Txt, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            (n, String::from_utf8(out).unwrap().as_str()),
+            (2, "Op@example.com\namy@example.com\n")
+        );
 
-    let manual = ExportFilter {
-        types: ExportTypes::parse("manual").unwrap(),
-        since: None,
-        until: None,
-    };
-    let (_, out) = export::export(&store, &manual, Format::Jsonl, Vec::new())
-        .await
-        .unwrap();
-    let text = String::from_utf8(out).unwrap();
-    assert!(text.contains(r#""diagnostic":"legal request""#), "{text}");
-    assert!(ExportTypes::parse("hard,bogus").is_err());
+        let manual = ExportFilter {
+            types: ExportTypes::parse("manual").unwrap(),
+            since: None,
+            until: None,
+        };
+        let (_, out) = export::export(&store, &manual, Format::Jsonl, Vec::new())
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""diagnostic":"legal request""#), "{text}");
+        assert!(ExportTypes::parse("hard,bogus").is_err());
+    }
 }

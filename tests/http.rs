@@ -1,6 +1,7 @@
 //! The HTTP API, metrics and auth, through a real HTTP client against the real `bounced serve` on a
-//! database filled by the real `bounced import`.
+//! database filled by the real `bounced import` (the routes on SQLite and again on PostgreSQL).
 
+mod common;
 mod http_common;
 
 use std::time::Duration;
@@ -26,407 +27,419 @@ fn assert_error(body: &Value, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_routes_answer_on_the_real_binary() {
-    let fx = Fixture::new();
-    let server = Server::start(&fx.db, &["--token-file", fx.tokens.to_str().unwrap()]);
-    let c = client();
-    let url = |p: &str| server.url(p);
+    for engine in common::engines::all("api_routes_answer_on_the_real_binary") {
+        eprintln!("api_routes_answer_on_the_real_binary: {}", engine.name);
+        let fx = Fixture::on(engine.is_postgres().then(|| engine.location.clone()));
+        let server = Server::start(&fx.db, &["--token-file", fx.tokens.to_str().unwrap()]);
+        let c = client();
+        let url = |p: &str| server.url(p);
 
-    // Readiness.
-    let r = c.get(url("/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        // Readiness.
+        let r = c.get(url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
 
-    // The quick check, for a suppressed, an active, an unknown and an invalid address.
-    let (s, v) = get_json(&c, &url("/api/v1/check?address=alice@EXAMPLE.com"), TOKEN).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["address"], "alice@example.com");
-    assert_eq!(v["suppressed"], true);
-    assert_eq!(v["cause"], "hard");
-    assert_eq!(v["reason"], "userunknown");
-    assert!(v["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{v}");
-    let (_, v) = get_json(&c, &url("/api/v1/check?address=bob@example.net"), TOKEN).await;
-    assert_eq!(
-        (v["known"].clone(), v["suppressed"].clone()),
-        (Value::Bool(true), Value::Bool(false))
-    );
-    assert_eq!(v["cause"], Value::Null);
-    let (_, v) = get_json(&c, &url("/api/v1/check?address=nobody@example.com"), TOKEN).await;
-    assert_eq!(v["known"], false);
-    // The local part's case differs from the stored one: still found.
-    let (_, v) = get_json(
-        &c,
-        &url("/api/v1/check?address=erin.case@example.com"),
-        TOKEN,
-    )
-    .await;
-    assert_eq!(v["suppressed"], true, "{v}");
-    let (s, v) = get_json(&c, &url("/api/v1/check?address=not-an-address"), TOKEN).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_error(&v, "bad_request");
-    let (s, v) = get_json(&c, &url("/api/v1/check"), TOKEN).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_error(&v, "bad_request");
-
-    // The batch check keeps the order and flags what is not an address.
-    let r = c
-        .post(url("/api/v1/check"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"addresses": ["carol@example.org", "x", "dave@example.net"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    let res = v["results"].as_array().unwrap();
-    assert_eq!(res.len(), 3);
-    assert_eq!(res[0]["suppressed"], true);
-    assert_eq!(res[0]["cause"], "complaint");
-    assert!(res[1]["error"].is_string());
-    assert_eq!(res[2]["suppressed"], false);
-    let many: Vec<String> = (0..1001).map(|i| format!("u{i}@example.com")).collect();
-    let r = c
-        .post(url("/api/v1/check"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "addresses": many }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = c
-        .post(url("/api/v1/check"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body("{\"addresses\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_error(&r.json::<Value>().await.unwrap(), "bad_request");
-
-    // A recipient's whole record; 404 for an unknown one.
-    let (s, v) = get_json(&c, &url("/api/v1/recipients/alice@example.com"), TOKEN).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["recipient"]["state"], "suppressed");
-    assert_eq!(v["recipient"]["hard_count"], 1);
-    assert_eq!(v["history"][0]["change"], "suppressed");
-    assert_eq!(v["history"][0]["cause"], "hard");
-    assert_eq!(v["bounces"][0]["diagnostic"], HOSTILE);
-    let alice_message = v["bounces"][0]["message_id"].as_i64().unwrap();
-    let (s, v) = get_json(&c, &url("/api/v1/recipients/nobody@example.com"), TOKEN).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_error(&v, "not_found");
-
-    // A stored message and its raw bytes, exactly as imported.
-    let (s, v) = get_json(
-        &c,
-        &url(&format!("/api/v1/messages/{alice_message}")),
-        TOKEN,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["message"]["kind"], "dsn");
-    assert_eq!(v["bounces"][0]["recipient"], "alice@example.com");
-    let r = c
-        .get(url(&format!("/api/v1/messages/{alice_message}/raw")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["content-type"], "message/rfc822");
-    let raw = r.bytes().await.unwrap();
-    let original = std::fs::read(fx.mail.join("01-alice-hard.eml")).unwrap();
-    assert_eq!(raw.as_ref(), original.as_slice());
-    let (s, v) = get_json(&c, &url("/api/v1/messages/999999"), TOKEN).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_error(&v, "not_found");
-    let (s, _) = get_json(&c, &url("/api/v1/messages/abc/raw"), TOKEN).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-
-    // Bounces, filtered and paged with the cursor: every row once, newest first.
-    let (s, v) = get_json(&c, &url("/api/v1/bounces?type=hard"), TOKEN).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let hard = v["bounces"].as_array().unwrap();
-    assert_eq!(hard.len(), 3, "{v}");
-    assert!(hard.iter().all(|b| b["bounce_type"] == "hard"));
-    assert_eq!(v["next_cursor"], Value::Null);
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let q = match &cursor {
-            Some(c) => format!("/api/v1/bounces?limit=2&cursor={c}"),
-            None => "/api/v1/bounces?limit=2".to_owned(),
-        };
-        let (_, v) = get_json(&c, &url(&q), TOKEN).await;
-        for b in v["bounces"].as_array().unwrap() {
-            seen.push((
-                b["at"].as_str().unwrap().to_owned(),
-                b["id"].as_i64().unwrap(),
-            ));
-        }
-        match v["next_cursor"].as_str() {
-            Some(n) => cursor = Some(n.to_owned()),
-            None => break,
-        }
-    }
-    let all = fx.bounced(&["query", "bounces", "--format", "jsonl"]);
-    assert_eq!(seen.len(), all.lines().count());
-    let mut sorted = seen.clone();
-    sorted.sort_by(|a, b| b.cmp(a));
-    assert_eq!(seen, sorted);
-    let (_, v) = get_json(
-        &c,
-        &url("/api/v1/bounces?domain=example.net&reason=mailboxfull"),
-        TOKEN,
-    )
-    .await;
-    assert_eq!(v["bounces"].as_array().unwrap().len(), 2, "{v}");
-    for bad in [
-        "type=bad",
-        "reason=nope",
-        "limit=0",
-        "limit=5000",
-        "since=yesterday",
-        "cursor=x",
-    ] {
-        let (s, v) = get_json(&c, &url(&format!("/api/v1/bounces?{bad}")), TOKEN).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        // The quick check, for a suppressed, an active, an unknown and an invalid address.
+        let (s, v) = get_json(&c, &url("/api/v1/check?address=alice@EXAMPLE.com"), TOKEN).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["address"], "alice@example.com");
+        assert_eq!(v["suppressed"], true);
+        assert_eq!(v["cause"], "hard");
+        assert_eq!(v["reason"], "userunknown");
+        assert!(v["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{v}");
+        let (_, v) = get_json(&c, &url("/api/v1/check?address=bob@example.net"), TOKEN).await;
+        assert_eq!(
+            (v["known"].clone(), v["suppressed"].clone()),
+            (Value::Bool(true), Value::Bool(false))
+        );
+        assert_eq!(v["cause"], Value::Null);
+        let (_, v) = get_json(&c, &url("/api/v1/check?address=nobody@example.com"), TOKEN).await;
+        assert_eq!(v["known"], false);
+        // The local part's case differs from the stored one: still found.
+        let (_, v) = get_json(
+            &c,
+            &url("/api/v1/check?address=erin.case@example.com"),
+            TOKEN,
+        )
+        .await;
+        assert_eq!(v["suppressed"], true, "{v}");
+        let (s, v) = get_json(&c, &url("/api/v1/check?address=not-an-address"), TOKEN).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_error(&v, "bad_request");
-    }
+        let (s, v) = get_json(&c, &url("/api/v1/check"), TOKEN).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_error(&v, "bad_request");
 
-    // Stats equal `bounced stats`.
-    for by in ["reason", "domain", "type", "day"] {
-        let (s, v) = get_json(&c, &url(&format!("/api/v1/stats?by={by}")), TOKEN).await;
-        assert_eq!(s, StatusCode::OK);
-        let cli: Vec<Value> = fx
-            .bounced(&["stats", "--by", by, "--format", "jsonl"])
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(v["rows"].as_array().unwrap(), &cli, "by {by}");
-    }
-    let (_, v) = get_json(&c, &url("/api/v1/stats"), TOKEN).await;
-    let cli: Value = serde_json::from_str(&fx.bounced(&["stats", "--format", "jsonl"])).unwrap();
-    assert_eq!(v, cli);
-    let (s, _) = get_json(&c, &url("/api/v1/stats?by=month"), TOKEN).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    // Totals over a window are those of `bounced stats --since --until`, and the window counts.
-    for (since, until) in [("2000-01-01", "2100-01-01"), ("2100-01-01", "2200-01-01")] {
+        // The batch check keeps the order and flags what is not an address.
+        let r = c
+            .post(url("/api/v1/check"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"addresses": ["carol@example.org", "x", "dave@example.net"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        let res = v["results"].as_array().unwrap();
+        assert_eq!(res.len(), 3);
+        assert_eq!(res[0]["suppressed"], true);
+        assert_eq!(res[0]["cause"], "complaint");
+        assert!(res[1]["error"].is_string());
+        assert_eq!(res[2]["suppressed"], false);
+        let many: Vec<String> = (0..1001).map(|i| format!("u{i}@example.com")).collect();
+        let r = c
+            .post(url("/api/v1/check"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "addresses": many }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let r = c
+            .post(url("/api/v1/check"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{\"addresses\": ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_error(&r.json::<Value>().await.unwrap(), "bad_request");
+
+        // A recipient's whole record; 404 for an unknown one.
+        let (s, v) = get_json(&c, &url("/api/v1/recipients/alice@example.com"), TOKEN).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["recipient"]["state"], "suppressed");
+        assert_eq!(v["recipient"]["hard_count"], 1);
+        assert_eq!(v["history"][0]["change"], "suppressed");
+        assert_eq!(v["history"][0]["cause"], "hard");
+        assert_eq!(v["bounces"][0]["diagnostic"], HOSTILE);
+        let alice_message = v["bounces"][0]["message_id"].as_i64().unwrap();
+        let (s, v) = get_json(&c, &url("/api/v1/recipients/nobody@example.com"), TOKEN).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_error(&v, "not_found");
+
+        // A stored message and its raw bytes, exactly as imported.
         let (s, v) = get_json(
             &c,
-            &url(&format!("/api/v1/stats?since={since}&until={until}")),
+            &url(&format!("/api/v1/messages/{alice_message}")),
             TOKEN,
         )
         .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        let cli: Value = serde_json::from_str(&fx.bounced(&[
-            "stats", "--since", since, "--until", until, "--format", "jsonl",
-        ]))
-        .unwrap();
-        assert_eq!(v, cli, "{since}..{until}");
-    }
-    let (_, empty) = get_json(&c, &url("/api/v1/stats?since=2100-01-01"), TOKEN).await;
-    assert_eq!(empty["messages"], 0, "{empty}");
-    assert_ne!(empty, cli, "a window after every message leaves them out");
+        assert_eq!(v["message"]["kind"], "dsn");
+        assert_eq!(v["bounces"][0]["recipient"], "alice@example.com");
+        let r = c
+            .get(url(&format!("/api/v1/messages/{alice_message}/raw")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "message/rfc822");
+        let raw = r.bytes().await.unwrap();
+        let original = std::fs::read(fx.mail.join("01-alice-hard.eml")).unwrap();
+        assert_eq!(raw.as_ref(), original.as_slice());
+        let (s, v) = get_json(&c, &url("/api/v1/messages/999999"), TOKEN).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_error(&v, "not_found");
+        let (s, _) = get_json(&c, &url("/api/v1/messages/abc/raw"), TOKEN).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
 
-    // Unknown route under the API.
-    let (s, v) = get_json(&c, &url("/api/v1/nothing"), TOKEN).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_error(&v, "not_found");
+        // Bounces, filtered and paged with the cursor: every row once, newest first.
+        let (s, v) = get_json(&c, &url("/api/v1/bounces?type=hard"), TOKEN).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let hard = v["bounces"].as_array().unwrap();
+        assert_eq!(hard.len(), 3, "{v}");
+        assert!(hard.iter().all(|b| b["bounce_type"] == "hard"));
+        assert_eq!(v["next_cursor"], Value::Null);
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = match &cursor {
+                Some(c) => format!("/api/v1/bounces?limit=2&cursor={c}"),
+                None => "/api/v1/bounces?limit=2".to_owned(),
+            };
+            let (_, v) = get_json(&c, &url(&q), TOKEN).await;
+            for b in v["bounces"].as_array().unwrap() {
+                seen.push((
+                    b["at"].as_str().unwrap().to_owned(),
+                    b["id"].as_i64().unwrap(),
+                ));
+            }
+            match v["next_cursor"].as_str() {
+                Some(n) => cursor = Some(n.to_owned()),
+                None => break,
+            }
+        }
+        let all = fx.bounced(&["query", "bounces", "--format", "jsonl"]);
+        assert_eq!(seen.len(), all.lines().count());
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(seen, sorted);
+        let (_, v) = get_json(
+            &c,
+            &url("/api/v1/bounces?domain=example.net&reason=mailboxfull"),
+            TOKEN,
+        )
+        .await;
+        assert_eq!(v["bounces"].as_array().unwrap().len(), 2, "{v}");
+        for bad in [
+            "type=bad",
+            "reason=nope",
+            "limit=0",
+            "limit=5000",
+            "since=yesterday",
+            "cursor=x",
+        ] {
+            let (s, v) = get_json(&c, &url(&format!("/api/v1/bounces?{bad}")), TOKEN).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+            assert_error(&v, "bad_request");
+        }
+
+        // Stats equal `bounced stats`.
+        for by in ["reason", "domain", "type", "day"] {
+            let (s, v) = get_json(&c, &url(&format!("/api/v1/stats?by={by}")), TOKEN).await;
+            assert_eq!(s, StatusCode::OK);
+            let cli: Vec<Value> = fx
+                .bounced(&["stats", "--by", by, "--format", "jsonl"])
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(v["rows"].as_array().unwrap(), &cli, "by {by}");
+        }
+        let (_, v) = get_json(&c, &url("/api/v1/stats"), TOKEN).await;
+        let cli: Value =
+            serde_json::from_str(&fx.bounced(&["stats", "--format", "jsonl"])).unwrap();
+        assert_eq!(v, cli);
+        let (s, _) = get_json(&c, &url("/api/v1/stats?by=month"), TOKEN).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        // Totals over a window are those of `bounced stats --since --until`, and the window counts.
+        for (since, until) in [("2000-01-01", "2100-01-01"), ("2100-01-01", "2200-01-01")] {
+            let (s, v) = get_json(
+                &c,
+                &url(&format!("/api/v1/stats?since={since}&until={until}")),
+                TOKEN,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let cli: Value = serde_json::from_str(&fx.bounced(&[
+                "stats", "--since", since, "--until", until, "--format", "jsonl",
+            ]))
+            .unwrap();
+            assert_eq!(v, cli, "{since}..{until}");
+        }
+        let (_, empty) = get_json(&c, &url("/api/v1/stats?since=2100-01-01"), TOKEN).await;
+        assert_eq!(empty["messages"], 0, "{empty}");
+        assert_ne!(empty, cli, "a window after every message leaves them out");
+
+        // Unknown route under the API.
+        let (s, v) = get_json(&c, &url("/api/v1/nothing"), TOKEN).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_error(&v, "not_found");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suppression_list_streams_every_format_and_syncs_incrementally() {
-    let fx = Fixture::new();
-    let server = Server::start(&fx.db, &["--token-file", fx.tokens.to_str().unwrap()]);
-    let c = client();
-    let url = |p: &str| server.url(p);
+    for engine in
+        common::engines::all("the_suppression_list_streams_every_format_and_syncs_incrementally")
+    {
+        eprintln!(
+            "the_suppression_list_streams_every_format_and_syncs_incrementally: {}",
+            engine.name
+        );
+        let fx = Fixture::on(engine.is_postgres().then(|| engine.location.clone()));
+        let server = Server::start(&fx.db, &["--token-file", fx.tokens.to_str().unwrap()]);
+        let c = client();
+        let url = |p: &str| server.url(p);
 
-    // Every format equals `bounced export` byte for byte.
-    for format in [
-        "jsonl", "csv", "txt", "listmonk", "postfix", "ses", "mailgun",
-    ] {
+        // Every format equals `bounced export` byte for byte.
+        for format in [
+            "jsonl", "csv", "txt", "listmonk", "postfix", "ses", "mailgun",
+        ] {
+            let r = c
+                .get(url(&format!("/api/v1/suppressions?format={format}")))
+                .bearer_auth(LIST_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{format}");
+            assert!(r.headers().contains_key("x-bounced-next-after-id"));
+            let body = r.text().await.unwrap();
+            let cli = fx.bounced(&["export", "--format", format]);
+            assert_eq!(body, cli, "{format}");
+        }
         let r = c
-            .get(url(&format!("/api/v1/suppressions?format={format}")))
+            .get(url("/api/v1/suppressions?types=complaint&format=txt"))
             .bearer_auth(LIST_TOKEN)
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{format}");
-        assert!(r.headers().contains_key("x-bounced-next-after-id"));
+        assert_eq!(r.text().await.unwrap(), "carol@example.org\n");
+        let r = c
+            .get(url("/api/v1/suppressions?format=xml"))
+            .bearer_auth(LIST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+        // First sync: the whole list and a cursor.
+        let r = c
+            .get(url("/api/v1/suppressions?format=txt"))
+            .bearer_auth(LIST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let cursor: i64 = r.headers()["x-bounced-next-after-id"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let first = r.text().await.unwrap();
+        assert_eq!(first.lines().count(), 4, "{first}");
+
+        // Nothing changed: the next sync is empty.
+        let r = c
+            .get(url(&format!(
+                "/api/v1/suppressions?format=txt&after_id={cursor}"
+            )))
+            .bearer_auth(LIST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "");
+
+        // A manual suppression through the API, with the token's name kept as the actor.
+        let r = c
+            .post(url("/api/v1/suppressions"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"address": "Gina@Example.ORG", "reason": "asked by phone"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["address"], "Gina@example.org");
+        assert_eq!(v["changed"], true);
+        assert_eq!(v["actor"], "ops");
+        let r = c
+            .get(url(&format!(
+                "/api/v1/suppressions?format=jsonl&after_id={cursor}"
+            )))
+            .bearer_auth(LIST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let next: i64 = r.headers()["x-bounced-next-after-id"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(next > cursor);
         let body = r.text().await.unwrap();
-        let cli = fx.bounced(&["export", "--format", format]);
-        assert_eq!(body, cli, "{format}");
+        let rows: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 1, "{body}");
+        assert_eq!(rows[0]["email"], "Gina@example.org");
+        assert_eq!(rows[0]["bounce_type"], "manual");
+        let (_, v) = get_json(&c, &url("/api/v1/recipients/Gina@example.org"), TOKEN).await;
+        let note = v["history"][0]["note"].as_str().unwrap_or("");
+        assert!(
+            note.contains("ops") && note.contains("asked by phone"),
+            "{v}"
+        );
+        let bad = c
+            .post(url("/api/v1/suppressions"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"address": "nope"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+        // Unsuppress, by the other token: its name is the actor; the address leaves the list.
+        let r = c
+            .delete(url(
+                "/api/v1/suppressions/alice@example.com?reason=fixed%20typo",
+            ))
+            .bearer_auth(LIST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["state"].as_str(), v["actor"].as_str()),
+            (Some("active"), Some("lists"))
+        );
+        let (_, v) = get_json(&c, &url("/api/v1/check?address=alice@example.com"), TOKEN).await;
+        assert_eq!(v["suppressed"], false);
+        let (_, v) = get_json(&c, &url("/api/v1/recipients/alice@example.com"), TOKEN).await;
+        let last = v["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["change"], "unsuppressed");
+        assert!(
+            last["note"].as_str().unwrap_or("").contains("lists"),
+            "{last}"
+        );
+        let r = c
+            .delete(url("/api/v1/suppressions/nobody@example.com"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = c
+            .get(url("/api/v1/suppressions?format=txt"))
+            .bearer_auth(LIST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let now = r.text().await.unwrap();
+        assert!(
+            now.contains("Gina@example.org") && !now.contains("alice@"),
+            "{now}"
+        );
+
+        // The changes feed tells removals too, in order, page by page.
+        let (s, v) = get_json(
+            &c,
+            &url(&format!(
+                "/api/v1/suppressions/changes?after_id={cursor}&limit=1"
+            )),
+            LIST_TOKEN,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["changes"][0]["address"], "Gina@example.org");
+        assert_eq!(v["changes"][0]["change"], "suppressed");
+        assert_eq!(v["changes"][0]["cause"], "manual");
+        let page = v["next_after_id"].as_i64().unwrap();
+        let (_, v) = get_json(
+            &c,
+            &url(&format!("/api/v1/suppressions/changes?after_id={page}")),
+            LIST_TOKEN,
+        )
+        .await;
+        assert_eq!(v["changes"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["changes"][0]["address"], "alice@example.com");
+        assert_eq!(v["changes"][0]["change"], "unsuppressed");
+        let last = v["next_after_id"].as_i64().unwrap();
+        let (_, v) = get_json(
+            &c,
+            &url(&format!("/api/v1/suppressions/changes?after_id={last}")),
+            LIST_TOKEN,
+        )
+        .await;
+        assert_eq!(v["changes"].as_array().unwrap().len(), 0);
+        assert_eq!(v["next_after_id"], last);
+        let (_, v) = get_json(&c, &url("/api/v1/suppressions/changes"), LIST_TOKEN).await;
+        assert_eq!(v["changes"].as_array().unwrap().len() as i64, last, "{v}");
+        let (s, _) = get_json(&c, &url("/api/v1/suppressions/changes?limit=0"), LIST_TOKEN).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
     }
-    let r = c
-        .get(url("/api/v1/suppressions?types=complaint&format=txt"))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.text().await.unwrap(), "carol@example.org\n");
-    let r = c
-        .get(url("/api/v1/suppressions?format=xml"))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-
-    // First sync: the whole list and a cursor.
-    let r = c
-        .get(url("/api/v1/suppressions?format=txt"))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let cursor: i64 = r.headers()["x-bounced-next-after-id"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let first = r.text().await.unwrap();
-    assert_eq!(first.lines().count(), 4, "{first}");
-
-    // Nothing changed: the next sync is empty.
-    let r = c
-        .get(url(&format!(
-            "/api/v1/suppressions?format=txt&after_id={cursor}"
-        )))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.text().await.unwrap(), "");
-
-    // A manual suppression through the API, with the token's name kept as the actor.
-    let r = c
-        .post(url("/api/v1/suppressions"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"address": "Gina@Example.ORG", "reason": "asked by phone"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["address"], "Gina@example.org");
-    assert_eq!(v["changed"], true);
-    assert_eq!(v["actor"], "ops");
-    let r = c
-        .get(url(&format!(
-            "/api/v1/suppressions?format=jsonl&after_id={cursor}"
-        )))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let next: i64 = r.headers()["x-bounced-next-after-id"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(next > cursor);
-    let body = r.text().await.unwrap();
-    let rows: Vec<Value> = body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 1, "{body}");
-    assert_eq!(rows[0]["email"], "Gina@example.org");
-    assert_eq!(rows[0]["bounce_type"], "manual");
-    let (_, v) = get_json(&c, &url("/api/v1/recipients/Gina@example.org"), TOKEN).await;
-    let note = v["history"][0]["note"].as_str().unwrap_or("");
-    assert!(
-        note.contains("ops") && note.contains("asked by phone"),
-        "{v}"
-    );
-    let bad = c
-        .post(url("/api/v1/suppressions"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"address": "nope"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-
-    // Unsuppress, by the other token: its name is the actor; the address leaves the list.
-    let r = c
-        .delete(url(
-            "/api/v1/suppressions/alice@example.com?reason=fixed%20typo",
-        ))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        (v["state"].as_str(), v["actor"].as_str()),
-        (Some("active"), Some("lists"))
-    );
-    let (_, v) = get_json(&c, &url("/api/v1/check?address=alice@example.com"), TOKEN).await;
-    assert_eq!(v["suppressed"], false);
-    let (_, v) = get_json(&c, &url("/api/v1/recipients/alice@example.com"), TOKEN).await;
-    let last = v["history"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["change"], "unsuppressed");
-    assert!(
-        last["note"].as_str().unwrap_or("").contains("lists"),
-        "{last}"
-    );
-    let r = c
-        .delete(url("/api/v1/suppressions/nobody@example.com"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = c
-        .get(url("/api/v1/suppressions?format=txt"))
-        .bearer_auth(LIST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let now = r.text().await.unwrap();
-    assert!(
-        now.contains("Gina@example.org") && !now.contains("alice@"),
-        "{now}"
-    );
-
-    // The changes feed tells removals too, in order, page by page.
-    let (s, v) = get_json(
-        &c,
-        &url(&format!(
-            "/api/v1/suppressions/changes?after_id={cursor}&limit=1"
-        )),
-        LIST_TOKEN,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["changes"][0]["address"], "Gina@example.org");
-    assert_eq!(v["changes"][0]["change"], "suppressed");
-    assert_eq!(v["changes"][0]["cause"], "manual");
-    let page = v["next_after_id"].as_i64().unwrap();
-    let (_, v) = get_json(
-        &c,
-        &url(&format!("/api/v1/suppressions/changes?after_id={page}")),
-        LIST_TOKEN,
-    )
-    .await;
-    assert_eq!(v["changes"].as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v["changes"][0]["address"], "alice@example.com");
-    assert_eq!(v["changes"][0]["change"], "unsuppressed");
-    let last = v["next_after_id"].as_i64().unwrap();
-    let (_, v) = get_json(
-        &c,
-        &url(&format!("/api/v1/suppressions/changes?after_id={last}")),
-        LIST_TOKEN,
-    )
-    .await;
-    assert_eq!(v["changes"].as_array().unwrap().len(), 0);
-    assert_eq!(v["next_after_id"], last);
-    let (_, v) = get_json(&c, &url("/api/v1/suppressions/changes"), LIST_TOKEN).await;
-    assert_eq!(v["changes"].as_array().unwrap().len() as i64, last, "{v}");
-    let (s, _) = get_json(&c, &url("/api/v1/suppressions/changes?limit=0"), LIST_TOKEN).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -885,3 +885,230 @@ async fn db_check_finds_and_repairs_a_recipient_out_of_step() {
         assert_eq!(report.differing, 0);
     }
 }
+
+/// Records `batches` on `store`, trying a batch again when the error is one that heals (a lock, a
+/// conflict or deadlock with the other writer), as the pipeline's writer does.
+async fn record_retrying(store: &Store, batches: &[Vec<Prepared>]) -> usize {
+    let mut retries = 0;
+    for batch in batches {
+        loop {
+            match store.record(batch, at(20, 0)).await {
+                Ok(_) => break,
+                Err(e) if e.can_heal() && retries < 1_000 => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("a writer failed: {e}"),
+            }
+        }
+    }
+    retries
+}
+
+/// Every recipient's row and history, and the totals: what two writers must agree on with one.
+async fn everything(store: &Store, who: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for rcpt in who {
+        if store.recipient(rcpt).await.unwrap().is_some() {
+            let (row, history) = snapshot(store, rcpt).await;
+            out.push(row);
+            out.extend(history);
+        }
+    }
+    let s = store.summary().await.unwrap();
+    out.push(format!(
+        "messages {} bounces {} recipients {} suppressed {:?}",
+        s.messages, s.bounces, s.recipients, s.suppressed
+    ));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_recording_the_same_recipients_at_once_give_the_states_of_one() {
+    let test = "two_writers_recording_the_same_recipients_at_once_give_the_states_of_one";
+    let who: Vec<String> = (0..6).map(|i| format!("shared{i}@example.com")).collect();
+    let kinds = [
+        (Reason::Mailboxfull, BounceType::Soft),
+        (Reason::Mailboxfull, BounceType::Soft),
+        (Reason::Onhold, BounceType::Soft),
+        (Reason::Userunknown, BounceType::Hard),
+        (Reason::Feedback, BounceType::Complaint),
+    ];
+    // 240 messages of two bounces each, about the same six people, on days spread over March.
+    let messages: Vec<Prepared> = (0..240u32)
+        .map(|n| {
+            let a = &who[(n % 6) as usize];
+            let b = &who[((n * 7 + 3) % 6) as usize];
+            let day = 1 + (n * 13) % 27;
+            let mut first = bounce(a, kinds[(n % 5) as usize].0, kinds[(n % 5) as usize].1);
+            first.date = Some(format!("{day} Mar 2026 {:02}:00:00 +0000", n % 24));
+            let mut second = bounce(b, Reason::Mailboxfull, BounceType::Soft);
+            second.date = Some(format!("{day} Mar 2026 {:02}:30:00 +0000", n % 24));
+            message(n, at(day, n % 24), vec![first, second])
+        })
+        .collect();
+    // Each writer gets two thirds: the middle third is given to both (recorded once, by whichever
+    // commits it first), in a different order and batching on each side.
+    let third = messages.len() / 3;
+    let mine: Vec<Prepared> = messages[..2 * third].to_vec();
+    let mut theirs: Vec<Prepared> = messages[third..].to_vec();
+    theirs.reverse();
+    let batches_a: Vec<Vec<Prepared>> = mine.chunks(7).map(<[Prepared]>::to_vec).collect();
+    let batches_b: Vec<Vec<Prepared>> = theirs.chunks(11).map(<[Prepared]>::to_vec).collect();
+
+    for kind in common::engines::kinds(test) {
+        eprintln!("{test}: {kind:?}");
+        let one = kind.fresh(test);
+        let single = one.open().await;
+        single.record(&messages, at(20, 0)).await.unwrap();
+        let want = everything(&single, &who).await;
+
+        let shared = kind.fresh(test);
+        let opts = StoreOptions {
+            busy_timeout: Duration::from_secs(30),
+            ..StoreOptions::default()
+        };
+        let a = shared.open_with(opts.clone()).await;
+        let b = shared.open_with(opts).await;
+        let (ra, rb) = tokio::join!(
+            tokio::spawn({
+                let a = a.clone();
+                let batches = batches_a.clone();
+                async move { record_retrying(&a, &batches).await }
+            }),
+            tokio::spawn({
+                let b = b.clone();
+                let batches = batches_b.clone();
+                async move { record_retrying(&b, &batches).await }
+            }),
+        );
+        eprintln!(
+            "{test}: {kind:?}: {} and {} batches retried",
+            ra.unwrap(),
+            rb.unwrap()
+        );
+        let got = everything(&a, &who).await;
+        assert_eq!(got, want, "{kind:?}");
+        let report = b
+            .check_recipients(false, at(21, 0), |d| panic!("{kind:?}: {d:?}"))
+            .await
+            .unwrap();
+        assert_eq!(report.differing, 0, "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_goes_away_is_unavailable_then_writes_resume() {
+    let test = "a_server_that_goes_away_is_unavailable_then_writes_resume";
+    if !common::postgres::available(test) {
+        return;
+    }
+    let cluster = common::postgres::Cluster::start(common::postgres::Tuning::Fast)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = cluster.create_database(test);
+    // A password in the URL (the server trusts anyone here) must never be shown.
+    let url = db.url.replacen("postgres@", "postgres:hunter2@", 1);
+    let store = Store::open(
+        Path::new(&url),
+        StoreOptions {
+            busy_timeout: Duration::from_secs(2),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!store.path().display().to_string().contains("hunter2"));
+    let one = message(
+        1,
+        at(1, 0),
+        vec![bounce(
+            "ron@example.com",
+            Reason::Userunknown,
+            BounceType::Hard,
+        )],
+    );
+    store.record(&[one], at(1, 0)).await.unwrap();
+
+    cluster.stop();
+    let two = message(
+        2,
+        at(2, 0),
+        vec![bounce(
+            "sue@example.com",
+            Reason::Userunknown,
+            BounceType::Hard,
+        )],
+    );
+    let err = store
+        .record(std::slice::from_ref(&two), at(2, 0))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a write with the server down succeeded"));
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(err.can_heal(), "{err:?}");
+    let text = err.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("postgres:***@127.0.0.1"), "{text}");
+
+    cluster.start_again();
+    store.record(&[two], at(2, 0)).await.unwrap();
+    let s = store.summary().await.unwrap();
+    assert_eq!((s.messages, s.recipients), (2, 2));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable_and_heals() {
+    // Nothing listens on port 1: the connection is refused at once.
+    let err = Store::open(
+        Path::new("postgres://bounced:secret@127.0.0.1:1/bounces"),
+        StoreOptions {
+            busy_timeout: Duration::from_secs(1),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("a connection to port 1 succeeded"));
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(err.can_heal());
+    let text = err.to_string();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("bounced:***@127.0.0.1:1/bounces"), "{text}");
+}
+
+#[tokio::test]
+async fn a_database_the_server_does_not_have_is_refused_with_what_to_check() {
+    let test = "a_database_the_server_does_not_have_is_refused_with_what_to_check";
+    let Some(cluster) = common::postgres::shared(test) else {
+        return;
+    };
+    let url = cluster.url("no_such_database");
+    let err = Store::open(Path::new(&url), StoreOptions::default())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a database that does not exist opened"));
+    assert!(matches!(err, StoreError::Refused { .. }), "{err:?}");
+    assert!(!err.can_heal());
+    let text = err.to_string();
+    assert!(text.contains("no_such_database"), "{text}");
+    assert!(text.contains("pg_hba.conf"), "{text}");
+}
+
+#[tokio::test]
+async fn a_password_file_that_cannot_be_read_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("db-password");
+    let err = Store::open(
+        Path::new("postgres://bounced@127.0.0.1:1/bounces"),
+        StoreOptions {
+            password_file: Some(missing.clone()),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("opened without its password file"));
+    let text = err.to_string();
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains("password file"), "{text}");
+}

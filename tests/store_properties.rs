@@ -8,8 +8,6 @@ mod common;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use common::engines::Kind;
-
 use bounced::policy::Policy;
 use bounced::store::{Prepared, ReclassifyOptions, Store, StoreOptions};
 use bounced::{Analysis, Bounce, BounceType, Reason};

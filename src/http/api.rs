@@ -107,7 +107,9 @@ impl IntoResponse for ApiError {
                 let status = match e {
                     StoreError::Locked { .. }
                     | StoreError::Full { .. }
-                    | StoreError::ReadOnly { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    | StoreError::ReadOnly { .. }
+                    | StoreError::Unavailable { .. }
+                    | StoreError::Conflict { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 tracing::warn!(error = %e, "HTTP request failed on the database");

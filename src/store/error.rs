@@ -57,6 +57,30 @@ pub enum StoreError {
         path: PathBuf,
         cause: sqlx::migrate::MigrateError,
     },
+    /// The database server cannot be reached or has gone away (connection refused or lost, the
+    /// server shutting down or starting up, every connection busy): worth trying again.
+    #[error(
+        "database {path} is not reachable ({detail}): check that the server runs and accepts connections from this host; bounced retries"
+    )]
+    Unavailable { path: PathBuf, detail: String },
+    /// The file named to hold the PostgreSQL password cannot be read.
+    #[error(
+        "cannot read the database password file {file}: {cause}; check store.password_file or BOUNCED_DB_PASSWORD_FILE"
+    )]
+    PasswordFile {
+        file: PathBuf,
+        cause: std::io::Error,
+    },
+    /// The server refused this role or database: a wrong password, a role or database that does
+    /// not exist, or no `pg_hba.conf` line for this host.
+    #[error(
+        "database server {path} refused the connection ({detail}): check the role and its password (store.password_file, PGPASSWORD or ~/.pgpass), that the database exists, and the server's pg_hba.conf"
+    )]
+    Refused { path: PathBuf, detail: String },
+    /// Another writer's transaction conflicted with this one (a serialization failure or a
+    /// deadlock); the transaction was rolled back and can be run again.
+    #[error("database {path}: a concurrent writer conflicted ({detail}); the write is retried")]
+    Conflict { path: PathBuf, detail: String },
     /// The text is not a mailbox address.
     #[error("`{0}` is not an email address (expected local-part@domain)")]
     InvalidAddress(String),
@@ -75,6 +99,11 @@ pub enum StoreError {
     Sql { path: PathBuf, cause: sqlx::Error },
 }
 
+/// Whether `path` names a database server (its URL) rather than a SQLite file.
+fn is_server(path: &Path) -> bool {
+    super::Location::parse(path.as_os_str()).is_server()
+}
+
 /// SQLite primary result codes we explain.
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
@@ -85,9 +114,44 @@ const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 const SQLITE_NOTADB: i64 = 26;
 
+/// PostgreSQL SQLSTATE codes that pass: another writer won a conflict, or the server is going away
+/// or not yet ready.
+const PG_SERIALIZATION_FAILURE: &str = "40001";
+const PG_DEADLOCK: &str = "40P01";
+const PG_ADMIN_SHUTDOWN: &str = "57P01";
+const PG_CRASH_SHUTDOWN: &str = "57P02";
+const PG_CANNOT_CONNECT_NOW: &str = "57P03";
+const PG_TOO_MANY_CONNECTIONS: &str = "53300";
+const PG_DISK_FULL: &str = "53100";
+const PG_INVALID_PASSWORD: &str = "28P01";
+const PG_INVALID_AUTHORIZATION: &str = "28000";
+const PG_NO_SUCH_DATABASE: &str = "3D000";
+const PG_INSUFFICIENT_PRIVILEGE: &str = "42501";
+
 impl StoreError {
+    /// Whether the failed operation may succeed if tried again as it is: a lock or a conflict with
+    /// another writer, a full disk, an I/O error, a server or pool not reachable right now. A
+    /// damaged, newer or read-only database, or a statement the database refuses, stays so.
+    pub fn can_heal(&self) -> bool {
+        match self {
+            StoreError::Locked { .. }
+            | StoreError::Full { .. }
+            | StoreError::Io { .. }
+            | StoreError::Unavailable { .. }
+            | StoreError::Conflict { .. } => true,
+            StoreError::Sql { cause, .. } => matches!(
+                cause,
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
     /// Sorts a sqlx error into a case the user can act on.
     pub(crate) fn from_sqlx(path: &Path, e: sqlx::Error) -> StoreError {
+        if let Some(sorted) = StoreError::from_postgres(path, &e) {
+            return sorted;
+        }
         let path = path.to_path_buf();
         let code = match &e {
             sqlx::Error::Database(db) => db
@@ -110,6 +174,49 @@ impl StoreError {
                 detail: e.to_string(),
             },
             _ => StoreError::Sql { path, cause: e },
+        }
+    }
+
+    /// Sorts an error of a PostgreSQL connection: by SQLSTATE, and the connection-level failures
+    /// (refused, lost, TLS, pool timeout) as [`StoreError::Unavailable`]. `None` for a SQLite error.
+    fn from_postgres(path: &Path, e: &sqlx::Error) -> Option<StoreError> {
+        let path = path.to_path_buf();
+        let detail = e.to_string();
+        match e {
+            sqlx::Error::Database(db) => {
+                db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+                match db.code().as_deref() {
+                    Some(PG_SERIALIZATION_FAILURE | PG_DEADLOCK) => {
+                        Some(StoreError::Conflict { path, detail })
+                    }
+                    Some(
+                        PG_ADMIN_SHUTDOWN
+                        | PG_CRASH_SHUTDOWN
+                        | PG_CANNOT_CONNECT_NOW
+                        | PG_TOO_MANY_CONNECTIONS,
+                    ) => Some(StoreError::Unavailable { path, detail }),
+                    Some(PG_DISK_FULL) => Some(StoreError::Full { path }),
+                    Some(
+                        PG_INVALID_PASSWORD
+                        | PG_INVALID_AUTHORIZATION
+                        | PG_NO_SUCH_DATABASE
+                        | PG_INSUFFICIENT_PRIVILEGE,
+                    ) => Some(StoreError::Refused { path, detail }),
+                    _ => None,
+                }
+            }
+            // Only a server URL names a host: a SQLite path never reaches these through sqlx.
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut
+                if is_server(&path) =>
+            {
+                Some(StoreError::Unavailable { path, detail })
+            }
+            sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+                if is_server(&path) =>
+            {
+                Some(StoreError::Unavailable { path, detail })
+            }
+            _ => None,
         }
     }
 

@@ -412,9 +412,9 @@ impl Store {
         let path = PathBuf::from(url.masked());
         let mut connect = url.options().map_err(|e| StoreError::from_sqlx(&path, e))?;
         if let Some(file) = &opts.password_file {
-            let text = std::fs::read_to_string(file).map_err(|e| StoreError::CannotOpen {
-                path: path.clone(),
-                detail: format!("cannot read the password file {}: {e}", file.display()),
+            let text = std::fs::read_to_string(file).map_err(|cause| StoreError::PasswordFile {
+                file: file.clone(),
+                cause,
             })?;
             connect = connect.password(text.lines().next().unwrap_or_default());
         }
@@ -698,6 +698,25 @@ pub fn normalize_address(raw: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_become_numbered_for_postgres_outside_quotes() {
+        assert_eq!(
+            dialect_pg("select a from t where x = ?1 and (?2 is null or y < ?2) limit ?10"),
+            "select a from t where x = $1 and ($2 is null or y < $2) limit $10"
+        );
+        assert_eq!(
+            dialect_pg("insert into t (a, b, c) values (?, ?, 'what?')"),
+            "insert into t (a, b, c) values ($1, $2, 'what?')"
+        );
+        let once = on_postgres::sql("select 1 where ?1 = ?1");
+        assert_eq!(once, "select 1 where $1 = $1");
+        assert!(std::ptr::eq(
+            once,
+            on_postgres::sql("select 1 where ?1 = ?1")
+        ));
+        assert_eq!(on_sqlite::sql("select ?1"), "select ?1");
+    }
 
     #[test]
     fn normalizes_domain_only() {

@@ -98,6 +98,9 @@ pub fn read_db<T>(db: &Path, query: impl AsyncFnOnce(&sqlx::SqlitePool) -> T) ->
 /// Runs one query returning a single integer against the database file (read-only); 0 when the
 /// database or the row is not there yet.
 pub fn db_int(db: &Path, sql: &'static str) -> i64 {
+    if let Some(url) = db.to_str().filter(|u| u.starts_with("postgres://")) {
+        return pg_int(url, sql);
+    }
     read_db(db, async |pool| {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(pool)
@@ -105,6 +108,22 @@ pub fn db_int(db: &Path, sql: &'static str) -> i64 {
             .unwrap_or(0)
     })
     .unwrap_or(0)
+}
+
+/// One integer from `sql` on the PostgreSQL database at `url`, through `psql`; 0 when it cannot
+/// be read.
+fn pg_int(url: &str, sql: &str) -> i64 {
+    let Some(bin) = postgres::bin_dir() else {
+        return 0;
+    };
+    Command::new(bin.join("psql"))
+        .args(["-X", "-w", "-q", "-A", "-t", "-d", url, "-c", sql])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Messages recorded in the database.

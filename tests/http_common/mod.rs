@@ -181,13 +181,18 @@ pub fn bin() -> &'static str {
 impl Fixture {
     /// Writes the fixtures, imports them, writes the token file.
     pub fn new() -> Fixture {
+        Fixture::on(None)
+    }
+
+    /// [`Fixture::new`] into the database `db` (a PostgreSQL URL, say) instead of a new file.
+    pub fn on(db: Option<PathBuf>) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let mail = dir.path().join("mail");
         std::fs::create_dir(&mail).expect("mail dir");
         for (name, text) in fixtures() {
             std::fs::write(mail.join(name), text).expect("write fixture");
         }
-        let db = dir.path().join("bounced.db");
+        let db = db.unwrap_or_else(|| dir.path().join("bounced.db"));
         let out = Command::new(bin())
             .args(["import", "--db"])
             .arg(&db)

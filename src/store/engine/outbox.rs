@@ -135,7 +135,11 @@ pub(crate) async fn state_changes(
 }
 
 /// Appends the `where` conditions of `f` (on `d` = deliveries, `e` = events) to `qb`.
-pub(crate) fn push_filter(qb: &mut QueryBuilder<Db>, f: &OutboxFilter, default_state: Option<&str>) {
+pub(crate) fn push_filter(
+    qb: &mut QueryBuilder<Db>,
+    f: &OutboxFilter,
+    default_state: Option<&str>,
+) {
     qb.push(" where 1 = 1");
     if let Some(t) = &f.target {
         qb.push(" and d.target = ").push_bind(t.clone());
@@ -159,11 +163,11 @@ impl Eng<'_, Db> {
         target: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            sql("insert into outbox_targets (name, cursor, created_at) \
+        sqlx::query(sql(
+            "insert into outbox_targets (name, cursor, created_at) \
              select ?1, coalesce((select max(seq) from outbox_events), 0), ?2 \
-             where not exists (select 1 from outbox_targets where name = ?1)"),
-        )
+             where not exists (select 1 from outbox_targets where name = ?1)",
+        ))
         .bind(target)
         .bind(secs(now))
         .execute(self.pool())
@@ -238,15 +242,19 @@ impl Eng<'_, Db> {
 
     /// Up to `limit` pending deliveries of `target` that are due now, each the oldest pending one
     /// of its address (so a target sees an address's events in order), oldest first.
-    pub(crate) async fn outbox_due(&self, target: &str, limit: u32) -> Result<Vec<Due>, StoreError> {
-        sqlx::query_as(
-            sql("select d.event_seq as seq, e.id, e.event, e.address, e.campaign, e.body, d.attempts \
+    pub(crate) async fn outbox_due(
+        &self,
+        target: &str,
+        limit: u32,
+    ) -> Result<Vec<Due>, StoreError> {
+        sqlx::query_as(sql(
+            "select d.event_seq as seq, e.id, e.event, e.address, e.campaign, e.body, d.attempts \
              from outbox_deliveries d join outbox_events e on e.seq = d.event_seq \
              where d.target = ?1 and d.state = 'pending' and d.next_at <= ?2 \
              and not exists (select 1 from outbox_deliveries p where p.target = d.target \
                and p.address = d.address and p.state = 'pending' and p.event_seq < d.event_seq) \
-             order by d.event_seq limit ?3"),
-        )
+             order by d.event_seq limit ?3",
+        ))
         .bind(target)
         .bind(now_ms())
         .bind(i64::from(limit))
@@ -257,13 +265,16 @@ impl Eng<'_, Db> {
 
     /// Unix milliseconds of `target`'s next attempt, if it has one pending: the earliest among the
     /// deliveries that are the oldest pending one of their address (the others wait for those).
-    pub(crate) async fn outbox_next_attempt(&self, target: &str) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar(
-            sql("select min(d.next_at) from outbox_deliveries d where d.target = ?1 \
+    pub(crate) async fn outbox_next_attempt(
+        &self,
+        target: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(sql(
+            "select min(d.next_at) from outbox_deliveries d where d.target = ?1 \
              and d.state = 'pending' and not exists (select 1 from outbox_deliveries p \
                where p.target = d.target and p.address = d.address and p.state = 'pending' \
-               and p.event_seq < d.event_seq)"),
-        )
+               and p.event_seq < d.event_seq)",
+        ))
         .bind(target)
         .fetch_one(self.pool())
         .await
@@ -271,7 +282,11 @@ impl Eng<'_, Db> {
     }
 
     /// Records what became of attempts to deliver to `target`, in one transaction.
-    pub(crate) async fn outbox_settle(&self, target: &str, results: &[Settle]) -> Result<(), StoreError> {
+    pub(crate) async fn outbox_settle(
+        &self,
+        target: &str,
+        results: &[Settle],
+    ) -> Result<(), StoreError> {
         if results.is_empty() {
             return Ok(());
         }
@@ -310,10 +325,10 @@ impl Eng<'_, Db> {
                     } => (*seq, "pending", *next_at, error),
                     Settle::Dead { seq, error } => (*seq, "dead", 0, error),
                 };
-                sqlx::query(
-                    sql("update outbox_deliveries set state = ?, attempts = attempts + 1, next_at = ?, \
-                     last_error = ?, updated_at = ? where target = ? and event_seq = ?"),
-                )
+                sqlx::query(sql(
+                    "update outbox_deliveries set state = ?, attempts = attempts + 1, next_at = ?, \
+                     last_error = ?, updated_at = ? where target = ? and event_seq = ?",
+                ))
                 .bind(state)
                 .bind(next_at)
                 .bind(error)
@@ -352,10 +367,10 @@ impl Eng<'_, Db> {
 
     /// Deliveries per target and state.
     pub(crate) async fn outbox_counts(&self) -> Result<Vec<OutboxCount>, StoreError> {
-        sqlx::query_as(
-            sql("select target, state, count(*) as count from outbox_deliveries \
-             group by target, state order by target, state"),
-        )
+        sqlx::query_as(sql(
+            "select target, state, count(*) as count from outbox_deliveries \
+             group by target, state order by target, state",
+        ))
         .fetch_all(self.pool())
         .await
         .map_err(|e| self.err(e))
@@ -407,10 +422,11 @@ impl Eng<'_, Db> {
 
     /// Every outbox event, oldest first, as JSON bodies (for checks and tests).
     pub(crate) async fn outbox_events(&self) -> Result<Vec<EventBody>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(sql("select body from outbox_events order by seq"))
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as(sql("select body from outbox_events order by seq"))
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()
             .filter_map(|(b,)| serde_json::from_str(&b).ok())
@@ -427,10 +443,10 @@ impl Eng<'_, Db> {
         member_id: &str,
         list_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            sql("insert into notify_disabled (target, member_id, address, list_id, at) \
-             values (?, ?, ?, ?, ?) on conflict (target, member_id) do nothing"),
-        )
+        sqlx::query(sql(
+            "insert into notify_disabled (target, member_id, address, list_id, at) \
+             values (?, ?, ?, ?, ?) on conflict (target, member_id) do nothing",
+        ))
         .bind(target)
         .bind(member_id)
         .bind(address)
@@ -448,10 +464,10 @@ impl Eng<'_, Db> {
         target: &str,
         address: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        sqlx::query_as(
-            sql("select member_id, list_id from notify_disabled where target = ? and address = ? \
-             order by list_id"),
-        )
+        sqlx::query_as(sql(
+            "select member_id, list_id from notify_disabled where target = ? and address = ? \
+             order by list_id",
+        ))
         .bind(target)
         .bind(address)
         .fetch_all(self.pool())
@@ -465,12 +481,14 @@ impl Eng<'_, Db> {
         target: &str,
         member_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(sql("delete from notify_disabled where target = ? and member_id = ?"))
-            .bind(target)
-            .bind(member_id)
-            .execute(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        sqlx::query(sql(
+            "delete from notify_disabled where target = ? and member_id = ?",
+        ))
+        .bind(target)
+        .bind(member_id)
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
         Ok(())
     }
 }

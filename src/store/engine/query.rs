@@ -20,9 +20,9 @@ impl<'a> Eng<'a, Db> {
         if let Some((a,)) = exact {
             return Ok(Some(a));
         }
-        let loose: Vec<(String,)> = sqlx::query_as(
-            sql("select address from recipients where lower(address) = lower(?) limit 2"),
-        )
+        let loose: Vec<(String,)> = sqlx::query_as(sql(
+            "select address from recipients where lower(address) = lower(?) limit 2",
+        ))
         .bind(&address)
         .fetch_all(self.pool())
         .await
@@ -34,15 +34,18 @@ impl<'a> Eng<'a, Db> {
     }
 
     /// The recipient with this address, if known.
-    pub(crate) async fn recipient(&self, address: &str) -> Result<Option<RecipientInfo>, StoreError> {
+    pub(crate) async fn recipient(
+        &self,
+        address: &str,
+    ) -> Result<Option<RecipientInfo>, StoreError> {
         let Some((address, _)) = normalize_address(address) else {
             return Ok(None);
         };
-        sqlx::query_as(
-            sql("select address, domain, state, hard_count, soft_count, complaint_count, other_count, \
+        sqlx::query_as(sql(
+            "select address, domain, state, hard_count, soft_count, complaint_count, other_count, \
              soft_score, soft_last_counted_at, first_bounce_at, last_bounce_at, suppressed_at, \
-             suppressed_type, suppressed_why, manual from recipients where address = ?"),
-        )
+             suppressed_type, suppressed_why, manual from recipients where address = ?",
+        ))
         .bind(address)
         .fetch_optional(self.pool())
         .await
@@ -54,14 +57,14 @@ impl<'a> Eng<'a, Db> {
         let Some((address, _)) = normalize_address(address) else {
             return Ok(Vec::new());
         };
-        sqlx::query_as(
-            sql("select e.at, e.change, e.cause, e.bounce_id, e.rule, b.reason, b.status, \
+        sqlx::query_as(sql(
+            "select e.at, e.change, e.cause, e.bounce_id, e.rule, b.reason, b.status, \
              b.diagnostic, m.source, e.note \
              from events e join recipients r on r.id = e.recipient_id \
              left join bounces b on b.id = e.bounce_id \
              left join messages m on m.id = b.message_id \
-             where r.address = ? order by e.at, e.id"),
-        )
+             where r.address = ? order by e.at, e.id",
+        ))
         .bind(address)
         .fetch_all(self.pool())
         .await
@@ -102,7 +105,10 @@ impl<'a> Eng<'a, Db> {
     }
 
     /// Bounces matching `filter`, newest first, streamed.
-    pub(crate) fn bounces(self, filter: &BounceFilter) -> BoxStream<'a, Result<BounceRow, StoreError>> {
+    pub(crate) fn bounces(
+        self,
+        filter: &BounceFilter,
+    ) -> BoxStream<'a, Result<BounceRow, StoreError>> {
         self.bounce_rows(filter, None, None)
     }
 
@@ -117,7 +123,10 @@ impl<'a> Eng<'a, Db> {
     }
 
     /// The bounces read from one stored message, in their order within it.
-    pub(crate) async fn message_bounces(&self, message_id: i64) -> Result<Vec<BounceRow>, StoreError> {
+    pub(crate) async fn message_bounces(
+        &self,
+        message_id: i64,
+    ) -> Result<Vec<BounceRow>, StoreError> {
         use futures_util::TryStreamExt;
         let mut rows: Vec<BounceRow> = self
             .bounce_rows(&BounceFilter::default(), None, Some(message_id))
@@ -142,8 +151,8 @@ impl<'a> Eng<'a, Db> {
             .as_deref()
             .and_then(normalize_address)
             .map(|(a, _)| a);
-        sqlx::query_as(
-            sql("select b.id, b.message_id, b.at, coalesce(r.address, b.recipient) as recipient, \
+        sqlx::query_as(sql(
+            "select b.id, b.message_id, b.at, coalesce(r.address, b.recipient) as recipient, \
              b.action, b.status, b.replycode, b.reason, b.bounce_type, b.diagnostic, b.remote_mta, \
              b.feedback_type, b.rule, b.reader, b.counted, b.verp_mismatch, b.untrusted, \
              b.original_message_id, \
@@ -155,8 +164,8 @@ impl<'a> Eng<'a, Db> {
              and (?5 is null or r.domain = ?5) and (?6 is null or r.address = ?6) \
              and (?8 is null or b.at < ?8 or (b.at = ?8 and b.id < ?9)) \
              and (?10 is null or b.message_id = ?10) \
-             order by b.at desc, b.id desc limit ?7"),
-        )
+             order by b.at desc, b.id desc limit ?7",
+        ))
         .bind(filter.since.map(secs))
         .bind(filter.until.map(secs))
         .bind(filter.reason.map(Reason::as_str))
@@ -182,21 +191,20 @@ impl<'a> Eng<'a, Db> {
         let since = since.map(secs);
         let until = until.map(secs);
         if by == StatsBy::Day {
-            let rows: Vec<RawDayStat> = sqlx::query_as(
-                sql("select b.at / 86400 as day, count(*) as bounces, \
+            let rows: Vec<RawDayStat> =
+                sqlx::query_as(sql("select b.at / 86400 as day, count(*) as bounces, \
                  count(case when b.bounce_type = 'hard' then 1 end) as hard, \
                  count(case when b.bounce_type = 'soft' then 1 end) as soft, \
                  count(case when b.bounce_type = 'complaint' then 1 end) as complaint, \
                  count(case when b.bounce_type = 'none' then 1 end) as none, \
                  count(distinct b.recipient_id) as recipients \
                  from bounces b where (?1 is null or b.at >= ?1) and (?2 is null or b.at < ?2) \
-                 group by day order by day"),
-            )
-            .bind(since)
-            .bind(until)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+                 group by day order by day"))
+                .bind(since)
+                .bind(until)
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
             return Ok(rows
                 .into_iter()
                 .map(|r| StatRow {
@@ -211,28 +219,28 @@ impl<'a> Eng<'a, Db> {
                 .collect());
         }
         let q = match by {
-            StatsBy::Reason => sqlx::query_as::<_, RawStat>(
-                sql("select b.reason as key, count(*) as bounces, \
+            StatsBy::Reason => {
+                sqlx::query_as::<_, RawStat>(sql("select b.reason as key, count(*) as bounces, \
                  count(case when b.bounce_type = 'hard' then 1 end) as hard, \
                  count(case when b.bounce_type = 'soft' then 1 end) as soft, \
                  count(case when b.bounce_type = 'complaint' then 1 end) as complaint, \
                  count(case when b.bounce_type = 'none' then 1 end) as none, \
                  count(distinct b.recipient_id) as recipients \
                  from bounces b where (?1 is null or b.at >= ?1) and (?2 is null or b.at < ?2) \
-                 group by b.reason order by bounces desc, key"),
-            ),
-            StatsBy::Type => sqlx::query_as::<_, RawStat>(
-                sql("select b.bounce_type as key, count(*) as bounces, \
+                 group by b.reason order by bounces desc, key"))
+            }
+            StatsBy::Type => sqlx::query_as::<_, RawStat>(sql(
+                "select b.bounce_type as key, count(*) as bounces, \
                  count(case when b.bounce_type = 'hard' then 1 end) as hard, \
                  count(case when b.bounce_type = 'soft' then 1 end) as soft, \
                  count(case when b.bounce_type = 'complaint' then 1 end) as complaint, \
                  count(case when b.bounce_type = 'none' then 1 end) as none, \
                  count(distinct b.recipient_id) as recipients \
                  from bounces b where (?1 is null or b.at >= ?1) and (?2 is null or b.at < ?2) \
-                 group by b.bounce_type order by bounces desc, key"),
-            ),
-            StatsBy::Domain | StatsBy::Day => sqlx::query_as::<_, RawStat>(
-                sql("select r.domain as key, count(*) as bounces, \
+                 group by b.bounce_type order by bounces desc, key",
+            )),
+            StatsBy::Domain | StatsBy::Day => {
+                sqlx::query_as::<_, RawStat>(sql("select r.domain as key, count(*) as bounces, \
                  count(case when b.bounce_type = 'hard' then 1 end) as hard, \
                  count(case when b.bounce_type = 'soft' then 1 end) as soft, \
                  count(case when b.bounce_type = 'complaint' then 1 end) as complaint, \
@@ -240,8 +248,8 @@ impl<'a> Eng<'a, Db> {
                  count(distinct b.recipient_id) as recipients \
                  from bounces b left join recipients r on r.id = b.recipient_id \
                  where (?1 is null or b.at >= ?1) and (?2 is null or b.at < ?2) \
-                 group by r.domain order by bounces desc, key"),
-            ),
+                 group by r.domain order by bounces desc, key"))
+            }
         };
         let rows = q
             .bind(since)
@@ -278,39 +286,35 @@ impl<'a> Eng<'a, Db> {
     ) -> Result<Summary, StoreError> {
         let pool = self.pool();
         let (since, until) = (since.map(secs), until.map(secs));
-        let kinds: Vec<(String, i64)> = sqlx::query_as(
-            sql("select kind, count(*) from messages \
+        let kinds: Vec<(String, i64)> = sqlx::query_as(sql("select kind, count(*) from messages \
              where (?1 is null or received_at >= ?1) and (?2 is null or received_at < ?2) \
-             group by kind order by kind"),
-        )
+             group by kind order by kind"))
         .bind(since)
         .bind(until)
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
-        let bounce_types: Vec<(String, i64)> = sqlx::query_as(
-            sql("select bounce_type, count(*) from bounces \
+        let bounce_types: Vec<(String, i64)> =
+            sqlx::query_as(sql("select bounce_type, count(*) from bounces \
              where (?1 is null or at >= ?1) and (?2 is null or at < ?2) \
-             group by bounce_type order by bounce_type"),
-        )
-        .bind(since)
-        .bind(until)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        let (untrusted,): (i64,) = sqlx::query_as(
-            sql("select count(*) from bounces where untrusted = true \
-             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)"),
-        )
-        .bind(since)
-        .bind(until)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        let (verp_mismatches,): (i64,) = sqlx::query_as(
-            sql("select count(*) from bounces where verp_mismatch = true \
-             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)"),
-        )
+             group by bounce_type order by bounce_type"))
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let (untrusted,): (i64,) =
+            sqlx::query_as(sql("select count(*) from bounces where untrusted = true \
+             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)"))
+            .bind(since)
+            .bind(until)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let (verp_mismatches,): (i64,) = sqlx::query_as(sql(
+            "select count(*) from bounces where verp_mismatch = true \
+             and (?1 is null or at >= ?1) and (?2 is null or at < ?2)",
+        ))
         .bind(since)
         .bind(until)
         .fetch_one(pool)
@@ -321,22 +325,20 @@ impl<'a> Eng<'a, Db> {
                 .fetch_one(pool)
                 .await
         } else {
-            sqlx::query_as(
-                sql("select count(distinct recipient_id) from bounces \
-                 where (?1 is null or at >= ?1) and (?2 is null or at < ?2)"),
-            )
+            sqlx::query_as(sql("select count(distinct recipient_id) from bounces \
+                 where (?1 is null or at >= ?1) and (?2 is null or at < ?2)"))
             .bind(since)
             .bind(until)
             .fetch_one(pool)
             .await
         }
         .map_err(|e| self.err(e))?;
-        let suppressed: Vec<(String, i64)> = sqlx::query_as(
-            sql("select coalesce(suppressed_type, 'unknown'), count(*) from recipients \
+        let suppressed: Vec<(String, i64)> = sqlx::query_as(sql(
+            "select coalesce(suppressed_type, 'unknown'), count(*) from recipients \
              where state = 'suppressed' \
              and (?1 is null or suppressed_at >= ?1) and (?2 is null or suppressed_at < ?2) \
-             group by suppressed_type order by suppressed_type"),
-        )
+             group by suppressed_type order by suppressed_type",
+        ))
         .bind(since)
         .bind(until)
         .fetch_all(pool)
@@ -369,8 +371,8 @@ impl<'a> Eng<'a, Db> {
         filter: &ExportFilter,
         after_event: Option<i64>,
     ) -> BoxStream<'a, Result<ExportRow, StoreError>> {
-        sqlx::query_as(
-            sql("select r.address as email, coalesce(r.suppressed_type, 'manual') as bounce_type, \
+        sqlx::query_as(sql(
+            "select r.address as email, coalesce(r.suppressed_type, 'manual') as bounce_type, \
              coalesce(b.reason, 'manual') as reason, b.status, b.replycode, \
              case when b.id is null then r.suppressed_why else b.diagnostic end as diagnostic, \
              coalesce(r.first_bounce_at, r.suppressed_at, r.updated_at) as first_seen, \
@@ -384,8 +386,8 @@ impl<'a> Eng<'a, Db> {
              or (?4 and r.suppressed_type = 'soft') or (?5 and r.suppressed_type = 'manual')) \
              and (?6 is null or exists (select 1 from events e \
              where e.recipient_id = r.id and e.id > ?6)) \
-             order by r.address"),
-        )
+             order by r.address",
+        ))
         .bind(filter.since.map(secs))
         .bind(filter.types.hard)
         .bind(filter.types.complaint)
@@ -417,16 +419,16 @@ impl Eng<'_, Db> {
             return Ok(None);
         };
         // One statement: the exact address when stored, else a case-insensitive match.
-        sqlx::query_as(
-            sql("select address, state, suppressed_type, suppressed_at, suppressed_why from ( \
+        sqlx::query_as(sql(
+            "select address, state, suppressed_type, suppressed_at, suppressed_why from ( \
              select address, state, suppressed_type, suppressed_at, suppressed_why, 0 as rank \
              from recipients where address = ?1 \
              union all \
              select address, state, suppressed_type, suppressed_at, suppressed_why, \
              case when state = 'suppressed' then 1 else 2 end as rank \
              from recipients where lower(address) = lower(?1) \
-             ) as found order by rank, address limit 1"),
-        )
+             ) as found order by rank, address limit 1",
+        ))
         .bind(&address)
         .fetch_optional(self.pool())
         .await
@@ -454,11 +456,14 @@ impl Eng<'_, Db> {
     }
 
     /// The latest suppressions, newest first.
-    pub(crate) async fn recent_suppressions(&self, limit: u32) -> Result<Vec<SuppressionRow>, StoreError> {
-        sqlx::query_as(
-            sql("select address, suppressed_type, suppressed_why, suppressed_at from recipients \
-             where state = 'suppressed' order by suppressed_at desc, id desc limit ?1"),
-        )
+    pub(crate) async fn recent_suppressions(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<SuppressionRow>, StoreError> {
+        sqlx::query_as(sql(
+            "select address, suppressed_type, suppressed_why, suppressed_at from recipients \
+             where state = 'suppressed' order by suppressed_at desc, id desc limit ?1",
+        ))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await
@@ -471,8 +476,7 @@ impl Eng<'_, Db> {
         since: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<DomainRate>, StoreError> {
-        sqlx::query_as(
-            sql("select r.domain as domain, \
+        sqlx::query_as(sql("select r.domain as domain, \
              count(case when b.bounce_type in ('hard', 'soft', 'complaint') then 1 end) \
              as failures, \
              count(case when b.bounce_type = 'hard' then 1 end) as hard, \
@@ -481,8 +485,7 @@ impl Eng<'_, Db> {
              count(case when b.reason = 'delivered' then 1 end) as delivered \
              from bounces b join recipients r on r.id = b.recipient_id \
              where (?1 is null or b.at >= ?1) \
-             group by r.domain order by failures desc, delivered desc, r.domain limit ?2"),
-        )
+             group by r.domain order by failures desc, delivered desc, r.domain limit ?2"))
         .bind(since.map(secs))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
@@ -506,10 +509,10 @@ impl Eng<'_, Db> {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<ChangeRow>, StoreError> {
-        sqlx::query_as(
-            sql("select e.id, r.address, e.change, e.cause, e.at from events e \
-             join recipients r on r.id = e.recipient_id where e.id > ?1 order by e.id limit ?2"),
-        )
+        sqlx::query_as(sql(
+            "select e.id, r.address, e.change, e.cause, e.at from events e \
+             join recipients r on r.id = e.recipient_id where e.id > ?1 order by e.id limit ?2",
+        ))
         .bind(after_id)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
@@ -520,34 +523,36 @@ impl Eng<'_, Db> {
     /// Row counts by kind, type and reason, state and cause, and the database's size.
     pub(crate) async fn counts(&self) -> Result<Counts, StoreError> {
         let pool = self.pool();
-        let messages: Vec<(String, i64)> =
-            sqlx::query_as(sql("select kind, count(*) from messages group by kind order by kind"))
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let bounces: Vec<(String, String, i64)> = sqlx::query_as(
-            sql("select bounce_type, reason, count(*) from bounces group by bounce_type, reason \
-             order by bounce_type, reason"),
-        )
+        let messages: Vec<(String, i64)> = sqlx::query_as(sql(
+            "select kind, count(*) from messages group by kind order by kind",
+        ))
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
-        let recipients: Vec<(String, i64)> =
-            sqlx::query_as(sql("select state, count(*) from recipients group by state order by state"))
-                .fetch_all(pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let suppressed: Vec<(String, i64)> = sqlx::query_as(
-            sql("select coalesce(suppressed_type, 'unknown'), count(*) from recipients \
-             where state = 'suppressed' group by suppressed_type order by suppressed_type"),
-        )
+        let bounces: Vec<(String, String, i64)> = sqlx::query_as(sql(
+            "select bounce_type, reason, count(*) from bounces group by bounce_type, reason \
+             order by bounce_type, reason",
+        ))
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;
-        let outbox: Vec<(String, String, i64)> = sqlx::query_as(
-            sql("select target, state, count(*) from outbox_deliveries group by target, state \
-             order by target, state"),
-        )
+        let recipients: Vec<(String, i64)> = sqlx::query_as(sql(
+            "select state, count(*) from recipients group by state order by state",
+        ))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let suppressed: Vec<(String, i64)> = sqlx::query_as(sql(
+            "select coalesce(suppressed_type, 'unknown'), count(*) from recipients \
+             where state = 'suppressed' group by suppressed_type order by suppressed_type",
+        ))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let outbox: Vec<(String, String, i64)> = sqlx::query_as(sql(
+            "select target, state, count(*) from outbox_deliveries group by target, state \
+             order by target, state",
+        ))
         .fetch_all(pool)
         .await
         .map_err(|e| self.err(e))?;

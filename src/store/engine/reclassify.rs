@@ -1,9 +1,9 @@
 // Reclassify: the statements.
 
 use super::super::*;
-use super::{BEGIN_WRITE, Db, sql};
 use super::record::write_bounces;
 use super::replay::rederive;
+use super::{BEGIN_WRITE, Db, sql};
 use crate::store::Eng;
 
 impl Eng<'_, Db> {
@@ -34,10 +34,10 @@ impl Eng<'_, Db> {
         let now_s = secs(now);
         let batch = i64::try_from(opts.batch.max(1)).unwrap_or(200);
         loop {
-            let chunk: Vec<StoredMessage> = sqlx::query_as(
-                sql("select id, received_at, kind, reader, verp_recipient, raw_deflate from messages \
-                 where id > ?1 and (?2 is null or received_at >= ?2) order by id limit ?3"),
-            )
+            let chunk: Vec<StoredMessage> = sqlx::query_as(sql(
+                "select id, received_at, kind, reader, verp_recipient, raw_deflate from messages \
+                 where id > ?1 and (?2 is null or received_at >= ?2) order by id limit ?3",
+            ))
             .bind(last_id)
             .bind(opts.since.map(secs))
             .bind(batch)
@@ -111,12 +111,12 @@ impl Eng<'_, Db> {
         };
         let mut touched: HashSet<i64> = HashSet::new();
         for (m, analysis) in analysed {
-            let stored: Vec<BounceFields> = sqlx::query_as(
-                sql("select recipient, action, status, replycode, reason, bounce_type, diagnostic, \
+            let stored: Vec<BounceFields> = sqlx::query_as(sql(
+                "select recipient, action, status, replycode, reason, bounce_type, diagnostic, \
                  remote_mta, reporting_mta, date, feedback_type, rule, reader, \
                  original_message_id, original_from, original_to, original_subject, \
-                 original_list_id from bounces where message_id = ? order by position"),
-            )
+                 original_list_id from bounces where message_id = ? order by position",
+            ))
             .bind(m.id)
             .fetch_all(&mut *tx)
             .await?;
@@ -132,13 +132,12 @@ impl Eng<'_, Db> {
             report.changed += 1;
             report.bounces_before += stored.len() as u64;
             report.bounces_after += fresh_fields.len() as u64;
-            let old: Vec<(i64,)> = sqlx::query_as(
-                sql("select distinct recipient_id from bounces \
-                 where message_id = ? and recipient_id is not null"),
-            )
-            .bind(m.id)
-            .fetch_all(&mut *tx)
-            .await?;
+            let old: Vec<(i64,)> =
+                sqlx::query_as(sql("select distinct recipient_id from bounces \
+                 where message_id = ? and recipient_id is not null"))
+                .bind(m.id)
+                .fetch_all(&mut *tx)
+                .await?;
             touched.extend(old.into_iter().map(|(id,)| id));
             if dry_run {
                 fresh.insert(
@@ -155,10 +154,10 @@ impl Eng<'_, Db> {
                 .execute(&mut *tx)
                 .await?;
             let original = analysis.original.as_ref();
-            sqlx::query(
-                sql("update messages set kind = ?, reader = ?, error = ?, original_message_id = ?, \
-                 original_list_id = ?, verp_recipient = ? where id = ?"),
-            )
+            sqlx::query(sql(
+                "update messages set kind = ?, reader = ?, error = ?, original_message_id = ?, \
+                 original_list_id = ?, verp_recipient = ? where id = ?",
+            ))
             .bind(analysis.kind.as_str())
             .bind(analysis.reader)
             .bind(analysis.error.as_ref().map(ToString::to_string))

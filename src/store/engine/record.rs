@@ -1,8 +1,8 @@
 // Recording: messages, bounces and the recipients they change.
 
 use super::super::*;
-use super::{BEGIN_WRITE, Conn, Db, sql};
 use super::replay::{insert_events, rederive, save_rows, upsert_recipients};
+use super::{BEGIN_WRITE, Conn, Db, FOR_UPDATE, sql, sql_owned};
 use crate::store::Eng;
 use sqlx::QueryBuilder;
 
@@ -220,10 +220,11 @@ impl Eng<'_, Db> {
             } else {
                 conn.begin_with(BEGIN_WRITE).await?
             };
-            let stored: Option<RecipientRow> = sqlx::query_as(sql(concat!(
-                "select ",
-                recipient_columns!(),
-                " from recipients where address = ?"
+            // A decision locks the row it reads (on engines that lock rows) until it commits.
+            let lock = if dry_run { "" } else { FOR_UPDATE };
+            let stored: Option<RecipientRow> = sqlx::query_as(sql_owned(format!(
+                "select {} from recipients where address = ?{lock}",
+                recipient_columns!()
             )))
             .bind(&address)
             .fetch_optional(&mut *tx)
@@ -280,9 +281,9 @@ impl Eng<'_, Db> {
                     .remove(&address)
                     .map_or(0, |r| r.id),
             };
-            sqlx::query(
-                sql("insert into events (recipient_id, at, change, cause, note) values (?, ?, ?, ?, ?)"),
-            )
+            sqlx::query(sql(
+                "insert into events (recipient_id, at, change, cause, note) values (?, ?, ?, ?, ?)",
+            ))
             .bind(id)
             .bind(event.at)
             .bind(&event.change)

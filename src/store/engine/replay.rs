@@ -109,10 +109,7 @@ pub(crate) async fn insert_events(
 }
 
 /// Loads the rows, bounces and history of the recipients `ids` (at most a few hundred).
-pub(crate) async fn load(
-    conn: &mut Conn,
-    ids: &[i64],
-) -> Result<Vec<History>, sqlx::Error> {
+pub(crate) async fn load(conn: &mut Conn, ids: &[i64]) -> Result<Vec<History>, sqlx::Error> {
     let in_list = |head: &'static str, tail: &'static str| {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(head);
         let mut sep = qb.separated(", ");
@@ -245,8 +242,7 @@ pub(crate) async fn rederive(
                 .map(|(id, _)| *id)
                 .collect();
             for part in ids.chunks(rows_per_statement(1)) {
-                let mut qb: QueryBuilder<Db> =
-                    QueryBuilder::new("update bounces set counted = ");
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new("update bounces set counted = ");
                 qb.push_bind(value).push(" where id in (");
                 let mut sep = qb.separated(", ");
                 for id in part {
@@ -299,9 +295,9 @@ impl Eng<'_, Db> {
                 } else {
                     conn.begin().await?
                 };
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    sql("select id from recipients where id > ? order by id limit ?"),
-                )
+                let ids: Vec<i64> = sqlx::query_scalar(sql(
+                    "select id from recipients where id > ? order by id limit ?",
+                ))
                 .bind(last)
                 .bind(i64::try_from(RECIPIENTS_PER_ROUND).unwrap_or(500))
                 .fetch_all(&mut *tx)
