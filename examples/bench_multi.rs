@@ -75,6 +75,48 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) in `/proc/PID/stat`: the process's own, plus with `children` those
+/// of its children it has waited for.
+fn proc_cpu(pid: u32, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| {
+        rest.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the command name: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+    let own = field(11) + field(12);
+    let waited = if children { field(13) + field(14) } else { 0.0 };
+    (own + waited) / 100.0
+}
+
+/// CPU seconds of a PostgreSQL server: the postmaster and the backends it has reaped, and its
+/// processes still running (checkpointer, WAL writer, ...).
+fn server_cpu(postmaster: u32) -> f64 {
+    let mut total = proc_cpu(postmaster, true);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(postmaster) {
+            total += proc_cpu(pid, false);
+        }
+    }
+    total
+}
+
+/// CPU seconds of this process's children that have been waited for.
+fn children_cpu() -> f64 {
+    proc_cpu(std::process::id(), true) - proc_cpu(std::process::id(), false)
+}
+
 fn spawn(bin: &Path, md: &Path, db: &str, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log)?;
     Command::new(bin)
@@ -108,10 +150,7 @@ fn bounced(bin: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
         .env_remove("BOUNCED_DB")
         .output()?;
     if !out.status.success() {
-        bail!(
-            "bounced {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("bounced {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(out.stdout)
 }
@@ -133,7 +172,10 @@ fn outputs(bin: &Path, db: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     ));
     v.push((
         "stats by reason".into(),
-        bounced(bin, &["stats", "--db", db, "--by", "reason", "--format", "csv"])?,
+        bounced(
+            bin,
+            &["stats", "--db", db, "--by", "reason", "--format", "csv"],
+        )?,
     ));
     Ok(v)
 }
@@ -189,7 +231,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .context("no folder for the binary")?,
     };
     if !bin.exists() {
-        bail!("{} not found: run `cargo build --release` first", bin.display());
+        bail!(
+            "{} not found: run `cargo build --release` first",
+            bin.display()
+        );
     }
     let (n, k) = (args.messages, args.daemons.max(1));
     let work = tempfile::tempdir()?;
@@ -202,8 +247,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             if !postgres::available("bench_multi") {
                 bail!("no PostgreSQL here: give --db URL");
             }
-            let c = postgres::Cluster::start(postgres::Tuning::Durable)
-                .map_err(anyhow::Error::msg)?;
+            let c =
+                postgres::Cluster::start(postgres::Tuning::Durable).map_err(anyhow::Error::msg)?;
             let db = c.create_database("bench");
             let url = db.url.clone();
             _db_guard = Some(db);
@@ -240,6 +285,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .unwrap_or(0)
     };
+    let postmaster = cluster.as_ref().and_then(postgres::Cluster::server_pid);
+    let (server0, children0) = (postmaster.map_or(0.0, server_cpu), children_cpu());
     let t = Instant::now();
     let mut children = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
@@ -293,6 +340,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let code = stop(c)?;
         if code != 0 {
             bail!("a daemon exited with {code} on SIGTERM");
+        }
+    }
+    let daemons_cpu = children_cpu() - children0;
+    match postmaster {
+        Some(pm) => {
+            let server = server_cpu(pm) - server0;
+            println!(
+                "multi: CPU: daemons {daemons_cpu:.1} s, PostgreSQL {server:.1} s = {:.0} messages per CPU second ({:.0} msg/s on 2 idle cores)",
+                n as f64 / (daemons_cpu + server),
+                2.0 * n as f64 / (daemons_cpu + server)
+            );
+        }
+        None => {
+            println!("multi: CPU: daemons {daemons_cpu:.1} s (the server's is not counted: --db)")
         }
     }
     println!(

@@ -308,6 +308,14 @@ impl Cluster {
         self.client.url(db)
     }
 
+    /// The process id of the server (the postmaster), while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(Child::id))
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
