@@ -68,9 +68,12 @@ const RECIPIENT_ROWS: &str = "select address || '|' || state || '|' || hard_coun
     coalesce(suppressed_type, '') || '|' || coalesce(suppressed_why, '') \
     from recipients order by address";
 
+/// What the CLI printed (each output and its name), and every recipient's row.
+type Outputs = (Vec<(String, Vec<u8>)>, String);
+
 /// The reference: one daemon, all the mail, a SQLite file. Computed once for the binary.
-fn reference() -> &'static (Vec<(String, Vec<u8>)>, String) {
-    static REF: OnceLock<(Vec<(String, Vec<u8>)>, String)> = OnceLock::new();
+fn reference() -> &'static Outputs {
+    static REF: OnceLock<Outputs> = OnceLock::new();
     REF.get_or_init(|| {
         let tmp = tempfile::tempdir().expect("tempdir");
         let md = tmp.path().join("Maildir");

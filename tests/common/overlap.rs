@@ -6,7 +6,7 @@
 /// (mailbox full), dated over three weeks so that soft scores and their staleness both play.
 pub fn message(n: usize, total: usize) -> String {
     let rcpt = format!("member{}@example.com", n % (total / 4).max(1));
-    let (status, action, text) = if n % 5 == 0 {
+    let (status, action, text) = if n.is_multiple_of(5) {
         (
             "5.1.1",
             "failed",
