@@ -123,6 +123,7 @@ const PG_CRASH_SHUTDOWN: &str = "57P02";
 const PG_CANNOT_CONNECT_NOW: &str = "57P03";
 const PG_TOO_MANY_CONNECTIONS: &str = "53300";
 const PG_DISK_FULL: &str = "53100";
+const PG_CONNECTION_EXCEPTION: &str = "08";
 const PG_INVALID_PASSWORD: &str = "28P01";
 const PG_INVALID_AUTHORIZATION: &str = "28000";
 const PG_NO_SUCH_DATABASE: &str = "3D000";
@@ -195,6 +196,10 @@ impl StoreError {
                         | PG_CANNOT_CONNECT_NOW
                         | PG_TOO_MANY_CONNECTIONS,
                     ) => Some(StoreError::Unavailable { path, detail }),
+                    // Class 08: a connection exception (the connection failed or was lost).
+                    Some(code) if code.starts_with(PG_CONNECTION_EXCEPTION) => {
+                        Some(StoreError::Unavailable { path, detail })
+                    }
                     Some(PG_DISK_FULL) => Some(StoreError::Full { path }),
                     Some(
                         PG_INVALID_PASSWORD

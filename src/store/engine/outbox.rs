@@ -166,7 +166,8 @@ impl Eng<'_, Db> {
         sqlx::query(sql(
             "insert into outbox_targets (name, cursor, created_at) \
              select ?1, coalesce((select max(seq) from outbox_events), 0), ?2 \
-             where not exists (select 1 from outbox_targets where name = ?1)",
+             where not exists (select 1 from outbox_targets where name = ?1) \
+             on conflict (name) do nothing",
         ))
         .bind(target)
         .bind(secs(now))
