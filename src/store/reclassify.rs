@@ -105,18 +105,19 @@ impl Shifts {
 impl Store {
     /// Re-analyses every stored message (received at or after `opts.since`) with `analyze`,
     /// replaces the bounces of those whose result changed and re-derives every recipient involved,
-    /// one transaction per batch of messages. The analysis runs outside the transaction, so a
-    /// running daemon waits only for the writes.
+    /// one transaction per batch of messages. `analyze` takes a batch's raw messages and returns
+    /// their analyses in the same order (so the caller may spread them over threads). The analysis
+    /// runs outside the transaction, so a running daemon waits only for the writes.
     ///
     /// With `opts.dry_run` nothing is written: the report says which recipients would change state.
     pub async fn reclassify<F>(
         &self,
         opts: &ReclassifyOptions,
-        analyze: F,
+        mut analyze: F,
         now: DateTime<Utc>,
     ) -> Result<ReclassifyReport, StoreError>
     where
-        F: Fn(&[u8]) -> Analysis,
+        F: FnMut(Vec<Vec<u8>>) -> Vec<Analysis>,
     {
         let mut report = ReclassifyReport {
             dry_run: opts.dry_run,
@@ -144,17 +145,19 @@ impl Store {
                 break;
             };
             last_id = last.id;
-            let mut analysed = Vec::with_capacity(chunk.len());
-            for m in chunk {
+            let mut raws = Vec::with_capacity(chunk.len());
+            for m in &chunk {
                 report.messages += 1;
-                let raw = inflate(&m.raw_deflate).map_err(|cause| StoreError::Raw {
+                raws.push(inflate(&m.raw_deflate).map_err(|cause| StoreError::Raw {
                     path: self.path().to_path_buf(),
                     id: m.id,
                     cause,
-                })?;
-                let analysis = analyze(&raw);
-                analysed.push((m, analysis));
+                })?);
             }
+            let analyses = analyze(raws);
+            debug_assert_eq!(analyses.len(), chunk.len(), "one analysis per message");
+            let analysed: Vec<(StoredMessage, Analysis)> =
+                chunk.into_iter().zip(analyses).collect();
             let result = self
                 .reclassify_batch(
                     analysed,
