@@ -801,11 +801,12 @@ impl RuleSet {
         found
     }
 
-    /// The reasons of every text rule whose wording matches the diagnostic and whose other
-    /// conditions hold, confirmed or not, in rule order.
-    pub fn text_reasons(&self, facts: &Facts) -> Vec<Reason> {
+    /// The reasons, among `among`, of every text rule whose wording matches the diagnostic and
+    /// whose other conditions hold, confirmed or not, in rule order. Rules of other reasons are
+    /// not run.
+    pub fn text_reasons(&self, facts: &Facts, among: &[Reason]) -> Vec<Reason> {
         let mut out = Vec::new();
-        self.visit_text_matches(facts, |rule| {
+        self.visit_text_matches_among(facts, Some(among), |rule| {
             if !out.contains(&rule.reason) {
                 out.push(rule.reason);
             }
@@ -816,7 +817,17 @@ impl RuleSet {
 
     /// Calls `visit` with each text rule, in order, whose other conditions hold and whose wording
     /// matches the diagnostic, until `visit` returns true.
-    fn visit_text_matches<'s>(&'s self, facts: &Facts, mut visit: impl FnMut(&'s Rule) -> bool) {
+    fn visit_text_matches<'s>(&'s self, facts: &Facts, visit: impl FnMut(&'s Rule) -> bool) {
+        self.visit_text_matches_among(facts, None, visit);
+    }
+
+    /// [`RuleSet::visit_text_matches`] over the rules whose reason is in `among` (all when `None`).
+    fn visit_text_matches_among<'s>(
+        &'s self,
+        facts: &Facts,
+        among: Option<&[Reason]>,
+        mut visit: impl FnMut(&'s Rule) -> bool,
+    ) {
         if facts.diagnostic.trim().is_empty() {
             return;
         }
@@ -832,7 +843,9 @@ impl RuleSet {
             let Some(rule) = self.rules.get(i) else {
                 continue;
             };
-            if !rule.other_conditions_hold(facts) {
+            if among.is_some_and(|a| !a.contains(&rule.reason))
+                || !rule.other_conditions_hold(facts)
+            {
                 skip = i;
                 continue;
             }
