@@ -39,8 +39,8 @@
 //! and `otherwise`, the reason to give when it is refuted (a reader hint naming the rule's own
 //! reason still holds it). The result's rule id then ends in `.refuted`.
 //!
-//! Every text pattern of every rule is compiled once, when the table is built, and tried in table
-//! order until the first rule holds. Matching is case-insensitive by lower-casing the diagnostic
+//! Every text pattern of every rule is compiled once per process (a built-in one on its first use,
+//! a user's when the file is loaded) and tried in table order until the first rule holds. Matching is case-insensitive by lower-casing the diagnostic
 //! once and compiling lower-case patterns case-sensitively (a case-insensitive Unicode pattern
 //! carries every case variant of every letter, which inflates its automaton and slows its first
 //! uses); a pattern with upper-case letters of its own is compiled case-insensitively instead.
