@@ -939,6 +939,74 @@ fn reclassify_dry_run_names_the_addresses_that_would_flip_and_writes_nothing() {
     );
 }
 
+#[test]
+fn reclassify_on_several_threads_gives_each_message_its_own_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // More messages than one thread's share of a batch, alternating the two kinds of result.
+    for n in 0..60 {
+        let text = if n % 2 == 0 { full_mailbox(n) } else { dsn(n) };
+        std::fs::write(inbox.join(format!("{n}.eml")), text).unwrap();
+    }
+    std::fs::write(dir.path().join("rules.toml"), FULL_IS_UNKNOWN).unwrap();
+    let out = bounced(dir.path(), &["import", "in", "--db", "one.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::copy(dir.path().join("one.db"), dir.path().join("many.db")).unwrap();
+
+    let mut listed = Vec::new();
+    for (db, jobs) in [("one.db", "1"), ("many.db", "3")] {
+        let out = bounced(
+            dir.path(),
+            &[
+                "reclassify",
+                "--rules",
+                "rules.toml",
+                "--db",
+                db,
+                "--jobs",
+                jobs,
+                "--format",
+                "jsonl",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v = json(&out);
+        assert_eq!(
+            (v["messages"].clone(), v["changed"].clone()),
+            (60.into(), 30.into()),
+            "{v}"
+        );
+        let out = bounced(
+            dir.path(),
+            &[
+                "query",
+                "bounces",
+                "--db",
+                db,
+                "--format",
+                "csv",
+                "--since",
+                "2000-01-01",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut rows: Vec<String> = stdout(&out).lines().skip(1).map(str::to_string).collect();
+        rows.sort();
+        assert_eq!(rows.len(), 60);
+        for row in &rows {
+            let reason = if row.contains("full-") {
+                ",hard,userunknown,"
+            } else {
+                ",hard,"
+            };
+            assert!(row.contains(reason), "{row}");
+        }
+        listed.push(rows);
+    }
+    assert_eq!(listed[0], listed[1]);
+}
+
 /// A DSN sent back to the VERP address of `subscriber` (news-bounces+local=domain@...) about
 /// `about`.
 fn verp_dsn(subscriber: &str, about: &str, n: u32) -> String {

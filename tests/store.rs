@@ -52,6 +52,11 @@ fn analysis(bounces: Vec<Bounce>) -> Analysis {
     }
 }
 
+/// A batch analysis (what `Store::reclassify` takes) from a per-message one.
+fn each(one: impl Fn(&[u8]) -> Analysis) -> impl FnMut(Vec<Vec<u8>>) -> Vec<Analysis> {
+    move |raws| raws.iter().map(|raw| one(raw)).collect()
+}
+
 fn message(n: u32, received: DateTime<Utc>, bounces: Vec<Bounce>) -> Prepared {
     let raw = format!("From: mailer-daemon@example.org\nSubject: failure {n}\n\nbody {n}\n");
     Prepared::new(
@@ -410,7 +415,7 @@ async fn reclassify_follows_improved_rules() {
         let report = store
             .reclassify(
                 &ReclassifyOptions::default(),
-                |raw| {
+                each(|raw| {
                     let text = String::from_utf8_lossy(raw);
                     if text.contains("failure 1\n") {
                         analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
@@ -421,7 +426,7 @@ async fn reclassify_follows_improved_rules() {
                             BounceType::Soft,
                         )])
                     }
-                },
+                }),
                 at(10, 0),
             )
             .await
@@ -446,7 +451,7 @@ async fn reclassify_follows_improved_rules() {
         let again = store
             .reclassify(
                 &ReclassifyOptions::default(),
-                |raw| {
+                each(|raw| {
                     let text = String::from_utf8_lossy(raw);
                     if text.contains("failure 1\n") {
                         analysis(vec![bounce(rcpt, Reason::Userunknown, BounceType::Hard)])
@@ -457,7 +462,7 @@ async fn reclassify_follows_improved_rules() {
                             BounceType::Soft,
                         )])
                     }
-                },
+                }),
                 at(11, 0),
             )
             .await
@@ -642,13 +647,13 @@ async fn reclassify_since_leaves_older_messages_alone() {
                     since: Some(at(5, 0)),
                     ..ReclassifyOptions::default()
                 },
-                |_| {
+                each(|_| {
                     analysis(vec![bounce(
                         "new@example.com",
                         Reason::Userunknown,
                         BounceType::Hard,
                     )])
-                },
+                }),
                 at(10, 0),
             )
             .await

@@ -74,6 +74,11 @@ fn analysis(bounces: Vec<Bounce>) -> Analysis {
     }
 }
 
+/// A batch analysis (what `Store::reclassify` takes) from a per-message one.
+fn each(one: impl Fn(&[u8]) -> Analysis) -> impl FnMut(Vec<Vec<u8>>) -> Vec<Analysis> {
+    move |raws| raws.iter().map(|raw| one(raw)).collect()
+}
+
 /// The bounces of a message; with `flip`, every soft bounce reads as hard and every hard one as
 /// soft (as a changed rule would have it).
 fn bounces_of(specs: &[Spec], flip: bool) -> Vec<Bounce> {
@@ -289,12 +294,12 @@ proptest! {
                 let _ = store
                     .reclassify(
                         &opts,
-                        |raw| {
+                        each(|raw| {
                             if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == stop_after {
                                 std::panic::panic_any(SimulatedCrash);
                             }
                             new_result(raw)
-                        },
+                        }),
                         start(),
                     )
                     .await;
@@ -305,7 +310,7 @@ proptest! {
             let store = open(&path).await;
             let after_stop = check(&store).await;
             store
-                .reclassify(&ReclassifyOptions { batch, ..ReclassifyOptions::default() }, new_result, start())
+                .reclassify(&ReclassifyOptions { batch, ..ReclassifyOptions::default() }, each(&new_result), start())
                 .await
                 .expect("rerun");
             (after_stop, check(&store).await, snapshot(&store).await)

@@ -452,19 +452,20 @@ impl Classifier {
             action: Some("failed"),
             ..rules::Facts::default()
         };
-        let said = self.rules.text_reasons(&facts);
-        let alive = said.iter().copied().find(|r| {
-            matches!(
-                r,
-                Reason::Mailboxfull | Reason::Suspend | Reason::Systemfull
-            )
-        })?;
-        let gone = said.iter().any(|r| {
-            matches!(
-                r,
-                Reason::Userunknown | Reason::Hostunknown | Reason::Hasmoved | Reason::Notaccept
-            )
-        });
+        // The alive reasons, then the gone ones: only their rules are run.
+        const ASKED: [Reason; 7] = [
+            Reason::Mailboxfull,
+            Reason::Suspend,
+            Reason::Systemfull,
+            Reason::Userunknown,
+            Reason::Hostunknown,
+            Reason::Hasmoved,
+            Reason::Notaccept,
+        ];
+        let (alive, gone) = ASKED.split_at(3);
+        let said = self.rules.text_reasons(&facts, &ASKED);
+        let alive = said.iter().copied().find(|r| alive.contains(r))?;
+        let gone = said.iter().any(|r| gone.contains(r));
         (!gone).then_some(alive)
     }
 

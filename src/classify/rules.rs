@@ -39,8 +39,8 @@
 //! and `otherwise`, the reason to give when it is refuted (a reader hint naming the rule's own
 //! reason still holds it). The result's rule id then ends in `.refuted`.
 //!
-//! Every text pattern of every rule is compiled once, when the table is built, and tried in table
-//! order until the first rule holds. Matching is case-insensitive by lower-casing the diagnostic
+//! Every text pattern of every rule is compiled once per process (a built-in one on its first use,
+//! a user's when the file is loaded) and tried in table order until the first rule holds. Matching is case-insensitive by lower-casing the diagnostic
 //! once and compiling lower-case patterns case-sensitively (a case-insensitive Unicode pattern
 //! carries every case variant of every letter, which inflates its automaton and slows its first
 //! uses); a pattern with upper-case letters of its own is compiled case-insensitively instead.
@@ -58,7 +58,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -138,6 +138,9 @@ pub struct Rule {
     refute_command: Vec<String>,
     otherwise: Option<Reason>,
     otherwise_id: String,
+    /// When its text patterns are compiled: on first use for the built-in table, at load for a
+    /// user's file.
+    compile: Compile,
 }
 
 /// A text rule that matched: confirmed, or matched on wording alone with its `otherwise` reason.
@@ -468,8 +471,8 @@ struct RuleSpec {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    /// Every text pattern of every rule, compiled, in rule order.
-    patterns: Vec<Regex>,
+    /// Every text pattern of every rule, in rule order (each compiled once, shared by the clones).
+    patterns: Vec<Arc<Pattern>>,
     /// For each pattern, the index of its rule in `rules`.
     owner: Vec<usize>,
     /// Which patterns can match a given text, from their required literals.
@@ -546,27 +549,95 @@ fn is_lower_case_pattern(pattern: &str) -> bool {
     true
 }
 
-/// A compiled text pattern and the literals any of its matches needs (`None`: always run it).
-type Compiled = (Regex, Option<Vec<Vec<u8>>>);
+/// One text pattern as matched over [`prepare`]d text: its source as written, the literals any of
+/// its matches needs (`None`: always run it), and its program, compiled on first use.
+///
+/// A process pays only for the patterns its messages reach (the prefilter rules most of them out
+/// for most texts), so a short run starts at once; user rule files are compiled when loaded, so
+/// their errors are reported then.
+#[derive(Debug)]
+pub(super) struct Pattern {
+    source: String,
+    needs: Option<Vec<Vec<u8>>>,
+    program: OnceLock<Result<Regex, regex::Error>>,
+}
 
-/// Patterns compiled so far in this process, by source. Every rule set built from the same
-/// patterns (one classifier per worker thread) shares their compiled programs: a cloned [`Regex`]
-/// shares the program and gets its own match cache.
-static COMPILED: LazyLock<Mutex<HashMap<String, Compiled>>> =
+impl Pattern {
+    /// The pattern, its literals worked out now and its program left for its first use.
+    fn new(pattern: &str) -> Pattern {
+        let lean = lean_pattern(pattern);
+        let needs = if is_lower_case_pattern(&lean) {
+            prefilter::required_literals(&lean)
+        } else {
+            None
+        };
+        Pattern {
+            source: pattern.to_string(),
+            needs,
+            program: OnceLock::new(),
+        }
+    }
+
+    /// The program, compiled on its first use (a built-in pattern that does not compile, which a
+    /// unit test rules out, is logged once and never matches).
+    fn program(&self) -> &Result<Regex, regex::Error> {
+        self.program.get_or_init(|| {
+            let compiled = compile_fresh(&self.source);
+            if let Err(e) = &compiled {
+                tracing::error!(pattern = %self.source, error = %e, "a rule pattern does not compile; it never matches");
+            }
+            compiled
+        })
+    }
+
+    /// Compiles the program now, unless it already is; the error when it does not compile.
+    fn force(&self) -> Result<&Regex, regex::Error> {
+        self.program().as_ref().map_err(Clone::clone)
+    }
+
+    /// Whether the pattern matches the [`prepare`]d text.
+    fn is_match(&self, text: &str) -> bool {
+        self.program().as_ref().is_ok_and(|re| re.is_match(text))
+    }
+}
+
+/// Patterns known so far in this process, by source. Every rule set built from the same patterns
+/// (the built-in table, a classifier per worker thread) shares them, and so compiles each once.
+static COMPILED: LazyLock<Mutex<HashMap<String, Arc<Pattern>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Compiles one text pattern for matching over [`prepare`]d text (or reuses the program compiled
-/// earlier for the same source), with the literals any match needs.
-fn compile_pattern(pattern: &str) -> Result<Compiled, regex::Error> {
-    let shared = |cache: &HashMap<String, Compiled>| cache.get(pattern).cloned();
-    if let Some(found) = COMPILED.lock().ok().as_deref().and_then(shared) {
-        return Ok(found);
+/// One text pattern for matching over [`prepare`]d text, shared with every rule set that has it.
+/// `Eager` compiles it now (a user's rule: its error is reported at load); `Lazy` leaves that
+/// to its first use (the built-in table).
+fn compile_pattern(pattern: &str, when: Compile) -> Result<Arc<Pattern>, regex::Error> {
+    let shared = |cache: &HashMap<String, Arc<Pattern>>| cache.get(pattern).cloned();
+    let found = COMPILED.lock().ok().as_deref().and_then(shared);
+    let p = match found {
+        Some(p) => p,
+        None => {
+            let p = Arc::new(Pattern::new(pattern));
+            if when == Compile::Eager {
+                p.force()?;
+            }
+            if let Ok(mut cache) = COMPILED.lock() {
+                return Ok(Arc::clone(cache.entry(pattern.to_string()).or_insert(p)));
+            }
+            p
+        }
+    };
+    if when == Compile::Eager {
+        p.force()?;
     }
-    let compiled = compile_fresh(pattern)?;
-    if let Ok(mut cache) = COMPILED.lock() {
-        cache.insert(pattern.to_string(), compiled.clone());
-    }
-    Ok(compiled)
+    Ok(p)
+}
+
+/// When a pattern's program is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compile {
+    /// Now.
+    Eager,
+    /// On first use.
+    Lazy,
 }
 
 /// Whether a pattern compiles, without adding it to the shared cache.
@@ -609,20 +680,13 @@ fn pattern_problem(pattern: &str, e: &regex::Error) -> String {
     format!("bad `text` pattern `{pattern}`: {kind} at character {at}")
 }
 
-fn compile_fresh(pattern: &str) -> Result<Compiled, regex::Error> {
+fn compile_fresh(pattern: &str) -> Result<Regex, regex::Error> {
     let source = lean_pattern(pattern);
-    let lower = is_lower_case_pattern(&source);
-    let re = RegexBuilder::new(&source)
-        .case_insensitive(!lower)
+    RegexBuilder::new(&source)
+        .case_insensitive(!is_lower_case_pattern(&source))
         .size_limit(PATTERN_SIZE_LIMIT)
         .dfa_size_limit(DFA_CACHE_LIMIT)
-        .build()?;
-    let needs = if lower {
-        prefilter::required_literals(&source)
-    } else {
-        None
-    };
-    Ok((re, needs))
+        .build()
 }
 
 impl RuleSet {
@@ -654,7 +718,7 @@ impl RuleSet {
     /// The built-in rules with user rules given as TOML text; `origin` names the source in errors.
     pub fn builtin_with_str(toml_text: &str, origin: &str) -> Result<RuleSet, RulesError> {
         let user = compile_file(toml_text, origin, Patterns::Checked)?;
-        let builtin = compile_file(BUILTIN, "<built-in>", Patterns::Shared)?;
+        let builtin = compile_file(BUILTIN, "<built-in>", Patterns::Lazy)?;
         Self::from_specs(Ok(builtin), user)
     }
 
@@ -675,19 +739,18 @@ impl RuleSet {
 
         let mut patterns = Vec::new();
         let mut owner = Vec::new();
-        let mut needs = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             for t in &rule.text {
-                let (re, need) = compile_pattern(t).map_err(|e| RulesError::Rule {
+                let p = compile_pattern(t, rule.compile).map_err(|e| RulesError::Rule {
                     path: "<rule table>".to_string(),
                     rule: rule.id.clone(),
                     problem: pattern_problem(t, &e),
                 })?;
-                patterns.push(re);
+                patterns.push(p);
                 owner.push(i);
-                needs.push(need);
             }
         }
+        let needs: Vec<Option<Vec<Vec<u8>>>> = patterns.iter().map(|p| p.needs.clone()).collect();
         // The cache keeps the programs of the rule set built last (the built-in patterns among
         // them), not of every rule file this process ever loaded.
         if let Ok(mut cache) = COMPILED.lock() {
@@ -738,11 +801,12 @@ impl RuleSet {
         found
     }
 
-    /// The reasons of every text rule whose wording matches the diagnostic and whose other
-    /// conditions hold, confirmed or not, in rule order.
-    pub fn text_reasons(&self, facts: &Facts) -> Vec<Reason> {
+    /// The reasons, among `among`, of every text rule whose wording matches the diagnostic and
+    /// whose other conditions hold, confirmed or not, in rule order. Rules of other reasons are
+    /// not run.
+    pub fn text_reasons(&self, facts: &Facts, among: &[Reason]) -> Vec<Reason> {
         let mut out = Vec::new();
-        self.visit_text_matches(facts, |rule| {
+        self.visit_text_matches_among(facts, Some(among), |rule| {
             if !out.contains(&rule.reason) {
                 out.push(rule.reason);
             }
@@ -753,7 +817,17 @@ impl RuleSet {
 
     /// Calls `visit` with each text rule, in order, whose other conditions hold and whose wording
     /// matches the diagnostic, until `visit` returns true.
-    fn visit_text_matches<'s>(&'s self, facts: &Facts, mut visit: impl FnMut(&'s Rule) -> bool) {
+    fn visit_text_matches<'s>(&'s self, facts: &Facts, visit: impl FnMut(&'s Rule) -> bool) {
+        self.visit_text_matches_among(facts, None, visit);
+    }
+
+    /// [`RuleSet::visit_text_matches`] over the rules whose reason is in `among` (all when `None`).
+    fn visit_text_matches_among<'s>(
+        &'s self,
+        facts: &Facts,
+        among: Option<&[Reason]>,
+        mut visit: impl FnMut(&'s Rule) -> bool,
+    ) {
         if facts.diagnostic.trim().is_empty() {
             return;
         }
@@ -769,7 +843,9 @@ impl RuleSet {
             let Some(rule) = self.rules.get(i) else {
                 continue;
             };
-            if !rule.other_conditions_hold(facts) {
+            if among.is_some_and(|a| !a.contains(&rule.reason))
+                || !rule.other_conditions_hold(facts)
+            {
                 skip = i;
                 continue;
             }
@@ -827,15 +903,15 @@ fn lean_pattern(pattern: &str) -> String {
 }
 
 fn builtin_specs(origin: &str) -> Result<Vec<Rule>, RulesError> {
-    compile_file(BUILTIN, origin, Patterns::Shared)
+    compile_file(BUILTIN, origin, Patterns::Lazy)
 }
 
 /// Parses and validates a rule file; each error names the rule (its id, or its position).
 /// How a rule file's patterns are checked while it is parsed.
 #[derive(Clone, Copy)]
 enum Patterns {
-    /// Compiled into the shared cache (the built-in table: every rule set uses it).
-    Shared,
+    /// Left for their first use (the built-in table: a unit test compiles every one).
+    Lazy,
     /// Compiled only to be checked, unless already cached (a user file, which may yet be refused:
     /// [`RuleSet::from_specs`] caches the patterns of the rule set it builds).
     Checked,
@@ -925,11 +1001,9 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
         .map_err(|e: String| e)?;
     let text = spec.text.map(OneOrMany::into_vec).unwrap_or_default();
     for t in &text {
-        let checked = match patterns {
-            Patterns::Shared => compile_pattern(t).map(drop),
-            Patterns::Checked => check_pattern(t),
-        };
-        checked.map_err(|e| pattern_problem(t, &e))?;
+        if let Patterns::Checked = patterns {
+            check_pattern(t).map_err(|e| pattern_problem(t, &e))?;
+        }
     }
     let status = spec
         .status
@@ -1046,6 +1120,10 @@ fn compile_rule(spec: RuleSpec, patterns: Patterns) -> Result<Rule, String> {
         refute_command,
         otherwise,
         otherwise_id,
+        compile: match patterns {
+            Patterns::Lazy => Compile::Lazy,
+            Patterns::Checked => Compile::Eager,
+        },
     })
 }
 
@@ -1134,9 +1212,14 @@ mod tests {
 
     #[test]
     fn builtin_table_compiles_and_covers_every_failure_reason() {
-        let rules = compile_file(BUILTIN, "<built-in>", Patterns::Shared);
+        let rules = compile_file(BUILTIN, "<built-in>", Patterns::Lazy);
         assert!(rules.is_ok(), "{:?}", rules.err());
         let set = RuleSet::builtin();
+        // Built-in patterns are compiled on first use: each must compile.
+        for (p, &i) in set.patterns.iter().zip(&set.owner) {
+            let id = set.rules.get(i).map_or("?", |r| r.id.as_str());
+            assert!(p.force().is_ok(), "{id}: `{}` does not compile", p.source);
+        }
         assert!(set.rules().len() > 50);
         for reason in Reason::ALL {
             if matches!(
@@ -1828,7 +1911,7 @@ mod tests {
                 assert!(
                     candidates.get(i).copied().unwrap_or(false),
                     "pattern {} ruled out on {diagnostic:?}",
-                    re.as_str()
+                    re.source
                 );
             }
         }

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::db::{DbArgs, OutputFormat, parse_time, print_rows, runtime, stdout_for};
-use bounced::Classifier;
 use bounced::report::ReadOptions;
 use bounced::store::ReclassifyOptions;
+use bounced::{Classifier, pipeline};
 
 /// Re-classify stored raw messages with the current rules, replace the bounces that changed, and
 /// re-derive the state of every recipient involved (manual decisions are kept). Reports what
@@ -29,6 +29,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+    /// Classifier threads [default: one per CPU core]; the result is the same whatever N.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -40,6 +43,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Classifier::new(),
     };
     let read = ReadOptions::default();
+    let jobs = pipeline::jobs(args.jobs.unwrap_or(0));
+    // Each batch's messages are classified on the workers, results in the batch's order.
+    let analyze_batch = |raws: Vec<Vec<u8>>| {
+        let mut out = Vec::with_capacity(raws.len());
+        pipeline::map_ordered(
+            jobs,
+            |raw: Vec<u8>| bounced::analyze(&raw, &classifier, &read),
+            |a| out.push(a),
+            |push| raws.into_iter().for_each(push),
+        );
+        out
+    };
     runtime()?.block_on(async {
         let (store, _) = args.db.open(false).await?;
         let opts = ReclassifyOptions {
@@ -47,13 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             dry_run: args.dry_run,
             ..ReclassifyOptions::default()
         };
-        let report = store
-            .reclassify(
-                &opts,
-                |raw| bounced::analyze(raw, &classifier, &read),
-                Utc::now(),
-            )
-            .await;
+        let report = store.reclassify(&opts, analyze_batch, Utc::now()).await;
         store.close().await;
         let report = report?;
         let mut out = stdout_for(args.format);

@@ -205,7 +205,7 @@ fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError
     // An encoded attached message being collected: its encoding and where its body starts.
     let mut encoded: Option<(Encoding, usize)> = None;
     let mut offset = 0;
-    for raw in bytes.split_inclusive(|&b| b == b'\n') {
+    for raw in super::lines_inclusive(bytes) {
         let start = offset;
         offset += raw.len();
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);

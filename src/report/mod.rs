@@ -463,11 +463,7 @@ pub(crate) fn prefix(s: &str, max: usize) -> &str {
 /// The input with lone CR line endings turned into LF, and a final newline added when missing;
 /// borrowed unchanged in the common case.
 fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let lone_cr = bytes.contains(&b'\r')
-        && bytes
-            .iter()
-            .enumerate()
-            .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+    let lone_cr = memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'));
     let trailing = bytes.last().is_some_and(|&b| b == b'\n');
     if !lone_cr && trailing {
         return Cow::Borrowed(bytes);
@@ -521,7 +517,8 @@ fn folded_boundaries(bytes: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut previous: &[u8] = &[];
     let mut offset = 0;
-    for line in bytes.split(|&b| b == b'\n') {
+    for raw in lines_inclusive(bytes) {
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let starts = line
             .get(..9)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="));
@@ -538,9 +535,24 @@ fn folded_boundaries(bytes: &[u8]) -> Vec<usize> {
             }
         }
         previous = line;
-        offset += line.len() + 1;
+        offset += raw.len();
     }
     out
+}
+
+/// The lines of `bytes`, each with its `\n` (the last without one when the input does not end
+/// in one), as `split_inclusive` gives them, found with `memchr` rather than byte by byte.
+pub(crate) fn lines_inclusive(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        Some(line)
+    })
 }
 
 /// A header value on one line, trimmed.

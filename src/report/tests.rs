@@ -480,3 +480,21 @@ I am away until Monday. For urgent matters write to desk@example.org.\n";
     assert_eq!(r.kind, Some(Kind::Autoreply));
     assert_eq!(r.reader, "autoreply");
 }
+
+#[test]
+fn lines_inclusive_cuts_as_split_inclusive_does() {
+    for text in [
+        &b""[..],
+        b"\n",
+        b"\n\n",
+        b"one",
+        b"one\n",
+        b"one\ntwo",
+        b"one\r\ntwo\r\n\r\n",
+        b"\nlead\n\ntrail",
+    ] {
+        let want: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+        let got: Vec<&[u8]> = super::lines_inclusive(text).collect();
+        assert_eq!(got, want, "{:?}", String::from_utf8_lossy(text));
+    }
+}

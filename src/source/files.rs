@@ -580,12 +580,20 @@ pub fn read_capped(path: &Path, max_size: usize) -> Result<Vec<u8>, InputError> 
         }
         .into());
     }
-    read_stream_capped(file, max_size)
+    // Room for the whole file and the byte that would show it grew: one read, then end of file.
+    read_capped_into(file, max_size, Vec::with_capacity(len.saturating_add(1)))
 }
 
 /// Reads a stream to its end, refusing it once it passes `max_size` (a file may grow after `stat`).
 pub fn read_stream_capped(reader: impl Read, max_size: usize) -> Result<Vec<u8>, InputError> {
-    let mut buf = Vec::new();
+    read_capped_into(reader, max_size, Vec::new())
+}
+
+fn read_capped_into(
+    reader: impl Read,
+    max_size: usize,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, InputError> {
     let cap = u64::try_from(max_size)
         .unwrap_or(u64::MAX)
         .saturating_add(1);

@@ -105,8 +105,9 @@ impl Shifts {
 impl Store {
     /// Re-analyses every stored message (received at or after `opts.since`) with `analyze`,
     /// replaces the bounces of those whose result changed and re-derives every recipient involved,
-    /// one transaction per batch of messages. The analysis runs outside the transaction, so a
-    /// running daemon waits only for the writes.
+    /// one transaction per batch of messages. `analyze` takes a batch's raw messages and returns
+    /// their analyses in the same order (so the caller may spread them over threads). The analysis
+    /// runs outside the transaction, so a running daemon waits only for the writes.
     ///
     /// With `opts.dry_run` nothing is written: the report says which recipients would change state.
     pub async fn reclassify<F>(
@@ -116,7 +117,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ReclassifyReport, StoreError>
     where
-        F: Fn(&[u8]) -> Analysis,
+        F: FnMut(Vec<Vec<u8>>) -> Vec<Analysis>,
     {
         super::dispatch!(self, reclassify(opts, analyze, now).await)
     }

@@ -16,11 +16,11 @@ impl Eng<'_, Db> {
     pub(crate) async fn reclassify<F>(
         &self,
         opts: &ReclassifyOptions,
-        analyze: F,
+        mut analyze: F,
         now: DateTime<Utc>,
     ) -> Result<ReclassifyReport, StoreError>
     where
-        F: Fn(&[u8]) -> Analysis,
+        F: FnMut(Vec<Vec<u8>>) -> Vec<Analysis>,
     {
         let mut report = ReclassifyReport {
             dry_run: opts.dry_run,
@@ -48,17 +48,19 @@ impl Eng<'_, Db> {
                 break;
             };
             last_id = last.id;
-            let mut analysed = Vec::with_capacity(chunk.len());
-            for m in chunk {
+            let mut raws = Vec::with_capacity(chunk.len());
+            for m in &chunk {
                 report.messages += 1;
-                let raw = inflate(&m.raw_deflate).map_err(|cause| StoreError::Raw {
+                raws.push(inflate(&m.raw_deflate).map_err(|cause| StoreError::Raw {
                     path: self.path().to_path_buf(),
                     id: m.id,
                     cause,
-                })?;
-                let analysis = analyze(&raw);
-                analysed.push((m, analysis));
+                })?);
             }
+            let analyses = analyze(raws);
+            debug_assert_eq!(analyses.len(), chunk.len(), "one analysis per message");
+            let analysed: Vec<(StoredMessage, Analysis)> =
+                chunk.into_iter().zip(analyses).collect();
             let result = self
                 .reclassify_batch(
                     analysed,
