@@ -38,7 +38,9 @@ pub enum DbCommand {
         repair: bool,
     },
     /// Copy every table of one database into another, empty one, ids kept: SQLite to PostgreSQL,
-    /// PostgreSQL to SQLite, or within one engine. Read in batches from one snapshot of the source,
+    /// PostgreSQL to SQLite, or within one engine.
+    ///
+    /// Read in batches from one snapshot of the source,
     /// written in one transaction that commits only when every table's row count matches the
     /// source's. Stop the daemons writing the source first: rows recorded during the copy are
     /// not in it.

@@ -65,7 +65,7 @@ pub enum Command {
     Unsuppress(suppress::UnsuppressArgs),
     /// Re-run the current rules over stored messages and update bounces and states.
     Reclassify(reclassify::Args),
-    /// Check (and repair) the bounce database: recipients against their bounces.
+    /// Check (and repair) the bounce database against its bounces, or copy it to another engine.
     Db(db::Args),
     /// Show, retry or drop the events waiting for (or given up by) the notify targets.
     Outbox(outbox::Args),
