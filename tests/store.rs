@@ -1117,3 +1117,33 @@ async fn a_password_file_that_cannot_be_read_is_named() {
     assert!(text.contains(&missing.display().to_string()), "{text}");
     assert!(text.contains("password file"), "{text}");
 }
+
+#[tokio::test]
+async fn the_synthetic_fill_of_the_benchmarks_suppresses_each_address_it_makes() {
+    for db in common::engines::all(
+        "the_synthetic_fill_of_the_benchmarks_suppresses_each_address_it_makes",
+    ) {
+        eprintln!("the_synthetic_fill_...: {}", db.name);
+        let store = db.open().await;
+        store
+            .fill_synthetic_suppressed(1200, at(3, 8))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for address in ["user1@d1.example.com", "user1200@d203.example.com"] {
+            let r = store
+                .recipient(address)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("{address} missing"));
+            assert_eq!(r.state, "suppressed");
+            assert_eq!(r.suppressed_type.as_deref(), Some("hard"));
+        }
+        assert!(
+            store
+                .recipient("user1201@d204.example.com")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+    }
+}

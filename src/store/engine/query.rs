@@ -5,6 +5,53 @@ use super::{Db, size_bytes, sql};
 use crate::store::Eng;
 
 impl<'a> Eng<'a, Db> {
+    /// Fills the database with `n` synthetic hard-suppressed recipients (for the export benchmark).
+    pub(crate) async fn fill_synthetic_suppressed(
+        &self,
+        n: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let t = secs(at);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let (message_id,): (i64,) = sqlx::query_as(sql(
+            "insert into messages (sha256, source, received_at, recorded_at, kind, reader, \
+             raw_size, raw_deflate) values ('synthetic', 'bench:', ?1, ?1, 'dsn', 'dsn', 0, ?2) \
+             returning id",
+        ))
+        .bind(t)
+        .bind(Vec::<u8>::new())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let (bounce_id,): (i64,) = sqlx::query_as(sql(
+            "insert into bounces (message_id, position, at, action, status, replycode, reason, \
+             bounce_type, diagnostic, rule, reader) values (?1, 0, ?2, 'failed', '5.1.1', '550', \
+             'userunknown', 'hard', '550 5.1.1 user unknown', 'bench', 'dsn') returning id",
+        ))
+        .bind(message_id)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        sqlx::query(sql(
+            "insert into recipients (address, domain, state, hard_count, first_bounce_at, \
+             last_bounce_at, suppressed_at, suppressed_type, suppressed_why, suppressed_bounce_id, \
+             updated_at) \
+             with recursive seq(i) as (select 1 union all select i + 1 from seq where i < ?1) \
+             select 'user' || i || '@d' || (i % 997) || '.example.com', \
+             'd' || (i % 997) || '.example.com', 'suppressed', 1, ?2, ?2, ?2, 'hard', \
+             'userunknown', ?3, ?2 from seq",
+        ))
+        .bind(n)
+        .bind(t)
+        .bind(bounce_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
     /// The stored form of an address: the exact normalized address when known, else the one
     /// address that matches it ignoring the case of the local part, else `None`.
     pub(crate) async fn resolve(&self, address: &str) -> Result<Option<String>, StoreError> {
