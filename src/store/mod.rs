@@ -385,12 +385,24 @@ impl Store {
             // A streaming export or a reclassify is one long statement by design: sqlx's
             // slow-statement warning would only alarm the user.
             .disable_statement_logging();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(0)
-            .connect_with(connect)
-            .await
-            .map_err(|e| StoreError::from_sqlx(&path, e))?;
+        // Turning a new file to WAL takes an exclusive lock, and SQLite reports a concurrent first
+        // open's conversion as busy without waiting: processes started at once retry within the
+        // busy timeout.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            let attempt = SqlitePoolOptions::new()
+                .max_connections(4)
+                .min_connections(0)
+                .connect_with(connect.clone())
+                .await
+                .map_err(|e| StoreError::from_sqlx(&path, e));
+            match attempt {
+                Err(StoreError::Locked { .. }) if started.elapsed() < opts.busy_timeout => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other?,
+            }
+        };
         let store = Store {
             pool: Pool::Sqlite(pool),
             path,
