@@ -381,7 +381,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(opts.busy_timeout)
             .foreign_keys(true)
-            .statement_cache_capacity(64)
+            .statement_cache_capacity(192)
             // A streaming export or a reclassify is one long statement by design: sqlx's
             // slow-statement warning would only alarm the user.
             .disable_statement_logging();

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::replay::{RecipientRow, rows_per_statement};
+use super::replay::{IN_LIST, RecipientRow, fixed_chunks, padded, rows_per_statement};
 use super::{Store, StoreError, from_secs, secs};
 
 /// An event as every target receives it (the webhook body, the exec command's input).

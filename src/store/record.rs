@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
 use super::replay::{
-    self, AutoEvent, History, RecipientRow, StoredEvent, recipient_columns, rows_per_statement,
+    self, AutoEvent, History, IN_LIST, RecipientRow, StoredEvent, fixed_chunks, padded,
+    recipient_columns,
 };
 use super::{Store, StoreError, from_secs, normalize_address, outbox, secs};
 use crate::Analysis;

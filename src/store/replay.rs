@@ -21,6 +21,44 @@ pub(crate) fn rows_per_statement(columns: usize) -> usize {
     (32_000 / columns).max(1)
 }
 
+/// Most rows in one multi-row statement of the write path (a power of two).
+const CHUNK_ROWS: usize = 64;
+
+/// Most values in one `in (...)` list of the write path (a power of two).
+pub(crate) const IN_LIST: usize = 256;
+
+/// Cuts `items` for multi-row statements of `columns` bound values a row: full chunks of one
+/// width, then one chunk per power of two of the rest. Each table's insert then has a few texts
+/// only, which every connection keeps prepared, instead of a new text for every batch size.
+pub(crate) fn fixed_chunks<T>(items: &[T], columns: usize) -> impl Iterator<Item = &[T]> {
+    let bound = rows_per_statement(columns).min(CHUNK_ROWS);
+    let full = 1usize << bound.ilog2();
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= full {
+            full
+        } else {
+            1usize << rest.len().ilog2()
+        };
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
+/// The values of an `in (...)` list, padded to a power of two with the last (which changes
+/// nothing), so that lists of any length share a few statement texts.
+pub(crate) fn padded<T: Copy>(values: &[T]) -> impl Iterator<Item = T> + '_ {
+    let pad = values.len().next_power_of_two() - values.len();
+    values
+        .iter()
+        .copied()
+        .chain(values.last().copied().into_iter().cycle().take(pad))
+}
+
 /// Recipients loaded and derived per round of [`rederive`].
 const RECIPIENTS_PER_ROUND: usize = 500;
 
@@ -606,6 +644,32 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_chunks_cover_every_row_once_in_a_few_widths() {
+        for n in [0usize, 1, 2, 3, 63, 127, 128, 129, 500, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_chunks(&items, 25).collect();
+            assert_eq!(chunks.concat(), items, "{n} rows");
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| c.len().is_power_of_two() && c.len() <= CHUNK_ROWS),
+                "{n} rows: {:?}",
+                chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+            );
+        }
+        // A table too wide for the usual width gets narrower chunks.
+        let items = vec![0u8; 300];
+        assert!(fixed_chunks(&items, 1000).all(|c| c.len() * 1000 <= 32_000));
+    }
+
+    #[test]
+    fn padded_lists_repeat_the_last_value_up_to_a_power_of_two() {
+        assert_eq!(padded(&[7, 8, 9]).collect::<Vec<_>>(), [7, 8, 9, 9]);
+        assert_eq!(padded(&[1, 2]).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(padded::<i64>(&[]).count(), 0);
+    }
 
     #[test]
     fn keys_sort_by_time_then_rank_then_reason() {

@@ -14,7 +14,7 @@ pub(crate) async fn insert(
     if !events.is_empty() {
         lock_outbox(conn).await?;
     }
-    for chunk in events.chunks(rows_per_statement(7)) {
+    for chunk in fixed_chunks(events, 7) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "insert into outbox_events (id, at, event, address, bounce_type, campaign, body) ",
         );
@@ -27,7 +27,7 @@ pub(crate) async fn insert(
                 .push_bind(e.campaign.clone())
                 .push_bind(serde_json::to_string(&e.body).unwrap_or_default());
         });
-        qb.build().persistent(false).execute(&mut *conn).await?;
+        qb.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -38,20 +38,19 @@ pub(crate) async fn bounces(
     ids: &[i64],
 ) -> Result<HashMap<i64, BounceRef>, sqlx::Error> {
     let mut out = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(rows_per_statement(1)) {
+    for chunk in ids.chunks(IN_LIST) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "select b.id, b.status, b.replycode, b.reason, b.diagnostic, b.rule, \
              b.original_message_id, b.original_list_id, m.original_campaign \
              from bounces b join messages m on m.id = b.message_id where b.id in (",
         );
         let mut sep = qb.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
+        for id in padded(chunk) {
+            sep.push_bind(id);
         }
         qb.push(")");
         let got: Vec<BounceRef> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         out.extend(got.into_iter().map(|b| (b.id, b)));
@@ -67,17 +66,16 @@ pub(crate) async fn state_changes(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let mut before: HashMap<i64, String> = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(rows_per_statement(1)) {
+    for chunk in rows.chunks(IN_LIST) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new("select id, state from recipients where id in (");
         let mut sep = qb.separated(", ");
-        for r in chunk {
-            sep.push_bind(r.id);
+        for id in padded(&chunk.iter().map(|r| r.id).collect::<Vec<_>>()) {
+            sep.push_bind(id);
         }
         qb.push(")");
         let got: Vec<(i64, String)> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         before.extend(got);

@@ -31,7 +31,7 @@ async fn stored_keys(
     keys.sort_unstable();
     keys.dedup();
     let mut found = HashSet::new();
-    for chunk in keys.chunks(rows_per_statement(4)) {
+    for chunk in fixed_chunks(&keys, 4) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new("with k (recipient_id, at, bounce_type, reason) as (");
         qb.push_values(chunk, |mut b, (rid, at, ty, reason)| {
@@ -48,7 +48,6 @@ async fn stored_keys(
         );
         let got: Vec<(i64, i64, String, String)> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         found.extend(got);
@@ -77,7 +76,7 @@ async fn insert_bounces(
     rows: &HashMap<String, RecipientRow>,
 ) -> Result<HashMap<(i64, i64), i64>, sqlx::Error> {
     let mut ids = HashMap::with_capacity(pending.len());
-    for chunk in pending.chunks(rows_per_statement(25)) {
+    for chunk in fixed_chunks(pending, 25) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "insert into bounces (message_id, position, recipient_id, at, recipient, action, \
              status, replycode, reason, bounce_type, diagnostic, remote_mta, reporting_mta, date, \
@@ -116,7 +115,6 @@ async fn insert_bounces(
         qb.push(" returning id, message_id, position");
         let got: Vec<(i64, i64, i64)> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         ids.extend(got.into_iter().map(|(id, m, pos)| ((m, pos), id)));
@@ -371,7 +369,7 @@ async fn record_batch(
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     // 1. Messages: insert, learning which are new.
     let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
-    for chunk in batch.chunks(rows_per_statement(13)) {
+    for chunk in fixed_chunks(batch, 13) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "insert into messages (sha256, source, received_at, recorded_at, kind, reader, error, \
              original_message_id, original_list_id, original_campaign, verp_recipient, raw_size, \
@@ -397,7 +395,6 @@ async fn record_batch(
         qb.push(" on conflict (sha256) do nothing returning id, sha256");
         let rows: Vec<(i64, String)> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         inserted.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
@@ -417,17 +414,16 @@ async fn record_batch(
     }
     missing.sort_unstable();
     missing.dedup();
-    for chunk in missing.chunks(rows_per_statement(1)) {
+    for chunk in missing.chunks(IN_LIST) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new("select id, sha256 from messages where sha256 in (");
         let mut sep = qb.separated(", ");
-        for sha in chunk {
+        for sha in padded(chunk) {
             sep.push_bind(sha.to_string());
         }
         qb.push(")");
         let rows: Vec<(i64, String)> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         known.extend(rows.into_iter().map(|(id, sha)| (sha, id)));

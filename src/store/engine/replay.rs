@@ -13,7 +13,7 @@ pub(crate) async fn upsert_recipients(
     now: i64,
 ) -> Result<HashMap<String, RecipientRow>, sqlx::Error> {
     let mut rows = HashMap::with_capacity(addresses.len());
-    for chunk in addresses.chunks(rows_per_statement(3)) {
+    for chunk in fixed_chunks(addresses, 3) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new("insert into recipients (address, domain, updated_at) ");
         qb.push_values(chunk, |mut b, (address, domain)| {
@@ -27,7 +27,6 @@ pub(crate) async fn upsert_recipients(
         ));
         let got: Vec<RecipientRow> = qb
             .build_query_as()
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
         rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
@@ -42,7 +41,7 @@ pub(crate) async fn save_rows(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     super::outbox::state_changes(conn, rows, now).await?;
-    for chunk in rows.chunks(rows_per_statement(19)) {
+    for chunk in fixed_chunks(rows, 19) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "insert into recipients (id, address, domain, state, soft_score, \
              soft_last_counted_at, manual, hard_count, soft_count, complaint_count, other_count, \
@@ -81,7 +80,7 @@ pub(crate) async fn save_rows(
              suppressed_bounce_id = excluded.suppressed_bounce_id, \
              policy_key = excluded.policy_key, updated_at = excluded.updated_at",
         );
-        qb.build().persistent(false).execute(&mut *conn).await?;
+        qb.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -91,7 +90,7 @@ pub(crate) async fn insert_events(
     conn: &mut Conn,
     events: &[AutoEvent],
 ) -> Result<(), sqlx::Error> {
-    for chunk in events.chunks(rows_per_statement(6)) {
+    for chunk in fixed_chunks(events, 6) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "insert into events (recipient_id, at, change, cause, bounce_id, rule) ",
         );
@@ -103,7 +102,7 @@ pub(crate) async fn insert_events(
                 .push_bind(e.bounce_id)
                 .push_bind(e.rule.clone());
         });
-        qb.build().persistent(false).execute(&mut *conn).await?;
+        qb.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -113,8 +112,8 @@ pub(crate) async fn load(conn: &mut Conn, ids: &[i64]) -> Result<Vec<History>, s
     let in_list = |head: &'static str, tail: &'static str| {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(head);
         let mut sep = qb.separated(", ");
-        for id in ids {
-            sep.push_bind(*id);
+        for id in padded(ids) {
+            sep.push_bind(id);
         }
         qb.push(tail);
         qb
@@ -128,7 +127,6 @@ pub(crate) async fn load(conn: &mut Conn, ids: &[i64]) -> Result<Vec<History>, s
         ")",
     )
     .build_query_as()
-    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let bounces: Vec<StoredBounce> = in_list(
@@ -137,7 +135,6 @@ pub(crate) async fn load(conn: &mut Conn, ids: &[i64]) -> Result<Vec<History>, s
         ")",
     )
     .build_query_as()
-    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let events: Vec<StoredEvent> = in_list(
@@ -146,7 +143,6 @@ pub(crate) async fn load(conn: &mut Conn, ids: &[i64]) -> Result<Vec<History>, s
         ") order by at, id",
     )
     .build_query_as()
-    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut by_id: HashMap<i64, History> = rows
@@ -241,27 +237,27 @@ pub(crate) async fn rederive(
                 .filter(|(_, c)| *c == value)
                 .map(|(id, _)| *id)
                 .collect();
-            for part in ids.chunks(rows_per_statement(1)) {
+            for part in ids.chunks(IN_LIST) {
                 let mut qb: QueryBuilder<Db> = QueryBuilder::new("update bounces set counted = ");
                 qb.push_bind(value).push(" where id in (");
                 let mut sep = qb.separated(", ");
-                for id in part {
-                    sep.push_bind(*id);
+                for id in padded(part) {
+                    sep.push_bind(id);
                 }
                 qb.push(")");
-                qb.build().persistent(false).execute(&mut *conn).await?;
+                qb.build().execute(&mut *conn).await?;
             }
         }
-        for part in replaced.chunks(rows_per_statement(1)) {
+        for part in replaced.chunks(IN_LIST) {
             let mut qb: QueryBuilder<Db> = QueryBuilder::new(
                 "delete from events where cause <> 'manual' and recipient_id in (",
             );
             let mut sep = qb.separated(", ");
-            for id in part {
-                sep.push_bind(*id);
+            for id in padded(part) {
+                sep.push_bind(id);
             }
             qb.push(")");
-            qb.build().persistent(false).execute(&mut *conn).await?;
+            qb.build().execute(&mut *conn).await?;
         }
         insert_events(conn, &events).await?;
         let refs: Vec<&RecipientRow> = rows.iter().collect();
