@@ -195,6 +195,7 @@ async fn bench_record(dir: &Path, messages: u64) {
     let now = chrono::Utc::now();
     let mut batch = Vec::with_capacity(500);
     let mut elapsed = 0.0;
+    let mut cpu = 0.0;
     for i in 0..messages {
         let (reason, ty) = match i % 3 {
             0 => (Reason::Userunknown, BounceType::Hard),
@@ -240,9 +241,10 @@ async fn bench_record(dir: &Path, messages: u64) {
             analysis,
         ));
         if batch.len() == 500 || i + 1 == messages {
-            let t = Instant::now();
+            let (t, cpu0) = (Instant::now(), cpu_secs());
             store.record(&batch, now).await.unwrap();
             elapsed += t.elapsed().as_secs_f64();
+            cpu += cpu_secs() - cpu0;
             batch.clear();
         }
     }
@@ -251,6 +253,10 @@ async fn bench_record(dir: &Path, messages: u64) {
         "record: {messages} messages with one bounce each in {elapsed:.2} s of writer time = {:.0} msg/s; peak RSS {:.1} MiB",
         messages as f64 / elapsed,
         peak_rss_mib()
+    );
+    println!(
+        "record: {cpu:.1} CPU seconds (user + system) while recording = {:.0} messages per CPU second",
+        messages as f64 / cpu
     );
 }
 
