@@ -834,3 +834,79 @@ fn webhook_over_https_trusts_its_ca_file_and_refuses_an_unknown_certificate() {
     );
     assert_eq!(bodies.lock().expect("lock").len(), 1);
 }
+
+#[test]
+fn daemons_sharing_a_database_deliver_each_event_once_and_take_over_from_a_dead_one() {
+    let test = "daemons_sharing_a_database_deliver_each_event_once_and_take_over_from_a_dead_one";
+    // Several daemons write one database only on PostgreSQL.
+    let Some(engine) = engines::postgres(test) else {
+        return;
+    };
+    let rx = Receiver::start(SECRET);
+    rx.delay(5);
+    let url = engine.location.display().to_string();
+    let s = setup(engine, |dir| {
+        webhook(&rx.url(), dir, "events = [\"suppressed\"]\nconcurrency = 4")
+    });
+    // A second daemon on its own Maildir, the same database and the same target.
+    let md2 = s.dir.join("Maildir2");
+    make_maildir(&md2);
+    let config2 = s.dir.join("second.toml");
+    fs::write(
+        &config2,
+        fs::read_to_string(&s.config).expect("config").replace(
+            &format!("{:?}", s.md.display().to_string()),
+            &format!("{:?}", md2.display().to_string()),
+        ),
+    )
+    .expect("second config");
+    assert!(fs::read_to_string(&config2).expect("read").contains(&url));
+    let first = daemon(&s);
+    let second = {
+        let c = config2.display().to_string();
+        let d = DaemonCmd::new(&["--config", &c], &s.dir.join("second.log")).spawn();
+        d.wait_log("notify worker started", Duration::from_secs(60));
+        d
+    };
+    let total = 60;
+    for n in 0..total {
+        let md = if n % 2 == 0 { &s.md } else { &md2 };
+        deliver(md, &format!("m{n}"), bounce(n).as_bytes());
+    }
+    let mut all = [first, second];
+    all[0].wait_until(Duration::from_secs(60), "every event delivered", || {
+        rx.by_id().len() == total
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let by_id = rx.by_id();
+    assert_eq!(by_id.len(), total);
+    assert!(
+        by_id.values().all(|(n, _)| *n == 1),
+        "{} events were delivered twice",
+        by_id.values().filter(|(n, _)| *n > 1).count()
+    );
+    // One of them delivers, the other stands by; killed, the one delivering is replaced.
+    let holder = all
+        .iter()
+        .position(|d| !d.log().contains("standing by"))
+        .expect("one daemon delivers");
+    let other = 1 - holder;
+    assert!(
+        all[other].log().contains("standing by"),
+        "{}",
+        all[other].log()
+    );
+    common::signal(&all[holder].child, libc::SIGKILL);
+    let _ = all[holder].wait_exit(Duration::from_secs(10));
+    let md = if other == 0 { &s.md } else { &md2 };
+    for n in total..total + 20 {
+        deliver(md, &format!("m{n}"), bounce(n).as_bytes());
+    }
+    all[other].wait_until(Duration::from_secs(60), "the rest delivered", || {
+        rx.by_id().len() == total + 20
+    });
+    assert!(all[other].log().contains("taking over delivery"));
+    assert!(rx.by_id().values().all(|(n, _)| *n == 1));
+    assert!(rx.bad().is_empty(), "{:?}", rx.bad());
+    assert_eq!(all[other].stop(Duration::from_secs(30)), 0);
+}
