@@ -1205,24 +1205,24 @@ async fn a_server_asking_for_tls_and_a_password_is_reached_with_both_and_refused
         1
     );
     // A wrong password is refused, with what to check, and the password is in no message.
-    let err = open(verified, &bad).await.err().expect("a wrong password");
+    let Err(err) = open(verified, &bad).await else {
+        panic!("opened with a wrong password")
+    };
     let text = err.to_string();
     assert!(matches!(err, StoreError::Refused { .. }), "{text}");
     assert!(text.contains("password"), "{text}");
     assert!(!text.contains("not-the-password"), "{text}");
     assert!(!err.can_heal());
     // Without TLS the server has no line for this role.
-    let err = open(url("sslmode=disable"), &good)
-        .await
-        .err()
-        .expect("a connection without TLS");
+    let Err(err) = open(url("sslmode=disable"), &good).await else {
+        panic!("opened without TLS")
+    };
     assert!(matches!(err, StoreError::Refused { .. }), "{err}");
     assert!(err.to_string().contains("pg_hba.conf"), "{err}");
     // Verifying the server without its CA fails as TLS, with what to check, and is not retried.
-    let err = open(url("sslmode=verify-full"), &good)
-        .await
-        .err()
-        .expect("an unverifiable certificate");
+    let Err(err) = open(url("sslmode=verify-full"), &good).await else {
+        panic!("opened with an unverifiable certificate")
+    };
     let text = err.to_string();
     assert!(matches!(err, StoreError::Tls { .. }), "{text}");
     assert!(text.contains("sslrootcert"), "{text}");
