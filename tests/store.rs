@@ -1147,3 +1147,84 @@ async fn the_synthetic_fill_of_the_benchmarks_suppresses_each_address_it_makes()
         );
     }
 }
+
+#[tokio::test]
+async fn a_server_asking_for_tls_and_a_password_is_reached_with_both_and_refused_without() {
+    let test = "a_server_asking_for_tls_and_a_password_is_reached_with_both_and_refused_without";
+    let Some(cluster) = common::postgres::shared(test) else {
+        return;
+    };
+    let db = cluster.create_database(test);
+    let role = common::postgres::SECURE_ROLE;
+    let password = "s3cret-for-the-store-test";
+    db.exec(&format!(
+        "do $$ begin if not exists (select from pg_roles where rolname = '{role}') then \
+         create role {role} login; end if; end $$; \
+         alter role {role} password '{password}'; \
+         grant all on database \"{}\" to {role}; grant all on schema public to {role}",
+        db.name
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    let bad = dir.path().join("bad");
+    std::fs::write(&good, format!("{password}\n")).unwrap();
+    std::fs::write(&bad, "not-the-password\n").unwrap();
+    let ca = cluster.ca_file().display().to_string();
+    let url = |query: &str| {
+        format!(
+            "postgres://{role}@127.0.0.1:{}/{}?{query}",
+            cluster.port(),
+            db.name
+        )
+    };
+    let open = |url: String, file: &Path| {
+        let file = file.to_path_buf();
+        async move {
+            Store::open(
+                Path::new(&url),
+                StoreOptions {
+                    password_file: Some(file),
+                    ..StoreOptions::default()
+                },
+            )
+            .await
+        }
+    };
+    // TLS verified against the server's CA, and the password from its file: open and write.
+    let verified = url(&format!("sslmode=verify-full&sslrootcert={ca}"));
+    let store = open(verified.clone(), &good)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .suppress("tls-user@example.com", Some("test"), at(3, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.close().await;
+    assert_eq!(
+        db.int("select count(*) from recipients where state = 'suppressed'"),
+        1
+    );
+    // A wrong password is refused, with what to check, and the password is in no message.
+    let Err(err) = open(verified, &bad).await else {
+        panic!("opened with a wrong password")
+    };
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Refused { .. }), "{text}");
+    assert!(text.contains("password"), "{text}");
+    assert!(!text.contains("not-the-password"), "{text}");
+    assert!(!err.can_heal());
+    // Without TLS the server has no line for this role.
+    let Err(err) = open(url("sslmode=disable"), &good).await else {
+        panic!("opened without TLS")
+    };
+    assert!(matches!(err, StoreError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("pg_hba.conf"), "{err}");
+    // Verifying the server without its CA fails as TLS, with what to check, and is not retried.
+    let Err(err) = open(url("sslmode=verify-full"), &good).await else {
+        panic!("opened with an unverifiable certificate")
+    };
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Tls { .. }), "{text}");
+    assert!(text.contains("sslrootcert"), "{text}");
+    assert!(!err.can_heal());
+}

@@ -71,6 +71,12 @@ pub enum StoreError {
         file: PathBuf,
         cause: std::io::Error,
     },
+    /// The TLS connection to the database server failed: a certificate not signed by the CA the
+    /// client trusts, a host name the certificate does not carry, or a server without TLS.
+    #[error(
+        "TLS to database server {path} failed ({detail}): check sslmode, sslrootcert (the CA that signed the server's certificate) and that the URL's host is a name in that certificate"
+    )]
+    Tls { path: PathBuf, detail: String },
     /// The server refused this role or database: a wrong password, a role or database that does
     /// not exist, or no `pg_hba.conf` line for this host.
     #[error(
@@ -211,9 +217,17 @@ impl StoreError {
                 }
             }
             // Only a server URL names a host: a SQLite path never reaches these through sqlx.
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut
-                if is_server(&path) =>
+            sqlx::Error::Tls(_) if is_server(&path) => Some(StoreError::Tls { path, detail }),
+            // rustls reports a refused handshake as an I/O error carrying its own error.
+            sqlx::Error::Io(io)
+                if is_server(&path)
+                    && io
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>()) =>
             {
+                Some(StoreError::Tls { path, detail })
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut if is_server(&path) => {
                 Some(StoreError::Unavailable { path, detail })
             }
             sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed

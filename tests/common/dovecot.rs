@@ -190,6 +190,10 @@ service imap-urlauth-login {{\n  chroot =\n}}\n"
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // The killed sessions' dotlocks (dovecot-uidlist.lock) would make the new server
+            // refuse the mailbox ("Mailbox is locked") until they go stale, minutes later: that
+            // tests Dovecot, not its client, so they go with the processes that held them.
+            remove_locks(&self.dir.path().join("home"));
         }
     }
 
@@ -311,4 +315,21 @@ impl Probe {
 /// The path of `p` as UTF-8 for a configuration file.
 pub fn s(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// Removes every `*.lock` file under `dir`.
+fn remove_locks(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => remove_locks(&path),
+            Ok(_) if path.extension().is_some_and(|x| x == "lock") => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
 }

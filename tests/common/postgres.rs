@@ -268,6 +268,9 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        if tuning == Tuning::Fast {
+            secure_role_needs_tls_and_password(&dir, who).map_err(&cleanup)?;
+        }
         let cluster = Cluster {
             dir: dir.clone(),
             client: Client { bin, port: 0 },
@@ -291,6 +294,12 @@ impl Cluster {
             }
         }
         Err(format!("the server did not start: {last}"))
+    }
+
+    /// The server's self-signed certificate (for `127.0.0.1` and `localhost`): the CA a client
+    /// verifying the server trusts.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("cert.pem")
     }
 
     /// How to reach this cluster with `psql`.
@@ -366,6 +375,14 @@ rm -rf "$1"
             .args(["-c", "max_connections=300"])
             .args(["-c", "log_min_messages=warning"]);
         if self.tuning == Tuning::Fast {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", self.ca_file().display()))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    self.dir.join("key.pem").display()
+                ));
             cmd.args(["-c", "fsync=off"])
                 .args(["-c", "full_page_writes=off"]);
         }
@@ -525,4 +542,59 @@ impl Drop for TestDb {
             &format!("drop database if exists \"{}\" with (force)", self.name),
         );
     }
+}
+
+/// The role that, unlike every other, must log in over TLS with a password (SCRAM): what a
+/// production server asks, for the tests of the client's TLS and password handling.
+pub const SECURE_ROLE: &str = "bounced_secure";
+
+/// Writes the server's certificate and key into `dir` (with openssl) and puts [`SECURE_ROLE`]'s
+/// rules first in `pg_hba.conf`: TLS and a SCRAM password, nothing else. Test clusters only: a
+/// benchmark's server keeps the defaults.
+fn secure_role_needs_tls_and_password(dir: &Path, who: Option<RunAs>) -> Result<(), String> {
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        return Err("openssl could not make the server's certificate".into());
+    }
+    for file in ["cert.pem", "key.pem"] {
+        let path = dir.join(file);
+        if let Some(w) = who {
+            std::os::unix::fs::chown(&path, Some(w.uid), Some(w.gid))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        }
+        let mut perm = fs::metadata(&path)
+            .map_err(|e| e.to_string())?
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        fs::set_permissions(&path, perm).map_err(|e| e.to_string())?;
+    }
+    let hba = dir.join("data").join("pg_hba.conf");
+    let rest = fs::read_to_string(&hba).map_err(|e| format!("{}: {e}", hba.display()))?;
+    fs::write(
+        &hba,
+        format!(
+            "hostssl all {SECURE_ROLE} 127.0.0.1/32 scram-sha-256\nhost all {SECURE_ROLE} 127.0.0.1/32 reject\n{rest}"
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", hba.display()))
 }
