@@ -273,8 +273,8 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         && !found.recipients.is_empty()
     {
         too_many(found.recipients.len())?;
-        dsn::enrich_from_text(&mut found.recipients, &body);
-        dsn::fill_commands(&mut found.recipients, &body);
+        dsn::enrich_from_text(&mut found.recipients, input.explanation);
+        dsn::fill_commands(&mut found.recipients, input.explanation);
         dsn::address_for_local_targets(
             &mut found.recipients,
             message.header_raw("X-Failed-Recipients"),
@@ -557,7 +557,14 @@ pub(crate) fn lines_inclusive(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// A header value on one line, trimmed.
 pub(crate) fn clean_line(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+    let trimmed = value.trim();
+    // Most values are on one line already: copied as they are, without splitting and joining.
+    let one_line =
+        !trimmed.contains(|c: char| c.is_whitespace() && c != ' ') && !trimmed.contains("  ");
+    if one_line {
+        return trimmed.to_string();
+    }
+    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The first `From` address of a message, lower-cased.
