@@ -108,12 +108,22 @@ fn existing_messages_then_appends_picked_up_by_idle() {
     if !dovecot::available("existing_messages_then_appends_picked_up_by_idle") {
         return;
     }
+    for engine in engines::all("existing_messages_then_appends_picked_up_by_idle") {
+        eprintln!(
+            "existing_messages_then_appends_picked_up_by_idle: {}",
+            engine.name
+        );
+        existing_messages_then_appends_picked_up_by_idle_on(&engine);
+    }
+}
+
+fn existing_messages_then_appends_picked_up_by_idle_on(engine: &engines::Engine) {
     let dc = Dovecot::start();
     for i in 0..20 {
         dc.deliver_file(&format!("pre{i}.host"), bounce(i).as_bytes());
     }
     let rt = runtime();
-    let db = dc.path("b.db");
+    let db = database(engine, &dc);
     // Polling once an hour: only IDLE can pick up the APPENDs within the test's time.
     let cfg = imap_section(
         &dc,
@@ -263,14 +273,24 @@ fn thousand_messages_through_sigterm_and_a_server_restart() {
     if !dovecot::available("thousand_messages_through_sigterm_and_a_server_restart") {
         return;
     }
+    for engine in engines::all("thousand_messages_through_sigterm_and_a_server_restart") {
+        eprintln!(
+            "thousand_messages_through_sigterm_and_a_server_restart: {}",
+            engine.name
+        );
+        thousand_messages_through_sigterm_and_a_server_restart_on(&engine);
+    }
+}
+
+fn thousand_messages_through_sigterm_and_a_server_restart_on(engine: &engines::Engine) {
     let mut dc = Dovecot::start();
-    let db = dc.path("b.db");
+    let db = database(engine, &dc);
     let conf = dc.path("bounced.toml");
     fs::write(
         &conf,
         format!(
-            "[store]\npath = \"{}\"\n\n{}",
-            s(&db),
+            "[store]\n{}\n\n{}",
+            store_line(&db),
             imap_section(&dc, "fetch_batch = 50")
         ),
     )
@@ -342,12 +362,22 @@ fn uidvalidity_change_reads_again_without_double_counting() {
     if !dovecot::available("uidvalidity_change_reads_again_without_double_counting") {
         return;
     }
+    for engine in engines::all("uidvalidity_change_reads_again_without_double_counting") {
+        eprintln!(
+            "uidvalidity_change_reads_again_without_double_counting: {}",
+            engine.name
+        );
+        uidvalidity_change_reads_again_without_double_counting_on(&engine);
+    }
+}
+
+fn uidvalidity_change_reads_again_without_double_counting_on(engine: &engines::Engine) {
     let mut dc = Dovecot::start();
     for i in 0..10 {
         dc.deliver_file(&format!("u{i}.host"), bounce(i).as_bytes());
     }
     let rt = runtime();
-    let db = dc.path("b.db");
+    let db = database(engine, &dc);
     let cfg = imap_section(&dc, "");
     let run = start(&rt, &db, &cfg);
     wait_for(Duration::from_secs(20), "10 recorded", || {
@@ -424,16 +454,31 @@ fn uidvalidity_change_reads_again_without_double_counting() {
     assert_eq!(db_int(&db, "select count(*) from bounces"), 15);
 }
 
+/// The database a test writes: the engine's PostgreSQL database, or a file in the server's folder.
+fn database(engine: &engines::Engine, dc: &Dovecot) -> std::path::PathBuf {
+    if engine.is_postgres() {
+        engine.location.clone()
+    } else {
+        dc.path("b.db")
+    }
+}
+
+/// The `[store]` line naming `db`: `url` for PostgreSQL, `path` for a file.
+fn store_line(db: &Path) -> String {
+    let text = s(db);
+    if text.starts_with("postgres://") {
+        format!("url = {text:?}")
+    } else {
+        format!("path = {text:?}")
+    }
+}
+
 /// A configuration file for the binary: the database and one `[[imap]]` section.
 fn binary_config(dc: &Dovecot, db: &Path, extra: &str) -> String {
     let conf = dc.path("bounced.toml");
     fs::write(
         &conf,
-        format!(
-            "[store]\npath = \"{}\"\n\n{}",
-            s(db),
-            imap_section(dc, extra)
-        ),
+        format!("[store]\n{}\n\n{}", store_line(db), imap_section(dc, extra)),
     )
     .expect("config");
     s(&conf)
@@ -444,12 +489,22 @@ fn server_killed_mid_fetch_and_mid_idle_then_restarted() {
     if !dovecot::available("server_killed_mid_fetch_and_mid_idle_then_restarted") {
         return;
     }
+    for engine in engines::all("server_killed_mid_fetch_and_mid_idle_then_restarted") {
+        eprintln!(
+            "server_killed_mid_fetch_and_mid_idle_then_restarted: {}",
+            engine.name
+        );
+        server_killed_mid_fetch_and_mid_idle_then_restarted_on(&engine);
+    }
+}
+
+fn server_killed_mid_fetch_and_mid_idle_then_restarted_on(engine: &engines::Engine) {
     let mut dc = Dovecot::start();
     let n = 1500;
     for i in 0..n {
         dc.deliver_file(&format!("k{i}.host"), bounce(i).as_bytes());
     }
-    let db = dc.path("b.db");
+    let db = database(engine, &dc);
     let conf = binary_config(
         &dc,
         &db,

@@ -72,10 +72,24 @@ fn token_file(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn run_serves_health_auth_metrics_and_each_bounce_within_a_second() {
+    for engine in
+        common::engines::all("run_serves_health_auth_metrics_and_each_bounce_within_a_second")
+    {
+        eprintln!(
+            "run_serves_health_auth_metrics_and_each_bounce_within_a_second: {}",
+            engine.name
+        );
+        run_serves_health_auth_metrics_and_each_bounce_within_a_second_on(&engine);
+    }
+}
+
+fn run_serves_health_auth_metrics_and_each_bounce_within_a_second_on(
+    engine: &common::engines::Engine,
+) {
     let tmp = tempfile::tempdir().expect("tmp");
     let md = tmp.path().join("Maildir");
     make_maildir(&md);
-    let db = tmp.path().join("b.db");
+    let db = engine.location.clone();
     let tokens = token_file(tmp.path());
     let mut d = DaemonCmd::new(
         &[

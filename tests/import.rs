@@ -207,6 +207,17 @@ fn the_folder_holding_the_database_is_imported_without_the_database() {
 
 #[test]
 fn each_failed_input_is_named_with_its_reason() {
+    for engine in engines::all("each_failed_input_is_named_with_its_reason") {
+        eprintln!(
+            "each_failed_input_is_named_with_its_reason: {}",
+            engine.name
+        );
+        each_failed_input_is_named_with_its_reason_on(&engine);
+    }
+}
+
+fn each_failed_input_is_named_with_its_reason_on(engine: &engines::Engine) {
+    let db = engine.location.display().to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     mail(dir.path(), 2);
     fs::write(
@@ -216,7 +227,7 @@ fn each_failed_input_is_named_with_its_reason() {
     .expect("write");
     let out = import(
         dir.path(),
-        &["mail", "missing.eml", "--db", "b.db"],
+        &["mail", "missing.eml", "--db", &db],
         &[("BOUNCED_MAX_MESSAGE_SIZE", "2048")],
         None,
         Duration::from_secs(60),

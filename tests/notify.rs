@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{DaemonCmd, bounce, db_int, deliver, make_maildir, read_db, wait_for};
+use common::engines::{self, Engine};
+use common::{DaemonCmd, bounce, db_int, db_rows, deliver, make_maildir, wait_for};
 use notify_common::Receiver;
 
 const SECRET: &str = "s3cret-for-the-webhook-test-0123456789";
@@ -20,26 +21,34 @@ struct Setup {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     md: PathBuf,
+    /// The SQLite file or the PostgreSQL URL.
     db: PathBuf,
     config: PathBuf,
+    _engine: Engine,
 }
 
 /// A folder with a Maildir, a secret file and a configuration holding the `notify` section that
-/// `notify` writes for that folder.
-fn setup(notify: impl FnOnce(&Path) -> String) -> Setup {
+/// `notify` writes for that folder, its store on `engine`.
+fn setup(engine: Engine, notify: impl FnOnce(&Path) -> String) -> Setup {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     let notify = notify(&dir);
     let md = dir.join("Maildir");
     make_maildir(&md);
     fs::write(dir.join("secret"), format!("{SECRET}\n")).expect("secret");
-    let db = dir.join("bounced.db");
+    let (db, store) = if engine.is_postgres() {
+        let url = engine.location.display().to_string();
+        (engine.location.clone(), format!("url = {url:?}"))
+    } else {
+        let db = dir.join("bounced.db");
+        let line = format!("path = {:?}", db.display().to_string());
+        (db, line)
+    };
     let config = dir.join("bounced.toml");
     fs::write(
         &config,
         format!(
-            "[store]\npath = {db:?}\n\n[daemon]\nbatch_delay = \"10ms\"\n\n[[maildir]]\npath = {md:?}\n\n{notify}\n",
-            db = db.display().to_string(),
+            "[store]\n{store}\n\n[daemon]\nbatch_delay = \"10ms\"\n\n[[maildir]]\npath = {md:?}\n\n{notify}\n",
             md = md.display().to_string(),
         ),
     )
@@ -50,6 +59,15 @@ fn setup(notify: impl FnOnce(&Path) -> String) -> Setup {
         md,
         db,
         config,
+        _engine: engine,
+    }
+}
+
+/// Runs `body` once per engine (SQLite, then PostgreSQL when it can be had).
+fn each_engine(test: &str, body: impl Fn(Engine)) {
+    for engine in engines::all(test) {
+        eprintln!("{test}: {}", engine.name);
+        body(engine);
     }
 }
 
@@ -130,40 +148,43 @@ fn outbox(s: &Setup, extra: &[&str]) -> Vec<serde_json::Value> {
 
 /// The suppressed addresses and the addresses with a `suppressed` event, from the database.
 fn suppressed_and_announced(db: &Path) -> (HashSet<String>, HashSet<String>) {
-    read_db(db, async |pool| {
-        let s: Vec<(String,)> =
-            sqlx::query_as("select address from recipients where state = 'suppressed'")
-                .fetch_all(pool)
-                .await
-                .expect("recipients");
-        let e: Vec<(String,)> =
-            sqlx::query_as("select address from outbox_events where event = 'suppressed'")
-                .fetch_all(pool)
-                .await
-                .expect("events");
-        (
-            s.into_iter().map(|(a,)| a).collect(),
-            e.into_iter().map(|(a,)| a).collect(),
-        )
-    })
-    .unwrap_or_default()
+    let column = |sql| -> HashSet<String> {
+        db_rows(db, sql)
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect()
+    };
+    (
+        column("select address from recipients where state = 'suppressed'"),
+        column("select address from outbox_events where event = 'suppressed'"),
+    )
 }
 
 /// The stored events as (id, event, address).
 fn stored_events(db: &Path) -> Vec<(String, String, String)> {
-    read_db(db, async |pool| {
-        sqlx::query_as("select id, event, address from outbox_events order by seq")
-            .fetch_all(pool)
-            .await
-            .expect("events")
+    db_rows(
+        db,
+        "select id, event, address from outbox_events order by seq",
+    )
+    .into_iter()
+    .filter_map(|r| match r.as_slice() {
+        [id, event, address] => Some((id.clone(), event.clone(), address.clone())),
+        _ => None,
     })
-    .unwrap_or_default()
+    .collect()
 }
 
 #[test]
 fn webhook_receives_signed_events_in_order_from_the_real_binary() {
+    each_engine(
+        "webhook_receives_signed_events_in_order_from_the_real_binary",
+        webhook_receives_signed_events_in_order_from_the_real_binary_on,
+    );
+}
+
+fn webhook_receives_signed_events_in_order_from_the_real_binary_on(engine: Engine) {
     let rx = Receiver::start(SECRET);
-    let s = setup(|dir| {
+    let s = setup(engine, |dir| {
         webhook(
             &rx.url(),
             dir,
@@ -233,9 +254,16 @@ fn webhook_receives_signed_events_in_order_from_the_real_binary() {
 
 #[test]
 fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once() {
+    each_engine(
+        "target_down_then_back_gets_every_event_and_4xx_is_dead_at_once",
+        target_down_then_back_gets_every_event_and_4xx_is_dead_at_once_on,
+    );
+}
+
+fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once_on(engine: Engine) {
     let rx = Receiver::start(SECRET);
     rx.answer(503);
-    let s = setup(|dir| webhook(&rx.url(), dir, ""));
+    let s = setup(engine, |dir| webhook(&rx.url(), dir, ""));
     let mut d = daemon_with(&s, &["--http", "127.0.0.1:0"]);
     let base = http_base(&d);
     for n in 0..20 {
@@ -346,10 +374,17 @@ fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once() {
 
 #[test]
 fn sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id() {
+    each_engine(
+        "sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id",
+        sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id_on,
+    );
+}
+
+fn sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id_on(engine: Engine) {
     let rx = Receiver::start(SECRET);
     // Slow answers keep deliveries in flight when the daemon is killed.
     rx.delay(40);
-    let s = setup(|dir| {
+    let s = setup(engine, |dir| {
         webhook(
             &rx.url(),
             dir,
@@ -429,6 +464,13 @@ fn sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id() {
 
 #[test]
 fn exec_target_runs_a_command_per_event_and_retries_a_failure() {
+    each_engine(
+        "exec_target_runs_a_command_per_event_and_retries_a_failure",
+        exec_target_runs_a_command_per_event_and_retries_a_failure_on,
+    );
+}
+
+fn exec_target_runs_a_command_per_event_and_retries_a_failure_on(engine: Engine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("events.out");
     let flag = dir.path().join("failed-once");
@@ -438,7 +480,7 @@ fn exec_target_runs_a_command_per_event_and_retries_a_failure() {
         flag = flag.display().to_string(),
         out = out.display().to_string()
     );
-    let s = setup(|_| {
+    let s = setup(engine, |_| {
         format!(
             "[[notify]]\nname = \"script\"\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\nbackoff_max = \"1s\"\n"
         )
@@ -507,11 +549,18 @@ fn listmonk_endpoint() -> (String, Bounces, std::thread::JoinHandle<()>) {
 
 #[test]
 fn listmonk_target_posts_bounces_with_the_campaign_uuid() {
+    each_engine(
+        "listmonk_target_posts_bounces_with_the_campaign_uuid",
+        listmonk_target_posts_bounces_with_the_campaign_uuid_on,
+    );
+}
+
+fn listmonk_target_posts_bounces_with_the_campaign_uuid_on(engine: Engine) {
     let (url, got, _t) = listmonk_endpoint();
     let dir = tempfile::tempdir().expect("tempdir");
     let creds = dir.path().join("listmonk");
     fs::write(&creds, "bounced-api:tok3n\n").expect("creds");
-    let s = setup(|_| {
+    let s = setup(engine, |_| {
         format!(
             "[[notify]]\nname = \"lm\"\nkind = \"listmonk\"\nurl = \"{url}\"\ncredentials_file = {:?}\n",
             creds.display().to_string()
@@ -550,8 +599,15 @@ fn listmonk_target_posts_bounces_with_the_campaign_uuid() {
 
 #[test]
 fn trust_keeps_forged_bounces_from_suppressing() {
+    each_engine(
+        "trust_keeps_forged_bounces_from_suppressing",
+        trust_keeps_forged_bounces_from_suppressing_on,
+    );
+}
+
+fn trust_keeps_forged_bounces_from_suppressing_on(engine: Engine) {
     let rx = Receiver::start(SECRET);
-    let s = setup(|dir| {
+    let s = setup(engine, |dir| {
         format!(
             "[trust]\nlist_ids = [\"news.lists.example.org\"]\nmessage_id_domains = [\"lists.example.org\"]\n\n{}",
             webhook(&rx.url(), dir, "")
@@ -611,7 +667,7 @@ fn trust_keeps_forged_bounces_from_suppressing() {
         2
     );
     assert_eq!(
-        db_int(&s.db, "select count(*) from bounces where untrusted = 1"),
+        db_int(&s.db, "select count(*) from bounces where untrusted"),
         2
     );
     // Counted where an operator looks.
@@ -624,7 +680,9 @@ fn trust_keeps_forged_bounces_from_suppressing() {
 
 #[test]
 fn check_config_reads_each_targets_secret() {
-    let s = setup(|dir| webhook("http://127.0.0.1:9/hook", dir, ""));
+    let s = setup(engines::sqlite(), |dir| {
+        webhook("http://127.0.0.1:9/hook", dir, "")
+    });
     let out = bounced(&s, &["check-config"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -738,7 +796,7 @@ fn webhook_over_https_trusts_its_ca_file_and_refuses_an_unknown_certificate() {
     };
     let url = format!("https://localhost:{port}/hook");
     let ca = certs.path().join("cert.pem").display().to_string();
-    let s = setup(|dir| {
+    let s = setup(engines::sqlite(), |dir| {
         format!(
             "{}ca_file = {ca:?}\n\n{}",
             webhook(&url, dir, ""),
@@ -775,4 +833,80 @@ fn webhook_over_https_trusts_its_ca_file_and_refuses_an_unknown_certificate() {
         "{other:?}"
     );
     assert_eq!(bodies.lock().expect("lock").len(), 1);
+}
+
+#[test]
+fn daemons_sharing_a_database_deliver_each_event_once_and_take_over_from_a_dead_one() {
+    let test = "daemons_sharing_a_database_deliver_each_event_once_and_take_over_from_a_dead_one";
+    // Several daemons write one database only on PostgreSQL.
+    let Some(engine) = engines::postgres(test) else {
+        return;
+    };
+    let rx = Receiver::start(SECRET);
+    rx.delay(5);
+    let url = engine.location.display().to_string();
+    let s = setup(engine, |dir| {
+        webhook(&rx.url(), dir, "events = [\"suppressed\"]\nconcurrency = 4")
+    });
+    // A second daemon on its own Maildir, the same database and the same target.
+    let md2 = s.dir.join("Maildir2");
+    make_maildir(&md2);
+    let config2 = s.dir.join("second.toml");
+    fs::write(
+        &config2,
+        fs::read_to_string(&s.config).expect("config").replace(
+            &format!("{:?}", s.md.display().to_string()),
+            &format!("{:?}", md2.display().to_string()),
+        ),
+    )
+    .expect("second config");
+    assert!(fs::read_to_string(&config2).expect("read").contains(&url));
+    let first = daemon(&s);
+    let second = {
+        let c = config2.display().to_string();
+        let d = DaemonCmd::new(&["--config", &c], &s.dir.join("second.log")).spawn();
+        d.wait_log("notify worker started", Duration::from_secs(60));
+        d
+    };
+    let total = 60;
+    for n in 0..total {
+        let md = if n % 2 == 0 { &s.md } else { &md2 };
+        deliver(md, &format!("m{n}"), bounce(n).as_bytes());
+    }
+    let mut all = [first, second];
+    all[0].wait_until(Duration::from_secs(60), "every event delivered", || {
+        rx.by_id().len() == total
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let by_id = rx.by_id();
+    assert_eq!(by_id.len(), total);
+    assert!(
+        by_id.values().all(|(n, _)| *n == 1),
+        "{} events were delivered twice",
+        by_id.values().filter(|(n, _)| *n > 1).count()
+    );
+    // One of them delivers, the other stands by; killed, the one delivering is replaced.
+    let holder = all
+        .iter()
+        .position(|d| !d.log().contains("standing by"))
+        .expect("one daemon delivers");
+    let other = 1 - holder;
+    assert!(
+        all[other].log().contains("standing by"),
+        "{}",
+        all[other].log()
+    );
+    common::signal(&all[holder].child, libc::SIGKILL);
+    let _ = all[holder].wait_exit(Duration::from_secs(10));
+    let md = if other == 0 { &s.md } else { &md2 };
+    for n in total..total + 20 {
+        deliver(md, &format!("m{n}"), bounce(n).as_bytes());
+    }
+    all[other].wait_until(Duration::from_secs(60), "the rest delivered", || {
+        rx.by_id().len() == total + 20
+    });
+    assert!(all[other].log().contains("taking over delivery"));
+    assert!(rx.by_id().values().all(|(n, _)| *n == 1));
+    assert!(rx.bad().is_empty(), "{:?}", rx.bad());
+    assert_eq!(all[other].stop(Duration::from_secs(30)), 0);
 }

@@ -228,7 +228,19 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
         );
         return;
     };
-    let mm = Mailman::start(&venv);
+    for engine in
+        common::engines::all("a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman")
+    {
+        eprintln!(
+            "a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman: {}",
+            engine.name
+        );
+        a_hard_bounce_disables_or_removes_the_member_on(&venv, &engine);
+    }
+}
+
+fn a_hard_bounce_disables_or_removes_the_member_on(venv: &Path, engine: &common::engines::Engine) {
+    let mm = Mailman::start(venv);
     assert_eq!(mm.post("/domains", &[("mail_host", "example.com")]), 201);
     for list in ["news@example.com", "other@example.com"] {
         assert_eq!(mm.post("/lists", &[("fqdn_listname", list)]), 201);
@@ -260,8 +272,12 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
     fs::write(
         &config,
         format!(
-            "[store]\npath = {:?}\n\n[daemon]\nbatch_delay = \"10ms\"\n\n[[maildir]]\npath = {:?}\n\n{}{}",
-            dir.join("bounced.db").display().to_string(),
+            "[store]\n{}\n\n[daemon]\nbatch_delay = \"10ms\"\n\n[[maildir]]\npath = {:?}\n\n{}{}",
+            if engine.is_postgres() {
+                format!("url = {:?}", engine.location.display().to_string())
+            } else {
+                format!("path = {:?}", dir.join("bounced.db").display().to_string())
+            },
             md.display().to_string(),
             targets("mm-news", "news.example.com", "disable"),
             targets("mm-other", "other.example.com", "unsubscribe"),

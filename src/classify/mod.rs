@@ -533,6 +533,13 @@ impl Classifier {
                 if let Some(reason) = hint_reason {
                     return (reason, Cow::Borrowed("reader.hint"));
                 }
+                // A code that refutes the wording has a registered meaning of its own: it decides
+                // (X.2.1 beside "user unknown" is a disabled mailbox, not a filter).
+                if rule.is_refuted_by_status(facts)
+                    && let Some(code) = self.rules.match_code(facts)
+                {
+                    return (code.reason, Cow::Borrowed(code.id.as_str()));
+                }
                 return (m.reason(), Cow::Borrowed(m.id()));
             }
             None => {}
@@ -1239,15 +1246,9 @@ mod tests {
             (reason, rule.as_str()),
             (Reason::Userunknown, "userunknown.text.no-such-user")
         );
-        // Positive evidence of a filter: after the data, a policy code, or a code saying the
-        // mailbox exists.
+        // Positive evidence of a filter: after the data, or a policy code.
         for (status, diag, command) in [
             ("5.0.0", "550 no such mailbox here", Some("DATA")),
-            (
-                "5.2.1",
-                "550 5.2.1 <nobody@example.com>... User unknown",
-                None,
-            ),
             (
                 "5.0.0",
                 "550 unknown user (in reply to end of DATA command)",
@@ -1381,7 +1382,8 @@ mod tests {
 
     #[test]
     fn a_mailbox_status_code_refutes_unknown_user_wording() {
-        // X.2.1 says the mailbox exists (disabled): the words are a filter's, never hard.
+        // X.2.1 says the mailbox exists but is disabled: the code's registered meaning decides,
+        // never hard.
         let b = one(
             Kind::Dsn,
             rcpt(
@@ -1392,11 +1394,20 @@ mod tests {
         );
         assert_eq!(
             (b.reason, b.bounce_type, b.rule.as_str()),
-            (
-                Reason::Filtered,
-                BounceType::Soft,
-                "userunknown.text.no-such-user.refuted"
-            )
+            (Reason::Suspend, BounceType::Soft, "suspend.status.disabled")
+        );
+        // X.2.2 beside the same words: a full mailbox.
+        let b = one(
+            Kind::Dsn,
+            rcpt(
+                "failed",
+                "5.2.2",
+                "552 5.2.2 <ann@example.com>... User Unknown",
+            ),
+        );
+        assert_eq!(
+            (b.reason, b.bounce_type),
+            (Reason::Mailboxfull, BounceType::Soft)
         );
         // The generic X.2.0 says nothing either way: the words decide.
         let b = one(

@@ -210,12 +210,18 @@ impl Rule {
 
     /// Whether positive evidence refutes the rule's wording: a refuting status or command.
     pub fn is_refuted(&self, facts: &Facts) -> bool {
-        facts
-            .status
-            .is_some_and(|s| self.refute_status.iter().any(|p| p.matches(s)))
+        self.is_refuted_by_status(facts)
             || (!self.refute_command.is_empty()
                 && facts.command.is_some()
                 && one_of(&self.refute_command, facts.command))
+    }
+
+    /// Whether the status code refutes the rule's wording: it has a meaning of its own that the
+    /// wording contradicts.
+    pub fn is_refuted_by_status(&self, facts: &Facts) -> bool {
+        facts
+            .status
+            .is_some_and(|s| self.refute_status.iter().any(|p| p.matches(s)))
     }
 
     /// Whether the rule can be refuted (`refute_status` / `refute_command`).

@@ -74,6 +74,8 @@ pub struct Notifier {
 
 /// How often a worker looks for work written by another process (a `bounced suppress`).
 const POLL: Duration = Duration::from_secs(1);
+/// How often a worker standing by (another process delivers its target) asks for the target.
+const STANDBY: Duration = Duration::from_secs(2);
 /// Events copied into a target's deliveries per transaction.
 const FAN_OUT: u32 = 5_000;
 
@@ -296,6 +298,8 @@ impl Notifier {
         let mut wake = store.outbox_wakeups();
         let mut registered = false;
         let mut failures: u32 = 0;
+        let mut lease: Option<crate::store::OutboxLease> = None;
+        let mut standing_by = false;
         while !stop.is_cancelled() {
             if !registered {
                 match store.outbox_register(&self.name, Utc::now()).await {
@@ -305,12 +309,40 @@ impl Notifier {
                     }
                 }
             }
-            let sent = if registered {
+            if let Some(l) = &mut lease
+                && !l.holds().await
+            {
+                tracing::warn!(target_name = %self.name, "lost the right to deliver this target (database connection ended); taking it again");
+                lease = None;
+            }
+            if registered && lease.is_none() {
+                match store.outbox_lease(&self.name).await {
+                    Ok(Some(l)) => {
+                        if standing_by {
+                            tracing::info!(target_name = %self.name, "taking over delivery of this target");
+                        }
+                        standing_by = false;
+                        lease = Some(l);
+                    }
+                    Ok(None) => {
+                        if !standing_by {
+                            tracing::info!(target_name = %self.name, "another bounced process delivers this target; standing by");
+                        }
+                        standing_by = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target_name = %self.name, error = %e, "cannot take the right to deliver this target; trying again");
+                    }
+                }
+            }
+            let sent = if registered && lease.is_some() {
                 self.round(&store, &stop).await
             } else {
                 Ok(0)
             };
             let pause = match sent {
+                // Without the right to deliver (another process has it), ask again now and then.
+                Ok(_) if registered && lease.is_none() => STANDBY,
                 Ok(n) if n > 0 => {
                     failures = 0;
                     continue;
@@ -331,9 +363,10 @@ impl Notifier {
                     Duration::from_millis(200).saturating_mul(failures.min(25))
                 }
             };
+            let standby = registered && lease.is_none();
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = wake.changed() => {}
+                _ = wake.changed(), if !standby => {}
                 () = tokio::time::sleep(pause) => {}
             }
         }

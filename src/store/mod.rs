@@ -36,7 +36,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 pub use copy::{CopyError, CopyReport};
 pub use error::StoreError;
 pub use files::DEFAULT_MODE;
-pub use outbox::{Due, EventBody, OutboxCount, OutboxFilter, OutboxRow, Settle};
+pub use outbox::{Due, EventBody, OutboxCount, OutboxFilter, OutboxLease, OutboxRow, Settle};
 pub use reclassify::{ReclassifyOptions, ReclassifyReport, Shift};
 pub use record::{ManualOutcome, Outcome, Prepared, StateChange, deflate, sha256_hex};
 pub use replay::{CheckReport, Difference};

@@ -334,6 +334,39 @@ impl Store {
     ) -> Result<(), StoreError> {
         super::dispatch!(self, notify_forget_disabled(target, member_id).await)
     }
+
+    /// Takes the right to deliver `target`'s events, which one process holds at a time on a
+    /// PostgreSQL server shared by several daemons (a session advisory lock, released when the
+    /// holder's connection ends, a crash included); `None` while another process holds it. A
+    /// SQLite file has one daemon, which always gets it.
+    pub async fn outbox_lease(&self, target: &str) -> Result<Option<OutboxLease>, StoreError> {
+        let super::Pool::Postgres(pool) = &self.pool else {
+            return Ok(Some(OutboxLease { conn: None }));
+        };
+        let mut conn = pool.acquire().await.map_err(|e| self.err(e))?.detach();
+        let held: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(format!("bounced outbox target {target}"))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(held.then_some(OutboxLease { conn: Some(conn) }))
+    }
+}
+
+/// The right to deliver one target's events (see [`Store::outbox_lease`]); dropping it gives the
+/// right up.
+pub struct OutboxLease {
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl OutboxLease {
+    /// Whether the lease still holds: on PostgreSQL, its connection (and so its lock) is alive.
+    pub async fn holds(&mut self) -> bool {
+        match &mut self.conn {
+            None => true,
+            Some(conn) => sqlx::query("select 1").execute(conn).await.is_ok(),
+        }
+    }
 }
 
 super::engines!("engine/outbox.rs");

@@ -110,6 +110,50 @@ pub fn db_int(db: &Path, sql: &'static str) -> i64 {
     .unwrap_or(0)
 }
 
+/// The rows of `sql` (text columns only) on the database at `db`, a SQLite file or a PostgreSQL
+/// URL; empty when the database cannot be read yet.
+pub fn db_rows(db: &Path, sql: &'static str) -> Vec<Vec<String>> {
+    if let Some(url) = db.to_str().filter(|u| u.starts_with("postgres://")) {
+        let Some(bin) = postgres::bin_dir() else {
+            return Vec::new();
+        };
+        return Command::new(bin.join("psql"))
+            .args([
+                "-X", "-w", "-q", "-A", "-t", "-F", "\x1f", "-d", url, "-c", sql,
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.split('\x1f').map(str::to_owned).collect())
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    read_db(db, async |pool| {
+        use sqlx::Row;
+        sqlx::query(sql)
+            .fetch_all(pool)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.try_get::<String, _>(i).unwrap_or_default())
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
+}
+
 /// One integer from `sql` on the PostgreSQL database at `url`, through `psql`; 0 when it cannot
 /// be read.
 fn pg_int(url: &str, sql: &str) -> i64 {

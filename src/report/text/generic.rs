@@ -145,10 +145,18 @@ const HELP_WORDS: &[&str] = &[
     "generated from",
     "expanded from",
     "problem report",
+    "please reply to",
+    "if you feel",
+    "if you believe",
 ];
 
+/// Whether a line is help text: whom to write to, what to include.
+fn is_help(line: &str) -> bool {
+    HELP_WORDS.iter().any(|w| contains_ci(line, w))
+}
+
 fn line_is_skipped(line: &str) -> bool {
-    if HELP_WORDS.iter().any(|w| contains_ci(line, w)) {
+    if is_help(line) {
         return true;
     }
     let t =
@@ -369,6 +377,10 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
             .all(|c| c == '-' || c == '=' || c == '*' || c == '_')
         {
             continue;
+        }
+        // Help text closes the notice: what follows is never the server's answer.
+        if is_help(l) {
+            break;
         }
         if !text.is_empty() {
             text.push(' ');
