@@ -1058,7 +1058,10 @@ mo@example.com: Envelope expired after five days\n";
             diagnostic: Some("550 5.2.2 mailbox is full".into()),
             ..Default::default()
         }];
-        enrich_from_text(&mut recips, cut_original("<dan@example.com>: host x said: 550 other\n"));
+        enrich_from_text(
+            &mut recips,
+            cut_original("<dan@example.com>: host x said: 550 other\n"),
+        );
         assert_eq!(
             recips[0].diagnostic.as_deref(),
             Some("550 5.2.2 mailbox is full")
