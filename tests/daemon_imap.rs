@@ -108,13 +108,9 @@ fn existing_messages_then_appends_picked_up_by_idle() {
     if !dovecot::available("existing_messages_then_appends_picked_up_by_idle") {
         return;
     }
-    for engine in engines::all("existing_messages_then_appends_picked_up_by_idle") {
-        eprintln!(
-            "existing_messages_then_appends_picked_up_by_idle: {}",
-            engine.name
-        );
-        existing_messages_then_appends_picked_up_by_idle_on(&engine);
-    }
+    engines::each("existing_messages_then_appends_picked_up_by_idle", |e| {
+        existing_messages_then_appends_picked_up_by_idle_on(&e)
+    });
 }
 
 fn existing_messages_then_appends_picked_up_by_idle_on(engine: &engines::Engine) {
@@ -273,13 +269,10 @@ fn thousand_messages_through_sigterm_and_a_server_restart() {
     if !dovecot::available("thousand_messages_through_sigterm_and_a_server_restart") {
         return;
     }
-    for engine in engines::all("thousand_messages_through_sigterm_and_a_server_restart") {
-        eprintln!(
-            "thousand_messages_through_sigterm_and_a_server_restart: {}",
-            engine.name
-        );
-        thousand_messages_through_sigterm_and_a_server_restart_on(&engine);
-    }
+    engines::each(
+        "thousand_messages_through_sigterm_and_a_server_restart",
+        |e| thousand_messages_through_sigterm_and_a_server_restart_on(&e),
+    );
 }
 
 fn thousand_messages_through_sigterm_and_a_server_restart_on(engine: &engines::Engine) {
@@ -362,13 +355,10 @@ fn uidvalidity_change_reads_again_without_double_counting() {
     if !dovecot::available("uidvalidity_change_reads_again_without_double_counting") {
         return;
     }
-    for engine in engines::all("uidvalidity_change_reads_again_without_double_counting") {
-        eprintln!(
-            "uidvalidity_change_reads_again_without_double_counting: {}",
-            engine.name
-        );
-        uidvalidity_change_reads_again_without_double_counting_on(&engine);
-    }
+    engines::each(
+        "uidvalidity_change_reads_again_without_double_counting",
+        |e| uidvalidity_change_reads_again_without_double_counting_on(&e),
+    );
 }
 
 fn uidvalidity_change_reads_again_without_double_counting_on(engine: &engines::Engine) {
@@ -489,13 +479,9 @@ fn server_killed_mid_fetch_and_mid_idle_then_restarted() {
     if !dovecot::available("server_killed_mid_fetch_and_mid_idle_then_restarted") {
         return;
     }
-    for engine in engines::all("server_killed_mid_fetch_and_mid_idle_then_restarted") {
-        eprintln!(
-            "server_killed_mid_fetch_and_mid_idle_then_restarted: {}",
-            engine.name
-        );
-        server_killed_mid_fetch_and_mid_idle_then_restarted_on(&engine);
-    }
+    engines::each("server_killed_mid_fetch_and_mid_idle_then_restarted", |e| {
+        server_killed_mid_fetch_and_mid_idle_then_restarted_on(&e)
+    });
 }
 
 fn server_killed_mid_fetch_and_mid_idle_then_restarted_on(engine: &engines::Engine) {

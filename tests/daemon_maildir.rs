@@ -264,7 +264,12 @@ fn sigkill_at_random_points_keeps_exactly_once() {
             mid_stream >= 2,
             "only {mid_stream} of the kills landed mid-stream"
         );
-        let mut child = spawn_daemon(&args, &tmp.path().join("final.log"));
+        let final_log = tmp.path().join("final.log");
+        let mut child = spawn_daemon(&args, &final_log);
+        // Started (its SIGTERM handler in place) before it is stopped, even with nothing left to do.
+        wait_for(Duration::from_secs(60), "the daemon started", || {
+            std::fs::read_to_string(&final_log).is_ok_and(|l| l.contains("database open"))
+        });
         wait_for(
             Duration::from_secs(60),
             "all recorded and acknowledged",

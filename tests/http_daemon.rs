@@ -72,15 +72,12 @@ fn token_file(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn run_serves_health_auth_metrics_and_each_bounce_within_a_second() {
-    for engine in
-        common::engines::all("run_serves_health_auth_metrics_and_each_bounce_within_a_second")
-    {
-        eprintln!(
-            "run_serves_health_auth_metrics_and_each_bounce_within_a_second: {}",
-            engine.name
-        );
-        run_serves_health_auth_metrics_and_each_bounce_within_a_second_on(&engine);
-    }
+    common::engines::each(
+        "run_serves_health_auth_metrics_and_each_bounce_within_a_second",
+        |e| {
+            run_serves_health_auth_metrics_and_each_bounce_within_a_second_on(&e);
+        },
+    );
 }
 
 fn run_serves_health_auth_metrics_and_each_bounce_within_a_second_on(

@@ -207,13 +207,9 @@ fn the_folder_holding_the_database_is_imported_without_the_database() {
 
 #[test]
 fn each_failed_input_is_named_with_its_reason() {
-    for engine in engines::all("each_failed_input_is_named_with_its_reason") {
-        eprintln!(
-            "each_failed_input_is_named_with_its_reason: {}",
-            engine.name
-        );
-        each_failed_input_is_named_with_its_reason_on(&engine);
-    }
+    engines::each("each_failed_input_is_named_with_its_reason", |e| {
+        each_failed_input_is_named_with_its_reason_on(&e)
+    });
 }
 
 fn each_failed_input_is_named_with_its_reason_on(engine: &engines::Engine) {

@@ -63,14 +63,6 @@ fn setup(engine: Engine, notify: impl FnOnce(&Path) -> String) -> Setup {
     }
 }
 
-/// Runs `body` once per engine (SQLite, then PostgreSQL when it can be had).
-fn each_engine(test: &str, body: impl Fn(Engine)) {
-    for engine in engines::all(test) {
-        eprintln!("{test}: {}", engine.name);
-        body(engine);
-    }
-}
-
 fn webhook(url: &str, dir: &Path, extra: &str) -> String {
     format!(
         "[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_file = {:?}\nbackoff_max = \"1s\"\n{extra}\n",
@@ -176,7 +168,7 @@ fn stored_events(db: &Path) -> Vec<(String, String, String)> {
 
 #[test]
 fn webhook_receives_signed_events_in_order_from_the_real_binary() {
-    each_engine(
+    engines::each(
         "webhook_receives_signed_events_in_order_from_the_real_binary",
         webhook_receives_signed_events_in_order_from_the_real_binary_on,
     );
@@ -254,7 +246,7 @@ fn webhook_receives_signed_events_in_order_from_the_real_binary_on(engine: Engin
 
 #[test]
 fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once() {
-    each_engine(
+    engines::each(
         "target_down_then_back_gets_every_event_and_4xx_is_dead_at_once",
         target_down_then_back_gets_every_event_and_4xx_is_dead_at_once_on,
     );
@@ -374,7 +366,7 @@ fn target_down_then_back_gets_every_event_and_4xx_is_dead_at_once_on(engine: Eng
 
 #[test]
 fn sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id() {
-    each_engine(
+    engines::each(
         "sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id",
         sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id_on,
     );
@@ -464,7 +456,7 @@ fn sigkill_during_delivery_loses_no_event_and_repeats_keep_their_id_on(engine: E
 
 #[test]
 fn exec_target_runs_a_command_per_event_and_retries_a_failure() {
-    each_engine(
+    engines::each(
         "exec_target_runs_a_command_per_event_and_retries_a_failure",
         exec_target_runs_a_command_per_event_and_retries_a_failure_on,
     );
@@ -549,7 +541,7 @@ fn listmonk_endpoint() -> (String, Bounces, std::thread::JoinHandle<()>) {
 
 #[test]
 fn listmonk_target_posts_bounces_with_the_campaign_uuid() {
-    each_engine(
+    engines::each(
         "listmonk_target_posts_bounces_with_the_campaign_uuid",
         listmonk_target_posts_bounces_with_the_campaign_uuid_on,
     );
@@ -599,7 +591,7 @@ fn listmonk_target_posts_bounces_with_the_campaign_uuid_on(engine: Engine) {
 
 #[test]
 fn trust_keeps_forged_bounces_from_suppressing() {
-    each_engine(
+    engines::each(
         "trust_keeps_forged_bounces_from_suppressing",
         trust_keeps_forged_bounces_from_suppressing_on,
     );

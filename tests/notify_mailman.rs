@@ -228,15 +228,12 @@ fn a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman() {
         );
         return;
     };
-    for engine in
-        common::engines::all("a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman")
-    {
-        eprintln!(
-            "a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman: {}",
-            engine.name
-        );
-        a_hard_bounce_disables_or_removes_the_member_on(&venv, &engine);
-    }
+    common::engines::each(
+        "a_hard_bounce_disables_or_removes_the_member_in_a_real_mailman",
+        |e| {
+            a_hard_bounce_disables_or_removes_the_member_on(&venv, &e);
+        },
+    );
 }
 
 fn a_hard_bounce_disables_or_removes_the_member_on(venv: &Path, engine: &common::engines::Engine) {

@@ -268,25 +268,20 @@ impl Prefilter {
         }
     }
 
-    /// Which patterns can match `text` (lower-cased as the patterns expect): one flag per pattern.
-    pub fn candidates(&self, text: &str) -> Vec<bool> {
-        let mut out = vec![false; self.patterns];
-        for &i in &self.always {
-            if let Some(slot) = out.get_mut(i) {
-                *slot = true;
-            }
-        }
+    /// Which patterns can match `text` (lower-cased as the patterns expect): their indices, in
+    /// ascending order, each once. A caller walks only these, not every pattern of the table.
+    pub fn candidates(&self, text: &str) -> Vec<usize> {
+        let mut out = self.always.clone();
         if let Some(ac) = &self.ac {
             for m in ac.find_overlapping_iter(text) {
                 if let Some(owners) = self.owners.get(m.pattern().as_usize()) {
-                    for &i in owners {
-                        if let Some(slot) = out.get_mut(i) {
-                            *slot = true;
-                        }
-                    }
+                    out.extend_from_slice(owners);
                 }
             }
         }
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|&i| i < self.patterns);
         out
     }
 }
@@ -342,9 +337,9 @@ mod tests {
             required_literals("spam|junk"),
         ];
         let pf = Prefilter::new(&needs);
-        assert_eq!(pf.candidates("your mailbox is full"), [true, true, false]);
-        assert_eq!(pf.candidates("junk mail refused"), [false, true, true]);
-        assert_eq!(pf.candidates(""), [false, true, false]);
+        assert_eq!(pf.candidates("your mailbox is full"), [0, 1]);
+        assert_eq!(pf.candidates("junk mail refused"), [1, 2]);
+        assert_eq!(pf.candidates(""), [1]);
     }
 
     #[test]
@@ -354,6 +349,6 @@ mod tests {
             required_literals("unknown"),
         ];
         let pf = Prefilter::new(&needs);
-        assert_eq!(pf.candidates("user unknown"), [true, true]);
+        assert_eq!(pf.candidates("user unknown"), [0, 1]);
     }
 }

@@ -842,8 +842,11 @@ impl RuleSet {
         // A rule whose other conditions fail is passed over without running its patterns; a rule
         // whose pattern matched is visited once; a pattern whose literals are absent is skipped.
         let mut skip = usize::MAX;
-        for ((re, &i), &candidate) in self.patterns.iter().zip(&self.owner).zip(&candidates) {
-            if i == skip || !candidate {
+        for p in candidates {
+            let (Some(re), Some(&i)) = (self.patterns.get(p), self.owner.get(p)) else {
+                continue;
+            };
+            if i == skip {
                 continue;
             }
             let Some(rule) = self.rules.get(i) else {
@@ -1915,7 +1918,7 @@ mod tests {
         for (i, re) in set.patterns.iter().enumerate() {
             if re.is_match(&text) {
                 assert!(
-                    candidates.get(i).copied().unwrap_or(false),
+                    candidates.contains(&i),
                     "pattern {} ruled out on {diagnostic:?}",
                     re.source
                 );

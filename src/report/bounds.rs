@@ -205,7 +205,26 @@ fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError
     // An encoded attached message being collected: its encoding and where its body starts.
     let mut encoded: Option<(Encoding, usize)> = None;
     let mut offset = 0;
-    for raw in super::lines_inclusive(bytes) {
+    while offset < bytes.len() {
+        if !in_header {
+            // In a body only a line holding `--` can matter, and only while a multipart is open:
+            // jump to the next such line rather than walking every line.
+            let rest = bytes.get(offset..).unwrap_or_default();
+            let found = (!stack.is_empty())
+                .then(|| memchr::memmem::find(rest, b"--"))
+                .flatten();
+            let Some(at) = found else {
+                break;
+            };
+            offset += rest
+                .get(..at)
+                .and_then(|head| memchr::memrchr(b'\n', head))
+                .map_or(0, |i| i + 1);
+        }
+        let rest = bytes.get(offset..).unwrap_or_default();
+        let raw = rest
+            .get(..memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1))
+            .unwrap_or(rest);
         let start = offset;
         offset += raw.len();
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);

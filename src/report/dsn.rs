@@ -342,9 +342,10 @@ const PARAGRAPH_SEARCHES: usize = 256;
 
 /// For recipients whose block has no useful `Diagnostic-Code`, takes the recipient's paragraph from the
 /// human-readable part as the diagnostic (with the remote host and SMTP command it names).
-pub fn enrich_from_text(recipients: &mut [RecipientReport], body: &str) {
-    // Only the report's own words: a returned message quoted in the text names the recipient too.
-    let body = super::prefix(super::text::blocks::cut_original(body), EXPLANATION_SCAN);
+/// `explanation` is the report's own words, without the returned message quoted after them
+/// ([`super::text::Input::explanation`]): a quoted original names the recipient too.
+pub fn enrich_from_text(recipients: &mut [RecipientReport], explanation: &str) {
+    let body = super::prefix(explanation, EXPLANATION_SCAN);
     if body.is_empty() {
         return;
     }
@@ -586,11 +587,11 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
 /// Names the SMTP command each failure answered, for recipients whose fields do not say: from the
 /// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
 /// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
-pub fn fill_commands(recipients: &mut [RecipientReport], body: &str) {
-    use super::text::blocks::cut_original;
+/// `explanation` is the report's own words ([`super::text::Input::explanation`]).
+pub fn fill_commands(recipients: &mut [RecipientReport], explanation: &str) {
     use super::text::replies::command_of;
     let single = recipients.len() == 1;
-    let explanation = super::prefix(cut_original(body), EXPLANATION_SCAN);
+    let explanation = super::prefix(explanation, EXPLANATION_SCAN);
     let mut lower: Option<String> = None;
     let mut searches = 0;
     for r in recipients.iter_mut() {
@@ -695,6 +696,7 @@ fn opens_entry(t: &str, addr: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::text::blocks::cut_original;
     use super::*;
 
     #[test]
@@ -713,7 +715,7 @@ mod tests {
             status: Some("5.0.0".into()),
             ..RecipientReport::default()
         }];
-        enrich_from_text(&mut rs, body);
+        enrich_from_text(&mut rs, cut_original(body));
         assert_eq!(
             rs[0].diagnostic.as_deref(),
             Some("550 5.1.1 no such account here")
@@ -728,7 +730,7 @@ mod tests {
                 ..RecipientReport::default()
             },
         ];
-        enrich_from_text(&mut two, body);
+        enrich_from_text(&mut two, cut_original(body));
         assert_ne!(
             two[0].diagnostic.as_deref(),
             Some("550 5.1.1 no such account here")
@@ -755,7 +757,7 @@ mod tests {
             recipient: Some("wes@example.org".into()),
             ..RecipientReport::default()
         }];
-        enrich_from_text(&mut rs, body);
+        enrich_from_text(&mut rs, cut_original(body));
         assert_eq!(rs[0].diagnostic, None);
     }
 
@@ -783,7 +785,7 @@ mod tests {
             status: Some("5.5.0".into()),
             ..RecipientReport::default()
         }];
-        enrich_from_text(&mut rs, body);
+        enrich_from_text(&mut rs, cut_original(body));
         assert_eq!(rs[0].diagnostic, None);
     }
 
@@ -802,7 +804,7 @@ mod tests {
                 ..RecipientReport::default()
             },
         ];
-        enrich_from_text(&mut rs, body);
+        enrich_from_text(&mut rs, cut_original(body));
         assert_eq!(
             rs[0].diagnostic.as_deref(),
             Some("550 5.1.1 <uno@example.org>: no such user")
@@ -830,7 +832,7 @@ mod tests {
             },
         ];
         let body = "Delivery failed.\n\n<lee@example.org>: host mx.example.org[192.0.2.8] said: 550 5.1.1\n    unknown (in reply to RCPT TO command)\n";
-        fill_commands(&mut rs, body);
+        fill_commands(&mut rs, cut_original(body));
         assert_eq!(rs[0].command.as_deref(), Some("DATA"));
         assert_eq!(rs[1].command.as_deref(), Some("RCPT"));
 
@@ -840,7 +842,7 @@ mod tests {
             ..RecipientReport::default()
         }];
         let body = "   ----- Transcript of session follows -----\n... while talking to mx.example.com.:\n>>> DATA\n<<< 554 5.7.1 rejected\n";
-        fill_commands(&mut one, body);
+        fill_commands(&mut one, cut_original(body));
         assert_eq!(one[0].command.as_deref(), Some("DATA"));
     }
 
@@ -921,7 +923,7 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
             ..Default::default()
         }];
         let body = "I'm sorry.\n\n<carol@example.com>: host mx1.example.com[192.0.2.7] said: 550 5.1.1\n    <carol@example.com>: unknown user (in reply to RCPT TO command)\n\nbye\n";
-        enrich_from_text(&mut recips, body);
+        enrich_from_text(&mut recips, cut_original(body));
         let r = &recips[0];
         assert_eq!(r.remote_mta.as_deref(), Some("mx1.example.com"));
         assert_eq!(r.command.as_deref(), Some("RCPT"));
@@ -946,21 +948,21 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
             }]
         };
         let mut one = exit("75");
-        enrich_from_text(&mut one, body);
+        enrich_from_text(&mut one, cut_original(body));
         assert_eq!(
             one[0].diagnostic.as_deref(),
             Some("451 4.3.0 Temporary local failure (exit status 75)")
         );
         let named = body.replace("Temporary local failure", "unknown mailer error 255");
         let mut two = exit("255");
-        enrich_from_text(&mut two, &named);
+        enrich_from_text(&mut two, cut_original(&named));
         assert_eq!(
             two[0].diagnostic.as_deref(),
             Some("451 4.3.0 unknown mailer error 255")
         );
         let mut silent = exit("75");
         silent[0].diagnostic = None;
-        enrich_from_text(&mut silent, body);
+        enrich_from_text(&mut silent, cut_original(body));
         assert_eq!(
             silent[0].diagnostic.as_deref(),
             Some("451 4.3.0 Temporary local failure")
@@ -968,7 +970,7 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         // Two recipients: the transcript cannot say whose verdict the line is.
         let mut both = exit("75");
         both.extend(exit("64"));
-        enrich_from_text(&mut both, body);
+        enrich_from_text(&mut both, cut_original(body));
         assert_eq!(both[0].diagnostic.as_deref(), Some("75"));
     }
 
@@ -981,7 +983,7 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
             recipient: Some("pat@example.net".into()),
             ..Default::default()
         }];
-        enrich_from_text(&mut one, body);
+        enrich_from_text(&mut one, cut_original(body));
         assert_eq!(
             one[0].diagnostic.as_deref(),
             Some("554 <pat@example.net>... Service unavailable (mail.local: unknown user: pat)")
@@ -1042,7 +1044,7 @@ Original-Recipient: rfc822; lu@example.com\nStatus: 5.2.2\n";
         }];
         let body = "Original header:\n  To: mo@example.com\n\n\
 mo@example.com: Envelope expired after five days\n";
-        enrich_from_text(&mut recips, body);
+        enrich_from_text(&mut recips, cut_original(body));
         assert_eq!(
             recips[0].diagnostic.as_deref(),
             Some("Envelope expired after five days")
@@ -1056,7 +1058,10 @@ mo@example.com: Envelope expired after five days\n";
             diagnostic: Some("550 5.2.2 mailbox is full".into()),
             ..Default::default()
         }];
-        enrich_from_text(&mut recips, "<dan@example.com>: host x said: 550 other\n");
+        enrich_from_text(
+            &mut recips,
+            cut_original("<dan@example.com>: host x said: 550 other\n"),
+        );
         assert_eq!(
             recips[0].diagnostic.as_deref(),
             Some("550 5.2.2 mailbox is full")

@@ -239,7 +239,8 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
 
     let subject = message.subject().map(clean_line).unwrap_or_default();
     let from = first_address(&message).unwrap_or_default();
-    let body = text::readable_text(&message);
+    let parts = text::text_parts(&message);
+    let body = text::join_text_parts(&message, &parts);
     let mut report = Report {
         kind: Some(Kind::NotBounce),
         reader: "none",
@@ -273,8 +274,8 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         && !found.recipients.is_empty()
     {
         too_many(found.recipients.len())?;
-        dsn::enrich_from_text(&mut found.recipients, &body);
-        dsn::fill_commands(&mut found.recipients, &body);
+        dsn::enrich_from_text(&mut found.recipients, input.explanation);
+        dsn::fill_commands(&mut found.recipients, input.explanation);
         dsn::address_for_local_targets(
             &mut found.recipients,
             message.header_raw("X-Failed-Recipients"),
@@ -284,7 +285,7 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         borrow_format_hints(&mut found.recipients, &input);
         report.kind = Some(Kind::Dsn);
         report.reader = dsn::NAME;
-        report.notice = dsn_notice(&message);
+        report.notice = dsn_notice(&message, parts.first());
         report.reporting_mta = found.reporting_mta;
         report.arrival_date = found.arrival_date;
         report.recipients = found.recipients;
@@ -371,7 +372,8 @@ fn borrow_format_hints(recipients: &mut [RecipientReport], input: &text::Input) 
 const MAX_NOTICE: usize = 1024;
 
 /// The first text part of a `multipart/report`, trimmed, when it is short and not the status part.
-fn dsn_notice(message: &Message) -> Option<String> {
+/// `first` is that part as [`text::text_parts`] decoded it, when it did.
+fn dsn_notice(message: &Message, first: Option<&Option<Cow<'_, str>>>) -> Option<String> {
     let root_is_report = message.content_type().is_some_and(|ct| {
         ct.subtype()
             .is_some_and(|s| s.eq_ignore_ascii_case("report"))
@@ -379,7 +381,14 @@ fn dsn_notice(message: &Message) -> Option<String> {
     if !root_is_report {
         return None;
     }
-    let text = message.body_text(0)?;
+    let decoded;
+    let text = match first {
+        Some(Some(text)) => text.as_ref(),
+        _ => {
+            decoded = message.body_text(0)?;
+            decoded.as_ref()
+        }
+    };
     let text = text.trim();
     let is_fields = text.lines().any(|l| {
         let l = l.trim_start().to_ascii_lowercase();
@@ -557,7 +566,14 @@ pub(crate) fn lines_inclusive(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// A header value on one line, trimmed.
 pub(crate) fn clean_line(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+    let trimmed = value.trim();
+    // Most values are on one line already: copied as they are, without splitting and joining.
+    let one_line =
+        !trimmed.contains(|c: char| c.is_whitespace() && c != ' ') && !trimmed.contains("  ");
+    if one_line {
+        return trimmed.to_string();
+    }
+    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The first `From` address of a message, lower-cased.

@@ -73,6 +73,14 @@ pub fn all(test: &str) -> Vec<Engine> {
     out
 }
 
+/// Runs `body` once on each engine available to `test`, naming the engine on stderr first.
+pub fn each(test: &str, mut body: impl FnMut(Engine)) {
+    for engine in all(test) {
+        eprintln!("{test}: {}", engine.name);
+        body(engine);
+    }
+}
+
 impl Engine {
     /// Runs raw SQL on the database behind the store's back (to break or inspect it): `sqlite` on
     /// SQLite, `postgres` on PostgreSQL.

@@ -66,6 +66,8 @@ pub mod generic;
 
 use mail_parser::{Message, MimeHeaders, PartType};
 
+use std::borrow::Cow;
+
 use std::collections::{HashMap, HashSet};
 
 use super::{MAX_RECIPIENTS, RecipientReport};
@@ -320,24 +322,41 @@ pub fn read(input: &Input) -> Option<(&'static str, Vec<RecipientReport>)> {
 /// Parts of an attached returned message (`message/rfc822`) are not included, nor are returned header
 /// blocks (`text/rfc822-headers`): they are the original mail's words, not the report's.
 pub fn readable_text(message: &Message) -> String {
+    join_text_parts(message, &text_parts(message))
+}
+
+/// The decoded text of each top-level text part, in the message's order of text parts; `None` for
+/// a returned header block (`text/rfc822-headers`), which is not decoded. Decoded once, for
+/// [`join_text_parts`] and for whoever needs one part alone (a DSN's notice).
+pub(crate) fn text_parts<'m>(message: &'m Message<'m>) -> Vec<Option<Cow<'m, str>>> {
+    message
+        .text_bodies()
+        .enumerate()
+        .map(|(i, part)| {
+            let is_headers = part.content_type().is_some_and(|ct| {
+                ct.subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
+            });
+            if is_headers {
+                None
+            } else {
+                message.body_text(i)
+            }
+        })
+        .collect()
+}
+
+/// [`readable_text`] from the parts [`text_parts`] decoded.
+pub(crate) fn join_text_parts(message: &Message, parts: &[Option<Cow<'_, str>>]) -> String {
     let mut out = String::new();
-    for (i, part) in message.text_bodies().enumerate() {
-        let is_headers = part.content_type().is_some_and(|ct| {
-            ct.subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
-        });
-        if is_headers {
+    for text in parts.iter().flatten() {
+        if text.trim().is_empty() {
             continue;
         }
-        if let Some(text) = message.body_text(i) {
-            if text.trim().is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push_str("\n\n");
-            }
-            out.push_str(&text);
+        if !out.is_empty() {
+            out.push_str("\n\n");
         }
+        out.push_str(text);
     }
     if out.is_empty()
         && let PartType::Text(text) = &message.root_part().body
