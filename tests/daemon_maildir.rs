@@ -159,9 +159,10 @@ fn thousand_messages_with_sigterm_mid_stream_then_restart() {
         let feeder = std::thread::spawn(move || {
             for i in 0..1000 {
                 deliver(&md2, &format!("m{i}.host"), bounce(i).as_bytes());
-                // A steady stream (about 2 s in all), so that the SIGTERM lands mid-stream.
+                // A steady stream (about 6 s in all), so that the SIGTERM lands mid-stream
+                // however fast the daemon records and however slowly the test polls.
                 if i % 10 == 0 {
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(60));
                 }
             }
         });
