@@ -49,10 +49,7 @@ pub(crate) async fn bounces(
             sep.push_bind(id);
         }
         qb.push(")");
-        let got: Vec<BounceRef> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let got: Vec<BounceRef> = qb.build_query_as().fetch_all(&mut *conn).await?;
         out.extend(got.into_iter().map(|b| (b.id, b)));
     }
     Ok(out)
@@ -74,10 +71,7 @@ pub(crate) async fn state_changes(
             sep.push_bind(id);
         }
         qb.push(")");
-        let got: Vec<(i64, String)> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let got: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
         before.extend(got);
     }
     let changed: Vec<&RecipientRow> = rows

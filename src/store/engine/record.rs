@@ -46,10 +46,8 @@ async fn stored_keys(
              and b.bounce_type = k.bounce_type and b.reason = k.reason and b.verp_mismatch = false \
              and b.untrusted = false)",
         );
-        let got: Vec<(i64, i64, String, String)> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let got: Vec<(i64, i64, String, String)> =
+            qb.build_query_as().fetch_all(&mut *conn).await?;
         found.extend(got);
     }
     Ok(found)
@@ -113,10 +111,7 @@ async fn insert_bounces(
                 .push_bind(p.untrusted);
         });
         qb.push(" returning id, message_id, position");
-        let got: Vec<(i64, i64, i64)> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let got: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
         ids.extend(got.into_iter().map(|(id, m, pos)| ((m, pos), id)));
     }
     Ok(ids)
@@ -393,10 +388,7 @@ async fn record_batch(
                 .push_bind(m.raw_deflate.clone());
         });
         qb.push(" on conflict (sha256) do nothing returning id, sha256");
-        let rows: Vec<(i64, String)> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
         inserted.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
     }
 
@@ -422,10 +414,7 @@ async fn record_batch(
             sep.push_bind(sha.to_string());
         }
         qb.push(")");
-        let rows: Vec<(i64, String)> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
         known.extend(rows.into_iter().map(|(id, sha)| (sha, id)));
     }
 

@@ -25,10 +25,7 @@ pub(crate) async fn upsert_recipients(
             " on conflict (address) do update set updated_at = excluded.updated_at returning ",
             recipient_columns!()
         ));
-        let got: Vec<RecipientRow> = qb
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
+        let got: Vec<RecipientRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
         rows.extend(got.into_iter().map(|r| (r.address.clone(), r)));
     }
     Ok(rows)
