@@ -7,7 +7,7 @@
 //! is committed: to `cur/` with the `S` flag, or into a `processed` sub-folder, or into the quarantine
 //! sub-folder. Nothing is ever deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -406,7 +406,7 @@ impl MaildirSource {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut settle_tick = tokio::time::interval(SETTLE / 4);
         settle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut settling: Vec<Settling> = Vec::new();
+        let mut settling = Held::new();
         // The first tick fires at once: that is the start-up scan.
         loop {
             tokio::select! {
@@ -456,7 +456,7 @@ impl MaildirSource {
         &self,
         tx: &mpsc::Sender<Incoming>,
         cancel: &CancellationToken,
-        settling: &mut Vec<Settling>,
+        settling: &mut Held,
     ) -> bool {
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<Found>>(2);
         let shared = self.shared.clone();
@@ -471,9 +471,7 @@ impl MaildirSource {
                 let path = match found {
                     Found::Ready(p) => p,
                     Found::Recent(s) => {
-                        if !settling.iter().any(|w| w.path == s.path) {
-                            settling.push(s);
-                        }
+                        settling.entry(s.path.clone()).or_insert(s);
                         continue;
                     }
                 };
@@ -578,6 +576,10 @@ enum Found {
     Recent(Settling),
 }
 
+/// The files held back until they stop changing, by path: a burst of new mail found by one scan is
+/// thousands of entries, each looked up when the next scan finds it again.
+type Held = HashMap<PathBuf, Settling>;
+
 /// A file held back until it has stopped changing.
 #[derive(Debug)]
 struct Settling {
@@ -612,10 +614,10 @@ impl Settling {
 
 /// Looks at each held-back file again: the ones unchanged for [`SETTLE`] (or held for
 /// [`SETTLE_MAX`]) are ready; gone ones are dropped; the rest wait.
-fn settle(list: Vec<Settling>) -> (Vec<Settling>, Vec<PathBuf>) {
-    let mut waiting = Vec::new();
+fn settle(list: Held) -> (Held, Vec<PathBuf>) {
+    let mut waiting = Held::with_capacity(list.len());
     let mut ready = Vec::new();
-    for mut s in list {
+    for (_, mut s) in list {
         let Ok(meta) = fs::symlink_metadata(&s.path) else {
             continue;
         };
@@ -628,9 +630,11 @@ fn settle(list: Vec<Settling>) -> (Vec<Settling>, Vec<PathBuf>) {
         if s.changed.elapsed() >= SETTLE || s.found.elapsed() >= SETTLE_MAX {
             ready.push(s.path);
         } else {
-            waiting.push(s);
+            waiting.insert(s.path.clone(), s);
         }
     }
+    // Maildir names begin with their delivery time: oldest first.
+    ready.sort_unstable();
     (waiting, ready)
 }
 
@@ -721,6 +725,46 @@ mod tests {
         assert!(cur_is_pending(OsStr::new("1.x:2,F")));
         assert!(!cur_is_pending(OsStr::new("1.x:2,FS")));
         assert!(!cur_is_pending(OsStr::new(".hidden")));
+    }
+
+    #[test]
+    fn settled_files_come_out_oldest_first_and_gone_ones_are_dropped() -> io::Result<()> {
+        let d = tempfile::tempdir()?;
+        let held_since = |path: &Path, age: Duration| -> io::Result<Settling> {
+            let meta = fs::metadata(path)?;
+            let now = Instant::now();
+            Ok(Settling {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                mtime: meta.modified()?,
+                changed: now.checked_sub(age).unwrap_or(now),
+                found: now,
+            })
+        };
+        let mut held = Held::new();
+        for name in [
+            "1700000003.c.host",
+            "1700000001.a.host",
+            "1700000002.b.host",
+        ] {
+            let path = d.path().join(name);
+            fs::write(&path, name)?;
+            held.insert(path.clone(), held_since(&path, SETTLE)?);
+        }
+        let young = d.path().join("1700000004.d.host");
+        fs::write(&young, "still being written")?;
+        held.insert(young.clone(), held_since(&young, Duration::ZERO)?);
+        fs::remove_file(d.path().join("1700000002.b.host"))?;
+
+        let (waiting, ready) = settle(held);
+        let names: Vec<_> = ready
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str())
+            .collect();
+        assert_eq!(names, ["1700000001.a.host", "1700000003.c.host"]);
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting.contains_key(&young));
+        Ok(())
     }
 
     #[test]
