@@ -95,6 +95,12 @@ pub enum Envelope {
     Postfix,
     /// Exim's free-text report: `SMTP error from remote mail server after RCPT TO:<rcpt>:`.
     Exim,
+    /// qmail's failure notice: `<rcpt>:` then `<ip> does not like recipient.` and `Remote host
+    /// said: ...` (qmail-send.c, qmail-remote.c); qmail sends no delay notices.
+    Qmail,
+    /// Sendmail's plain-text report, without a DSN part: `(reason: ...)` under the failed address,
+    /// then the transcript `>>> RCPT To:<rcpt>` / `<<< 550 ...` (savemail.c, usersmtp.c).
+    Sendmail,
     /// A notice in the row's language, with its subject and introduction from the same table.
     Localized,
 }
@@ -106,6 +112,8 @@ impl Envelope {
             Envelope::Dsn => "dsn",
             Envelope::Postfix => "postfix",
             Envelope::Exim => "exim",
+            Envelope::Qmail => "qmail",
+            Envelope::Sendmail => "sendmail",
             Envelope::Localized => "localized",
         }
     }
@@ -710,7 +718,11 @@ fn stage_of(situation: &str, codes: &str, has_reply: bool) -> Stage {
         Stage::Connect
     } else if s.contains("rcpt") {
         Stage::Rcpt
-    } else if s.contains("mail") && !s.contains("mailbox") && !s.contains("mail flow") {
+    } else if s
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w == "mail")
+        && !s.contains("mail flow")
+    {
         Stage::Mail
     } else if s.contains("data")
         || s.contains("bdat")
@@ -784,7 +796,10 @@ fn parse_fact_row(
         remote_host: ctx.host.map(str::to_string),
         lang: None,
         role: "wording",
-        envelopes: vec![Envelope::Dsn, Envelope::Postfix, Envelope::Exim],
+        envelopes: [Envelope::Dsn]
+            .into_iter()
+            .chain(free_text(transient))
+            .collect(),
         reasons: if category == Category::Reason {
             reasons
         } else {
@@ -793,6 +808,15 @@ fn parse_fact_row(
         category,
         hard,
     })
+}
+
+/// The free-text reports a failure is built into: qmail writes no delay notice.
+fn free_text(delayed: bool) -> Vec<Envelope> {
+    let mut out = vec![Envelope::Postfix, Envelope::Exim, Envelope::Sendmail];
+    if !delayed {
+        out.push(Envelope::Qmail);
+    }
+    out
 }
 
 /// Whether the codes say transient: a 4.x.x status, else a 4xx reply.
@@ -876,7 +900,10 @@ fn parse_codes_row(
             envelopes: if success {
                 vec![Envelope::Dsn]
             } else {
-                vec![Envelope::Dsn, Envelope::Postfix, Envelope::Exim]
+                [Envelope::Dsn]
+                    .into_iter()
+                    .chain(free_text(class == 4))
+                    .collect()
             },
             category: Category::Reason,
             reasons: accepted,
@@ -982,7 +1009,7 @@ fn parse_codes_row(
                 remote_host: None,
                 lang: None,
                 role: "wording",
-                envelopes: vec![Envelope::Postfix, Envelope::Exim],
+                envelopes: free_text(reply / 100 == 4),
                 category: Category::Reason,
                 reasons: accepted,
                 hard,
@@ -1236,6 +1263,8 @@ pub fn build(row: &Row, v: &Variant, envelope: Envelope, templates: &Templates) 
         Envelope::Dsn => build_dsn(row, v, host, templates),
         Envelope::Postfix => build_postfix(row, v, host),
         Envelope::Exim => build_exim(row, v, host),
+        Envelope::Qmail => build_qmail(row, v),
+        Envelope::Sendmail => build_sendmail(row, v, host),
         Envelope::Localized => build_localized(row, v, templates),
     };
     text.into_bytes()
@@ -1406,6 +1435,73 @@ fn build_exim(row: &Row, v: &Variant, host: &str) -> String {
     let _ = write!(
         out,
         "This message was created automatically by mail delivery software.\r\n\r\nA message that you sent could not be delivered to one or more of its\r\nrecipients. This is a permanent error. The following address(es) failed:\r\n\r\n  {RECIPIENT}\r\n{detail}\r\n\r\n{copy}"
+    );
+    out
+}
+
+fn build_qmail(row: &Row, v: &Variant) -> String {
+    let reply = reply_line(v);
+    let detail = match row.stage {
+        Stage::Local => v.words.trim().to_string(),
+        stage => {
+            let said = match stage {
+                Stage::Connect => format!("Connected to {REMOTE_IP} but greeting failed."),
+                Stage::Mail => format!("Connected to {REMOTE_IP} but sender was rejected."),
+                Stage::Data => format!("{REMOTE_IP} failed after I sent the message."),
+                _ => format!("{REMOTE_IP} does not like recipient."),
+            };
+            format!("{said}\r\nRemote host said: {reply}\r\nGiving up on {REMOTE_IP}.")
+        }
+    };
+    let mut out = headers("failure notice", "", "text/plain; charset=utf-8");
+    let _ = write!(
+        out,
+        "Hi. This is the qmail-send program at {REPORTING_HOST}.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\nThis is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n<{RECIPIENT}>:\r\n{detail}\r\n\r\n--- Below this line is a copy of the message.\r\n\r\n{}\r\nHello.\r\n",
+        original_headers()
+    );
+    out
+}
+
+fn build_sendmail(row: &Row, v: &Variant, host: &str) -> String {
+    let reply = reply_line(v);
+    let transcript = match row.stage {
+        Stage::Local => v.words.trim().to_string(),
+        stage => {
+            let sent = match stage {
+                Stage::Connect => String::new(),
+                Stage::Mail => format!(">>> MAIL From:<{SENDER}> SIZE=2048\r\n"),
+                Stage::Data => ">>> .\r\n".to_string(),
+                _ => format!(">>> RCPT To:<{RECIPIENT}>\r\n"),
+            };
+            format!("... while talking to {host}.:\r\n{sent}<<< {reply}")
+        }
+    };
+    let reason = match row.stage {
+        Stage::Local => v.words.trim().to_string(),
+        _ => reply,
+    };
+    let (subject, auto, errors, warning) = if row.delayed {
+        (
+            "Warning: could not send message for past 4 hours",
+            "warning-timeout",
+            "transient non-fatal",
+            "    **********************************************\r\n    **      THIS IS A WARNING MESSAGE ONLY      **\r\n    **  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\r\n    **********************************************\r\n\r\n",
+        )
+    } else {
+        (
+            "Returned mail: see transcript for details",
+            "failure",
+            "permanent fatal",
+            "",
+        )
+    };
+    let mut out = format!(
+        "Return-Path: <>\r\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@{REPORTING_HOST}>\r\nTo: {SENDER}\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\nMessage-ID: <knowledge@{REPORTING_HOST}>\r\nAuto-Submitted: auto-generated ({auto})\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    );
+    let _ = write!(
+        out,
+        "The original message was received at Mon, 2 Nov 2026 09:58:00 +0000\r\nfrom client.example.org [192.0.2.10]\r\n\r\n{warning}   ----- The following addresses had {errors} errors -----\r\n<{RECIPIENT}>\r\n    (reason: {reason})\r\n\r\n   ----- Transcript of session follows -----\r\n{transcript}\r\n\r\n   ----- Original message follows -----\r\n\r\n{}\r\nHello.\r\n",
+        original_headers()
     );
     out
 }
@@ -1843,7 +1939,13 @@ mod tests {
         let rows = parse_table_file("mtas", MTAS);
         let classifier = Classifier::new();
         let templates = Templates::default();
-        for envelope in [Envelope::Dsn, Envelope::Postfix, Envelope::Exim] {
+        for envelope in [
+            Envelope::Dsn,
+            Envelope::Postfix,
+            Envelope::Exim,
+            Envelope::Qmail,
+            Envelope::Sendmail,
+        ] {
             let bytes = build(&rows[0], &rows[0].variants[0], envelope, &templates);
             let a = crate::analyze(&bytes, &classifier, &ReadOptions::default());
             let b = a.bounces.first();

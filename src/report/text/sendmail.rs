@@ -135,6 +135,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     let mut last_listed: Option<String> = None;
     let mut host: Option<String> = None;
     let mut command: Option<&'static str> = None;
+    let mut greeting = false;
     let mut sent_rcpt: Option<String> = None;
     let mut reply = String::new();
     let mut last_failure: Option<(String, Option<&'static str>, Option<String>)> = None;
@@ -187,14 +188,21 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     let h = rest.trim().trim_end_matches(':').trim_end_matches('.');
                     host = (!h.is_empty()).then(|| h.to_ascii_lowercase());
                     command = None;
+                    greeting = true;
                     reply.clear();
                 } else if let Some(sent) = t.strip_prefix(">>>") {
+                    greeting = false;
                     command = transcript(t).first().and_then(|e| e.command);
                     sent_rcpt = (command == Some("RCPT"))
                         .then(|| first_address(sent))
                         .flatten();
                     reply.clear();
                 } else if let Some(r) = t.strip_prefix("<<<") {
+                    // Sendmail prints each command it sends (`>>>`), so a reply before any is the
+                    // answer to the connection: the greeting (usersmtp.c).
+                    if greeting {
+                        command = Some("CONN");
+                    }
                     let r = r.trim();
                     push_reply(&mut reply, r);
                     if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
