@@ -1003,6 +1003,26 @@ async fn two_writers_recording_the_same_recipients_at_once_give_the_states_of_on
 }
 
 #[tokio::test]
+async fn postgres_recipient_pages_leave_room_for_in_place_updates() {
+    let test = "postgres_recipient_pages_leave_room_for_in_place_updates";
+    if !common::postgres::available(test) {
+        return;
+    }
+    let cluster = common::postgres::Cluster::start(common::postgres::Tuning::Fast)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = cluster.create_database(test);
+    let store = Store::open(Path::new(&db.url), StoreOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.close().await;
+    let rows = common::db_rows(
+        Path::new(&db.url),
+        "select array_to_string(reloptions, ',') from pg_class where relname = 'recipients'",
+    );
+    assert_eq!(rows, vec![vec!["fillfactor=70".to_string()]]);
+}
+
+#[tokio::test]
 async fn a_server_that_goes_away_is_unavailable_then_writes_resume() {
     let test = "a_server_that_goes_away_is_unavailable_then_writes_resume";
     if !common::postgres::available(test) {
