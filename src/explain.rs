@@ -386,9 +386,13 @@ fn explain_rule(
             "no rule matched, but there is evidence of a failure ({})",
             describe_facts(facts)
         )),
-        "fallback.undefined" => {
+        "fallback.undefined" if facts.diagnostic.trim().is_empty() => {
             builtin("nothing to classify by: no code, no diagnostic, no failing action".into())
         }
+        "fallback.undefined" => builtin(format!(
+            "nothing to classify by: no code, and the diagnostic only says that delivery failed or whom to ask, never why: {:?}",
+            facts.diagnostic.trim()
+        )),
         _ => {
             // A rule whose wording matched but was refuted (or not confirmed) reports its own id
             // with a suffix; the rule is the same.
@@ -543,6 +547,20 @@ mod tests {
             r.bounce_type_why.starts_with("hard"),
             "{}",
             r.bounce_type_why
+        );
+    }
+
+    #[test]
+    fn a_diagnostic_of_notice_boilerplate_is_named_as_such() {
+        let text = "From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.org>\r\nTo: sender@example.com\r\nSubject: Returned mail: see transcript for details\r\n\r\n   ----- The following addresses had permanent fatal errors -----\r\n<nobody@example.net>\r\n    (reason: Delivery to the following recipients failed.)\r\n";
+        let e = explain(text.as_bytes(), &Classifier::new(), &ReadOptions::default());
+        assert_eq!(e.recipients.len(), 1);
+        let r = &e.recipients[0];
+        assert_eq!(r.result.rule, "fallback.undefined");
+        assert!(
+            r.rule.condition.contains("only says that delivery failed"),
+            "{}",
+            r.rule.condition
         );
     }
 
