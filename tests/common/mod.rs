@@ -8,6 +8,8 @@ pub mod engines;
 pub mod overlap;
 pub mod postgres;
 
+pub use postgres::cert::self_signed_cert;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -502,35 +504,4 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Writes a fresh self-signed certificate for `localhost` and 127.0.0.1 (`cert.pem`, `key.pem`)
-/// into `dir` with openssl; false when openssl is missing or fails.
-pub fn self_signed_cert(dir: &Path) -> bool {
-    Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }

@@ -12,6 +12,9 @@
 //! (Debian), else the folder `pg_config --bindir` names. With `BOUNCED_REQUIRE_POSTGRES=1` (as CI sets
 //! it) a missing PostgreSQL fails the test; without it the test prints why it skipped.
 
+#[path = "cert.rs"]
+pub mod cert;
+
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -552,27 +555,7 @@ pub const SECURE_ROLE: &str = "bounced_secure";
 /// rules first in `pg_hba.conf`: TLS and a SCRAM password, nothing else. Test clusters only: a
 /// benchmark's server keeps the defaults.
 fn secure_role_needs_tls_and_password(dir: &Path, who: Option<RunAs>) -> Result<(), String> {
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let made = cert::self_signed_cert(dir);
     if !made {
         return Err("openssl could not make the server's certificate".into());
     }
