@@ -633,8 +633,8 @@ fn settle(list: Held) -> (Held, Vec<PathBuf>) {
             waiting.insert(s.path.clone(), s);
         }
     }
-    // Maildir names begin with their delivery time: oldest first.
-    ready.sort_unstable();
+    // Maildir names begin with their delivery time: oldest first, whichever of new/ and cur/.
+    ready.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
     (waiting, ready)
 }
 
