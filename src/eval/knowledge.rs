@@ -1226,8 +1226,26 @@ fn reply_line(v: &Variant) -> String {
 }
 
 fn headers(subject: &str, extra: &str, content_type: &str) -> String {
+    report_headers(
+        "Mail Delivery System",
+        "auto-replied",
+        subject,
+        extra,
+        content_type,
+    )
+}
+
+/// The header of a report sent by `from_name` at the reporting host from the null sender, with its
+/// `Auto-Submitted` value.
+fn report_headers(
+    from_name: &str,
+    auto_submitted: &str,
+    subject: &str,
+    extra: &str,
+    content_type: &str,
+) -> String {
     format!(
-        "Return-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@{REPORTING_HOST}>\r\nTo: {SENDER}\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\nMessage-ID: <knowledge@{REPORTING_HOST}>\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-replied\r\n{extra}Content-Type: {content_type}\r\n\r\n"
+        "Return-Path: <>\r\nFrom: {from_name} <MAILER-DAEMON@{REPORTING_HOST}>\r\nTo: {SENDER}\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\nMessage-ID: <knowledge@{REPORTING_HOST}>\r\nMIME-Version: 1.0\r\nAuto-Submitted: {auto_submitted}\r\n{extra}Content-Type: {content_type}\r\n\r\n"
     )
 }
 
@@ -1495,8 +1513,12 @@ fn build_sendmail(row: &Row, v: &Variant, host: &str) -> String {
             "",
         )
     };
-    let mut out = format!(
-        "Return-Path: <>\r\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@{REPORTING_HOST}>\r\nTo: {SENDER}\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\nMessage-ID: <knowledge@{REPORTING_HOST}>\r\nAuto-Submitted: auto-generated ({auto})\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    let mut out = report_headers(
+        "Mail Delivery Subsystem",
+        &format!("auto-generated ({auto})"),
+        subject,
+        "",
+        "text/plain; charset=utf-8",
     );
     let _ = write!(
         out,
