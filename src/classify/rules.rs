@@ -488,7 +488,7 @@ pub struct RuleSet {
 /// `NNN-X.Y.Z` continuation prefixes that multi-line replies leave in the middle of unfolded text.
 static CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"\b[245][0-9][0-9](?:-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} ?)?| [245]\.[0-9]{1,3}\.[0-9]{1,3}\b ?)",
+        r"(?-u:\b)[245][0-9][0-9](?:-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} ?)?| [245]\.[0-9]{1,3}\.[0-9]{1,3}(?-u:\b) ?)",
     )
         .expect("the pattern is valid")
 });

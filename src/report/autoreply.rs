@@ -16,7 +16,7 @@ pub const NAME: &str = "autoreply";
 /// Subject wording of out-of-office and vacation replies, in a few languages.
 static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)out of (?:the )?office|\bo\.?o\.?o\b|auto(?:matic|matisch[e]?)?[- ]?(?:reply|response|antwort|antwoord)|^auto:|autoreply|autorespond|vacation|away from (?:my|the) (?:desk|office)|abwesenheit|r[ée]ponse automatique|absence|respuesta autom[aá]tica|fuera de la oficina|risposta automatica|fuori (?:sede|ufficio)|afwezig|automatisch antwoord|resposta autom[aá]tica|不在|自動応答|自動返信|自动回复",
+        r"(?i)out of (?:the )?office|(?-u:\b)o\.?o\.?o(?-u:\b)|auto(?:matic|matisch[e]?)?[- ]?(?:reply|response|antwort|antwoord)|^auto:|autoreply|autorespond|vacation|away from (?:my|the) (?:desk|office)|abwesenheit|r[ée]ponse automatique|absence|respuesta autom[aá]tica|fuera de la oficina|risposta automatica|fuori (?:sede|ufficio)|afwezig|automatisch antwoord|resposta autom[aá]tica|不在|自動応答|自動返信|自动回复",
     )
     .expect("fixed pattern")
 });

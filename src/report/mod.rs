@@ -171,8 +171,9 @@ pub struct Original {
 
 /// The message parser, configured once. Only what the readers need is parsed into structures:
 /// the MIME fields (the message's structure), `From`, `Message-ID` and `Subject`; every other
-/// header is kept raw (nothing here reads the parts of `Received`, the costliest header to parse,
-/// and address lists are read by [`address::address_list`], bounded). The fields parsed into
+/// header is only located, not copied or decoded (readers take it raw, by its offsets, with
+/// `header_raw`; nothing here reads the parts of `Received`, the costliest header to parse, and
+/// address lists are read by [`address::address_list`], bounded). The fields parsed into
 /// structures are bounded by [`bounds`] before the parser runs.
 static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     MessageParser::new()
@@ -180,7 +181,7 @@ static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         .header_address(HeaderName::From)
         .header_id(HeaderName::MessageId)
         .header_text(HeaderName::Subject)
-        .default_header_raw()
+        .default_header_ignore()
 });
 
 /// Reads one message with the default options. Never panics, whatever the bytes.

@@ -22,6 +22,13 @@ pub fn recipient(message: &Message, separator: char) -> Option<String> {
             else {
                 continue;
             };
+            // A VERP address holds the separator and an `=` in its local part: a field without
+            // both names none, and is not parsed.
+            let mut utf8 = [0u8; 4];
+            let sep = separator.encode_utf8(&mut utf8).as_bytes();
+            if memchr::memmem::find(raw, sep).is_none() || memchr::memchr(b'=', raw).is_none() {
+                continue;
+            }
             let raw = String::from_utf8_lossy(raw);
             for candidate in raw.split(',') {
                 if let Some(found) = super::field_address(candidate)

@@ -8,35 +8,64 @@ pub fn contains_ci(haystack: &str, needle: &str) -> bool {
 }
 
 /// Byte offset of the first `needle` in `haystack`, ASCII case-insensitively.
+///
+/// Candidates are found by the needle's least common byte (in English text) in either case, with
+/// `memchr2`, and each is then compared whole: template wording starts with common letters
+/// (`This is the ...`), and a scan for the first byte would stop at nearly every line.
 pub fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
     let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    let Some((&first, rest)) = n.split_first() else {
+    if n.is_empty() {
         return Some(0);
-    };
+    }
     if h.len() < n.len() {
         return None;
     }
-    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    let last_start = h.len() - n.len();
-    let mut i = 0;
-    while i <= last_start {
-        match h
-            .get(i..=last_start)
-            .and_then(|w| w.iter().position(|&b| b == lo || b == up))
+    let anchor = rarest(n);
+    let byte = n.get(anchor).copied().unwrap_or_default();
+    let (lo, up) = (byte.to_ascii_lowercase(), byte.to_ascii_uppercase());
+    // The needle starts `anchor` bytes before its rare byte, so the rare byte is looked for from
+    // `anchor` on, and never past where a whole needle could still fit.
+    let last = h.len() - n.len() + anchor;
+    let mut from = anchor;
+    while from <= last {
+        let window = h.get(from..=last)?;
+        let at = from + memchr::memchr2(lo, up, window)?;
+        let start = at - anchor;
+        if h.get(start..start + n.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(n))
         {
-            None => return None,
-            Some(p) => {
-                let at = i + p;
-                if h.get(at + 1..at + n.len())
-                    .is_some_and(|w| w.eq_ignore_ascii_case(rest))
-                {
-                    return Some(at);
-                }
-                i = at + 1;
-            }
+            return Some(start);
         }
+        from = at + 1;
     }
     None
+}
+
+/// The index of the needle's byte least likely in text: a digit, sign or non-ASCII byte, else the
+/// rarest letter by English letter frequency (common punctuation counts as a common letter); the
+/// first of equals.
+fn rarest(needle: &[u8]) -> usize {
+    /// Letters from most to least common in English text.
+    const BY_FREQUENCY: &[u8; 26] = b"etaoinshrdlcumwfgypbvkjxqz";
+    let rank = |b: u8| -> usize {
+        match b {
+            b' ' => 0,
+            b'.' | b',' | b'-' | b'\'' | b':' | b'\n' => 4,
+            b if b.is_ascii_alphabetic() => {
+                let lower = b.to_ascii_lowercase();
+                1 + BY_FREQUENCY.iter().position(|&l| l == lower).unwrap_or(0)
+            }
+            _ => 27,
+        }
+    };
+    let mut best = (0, 0);
+    for (i, &b) in needle.iter().enumerate() {
+        let r = rank(b);
+        if r > best.1 {
+            best = (i, r);
+        }
+    }
+    best.0
 }
 
 /// Whether `haystack` starts with `needle`, ASCII case-insensitively.
@@ -91,6 +120,45 @@ mod tests {
         assert_eq!(find_ci("xx Été", "Été"), Some(3));
         assert_eq!(strip_prefix_ci("RCPT TO:<a>", "rcpt to:"), Some("<a>"));
         assert!(starts_with_ci("Original Message", "original"));
+    }
+
+    #[test]
+    fn finds_the_first_match_whichever_byte_anchors_the_search() {
+        let naive = |h: &str, n: &str| {
+            (0..=h.len().saturating_sub(n.len()))
+                .find(|&i| {
+                    h.as_bytes()
+                        .get(i..i + n.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(n.as_bytes()))
+                })
+                .filter(|_| h.len() >= n.len())
+        };
+        let haystacks = [
+            "This is the mail system at host mx.example.org.",
+            "zzz Zq qZ zq- 550 5.1.1 <a@b> --- Below this line is a copy",
+            "qqqq",
+            "Q",
+            "xxQ",
+            "é Q é q",
+        ];
+        let needles = [
+            "q",
+            "Q",
+            "zq",
+            "qz",
+            "this is",
+            "5.1.1",
+            "--- below",
+            "é q",
+            "xq",
+            "qqq",
+            "host mx",
+        ];
+        for h in haystacks {
+            for n in needles {
+                assert_eq!(find_ci(h, n), naive(h, n), "{n:?} in {h:?}");
+            }
+        }
     }
 
     #[test]
