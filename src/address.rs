@@ -389,6 +389,14 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Moves past the longest run of characters that satisfy `keep`, and returns it.
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> &'a str {
+        let rest = self.rest();
+        let len = rest.find(|c: char| !keep(c)).unwrap_or(rest.len());
+        self.pos += len;
+        rest.get(..len).unwrap_or("")
+    }
+
     fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
@@ -516,10 +524,8 @@ impl<'a> Cursor<'a> {
                     if after_word && spaced {
                         return Err(AddressError::SpaceInLocal);
                     }
-                    while let Some(c) = self.peek().filter(|&c| is_atext(c)) {
-                        out.push(c);
-                        self.bump();
-                    }
+                    let atom = self.take_while(is_atext);
+                    out.push_str(atom);
                     after_word = true;
                 }
                 _ => {
@@ -552,11 +558,7 @@ impl<'a> Cursor<'a> {
             out.push(']');
             return Ok(out.to_lowercase());
         }
-        let start = self.pos;
-        while self.peek().is_some_and(|c| c == '.' || is_domain_char(c)) {
-            self.bump();
-        }
-        let raw = self.s.get(start..self.pos).unwrap_or("");
+        let raw = self.take_while(|c| c == '.' || is_domain_char(c));
         if raw.is_empty() {
             return match self.peek() {
                 None => Err(AddressError::EmptyDomain),

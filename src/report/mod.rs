@@ -821,9 +821,19 @@ fn original_from_text(text: &str) -> Option<Original> {
         .unwrap_or(text.len());
     let mut block = text.get(..end).unwrap_or("").to_string();
     block.push_str("\n\n");
-    let parsed = PARSER.parse(block.as_bytes())?;
+    let parsed = HEADER_BLOCK_PARSER.parse_headers(block.as_bytes())?;
     original_from(&parsed)
 }
+
+/// The parser of a returned header block copied into a report's text: only the fields
+/// [`original_from`] reads are parsed, and no body follows.
+static HEADER_BLOCK_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .header_address(HeaderName::From)
+        .header_id(HeaderName::MessageId)
+        .header_text(HeaderName::Subject)
+        .default_header_ignore()
+});
 
 /// The list identifier of a `List-Id` value (RFC 2919 `Phrase <list-id>`): the part in angle
 /// brackets when there is one, else the trimmed value; `None` when empty.
