@@ -1522,6 +1522,25 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_message_breaks_the_format_whatever_the_content_code() {
+        // Cyrus LMTP's malformed-message replies come with 5.6.0, a content code: the wording
+        // names the format fault (RFC 5321 section 2.3.8, RFC 5322 section 2.2), so it decides.
+        for diag in [
+            "554 5.6.0 Message contains bare newlines",
+            "554 5.6.0 bare newlines",
+            "550 5.6.0 Bare linefeed (LF) not allowed",
+            "554 5.6.0 Message contains NUL characters",
+            "554 5.6.0 Message contains non-ASCII characters in headers",
+            "554 5.6.0 invalid header",
+            "554 5.6.0 Message has no header/body separator",
+        ] {
+            let b = one(Kind::Dsn, rcpt("failed", "5.6.0", diag));
+            assert_eq!(b.reason, Reason::Notcompliantrfc, "{diag}");
+            assert_eq!(b.bounce_type, BounceType::Soft, "{diag}");
+        }
+    }
+
+    #[test]
     fn notice_boilerplate_alone_names_nothing() {
         let b = one(
             Kind::Text,
