@@ -12,6 +12,8 @@
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 
+use std::ops::Range;
+
 use crate::error::ReadError;
 
 use super::MAX_NESTING;
@@ -47,10 +49,35 @@ const STRUCTURED: &[&[u8]] = &[
 const FIELD_READ: usize = 4096;
 
 /// Checks the structure of `bytes` (LF or CRLF line endings) against the limits above and
-/// [`MAX_NESTING`].
-pub fn check(bytes: &[u8]) -> Result<(), ReadError> {
+/// [`MAX_NESTING`]; returns the spans nothing reads (see [`Unread`]), in order.
+pub fn check(bytes: &[u8]) -> Result<Vec<Range<usize>>, ReadError> {
     let mut totals = Totals::default();
-    scan(bytes, 1, &mut totals)
+    let mut unread = Unread::default();
+    scan(bytes, 1, &mut totals, Some(&mut unread))?;
+    Ok(unread.spans)
+}
+
+/// The bodies of the leaf parts of attached messages: the returned original's text, HTML and
+/// attachments. Of an attached message only its header (the original's identity) and its
+/// `message/*` parts (a forwarded report's status fields) are read, so these bodies are left out
+/// of what the parser is given: decoding them (a newsletter's quoted-printable HTML, say) would be
+/// most of the work on a bounce that returns the whole original.
+#[derive(Default)]
+struct Unread {
+    spans: Vec<Range<usize>>,
+    /// Where the body being passed over started, while in one.
+    from: Option<usize>,
+}
+
+impl Unread {
+    /// Ends the span being passed over at `end`, if one is open.
+    fn close(&mut self, end: usize) {
+        if let Some(start) = self.from.take()
+            && end > start
+        {
+            self.spans.push(start..end);
+        }
+    }
 }
 
 /// What the pass has counted so far, over the message and every attached message in it.
@@ -172,6 +199,21 @@ impl Block {
         None
     }
 
+    /// Whether the body is a leaf nothing reads when it belongs to an attached message: text
+    /// (but not a returned header block), or a media or application type; not a multipart, an
+    /// attached message, or a `message/*` report part.
+    fn is_unread_leaf(&self) -> bool {
+        let t = self.mime_type();
+        if t.is_empty() {
+            return true;
+        }
+        let t = t.as_slice();
+        (t.starts_with(b"text/") && t != b"text/rfc822-headers")
+            || [b"image/".as_slice(), b"audio/", b"video/", b"application/"]
+                .iter()
+                .any(|p| t.starts_with(p))
+    }
+
     /// Whether the body is an attached message the parser will parse.
     fn is_message(&self) -> bool {
         matches!(
@@ -197,8 +239,14 @@ enum Encoding {
     QuotedPrintable,
 }
 
-/// Scans one message (the whole input, or a decoded attached message) whose root is at `depth`.
-fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError> {
+/// Scans one message (the whole input, or a decoded attached message) whose root is at `depth`;
+/// notes the unread bodies in `unread` when given (the whole input's offsets).
+fn scan(
+    bytes: &[u8],
+    depth: usize,
+    totals: &mut Totals,
+    mut unread: Option<&mut Unread>,
+) -> Result<(), ReadError> {
     let mut stack: Vec<Level> = Vec::new();
     let mut in_header = true;
     let mut block = Block::default();
@@ -246,6 +294,11 @@ fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError
                             in_header = true;
                         }
                     }
+                } else if let Some(u) = unread.as_deref_mut()
+                    && block.is_unread_leaf()
+                    && stack.iter().any(|l| matches!(l, Level::Message))
+                {
+                    u.from = Some(offset);
                 }
                 block = Block::default();
                 continue;
@@ -269,6 +322,9 @@ fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError
         // open here counts, in the order they come.
         let mut next = Occurrences::new(&stack);
         while let Some((at, end)) = next.earliest(line, &stack) {
+            if let Some(u) = unread.as_deref_mut() {
+                u.close(start);
+            }
             if let Some((encoding, from)) = encoded.take() {
                 decoded_message(
                     bytes.get(from..start).unwrap_or_default(),
@@ -295,6 +351,9 @@ fn scan(bytes: &[u8], depth: usize, totals: &mut Totals) -> Result<(), ReadError
             depth + stack.len() + 1,
             totals,
         )?;
+    }
+    if let Some(u) = unread {
+        u.close(bytes.len());
     }
     Ok(())
 }
@@ -362,7 +421,7 @@ fn decoded_message(
         Encoding::QuotedPrintable => quoted_printable_decode(body),
     };
     match decoded {
-        Some(bytes) => scan(&bytes, depth, totals),
+        Some(bytes) => scan(&bytes, depth, totals, None),
         None => Ok(()),
     }
 }
@@ -451,7 +510,34 @@ mod tests {
     #[test]
     fn an_ordinary_report_passes() {
         let m = "From: a@example.org\nContent-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nhello\n--b1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; x\n\nFinal-Recipient: rfc822; a@example.net\n--b1\nContent-Type: message/rfc822\n\nFrom: b@example.org\nSubject: x\n\nbody\n--b1--\n";
-        assert_eq!(check(m.as_bytes()), Ok(()));
+        assert!(check(m.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_bodies_of_an_attached_message_are_unread_but_not_its_header_or_report_parts() {
+        let text = |m: &str, spans: Vec<Range<usize>>| -> Vec<String> {
+            spans
+                .into_iter()
+                .map(|r| m.get(r).unwrap_or_default().to_string())
+                .collect()
+        };
+        // A returned original with an HTML body and a multipart/alternative one: their bodies only.
+        let m = "Content-Type: multipart/report; boundary=b1\n\n--b1\nContent-Type: text/plain\n\nreport text\n--b1\nContent-Type: message/rfc822\n\nFrom: a@example.org\nContent-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n<p>newsletter=3D</p>\n--b1\nContent-Type: message/rfc822\n\nSubject: two\nContent-Type: multipart/alternative; boundary=b2\n\n--b2\nContent-Type: text/plain\n\nplain words\n--b2\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n\niVBORw0=\n--b2--\n--b1--\n";
+        let spans = check(m.as_bytes()).unwrap_or_default();
+        assert_eq!(
+            text(m, spans),
+            ["<p>newsletter=3D</p>\n", "plain words\n", "iVBORw0=\n"]
+        );
+        // A forwarded report keeps its status part and its returned header block; the report's
+        // own text parts, at the top, are read.
+        let m = "Content-Type: multipart/mixed; boundary=f\n\n--f\nContent-Type: text/plain\n\nsee below\n--f\nContent-Type: message/rfc822\n\nSubject: Undelivered\nContent-Type: multipart/report; boundary=r\n\n--r\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@example.net\n--r\nContent-Type: text/rfc822-headers\n\nMessage-ID: <x@example.org>\n--r--\n--f--\n";
+        assert!(check(m.as_bytes()).is_ok_and(|spans| spans.is_empty()));
+        // An attached message that is the last thing in the input: to its end.
+        let m = "Content-Type: message/rfc822\n\nSubject: x\n\nbody to the end\n";
+        assert_eq!(
+            text(m, check(m.as_bytes()).unwrap_or_default()),
+            ["body to the end\n"]
+        );
     }
 
     #[test]
@@ -463,7 +549,7 @@ mod tests {
         ));
         // Lines of a plain body are not header fields.
         let body = format!("A: b\n\n{}", "A: b\n".repeat(MAX_HEADERS * 2));
-        assert_eq!(check(body.as_bytes()), Ok(()));
+        assert!(check(body.as_bytes()).is_ok());
         // An attached message's header block counts.
         let nested = format!(
             "Content-Type: message/rfc822\n\n{}\nx\n",
@@ -490,7 +576,7 @@ mod tests {
             "Content-Type: text/plain\n\n{}",
             "--b\n".repeat(MAX_PARTS * 3)
         );
-        assert_eq!(check(text.as_bytes()), Ok(()));
+        assert!(check(text.as_bytes()).is_ok());
     }
 
     #[test]
@@ -524,7 +610,7 @@ mod tests {
             "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n{}",
             "A: b\n".repeat(MAX_HEADERS * 2)
         );
-        assert_eq!(check(m.as_bytes()), Ok(()));
+        assert!(check(m.as_bytes()).is_ok());
     }
 
     #[test]

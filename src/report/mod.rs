@@ -205,7 +205,8 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
     let bytes = normalize_line_endings(bytes);
     let bytes = repair_folded_boundary(bytes);
-    bounds::check(&bytes)?;
+    let unread = bounds::check(&bytes)?;
+    let bytes = without(bytes, &unread);
     // mail-parser checks its own invariants with `debug_assert!`, which input can break (a multipart
     // whose part ids go astray): such a message is malformed, not a reason to stop the worker.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -498,6 +499,21 @@ fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
     if out.last() != Some(&b'\n') {
         out.push(b'\n');
     }
+    Cow::Owned(out)
+}
+
+/// `bytes` without the `spans` (in order, not overlapping); borrowed unchanged when there are none.
+fn without<'a>(bytes: Cow<'a, [u8]>, spans: &[std::ops::Range<usize>]) -> Cow<'a, [u8]> {
+    if spans.is_empty() {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut last = 0;
+    for span in spans {
+        out.extend_from_slice(bytes.get(last..span.start).unwrap_or_default());
+        last = span.end.max(last);
+    }
+    out.extend_from_slice(bytes.get(last..).unwrap_or_default());
     Cow::Owned(out)
 }
 

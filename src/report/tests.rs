@@ -93,6 +93,29 @@ fn dsn_with_several_recipients() {
 }
 
 #[test]
+fn a_returned_newsletter_body_changes_nothing_read() {
+    // The returned original as list managers send it: multipart/alternative, quoted-printable HTML.
+    let html = "<p style=3D\"color:#333\">Dear reader, this month=E2=80=A6 <a href=3D\"https://=\nnews.example.org/t?id=3D1\">more</a></p>\n".repeat(2000);
+    let newsletter = format!(
+        "Content-Type: multipart/alternative; boundary=\"A1\"\n\n--A1\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\nDear reader=2C\n--A1\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n{html}--A1--\n"
+    );
+    let short = dsn_message();
+    let long = short.replace(
+        "List-Id: Letters <letters.example.org>\n\nHello.\n",
+        &format!("List-Id: Letters <letters.example.org>\nMIME-Version: 1.0\n{newsletter}"),
+    );
+    assert!(long.len() > short.len() + 100_000);
+    let (a, b) = (
+        read(short.as_bytes()).unwrap(),
+        read(long.as_bytes()).unwrap(),
+    );
+    assert_eq!(a.recipients, b.recipients);
+    assert_eq!(a.original, b.original);
+    assert_eq!((a.kind, a.reader), (b.kind, b.reader));
+    assert_eq!(b.recipients.len(), 2);
+}
+
+#[test]
 fn readable_text_excludes_the_returned_message() {
     let raw = dsn_message();
     let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
