@@ -7,7 +7,8 @@
 //! The pass follows the structure as the parser will: header blocks (the message's, each MIME
 //! part's, each attached message's), the boundaries each multipart declares, and attached messages
 //! sent base64 or quoted-printable (decoded and scanned in turn, as the parser will decode and parse
-//! them). Its work is linear in the message.
+//! them). Its work is linear in the message. On the way it notes the bodies of the leaf parts of
+//! attached messages, which nothing reads, so that the parser is not given them to decode.
 
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
