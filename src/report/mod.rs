@@ -175,14 +175,18 @@ pub struct Original {
 /// `header_raw`; nothing here reads the parts of `Received`, the costliest header to parse, and
 /// address lists are read by [`address::address_list`], bounded). The fields parsed into
 /// structures are bounded by [`bounds`] before the parser runs.
-static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
-    MessageParser::new()
-        .with_mime_headers()
+static PARSER: LazyLock<MessageParser> =
+    LazyLock::new(|| identity_fields(MessageParser::new().with_mime_headers()));
+
+/// `parser` set to parse the fields a message's identity is read from (`From`, `Message-ID`,
+/// `Subject`) and only to locate the others.
+fn identity_fields(parser: MessageParser) -> MessageParser {
+    parser
         .header_address(HeaderName::From)
         .header_id(HeaderName::MessageId)
         .header_text(HeaderName::Subject)
         .default_header_ignore()
-});
+}
 
 /// Reads one message with the default options. Never panics, whatever the bytes.
 pub fn read(bytes: &[u8]) -> Result<Report, ReadError> {
@@ -843,13 +847,8 @@ fn original_from_text(text: &str) -> Option<Original> {
 
 /// The parser of a returned header block copied into a report's text: only the fields
 /// [`original_from`] reads are parsed, and no body follows.
-static HEADER_BLOCK_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
-    MessageParser::new()
-        .header_address(HeaderName::From)
-        .header_id(HeaderName::MessageId)
-        .header_text(HeaderName::Subject)
-        .default_header_ignore()
-});
+static HEADER_BLOCK_PARSER: LazyLock<MessageParser> =
+    LazyLock::new(|| identity_fields(MessageParser::new()));
 
 /// The list identifier of a `List-Id` value (RFC 2919 `Phrase <list-id>`): the part in angle
 /// brackets when there is one, else the trimmed value; `None` when empty.
