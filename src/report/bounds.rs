@@ -7,8 +7,9 @@
 //! The pass follows the structure as the parser will: header blocks (the message's, each MIME
 //! part's, each attached message's), the boundaries each multipart declares, and attached messages
 //! sent base64 or quoted-printable (decoded and scanned in turn, as the parser will decode and parse
-//! them). Its work is linear in the message. On the way it notes the bodies of the leaf parts of
-//! attached messages, which nothing reads, so that the parser is not given them to decode.
+//! them). Its work is linear in the message. On the way it notes the bodies nothing reads (the
+//! leaf parts of attached messages, and images, sounds and videos anywhere), so that the parser is
+//! not given them to decode.
 
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
@@ -62,7 +63,8 @@ pub fn check(bytes: &[u8]) -> Result<Vec<Range<usize>>, ReadError> {
 /// attachments. Of an attached message only its header (the original's identity) and its
 /// `message/*` parts (a forwarded report's status fields) are read, so these bodies are left out
 /// of what the parser is given: decoding them (a newsletter's quoted-printable HTML, say) would be
-/// most of the work on a bounce that returns the whole original.
+/// most of the work on a bounce that returns the whole original. Images, sounds and videos are
+/// unread wherever they are: a notice's logo is base64 nothing decodes for its words.
 #[derive(Default)]
 struct Unread {
     spans: Vec<Range<usize>>,
@@ -215,6 +217,15 @@ impl Block {
                 .any(|p| t.starts_with(p))
     }
 
+    /// Whether the body is an image, a sound or a video (a provider's logo beside its notice):
+    /// nothing reads one, wherever it is.
+    fn is_media(&self) -> bool {
+        let t = self.mime_type();
+        [b"image/".as_slice(), b"audio/", b"video/"]
+            .iter()
+            .any(|p| t.starts_with(p))
+    }
+
     /// Whether the body is an attached message the parser will parse.
     fn is_message(&self) -> bool {
         matches!(
@@ -296,8 +307,9 @@ fn scan(
                         }
                     }
                 } else if let Some(u) = unread.as_deref_mut()
-                    && block.is_unread_leaf()
-                    && stack.iter().any(|l| matches!(l, Level::Message))
+                    && (block.is_media()
+                        || (block.is_unread_leaf()
+                            && stack.iter().any(|l| matches!(l, Level::Message))))
                 {
                     u.from = Some(offset);
                 }
@@ -539,6 +551,14 @@ mod tests {
             text(m, check(m.as_bytes()).unwrap_or_default()),
             ["body to the end\n"]
         );
+    }
+
+    #[test]
+    fn a_notice_logo_is_unread_but_its_words_and_status_are_read() {
+        let m = "Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/html\n\n<p>Your message could not be delivered.</p>\n--r\nContent-Type: image/png; name=logo.png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--r--\n--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@example.net\n--b\nContent-Type: application/octet-stream\n\nkept\n--b--\n";
+        let spans = check(m.as_bytes()).unwrap_or_default();
+        let unread: Vec<&str> = spans.into_iter().filter_map(|r| m.get(r)).collect();
+        assert_eq!(unread, ["iVBORw0KGgo=\n"]);
     }
 
     #[test]

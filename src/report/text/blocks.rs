@@ -3,6 +3,7 @@
 //! Exim's indented address blocks).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use super::Recipients;
 use super::addresses::{address_alone, first_address};
@@ -70,6 +71,40 @@ const ORIGINAL_HEADER_STARTS: &[&str] = &[
     "received-spf:",
 ];
 
+/// The first four bytes, lower-cased, of each phrase of the three lists above.
+struct Heads {
+    original: Vec<u32>,
+    decorated: Vec<u32>,
+    header: Vec<u32>,
+}
+
+static HEADS: LazyLock<Heads> = LazyLock::new(|| {
+    let heads = |list: &[&str]| list.iter().filter_map(|p| head(p)).collect();
+    Heads {
+        original: heads(ORIGINAL_MARKERS),
+        decorated: heads(DECORATED_MARKERS),
+        header: heads(ORIGINAL_HEADER_STARTS),
+    }
+});
+
+/// The first four bytes of `s`, lower-cased, as one number; `None` when shorter.
+fn head(s: &str) -> Option<u32> {
+    let b = s.as_bytes().get(..4)?;
+    let mut four = [0u8; 4];
+    for (d, c) in four.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    Some(u32::from_le_bytes(four))
+}
+
+/// Whether `line` starts with one of `phrases` (ASCII case-insensitively); `heads` are theirs, so
+/// a line whose start is no phrase's is passed over with a few integer comparisons. Every phrase
+/// is four bytes or more.
+fn starts_with_any(line: &str, phrases: &[&str], heads: &[u32]) -> bool {
+    head(line).is_some_and(|h| heads.contains(&h))
+        && phrases.iter().any(|p| starts_with_ci(line, p))
+}
+
 /// The explanation part of a free-text report: everything before the returned original message
 /// (its marker line, or the first line of a block of its headers).
 pub fn cut_original(body: &str) -> &str {
@@ -92,16 +127,14 @@ fn original_offset(body: &str) -> usize {
             .is_some_and(u8::is_ascii_alphabetic);
         if offset > 0
             && lettered
-            && (ORIGINAL_MARKERS.iter().any(|m| starts_with_ci(phrase, m))
-                || (decorated && DECORATED_MARKERS.iter().any(|m| starts_with_ci(phrase, m))))
+            && (starts_with_any(phrase, ORIGINAL_MARKERS, &HEADS.original)
+                || (decorated && starts_with_any(phrase, DECORATED_MARKERS, &HEADS.decorated)))
         {
             return offset;
         }
         if offset > 0
             && previous_blank
-            && ORIGINAL_HEADER_STARTS
-                .iter()
-                .any(|h| starts_with_ci(lower, h))
+            && starts_with_any(lower, ORIGINAL_HEADER_STARTS, &HEADS.header)
         {
             return offset;
         }
@@ -348,5 +381,21 @@ mod tests {
     fn a_decorated_marker_cuts_the_original() {
         let body = "report\n----- Original message -----\nTo: x@example.com\n";
         assert_eq!(cut_original(body), "report\n");
+    }
+
+    #[test]
+    fn every_marker_is_found_whatever_its_case() {
+        for (list, decoration) in [
+            (ORIGINAL_MARKERS, "---- "),
+            (DECORATED_MARKERS, "---- "),
+            (ORIGINAL_HEADER_STARTS, ""),
+        ] {
+            for phrase in list {
+                assert!(phrase.len() >= 4, "{phrase} is shorter than a head");
+                let upper = phrase.to_ascii_uppercase();
+                let body = format!("report\n\n{decoration}{upper} x\nTo: x@example.com\n");
+                assert_eq!(cut_original(&body), "report\n\n", "{phrase}");
+            }
+        }
     }
 }
