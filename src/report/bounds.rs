@@ -56,7 +56,9 @@ pub fn check(bytes: &[u8]) -> Result<Vec<Range<usize>>, ReadError> {
     let mut totals = Totals::default();
     let mut unread = Unread::default();
     scan(bytes, 1, &mut totals, Some(&mut unread))?;
-    Ok(unread.spans)
+    let mut spans = unread.spans;
+    spans.sort_unstable_by_key(|r| r.start);
+    Ok(spans)
 }
 
 /// The bodies of the leaf parts of attached messages: the returned original's text, HTML and
@@ -64,23 +66,61 @@ pub fn check(bytes: &[u8]) -> Result<Vec<Range<usize>>, ReadError> {
 /// `message/*` parts (a forwarded report's status fields) are read, so these bodies are left out
 /// of what the parser is given: decoding them (a newsletter's quoted-printable HTML, say) would be
 /// most of the work on a bounce that returns the whole original. Images, sounds and videos are
-/// unread wherever they are: a notice's logo is base64 nothing decodes for its words.
+/// unread wherever they are: a notice's logo is base64 nothing decodes for its words. So is the
+/// HTML of a `multipart/alternative` that also has a `text/plain` part: the parser gives the
+/// plain text as the message's text, and the HTML (most of an Exchange notice) only as HTML,
+/// which nothing reads.
 #[derive(Default)]
 struct Unread {
     spans: Vec<Range<usize>>,
-    /// Where the body being passed over started, while in one.
-    from: Option<usize>,
+    /// Where the body being passed over started, while in one, and whether it is the HTML of the
+    /// innermost `multipart/alternative`, unread only if that has a plain text part.
+    from: Option<(usize, bool)>,
 }
 
 impl Unread {
-    /// Ends the span being passed over at `end`, if one is open.
-    fn close(&mut self, end: usize) {
-        if let Some(start) = self.from.take()
-            && end > start
-        {
-            self.spans.push(start..end);
+    /// Ends the span being passed over at `end`, if one is open: an alternative's HTML waits in
+    /// `stack`'s innermost level until that closes.
+    fn close(&mut self, end: usize, stack: &mut [Level]) {
+        let Some((start, html)) = self.from.take() else {
+            return;
+        };
+        if end <= start {
+            return;
+        }
+        match stack.last_mut() {
+            Some(Level::Multipart {
+                alternative: Some(alt),
+                ..
+            }) if html => alt.html.push(start..end),
+            _ if html => {}
+            _ => self.spans.push(start..end),
         }
     }
+
+    /// Takes note of the levels of `stack` from `from` on, which are closing: the HTML of an
+    /// alternative with a plain text part is unread.
+    fn closing(&mut self, stack: &mut [Level], from: usize) {
+        for level in stack.iter_mut().skip(from) {
+            if let Level::Multipart {
+                alternative: Some(alt),
+                ..
+            } = level
+                && alt.plain
+            {
+                self.spans.append(&mut alt.html);
+            }
+        }
+    }
+}
+
+/// What a `multipart/alternative` holds so far, for [`Unread`].
+#[derive(Default)]
+struct Alternative {
+    /// Whether one of its parts is `text/plain`.
+    plain: bool,
+    /// The bodies of its `text/html` parts.
+    html: Vec<Range<usize>>,
 }
 
 /// What the pass has counted so far, over the message and every attached message in it.
@@ -128,8 +168,12 @@ impl Totals {
 
 /// An open container: a multipart or an attached message.
 enum Level {
-    /// A multipart, by its delimiter (`--` and the boundary).
-    Multipart(Vec<u8>),
+    /// A multipart, by its delimiter (`--` and the boundary); what it holds so far when it is a
+    /// `multipart/alternative`.
+    Multipart {
+        delimiter: Vec<u8>,
+        alternative: Option<Alternative>,
+    },
     Message,
 }
 
@@ -294,7 +338,11 @@ fn scan(
                 in_header = false;
                 let here = depth + stack.len();
                 if let Some(boundary) = block.boundary() {
-                    stack.push(Level::Multipart([b"--".as_slice(), &boundary].concat()));
+                    stack.push(Level::Multipart {
+                        delimiter: [b"--".as_slice(), &boundary].concat(),
+                        alternative: (block.mime_type() == b"multipart/alternative")
+                            .then(Alternative::default),
+                    });
                     nesting(here + 1)?;
                 } else if block.is_message() {
                     totals.part()?;
@@ -306,12 +354,21 @@ fn scan(
                             in_header = true;
                         }
                     }
-                } else if let Some(u) = unread.as_deref_mut()
-                    && (block.is_media()
-                        || (block.is_unread_leaf()
-                            && stack.iter().any(|l| matches!(l, Level::Message))))
-                {
-                    u.from = Some(offset);
+                } else if let Some(u) = unread.as_deref_mut() {
+                    let attached = stack.iter().any(|l| matches!(l, Level::Message));
+                    if block.is_media() || (attached && block.is_unread_leaf()) {
+                        u.from = Some((offset, false));
+                    } else if let Some(Level::Multipart {
+                        alternative: Some(alt),
+                        ..
+                    }) = stack.last_mut()
+                    {
+                        match block.mime_type().as_slice() {
+                            b"text/plain" => alt.plain = true,
+                            b"text/html" => u.from = Some((offset, true)),
+                            _ => {}
+                        }
+                    }
                 }
                 block = Block::default();
                 continue;
@@ -336,7 +393,7 @@ fn scan(
         let mut next = Occurrences::new(&stack);
         while let Some((at, end)) = next.earliest(line, &stack) {
             if let Some(u) = unread.as_deref_mut() {
-                u.close(start);
+                u.close(start, &mut stack);
             }
             if let Some((encoding, from)) = encoded.take() {
                 decoded_message(
@@ -347,6 +404,9 @@ fn scan(
                 )?;
             }
             let closing = line.get(end..).is_some_and(|r| r.starts_with(b"--"));
+            if let Some(u) = unread.as_deref_mut() {
+                u.closing(&mut stack, if closing { at } else { at + 1 });
+            }
             if closing {
                 stack.truncate(at);
                 in_header = false;
@@ -366,7 +426,8 @@ fn scan(
         )?;
     }
     if let Some(u) = unread {
-        u.close(bytes.len());
+        u.close(bytes.len(), &mut stack);
+        u.closing(&mut stack, 0);
     }
     Ok(())
 }
@@ -394,7 +455,7 @@ impl Occurrences {
     fn earliest(&mut self, line: &[u8], stack: &[Level]) -> Option<(usize, usize)> {
         let mut best: Option<(usize, usize, usize)> = None;
         for (at, level) in stack.iter().enumerate() {
-            let Level::Multipart(delimiter) = level else {
+            let Level::Multipart { delimiter, .. } = level else {
                 continue;
             };
             let slot = self.next.get_mut(at)?;
@@ -559,6 +620,26 @@ mod tests {
         let spans = check(m.as_bytes()).unwrap_or_default();
         let unread: Vec<&str> = spans.into_iter().filter_map(|r| m.get(r)).collect();
         assert_eq!(unread, ["iVBORw0KGgo=\n"]);
+    }
+
+    #[test]
+    fn the_html_beside_a_plain_text_alternative_is_unread() {
+        let unread = |m: &str| -> Vec<String> {
+            check(m.as_bytes())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| m.get(r).map(str::to_string))
+                .collect()
+        };
+        // HTML first, plain text after: the HTML is unread once the alternative closes.
+        let m = "Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/html\n\n<p>could not deliver</p>\n--a\nContent-Type: text/plain\n\ncould not deliver\n--a--\n--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@example.net\n--b--\n";
+        assert_eq!(unread(m), ["<p>could not deliver</p>\n"]);
+        // An alternative of HTML alone: its HTML is the text, and is read.
+        let m = "Content-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/html\n\n<p>could not deliver</p>\n--a--\n";
+        assert!(unread(m).is_empty());
+        // HTML outside an alternative is read; an unclosed alternative still counts its parts.
+        let m = "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/html\n\n<p>one</p>\n--m\nContent-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/plain\n\ntwo\n--a\nContent-Type: text/html\n\n<p>two</p>\n";
+        assert_eq!(unread(m), ["<p>two</p>\n"]);
     }
 
     #[test]
