@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, MimeHeaders, PartType};
 use regex::Regex;
 
-use super::{Original, RecipientReport, field_address, field_blocks, part_text, part_type};
+use super::{Original, RecipientReport, field_address, field_blocks, part_is, part_text};
 use crate::classify::Reason;
 
 /// Reader name.
@@ -45,7 +45,7 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
     let fields_part = message
         .parts
         .iter()
-        .find(|p| part_type(p) == "message/feedback-report")
+        .find(|p| part_is(p, "message/feedback-report"))
         .or_else(|| {
             message.parts.iter().skip(1).find(|p| {
                 matches!(p.body, PartType::Text(_)) && FEEDBACK_FIELD.is_match(&part_text(p))

@@ -204,8 +204,8 @@ impl Block {
     /// `boundary` parameter, however written (white space around `=`, quoted with `"` or `'`, an
     /// RFC 2231 section `boundary*0=`). A section is a prefix of the whole boundary, so searching
     /// for it finds every delimiter the parser finds, and perhaps more.
-    fn boundary(&self) -> Option<Vec<u8>> {
-        if !self.mime_type().starts_with(b"multipart/") {
+    fn boundary(&self, mime_type: &[u8]) -> Option<Vec<u8>> {
+        if !mime_type.starts_with(b"multipart/") {
             return None;
         }
         let lower = self.content_type.to_ascii_lowercase();
@@ -246,36 +246,30 @@ impl Block {
         None
     }
 
-    /// Whether the body is a leaf nothing reads when it belongs to an attached message: text
+    /// Whether a body of type `t` is a leaf nothing reads when it belongs to an attached message: text
     /// (but not a returned header block), or a media or application type; not a multipart, an
     /// attached message, or a `message/*` report part.
-    fn is_unread_leaf(&self) -> bool {
-        let t = self.mime_type();
+    fn is_unread_leaf(t: &[u8]) -> bool {
         if t.is_empty() {
             return true;
         }
-        let t = t.as_slice();
         (t.starts_with(b"text/") && t != b"text/rfc822-headers")
             || [b"image/".as_slice(), b"audio/", b"video/", b"application/"]
                 .iter()
                 .any(|p| t.starts_with(p))
     }
 
-    /// Whether the body is an image, a sound or a video (a provider's logo beside its notice):
+    /// Whether a body of type `t` is an image, a sound or a video (a provider's logo beside its notice):
     /// nothing reads one, wherever it is.
-    fn is_media(&self) -> bool {
-        let t = self.mime_type();
+    fn is_media(t: &[u8]) -> bool {
         [b"image/".as_slice(), b"audio/", b"video/"]
             .iter()
             .any(|p| t.starts_with(p))
     }
 
-    /// Whether the body is an attached message the parser will parse.
-    fn is_message(&self) -> bool {
-        matches!(
-            self.mime_type().as_slice(),
-            b"message/rfc822" | b"message/global"
-        )
+    /// Whether a body of type `t` is an attached message the parser will parse.
+    fn is_message(t: &[u8]) -> bool {
+        matches!(t, b"message/rfc822" | b"message/global")
     }
 
     /// The transfer encoding, when the body must be decoded before it is parsed.
@@ -337,14 +331,15 @@ fn scan(
             if line.is_empty() {
                 in_header = false;
                 let here = depth + stack.len();
-                if let Some(boundary) = block.boundary() {
+                let mime_type = block.mime_type();
+                if let Some(boundary) = block.boundary(&mime_type) {
                     stack.push(Level::Multipart {
                         delimiter: [b"--".as_slice(), &boundary].concat(),
-                        alternative: (block.mime_type() == b"multipart/alternative")
+                        alternative: (mime_type == b"multipart/alternative")
                             .then(Alternative::default),
                     });
                     nesting(here + 1)?;
-                } else if block.is_message() {
+                } else if Block::is_message(&mime_type) {
                     totals.part()?;
                     nesting(here + 1)?;
                     match block.encoding() {
@@ -356,14 +351,16 @@ fn scan(
                     }
                 } else if let Some(u) = unread.as_deref_mut() {
                     let attached = stack.iter().any(|l| matches!(l, Level::Message));
-                    if block.is_media() || (attached && block.is_unread_leaf()) {
+                    if Block::is_media(&mime_type)
+                        || (attached && Block::is_unread_leaf(&mime_type))
+                    {
                         u.from = Some((offset, false));
                     } else if let Some(Level::Multipart {
                         alternative: Some(alt),
                         ..
                     }) = stack.last_mut()
                     {
-                        match block.mime_type().as_slice() {
+                        match mime_type.as_slice() {
                             b"text/plain" => alt.plain = true,
                             b"text/html" => u.from = Some((offset, true)),
                             _ => {}

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, PartType};
 use regex::Regex;
 
-use super::{MAX_RECIPIENTS, RecipientReport, field_address, field_blocks, part_text, part_type};
+use super::{MAX_RECIPIENTS, RecipientReport, field_address, field_blocks, part_is, part_text};
 
 /// Reader name.
 pub const NAME: &str = "dsn";
@@ -73,10 +73,7 @@ pub fn read_inline(body: &str) -> Option<Dsn> {
 
 /// Whether a MIME part carries RFC 3464 fields.
 fn is_status_part(part: &mail_parser::MessagePart) -> bool {
-    matches!(
-        part_type(part).as_str(),
-        "message/delivery-status" | "message/global-delivery-status"
-    )
+    part_is(part, "message/delivery-status") || part_is(part, "message/global-delivery-status")
 }
 
 /// Parses the fields of a delivery-status part.
@@ -86,17 +83,19 @@ fn is_status_part(part: &mail_parser::MessagePart) -> bool {
 /// missing blank line) is split where a second address field starts. Other blocks are per-message.
 pub fn parse(text: &str) -> Dsn {
     let mut dsn = Dsn::default();
-    for block in field_blocks(text) {
+    for mut block in field_blocks(text) {
         // Past the limit the report is refused: what follows is not read.
         if dsn.recipients.len() > MAX_RECIPIENTS {
             break;
         }
-        let names: Vec<String> = block.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
-        let is_recipient_block = names.iter().any(|n| {
+        for (name, _) in &mut block {
+            name.make_ascii_lowercase();
+        }
+        let is_recipient_block = block.iter().any(|(n, _)| {
             n == "final-recipient" || n == "original-recipient" || n == "x-actual-recipient"
         });
         if !is_recipient_block {
-            for (name, (_, value)) in names.iter().zip(&block) {
+            for (name, value) in &block {
                 per_message_field(&mut dsn, name, value);
             }
             continue;
@@ -106,7 +105,7 @@ pub fn parse(text: &str) -> Dsn {
         let mut has_original = false;
         let mut has_action = false;
         let mut final_address: Option<String> = None;
-        for (name, (_, value)) in names.iter().zip(&block) {
+        for (name, value) in &block {
             let starts_new = match name.as_str() {
                 "final-recipient" => has_final,
                 // After a complete final/action pair, an Original-Recipient that names another

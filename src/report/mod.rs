@@ -729,16 +729,19 @@ pub(crate) fn field_blocks(text: &str) -> impl Iterator<Item = Vec<(String, Stri
     })
 }
 
-/// The content type of a part as `type/subtype`, lower-cased.
-pub(crate) fn part_type(part: &mail_parser::MessagePart) -> String {
+/// Whether a part's content type is `wanted` (lower-case `type/subtype`; a part without one is
+/// `message/rfc822` when the parser read it as a message, else `text/plain`). Compared in place,
+/// without building the type's name: readers ask it of every part.
+pub(crate) fn part_is(part: &mail_parser::MessagePart, wanted: &str) -> bool {
+    let (ctype, sub) = wanted.split_once('/').unwrap_or((wanted, ""));
     match part.content_type() {
         Some(ct) => {
-            let sub = ct.subtype().unwrap_or("");
-            format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase()
+            ct.ctype().eq_ignore_ascii_case(ctype)
+                && ct.subtype().unwrap_or("").eq_ignore_ascii_case(sub)
         }
         None => match part.body {
-            PartType::Message(_) => "message/rfc822".to_string(),
-            _ => "text/plain".to_string(),
+            PartType::Message(_) => wanted == "message/rfc822",
+            _ => wanted == "text/plain",
         },
     }
 }
@@ -798,13 +801,15 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
         }
     }
     for part in message.parts.iter().skip(1) {
-        let ct = part_type(part);
         // Some MTAs attach the returned header as a plain-text file.
-        let attached_text = ct == "text/plain"
+        let attached_text = part_is(part, "text/plain")
             && part
                 .content_disposition()
                 .is_some_and(|d| d.is_attachment());
-        if ct == "text/rfc822-headers" || ct == "message/rfc822-headers" || attached_text {
+        if attached_text
+            || part_is(part, "text/rfc822-headers")
+            || part_is(part, "message/rfc822-headers")
+        {
             let text = part_text(part);
             if let Some(o) = original_from_text(&text) {
                 return Some(o);
