@@ -1649,6 +1649,26 @@ mod tests {
             set.match_text(&f).map(|r| r.reason),
             Some(Reason::Networkerror)
         );
+        // The host or domain may be named before the words.
+        for diag in [
+            "Domain example.net is not reachable",
+            "Host mx1.example.net is unreachable",
+            "remote server mail.example.net not reachable",
+        ] {
+            let mut f = facts(diag);
+            f.action = Some("delayed");
+            assert_eq!(
+                set.match_text(&f).map(|r| r.reason),
+                Some(Reason::Networkerror),
+                "{diag}"
+            );
+            f.action = Some("failed");
+            assert_eq!(
+                set.match_text(&f).map(|r| r.reason),
+                Some(Reason::Expired),
+                "{diag}"
+            );
+        }
     }
 
     #[test]
