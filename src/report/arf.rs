@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, MimeHeaders, PartType};
 use regex::Regex;
 
+use super::text::words::unfold;
 use super::{Original, RecipientReport, field_address, field_blocks, part_is, part_text};
 use crate::classify::Reason;
 
@@ -88,7 +89,7 @@ pub fn read(message: &Message, original: Option<&Original>) -> Option<Feedback> 
                             .filter(|v| !v.is_empty());
                     }
                     "arrival-date" | "received-date" => {
-                        feedback.date = Some(super::clean_line(&value)).filter(|v| !v.is_empty());
+                        feedback.date = Some(unfold(&value)).filter(|v| !v.is_empty());
                     }
                     _ => {}
                 }

@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, PartType};
 use regex::Regex;
 
+use super::text::words::unfold;
 use super::{MAX_RECIPIENTS, RecipientReport, field_address, field_blocks, part_is, part_text};
 
 /// Reader name.
@@ -265,7 +266,7 @@ pub fn apply_status_comments(recipients: &mut [RecipientReport], comments: Vec<O
 fn status_comment(value: &str) -> Option<String> {
     let (_, rest) = value.split_once('(')?;
     let comment = rest.rsplit_once(')').map_or(rest, |(c, _)| c);
-    let comment = super::clean_line(comment);
+    let comment = unfold(comment);
     let lower = comment.to_ascii_lowercase();
     let restated = lower
         .strip_suffix("failure")
@@ -286,7 +287,7 @@ fn status_comment(value: &str) -> Option<String> {
 
 /// A trimmed value, `None` when empty.
 fn non_empty(value: &str) -> Option<String> {
-    let v = super::clean_line(value);
+    let v = unfold(value);
     (!v.is_empty()).then_some(v)
 }
 
@@ -522,7 +523,7 @@ fn enrich_with(recipients: &mut [RecipientReport], body: &str, lower: &str) {
                 })
                 .filter(|t| !t.trim().is_empty())
                 .unwrap_or(paragraph);
-            let diag = super::clean_line(text);
+            let diag = unfold(text);
             if !diag.is_empty() {
                 r.diagnostic = Some(diag);
             }
@@ -549,7 +550,7 @@ fn quoted_response(body: &str, lower: &str) -> Option<String> {
         .split("\r\n\r\n")
         .next()
         .unwrap_or("");
-    let text = super::clean_line(super::prefix(paragraph, 2048));
+    let text = unfold(super::prefix(paragraph, 2048));
     (!text.is_empty()).then_some(text)
 }
 
@@ -656,7 +657,7 @@ fn paragraphs_for(body: &str, lower: &str, addr: &str) -> Vec<String> {
         };
         let end = paragraph_end(rest, addr);
         let paragraph = rest.get(..end).unwrap_or("");
-        out.push(super::clean_line(super::prefix(paragraph, 2048)));
+        out.push(unfold(super::prefix(paragraph, 2048)));
         // Continue after the end of this line.
         from = lower
             .get(pos..)

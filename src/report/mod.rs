@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::address::{self, Address};
 use crate::classify::Reason;
 use crate::error::ReadError;
+use text::words::unfold;
 
 /// The largest message [`read`] parses by default (bytes); larger input gets [`ReadError::TooLarge`].
 pub const DEFAULT_MAX_SIZE: usize = 50 * 1024 * 1024;
@@ -243,14 +244,14 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         });
     }
 
-    let subject = message.subject().map(clean_line).unwrap_or_default();
+    let subject = message.subject().map(unfold).unwrap_or_default();
     let from = first_address(&message).unwrap_or_default();
     let parts = text::text_parts(&message);
     let body = text::join_text_parts(&message, &parts);
     let mut report = Report {
         kind: Some(Kind::NotBounce),
         reader: "none",
-        date: message.header_raw("Date").map(clean_line),
+        date: message.header_raw("Date").map(unfold),
         subject: (!subject.is_empty()).then(|| subject.clone()),
         from: (!from.is_empty()).then(|| from.clone()),
         original: original_of(&message, &body),
@@ -585,18 +586,6 @@ pub(crate) fn lines_inclusive(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A header value on one line, trimmed.
-pub(crate) fn clean_line(value: &str) -> String {
-    let trimmed = value.trim();
-    // Most values are on one line already: copied as they are, without splitting and joining.
-    let one_line =
-        !trimmed.contains(|c: char| c.is_whitespace() && c != ' ') && !trimmed.contains("  ");
-    if one_line {
-        return trimmed.to_string();
-    }
-    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// The first `From` address of a message, lower-cased.
 fn first_address(message: &Message) -> Option<String> {
     message
@@ -862,7 +851,7 @@ fn list_id(value: &str) -> Option<String> {
         .split_once('<')
         .and_then(|(_, rest)| rest.split_once('>'))
         .map_or(value, |(id, _)| id);
-    let id = clean_line(inner);
+    let id = unfold(inner);
     (!id.is_empty()).then_some(id)
 }
 
@@ -894,11 +883,11 @@ fn original_from(m: &Message) -> Option<Original> {
                 .and_then(header_address)
         }),
         to: (!to.is_empty()).then(|| to.join(", ")),
-        subject: m.subject().map(clean_line),
+        subject: m.subject().map(unfold),
         list_id: m.header_raw("List-Id").and_then(list_id),
         campaign: m
             .header_raw("X-Listmonk-Campaign")
-            .map(clean_line)
+            .map(unfold)
             .filter(|c| !c.is_empty()),
     };
     (o != Original::default()).then_some(o)
