@@ -500,6 +500,16 @@ static SPACES: LazyLock<Regex> =
 /// The diagnostic as the text rules see it: multi-line reply prefixes removed, spaces folded.
 pub fn normalize(diagnostic: &str) -> Cow<'_, str> {
     let text = CONTINUATION.replace_all(diagnostic, "");
+    // `\s` in ASCII text: a run of two is two neighbouring bytes of these.
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let folds = !text.is_ascii()
+        || text
+            .as_bytes()
+            .windows(2)
+            .any(|w| w.first().is_some_and(space) && w.get(1).is_some_and(space));
+    if !folds {
+        return text;
+    }
     match SPACES.replace_all(&text, " ") {
         Cow::Borrowed(_) => text,
         Cow::Owned(s) => Cow::Owned(s),
@@ -1315,6 +1325,26 @@ mod tests {
         let n = normalize("550-5.7.26 not accepted due to 550-5.7.26 domain's DMARC  policy");
         assert_eq!(n, "not accepted due to domain's DMARC policy");
         assert!(matches!(normalize("plain text"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn normalize_folds_every_run_of_white_space_as_the_pattern_does() {
+        for text in [
+            "a\tb",
+            "a\t\nb",
+            "a\x0b\x0bb",
+            "a \x0cb",
+            "a\r\nb",
+            "a  b",
+            " a ",
+            "a\u{a0}\u{a0}b",
+            "550 5.1.1 x\n  y",
+        ] {
+            let both = SPACES
+                .replace_all(&CONTINUATION.replace_all(text, ""), " ")
+                .into_owned();
+            assert_eq!(normalize(text), both, "{text:?}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::address::{self, Address};
 use crate::classify::Reason;
 use crate::error::ReadError;
-use text::words::unfold;
+use text::words::{starts_with_ci, unfold};
 
 /// The largest message [`read`] parses by default (bytes); larger input gets [`ReadError::TooLarge`].
 pub const DEFAULT_MAX_SIZE: usize = 50 * 1024 * 1024;
@@ -397,11 +397,14 @@ fn dsn_notice(message: &Message, first: Option<&Option<Cow<'_, str>>>) -> Option
         }
     };
     let text = text.trim();
+    if text.is_empty() || text.len() > MAX_NOTICE {
+        return None;
+    }
     let is_fields = text.lines().any(|l| {
-        let l = l.trim_start().to_ascii_lowercase();
-        l.starts_with("final-recipient:") || l.starts_with("reporting-mta:")
+        let l = l.trim_start();
+        starts_with_ci(l, "final-recipient:") || starts_with_ci(l, "reporting-mta:")
     });
-    (!text.is_empty() && text.len() <= MAX_NOTICE && !is_fields).then(|| text.to_string())
+    (!is_fields).then(|| text.to_string())
 }
 
 /// Refuses a report that names more than [`MAX_RECIPIENTS`] recipients.
