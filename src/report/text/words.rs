@@ -87,11 +87,32 @@ pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 /// Joins lines into one: each line trimmed, runs of whitespace collapsed to one space.
 pub fn unfold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
+    let mut push = |word: &str| {
         if !out.is_empty() {
             out.push(' ');
         }
         out.push_str(word);
+    };
+    if text.is_ascii() {
+        // The same words as `split_whitespace`, a byte at a time: in ASCII, white space is
+        // `\t` to `\r` and the space.
+        let mut start = None;
+        for (i, b) in text.bytes().enumerate() {
+            let space = matches!(b, b'\t'..=b'\r' | b' ');
+            match start {
+                Some(s) if space => {
+                    push(text.get(s..i).unwrap_or_default());
+                    start = None;
+                }
+                None if !space => start = Some(i),
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            push(text.get(s..).unwrap_or_default());
+        }
+    } else {
+        text.split_whitespace().for_each(push);
     }
     out
 }
@@ -109,6 +130,24 @@ pub fn head(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unfold_splits_ascii_text_as_split_whitespace_does() {
+        for text in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "a\tb",
+            "a \x0b\x0c\r\n b",
+            "one  two\n three ",
+            "x\u{1f}y",
+            "caf\u{e9}\u{a0}au lait ",
+        ] {
+            let want: Vec<&str> = text.split_whitespace().collect();
+            assert_eq!(unfold(text), want.join(" "), "{text:?}");
+        }
+    }
 
     #[test]
     fn matches_ignoring_ascii_case() {
