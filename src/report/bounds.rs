@@ -47,6 +47,39 @@ const STRUCTURED: &[&[u8]] = &[
     b"message-id",
 ];
 
+/// Header fields of a message that no reader reads (names lower-case; a name ending in `-` stands
+/// for every field it starts): hop-by-hop trace, signatures, and a receiving system's own
+/// bookkeeping. Left out of a message header before the parser reads it (see [`Unread`]); a
+/// reader that needs one must take it off this list.
+const UNREAD_FIELDS: &[&[u8]] = &[
+    b"received",
+    b"x-received",
+    b"received-spf",
+    b"authentication-results",
+    b"arc-seal",
+    b"arc-message-signature",
+    b"arc-authentication-results",
+    b"dkim-signature",
+    b"x-google-dkim-signature",
+    b"x-gm-message-state",
+    b"x-google-smtp-source",
+    b"x-ms-exchange-",
+    b"x-microsoft-antispam",
+    b"x-forefront-antispam-report",
+];
+
+/// Whether a header field of this name (as written) is one of [`UNREAD_FIELDS`].
+fn is_unread_field(name: &[u8]) -> bool {
+    UNREAD_FIELDS.iter().any(|f| match f.strip_suffix(b"-") {
+        Some(prefix) => {
+            name.get(..f.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(f))
+                && name.len() > prefix.len() + 1
+        }
+        None => name.eq_ignore_ascii_case(f),
+    })
+}
+
 /// How much of one `Content-Type` field is read for its type and boundary (bytes).
 const FIELD_READ: usize = 4096;
 
@@ -69,13 +102,21 @@ pub fn check(bytes: &[u8]) -> Result<Vec<Range<usize>>, ReadError> {
 /// unread wherever they are: a notice's logo is base64 nothing decodes for its words. So is the
 /// HTML of a `multipart/alternative` that also has a `text/plain` part: the parser gives the
 /// plain text as the message's text, and the HTML (most of an Exchange notice) only as HTML,
-/// which nothing reads.
+/// which nothing reads. And so are the trace and signature fields of a message header (the
+/// bounce's own and an attached message's), [`UNREAD_FIELDS`]: half the bytes of a typical
+/// bounce's header, which the parser would otherwise walk and index.
 #[derive(Default)]
 struct Unread {
     spans: Vec<Range<usize>>,
     /// Where the body being passed over started, while in one, and whether it is the HTML of the
     /// innermost `multipart/alternative`, unread only if that has a plain text part.
     from: Option<(usize, bool)>,
+    /// The unread fields of the message header being read (see [`UNREAD_FIELDS`]), and where the
+    /// one being passed over started.
+    fields: Vec<Range<usize>>,
+    field_from: Option<usize>,
+    /// Whether that header has a field that is read: one made only of unread fields is kept whole.
+    kept_field: bool,
 }
 
 impl Unread {
@@ -96,6 +137,25 @@ impl Unread {
             _ if html => {}
             _ => self.spans.push(start..end),
         }
+    }
+
+    /// Ends the unread field being passed over at `end`, if one is.
+    fn close_field(&mut self, end: usize) {
+        if let Some(start) = self.field_from.take()
+            && end > start
+        {
+            self.fields.push(start..end);
+        }
+    }
+
+    /// Ends a message header at `end`: its unread fields are left out, unless it has no other.
+    fn close_header(&mut self, end: usize) {
+        self.close_field(end);
+        if self.kept_field {
+            self.spans.append(&mut self.fields);
+        }
+        self.fields.clear();
+        self.kept_field = false;
     }
 
     /// Takes note of the levels of `stack` from `from` on, which are closing: the HTML of an
@@ -328,7 +388,13 @@ fn scan(
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if in_header {
+            let message_header = matches!(stack.last(), None | Some(Level::Message));
             if line.is_empty() {
+                if let Some(u) = unread.as_deref_mut()
+                    && message_header
+                {
+                    u.close_header(start);
+                }
                 in_header = false;
                 let here = depth + stack.len();
                 let mime_type = block.mime_type();
@@ -378,7 +444,17 @@ fn scan(
                 continue;
             }
             totals.header()?;
-            block.start_field(line, totals)?;
+            let name = block.start_field(line, totals)?;
+            if let Some(u) = unread.as_deref_mut()
+                && message_header
+            {
+                u.close_field(start);
+                if is_unread_field(name) {
+                    u.field_from = Some(start);
+                } else {
+                    u.kept_field = true;
+                }
+            }
             continue;
         }
         if !has_two_dashes(line) {
@@ -521,8 +597,13 @@ fn nesting(depth: usize) -> Result<(), ReadError> {
 }
 
 impl Block {
-    /// Starts a header field: notes whether it is one the pass reads, and counts MIME fields.
-    fn start_field(&mut self, line: &[u8], totals: &mut Totals) -> Result<(), ReadError> {
+    /// Starts a header field: notes whether it is one the pass reads, and counts MIME fields;
+    /// returns the field's name.
+    fn start_field<'l>(
+        &mut self,
+        line: &'l [u8],
+        totals: &mut Totals,
+    ) -> Result<&'l [u8], ReadError> {
         let colon = line.iter().position(|&b| b == b':');
         let name = colon
             .and_then(|c| line.get(..c))
@@ -552,7 +633,7 @@ impl Block {
             }
             _ => {}
         }
-        Ok(())
+        Ok(name)
     }
 
     /// A continuation line of the field being read.
@@ -637,6 +718,31 @@ mod tests {
         // HTML outside an alternative is read; an unclosed alternative still counts its parts.
         let m = "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/html\n\n<p>one</p>\n--m\nContent-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/plain\n\ntwo\n--a\nContent-Type: text/html\n\n<p>two</p>\n";
         assert_eq!(unread(m), ["<p>two</p>\n"]);
+    }
+
+    #[test]
+    fn trace_fields_of_a_message_header_are_unread() {
+        let unread = |m: &str| -> Vec<String> {
+            check(m.as_bytes())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| m.get(r).map(str::to_string))
+                .collect()
+        };
+        // The bounce's own header and an attached message's; a part header keeps its fields.
+        let m = "Received: from a\n\tby b\nFrom: x@example.org\nDKIM-Signature: v=1;\n b=abc\nX-MS-Exchange-Organization-SCL: 1\nX-MS-Exchange: kept\nContent-Type: multipart/report; boundary=b\n\n--b\nReceived: in a part\nContent-Type: message/rfc822\n\nreceived: from c\nSubject: s\n\nbody\n--b--\n";
+        assert_eq!(
+            unread(m),
+            [
+                "Received: from a\n\tby b\n",
+                "DKIM-Signature: v=1;\n b=abc\n",
+                "X-MS-Exchange-Organization-SCL: 1\n",
+                "received: from c\n",
+                "body\n",
+            ]
+        );
+        // A header of trace fields alone is kept whole.
+        assert!(unread("Received: from a\nReceived: from b\n\nbody\n").is_empty());
     }
 
     #[test]
