@@ -70,6 +70,13 @@ const UNREAD_FIELDS: &[&[u8]] = &[
 
 /// Whether a header field of this name (as written) is one of [`UNREAD_FIELDS`].
 fn is_unread_field(name: &[u8]) -> bool {
+    // Every listed name starts with one of these letters: most fields are passed at the first.
+    if !matches!(
+        name.first().map(u8::to_ascii_lowercase),
+        Some(b'a' | b'd' | b'r' | b'x')
+    ) {
+        return false;
+    }
     UNREAD_FIELDS.iter().any(|f| match f.strip_suffix(b"-") {
         Some(prefix) => {
             name.get(..f.len())
@@ -718,6 +725,20 @@ mod tests {
         // HTML outside an alternative is read; an unclosed alternative still counts its parts.
         let m = "Content-Type: multipart/mixed; boundary=m\n\n--m\nContent-Type: text/html\n\n<p>one</p>\n--m\nContent-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/plain\n\ntwo\n--a\nContent-Type: text/html\n\n<p>two</p>\n";
         assert_eq!(unread(m), ["<p>two</p>\n"]);
+    }
+
+    #[test]
+    fn every_unread_field_name_starts_with_a_letter_looked_for() {
+        for f in UNREAD_FIELDS {
+            let name = if f.ends_with(b"-") {
+                [*f, b"Scl".as_slice()].concat()
+            } else {
+                f.to_ascii_uppercase()
+            };
+            assert!(is_unread_field(&name), "{}", String::from_utf8_lossy(f));
+        }
+        assert!(!is_unread_field(b"X-MS-Exchange-"));
+        assert!(!is_unread_field(b"Subject"));
     }
 
     #[test]
