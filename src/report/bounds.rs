@@ -7,9 +7,9 @@
 //! The pass follows the structure as the parser will: header blocks (the message's, each MIME
 //! part's, each attached message's), the boundaries each multipart declares, and attached messages
 //! sent base64 or quoted-printable (decoded and scanned in turn, as the parser will decode and parse
-//! them). Its work is linear in the message. On the way it notes the bodies nothing reads (the
-//! leaf parts of attached messages, and images, sounds and videos anywhere), so that the parser is
-//! not given them to decode.
+//! them). Its work is linear in the message. On the way it notes what nothing reads (the leaf
+//! bodies of attached messages, media, an alternative's HTML beside its plain text, trace fields;
+//! see `Unread`), so that the parser is not given them to decode or index.
 
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
@@ -77,13 +77,15 @@ fn is_unread_field(name: &[u8]) -> bool {
     ) {
         return false;
     }
-    UNREAD_FIELDS.iter().any(|f| match f.strip_suffix(b"-") {
-        Some(prefix) => {
-            name.get(..f.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(f))
-                && name.len() > prefix.len() + 1
+    UNREAD_FIELDS.iter().any(|f| {
+        if f.ends_with(b"-") {
+            name.len() > f.len()
+                && name
+                    .get(..f.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(f))
+        } else {
+            name.eq_ignore_ascii_case(f)
         }
-        None => name.eq_ignore_ascii_case(f),
     })
 }
 
@@ -699,23 +701,23 @@ mod tests {
         );
     }
 
+    /// The spans of `m` that [`check`] leaves unread, as text.
+    fn unread(m: &str) -> Vec<String> {
+        check(m.as_bytes())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| m.get(r).map(str::to_string))
+            .collect()
+    }
+
     #[test]
     fn a_notice_logo_is_unread_but_its_words_and_status_are_read() {
         let m = "Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/html\n\n<p>Your message could not be delivered.</p>\n--r\nContent-Type: image/png; name=logo.png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--r--\n--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@example.net\n--b\nContent-Type: application/octet-stream\n\nkept\n--b--\n";
-        let spans = check(m.as_bytes()).unwrap_or_default();
-        let unread: Vec<&str> = spans.into_iter().filter_map(|r| m.get(r)).collect();
-        assert_eq!(unread, ["iVBORw0KGgo=\n"]);
+        assert_eq!(unread(m), ["iVBORw0KGgo=\n"]);
     }
 
     #[test]
     fn the_html_beside_a_plain_text_alternative_is_unread() {
-        let unread = |m: &str| -> Vec<String> {
-            check(m.as_bytes())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|r| m.get(r).map(str::to_string))
-                .collect()
-        };
         // HTML first, plain text after: the HTML is unread once the alternative closes.
         let m = "Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/html\n\n<p>could not deliver</p>\n--a\nContent-Type: text/plain\n\ncould not deliver\n--a--\n--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@example.net\n--b--\n";
         assert_eq!(unread(m), ["<p>could not deliver</p>\n"]);
@@ -743,13 +745,6 @@ mod tests {
 
     #[test]
     fn trace_fields_of_a_message_header_are_unread() {
-        let unread = |m: &str| -> Vec<String> {
-            check(m.as_bytes())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|r| m.get(r).map(str::to_string))
-                .collect()
-        };
         // The bounce's own header and an attached message's; a part header keeps its fields.
         let m = "Received: from a\n\tby b\nFrom: x@example.org\nDKIM-Signature: v=1;\n b=abc\nX-MS-Exchange-Organization-SCL: 1\nX-MS-Exchange: kept\nContent-Type: multipart/report; boundary=b\n\n--b\nReceived: in a part\nContent-Type: message/rfc822\n\nreceived: from c\nSubject: s\n\nbody\n--b--\n";
         assert_eq!(

@@ -175,7 +175,9 @@ pub struct Original {
 /// header is only located, not copied or decoded (readers take it raw, by its offsets, with
 /// `header_raw`; nothing here reads the parts of `Received`, the costliest header to parse, and
 /// address lists are read by [`address::address_list`], bounded). The fields parsed into
-/// structures are bounded by [`bounds`] before the parser runs.
+/// structures are bounded by [`bounds`] before the parser runs, and what no reader reads (trace and
+/// signature fields, a returned original's bodies, media, an alternative's HTML beside its plain
+/// text) is left out of what it is given.
 static PARSER: LazyLock<MessageParser> =
     LazyLock::new(|| identity_fields(MessageParser::new().with_mime_headers()));
 
