@@ -121,21 +121,45 @@ impl<W: std::io::Write> PrintableWriter<W> {
         }
     }
 
-    fn escape_into(&self, out: &mut String, bytes: &[u8]) {
-        for chunk in bytes.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                if c == '\n' || c == '\t' || !is_unsafe(c) {
-                    out.push(c);
-                } else if self.json {
-                    // Every unsafe character is in the basic plane: one `\uXXXX`.
-                    let _ = write!(out, "\\u{:04x}", u32::from(c));
-                } else {
-                    push_escaped(out, c);
-                }
+    /// Writes `bytes` to `inner`, escaped. Runs of printable ASCII, line breaks and tabs (nearly
+    /// all of any output) go through as they are; only the rest is decoded and escaped. An ASCII
+    /// byte never belongs to a multi-byte UTF-8 sequence, so splitting at one splits no character.
+    fn write_escaped(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        let passes = |b: &u8| matches!(b, b' '..=b'~' | b'\n' | b'\t');
+        while !bytes.is_empty() {
+            let plain = bytes.iter().position(|b| !passes(b)).unwrap_or(bytes.len());
+            let (run, rest) = bytes.split_at(plain);
+            self.inner.write_all(run)?;
+            let other = rest.iter().position(passes).unwrap_or(rest.len());
+            let (odd, rest) = rest.split_at(other);
+            if !odd.is_empty() {
+                let mut out = String::with_capacity(odd.len() + 8);
+                escape_into(&mut out, odd, self.json);
+                self.inner.write_all(out.as_bytes())?;
             }
-            for b in chunk.invalid() {
-                let _ = write!(out, "\\x{b:02x}");
+            bytes = rest;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `bytes` to `out` with every unsafe character escaped: as `\uXXXX` for `json` (which
+/// allows them raw but a terminal must not see them), else as [`printable`] writes them; a byte
+/// that is not UTF-8 as `\xNN`.
+fn escape_into(out: &mut String, bytes: &[u8], json: bool) {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\n' || c == '\t' || !is_unsafe(c) {
+                out.push(c);
+            } else if json {
+                // Every unsafe character is in the basic plane: one `\uXXXX`.
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            } else {
+                push_escaped(out, c);
             }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
 }
@@ -159,22 +183,24 @@ fn incomplete_tail(data: &[u8]) -> usize {
 
 impl<W: std::io::Write> std::io::Write for PrintableWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        let mut data = std::mem::take(&mut self.pending);
-        let keep = incomplete_tail(&data);
-        self.pending = data.split_off(data.len() - keep);
-        let mut out = String::with_capacity(data.len());
-        self.escape_into(&mut out, &data);
-        self.inner.write_all(out.as_bytes())?;
+        let data = if self.pending.is_empty() {
+            buf
+        } else {
+            self.pending.extend_from_slice(buf);
+            &std::mem::take(&mut self.pending)[..]
+        };
+        let keep = incomplete_tail(data);
+        let (complete, tail) = data.split_at(data.len() - keep);
+        let tail = tail.to_vec();
+        self.write_escaped(complete)?;
+        self.pending = tail;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
-            let mut out = String::new();
             let pending = std::mem::take(&mut self.pending);
-            self.escape_into(&mut out, &pending);
-            self.inner.write_all(out.as_bytes())?;
+            self.write_escaped(&pending)?;
         }
         self.inner.flush()
     }
@@ -224,10 +250,16 @@ mod tests {
             }
             w.write_all(b"\xff end").expect("write");
         }
-        assert_eq!(
-            String::from_utf8(out).expect("utf-8"),
-            "a\tb\n\\x1b]0;x\\x07 \\u{9b}2J é\n\\xff end"
-        );
+        let expected = "a\tb\n\\x1b]0;x\\x07 \\u{9b}2J é\n\\xff end";
+        assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+        // In one write, plain runs and escapes alternate within the buffer: the same text.
+        let mut once = Vec::new();
+        let mut all = "a\tb\n\x1b]0;x\x07 \u{9b}2J é\n".as_bytes().to_vec();
+        all.extend_from_slice(b"\xff end");
+        PrintableWriter::new(&mut once)
+            .write_all(&all)
+            .expect("write");
+        assert_eq!(String::from_utf8(once).expect("utf-8"), expected);
     }
 
     #[test]
