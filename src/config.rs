@@ -718,8 +718,9 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
     if !any {
         return Err(format!("must name a level ({})", LOG_LEVELS.join(", ")));
     }
-    tracing_subscriber::EnvFilter::try_new(filter)
-        .map(|_| ())
+    filter
+        .parse::<tracing_subscriber::filter::Targets>()
+        .map(drop)
         .map_err(|e| format!("is not a log filter: {e}"))
 }
 

@@ -9,9 +9,10 @@ use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt as tfmt;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, fmt as tfmt};
 
 use bounced::config::{LogFormat, check_log_filter};
 use bounced::text::printable;
@@ -67,12 +68,11 @@ impl<S: Subscriber> Layer<S> for Withhold {
 
 /// The filter of a command: `RUST_LOG` when set and valid (an invalid one is named in a warning),
 /// else `default`.
-fn filter(default: &str) -> EnvFilter {
+fn filter(default: &str) -> Targets {
     if let Ok(v) = std::env::var("RUST_LOG")
         && !v.trim().is_empty()
     {
-        match check_log_filter(&v).and_then(|()| EnvFilter::try_new(&v).map_err(|e| e.to_string()))
-        {
+        match check_log_filter(&v).and_then(|()| v.parse::<Targets>().map_err(|e| e.to_string())) {
             Ok(f) => return f,
             Err(e) => eprintln!(
                 "bounced: warning: RUST_LOG=`{}` is not a log filter ({}); using `{default}`",
@@ -81,7 +81,9 @@ fn filter(default: &str) -> EnvFilter {
             ),
         }
     }
-    EnvFilter::new(default)
+    default
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Starts the subscriber on stderr at `default` (a filter such as `info` or `bounced=debug`) in
