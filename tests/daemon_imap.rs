@@ -19,9 +19,13 @@ use common::dovecot::{self, Dovecot, PASSWORD, Probe, s};
 use common::*;
 
 fn runtime() -> tokio::runtime::Runtime {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("bounced=info")
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(
+            tracing_subscriber::filter::Targets::new().with_target("bounced", tracing::Level::INFO),
+        )
         .try_init();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
