@@ -60,7 +60,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
+use std::panic::{RefUnwindSafe, UnwindSafe};
+
 use regex::{Regex, RegexBuilder};
+use regex_automata::Input;
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::util::pool::Pool;
 use serde::Deserialize;
 
 use super::Reason;
@@ -575,7 +581,7 @@ fn is_lower_case_pattern(pattern: &str) -> bool {
 pub(super) struct Pattern {
     source: String,
     needs: Option<Vec<Vec<u8>>>,
-    program: OnceLock<Result<Regex, regex::Error>>,
+    program: OnceLock<Result<Program, regex::Error>>,
 }
 
 impl Pattern {
@@ -596,9 +602,9 @@ impl Pattern {
 
     /// The program, compiled on its first use (a built-in pattern that does not compile, which a
     /// unit test rules out, is logged once and never matches).
-    fn program(&self) -> &Result<Regex, regex::Error> {
+    fn program(&self) -> &Result<Program, regex::Error> {
         self.program.get_or_init(|| {
-            let compiled = compile_fresh(&self.source);
+            let compiled = Program::new(&self.source);
             if let Err(e) = &compiled {
                 tracing::error!(pattern = %self.source, error = %e, "a rule pattern does not compile; it never matches");
             }
@@ -607,14 +613,113 @@ impl Pattern {
     }
 
     /// Compiles the program now, unless it already is; the error when it does not compile.
-    fn force(&self) -> Result<&Regex, regex::Error> {
+    fn force(&self) -> Result<&Program, regex::Error> {
         self.program().as_ref().map_err(Clone::clone)
     }
 
     /// Whether the pattern matches the [`prepare`]d text.
     fn is_match(&self, text: &str) -> bool {
-        self.program().as_ref().is_ok_and(|re| re.is_match(text))
+        self.program().as_ref().is_ok_and(|p| p.is_match(text))
     }
+}
+
+/// Makes a per-thread match cache for one lazy DFA.
+type NewCache = Box<dyn Fn() -> Cache + Send + Sync + UnwindSafe + RefUnwindSafe>;
+
+/// A compiled text pattern. Rules only ask whether a pattern matches, and the prefilter has
+/// already found its literals, so most patterns need only a forward lazy DFA: no reverse automaton
+/// to find where a match starts, no capture slots, no literal search of its own, which together
+/// cost most of a full regex's compile time. A pattern the lazy DFA cannot take (an automaton too
+/// large for [`DFA_CACHE_LIMIT`]) or a text it gives up on (a Unicode word boundary beside
+/// non-ASCII text) goes to the full regex engine, with the same meaning.
+pub(super) enum Program {
+    /// A forward lazy DFA.
+    Lazy(Box<LazyProgram>),
+    /// The full regex engine.
+    Full(Regex),
+}
+
+/// A forward lazy DFA with one match cache per thread; the full regex is built only if the DFA
+/// ever gives up.
+pub(super) struct LazyProgram {
+    source: String,
+    dfa: DFA,
+    caches: Pool<Cache, NewCache>,
+    full: OnceLock<Result<Regex, regex::Error>>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Program::Lazy(p) => f.debug_tuple("Lazy").field(&p.source).finish(),
+            Program::Full(re) => f.debug_tuple("Full").field(re).finish(),
+        }
+    }
+}
+
+impl Program {
+    /// Compiles a pattern as written in a rule (see [`lean_pattern`]).
+    fn new(pattern: &str) -> Result<Program, regex::Error> {
+        let source = lean_pattern(pattern);
+        let case_insensitive = !is_lower_case_pattern(&source);
+        let built = DFA::builder()
+            .configure(
+                DFA::config()
+                    .cache_capacity(DFA_CACHE_LIMIT)
+                    .unicode_word_boundary(true),
+            )
+            .syntax(regex_automata::util::syntax::Config::new().case_insensitive(case_insensitive))
+            .thompson(
+                thompson::Config::new()
+                    .which_captures(thompson::WhichCaptures::None)
+                    .nfa_size_limit(Some(PATTERN_SIZE_LIMIT)),
+            )
+            .build(&source);
+        match built {
+            Ok(dfa) => {
+                let maker = dfa.clone();
+                let new_cache: NewCache = Box::new(move || maker.create_cache());
+                Ok(Program::Lazy(Box::new(LazyProgram {
+                    source,
+                    dfa,
+                    caches: Pool::new(new_cache),
+                    full: OnceLock::new(),
+                })))
+            }
+            Err(_) => full_regex(&source, case_insensitive).map(Program::Full),
+        }
+    }
+
+    /// Whether the program matches the [`prepare`]d text.
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Program::Full(re) => re.is_match(text),
+            Program::Lazy(p) => {
+                let found = {
+                    let mut cache = p.caches.get();
+                    p.dfa
+                        .try_search_fwd(&mut cache, &Input::new(text).earliest(true))
+                };
+                match found {
+                    Ok(m) => m.is_some(),
+                    Err(_) => p
+                        .full
+                        .get_or_init(|| full_regex(&p.source, !is_lower_case_pattern(&p.source)))
+                        .as_ref()
+                        .is_ok_and(|re| re.is_match(text)),
+                }
+            }
+        }
+    }
+}
+
+/// The full regex engine's program for a [`lean_pattern`] source.
+fn full_regex(source: &str, case_insensitive: bool) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(source)
+        .case_insensitive(case_insensitive)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(DFA_CACHE_LIMIT)
+        .build()
 }
 
 /// Patterns known so far in this process, by source. Every rule set built from the same patterns
@@ -665,7 +770,7 @@ fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
     if cached {
         return Ok(());
     }
-    compile_fresh(pattern).map(drop)
+    Program::new(pattern).map(drop)
 }
 
 /// What is wrong with a pattern that does not compile, in the user's own terms: the error is
@@ -694,15 +799,6 @@ fn pattern_problem(pattern: &str, e: &regex::Error) -> String {
         .map_or(span.start.offset, |before| before.chars().count())
         + 1;
     format!("bad `text` pattern `{pattern}`: {kind} at character {at}")
-}
-
-fn compile_fresh(pattern: &str) -> Result<Regex, regex::Error> {
-    let source = lean_pattern(pattern);
-    RegexBuilder::new(&source)
-        .case_insensitive(!is_lower_case_pattern(&source))
-        .size_limit(PATTERN_SIZE_LIMIT)
-        .dfa_size_limit(DFA_CACHE_LIMIT)
-        .build()
 }
 
 impl RuleSet {
@@ -2028,6 +2124,67 @@ mod tests {
         );
     }
 
+    /// The full regex engine's program of every built-in pattern, compiled once for all tests.
+    static FULL: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+        RuleSet::builtin()
+            .patterns
+            .iter()
+            .map(|p| {
+                let source = lean_pattern(&p.source);
+                full_regex(&source, !is_lower_case_pattern(&source)).expect("compiles")
+            })
+            .collect()
+    });
+
+    /// Every built-in pattern's program answers as the full regex engine does on `diagnostic`.
+    fn programs_agree_with_the_full_engine_on(set: &RuleSet, diagnostic: &str) {
+        let text = prepare(diagnostic);
+        for (p, full) in set.patterns.iter().zip(FULL.iter()) {
+            assert_eq!(
+                p.is_match(&text),
+                full.is_match(&text),
+                "`{}` on {diagnostic:?}",
+                p.source
+            );
+        }
+    }
+
+    #[test]
+    fn programs_agree_with_the_full_engine() {
+        let set = RuleSet::builtin();
+        let lazy = set
+            .patterns
+            .iter()
+            .filter(|p| matches!(p.force(), Ok(Program::Lazy(_))))
+            .count();
+        assert!(lazy * 10 >= set.patterns.len() * 9, "{lazy} lazy programs");
+        for text in [
+            "550 5.1.1 <a@example.com>: Recipient address rejected: User unknown in virtual mailbox table",
+            "452 4.2.2 The email account that you tried to reach is over quota",
+            "554 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.example.org",
+            "Die E-Mail-Adresse des Empfängers existiert nicht; Postfach voll",
+            "Le destinataire est inconnu : adresse invalide, boîte pleine",
+            "Адресат не найден, пользователь заблокирован",
+            "host mx.example.net said: 421 too many connections, try again later",
+            "\u{a0}mailbox\u{a0}unavailable\u{2003}",
+        ] {
+            programs_agree_with_the_full_engine_on(&set, text);
+        }
+    }
+
+    #[test]
+    fn a_unicode_word_boundary_on_non_ascii_text_is_still_matched() {
+        // `\b` is read as an ASCII boundary, but `\B` stays Unicode: "v" and "é" are both word
+        // characters, so there is no boundary between them. The lazy DFA takes a Unicode boundary
+        // only over ASCII text and gives up on the rest; the full engine then answers.
+        let program = Program::new(r"activ\Bé").expect("compiles");
+        assert!(matches!(program, Program::Lazy(_)));
+        assert!(program.is_match("compte désactivé hier"));
+        assert!(!program.is_match("compte désactive hier"));
+        assert!(!program.is_match("activ"));
+        assert!(Program::new("[a-").is_err(), "a bad pattern is an error");
+    }
+
     proptest::proptest! {
         #[test]
         fn prefilter_is_sound(words in proptest::collection::vec(
@@ -2036,6 +2193,7 @@ mod tests {
         )) {
             let set = RuleSet::builtin();
             prefilter_is_sound_on(&set, &words.join(" "));
+            programs_agree_with_the_full_engine_on(&set, &words.join(" "));
         }
     }
 
