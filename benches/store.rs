@@ -33,6 +33,12 @@ fn peak_rss_mib() -> f64 {
 
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
 fn cpu_secs() -> f64 {
+    let (user, system) = cpu_split();
+    user + system
+}
+
+/// CPU seconds this process has used in user mode and in the kernel, from /proc/self/stat.
+fn cpu_split() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (in parentheses) start with the state; utime and stime are the
     // 12th and 13th of them. Clock ticks are 100 per second on Linux.
@@ -43,8 +49,7 @@ fn cpu_secs() -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let ticks = field(11) + field(12);
-    ticks / 100.0
+    (field(11) / 100.0, field(12) / 100.0)
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -144,6 +149,7 @@ async fn bench_import(
     let store = Store::open(&db, StoreOptions::default()).await.unwrap();
     println!("import: into {}", store.path().display());
     let jobs = settings.workers;
+    let split0 = cpu_split();
     let cpu0 = cpu_secs();
     let t = Instant::now();
     let s = pipeline::import(
@@ -161,9 +167,12 @@ async fn bench_import(
     store.close().await;
     let messages = s.recorded + s.duplicates;
     let cpu = cpu_secs() - cpu0;
+    let split = cpu_split();
     println!(
-        "import: {:.1} CPU seconds (user + system) = {:.0} messages per CPU second",
+        "import: {:.1} CPU seconds (user {:.1} + system {:.1}) = {:.0} messages per CPU second",
         cpu,
+        split.0 - split0.0,
+        split.1 - split0.1,
         messages as f64 / cpu
     );
     println!(
