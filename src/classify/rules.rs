@@ -57,10 +57,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
-
-use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use regex::{Regex, RegexBuilder};
 use regex_automata::Input;
