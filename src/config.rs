@@ -1039,6 +1039,27 @@ mod tests {
     }
 
     #[test]
+    fn log_filters_are_levels_and_target_levels() {
+        use tracing_subscriber::filter::Targets;
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "info,bounced::pipeline=debug",
+            "bounced=Trace, sqlx=warn",
+        ] {
+            assert_eq!(check_log_filter(ok), Ok(()), "{ok}");
+        }
+        let t: Targets = "warn,bounced::pipeline=debug".parse().expect("filter");
+        assert!(t.would_enable("bounced::pipeline", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("bounced::store", &tracing::Level::INFO));
+        assert!(t.would_enable("sqlx::query", &tracing::Level::WARN));
+        for bad in ["", " , ", "bounced", "info,verbose", "bounced=loud"] {
+            assert!(check_log_filter(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn empty_file_gives_the_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.store.path, PathBuf::from("bounced.db"));
