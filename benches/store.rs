@@ -150,7 +150,6 @@ async fn bench_import(
     println!("import: into {}", store.path().display());
     let jobs = settings.workers;
     let split0 = cpu_split();
-    let cpu0 = cpu_secs();
     let t = Instant::now();
     let s = pipeline::import(
         settings,
@@ -166,13 +165,11 @@ async fn bench_import(
     let size = store.counts().await.map_or(0, |c| c.size_bytes);
     store.close().await;
     let messages = s.recorded + s.duplicates;
-    let cpu = cpu_secs() - cpu0;
     let split = cpu_split();
+    let (user, system) = (split.0 - split0.0, split.1 - split0.1);
+    let cpu = user + system;
     println!(
-        "import: {:.1} CPU seconds (user {:.1} + system {:.1}) = {:.0} messages per CPU second",
-        cpu,
-        split.0 - split0.0,
-        split.1 - split0.1,
+        "import: {cpu:.1} CPU seconds (user {user:.1} + system {system:.1}) = {:.0} messages per CPU second",
         messages as f64 / cpu
     );
     println!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
+use tracing_subscriber::filter::Targets;
 
 use crate::policy::Policy;
 use crate::store::StoreOptions;
@@ -699,10 +700,10 @@ impl ImapConfig {
 /// The log levels, from the quietest.
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
-/// Checks a log filter (`logging.level`, `RUST_LOG`): comma-separated directives, each a level
+/// Reads a log filter (`logging.level`, `RUST_LOG`): comma-separated directives, each a level
 /// ([`LOG_LEVELS`]) or `target=level`. A bare word that is not a level is refused: the filter
 /// syntax would read it as a target name and silence everything else.
-pub fn check_log_filter(filter: &str) -> Result<(), String> {
+pub fn log_filter(filter: &str) -> Result<Targets, String> {
     let is_level = |s: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
     let mut any = false;
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
@@ -719,8 +720,7 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
         return Err(format!("must name a level ({})", LOG_LEVELS.join(", ")));
     }
     filter
-        .parse::<tracing_subscriber::filter::Targets>()
-        .map(drop)
+        .parse::<Targets>()
         .map_err(|e| format!("is not a log filter: {e}"))
 }
 
@@ -775,7 +775,7 @@ impl Config {
                     }
                 }
                 "BOUNCED_LOG_LEVEL" => {
-                    check_log_filter(v).map_err(&bad)?;
+                    log_filter(v).map_err(&bad)?;
                     self.logging.level = v.to_owned();
                 }
                 "BOUNCED_BATCH_SIZE" => self.daemon.batch_size = num(v)?,
@@ -826,7 +826,7 @@ impl Config {
         if d.summary_interval.0 < Duration::from_secs(1) {
             return bad("daemon.summary_interval", "must be at least 1s");
         }
-        if let Err(problem) = check_log_filter(&self.logging.level) {
+        if let Err(problem) = log_filter(&self.logging.level) {
             return Err(("logging.level", problem));
         }
         let mut names = std::collections::HashSet::new();
@@ -1040,7 +1040,6 @@ mod tests {
 
     #[test]
     fn log_filters_are_levels_and_target_levels() {
-        use tracing_subscriber::filter::Targets;
         for ok in [
             "info",
             "WARN",
@@ -1048,14 +1047,14 @@ mod tests {
             "info,bounced::pipeline=debug",
             "bounced=Trace, sqlx=warn",
         ] {
-            assert_eq!(check_log_filter(ok), Ok(()), "{ok}");
+            assert!(log_filter(ok).is_ok(), "{ok}");
         }
         let t: Targets = "warn,bounced::pipeline=debug".parse().expect("filter");
         assert!(t.would_enable("bounced::pipeline", &tracing::Level::DEBUG));
         assert!(!t.would_enable("bounced::store", &tracing::Level::INFO));
         assert!(t.would_enable("sqlx::query", &tracing::Level::WARN));
         for bad in ["", " , ", "bounced", "info,verbose", "bounced=loud"] {
-            assert!(check_log_filter(bad).is_err(), "{bad:?}");
+            assert!(log_filter(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -14,7 +14,7 @@ use tracing_subscriber::fmt as tfmt;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use bounced::config::{LogFormat, check_log_filter};
+use bounced::config::{LogFormat, log_filter};
 use bounced::text::printable;
 
 /// Log targets whose events carry protocol bytes, and so may carry credentials: the IMAP client
@@ -72,7 +72,7 @@ fn filter(default: &str) -> Targets {
     if let Ok(v) = std::env::var("RUST_LOG")
         && !v.trim().is_empty()
     {
-        match check_log_filter(&v).and_then(|()| v.parse::<Targets>().map_err(|e| e.to_string())) {
+        match log_filter(&v) {
             Ok(f) => return f,
             Err(e) => eprintln!(
                 "bounced: warning: RUST_LOG=`{}` is not a log filter ({}); using `{default}`",
@@ -81,9 +81,7 @@ fn filter(default: &str) -> Targets {
             ),
         }
     }
-    default
-        .parse()
-        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+    log_filter(default).unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Starts the subscriber on stderr at `default` (a filter such as `info` or `bounced=debug`) in
