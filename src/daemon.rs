@@ -80,6 +80,9 @@ pub async fn run_observed(
             max_size,
         ))));
     }
+    // A new target's events start from here: registered before the first commit, it misses none
+    // of this run's.
+    crate::notify::register(&store, &sources.notify).await?;
     // Delivery workers run beside the pipeline and stop after it has drained, so the events of
     // its last commits get their first attempt.
     let stop = tokio_util::sync::CancellationToken::new();

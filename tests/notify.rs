@@ -494,6 +494,60 @@ fn exec_target_runs_a_command_per_event_and_retries_a_failure_on(engine: Engine)
     assert_eq!(row["attempts"], 2, "one failure, then success: {row}");
 }
 
+#[test]
+fn a_new_target_gets_the_events_of_mail_waiting_at_the_first_start() {
+    engines::each(
+        "a_new_target_gets_the_events_of_mail_waiting_at_the_first_start",
+        a_new_target_gets_the_events_of_mail_waiting_at_the_first_start_on,
+    );
+}
+
+/// A target's starting point is set before the pipeline commits anything: mail already in the
+/// Maildir at the first start gives the new target its events.
+fn a_new_target_gets_the_events_of_mail_waiting_at_the_first_start_on(engine: Engine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("events");
+    fs::create_dir(&events).expect("events dir");
+    // One file per event: the command may run for several events at once.
+    let script = format!(
+        "cat > {dir:?}/\"$BOUNCED_EVENT_ID\".json",
+        dir = events.display().to_string()
+    );
+    let s = setup(engine, |_| {
+        format!(
+            "[[notify]]\nname = \"script\"\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\nbackoff_max = \"1s\"\n"
+        )
+    });
+    for n in 1..=3 {
+        deliver(&s.md, &format!("waiting-{n}"), bounce(n).as_bytes());
+    }
+    let read_all = || -> Vec<String> {
+        let mut addresses: Vec<String> = fs::read_dir(&events)
+            .map(|it| it.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|v| v["address"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        addresses.sort();
+        addresses
+    };
+    let mut d = daemon(&s);
+    d.wait_until(Duration::from_secs(30), "three events", || {
+        read_all().len() == 3
+    });
+    assert_eq!(d.stop(Duration::from_secs(30)), 0);
+    assert_eq!(
+        read_all(),
+        [
+            "user1@example.com",
+            "user2@example.com",
+            "user3@example.com"
+        ]
+    );
+}
+
 /// What the listmonk-shaped endpoint received.
 type Bounces = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, serde_json::Value)>>>;
 

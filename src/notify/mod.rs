@@ -292,30 +292,21 @@ impl Notifier {
         Ok(sent)
     }
 
-    /// Delivers until `stop` is cancelled; an attempt in flight finishes (within the target's
-    /// timeout) and is settled before it returns.
+    /// Delivers the events of a [`register`]ed target until `stop` is cancelled; an attempt in
+    /// flight finishes (within the target's timeout) and is settled before it returns.
     pub async fn run(self, store: Store, stop: CancellationToken) {
         let mut wake = store.outbox_wakeups();
-        let mut registered = false;
         let mut failures: u32 = 0;
         let mut lease: Option<crate::store::OutboxLease> = None;
         let mut standing_by = false;
         while !stop.is_cancelled() {
-            if !registered {
-                match store.outbox_register(&self.name, Utc::now()).await {
-                    Ok(()) => registered = true,
-                    Err(e) => {
-                        tracing::error!(target_name = %self.name, error = %e, "cannot register the target");
-                    }
-                }
-            }
             if let Some(l) = &mut lease
                 && !l.holds().await
             {
                 tracing::warn!(target_name = %self.name, "lost the right to deliver this target (database connection ended); taking it again");
                 lease = None;
             }
-            if registered && lease.is_none() {
+            if lease.is_none() {
                 match store.outbox_lease(&self.name).await {
                     Ok(Some(l)) => {
                         if standing_by {
@@ -335,14 +326,14 @@ impl Notifier {
                     }
                 }
             }
-            let sent = if registered && lease.is_some() {
+            let sent = if lease.is_some() {
                 self.round(&store, &stop).await
             } else {
                 Ok(0)
             };
             let pause = match sent {
                 // Without the right to deliver (another process has it), ask again now and then.
-                Ok(_) if registered && lease.is_none() => STANDBY,
+                Ok(_) if lease.is_none() => STANDBY,
                 Ok(n) if n > 0 => {
                     failures = 0;
                     continue;
@@ -363,7 +354,7 @@ impl Notifier {
                     Duration::from_millis(200).saturating_mul(failures.min(25))
                 }
             };
-            let standby = registered && lease.is_none();
+            let standby = lease.is_none();
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = wake.changed(), if !standby => {}
@@ -372,6 +363,18 @@ impl Notifier {
         }
         tracing::info!(target_name = %self.name, "notify worker stopped");
     }
+}
+
+/// Registers each target that is new to the database, its cursor at the last event recorded so
+/// far: a new target gets the events recorded from now on, not the history before it.
+pub async fn register(
+    store: &Store,
+    notifiers: &[Notifier],
+) -> Result<(), crate::store::StoreError> {
+    for n in notifiers {
+        store.outbox_register(&n.name, Utc::now()).await?;
+    }
+    Ok(())
 }
 
 /// Runs one worker per target until `stop` is cancelled and every worker has settled its last
