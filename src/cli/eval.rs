@@ -533,10 +533,7 @@ fn print_explanation(
         writeln!(out, "result {} of {total}", i + 1)?;
         let fields: [(&str, String); 11] = [
             ("recipient", or_dash(b.recipient.as_deref())),
-            (
-                "original rcpt",
-                or_dash(r.read.original_recipient.as_deref()),
-            ),
+            ("final rcpt", or_dash(r.read.final_recipient.as_deref())),
             ("action", or_dash(b.action.as_deref())),
             ("status", r.status_source.clone()),
             ("replycode", r.replycode_source.clone()),

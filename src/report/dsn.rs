@@ -145,8 +145,8 @@ pub fn parse(text: &str) -> Dsn {
         if let Some(d) = r.diagnostic.take() {
             r.diagnostic = Some(server_words(r, d));
         }
-        if r.original_recipient.is_some() && r.original_recipient == r.recipient {
-            r.original_recipient = None;
+        if r.final_recipient.is_some() && r.final_recipient == r.recipient {
+            r.final_recipient = None;
         }
         if r.reporting_mta.is_none() {
             r.reporting_mta = dsn.reporting_mta.clone();
@@ -203,11 +203,12 @@ fn per_message_field(dsn: &mut Dsn, name: &str, value: &str) {
 fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
     let mut r = RecipientReport::default();
     let mut actual = None;
+    let mut original = None;
     let mut comment = None;
     for &(name, value) in fields {
         match name {
             "final-recipient" => r.recipient = field_address(value),
-            "original-recipient" => r.original_recipient = field_address(value),
+            "original-recipient" => original = field_address(value),
             "x-actual-recipient" => actual = field_address(value),
             "action" => {
                 r.action = value
@@ -233,15 +234,20 @@ fn push_recipient(dsn: &mut Dsn, fields: &[(&str, &str)]) {
         }
     }
     if r.recipient.is_none() {
-        r.recipient = actual.or_else(|| r.original_recipient.clone());
+        r.recipient = actual;
     }
-    // Exchange's directory entry names no Internet mailbox: the address the sender used does.
-    if r.recipient
+    // The address the sender used (RFC 3464 2.3.1) is the one on its list; the final one is where
+    // an alias or forward led. A local name or an Exchange directory entry in `Original-Recipient`
+    // is no such address, unless the final one is no better.
+    let sender_used = original
         .as_deref()
-        .is_some_and(super::text::addresses::is_directory_entry)
-        && let Some(original) = r.original_recipient.take()
-    {
-        r.original_recipient = r.recipient.replace(original);
+        .is_some_and(|a| a.contains('@') && !super::text::addresses::is_directory_entry(a));
+    let final_unusable = r
+        .recipient
+        .as_deref()
+        .is_none_or(|a| !a.contains('@') || super::text::addresses::is_directory_entry(a));
+    if let Some(original) = original.filter(|_| sender_used || final_unusable) {
+        r.final_recipient = r.recipient.replace(original);
     }
     if r.recipient.is_some() {
         dsn.recipients.push(r);
@@ -555,9 +561,10 @@ fn quoted_response(body: &str, lower: &str) -> Option<String> {
 }
 
 /// For recipients whose `Final-Recipient` is a local delivery target rather than an address (a
-/// file or a pipe, as Exim writes for `save to` and `pipe to` failures): the `Original-Recipient`,
-/// else the address the bounce's `X-Failed-Recipients` header gives at the same position (or its only
-/// address). The target stays when nothing better is known.
+/// file or a pipe, as Exim writes for `save to` and `pipe to` failures) and that have no
+/// `Original-Recipient` address to take its place ([`parse`]): the address the bounce's
+/// `X-Failed-Recipients` header gives at the same position (or its only address). The target
+/// stays when nothing better is known.
 pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_header: Option<&str>) {
     let listed: Vec<String> = failed_header
         .map(super::text::addresses::find_addresses)
@@ -570,7 +577,6 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
         if r.recipient.as_deref().is_some_and(|a| a.contains('@')) {
             continue;
         }
-        let from_original = r.original_recipient.clone().filter(|a| a.contains('@'));
         let from_header = if listed.len() == count {
             listed.get(i).cloned()
         } else if listed.len() == 1 {
@@ -578,7 +584,7 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
         } else {
             None
         };
-        if let Some(address) = from_original.or(from_header) {
+        if let Some(address) = from_header {
             r.recipient = Some(address);
         }
     }
@@ -904,6 +910,33 @@ Diagnostic-Code: smtp; 550 5.1.1 refused\nStatus: 5.1.1\nFinal-Recipient: rfc822
         assert_eq!(r.status.as_deref(), Some("5.1.1"));
         assert_eq!(r.diagnostic.as_deref(), Some("550 5.1.1 refused"));
         assert_eq!(r.action.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn the_address_the_sender_used_is_the_recipient() {
+        let text = "Reporting-MTA: dns; relay.example.net\n\n\
+Original-Recipient: rfc822;ola@club.example\nFinal-Recipient: rfc822;ola.berg@mailhost.example.net\n\
+Action: failed\nStatus: 5.1.1\n\n\
+Original-Recipient: rfc822;pia\nFinal-Recipient: rfc822;pia@club.example\nAction: failed\nStatus: 5.1.1\n\n\
+Original-Recipient: rfc822;quin@club.example\nFinal-Recipient: x-local;/var/spool/mail/quin\n\
+Action: failed\nStatus: 5.2.2\n";
+        let dsn = parse(text);
+        let got: Vec<_> = dsn
+            .recipients
+            .iter()
+            .map(|r| (r.recipient.as_deref(), r.final_recipient.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Some("ola@club.example"),
+                    Some("ola.berg@mailhost.example.net")
+                ),
+                (Some("pia@club.example"), None),
+                (Some("quin@club.example"), Some("/var/spool/mail/quin")),
+            ]
+        );
     }
 
     #[test]

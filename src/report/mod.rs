@@ -125,11 +125,11 @@ pub struct Report {
 /// What a report says about one recipient.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RecipientReport {
-    /// The failed address (from `Final-Recipient`, else `Original-Recipient`, else the text, else VERP),
-    /// with its domain lower-cased.
+    /// The failed address as the sender wrote it (from `Original-Recipient` when that is an address,
+    /// else `Final-Recipient`, else the text, else VERP), with its domain lower-cased.
     pub recipient: Option<String>,
-    /// `Original-Recipient`, when it differs from the final one.
-    pub original_recipient: Option<String>,
+    /// `Final-Recipient`, when it differs from `recipient`: where an alias or forward led.
+    pub final_recipient: Option<String>,
     /// `failed`, `delayed`, `delivered`, `relayed` or `expanded` (given or inferred).
     pub action: Option<String>,
     /// The `Status` field or a code taken from the text, as written (`5.1.1`).

@@ -71,7 +71,7 @@ fn dsn_with_several_recipients() {
     assert_eq!(r.recipients.len(), 2);
     let one = &r.recipients[0];
     assert_eq!(one.recipient.as_deref(), Some("one@example.com"));
-    assert_eq!(one.original_recipient, None);
+    assert_eq!(one.final_recipient, None);
     assert_eq!(
         one.diagnostic.as_deref(),
         Some("550 5.1.1 <one@example.com>: Recipient address rejected: User unknown")
