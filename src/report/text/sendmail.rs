@@ -69,6 +69,16 @@ struct Entry {
     own_reply: bool,
     /// The address the sender used, when the list names it (`(expanded from: <alias>)`).
     original: Option<String>,
+    /// `address` is a program or file an alias delivered to, not an address: the entry stands
+    /// only with an `original`.
+    target: bool,
+}
+
+/// Whether a listed line names a program (`"|/usr/bin/procmail"`) or a file (`/var/mail/x`) that
+/// Sendmail delivered to, as its list of failed addresses writes them (savemail.c).
+fn is_delivery_target(line: &str) -> bool {
+    let bare = line.trim_start_matches('"');
+    bare.starts_with('|') || bare.starts_with('/')
 }
 
 /// The report's addresses, each with what the report says of it, found by address without regard
@@ -174,11 +184,18 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     }
                 } else if t.starts_with('(') {
                     // Other remarks.
-                } else if !line.starts_with([' ', '\t'])
-                    && let Some(a) = first_address(t)
-                {
-                    let _ = entries.entry(&a);
-                    last_listed = Some(a);
+                } else if !line.starts_with([' ', '\t']) {
+                    if let Some(a) = first_address(t) {
+                        let _ = entries.entry(&a);
+                        last_listed = Some(a);
+                    } else if is_delivery_target(t) {
+                        // A program or file an alias expanded to: the address the sender used
+                        // follows as `(expanded from: <address>)`.
+                        if let Some(e) = entries.entry(t) {
+                            e.target = true;
+                        }
+                        last_listed = Some(t.to_string());
+                    }
                 }
             }
             Section::Transcript => {
@@ -282,6 +299,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
     entries
         .list
         .into_iter()
+        .filter(|e| !e.target || e.original.is_some())
         .map(|e| {
             let words = [e.reply.as_str(), &e.outcome, &e.reason, subject_reason]
                 .into_iter()
@@ -384,6 +402,27 @@ While talking to mx.example.com:\n>>> RCPT To:<cy@example.com>\n<<< 550 <cy@exam
                 Some("550 <jon@example.com>... User unknown")
             );
             assert_eq!(r[0].command, None);
+        });
+    }
+
+    #[test]
+    fn a_program_an_alias_expanded_to_stands_for_the_alias() {
+        let text = "From: Mail Delivery Subsystem <MAILER-DAEMON@box.example.edu>\n\
+Subject: Returned mail: see transcript for details\n\n\
+   ----- The following addresses had permanent fatal errors -----\n\
+\"|/usr/local/bin/filter-mail -d\"\n    (reason: Service unavailable)\n\
+    (expanded from: <moe@box.example.edu>)\n\
+/home/nobody/archive\n    (reason: Can't create output)\n\n\
+   ----- Transcript of session follows -----\n\
+554 5.3.0 unknown mailer error 75\n";
+        input_from(text, |input| {
+            let r = read(input);
+            assert_eq!(r.len(), 1, "the file without an alias names no address");
+            assert_eq!(r[0].recipient.as_deref(), Some("moe@box.example.edu"));
+            assert_eq!(
+                r[0].diagnostic.as_deref(),
+                Some("554 5.3.0 unknown mailer error 75")
+            );
         });
     }
 
