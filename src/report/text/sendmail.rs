@@ -11,6 +11,7 @@ use super::blocks::cut_original;
 use super::replies::{is_delay_notice, recipient, transcript};
 use super::words::{contains_ci, head, strip_prefix_ci};
 use super::{Family, Input, PARAGRAPH_LIMIT};
+use crate::classify::Reason;
 use crate::report::{MAX_RECIPIENTS, RecipientReport};
 
 /// The Sendmail reader.
@@ -72,6 +73,19 @@ struct Entry {
     /// `address` is a program or file an alias delivered to, not an address: the entry stands
     /// only with an `original`.
     target: bool,
+}
+
+/// Whether a transcript line is Sendmail's note that the queue timeout was reached
+/// (`Message could not be delivered for 5 days`, envelope.c).
+fn is_queue_timeout_line(line: &str) -> bool {
+    strip_prefix_ci(line.trim(), "Message could not be delivered for ").is_some_and(|rest| {
+        rest.split_whitespace().nth(1).is_some_and(|unit| {
+            matches!(
+                unit.trim_end_matches('.'),
+                "days" | "day" | "hours" | "hour"
+            )
+        })
+    })
 }
 
 /// Whether a listed line names a program (`"|/usr/bin/procmail"`) or a file (`/var/mail/x`) that
@@ -287,6 +301,11 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     let action = if delayed { "delayed" } else { "failed" };
+    // The return after the queue timeout (`Cannot send message for 5 days`, envelope.c): the
+    // message expired, whatever the last attempt's error was.
+    let expired = !delayed
+        && (contains_ci(input.subject, "Cannot send message for")
+            || text.lines().any(is_queue_timeout_line));
     // Older Sendmail names the reason in the subject (`Returned mail: User unknown`): the words of
     // last resort for an address the report says nothing else about.
     let subject_reason = input
@@ -306,6 +325,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 .find(|w| !w.is_empty())
                 .unwrap_or_default();
             let mut r = recipient(e.original.unwrap_or(e.address), action, words);
+            if expired {
+                r.reason_hint = Some(Reason::Expired);
+            }
             if e.command.is_some() {
                 r.command = e.command.map(str::to_string);
             }
@@ -423,6 +445,25 @@ Subject: Returned mail: see transcript for details\n\n\
                 r[0].diagnostic.as_deref(),
                 Some("554 5.3.0 unknown mailer error 75")
             );
+        });
+    }
+
+    #[test]
+    fn the_return_after_the_queue_timeout_is_expired() {
+        let text = "From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.org>\n\
+Subject: Returned mail: see transcript for details\n\n\
+   ----- The following addresses had permanent fatal errors -----\n<tess@far.example.net>\n\
+    (reason: 451 4.4.1 reply: read error from mx.far.example.net.)\n\n\
+   ----- Transcript of session follows -----\n\
+tess@far.example.net... Deferred: 451 4.4.1 reply: read error from mx.far.example.net.\n\
+Message could not be delivered for 5 days\nMessage will be deleted from queue\n";
+        input_from(text, |input| {
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].reason_hint, Some(Reason::Expired));
+        });
+        input_from(MODERN, |input| {
+            assert_eq!(read(input)[0].reason_hint, None);
         });
     }
 
