@@ -45,6 +45,8 @@ const SENDER_WORDS: &[&str] = &[
     "from:",
     "from <",
     "return-path",
+    "sent by",
+    "on behalf of",
 ];
 
 /// The addresses of a header of `message`, read by the address parser, lower-cased.
@@ -610,7 +612,8 @@ Your message was rejected.\n\nrefusal cause: quota exceeded\nintended address: g
         let r = run(
             "From: MAILER-DAEMON@example.org\nTo: sender@example.com\nSubject: failure\n\n\
 Message from sender@example.com to erin@example.net failed.\nMAIL FROM:<sender@example.com>\n\
-Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n",
+Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n\n\
+This message was sent by list-owner@lists.example.com on behalf of news@lists.example.com.\n",
         );
         let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
         assert_eq!(got, ["erin@example.net"]);
