@@ -12,7 +12,7 @@ use super::{prefix, statements};
 /// Subjects that MTAs and providers give their failure reports.
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|returned mail|returned to sender|delivery status notification|mail delivery fail|delivery fail|failure notice|failed delivery|non[- ]?delivery|delivery (?:report|problem|notification)|could not be delivered|not delivered|mail system error|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|rejected|配信エラー|エラー通知|配送エラー|不達|退信",
+        r"(?i)undeliver|returned mail|returned to sender|delivery status notification|mail delivery fail|delivery fail|failure notice|failed delivery|non[- ]?delivery|delivery (?:report|problem|notification)|could not be delivered|not delivered|(?:not |non[- ]?)deliverable|mail system error|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|rejected|配信エラー|エラー通知|配送エラー|不達|退信",
     )
     .expect("fixed pattern")
 });
@@ -20,7 +20,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Wording in a text that says a delivery failed.
 static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|wasn't delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|delivery status notification|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)|unzustellbar|nicht zugestellt",
+        r"(?i)undeliver|could not be delivered|couldn't be delivered|was not delivered|wasn't delivered|delivery (?:has |to the following recipients? )?failed|permanent(?:ly)? (?:error|fail)|fatal error|user unknown|unknown user|no such (?:user|mailbox)|mailbox (?:is )?(?:full|unavailable|not found)|address rejected|returned to sender|non-delivery|(?:not |non[- ]?)deliverable|delivery status notification|(?-u:\b)[45]\.\d{1,3}\.\d{1,3}(?-u:\b)|unzustellbar|nicht zugestellt",
     )
     .expect("fixed pattern")
 });
@@ -28,7 +28,7 @@ static FAILURE_WORDING: LazyLock<Regex> = LazyLock::new(|| {
 /// Words with which an MTA states that a delivery failed (as opposed to why it failed).
 static NON_DELIVERY_STATEMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|(?:could ?n[o']t|cannot|can't|unable to|failed to) (?:be )?deliver|(?:was|were|been) not delivered|(?:wasn't|weren't) delivered|not (?:been )?delivered|delivery (?:has |to .{1,80} )?failed|delivery fail|failed delivery|permanent(?:ly)? (?:error|fail)|fatal error|failed recipient|returned mail|return(?:ed|ing) to sender|mail failed|non[- ]?delivery|delivery status notification|failure notice|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|n'a pas pu être remis|配信|不達|送信できません|退信|未能送达|无法投递",
+        r"(?i)undeliver|(?:could ?n[o']t|cannot|can't|unable to|failed to) (?:be )?deliver|(?:was|were|been) not delivered|(?:wasn't|weren't) delivered|not (?:been )?delivered|(?:not |non[- ]?)deliverable|delivery (?:has |to .{1,80} )?failed|delivery fail|failed delivery|permanent(?:ly)? (?:error|fail)|fatal error|failed recipient|returned mail|return(?:ed|ing) to sender|mail failed|non[- ]?delivery|delivery status notification|failure notice|unzustellbar|nicht zugestellt|non recapitabile|no se pudo entregar|non remis|n'a pas pu être remis|配信|不達|送信できません|退信|未能送达|无法投递",
     )
     .expect("fixed pattern")
 });

@@ -425,6 +425,32 @@ fn looks_like_bounce_signals() {
 }
 
 #[test]
+fn a_code_less_notice_that_mail_is_not_deliverable_is_a_bounce() {
+    for raw in [
+        "Return-Path: <>\nFrom: Mail Server <mail@isp.example.net>\nSubject: Message not deliverable\n\n\
+Message not deliverable to ike@isp.example.net: recipient unknown.\n",
+        "Return-Path: <>\nFrom: noreply@isp.example.net\nSubject: Nondeliverable mail\n\
+Auto-Submitted: auto-replied\n\nYour message to <ike@isp.example.net> was refused.\n",
+    ] {
+        let r = read(raw.as_bytes()).unwrap();
+        assert_eq!(r.kind, Some(Kind::Text), "{raw}");
+        let got: Vec<_> = r
+            .recipients
+            .iter()
+            .map(|r| r.recipient.as_deref())
+            .collect();
+        assert_eq!(got, [Some("ike@isp.example.net")], "{raw}");
+    }
+    // The same words from a person are not a report.
+    let r = read(
+        "From: Ike <ike@isp.example.net>\nSubject: note\n\nThe parcel was not deliverable to ike@isp.example.net.\n"
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(r.recipients.is_empty());
+}
+
+#[test]
 fn status_fields_in_text_when_mime_is_broken() {
     // The declared boundary does not match the one used: no part is found, the fields sit in the text.
     let raw = dsn_message().replace("boundary=\"B0\"", "boundary=\"B1\"");
