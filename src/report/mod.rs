@@ -250,17 +250,17 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     let from = first_address(&message).unwrap_or_default();
     let parts = text::text_parts(&message);
     let body = text::join_text_parts(&message, &parts);
+    let input = text::Input::new(&message, &subject, &from, &body);
     let mut report = Report {
         kind: Some(Kind::NotBounce),
         reader: "none",
         date: message.header_raw("Date").map(unfold),
         subject: (!subject.is_empty()).then(|| subject.clone()),
         from: (!from.is_empty()).then(|| from.clone()),
-        original: original_of(&message, &body),
+        original: original_of(&message, &body, input.returned_original()),
         verp: verp::recipient(&message, opts.verp_separator),
         ..Report::default()
     };
-    let input = text::Input::new(&message, &subject, &from, &body);
 
     if let Some(found) = arf::read(&message, report.original.as_ref()) {
         too_many(found.recipients.len())?;
@@ -785,8 +785,9 @@ static INLINE_ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
 const INLINE_TRIES: usize = 16;
 const INLINE_HEADER: usize = 64 * 1024;
 
-/// The returned original message: an attached message or header part, else an inline copy.
-fn original_of(message: &Message, body: &str) -> Option<Original> {
+/// The returned original message: an attached message or header part, else an inline copy (after
+/// a marker, or `returned`, what follows the report's explanation).
+fn original_of(message: &Message, body: &str, returned: &str) -> Option<Original> {
     for part in message.parts.iter().skip(1) {
         if let PartType::Message(nested) = &part.body
             && let Some(o) = original_from(nested)
@@ -821,7 +822,8 @@ fn original_of(message: &Message, body: &str) -> Option<Original> {
             return Some(o);
         }
     }
-    None
+    // A header block the free-text readers took for the returned original, with no marker line.
+    original_from_text(returned.trim_start_matches(['\n', '\r', ' ', '\t']))
 }
 
 /// The returned message's identity from a header block at the start of `text`.

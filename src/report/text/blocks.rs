@@ -134,7 +134,9 @@ fn original_offset(body: &str) -> usize {
         }
         if offset > 0
             && previous_blank
-            && starts_with_any(lower, ORIGINAL_HEADER_STARTS, &HEADS.header)
+            && (starts_with_any(lower, ORIGINAL_HEADER_STARTS, &HEADS.header)
+                || is_mbox_separator(lower)
+                || body.get(offset..).is_some_and(starts_inline_header_block))
         {
             return offset;
         }
@@ -142,6 +144,77 @@ fn original_offset(body: &str) -> usize {
         offset += line.len();
     }
     body.len()
+}
+
+/// Header fields of a message that, at the start of a line, may open the header block of a
+/// returned original written inline with no marker before it.
+const INLINE_HEADER_NAMES: &[&str] = &[
+    "from:",
+    "to:",
+    "cc:",
+    "subject:",
+    "date:",
+    "message-id:",
+    "mime-version:",
+    "reply-to:",
+    "sender:",
+    "content-type:",
+    "content-transfer-encoding:",
+    "list-id:",
+    "list-unsubscribe:",
+    "precedence:",
+    "x-mailer:",
+    "user-agent:",
+];
+
+/// Whether `text` starts with a message's header block (RFC 5322 fields from the first column,
+/// folded lines allowed, up to a blank line): three fields or more, among them `From:` and one
+/// of `Subject:`, `Date:` or `Message-ID:`, and a `From:` that is no mail system (a forwarded
+/// report starts so). A report quotes a field or two of the original, indented
+/// (`  Subject: ...`); a whole unindented header block is the original itself.
+fn starts_inline_header_block(text: &str) -> bool {
+    let mut fields = 0;
+    let (mut from, mut identity) = (false, false);
+    for line in text.lines().take(40) {
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if fields == 0 {
+                return false;
+            }
+            continue;
+        }
+        let Some(name) = INLINE_HEADER_NAMES.iter().find(|n| starts_with_ci(line, n)) else {
+            break;
+        };
+        fields += 1;
+        if *name == "from:" {
+            // A forwarded report's own header block: the report follows it.
+            if ["mailer-daemon", "postmaster", "mail delivery"]
+                .iter()
+                .any(|w| contains_ci(line, w))
+            {
+                return false;
+            }
+            from = true;
+        }
+        identity |= matches!(*name, "subject:" | "date:" | "message-id:");
+    }
+    fields >= 3 && from && identity
+}
+
+/// Whether a line is an mbox separator (`From sender@example.org Mon Mar  2 10:00:00 2026`,
+/// `>From ...` once escaped): the returned original copied from a mailbox file.
+fn is_mbox_separator(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("From ") else {
+        return false;
+    };
+    let mut words = rest.split_whitespace();
+    let sender = words.next().unwrap_or("");
+    let day = words.next().unwrap_or("");
+    (sender.contains('@') || sender.eq_ignore_ascii_case("MAILER-DAEMON"))
+        && matches!(day, "Mon" | "Tue" | "Wed" | "Thu" | "Fri" | "Sat" | "Sun")
 }
 
 /// A recipient named at the start of a line and the words that follow it.
@@ -346,6 +419,33 @@ mod tests {
             body.get(cut_original(body).len()..)
                 .is_some_and(|r| r.starts_with("Received:"))
         );
+    }
+
+    #[test]
+    fn an_inline_original_without_a_marker_is_cut_at_its_headers() {
+        let original = "From: News <news@example.com>\nTo: ada@example.org\nSubject: Digest\n\n\
+Write to editor@example.com.\n";
+        let body = format!("Could not deliver to ada@example.org: no such user\n\n{original}");
+        assert_eq!(
+            cut_original(&body),
+            "Could not deliver to ada@example.org: no such user\n\n"
+        );
+        let mbox = format!(
+            "Could not deliver to ada@example.org\n\n>From news@example.com Mon Mar  2 10:00:00 2026\n{original}"
+        );
+        assert_eq!(
+            cut_original(&mbox),
+            "Could not deliver to ada@example.org\n\n"
+        );
+        // A report quoting a field or two, indented, or a forwarded report's own header, is kept.
+        for kept in [
+            "Your message\n\n  To: ada@example.org\n  Subject: Digest\n  Date: today\n\nwas not delivered.\n",
+            "Begin forwarded message:\n\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@example.org>\n\
+Subject: Returned mail\nDate: today\n\n<ada@example.org>... User unknown\n",
+            "Failed.\n\nTo: ada@example.org\nSubject: Digest\n\nno such user\n",
+        ] {
+            assert_eq!(cut_original(kept), kept);
+        }
     }
 
     #[test]
