@@ -173,6 +173,11 @@ const INLINE_HEADER_NAMES: &[&str] = &[
 /// report starts so). A report quotes a field or two of the original, indented
 /// (`  Subject: ...`); a whole unindented header block is the original itself.
 fn starts_inline_header_block(text: &str) -> bool {
+    // Most paragraphs start with a word and a space: passed over before their lines are read.
+    let stop = text.bytes().take(32).find(|&b| b == b':' || b == b' ');
+    if stop != Some(b':') {
+        return false;
+    }
     let mut fields = 0;
     let (mut from, mut identity) = (false, false);
     for line in text.lines().take(40) {
