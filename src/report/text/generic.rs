@@ -225,9 +225,13 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     if mentions.iter().any(|m| !m.weak) {
         mentions.retain(|m| !m.weak);
     }
+    let mut diagnostics: Vec<String> = mentions
+        .iter()
+        .map(|m| diagnostic_after(&lines, m, &mentions))
+        .collect();
+    share_list_reason(&lines, &mentions, &mut diagnostics);
     let mut out: Vec<RecipientReport> = Vec::new();
-    for m in &mentions {
-        let diagnostic = diagnostic_after(&lines, m, &mentions);
+    for (m, diagnostic) in mentions.iter().zip(diagnostics) {
         let existing = out.iter_mut().find(|r| {
             r.recipient
                 .as_deref()
@@ -292,6 +296,44 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         }
     }
     out
+}
+
+/// Whether a mention's line holds its address alone (with brackets, quotes or punctuation).
+fn alone_on_line(lines: &[&str], m: &Mention) -> bool {
+    let line = lines.get(m.line).copied().unwrap_or("");
+    let outside = |s: &str| {
+        s.chars()
+            .all(|c| c.is_whitespace() || "<>\"'.,;:()[]".contains(c))
+    };
+    outside(line.get(..m.start_in_line).unwrap_or("x"))
+        && outside(line.get(m.end_in_line..).unwrap_or("x"))
+}
+
+/// A list of addresses, one per line, followed by one reason (`Delivery failed for:` / `a@x` /
+/// `b@y` / `Reason: no such mailbox`): the reason after the last is every listed address's, for
+/// those that found nothing of their own but the list's heading.
+fn share_list_reason(lines: &[&str], mentions: &[Mention], diagnostics: &mut [String]) {
+    let mut start = 0;
+    while start < mentions.len() {
+        let mut end = start;
+        while end + 1 < mentions.len()
+            && alone_on_line(lines, &mentions[end])
+            && mentions[end + 1].line == mentions[end].line + 1
+        {
+            end += 1;
+        }
+        if end > start && alone_on_line(lines, &mentions[end]) {
+            let last = diagnostics.get(end).cloned().unwrap_or_default();
+            if !last.is_empty() {
+                for d in diagnostics.iter_mut().take(end).skip(start) {
+                    if !has_code(d) {
+                        d.clone_from(&last);
+                    }
+                }
+            }
+        }
+        start = end + 1;
+    }
 }
 
 /// The result for a recipient known only from the bounce's VERP address: the report's failure
@@ -605,6 +647,28 @@ Your message was rejected.\n\nrefusal cause: quota exceeded\nintended address: g
             Some("refusal cause: quota exceeded intended address: gail@example.net")
         );
         assert_eq!(r[0].command, None);
+    }
+
+    #[test]
+    fn a_reason_after_a_list_of_addresses_is_each_ones() {
+        let r = run(
+            "From: postmaster@mx.example.org\nTo: sender@example.com\nSubject: Delivery failure\n\n\
+Delivery failed for the following recipients:\n  amy@example.org.\n  \"ben@example.org\";\n  <cat@example.org>,\n\
+Reason: no such mailbox\n",
+        );
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.recipient.as_deref(), r.diagnostic.as_deref()))
+            .collect();
+        let reason = Some("Reason: no such mailbox");
+        assert_eq!(
+            got,
+            [
+                (Some("amy@example.org"), reason),
+                (Some("ben@example.org"), reason),
+                (Some("cat@example.org"), reason)
+            ]
+        );
     }
 
     #[test]
