@@ -84,17 +84,10 @@ fn auto_submitted(input: &Input) -> bool {
 
 /// Whether the sender is a mailer daemon, a postmaster or a mail delivery system.
 fn bounce_sender(input: &Input) -> bool {
-    let from_raw = input
+    input
         .message
         .header_raw("From")
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    from_raw.contains("mailer-daemon")
-        || from_raw.contains("mailer_daemon")
-        || from_raw.contains("postmaster")
-        || from_raw.contains("post_master")
-        || from_raw.contains("mail delivery")
-        || from_raw.contains("maildelivery")
+        .is_some_and(text::addresses::names_mail_system)
 }
 
 /// Whether the sender or the subject is that of a failure report (`MAILER-DAEMON`, postmaster,

@@ -386,6 +386,22 @@ pub fn is_directory_entry(address: &str) -> bool {
     starts_with_ci(address, "IMCEAEX-")
 }
 
+/// Whether a `From` field's value (name and address, as written) names a mail system: a mailer
+/// daemon, a postmaster or a mail delivery service, the senders of failure reports.
+pub fn names_mail_system(from_value: &str) -> bool {
+    let v = from_value.to_ascii_lowercase();
+    [
+        "mailer-daemon",
+        "mailer_daemon",
+        "postmaster",
+        "post_master",
+        "mail delivery",
+        "maildelivery",
+    ]
+    .iter()
+    .any(|w| v.contains(w))
+}
+
 /// Whether the bounce comes from a mailer daemon or postmaster (by its `From`).
 pub fn from_daemon(from: &str) -> bool {
     let local = from.split('@').next().unwrap_or("");

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use super::Recipients;
-use super::addresses::{address_alone, first_address};
+use super::addresses::{address_alone, first_address, names_mail_system};
 use super::replies::{host_after, recipient};
 use super::words::{contains_ci, starts_with_ci, strip_prefix_ci};
 use crate::report::{MAX_RECIPIENTS, RecipientReport};
@@ -196,10 +196,7 @@ fn starts_inline_header_block(text: &str) -> bool {
         fields += 1;
         if *name == "from:" {
             // A forwarded report's own header block: the report follows it.
-            if ["mailer-daemon", "postmaster", "mail delivery"]
-                .iter()
-                .any(|w| contains_ci(line, w))
-            {
+            if names_mail_system(line) {
                 return false;
             }
             from = true;
