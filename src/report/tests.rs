@@ -451,6 +451,45 @@ Auto-Submitted: auto-replied\n\nYour message to <ike@isp.example.net> was refuse
 }
 
 #[test]
+fn a_code_less_notice_in_another_language_from_a_mail_system_is_a_bounce() {
+    for (subject, sentence) in [
+        (
+            "Zwrot",
+            "Wiadomość nie mogła zostać dostarczona do odbiorcy",
+        ),
+        ("Ошибка", "Сообщение не было доставлено получателю"),
+        (
+            "Aviso",
+            "No se ha podido entregar el mensaje al destinatario",
+        ),
+        (
+            "Aviso",
+            "Não foi possível entregar a mensagem ao destinatário",
+        ),
+        (
+            "Melding",
+            "Het bericht kon niet worden bezorgd bij de ontvanger",
+        ),
+    ] {
+        let raw = format!(
+            "Return-Path: <>\nFrom: postmaster@post.example.net\nSubject: {subject}\n\
+Content-Type: text/plain; charset=utf-8\n\n{sentence}:\n\numa@post.example.net\n"
+        );
+        let r = read(raw.as_bytes()).unwrap();
+        let got: Vec<_> = r
+            .recipients
+            .iter()
+            .map(|r| r.recipient.as_deref())
+            .collect();
+        assert_eq!(got, [Some("uma@post.example.net")], "{raw}");
+    }
+    // Sent by a person, the same sentence is not a report.
+    let raw = "From: Uma <uma@post.example.net>\nSubject: Zwrot\n\
+Content-Type: text/plain; charset=utf-8\n\nWiadomość nie mogła zostać dostarczona do eva@post.example.net\n";
+    assert!(read(raw.as_bytes()).unwrap().recipients.is_empty());
+}
+
+#[test]
 fn status_fields_in_text_when_mime_is_broken() {
     // The declared boundary does not match the one used: no part is found, the fields sit in the text.
     let raw = dsn_message().replace("boundary=\"B0\"", "boundary=\"B1\"");
