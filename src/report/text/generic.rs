@@ -398,13 +398,14 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         if l.is_empty() {
             if says_enough(&text) {
                 if !has_code(&text) {
-                    // Words without codes: the server's reply often follows in the next paragraph.
+                    // Words without codes: the server's reply, or the reason under a label, often
+                    // follows in the next paragraph.
                     let until = next_other.min(lines.len());
                     let next = paragraph(
                         lines.get(i + 1..until).unwrap_or_default().iter().copied(),
                         |_| false,
                     );
-                    if has_code(&next) {
+                    if has_code(&next) || starts_with_reason_label(&next) {
                         text.push(' ');
                         text.push_str(&unfold(&next));
                     }
@@ -441,10 +442,24 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         // line without codes (the lines above it in its paragraph give the reason).
         let mut j = m.line;
         let mut above: Vec<&str> = Vec::new();
+        // A list's heading (`The following recipients did not receive this message:`) says who
+        // failed, not why: the paragraph above it, when there is one, is the reason.
+        let mut headings = 0;
         while j > 0 {
             let l = lines.get(j - 1).copied().unwrap_or("").trim();
             if l.is_empty() {
                 if above.is_empty() && alone {
+                    j -= 1;
+                    continue;
+                }
+                let heading_only = above.len() <= 2
+                    && above.first().is_some_and(|h| h.ends_with(':'))
+                    && !above.iter().any(|h| has_code(h));
+                if alone && heading_only && headings == 0 {
+                    headings += 1;
+                    while j > 1 && lines.get(j - 2).is_some_and(|l| l.trim().is_empty()) {
+                        j -= 1;
+                    }
                     j -= 1;
                     continue;
                 }
@@ -465,6 +480,22 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         text = joined;
     }
     unfold(&text)
+}
+
+/// Whether a paragraph opens with a label under which notices give the reason (`Reason:`,
+/// `Error:`, `Cause:`, ...).
+fn starts_with_reason_label(paragraph: &str) -> bool {
+    let t = paragraph.trim_start();
+    [
+        "reason:",
+        "reason for failure:",
+        "error:",
+        "cause:",
+        "details:",
+        "diagnostic:",
+    ]
+    .iter()
+    .any(|label| starts_with_ci(t, label))
 }
 
 fn looks_failed(subject: &str, text: &str) -> bool {
@@ -668,6 +699,43 @@ Reason: no such mailbox\n",
                 (Some("ben@example.org"), reason),
                 (Some("cat@example.org"), reason)
             ]
+        );
+    }
+
+    #[test]
+    fn a_lists_heading_takes_the_reason_above_it() {
+        let r = run(
+            "From: postmaster@mx.example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
+The mailbox of the addressee is full.\n\nThese recipients did not get your message:\n\n   <hal@example.net>\n",
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some(
+                "The mailbox of the addressee is full. These recipients did not get your message:"
+            )
+        );
+        // A heading with words of its own before the address keeps them alone.
+        let r = run(
+            "From: postmaster@mx.example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
+Greetings.\n\nFailed (550 5.1.1 no such user):\n\n   <hal@example.net>\n",
+        );
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("Failed (550 5.1.1 no such user):")
+        );
+    }
+
+    #[test]
+    fn a_labelled_reason_in_the_next_paragraph_is_the_addresss() {
+        let r = run(
+            "From: postmaster@mx.example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
+Message delivery failed for recipient ida@example.net\n\nReason: mailbox not found\n\n\
+Thank you for using our service.\n",
+        );
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("Message delivery failed for recipient ida@example.net Reason: mailbox not found")
         );
     }
 
