@@ -1212,6 +1212,41 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_address_refusal_at_rcpt_is_the_recipients() {
+        let run = |status: &str, diag: &str, command: Option<&str>| {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            one(Kind::Text, r).reason
+        };
+        for (status, diag) in [
+            ("", "550 Address rejected"),
+            ("5.1.0", "550 5.1.0 Address rejected oli@example.net"),
+            ("5.1.0", "550 #5.1.0 Address rejected."),
+            ("", "550 <oli@example.net>: address refused"),
+        ] {
+            assert_eq!(
+                run(status, diag, Some("RCPT")),
+                Reason::Userunknown,
+                "{diag}"
+            );
+        }
+        // Not at RCPT, beside a policy code, or naming the sender: not the recipient's address.
+        assert_ne!(run("", "550 Address rejected", None), Reason::Userunknown);
+        assert_ne!(
+            run("", "550 Address rejected", Some("DATA")),
+            Reason::Userunknown
+        );
+        assert_ne!(
+            run("5.7.1", "550 5.7.1 Address rejected", Some("RCPT")),
+            Reason::Userunknown
+        );
+        assert_eq!(
+            run("5.1.0", "550 5.1.0 Sender address rejected", Some("RCPT")),
+            Reason::Rejected
+        );
+    }
+
+    #[test]
     fn unknown_user_holds_unless_positive_evidence_refutes_it() {
         let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, diag);
