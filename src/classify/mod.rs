@@ -1247,6 +1247,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_request_to_retry_is_a_delaying_filter_but_a_named_cause_decides() {
+        let run = |status: &str, diag: &str| one(Kind::Text, rcpt("failed", status, diag)).reason;
+        assert_eq!(
+            run("4.7.1", "451 4.7.1 Please try again later"),
+            Reason::Blocked
+        );
+        assert_eq!(
+            run("4.7.1", "450 4.7.1 Rate limit exceeded, try again later"),
+            Reason::Speeding
+        );
+    }
+
+    #[test]
     fn unknown_user_holds_unless_positive_evidence_refutes_it() {
         let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, diag);
