@@ -1260,6 +1260,63 @@ mod tests {
     }
 
     #[test]
+    fn a_named_cause_outweighs_the_words_around_it() {
+        let run = |status: &str, diag: &str, command: Option<&str>| {
+            let mut r = rcpt("failed", status, diag);
+            r.command = command.map(str::to_string);
+            one(Kind::Text, r).reason
+        };
+        // The system's ECONNREFUSED ends the line; a server's refusal gives its reason after it.
+        assert_eq!(
+            run(
+                "",
+                "connect to mx.example.net[192.0.2.8]:25: Connection refused",
+                None
+            ),
+            Reason::Expired
+        );
+        assert_eq!(
+            run(
+                "",
+                "421 Connection refused: your IP has a poor reputation",
+                None
+            ),
+            Reason::Badreputation
+        );
+        // An invalid HELO judges the sending host, whatever command it was refused at.
+        assert_eq!(
+            run("", "550 Access denied - Invalid HELO name", Some("MAIL")),
+            Reason::Blocked
+        );
+        // Refused for what it contains, no spam or virus named: the site's content policy.
+        assert_eq!(
+            run(
+                "",
+                "554 Your message was blocked because it contains suspicious links",
+                Some("DATA")
+            ),
+            Reason::Policyviolation
+        );
+        assert_eq!(
+            run(
+                "",
+                "554 Rejected because the message contains a virus",
+                Some("DATA")
+            ),
+            Reason::Virusdetected
+        );
+        // Retries that ran out, said plainly.
+        for diag in [
+            "Maximum delivery attempts exceeded",
+            "Too many retries",
+            "Could not deliver the message in the time limit specified.",
+            "The message could not be delivered within the retry period",
+        ] {
+            assert_eq!(run("", diag, None), Reason::Expired, "{diag}");
+        }
+    }
+
+    #[test]
     fn unknown_user_holds_unless_positive_evidence_refutes_it() {
         let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, diag);
