@@ -590,6 +590,40 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
     }
 }
 
+/// For recipients still named by a bare local part (`Final-Recipient: rfc822; uma`, as a local
+/// mailer reports it): the returned original's one recipient with that local part. The report's own
+/// name stays as the final recipient. The original's only recipient is not taken for a name that
+/// does not match it: a list's post carries the list's address in `To`.
+pub fn address_from_original(recipients: &mut [RecipientReport], original_to: Option<&str>) {
+    if recipients
+        .iter()
+        .all(|r| r.recipient.as_deref().is_none_or(|a| a.contains('@')))
+    {
+        return;
+    }
+    let to: Vec<String> = original_to
+        .map(super::text::addresses::find_addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.address)
+        .collect();
+    for r in recipients.iter_mut() {
+        let Some(name) = r.recipient.as_deref().filter(|a| !a.contains('@')) else {
+            continue;
+        };
+        let name = name.trim();
+        let same_local = to.iter().filter(|a| {
+            a.rsplit_once('@')
+                .is_some_and(|(local, _)| local.eq_ignore_ascii_case(name))
+        });
+        if same_local.clone().count() == 1
+            && let Some(address) = same_local.clone().next().cloned()
+        {
+            r.final_recipient = r.recipient.replace(address);
+        }
+    }
+}
+
 /// Names the SMTP command each failure answered, for recipients whose fields do not say: from the
 /// diagnostic, else from the recipient's paragraph in the human-readable text, else (a report about
 /// one recipient) from the whole explanation, where Sendmail and Exim print their transcript.
@@ -781,6 +815,36 @@ mod tests {
         }];
         address_for_local_targets(&mut rs, None);
         assert_eq!(rs[0].recipient.as_deref(), Some("|/usr/bin/filter"));
+    }
+
+    #[test]
+    fn a_bare_local_part_takes_the_originals_matching_address() {
+        let named = |name: &str| RecipientReport {
+            recipient: Some(name.into()),
+            ..RecipientReport::default()
+        };
+        let mut rs = vec![
+            named("Yan"),
+            named("zoe@example.org"),
+            named("/C=US/S=Quo/"),
+        ];
+        address_from_original(&mut rs, Some("yan@example.org, ana@example.org"));
+        let got: Vec<_> = rs
+            .iter()
+            .map(|r| (r.recipient.as_deref(), r.final_recipient.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("yan@example.org"), Some("Yan")),
+                (Some("zoe@example.org"), None),
+                (Some("/C=US/S=Quo/"), None)
+            ]
+        );
+        // The original's only recipient is not taken for a name it does not match.
+        let mut rs = vec![named("qi")];
+        address_from_original(&mut rs, Some("list@lists.example.org"));
+        assert_eq!(rs[0].recipient.as_deref(), Some("qi"));
     }
 
     #[test]

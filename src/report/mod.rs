@@ -289,6 +289,10 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
             &mut found.recipients,
             message.header_raw("X-Failed-Recipients"),
         );
+        dsn::address_from_original(
+            &mut found.recipients,
+            report.original.as_ref().and_then(|o| o.to.as_deref()),
+        );
         let comments = std::mem::take(&mut found.status_comments);
         dsn::apply_status_comments(&mut found.recipients, comments);
         borrow_format_hints(&mut found.recipients, &input);
