@@ -1317,6 +1317,20 @@ mod tests {
     }
 
     #[test]
+    fn exchange_delivery_restrictions_are_the_recipients_filter() {
+        for diag in [
+            "You don't have permission to send to this recipient.",
+            "You do not have permission to send to this recipient. For assistance, contact your system administrator.",
+        ] {
+            assert_eq!(
+                one(Kind::Text, rcpt("failed", "5.7.1", diag)).reason,
+                Reason::Filtered,
+                "{diag}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_user_holds_unless_positive_evidence_refutes_it() {
         let run = |status: &str, diag: &str, command: Option<&str>, hint: Option<Reason>| {
             let mut r = rcpt("failed", status, diag);

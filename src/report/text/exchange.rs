@@ -173,10 +173,18 @@ fn read_2003(text: &str) -> Vec<RecipientReport> {
             gap = !blocks.is_empty();
             continue;
         }
-        let head = t.split_once(" on ").map_or(t, |(a, _)| a);
+        let (head, dated) = t.split_once(" on ").map_or((t, false), |(a, rest)| {
+            (a, rest.starts_with(|c: char| c.is_ascii_digit()))
+        });
         if let Some(a) = address_alone(head) {
             blocks.start(a);
             skipping = false;
+            gap = false;
+        } else if gap && dated {
+            // A recipient named only by a display name: its lines say nothing of an address,
+            // and the list goes on after them.
+            blocks.close();
+            skipping = true;
             gap = false;
         } else if gap {
             break;
@@ -380,6 +388,28 @@ mod tests {
                 .diagnostic
                 .as_deref()
                 .is_some_and(|d| d.contains("closing"))
+        );
+    }
+
+    #[test]
+    fn exchange_2003_goes_on_past_a_recipient_named_only_by_name() {
+        let text = "\n\nkim@example.net on 3/2/2026 10:00 AM\n    No such account.\n    <mx.example.net #5.1.1>\n\nLee Park on 3/2/2026 10:00 AM\n    Mailbox full.\n    <mx.example.net #5.2.2>\n\nmo@example.net on 3/2/2026 10:00 AM\n    Not permitted.\n    <mx.example.net #5.7.1>\n\nSome closing words here.\n";
+        let got: Vec<_> = read_2003(text)
+            .into_iter()
+            .map(|r| (r.recipient, r.diagnostic))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some("kim@example.net".to_string()),
+                    Some("No such account. <mx.example.net #5.1.1>".to_string())
+                ),
+                (
+                    Some("mo@example.net".to_string()),
+                    Some("Not permitted. <mx.example.net #5.7.1>".to_string())
+                )
+            ]
         );
     }
 
