@@ -323,12 +323,22 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
     }
 
     if looks_like_bounce(&input) && states_non_delivery(&input) {
+        // The report names nobody: the list manager's own VERP address outranks the returned
+        // original's `To`, which may be the list's address.
         report.kind = Some(Kind::Text);
         if let Some(recipient) = report.verp.clone() {
             report.reader = verp::NAME;
             report
                 .recipients
                 .push(text::generic::verp_recipient(recipient, &input));
+        } else {
+            let found = text::generic::original_recipients_of(&input);
+            too_many(found.len())?;
+            if !found.is_empty() {
+                report.reader = text::NAME;
+                report.reporting_mta = text::replies::reporting_host(&body);
+                report.recipients = found;
+            }
         }
         return Ok(report);
     }

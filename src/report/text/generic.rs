@@ -266,25 +266,42 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             }
         }
     }
-    if out.is_empty() && looks_failed(input.subject, explanation) {
-        // The explanation names nobody: the original's To is the best evidence left.
-        let to = attached_original(input.message)
-            .map(original_recipients)
-            .filter(|v| !v.is_empty())
-            .or_else(|| {
-                original_header(input.returned_original(), "to:")
-                    .map(|v| find_addresses(v).into_iter().map(|f| f.address).collect())
-            })
-            .unwrap_or_default();
-        let diagnostic = fallback_diagnostic(explanation);
-        for address in to {
-            if !is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase()) {
-                out.push(recipient(address, action, &diagnostic));
-            }
+    one_reply_for_one(&mut out, explanation);
+    out
+}
+
+/// The recipients of a report that names nobody: the returned original's `To`, the best evidence
+/// left once the report's own words and its VERP address have given none.
+pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
+    let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
+    if !looks_failed(input.subject, explanation) {
+        return Vec::new();
+    }
+    let skip = skipped(input);
+    let action = action_for(input.subject, explanation);
+    let to = attached_original(input.message)
+        .map(original_recipients)
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            original_header(input.returned_original(), "to:")
+                .map(|v| find_addresses(v).into_iter().map(|f| f.address).collect())
+        })
+        .unwrap_or_default();
+    let diagnostic = fallback_diagnostic(explanation);
+    let mut out: Vec<RecipientReport> = Vec::new();
+    for address in to {
+        if !is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase()) {
+            out.push(recipient(address, action, &diagnostic));
         }
     }
-    if out.len() == 1
-        && let Some(r) = out.first_mut()
+    one_reply_for_one(&mut out, explanation);
+    out
+}
+
+/// A report about one recipient whose own words hold no code: the explanation's most telling
+/// line, when it has one, is that recipient's reply.
+fn one_reply_for_one(out: &mut [RecipientReport], explanation: &str) {
+    if let [r] = out
         && r.diagnostic.as_deref().is_none_or(|d| !has_code(d))
     {
         let fallback = fallback_diagnostic(explanation);
@@ -295,7 +312,6 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             r.remote_mta = reply.remote.or(r.remote_mta.take());
         }
     }
-    out
 }
 
 /// Whether a mention's line holds its address alone (with brackets, quotes or punctuation).
@@ -614,6 +630,16 @@ mod tests {
     }
 
     #[test]
+    fn a_verp_address_outranks_the_originals_to() {
+        let raw = "From: postmaster@example.org\nTo: news-bounces+erin=example.net@lists.example.com\n\
+Subject: Undeliverable\n\nDelivery failed: 552 mailbox full\n\n\
+Received: from a.example.com by b.example.org\nFrom: news@lists.example.com\nTo: news@lists.example.com\n\nbody\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, [Some("erin@example.net")]);
+    }
+
+    #[test]
     fn finds_bracketed_recipient_and_its_words() {
         let r = run(
             "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\nSubject: Returned mail\n\n\
@@ -631,11 +657,10 @@ Your mail could not be delivered to <Carol@Example.NET>:\n  550 5.1.1 mailbox un
 
     #[test]
     fn falls_back_to_original_to_when_nobody_named() {
-        let r = run(
-            "From: postmaster@example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
+        let raw = "From: postmaster@example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
 Delivery failed: 552 message rejected by recipient policy\n\n\
-Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dave@example.net\n\nbody\n",
-        );
+Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dave@example.net\n\nbody\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient.as_deref(), Some("dave@example.net"));
         assert!(
