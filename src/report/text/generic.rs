@@ -287,10 +287,12 @@ pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
                 .map(|v| find_addresses(v).into_iter().map(|f| f.address).collect())
         })
         .unwrap_or_default();
+    let list = list_addresses(input);
     let diagnostic = fallback_diagnostic(explanation);
     let mut out: Vec<RecipientReport> = Vec::new();
     for address in to {
-        if !is_system_address(&address) && !skip.contains(&address.to_ascii_lowercase()) {
+        let lower = address.to_ascii_lowercase();
+        if !is_system_address(&address) && !skip.contains(&lower) && !list.contains(&lower) {
             out.push(recipient(address, action, &diagnostic));
         }
     }
@@ -312,6 +314,44 @@ fn one_reply_for_one(out: &mut [RecipientReport], explanation: &str) {
             r.remote_mta = reply.remote.or(r.remote_mta.take());
         }
     }
+}
+
+/// The returned original's list addresses, lower-cased: the `mailto:` of its `List-Post` (RFC 2369)
+/// and the address its `List-Id` (RFC 2919, `list.domain` for `list@domain`) stands for. A post to a
+/// list carries the list's address in `To`; it is never a failed recipient.
+fn list_addresses(input: &Input) -> Vec<String> {
+    let field = |name: &str| -> Option<String> {
+        match attached_original(input.message) {
+            Some(m) => m.header_raw(name).map(str::to_string),
+            None => {
+                let lower = format!("{}:", name.to_ascii_lowercase());
+                original_header(input.returned_original(), &lower).map(str::to_string)
+            }
+        }
+    };
+    let mut out = Vec::new();
+    if let Some(post) = field("List-Post") {
+        out.extend(
+            find_addresses(&post)
+                .into_iter()
+                .map(|f| f.address.to_ascii_lowercase()),
+        );
+    }
+    if let Some(id) = field("List-Id") {
+        let inner = id
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(id.as_str(), |(inner, _)| inner)
+            .trim()
+            .to_ascii_lowercase();
+        if let Some((local, domain)) = inner.split_once('.')
+            && !local.is_empty()
+            && domain.contains('.')
+        {
+            out.push(format!("{local}@{domain}"));
+        }
+    }
+    out
 }
 
 /// Whether a mention's line holds its address alone (with brackets, quotes or punctuation).
@@ -637,6 +677,22 @@ Received: from a.example.com by b.example.org\nFrom: news@lists.example.com\nTo:
         let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
         let got: Vec<_> = r.iter().map(|r| r.recipient.as_deref()).collect();
         assert_eq!(got, [Some("erin@example.net")]);
+    }
+
+    #[test]
+    fn the_lists_own_address_is_never_the_failed_recipient() {
+        for list_field in [
+            "List-Id: News <news.lists.example.com>",
+            "List-Post: <mailto:news@lists.example.com>",
+        ] {
+            let raw = format!(
+                "From: postmaster@example.org\nTo: owner@lists.example.com\nSubject: Undeliverable\n\n\
+Delivery failed: 552 mailbox full\n\n\
+Received: from a.example.com by b.example.org\nFrom: ann@example.com\nTo: news@lists.example.com\n{list_field}\n\nbody\n"
+            );
+            let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+            assert!(r.is_empty(), "{list_field}: {r:?}");
+        }
     }
 
     #[test]
