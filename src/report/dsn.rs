@@ -560,21 +560,40 @@ fn quoted_response(body: &str, lower: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// For recipients whose `Final-Recipient` is a local delivery target rather than an address (a
-/// file or a pipe, as Exim writes for `save to` and `pipe to` failures) and that have no
-/// `Original-Recipient` address to take its place ([`parse`]): the address the bounce's
-/// `X-Failed-Recipients` header gives at the same position (or its only address). The target
-/// stays when nothing better is known.
-pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_header: Option<&str>) {
-    let listed: Vec<String> = failed_header
-        .map(super::text::addresses::find_addresses)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| f.address)
-        .collect();
+/// For recipients that the delivery-status fields name by no Internet address and that have no
+/// `Original-Recipient` address to take its place ([`parse`]), the address that stands for them:
+///
+/// - a local delivery target (a file or a pipe, as Exim writes for `save to` and `pipe to`
+///   failures): the address the bounce's `X-Failed-Recipients` header gives at the same position
+///   (or its only address);
+/// - a bare local part (`Final-Recipient: rfc822; uma`, as a local mailer reports it): the returned
+///   original's one recipient with that local part, the report's own name kept as the final
+///   recipient. The original's only recipient is not taken for a name that does not match it: a
+///   list's post carries the list's address in `To`.
+///
+/// The report's own name stays when nothing better is known.
+pub fn address_for_unnamed(
+    recipients: &mut [RecipientReport],
+    failed_header: Option<&str>,
+    original_to: Option<&str>,
+) {
+    let unnamed = |r: &RecipientReport| r.recipient.as_deref().is_none_or(|a| !a.contains('@'));
+    if !recipients.iter().any(unnamed) {
+        return;
+    }
+    let addresses_in = |value: Option<&str>| -> Vec<String> {
+        value
+            .map(super::text::addresses::find_addresses)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.address)
+            .collect()
+    };
+    let listed = addresses_in(failed_header);
+    let to = addresses_in(original_to);
     let count = recipients.len();
     for (i, r) in recipients.iter_mut().enumerate() {
-        if r.recipient.as_deref().is_some_and(|a| a.contains('@')) {
+        if !unnamed(r) {
             continue;
         }
         let from_header = if listed.len() == count {
@@ -586,40 +605,15 @@ pub fn address_for_local_targets(recipients: &mut [RecipientReport], failed_head
         };
         if let Some(address) = from_header {
             r.recipient = Some(address);
-        }
-    }
-}
-
-/// For recipients still named by a bare local part (`Final-Recipient: rfc822; uma`, as a local
-/// mailer reports it): the returned original's one recipient with that local part. The report's own
-/// name stays as the final recipient. The original's only recipient is not taken for a name that
-/// does not match it: a list's post carries the list's address in `To`.
-pub fn address_from_original(recipients: &mut [RecipientReport], original_to: Option<&str>) {
-    if recipients
-        .iter()
-        .all(|r| r.recipient.as_deref().is_none_or(|a| a.contains('@')))
-    {
-        return;
-    }
-    let to: Vec<String> = original_to
-        .map(super::text::addresses::find_addresses)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| f.address)
-        .collect();
-    for r in recipients.iter_mut() {
-        let Some(name) = r.recipient.as_deref().filter(|a| !a.contains('@')) else {
             continue;
-        };
-        let name = name.trim();
-        let same_local = to.iter().filter(|a| {
+        }
+        let name = r.recipient.as_deref().unwrap_or("").trim();
+        let mut same_local = to.iter().filter(|a| {
             a.rsplit_once('@')
                 .is_some_and(|(local, _)| local.eq_ignore_ascii_case(name))
         });
-        if same_local.clone().count() == 1
-            && let Some(address) = same_local.clone().next().cloned()
-        {
-            r.final_recipient = r.recipient.replace(address);
+        if let (Some(address), None) = (same_local.next(), same_local.next()) {
+            r.final_recipient = r.recipient.replace(address.clone());
         }
     }
 }
@@ -807,13 +801,13 @@ mod tests {
             recipient: Some("/var/mail/box/xan".into()),
             ..RecipientReport::default()
         }];
-        address_for_local_targets(&mut rs, Some(" xan@example.org"));
+        address_for_unnamed(&mut rs, Some(" xan@example.org"), None);
         assert_eq!(rs[0].recipient.as_deref(), Some("xan@example.org"));
         let mut rs = vec![RecipientReport {
             recipient: Some("|/usr/bin/filter".into()),
             ..RecipientReport::default()
         }];
-        address_for_local_targets(&mut rs, None);
+        address_for_unnamed(&mut rs, None, None);
         assert_eq!(rs[0].recipient.as_deref(), Some("|/usr/bin/filter"));
     }
 
@@ -828,7 +822,7 @@ mod tests {
             named("zoe@example.org"),
             named("/C=US/S=Quo/"),
         ];
-        address_from_original(&mut rs, Some("yan@example.org, ana@example.org"));
+        address_for_unnamed(&mut rs, None, Some("yan@example.org, ana@example.org"));
         let got: Vec<_> = rs
             .iter()
             .map(|r| (r.recipient.as_deref(), r.final_recipient.as_deref()))
@@ -843,7 +837,7 @@ mod tests {
         );
         // The original's only recipient is not taken for a name it does not match.
         let mut rs = vec![named("qi")];
-        address_from_original(&mut rs, Some("list@lists.example.org"));
+        address_for_unnamed(&mut rs, None, Some("list@lists.example.org"));
         assert_eq!(rs[0].recipient.as_deref(), Some("qi"));
     }
 

@@ -285,12 +285,9 @@ pub fn read_with(bytes: &[u8], opts: &ReadOptions) -> Result<Report, ReadError> 
         too_many(found.recipients.len())?;
         dsn::enrich_from_text(&mut found.recipients, input.explanation);
         dsn::fill_commands(&mut found.recipients, input.explanation);
-        dsn::address_for_local_targets(
+        dsn::address_for_unnamed(
             &mut found.recipients,
             message.header_raw("X-Failed-Recipients"),
-        );
-        dsn::address_from_original(
-            &mut found.recipients,
             report.original.as_ref().and_then(|o| o.to.as_deref()),
         );
         let comments = std::mem::take(&mut found.status_comments);
