@@ -864,7 +864,7 @@ static HEADER_BLOCK_PARSER: LazyLock<MessageParser> =
 
 /// The list identifier of a `List-Id` value (RFC 2919 `Phrase <list-id>`): the part in angle
 /// brackets when there is one, else the trimmed value; `None` when empty.
-fn list_id(value: &str) -> Option<String> {
+pub(crate) fn list_id(value: &str) -> Option<String> {
     let inner = value
         .split_once('<')
         .and_then(|(_, rest)| rest.split_once('>'))

@@ -337,14 +337,9 @@ fn list_addresses(input: &Input) -> Vec<String> {
                 .map(|f| f.address.to_ascii_lowercase()),
         );
     }
-    if let Some(id) = field("List-Id") {
-        let inner = id
-            .split_once('<')
-            .and_then(|(_, rest)| rest.split_once('>'))
-            .map_or(id.as_str(), |(inner, _)| inner)
-            .trim()
-            .to_ascii_lowercase();
-        if let Some((local, domain)) = inner.split_once('.')
+    if let Some(id) = field("List-Id").and_then(|v| crate::report::list_id(&v)) {
+        let id = id.to_ascii_lowercase();
+        if let Some((local, domain)) = id.split_once('.')
             && !local.is_empty()
             && domain.contains('.')
         {
@@ -500,7 +495,7 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         let mut above: Vec<&str> = Vec::new();
         // A list's heading (`The following recipients did not receive this message:`) says who
         // failed, not why: the paragraph above it, when there is one, is the reason.
-        let mut headings = 0;
+        let mut past_heading = false;
         while j > 0 {
             let l = lines.get(j - 1).copied().unwrap_or("").trim();
             if l.is_empty() {
@@ -511,8 +506,8 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
                 let heading_only = above.len() <= 2
                     && above.first().is_some_and(|h| h.ends_with(':'))
                     && !above.iter().any(|h| has_code(h));
-                if alone && heading_only && headings == 0 {
-                    headings += 1;
+                if alone && heading_only && !past_heading {
+                    past_heading = true;
                     while j > 1 && lines.get(j - 2).is_some_and(|l| l.trim().is_empty()) {
                         j -= 1;
                     }
