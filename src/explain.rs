@@ -179,6 +179,11 @@ fn reader_evidence(
              like a bounce, and its text names the failed recipients)"
                 .to_string(),
         ),
+        (Some(Kind::Text), "none") => why.push(
+            "it looks like a bounce and says delivery failed, but it is in no known family's \
+             format"
+                .to_string(),
+        ),
         (Some(Kind::Text), name) => why.push(format!(
             "a free-text report in the `{name}` family's format: its format check matched and its \
              reader found the recipients"

@@ -833,8 +833,13 @@ fn original_of(message: &Message, body: &str, returned: &str) -> Option<Original
             return Some(o);
         }
     }
-    // A header block the free-text readers took for the returned original, with no marker line.
-    original_from_text(returned.trim_start_matches(['\n', '\r', ' ', '\t']))
+    // The header block the free-text readers took for the returned original: at its start, or
+    // after the marker line they cut at (`----- Unsent message follows -----`).
+    let returned = returned.trim_start_matches(['\n', '\r', ' ', '\t']);
+    original_from_text(returned).or_else(|| {
+        let (_, rest) = returned.split_once('\n')?;
+        original_from_text(rest.trim_start_matches(['\n', '\r', ' ', '\t']))
+    })
 }
 
 /// The returned message's identity from a header block at the start of `text`.

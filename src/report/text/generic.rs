@@ -270,8 +270,9 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     out
 }
 
-/// The recipients of a report that names nobody: the returned original's `To`, the best evidence
-/// left once the report's own words and its VERP address have given none.
+/// The recipients of a report that names nobody by address: the returned original's `To`, the best
+/// evidence left once the report's own words and its VERP address have given none; failing that, the
+/// user name the report gives without a domain, qualified with the reporting system's domain.
 pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
     let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
     if !looks_failed(input.subject, explanation) {
@@ -296,8 +297,91 @@ pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
             out.push(recipient(address, action, &diagnostic));
         }
     }
+    if out.is_empty()
+        && let Some(address) = qualified_local_name(input.from, explanation)
+    {
+        out.push(recipient(address, action, &diagnostic));
+    }
     one_reply_for_one(&mut out, explanation);
     out
+}
+
+/// The user name a report gives without a domain, as `name@domain` of the reporting system (the
+/// domain of the bounce's `From`, its MAILER-DAEMON). An MTA writes a local user by name alone and
+/// qualifies an unqualified address with its own domain (Postfix `append_at_myorigin`, Sendmail's
+/// `$j`); AOL's mailer names the failed screen name alone under "could not be delivered to:".
+fn qualified_local_name(from: &str, explanation: &str) -> Option<String> {
+    let (_, domain) = from.rsplit_once('@')?;
+    if !domain.contains('.') {
+        return None;
+    }
+    let name = explanation
+        .lines()
+        .find_map(sendmail_user_line)
+        .or_else(|| name_under_heading(explanation))?;
+    let lower = name.to_ascii_lowercase();
+    if lower == "postmaster" || lower == "mailer-daemon" || lower == "root" {
+        return None;
+    }
+    Some(format!("{name}@{}", domain.to_ascii_lowercase()))
+}
+
+/// Whether a word can be a local user's name: RFC 5321 atom characters, a letter among them.
+fn is_user_name(word: &str) -> bool {
+    (1..=64).contains(&word.len())
+        && word.bytes().any(|b| b.is_ascii_alphabetic())
+        && word
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-=".contains(&b))
+}
+
+/// The user of Sendmail's error line `[550 [5.1.1 ]]user... reason` (its `%s... %s` format) when
+/// the user has no domain.
+fn sendmail_user_line(line: &str) -> Option<&str> {
+    let mut rest = line.trim();
+    let code_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if code_len == 3
+        && rest
+            .as_bytes()
+            .get(3)
+            .is_some_and(|b| *b == b' ' || *b == b'-')
+    {
+        rest = rest.get(4..)?.trim_start();
+        if let Some((first, after)) = rest.split_once(' ')
+            && first.bytes().next().is_some_and(|b| b == b'4' || b == b'5')
+            && first.bytes().filter(|b| *b == b'.').count() == 2
+        {
+            rest = after.trim_start();
+        }
+    } else if code_len != 0 {
+        return None;
+    }
+    let (user, reason) = rest.split_once("... ")?;
+    let user = user.trim_start_matches('<').trim_end_matches('>');
+    (is_user_name(user) && !reason.trim().is_empty()).then_some(user)
+}
+
+/// A user name alone on its line right under a heading that says delivery to the following failed
+/// (`The mail you sent could not be delivered to:`).
+fn name_under_heading(explanation: &str) -> Option<&str> {
+    let mut lines = explanation.lines();
+    while let Some(line) = lines.next() {
+        let t = line.trim();
+        let heading = t.ends_with(':')
+            && (contains_ci(t, "delivered to") || contains_ci(t, "following recipient"));
+        if !heading {
+            continue;
+        }
+        let next = lines.by_ref().map(str::trim).find(|l| !l.is_empty())?;
+        if is_user_name(next) {
+            return Some(next);
+        }
+    }
+    None
 }
 
 /// A report about one recipient whose own words hold no code: the explanation's most telling
@@ -687,6 +771,42 @@ Received: from a.example.com by b.example.org\nFrom: ann@example.com\nTo: news@l
             );
             let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
             assert!(r.is_empty(), "{list_field}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_user_named_without_a_domain_is_the_reporting_systems() {
+        let sendmail = "From: Mail Delivery Subsystem <MAILER-DAEMON@mail.example.net>\n\
+To: owner@lists.example.com\nSubject: Returned mail: User unknown\n\n\
+   ----- Transcript of session follows -----\n550 5.1.1 kimura... User unknown\n\n\
+   ----- Unsent message follows -----\nFrom: News <news@lists.example.com>\n\
+To: news@lists.example.com\nList-Post: <mailto:news@lists.example.com>\n\nbody\n";
+        let r = crate::report::read(sendmail.as_bytes()).unwrap().recipients;
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].recipient.as_deref(), Some("kimura@mail.example.net"));
+        assert_eq!(
+            r[0].diagnostic.as_deref(),
+            Some("550 5.1.1 kimura... User unknown")
+        );
+
+        let heading = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.com>\n\
+To: owner@lists.example.org\nSubject: Returned mail: User unknown\n\n\
+The mail you sent could not be delivered to:\n\n  quietreader42\n\n  Subject: notes\n";
+        let r = crate::report::read(heading.as_bytes()).unwrap().recipients;
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(
+            r[0].recipient.as_deref(),
+            Some("quietreader42@mx.example.com")
+        );
+
+        // No dotted domain to qualify with, a system name, or no name at all: nobody.
+        for text in [
+            sendmail.replace("MAILER-DAEMON@mail.example.net", "MAILER-DAEMON@localhost"),
+            sendmail.replace("kimura...", "postmaster..."),
+            heading.replace("quietreader42", "Subject: notes"),
+        ] {
+            let r = crate::report::read(text.as_bytes()).unwrap().recipients;
+            assert!(r.is_empty(), "{r:?}");
         }
     }
 
