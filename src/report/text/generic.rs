@@ -190,7 +190,8 @@ const MAX_MENTIONS: usize = 256;
 /// Reads a report of unknown shape: one recipient per distinct address the explanation names.
 pub fn read(input: &Input) -> Vec<RecipientReport> {
     let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
-    let skip = skipped(input);
+    let mut skip = skipped(input);
+    skip.extend(list_addresses(input));
     let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
     let mut mentions: Vec<Mention> = Vec::new();
@@ -400,9 +401,30 @@ fn one_reply_for_one(out: &mut [RecipientReport], explanation: &str) {
     }
 }
 
-/// The returned original's list addresses, lower-cased: the `mailto:` of its `List-Post` (RFC 2369)
-/// and the address its `List-Id` (RFC 2919, `list.domain` for `list@domain`) stands for. A post to a
-/// list carries the list's address in `To`; it is never a failed recipient.
+/// The suffixes and prefixes list managers put on a list's name for its bounce and owner addresses
+/// (Mailman `news-bounces@`, `news-owner@`, `news-request@`; Majordomo `owner-news@`).
+const LIST_ROLE_SUFFIXES: &[&str] = &["-bounces", "-bounce", "-owner", "-request", "-admin"];
+const LIST_ROLE_PREFIXES: &[&str] = &["owner-"];
+
+/// The list's own address a bounce sent to one of its role addresses stands for: `news@domain` for a
+/// bounce to `news-bounces@domain` or `owner-news@domain`.
+fn list_of_role_address(address: &str) -> Option<String> {
+    let (local, domain) = address.rsplit_once('@')?;
+    let base = LIST_ROLE_SUFFIXES
+        .iter()
+        .find_map(|s| local.strip_suffix(s))
+        .or_else(|| {
+            LIST_ROLE_PREFIXES
+                .iter()
+                .find_map(|p| local.strip_prefix(p))
+        })?;
+    (!base.is_empty()).then(|| format!("{base}@{domain}"))
+}
+
+/// The list addresses, lower-cased, that are never a failed recipient: the returned original's
+/// `List-Post` `mailto:` (RFC 2369) and the address its `List-Id` stands for (RFC 2919, `list.domain`
+/// for `list@domain`), and the list whose bounce or owner address the bounce was sent to. A post to
+/// a list carries the list's address in `To`, and a report may quote that `To`.
 fn list_addresses(input: &Input) -> Vec<String> {
     let field = |name: &str| -> Option<String> {
         match attached_original(input.message) {
@@ -413,7 +435,10 @@ fn list_addresses(input: &Input) -> Vec<String> {
             }
         }
     };
-    let mut out = Vec::new();
+    let mut out: Vec<String> = addresses_of(input.message, "To")
+        .iter()
+        .filter_map(|a| list_of_role_address(a))
+        .collect();
     if let Some(post) = field("List-Post") {
         out.extend(
             find_addresses(&post)
@@ -808,6 +833,25 @@ The mail you sent could not be delivered to:\n\n  quietreader42\n\n  Subject: no
             let r = crate::report::read(text.as_bytes()).unwrap().recipients;
             assert!(r.is_empty(), "{r:?}");
         }
+    }
+
+    #[test]
+    fn the_list_a_bounce_address_stands_for_is_never_the_failed_recipient() {
+        let raw = "From: postmaster@corp.example.com\nTo: news-bounces@lists.example.org\n\
+Subject: Undeliverable: digest\n\nYour message\n\n  To:      news@lists.example.org\n\
+  Subject: digest\n\ndid not reach the following recipient(s):\n\n\
+Brandt, Oskar on 12/2/2026 9:14 AM\n    The recipient name is not recognized\n";
+        for to in ["news-bounces", "news-owner", "owner-news", "news-request"] {
+            let raw = raw.replace("news-bounces", to);
+            let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+            assert!(r.is_empty(), "{to}: {r:?}");
+        }
+        assert_eq!(
+            list_of_role_address("owner-news@lists.example.org").as_deref(),
+            Some("news@lists.example.org")
+        );
+        assert_eq!(list_of_role_address("-bounces@lists.example.org"), None);
+        assert_eq!(list_of_role_address("ann@example.org"), None);
     }
 
     #[test]
