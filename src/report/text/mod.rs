@@ -29,6 +29,7 @@ mod imail;
 mod james;
 mod mailfoundry;
 mod mailmarshal;
+mod mdaemon;
 mod messagingserver;
 mod mfilter;
 mod notes;
@@ -167,6 +168,7 @@ pub const FAMILIES: &[Family] = &[
     mfilter::FAMILY,
     mailfoundry::FAMILY,
     mailmarshal::FAMILY,
+    mdaemon::FAMILY,
     surfcontrol::FAMILY,
     delivery_errors::FAMILY,
     technical_details::FAMILY,
