@@ -1311,9 +1311,20 @@ mod tests {
             "Too many retries",
             "Could not deliver the message in the time limit specified.",
             "The message could not be delivered within the retry period",
+            "Your message was not delivered within 5 days: Host 192.0.2.8 is not responding.",
+            "Remote server mx.example.net is not responding",
         ] {
             assert_eq!(run("", diag, None), Reason::Expired, "{diag}");
         }
+        // Addresses stated unknown, in the plural of the singular wording.
+        assert_eq!(
+            run(
+                "",
+                "The following destination addresses were unknown (please check the addresses)",
+                None
+            ),
+            Reason::Userunknown
+        );
     }
 
     #[test]
