@@ -1316,15 +1316,14 @@ mod tests {
         ] {
             assert_eq!(run("", diag, None), Reason::Expired, "{diag}");
         }
-        // Addresses stated unknown, in the plural of the singular wording.
-        assert_eq!(
-            run(
-                "",
-                "The following destination addresses were unknown (please check the addresses)",
-                None
-            ),
-            Reason::Userunknown
-        );
+        // Addresses and recipients stated unknown, in the forms of the plain wording.
+        for diag in [
+            "The following destination addresses were unknown (please check the addresses)",
+            "Sorry, the following recipient is unknown",
+            "550 the user is unknown here",
+        ] {
+            assert_eq!(run("", diag, None), Reason::Userunknown, "{diag}");
+        }
     }
 
     #[test]
