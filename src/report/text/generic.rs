@@ -303,8 +303,64 @@ pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
     {
         out.push(recipient(address, action, &diagnostic));
     }
+    keep_those_named(&mut out, input, explanation);
     one_reply_for_one(&mut out, explanation);
     out
+}
+
+/// The display name before each address of an address-list header value (`"Brandt, Oskar"
+/// <o.brandt@example.com>, Maja <m@example.com>`), with the address lower-cased; empty names left out.
+fn display_names(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut previous_end = 0;
+    for found in find_addresses(value) {
+        let before = value.get(previous_end..found.start).unwrap_or("");
+        previous_end = found.end;
+        let name = before
+            .trim_start_matches(|c: char| c == '>' || c == ',' || c == ';' || c.is_whitespace())
+            .trim_end_matches(|c: char| c == '<' || c.is_whitespace())
+            .trim_matches('"')
+            .trim();
+        if name.chars().filter(|c| c.is_alphabetic()).count() >= 3 {
+            out.push((found.address.to_ascii_lowercase(), name.to_string()));
+        }
+    }
+    out
+}
+
+/// Of several recipients taken from the original's `To`, those the report names by their display
+/// name (Exchange lists a recipient it could not resolve as `Brandt, Oskar on <date>`), when it
+/// names some: the others were not reported as failed. Lines quoting the original's `To` or `Cc`
+/// name everyone, so they do not count.
+fn keep_those_named(out: &mut Vec<RecipientReport>, input: &Input, explanation: &str) {
+    if out.len() < 2 {
+        return;
+    }
+    let to = match attached_original(input.message) {
+        Some(original) => original.header_raw("To").unwrap_or(""),
+        None => original_header(input.returned_original(), "to:").unwrap_or(""),
+    };
+    let names = display_names(to);
+    if names.is_empty() {
+        return;
+    }
+    let lines: Vec<&str> = explanation
+        .lines()
+        .map(str::trim)
+        .filter(|l| !starts_with_ci(l, "to:") && !starts_with_ci(l, "cc:"))
+        .collect();
+    let named = |address: &str| {
+        names.iter().any(|(a, name)| {
+            a.eq_ignore_ascii_case(address) && lines.iter().any(|l| contains_ci(l, name))
+        })
+    };
+    let kept = out
+        .iter()
+        .filter(|r| r.recipient.as_deref().is_some_and(named))
+        .count();
+    if kept > 0 && kept < out.len() {
+        out.retain(|r| r.recipient.as_deref().is_some_and(named));
+    }
 }
 
 /// The user name a report gives without a domain, as `name@domain` of the reporting system (the
@@ -852,6 +908,33 @@ Brandt, Oskar on 12/2/2026 9:14 AM\n    The recipient name is not recognized\n";
         );
         assert_eq!(list_of_role_address("-bounces@lists.example.org"), None);
         assert_eq!(list_of_role_address("ann@example.org"), None);
+    }
+
+    #[test]
+    fn of_the_originals_recipients_only_those_the_report_names_by_name_failed() {
+        let raw = "From: postmaster@corp.example.com\nTo: sender@example.org\n\
+Subject: Undeliverable: figures\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\n\
+Your message\n\n  To:      Brandt, Oskar; Lind, Maja\n  Subject: figures\n\n\
+did not reach the following recipient(s):\n\nBrandt, Oskar on 12/2/2026 9:14 AM\n\
+    The recipient name is not recognized\n\n--b\nContent-Type: message/rfc822\n\n\
+From: sender@example.org\nTo: \"Brandt, Oskar\" <o.brandt@corp.example.com>, \"Lind, Maja\" \
+<m.lind@corp.example.com>\nSubject: figures\n\nbody\n--b--\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let names: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(names, ["o.brandt@corp.example.com"]);
+        // Named by nobody's display name: every recipient of the original stays.
+        let raw = raw.replace("Brandt, Oskar on", "Someone Else on");
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(
+            display_names(
+                "\"Brandt, Oskar\" <o.b@example.com>, Maja Lind <m@Example.com>, x@example.com"
+            ),
+            [
+                ("o.b@example.com".to_string(), "Brandt, Oskar".to_string()),
+                ("m@example.com".to_string(), "Maja Lind".to_string())
+            ]
+        );
     }
 
     #[test]
