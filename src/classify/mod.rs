@@ -1321,6 +1321,7 @@ mod tests {
             "The following destination addresses were unknown (please check the addresses)",
             "Sorry, the following recipient is unknown",
             "550 the user is unknown here",
+            "Your mail was returned because the account no longer exists.",
         ] {
             assert_eq!(run("", diag, None), Reason::Userunknown, "{diag}");
         }
