@@ -1316,12 +1316,32 @@ mod tests {
         ] {
             assert_eq!(run("", diag, None), Reason::Expired, "{diag}");
         }
+        // Storage: the recipient's mailbox named is its quota; the system's own storage is not.
+        assert_eq!(
+            run(
+                "",
+                "550 Insufficient storage space in the recipient's mailbox",
+                None
+            ),
+            Reason::Mailboxfull
+        );
+        for diag in [
+            "452 4.3.1 Insufficient system storage",
+            "452 Out of disk space on the server, try later",
+        ] {
+            assert_eq!(run("", diag, None), Reason::Systemfull, "{diag}");
+        }
+        assert_eq!(
+            run("", "550 The recipient has chosen not to receive mail from you", None),
+            Reason::Filtered
+        );
         // Addresses and recipients stated unknown, in the forms of the plain wording.
         for diag in [
             "The following destination addresses were unknown (please check the addresses)",
             "Sorry, the following recipient is unknown",
             "550 the user is unknown here",
             "Your mail was returned because the account no longer exists.",
+            "550 user has no mailbox on this server",
         ] {
             assert_eq!(run("", diag, None), Reason::Userunknown, "{diag}");
         }
