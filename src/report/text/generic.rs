@@ -12,7 +12,7 @@ use super::Input;
 use super::addresses::{find_addresses, first_address, is_system_address};
 use super::blocks::paragraph;
 use super::replies::{action_for, has_code, recipient, server_reply};
-use super::words::{contains_ci, starts_with_ci, unfold};
+use super::words::{contains_ci, starts_with_ci, strip_prefix_ci, unfold};
 use crate::report::RecipientReport;
 
 /// Line starts (lower-case) whose addresses are never failed recipients.
@@ -422,18 +422,24 @@ fn sendmail_user_line(line: &str) -> Option<&str> {
     (is_user_name(user) && !reason.trim().is_empty()).then_some(user)
 }
 
-/// A user name alone on its line right under a heading that says delivery to the following failed
-/// (`The mail you sent could not be delivered to:`).
+/// A user name alone on its line (bracketed or not) right under a heading that says delivery to the
+/// following failed (`The mail you sent could not be delivered to:`, Sendmail's `----- The following
+/// addresses had permanent fatal errors -----`).
 fn name_under_heading(explanation: &str) -> Option<&str> {
     let mut lines = explanation.lines();
     while let Some(line) = lines.next() {
         let t = line.trim();
-        let heading = t.ends_with(':')
-            && (contains_ci(t, "delivered to") || contains_ci(t, "following recipient"));
+        let heading = (t.ends_with(':')
+            && (contains_ci(t, "delivered to") || contains_ci(t, "following recipient")))
+            || contains_ci(t, "had permanent fatal errors");
         if !heading {
             continue;
         }
         let next = lines.by_ref().map(str::trim).find(|l| !l.is_empty())?;
+        let next = next
+            .strip_prefix('<')
+            .and_then(|n| n.strip_suffix('>'))
+            .unwrap_or(next);
         if is_user_name(next) {
             return Some(next);
         }
@@ -751,7 +757,12 @@ fn fallback_diagnostic(text: &str) -> String {
     }
     for (i, line) in lines.iter().enumerate() {
         if has_code(line) && !line_is_skipped(line) {
-            let mut out = String::from(line.trim());
+            // Sendmail's list gives the reason as `(reason: 550 5.1.1 User unknown)`.
+            let t = line.trim();
+            let t = strip_prefix_ci(t, "(reason:")
+                .and_then(|r| r.strip_suffix(')'))
+                .map_or(t, str::trim);
+            let mut out = String::from(t);
             for l in lines.iter().skip(i + 1) {
                 let t = l.trim();
                 if t.is_empty() || !l.starts_with([' ', '\t']) {
@@ -865,6 +876,22 @@ To: news@lists.example.com\nList-Post: <mailto:news@lists.example.com>\n\nbody\n
         let r = crate::report::read(sendmail.as_bytes()).unwrap().recipients;
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].recipient.as_deref(), Some("kimura@mail.example.net"));
+        // Named in Sendmail's list, its reason in the list's `(reason: ...)` framing.
+        let listed = sendmail.replace(
+            "----- Transcript of session follows -----\n550 5.1.1 kimura... User unknown\n",
+            "----- The following addresses had permanent fatal errors -----\n<kimura>\n\
+    \x20   (reason: 550 5.1.1 User unknown)\n",
+        );
+        let listed = crate::report::read(listed.as_bytes()).unwrap().recipients;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(
+            listed[0].recipient.as_deref(),
+            Some("kimura@mail.example.net")
+        );
+        assert_eq!(
+            listed[0].diagnostic.as_deref(),
+            Some("550 5.1.1 User unknown")
+        );
         assert_eq!(
             r[0].diagnostic.as_deref(),
             Some("550 5.1.1 kimura... User unknown")
