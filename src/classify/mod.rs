@@ -1332,7 +1332,11 @@ mod tests {
             assert_eq!(run("", diag, None), Reason::Systemfull, "{diag}");
         }
         assert_eq!(
-            run("", "550 The recipient has chosen not to receive mail from you", None),
+            run(
+                "",
+                "550 The recipient has chosen not to receive mail from you",
+                None
+            ),
             Reason::Filtered
         );
         // Addresses and recipients stated unknown, in the forms of the plain wording.
