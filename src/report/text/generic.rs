@@ -396,26 +396,23 @@ fn is_user_name(word: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._+-=".contains(&b))
 }
 
-/// The user of Sendmail's error line `[550 [5.1.1 ]]user... reason` (its `%s... %s` format) when
-/// the user has no domain.
+/// The user of Sendmail's error line `550 [5.1.1 ]user... reason` (its `%s... %s` format after the
+/// reply code) when the user has no domain.
 fn sendmail_user_line(line: &str) -> Option<&str> {
-    let mut rest = line.trim();
-    let code_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-    if code_len == 3
-        && rest
-            .as_bytes()
-            .get(3)
-            .is_some_and(|b| *b == b' ' || *b == b'-')
-    {
-        rest = rest.get(4..)?.trim_start();
-        if let Some((first, after)) = rest.split_once(' ')
-            && first.bytes().next().is_some_and(|b| b == b'4' || b == b'5')
-            && first.bytes().filter(|b| *b == b'.').count() == 2
-        {
-            rest = after.trim_start();
-        }
-    } else if code_len != 0 {
+    let line = line.trim();
+    let coded = line.len() > 4
+        && line.bytes().take(3).all(|b| b.is_ascii_digit())
+        && matches!(line.as_bytes().first(), Some(b'4' | b'5'))
+        && matches!(line.as_bytes().get(3), Some(b' ' | b'-'));
+    if !coded {
         return None;
+    }
+    let mut rest = line.get(4..)?.trim_start();
+    if let Some((first, after)) = rest.split_once(' ')
+        && first.bytes().next().is_some_and(|b| b == b'4' || b == b'5')
+        && first.bytes().filter(|b| *b == b'.').count() == 2
+    {
+        rest = after.trim_start();
     }
     let (user, reason) = rest.split_once("... ")?;
     let user = user.trim_start_matches('<').trim_end_matches('>');
@@ -911,6 +908,7 @@ The mail you sent could not be delivered to:\n\n  quietreader42\n\n  Subject: no
         for text in [
             sendmail.replace("MAILER-DAEMON@mail.example.net", "MAILER-DAEMON@localhost"),
             sendmail.replace("kimura...", "postmaster..."),
+            sendmail.replace("550 5.1.1 kimura... User unknown", "Retrying... gave up"),
             heading.replace("quietreader42", "Subject: notes"),
         ] {
             let r = crate::report::read(text.as_bytes()).unwrap().recipients;
