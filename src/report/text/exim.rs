@@ -62,6 +62,7 @@ fn is_intro_line(line: &str) -> bool {
         || l.contains("could not be delivered to one or more")
         || l.ends_with("incorrectly constructed:")
         || l.ends_with("been delayed:")
+        || l.contains("has not yet been delivered")
 }
 
 /// The `X-Failed-Recipients` address for a recipient line without a domain: the one whose local part
@@ -91,7 +92,14 @@ fn read(input: &Input) -> Vec<RecipientReport> {
         .map(find_addresses)
         .unwrap_or_default();
     let mut blocks: Vec<(String, String)> = Vec::new();
-    let mut started = !text.lines().any(is_intro_line);
+    let has_intro = text.lines().any(is_intro_line);
+    if !has_intro && listed.is_empty() {
+        // Exim always says which addresses failed, in its intro line or `X-Failed-Recipients`;
+        // a notice that only borrows its opening sentence (a challenge-response system asking
+        // for confirmation) names no failed recipient.
+        return Vec::new();
+    }
+    let mut started = !has_intro;
     let mut open = false;
     for line in text.lines() {
         if blocks.len() > MAX_BLOCKS {
@@ -231,6 +239,49 @@ hi
             assert_eq!(r[1].diagnostic.as_deref(), Some("retry timeout exceeded"));
             assert_eq!(r[1].reason_hint, Some(Reason::Expired));
             assert_eq!(r[1].command, None);
+        });
+    }
+
+    #[test]
+    fn a_borrowed_opening_sentence_names_nobody() {
+        let challenge = r#"From: ann-confirm+17.x9@example.org
+To: sender@example.com
+Subject: Please confirm your message
+
+This message was created automatically by mail delivery software.
+
+Your message is held until you confirm it by replying to:
+
+   ann-confirm+17.x9@example.org
+"#;
+        input_from(challenge, |input| {
+            assert!(detect(input));
+            assert!(read(input).is_empty());
+        });
+    }
+
+    #[test]
+    fn the_delay_warning_intro_starts_the_list() {
+        let warning = r#"From: Mail Delivery System <Mailer-Daemon@relay.example.org>
+To: sender@example.com
+Subject: Warning: message 1tXyZa-0001Bc-7Q delayed 24 hours
+
+This message was created automatically by mail delivery software.
+A message that you sent has not yet been delivered to one or more of its
+recipients after more than 24 hours on the queue on relay.example.org.
+
+The address to which the message has not yet been delivered is:
+
+  ivy@example.net
+    host mx.example.net [192.0.2.7]
+    Delay reason: SMTP error from remote mail server after RCPT TO:<ivy@example.net>:
+    451 4.2.2 mailbox over quota
+"#;
+        input_from(warning, |input| {
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].recipient.as_deref(), Some("ivy@example.net"));
+            assert_eq!(r[0].action.as_deref(), Some("delayed"));
         });
     }
 

@@ -482,8 +482,9 @@ fn list_of_role_address(address: &str) -> Option<String> {
 
 /// The list addresses, lower-cased, that are never a failed recipient: the returned original's
 /// `List-Post` `mailto:` (RFC 2369) and the address its `List-Id` stands for (RFC 2919, `list.domain`
-/// for `list@domain`), and the list whose bounce or owner address the bounce was sent to. A post to
-/// a list carries the list's address in `To`, and a report may quote that `To`.
+/// for `list@domain`), and the list whose bounce or owner address the bounce was sent to, with that
+/// role address itself (a notice asking the list to confirm quotes it). A post to a list carries
+/// the list's address in `To`, and a report may quote that `To`.
 fn list_addresses(input: &Input) -> Vec<String> {
     let field = |name: &str| -> Option<String> {
         match attached_original(input.message) {
@@ -494,10 +495,13 @@ fn list_addresses(input: &Input) -> Vec<String> {
             }
         }
     };
-    let mut out: Vec<String> = addresses_of(input.message, "To")
-        .iter()
-        .filter_map(|a| list_of_role_address(a))
-        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for role in addresses_of(input.message, "To") {
+        if let Some(list) = list_of_role_address(&role) {
+            out.push(list);
+            out.push(role.to_ascii_lowercase());
+        }
+    }
     if let Some(post) = field("List-Post") {
         out.extend(
             find_addresses(&post)
@@ -933,6 +937,18 @@ Brandt, Oskar on 12/2/2026 9:14 AM\n    The recipient name is not recognized\n";
         );
         assert_eq!(list_of_role_address("-bounces@lists.example.org"), None);
         assert_eq!(list_of_role_address("ann@example.org"), None);
+    }
+
+    #[test]
+    fn the_bounce_address_a_notice_quotes_is_never_the_failed_recipient() {
+        let raw = "From: mailer-daemon@mx.example.net\nTo: news-bounces@lists.example.org\n\
+Subject: Undeliverable mail\n\nYour message could not be delivered: the sender\n\
+<news-bounces@lists.example.org> is not on the allowed list.\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        assert!(r.is_empty(), "{r:?}");
+        let other = raw.replace("sender\n<news-bounces", "recipient\n<ann");
+        let r = crate::report::read(other.as_bytes()).unwrap().recipients;
+        assert_eq!(r.len(), 1, "{r:?}");
     }
 
     #[test]
