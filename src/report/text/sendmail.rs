@@ -239,8 +239,9 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     if matches!(reply.as_bytes().first(), Some(b'4') | Some(b'5')) {
                         last_failure = Some((reply.clone(), command, host.clone()));
                     }
-                    if let Some(e) = sent_rcpt.as_deref().and_then(|a| entries.entry(a))
-                        && matches!(r.as_bytes().first(), Some(b'4') | Some(b'5'))
+                    // Only a refused recipient becomes an entry: an accepted one (`250`) did not fail.
+                    if matches!(r.as_bytes().first(), Some(b'4') | Some(b'5'))
+                        && let Some(e) = sent_rcpt.as_deref().and_then(|a| entries.entry(a))
                     {
                         e.reply = reply.clone();
                         e.command = command;
@@ -253,7 +254,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 } else if t
                     .as_bytes()
                     .first()
-                    .is_some_and(|c| c.is_ascii_digit() || *c == b'<')
+                    .is_some_and(|c| matches!(c, b'4' | b'5' | b'<'))
                     && t.contains("...")
                 {
                     let Some(a) = t.split("...").next().and_then(first_address) else {
@@ -464,6 +465,20 @@ Message could not be delivered for 5 days\nMessage will be deleted from queue\n"
         });
         input_from(MODERN, |input| {
             assert_eq!(read(input)[0].reason_hint, None);
+        });
+    }
+
+    #[test]
+    fn a_recipient_the_server_accepted_did_not_fail() {
+        let accepted = MODERN.replace(
+            "550 5.1.1 ivy@example.net... User unknown\n",
+            ">>> RCPT To:<kai@example.net>\n<<< 250 2.1.5 <kai@example.net>... Recipient ok\n\
+250 2.1.5 kai@example.net... Recipient ok\n",
+        );
+        input_from(&accepted, |input| {
+            let r = read(input);
+            let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+            assert_eq!(got, ["ivy@example.net"]);
         });
     }
 
