@@ -194,9 +194,10 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     skip.extend(list_addresses(input));
     let weak = weakly_skipped(input);
     let lines: Vec<&str> = explanation.lines().collect();
+    let delivered = delivered_lines(&lines);
     let mut mentions: Vec<Mention> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if line_is_skipped(line) {
+        if line_is_skipped(line) || delivered.get(i).copied().unwrap_or(false) {
             continue;
         }
         for found in find_addresses(line) {
@@ -231,8 +232,10 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         .map(|m| diagnostic_after(&lines, m, &mentions))
         .collect();
     share_list_reason(&lines, &mentions, &mut diagnostics);
+    let headed = heading_actions(&lines);
     let mut out: Vec<RecipientReport> = Vec::new();
     for (m, diagnostic) in mentions.iter().zip(diagnostics) {
+        let action = headed.get(m.line).copied().flatten().unwrap_or(action);
         let existing = out.iter_mut().find(|r| {
             r.recipient
                 .as_deref()
@@ -269,6 +272,99 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     }
     one_reply_for_one(&mut out, explanation);
     out
+}
+
+/// Words of a heading over recipients that were delivered (lower-case): Microsoft's mixed DSN text
+/// ("Delivery to the following recipients succeeded"), and plain statements that others were.
+const DELIVERED_HEADINGS: &[&str] = &[
+    "succeeded",
+    "were delivered",
+    "was delivered",
+    "delivered successfully",
+    "successfully delivered",
+];
+
+/// Which lines name recipients that did not fail: a `>>> RCPT TO:<...>` the server answered with a
+/// positive reply (`2xx`, RFC 5321 4.2: the recipient was accepted), and the address lines under a
+/// heading that says delivery to them succeeded, up to the next line with other words.
+fn delivered_lines(lines: &[&str]) -> Vec<bool> {
+    let mut out = vec![false; lines.len()];
+    let mut under_heading = false;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if let Some(sent) = t.strip_prefix(">>>")
+            && contains_ci(sent, "rcpt to")
+        {
+            let reply = lines
+                .iter()
+                .skip(i + 1)
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty())
+                .and_then(|l| l.strip_prefix("<<<"));
+            if let (Some(reply), Some(flag)) = (reply, out.get_mut(i)) {
+                *flag = reply.trim_start().starts_with('2');
+            }
+            continue;
+        }
+        if is_delivered_heading(t) {
+            under_heading = true;
+            continue;
+        }
+        if under_heading {
+            let rest: String = find_addresses(t)
+                .iter()
+                .rev()
+                .fold(t.to_string(), |mut acc, f| {
+                    acc.replace_range(f.start..f.end, "");
+                    acc
+                });
+            if rest.chars().any(char::is_alphanumeric) {
+                under_heading = false;
+            } else if let Some(flag) = out.get_mut(i) {
+                *flag = true;
+            }
+        }
+    }
+    out
+}
+
+/// For each line, the action the heading above it states for the addresses under it, when one
+/// does: a report that lists both ("Delivery to the following recipients has been delayed:" and
+/// "... failed permanently:", as Google's mixed notices do) gives each address its own. A heading
+/// is a line ending in a colon; it rules until the next one.
+fn heading_actions(lines: &[&str]) -> Vec<Option<&'static str>> {
+    let mut current = None;
+    lines
+        .iter()
+        .map(|line| {
+            let t = line.trim();
+            if t.ends_with(':') && !t.starts_with(">>>") && !t.starts_with("<<<") {
+                let low = t.to_ascii_lowercase();
+                let final_words = ["fail", "expired", "gave up", "giving up", "undeliver"];
+                current = if (low.contains("delayed") || low.contains("not yet been delivered"))
+                    && !final_words.iter().any(|w| low.contains(w))
+                {
+                    Some("delayed")
+                } else if low.contains("failed permanently") || low.contains("permanent fatal") {
+                    Some("failed")
+                } else {
+                    None
+                };
+            }
+            current
+        })
+        .collect()
+}
+
+/// Whether a line is a heading over recipients that were delivered (it ends with a colon, or is a
+/// sentence about "the following" recipients, says delivery succeeded, and negates nothing).
+fn is_delivered_heading(line: &str) -> bool {
+    let low = line.to_ascii_lowercase();
+    (low.ends_with(':') || (low.ends_with('.') && low.contains("following")))
+        && DELIVERED_HEADINGS.iter().any(|w| low.contains(w))
+        && !["not", "n't", "fail", "unable", "could", "delay", "error"]
+            .iter()
+            .any(|w| low.contains(w))
 }
 
 /// The recipients of a report that names nobody by address: the returned original's `To`, the best
@@ -646,8 +742,13 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         {
             continue;
         }
-        // Help text closes the notice: what follows is never the server's answer.
-        if is_help(l) {
+        // Help text closes the notice: what follows is never the server's answer. Nor is the
+        // heading of the next list of recipients.
+        if is_help(l) || (l.ends_with(':') && contains_ci(l, "the following recipient")) {
+            break;
+        }
+        // The next command of a transcript, once the reply to this address's is read.
+        if l.starts_with(">>>") && has_code(&text) {
             break;
         }
         if !text.is_empty() {
@@ -937,6 +1038,65 @@ Brandt, Oskar on 12/2/2026 9:14 AM\n    The recipient name is not recognized\n";
         );
         assert_eq!(list_of_role_address("-bounces@lists.example.org"), None);
         assert_eq!(list_of_role_address("ann@example.org"), None);
+    }
+
+    #[test]
+    fn a_recipient_accepted_in_the_transcript_or_listed_as_delivered_did_not_fail() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Delivery failure\n\nYour message could not be delivered to some recipients.\n\n\
+>>> RCPT TO:<lou@example.net>\n<<< 550 5.1.1 No such user\n\
+>>> RCPT TO:<max@example.net>\n<<< 250 2.1.5 Recipient OK\n\n\
+Delivery to the following recipients succeeded:\n\n   rita@example.net\n\n\
+Please contact postmaster@relay.example.com with questions.\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["lou@example.net"]);
+        let lines: Vec<&str> = raw.lines().collect();
+        let delivered = delivered_lines(&lines);
+        let flagged: Vec<&str> = lines
+            .iter()
+            .zip(&delivered)
+            .filter(|(_, d)| **d)
+            .map(|(l, _)| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            flagged,
+            [">>> RCPT TO:<max@example.net>", "rita@example.net"]
+        );
+        assert!(!is_delivered_heading(
+            "Delivery to the following recipients failed:"
+        ));
+        assert!(!is_delivered_heading("Your message was not delivered to:"));
+        assert!(is_delivered_heading(
+            "Delivery to the following recipients succeeded."
+        ));
+    }
+
+    #[test]
+    fn each_address_takes_the_action_of_its_heading() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Delivery Status Notification (Delay)\n\n\
+Delivery to the following recipients has been delayed:\n\n   sam@example.net\n\n\
+Delivery to the following recipients failed permanently:\n\n   tom@example.net\n\n\
+Technical details of permanent failure:\n550 5.1.1 No such user\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.recipient.as_deref(), r.action.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("sam@example.net"), Some("delayed")),
+                (Some("tom@example.net"), Some("failed"))
+            ]
+        );
+        let lines = [
+            "The following message was delayed and has now expired:",
+            "x",
+        ];
+        assert_eq!(heading_actions(&lines), [None, None]);
     }
 
     #[test]
