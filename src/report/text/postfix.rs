@@ -55,12 +55,17 @@ fn read(input: &Input) -> Vec<RecipientReport> {
     {
         return read_session(text);
     }
-    let action =
-        if input.subject.starts_with("Delayed Mail") || is_delay_notice(input.subject, text) {
-            "delayed"
-        } else {
-            "failed"
-        };
+    // Postfix's success template (requested with DSN NOTIFY=SUCCESS) lists delivered addresses
+    // in the same shape as its failure template.
+    let action = if input.subject.starts_with("Successful Mail Delivery Report")
+        || contains_ci(text, "was successfully delivered to the destination")
+    {
+        "delivered"
+    } else if input.subject.starts_with("Delayed Mail") || is_delay_notice(input.subject, text) {
+        "delayed"
+    } else {
+        "failed"
+    };
     let mut out: Vec<RecipientReport> = Vec::new();
     for block in angle_blocks(text) {
         let mut r = recipient(block.address, action, &block.text);
@@ -177,6 +182,20 @@ Transcript of session follows.\n\n Out: 220 mx.example.org ESMTP\n In:  EHLO cli
             );
             assert_eq!(r[0].command.as_deref(), Some("DATA"));
             assert_eq!(r[0].action.as_deref(), Some("failed"));
+        });
+    }
+
+    #[test]
+    fn the_success_template_lists_delivered_addresses() {
+        let success = "From: MAILER-DAEMON@mx.example.org\nTo: sender@example.com\n\
+Subject: Successful Mail Delivery Report\n\n\
+This is the mail system at host mx.example.org.\n\n\
+Your message was successfully delivered to the destination(s)\nlisted below.\n\n\
+<uma@example.org>: delivery via mx2.example.org[192.0.2.8]:25: 250 2.0.0 Ok\n";
+        input_from(success, |input| {
+            let r = read(input);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].action.as_deref(), Some("delivered"));
         });
     }
 
