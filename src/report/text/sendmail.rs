@@ -73,6 +73,9 @@ struct Entry {
     /// `address` is a program or file an alias delivered to, not an address: the entry stands
     /// only with an `original`.
     target: bool,
+    /// Listed under "had successful delivery notifications": `delivered`, or `relayed` when
+    /// the list says so.
+    success: Option<&'static str>,
 }
 
 /// Whether a transcript line is Sendmail's note that the queue timeout was reached
@@ -156,6 +159,7 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         Transcript,
     }
     let mut section = Section::Other;
+    let mut success_list = false;
     let mut last_listed: Option<String> = None;
     let mut host: Option<String> = None;
     let mut command: Option<&'static str> = None;
@@ -167,8 +171,13 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
         let t = line.trim();
         let low = t.to_ascii_lowercase();
         if t.starts_with("-----") {
+            success_list = false;
             if low.contains("had permanent fatal errors") {
                 section = Section::List;
+            } else if low.contains("had successful delivery notifications") {
+                // The return receipt (savemail.c) lists delivered addresses in the same shape.
+                section = Section::List;
+                success_list = true;
             } else if low.contains("had transient non-fatal errors") {
                 section = Section::List;
                 delayed = true;
@@ -200,7 +209,15 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                     // Other remarks.
                 } else if !line.starts_with([' ', '\t']) {
                     if let Some(a) = first_address(t) {
-                        let _ = entries.entry(&a);
+                        if let Some(e) = entries.entry(&a)
+                            && success_list
+                        {
+                            e.success = Some(if contains_ci(t, "relayed") {
+                                "relayed"
+                            } else {
+                                "delivered"
+                            });
+                        }
                         last_listed = Some(a);
                     } else if is_delivery_target(t) {
                         // A program or file an alias expanded to: the address the sender used
@@ -325,7 +342,11 @@ pub(super) fn read(input: &Input) -> Vec<RecipientReport> {
                 .into_iter()
                 .find(|w| !w.is_empty())
                 .unwrap_or_default();
-            let mut r = recipient(e.original.unwrap_or(e.address), action, words);
+            let mut r = recipient(
+                e.original.unwrap_or(e.address),
+                e.success.unwrap_or(action),
+                words,
+            );
             if expired {
                 r.reason_hint = Some(Reason::Expired);
             }
@@ -465,6 +486,27 @@ Message could not be delivered for 5 days\nMessage will be deleted from queue\n"
         });
         input_from(MODERN, |input| {
             assert_eq!(read(input)[0].reason_hint, None);
+        });
+    }
+
+    #[test]
+    fn the_return_receipt_lists_delivered_addresses() {
+        let receipt = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\n\
+To: sender@example.com\nSubject: Return receipt\n\n\
+   ----- The following addresses had successful delivery notifications -----\n\
+<vic@example.net>  (successfully delivered to mailbox)\n\
+<wes@example.net>  (relayed to non-DSN-aware mailer)\n";
+        input_from(receipt, |input| {
+            let got: Vec<_> = read(input)
+                .into_iter()
+                .map(|r| (r.recipient, r.action))
+                .collect();
+            let want = [
+                ("vic@example.net", "delivered"),
+                ("wes@example.net", "relayed"),
+            ]
+            .map(|(a, b)| (Some(a.to_string()), Some(b.to_string())));
+            assert_eq!(got, want);
         });
     }
 
