@@ -1856,6 +1856,26 @@ mod tests {
     }
 
     #[test]
+    fn an_address_said_not_to_exist_is_unknown_but_not_the_senders() {
+        let set = RuleSet::builtin();
+        for diag in [
+            "550 The address ivy@example.net does not exist",
+            "550 This address no longer exists",
+            "550 The email address <ivy@example.net> doesn't exist",
+        ] {
+            let got = set
+                .match_text_confirmed(&facts(diag))
+                .map(TextMatch::reason);
+            assert_eq!(got, Some(Reason::Userunknown), "{diag}");
+        }
+        let sender = "553 Domain of sender address <news@example.org> does not exist";
+        let got = set
+            .match_text_confirmed(&facts(sender))
+            .map(TextMatch::reason);
+        assert_ne!(got, Some(Reason::Userunknown), "{sender}");
+    }
+
+    #[test]
     fn generic_rejections_are_not_userunknown() {
         let set = RuleSet::builtin();
         for diag in [

@@ -12,7 +12,7 @@ use super::Input;
 use super::addresses::{find_addresses, first_address, is_system_address};
 use super::blocks::paragraph;
 use super::replies::{action_for, has_code, recipient, server_reply};
-use super::words::{contains_ci, starts_with_ci, strip_prefix_ci, unfold};
+use super::words::{contains_ci, find_ci, starts_with_ci, strip_prefix_ci, unfold};
 use crate::report::RecipientReport;
 
 /// Line starts (lower-case) whose addresses are never failed recipients.
@@ -21,7 +21,8 @@ const SKIP_LINE_PREFIXES: &[&str] = &[
     "sender:",
     "reply-to:",
     "return-path:",
-    "message-id:",
+    "message-id",
+    "message id",
     "in-reply-to:",
     "references:",
     "received:",
@@ -152,13 +153,25 @@ const HELP_WORDS: &[&str] = &[
     "if you believe",
 ];
 
-/// Whether a line is help text: whom to write to, what to include.
-fn is_help(line: &str) -> bool {
-    HELP_WORDS.iter().any(|w| contains_ci(line, w))
+/// Where the help text of a line starts: the start of the sentence holding its first help word
+/// (after the last `. `, `! `, `? ` or `; ` before it), or the line's start. What precedes it is the
+/// notice's own words ("The address ann@example.org does not exist. Contact help@... for help").
+fn help_start(line: &str) -> Option<usize> {
+    let at = HELP_WORDS.iter().filter_map(|w| find_ci(line, w)).min()?;
+    let head = line.get(..at).unwrap_or("");
+    Some(
+        [". ", "! ", "? ", "; "]
+            .iter()
+            .filter_map(|b| head.rfind(b).map(|i| i + b.len()))
+            .max()
+            .unwrap_or(0),
+    )
 }
 
+/// Whether a line names no failed recipient at all: a header-like line of the original or of the
+/// transport, or help text from its start.
 fn line_is_skipped(line: &str) -> bool {
-    if is_help(line) {
+    if help_start(line) == Some(0) {
         return true;
     }
     let t =
@@ -166,11 +179,34 @@ fn line_is_skipped(line: &str) -> bool {
     SKIP_LINE_PREFIXES.iter().any(|p| starts_with_ci(t, p))
 }
 
-fn is_sender_context(line: &str, start: usize) -> bool {
+/// Words just before an address that make it the identifier of a message, not a mailbox.
+const IDENTIFIER_WORDS: &[&str] = &["message-id", "message id", "msg-id", "msgid"];
+
+/// Words just after an address that make it the one to write to for help ("mail abuse@... for
+/// details").
+const HELP_AFTER: &[&str] = &[
+    "for details",
+    "for more information",
+    "for further information",
+    "for assistance",
+    "for help",
+];
+
+/// Whether the words around an address (the 20 characters before it, the words right after it)
+/// make it the sender, a message identifier, or an address to write to for help.
+fn is_sender_context(line: &str, start: usize, end: usize) -> bool {
     let before = line.get(..start).unwrap_or("");
     let from = before.char_indices().rev().nth(19).map_or(0, |(i, _)| i);
     let tail = before.get(from..).unwrap_or(before);
-    SENDER_WORDS.iter().any(|w| contains_ci(tail, w))
+    let after = line
+        .get(end..)
+        .unwrap_or("")
+        .trim_start_matches(|c: char| matches!(c, '>' | ')' | ',') || c.is_whitespace());
+    SENDER_WORDS
+        .iter()
+        .chain(IDENTIFIER_WORDS)
+        .any(|w| contains_ci(tail, w))
+        || HELP_AFTER.iter().any(|w| starts_with_ci(after, w))
 }
 
 struct Mention {
@@ -200,10 +236,12 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         if line_is_skipped(line) || delivered.get(i).copied().unwrap_or(false) {
             continue;
         }
+        let help = help_start(line).unwrap_or(usize::MAX);
         for found in find_addresses(line) {
             let lower = found.address.to_ascii_lowercase();
-            if skip.contains(&lower)
-                || is_sender_context(line, found.start)
+            if found.start >= help
+                || skip.contains(&lower)
+                || is_sender_context(line, found.start, found.end)
                 || lower.starts_with("mailer-daemon@")
             {
                 continue;
@@ -282,6 +320,9 @@ const DELIVERED_HEADINGS: &[&str] = &[
     "was delivered",
     "delivered successfully",
     "successfully delivered",
+    "received your message",
+    "received the message",
+    "received this message",
 ];
 
 /// Which lines name recipients that did not fail: a `>>> RCPT TO:<...>` the server answered with a
@@ -359,8 +400,11 @@ fn heading_actions(lines: &[&str]) -> Vec<Option<&'static str>> {
 /// Whether a line is a heading over recipients that were delivered (it ends with a colon, or is a
 /// sentence about "the following" recipients, says delivery succeeded, and negates nothing).
 fn is_delivered_heading(line: &str) -> bool {
+    if !line.ends_with([':', '.']) {
+        return false;
+    }
     let low = line.to_ascii_lowercase();
-    (low.ends_with(':') || (low.ends_with('.') && low.contains("following")))
+    (low.ends_with(':') || low.contains("following"))
         && DELIVERED_HEADINGS.iter().any(|w| low.contains(w))
         && !["not", "n't", "fail", "unable", "could", "delay", "error"]
             .iter()
@@ -744,7 +788,17 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         }
         // Help text closes the notice: what follows is never the server's answer. Nor is the
         // heading of the next list of recipients.
-        if is_help(l) || (l.ends_with(':') && contains_ci(l, "the following recipient")) {
+        if let Some(h) = help_start(l) {
+            let head = l.get(..h).unwrap_or("").trim();
+            if !head.is_empty() {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(head);
+            }
+            break;
+        }
+        if l.ends_with(':') && contains_ci(l, "the following recipient") {
             break;
         }
         // The next command of a transcript, once the reply to this address's is read.
@@ -1071,6 +1125,66 @@ Please contact postmaster@relay.example.com with questions.\n";
         assert!(is_delivered_heading(
             "Delivery to the following recipients succeeded."
         ));
+    }
+
+    #[test]
+    fn an_address_to_write_to_or_a_message_identifier_is_not_a_failed_recipient() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Undeliverable message\n\n\
+Delivery to the following recipient failed permanently:\n\n     nia@example.net\n\n\
+The remote server rejected the message: 554 Your mail was rejected. See \
+http://postmaster@example.net/ or mail abuse@example.net for details.\n\n\
+If you believe this is an error, write to help@relay.example.com.\n\
+Message-ID of the original: <20240101.x1@example.org>\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["nia@example.net"]);
+        let diagnostic = r
+            .first()
+            .and_then(|r| r.diagnostic.as_deref())
+            .unwrap_or("");
+        assert!(
+            diagnostic.starts_with("554 Your mail was rejected."),
+            "{diagnostic}"
+        );
+        assert!(is_sender_context("Message id <a1@example.org>", 12, 27));
+        assert!(is_sender_context(
+            "mail abuse@example.net for details",
+            5,
+            22
+        ));
+        assert!(!is_sender_context("mail to ann@example.net failed", 8, 23));
+    }
+
+    #[test]
+    fn the_words_before_help_in_a_line_are_the_notices_own() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Undeliverable\n\n\
+Your message to mailto:ole@example.net could not be delivered.\n\
+The address ole@example.net does not exist. Contact mailto:help@example.net for help.\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["ole@example.net"]);
+        let diagnostic = r
+            .first()
+            .and_then(|r| r.diagnostic.as_deref())
+            .unwrap_or("");
+        assert!(diagnostic.ends_with("does not exist."), "{diagnostic}");
+        assert_eq!(help_start("Please contact us."), Some(0));
+        assert_eq!(help_start("No such user. Contact us."), Some(14));
+        assert_eq!(help_start("No such user."), None);
+    }
+
+    #[test]
+    fn those_who_received_the_message_did_not_fail() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Delivery failure\n\n\
+Your message could not be delivered to these recipients:\n\n\
+  pia@example.net: 550 No such user\n  quin@example.net: 552 Mailbox full\n\n\
+The following recipients received your message:\n  rolf@example.net\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["pia@example.net", "quin@example.net"]);
     }
 
     #[test]
