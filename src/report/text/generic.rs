@@ -412,8 +412,9 @@ fn is_delivered_heading(line: &str) -> bool {
 }
 
 /// The recipients of a report that names nobody by address: the returned original's `To`, the best
-/// evidence left once the report's own words and its VERP address have given none; failing that, the
-/// user name the report gives without a domain, qualified with the reporting system's domain.
+/// evidence left once the report's own words and its VERP address have given none; failing that,
+/// the addresses its subject names, then the user name the report gives without a domain,
+/// qualified with the reporting system's domain.
 pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
     let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
     if !looks_failed(input.subject, explanation) {
@@ -436,6 +437,28 @@ pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
         let lower = address.to_ascii_lowercase();
         if !is_system_address(&address) && !skip.contains(&lower) && !list.contains(&lower) {
             out.push(recipient(address, action, &diagnostic));
+        }
+    }
+    if out.is_empty() {
+        let sender = weakly_skipped(input);
+        // The subject some report software writes the failed address into ("Undeliverable: mail
+        // to ann@example.org failed", Domino's "DELIVERY FAILURE: User ann (ann@example.org) ...").
+        for found in find_addresses(input.subject) {
+            let lower = found.address.to_ascii_lowercase();
+            let known = out.iter().any(|r| {
+                r.recipient
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&lower))
+            });
+            if !known
+                && !is_system_address(&lower)
+                && !skip.contains(&lower)
+                && !list.contains(&lower)
+                && !sender.contains(&lower)
+                && !is_sender_context(input.subject, found.start, found.end)
+            {
+                out.push(recipient(found.address, action, &diagnostic));
+            }
         }
     }
     if out.is_empty()
@@ -1173,6 +1196,23 @@ The address ole@example.net does not exist. Contact mailto:help@example.net for 
         assert_eq!(help_start("Please contact us."), Some(0));
         assert_eq!(help_start("No such user. Contact us."), Some(14));
         assert_eq!(help_start("No such user."), None);
+    }
+
+    #[test]
+    fn a_report_that_names_its_recipient_only_in_the_subject_is_about_that_address() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: news@lists.example.org\n\
+Subject: Undeliverable: mail to una@example.net failed\n\n\
+The message could not be delivered. The recipient's mailbox is unavailable.\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["una@example.net"]);
+        let from_sender = "From: MAILER-DAEMON@relay.example.com\nTo: news@lists.example.org\n\
+Subject: Undeliverable mail from news@lists.example.org\n\n\
+The message could not be delivered. The recipient's mailbox is unavailable.\n";
+        let r = crate::report::read(from_sender.as_bytes())
+            .unwrap()
+            .recipients;
+        assert!(r.is_empty(), "{r:?}");
     }
 
     #[test]
