@@ -139,12 +139,10 @@ fn original_header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 
 /// Words that mark a line as help text (whom to contact), not a failure.
 const HELP_WORDS: &[&str] = &[
-    "contact",
     "assistance",
     "please send",
     "send mail to",
     "write to",
-    "mailing list",
     "generated from",
     "expanded from",
     "problem report",
@@ -157,16 +155,52 @@ const HELP_WORDS: &[&str] = &[
 /// (after the last `. `, `! `, `? ` or `; ` before it), or the line's start. What precedes it is the
 /// notice's own words ("The address ann@example.org does not exist. Contact help@... for help").
 fn help_start(line: &str) -> Option<usize> {
-    let at = HELP_WORDS.iter().filter_map(|w| find_ci(line, w)).min()?;
+    let at = HELP_WORDS
+        .iter()
+        .filter_map(|w| find_ci(line, w))
+        .chain(contact_at(line))
+        .min()?;
     let head = line.get(..at).unwrap_or("");
     Some(
-        [". ", "! ", "? ", "; "]
+        [". ", "! ", "? ", "; ", "--", " - "]
             .iter()
             .filter_map(|b| head.rfind(b).map(|i| i + b.len()))
             .max()
             .unwrap_or(0),
     )
 }
+
+/// Where a line asks the reader to contact someone: the word `contact` on its own, not as the
+/// object of another verb ("the user you are trying to contact", Google's rate-limit reply).
+fn contact_at(line: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(rel) = line.get(from..).and_then(|rest| find_ci(rest, "contact")) {
+        let at = from + rel;
+        from = at + "contact".len();
+        let after = line.get(from..).and_then(|r| r.chars().next());
+        if after.is_some_and(char::is_alphanumeric) {
+            continue;
+        }
+        let before = line.get(..at).unwrap_or("");
+        let part_of_word = before
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric);
+        let word_before = before
+            .trim_end()
+            .rsplit(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("");
+        if !part_of_word && !word_before.eq_ignore_ascii_case("to") {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Words after which a line's addresses are the list's or a list member's, never a failed
+/// recipient ("Your message to the mailing list news@...").
+const LIST_WORDS: &[&str] = &["mailing list"];
 
 /// Whether a line names no failed recipient at all: a header-like line of the original or of the
 /// transport, or help text from its start.
@@ -236,7 +270,12 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
         if line_is_skipped(line) || delivered.get(i).copied().unwrap_or(false) {
             continue;
         }
-        let help = help_start(line).unwrap_or(usize::MAX);
+        let help = LIST_WORDS
+            .iter()
+            .filter_map(|w| find_ci(line, w))
+            .chain(help_start(line))
+            .min()
+            .unwrap_or(usize::MAX);
         for found in find_addresses(line) {
             let lower = found.address.to_ascii_lowercase();
             if found.start >= help
@@ -771,9 +810,10 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         .min()
         .unwrap_or(usize::MAX);
     let says_enough = |t: &str| {
-        let wordy =
-            t.split_whitespace().count() > 3 || t.chars().filter(|c| !c.is_ascii()).count() > 8;
-        has_code(t) || (wordy && !t.trim_end().ends_with(':'))
+        let words = t.split_whitespace().count();
+        let wordy = words > 3 || t.chars().filter(|c| !c.is_ascii()).count() > 8;
+        let labelled = words > 1 && starts_with_reason_label(t);
+        has_code(t) || ((wordy || labelled) && !t.trim_end().ends_with(':'))
     };
     let mut breaks = 0;
     for (i, l) in lines.iter().enumerate().skip(m.line + 1) {
@@ -811,13 +851,15 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         }
         // Help text closes the notice: what follows is never the server's answer. Nor is the
         // heading of the next list of recipients.
+        // A line that gives its own words before the help keeps them, and the help beside them
+        // (Microsoft's "... weren't sent. Please contact your Internet service provider since
+        // part of their network is on our block list" gives the reason in its help sentence).
         if let Some(h) = help_start(l) {
-            let head = l.get(..h).unwrap_or("").trim();
-            if !head.is_empty() {
+            if h > 0 {
                 if !text.is_empty() {
                     text.push(' ');
                 }
-                text.push_str(head);
+                text.push_str(l);
             }
             break;
         }
@@ -1192,7 +1234,7 @@ The address ole@example.net does not exist. Contact mailto:help@example.net for 
             .first()
             .and_then(|r| r.diagnostic.as_deref())
             .unwrap_or("");
-        assert!(diagnostic.ends_with("does not exist."), "{diagnostic}");
+        assert!(diagnostic.contains("does not exist."), "{diagnostic}");
         assert_eq!(help_start("Please contact us."), Some(0));
         assert_eq!(help_start("No such user. Contact us."), Some(14));
         assert_eq!(help_start("No such user."), None);
@@ -1213,6 +1255,46 @@ The message could not be delivered. The recipient's mailbox is unavailable.\n";
             .unwrap()
             .recipients;
         assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn a_reason_line_keeps_its_words_whatever_help_or_list_it_mentions() {
+        let notice = |reason: &str| {
+            format!(
+                "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Delivery failure\n\n\
+Your message could not be delivered to the following recipient:\n\n    vera@example.net\n\n\
+Reason: {reason}\n\nPlease do not reply to this automated notice.\n"
+            )
+        };
+        let diagnostic = |reason: &str| {
+            let raw = notice(reason);
+            let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+            r.first()
+                .and_then(|r| r.diagnostic.clone())
+                .unwrap_or_default()
+        };
+        for reason in [
+            "The user you are trying to contact is receiving mail too quickly",
+            "Mailing list expansion problem",
+            "Connection refused",
+            "550 5.7.1 Messages from 192.0.2.1 weren't sent. Please contact your Internet service \
+provider since part of their network is on our block list",
+        ] {
+            let got = diagnostic(reason);
+            assert!(
+                got.ends_with(reason) && got.len() <= reason.len() + 8,
+                "{got}"
+            );
+        }
+        assert_eq!(contact_at("Please contact us"), Some(7));
+        assert_eq!(contact_at("Contact: help desk"), Some(0));
+        assert_eq!(contact_at("the user you are trying to contact"), None);
+        assert_eq!(contact_at("no contacts"), None);
+        assert_eq!(
+            help_start("Mailbox suspended--Please contact them"),
+            Some(19)
+        );
     }
 
     #[test]
