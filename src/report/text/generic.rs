@@ -831,9 +831,15 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
                         lines.get(i + 1..until).unwrap_or_default().iter().copied(),
                         |_| false,
                     );
-                    if has_code(&next) || starts_with_reason_label(&next) {
+                    // Or the paragraph that introduces the remote server's answer ("The error
+                    // that the other server returned was:", Google's notices): the answer.
+                    let answer = next
+                        .split_once('\n')
+                        .filter(|(intro, _)| is_response_intro(intro))
+                        .map(|(_, answer)| answer);
+                    if has_code(&next) || starts_with_reason_label(&next) || answer.is_some() {
                         text.push(' ');
-                        text.push_str(&unfold(&next));
+                        text.push_str(&unfold(answer.unwrap_or(&next)));
                     }
                 }
                 break;
@@ -966,10 +972,7 @@ fn looks_failed(subject: &str, text: &str) -> bool {
 /// code (with its continuation lines), else the first paragraph with failure words.
 fn fallback_diagnostic(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    if let Some(at) = lines.iter().position(|l| {
-        let t = l.trim();
-        t.len() < 80 && RESPONSE_INTRO.iter().any(|p| contains_ci(t, p)) && t.ends_with(':')
-    }) {
+    if let Some(at) = lines.iter().position(|l| is_response_intro(l)) {
         let answer = paragraph(lines.iter().skip(at + 1).copied(), |_| false);
         let answer = unfold(&answer);
         if !answer.is_empty() {
@@ -1015,6 +1018,12 @@ fn fallback_diagnostic(text: &str) -> String {
         .max_by_key(|p| p.chars().count())
         .map(unfold)
         .unwrap_or_default()
+}
+
+/// Whether a line is a sentence of [`RESPONSE_INTRO`], introducing the lines after it.
+fn is_response_intro(line: &str) -> bool {
+    let t = line.trim();
+    t.len() < 80 && t.ends_with(':') && RESPONSE_INTRO.iter().any(|p| contains_ci(t, p))
 }
 
 /// Sentences that introduce the remote server's own answer on the following lines.
@@ -1295,6 +1304,29 @@ provider since part of their network is on our block list",
             help_start("Mailbox suspended--Please contact them"),
             Some(19)
         );
+    }
+
+    #[test]
+    fn the_answer_a_notice_introduces_in_its_own_paragraph_is_the_diagnostic() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Delivery Status Notification (Failure)\n\n\
+Delivery to the following recipient failed permanently:\n\n     wes@example.net\n\n\
+Technical details of permanent failure:\n\
+The message was rejected by the server for the recipient domain example.net.\n\n\
+The error that the other server returned was:\n\
+Host or domain name not found. Name service error for name=example.net type=MX\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let diagnostic = r
+            .first()
+            .and_then(|r| r.diagnostic.as_deref())
+            .unwrap_or("");
+        assert!(
+            diagnostic.ends_with(
+                "Host or domain name not found. Name service error for name=example.net type=MX"
+            ),
+            "{diagnostic}"
+        );
+        assert!(!diagnostic.contains("returned was"), "{diagnostic}");
     }
 
     #[test]
