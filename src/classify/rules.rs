@@ -1876,6 +1876,26 @@ mod tests {
     }
 
     #[test]
+    fn a_message_refused_because_of_its_content_breaks_the_sites_policy() {
+        let set = RuleSet::builtin();
+        for diag in [
+            "Message blocked because of its content",
+            "554 Your message was rejected due to the message content",
+            "550 Blocked because it contains a suspicious link",
+        ] {
+            let got = set
+                .match_text_confirmed(&facts(diag))
+                .map(TextMatch::reason);
+            assert_eq!(got, Some(Reason::Policyviolation), "{diag}");
+        }
+        let spam = "550 Message rejected due to content (spam)";
+        let got = set
+            .match_text_confirmed(&facts(spam))
+            .map(TextMatch::reason);
+        assert_eq!(got, Some(Reason::Spamdetected), "{spam}");
+    }
+
+    #[test]
     fn generic_rejections_are_not_userunknown() {
         let set = RuleSet::builtin();
         for diag in [

@@ -216,6 +216,19 @@ fn line_is_skipped(line: &str) -> bool {
 /// Words just before an address that make it the identifier of a message, not a mailbox.
 const IDENTIFIER_WORDS: &[&str] = &["message-id", "message id", "msg-id", "msgid"];
 
+/// Words just before an address that make it the recipient's new or other address, the one to
+/// use instead (RFC 3463 X.1.6 replies give it: "Recipient no longer on server; new address: ...").
+const FORWARD_WORDS: &[&str] = &[
+    "new address",
+    "forward to",
+    "forwarded to",
+    "forwarding to",
+    "moved to",
+    "now at",
+    "please use",
+    "changed to",
+];
+
 /// Words just after an address that make it the one to write to for help ("mail abuse@... for
 /// details").
 const HELP_AFTER: &[&str] = &[
@@ -227,7 +240,8 @@ const HELP_AFTER: &[&str] = &[
 ];
 
 /// Whether the words around an address (the 20 characters before it, the words right after it)
-/// make it the sender, a message identifier, or an address to write to for help.
+/// make it the sender, a message identifier, the recipient's new address, or an address to write
+/// to for help.
 fn is_sender_context(line: &str, start: usize, end: usize) -> bool {
     let before = line.get(..start).unwrap_or("");
     let from = before.char_indices().rev().nth(19).map_or(0, |(i, _)| i);
@@ -239,6 +253,7 @@ fn is_sender_context(line: &str, start: usize, end: usize) -> bool {
     SENDER_WORDS
         .iter()
         .chain(IDENTIFIER_WORDS)
+        .chain(FORWARD_WORDS)
         .any(|w| contains_ci(tail, w))
         || HELP_AFTER.iter().any(|w| starts_with_ci(after, w))
 }
@@ -1327,6 +1342,18 @@ Host or domain name not found. Name service error for name=example.net type=MX\n
             "{diagnostic}"
         );
         assert!(!diagnostic.contains("returned was"), "{diagnostic}");
+    }
+
+    #[test]
+    fn the_new_address_a_report_gives_is_not_a_failed_recipient() {
+        let raw = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Undeliverable message\n\n\
+Your message could not be delivered to the following recipient:\n\n    xia@example.net\n\n\
+Reason: 550 5.1.6 Recipient no longer on server; new address: xia@example.com\n";
+        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        assert_eq!(got, ["xia@example.net"]);
+        assert!(is_sender_context("has moved to ann@example.com", 13, 28));
     }
 
     #[test]
