@@ -80,9 +80,10 @@ fn skipped(input: &Input) -> Vec<String> {
     out
 }
 
-/// Addresses that are the failed recipient only when the report names nobody else: the bounce's
-/// `To` (usually the original sender, sometimes the only address the report has).
-fn weakly_skipped(input: &Input) -> Vec<String> {
+/// The bounce's own addressees (its `To`): the original's sender, to whom a report goes, never the
+/// recipient it reports on. A notice that names no other address (a phishing imitation of a
+/// bounce, "4 messages could not be delivered to your mailbox news@...") names no failed recipient.
+fn addressees(input: &Input) -> Vec<String> {
     addresses_of(input.message, "To")
 }
 
@@ -277,7 +278,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     let explanation = crate::report::prefix(input.explanation, EXPLANATION_SCAN);
     let mut skip = skipped(input);
     skip.extend(list_addresses(input));
-    let weak = weakly_skipped(input);
+    skip.extend(addressees(input));
     let lines: Vec<&str> = explanation.lines().collect();
     let delivered = delivered_lines(&lines);
     let mut mentions: Vec<Mention> = Vec::new();
@@ -305,7 +306,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
                 line: i,
                 start_in_line: found.start,
                 end_in_line: found.end,
-                weak: is_system_address(&lower) || weak.contains(&lower),
+                weak: is_system_address(&lower),
             });
             if mentions.len() >= MAX_MENTIONS {
                 break;
@@ -494,7 +495,7 @@ pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
         }
     }
     if out.is_empty() {
-        let sender = weakly_skipped(input);
+        let sender = addressees(input);
         // The subject some report software writes the failed address into ("Undeliverable: mail
         // to ann@example.org failed", Domino's "DELIVERY FAILURE: User ann (ann@example.org) ...").
         for found in find_addresses(input.subject) {
@@ -1354,6 +1355,16 @@ Reason: 550 5.1.6 Recipient no longer on server; new address: xia@example.com\n"
         let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
         assert_eq!(got, ["xia@example.net"]);
         assert!(is_sender_context("has moved to ann@example.com", 13, 28));
+    }
+
+    #[test]
+    fn the_address_a_notice_is_sent_to_is_never_its_failed_recipient() {
+        let raw = "From: \"Mail Delivery System\" <mailer-daemon@notices.example.com>\n\
+To: news@lists.example.org\nSubject: Undelivered Mail: 3 messages failed\n\n\
+3 incoming messages could not be delivered to your mailbox news@lists.example.org\n\
+because your mailbox quota is exceeded.\n";
+        let report = crate::report::read(raw.as_bytes()).unwrap();
+        assert!(report.recipients.is_empty(), "{:?}", report.recipients);
     }
 
     #[test]
