@@ -152,8 +152,8 @@ const HELP_WORDS: &[&str] = &[
     "if you believe",
 ];
 
-/// Where the help text of a line starts: the start of the sentence holding its first help word
-/// (after the last `. `, `! `, `? ` or `; ` before it), or the line's start. What precedes it is the
+/// Where the help text of a line starts: the start of the sentence or clause holding its first
+/// help word (after the last `. `, `! `, `? `, `; `, `--` or ` - ` before it), or the line's start. What precedes it is the
 /// notice's own words ("The address ann@example.org does not exist. Contact help@... for help").
 fn help_start(line: &str) -> Option<usize> {
     let at = HELP_WORDS
@@ -243,7 +243,7 @@ const HELP_AFTER: &[&str] = &[
 /// Whether the words around an address (the 20 characters before it, the words right after it)
 /// make it the sender, a message identifier, the recipient's new address, or an address to write
 /// to for help.
-fn is_sender_context(line: &str, start: usize, end: usize) -> bool {
+fn is_other_party(line: &str, start: usize, end: usize) -> bool {
     let before = line.get(..start).unwrap_or("");
     let from = before.char_indices().rev().nth(19).map_or(0, |(i, _)| i);
     let tail = before.get(from..).unwrap_or(before);
@@ -296,7 +296,7 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
             let lower = found.address.to_ascii_lowercase();
             if found.start >= help
                 || skip.contains(&lower)
-                || is_sender_context(line, found.start, found.end)
+                || is_other_party(line, found.start, found.end)
                 || lower.starts_with("mailer-daemon@")
             {
                 continue;
@@ -510,7 +510,7 @@ pub fn original_recipients_of(input: &Input) -> Vec<RecipientReport> {
                 && !skip.contains(&lower)
                 && !list.contains(&lower)
                 && !sender.contains(&lower)
-                && !is_sender_context(input.subject, found.start, found.end)
+                && !is_other_party(input.subject, found.start, found.end)
             {
                 out.push(recipient(found.address, action, &diagnostic));
             }
@@ -1237,13 +1237,9 @@ Message-ID of the original: <20240101.x1@example.org>\n";
             diagnostic.starts_with("554 Your mail was rejected."),
             "{diagnostic}"
         );
-        assert!(is_sender_context("Message id <a1@example.org>", 12, 27));
-        assert!(is_sender_context(
-            "mail abuse@example.net for details",
-            5,
-            22
-        ));
-        assert!(!is_sender_context("mail to ann@example.net failed", 8, 23));
+        assert!(is_other_party("Message id <a1@example.org>", 12, 27));
+        assert!(is_other_party("mail abuse@example.net for details", 5, 22));
+        assert!(!is_other_party("mail to ann@example.net failed", 8, 23));
     }
 
     #[test]
@@ -1354,7 +1350,7 @@ Reason: 550 5.1.6 Recipient no longer on server; new address: xia@example.com\n"
         let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
         let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
         assert_eq!(got, ["xia@example.net"]);
-        assert!(is_sender_context("has moved to ann@example.com", 13, 28));
+        assert!(is_other_party("has moved to ann@example.com", 13, 28));
     }
 
     #[test]
