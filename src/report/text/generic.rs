@@ -221,6 +221,7 @@ const IDENTIFIER_WORDS: &[&str] = &["message-id", "message id", "msg-id", "msgid
 /// use instead (RFC 3463 X.1.6 replies give it: "Recipient no longer on server; new address: ...").
 const FORWARD_WORDS: &[&str] = &[
     "new address",
+    "forwarding address",
     "forward to",
     "forwarded to",
     "forwarding to",
@@ -1351,6 +1352,25 @@ Reason: 550 5.1.6 Recipient no longer on server; new address: xia@example.com\n"
         let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
         assert_eq!(got, ["xia@example.net"]);
         assert!(is_other_party("has moved to ann@example.com", 13, 28));
+        let forwarded = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
+Subject: Mail delivery failed\n\n\
+Your message to yan@example.net could not be forwarded.\n\
+The forwarding address yan@example.com rejected it: 550 5.1.1 User unknown\n";
+        let r = crate::report::read(forwarded.as_bytes())
+            .unwrap()
+            .recipients;
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.recipient.as_deref(), r.diagnostic.as_deref()))
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got.first().and_then(|g| g.0), Some("yan@example.net"));
+        assert!(
+            got.first()
+                .and_then(|g| g.1)
+                .is_some_and(|d| d.contains("550 5.1.1 User unknown")),
+            "{got:?}"
+        );
     }
 
     #[test]
