@@ -1280,6 +1280,13 @@ mod tests {
         }
     }
 
+    /// The reason the text rules give `diagnostic` alone, their confirmations and refutations
+    /// applied ([`text_reason`] gives the first matching rule's, as written).
+    fn confirmed_reason(set: &RuleSet, diagnostic: &str) -> Option<Reason> {
+        set.match_text_confirmed(&facts(diagnostic))
+            .map(TextMatch::reason)
+    }
+
     fn text_reason(set: &RuleSet, diagnostic: &str) -> Option<Reason> {
         set.match_text(&facts(diagnostic)).map(|r| r.reason)
     }
@@ -1863,15 +1870,11 @@ mod tests {
             "550 This address no longer exists",
             "550 The email address <ivy@example.net> doesn't exist",
         ] {
-            let got = set
-                .match_text_confirmed(&facts(diag))
-                .map(TextMatch::reason);
+            let got = confirmed_reason(&set, diag);
             assert_eq!(got, Some(Reason::Userunknown), "{diag}");
         }
         let sender = "553 Domain of sender address <news@example.org> does not exist";
-        let got = set
-            .match_text_confirmed(&facts(sender))
-            .map(TextMatch::reason);
+        let got = confirmed_reason(&set, sender);
         assert_ne!(got, Some(Reason::Userunknown), "{sender}");
     }
 
@@ -1883,15 +1886,11 @@ mod tests {
             "554 Your message was rejected due to the message content",
             "550 Blocked because it contains a suspicious link",
         ] {
-            let got = set
-                .match_text_confirmed(&facts(diag))
-                .map(TextMatch::reason);
+            let got = confirmed_reason(&set, diag);
             assert_eq!(got, Some(Reason::Policyviolation), "{diag}");
         }
         let spam = "550 Message rejected due to content (spam)";
-        let got = set
-            .match_text_confirmed(&facts(spam))
-            .map(TextMatch::reason);
+        let got = confirmed_reason(&set, spam);
         assert_eq!(got, Some(Reason::Spamdetected), "{spam}");
     }
 
@@ -1907,9 +1906,7 @@ mod tests {
             "553 5.1.8 domain of sender address does not exist",
             "550 5.7.1 no such user here",
         ] {
-            let got = set
-                .match_text_confirmed(&facts(diag))
-                .map(TextMatch::reason);
+            let got = confirmed_reason(&set, diag);
             assert_ne!(got, Some(Reason::Userunknown), "{diag}");
             assert_ne!(got, Some(Reason::Hostunknown), "{diag}");
         }

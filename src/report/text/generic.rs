@@ -153,8 +153,9 @@ const HELP_WORDS: &[&str] = &[
 ];
 
 /// Where the help text of a line starts: the start of the sentence or clause holding its first
-/// help word (after the last `. `, `! `, `? `, `; `, `--` or ` - ` before it), or the line's start. What precedes it is the
-/// notice's own words ("The address ann@example.org does not exist. Contact help@... for help").
+/// help word (after the last `. `, `! `, `? `, `; `, `--` or ` - ` before it), or the line's start.
+/// What precedes it is the notice's own words ("The address ann@example.org does not exist.
+/// Contact help@... for help").
 fn help_start(line: &str) -> Option<usize> {
     let at = HELP_WORDS
         .iter()
@@ -206,9 +207,12 @@ const LIST_WORDS: &[&str] = &["mailing list"];
 /// Whether a line names no failed recipient at all: a header-like line of the original or of the
 /// transport, or help text from its start.
 fn line_is_skipped(line: &str) -> bool {
-    if help_start(line) == Some(0) {
-        return true;
-    }
+    help_start(line) == Some(0) || is_header_like(line)
+}
+
+/// Whether a line is a header-like line of the original or of the transport
+/// ([`SKIP_LINE_PREFIXES`]).
+fn is_header_like(line: &str) -> bool {
     let t =
         line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '<' || c == '*');
     SKIP_LINE_PREFIXES.iter().any(|p| starts_with_ci(t, p))
@@ -284,15 +288,16 @@ pub fn read(input: &Input) -> Vec<RecipientReport> {
     let delivered = delivered_lines(&lines);
     let mut mentions: Vec<Mention> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if line_is_skipped(line) || delivered.get(i).copied().unwrap_or(false) {
-            continue;
-        }
+        // Addresses from where help text or a mention of a mailing list starts are not failed.
         let help = LIST_WORDS
             .iter()
             .filter_map(|w| find_ci(line, w))
             .chain(help_start(line))
             .min()
             .unwrap_or(usize::MAX);
+        if help == 0 || is_header_like(line) || delivered.get(i).copied().unwrap_or(false) {
+            continue;
+        }
         for found in find_addresses(line) {
             let lower = found.address.to_ascii_lowercase();
             if found.start >= help
@@ -872,11 +877,10 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
         {
             continue;
         }
-        // Help text closes the notice: what follows is never the server's answer. Nor is the
-        // heading of the next list of recipients.
-        // A line that gives its own words before the help keeps them, and the help beside them
-        // (Microsoft's "... weren't sent. Please contact your Internet service provider since
-        // part of their network is on our block list" gives the reason in its help sentence).
+        // Help text closes the notice: what follows is never the server's answer. A line that
+        // gives its own words before the help keeps them, and the help beside them (Microsoft's
+        // "... weren't sent. Please contact your Internet service provider since part of their
+        // network is on our block list" gives the reason in its help sentence).
         if let Some(h) = help_start(l) {
             if h > 0 {
                 if !text.is_empty() {
@@ -886,6 +890,7 @@ fn diagnostic_after(lines: &[&str], m: &Mention, mentions: &[Mention]) -> String
             }
             break;
         }
+        // Nor is the heading of the next list of recipients.
         if l.ends_with(':') && contains_ci(l, "the following recipient") {
             break;
         }
@@ -1055,6 +1060,23 @@ mod tests {
     use super::*;
     use mail_parser::MessageParser;
 
+    /// The recipients the report reader finds in `raw`.
+    fn recipients_of(raw: impl AsRef<[u8]>) -> Vec<RecipientReport> {
+        crate::report::read(raw.as_ref()).unwrap().recipients
+    }
+
+    /// The addresses of `r`, in order.
+    fn addresses(r: &[RecipientReport]) -> Vec<&str> {
+        r.iter().filter_map(|r| r.recipient.as_deref()).collect()
+    }
+
+    /// The first recipient's diagnostic, or nothing.
+    fn first_diagnostic(r: &[RecipientReport]) -> &str {
+        r.first()
+            .and_then(|r| r.diagnostic.as_deref())
+            .unwrap_or("")
+    }
+
     #[test]
     fn wrapped_failure_words_beat_help_text() {
         let text = "This is the mail system at host mx.example.org.\n\nYour message could not\nbe delivered to one or more recipients.\n\nIf you do so, please include this problem report with the\nreturned message.\n";
@@ -1092,7 +1114,7 @@ mod tests {
         let raw = "From: postmaster@example.org\nTo: news-bounces+erin=example.net@lists.example.com\n\
 Subject: Undeliverable\n\nDelivery failed: 552 mailbox full\n\n\
 Received: from a.example.com by b.example.org\nFrom: news@lists.example.com\nTo: news@lists.example.com\n\nbody\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let r = recipients_of(raw);
         let got: Vec<_> = r.iter().map(|r| r.recipient.as_deref()).collect();
         assert_eq!(got, [Some("erin@example.net")]);
     }
@@ -1108,7 +1130,7 @@ Received: from a.example.com by b.example.org\nFrom: news@lists.example.com\nTo:
 Delivery failed: 552 mailbox full\n\n\
 Received: from a.example.com by b.example.org\nFrom: ann@example.com\nTo: news@lists.example.com\n{list_field}\n\nbody\n"
             );
-            let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+            let r = recipients_of(raw);
             assert!(r.is_empty(), "{list_field}: {r:?}");
         }
     }
@@ -1120,7 +1142,7 @@ To: owner@lists.example.com\nSubject: Returned mail: User unknown\n\n\
    ----- Transcript of session follows -----\n550 5.1.1 kimura... User unknown\n\n\
    ----- Unsent message follows -----\nFrom: News <news@lists.example.com>\n\
 To: news@lists.example.com\nList-Post: <mailto:news@lists.example.com>\n\nbody\n";
-        let r = crate::report::read(sendmail.as_bytes()).unwrap().recipients;
+        let r = recipients_of(sendmail);
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].recipient.as_deref(), Some("kimura@mail.example.net"));
         // Named in Sendmail's list, its reason in the list's `(reason: ...)` framing.
@@ -1129,7 +1151,7 @@ To: news@lists.example.com\nList-Post: <mailto:news@lists.example.com>\n\nbody\n
             "----- The following addresses had permanent fatal errors -----\n<kimura>\n\
     \x20   (reason: 550 5.1.1 User unknown)\n",
         );
-        let listed = crate::report::read(listed.as_bytes()).unwrap().recipients;
+        let listed = recipients_of(listed);
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!(
             listed[0].recipient.as_deref(),
@@ -1147,7 +1169,7 @@ To: news@lists.example.com\nList-Post: <mailto:news@lists.example.com>\n\nbody\n
         let heading = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.com>\n\
 To: owner@lists.example.org\nSubject: Returned mail: User unknown\n\n\
 The mail you sent could not be delivered to:\n\n  quietreader42\n\n  Subject: notes\n";
-        let r = crate::report::read(heading.as_bytes()).unwrap().recipients;
+        let r = recipients_of(heading);
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(
             r[0].recipient.as_deref(),
@@ -1161,7 +1183,7 @@ The mail you sent could not be delivered to:\n\n  quietreader42\n\n  Subject: no
             sendmail.replace("550 5.1.1 kimura... User unknown", "Retrying... gave up"),
             heading.replace("quietreader42", "Subject: notes"),
         ] {
-            let r = crate::report::read(text.as_bytes()).unwrap().recipients;
+            let r = recipients_of(text);
             assert!(r.is_empty(), "{r:?}");
         }
     }
@@ -1174,7 +1196,7 @@ Subject: Undeliverable: digest\n\nYour message\n\n  To:      news@lists.example.
 Brandt, Oskar on 12/2/2026 9:14 AM\n    The recipient name is not recognized\n";
         for to in ["news-bounces", "news-owner", "owner-news", "news-request"] {
             let raw = raw.replace("news-bounces", to);
-            let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+            let r = recipients_of(raw);
             assert!(r.is_empty(), "{to}: {r:?}");
         }
         assert_eq!(
@@ -1193,8 +1215,8 @@ Subject: Delivery failure\n\nYour message could not be delivered to some recipie
 >>> RCPT TO:<max@example.net>\n<<< 250 2.1.5 Recipient OK\n\n\
 Delivery to the following recipients succeeded:\n\n   rita@example.net\n\n\
 Please contact postmaster@relay.example.com with questions.\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["lou@example.net"]);
         let lines: Vec<&str> = raw.lines().collect();
         let delivered = delivered_lines(&lines);
@@ -1227,13 +1249,10 @@ The remote server rejected the message: 554 Your mail was rejected. See \
 http://postmaster@example.net/ or mail abuse@example.net for details.\n\n\
 If you believe this is an error, write to help@relay.example.com.\n\
 Message-ID of the original: <20240101.x1@example.org>\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["nia@example.net"]);
-        let diagnostic = r
-            .first()
-            .and_then(|r| r.diagnostic.as_deref())
-            .unwrap_or("");
+        let diagnostic = first_diagnostic(&r);
         assert!(
             diagnostic.starts_with("554 Your mail was rejected."),
             "{diagnostic}"
@@ -1249,13 +1268,10 @@ Message-ID of the original: <20240101.x1@example.org>\n";
 Subject: Undeliverable\n\n\
 Your message to mailto:ole@example.net could not be delivered.\n\
 The address ole@example.net does not exist. Contact mailto:help@example.net for help.\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["ole@example.net"]);
-        let diagnostic = r
-            .first()
-            .and_then(|r| r.diagnostic.as_deref())
-            .unwrap_or("");
+        let diagnostic = first_diagnostic(&r);
         assert!(diagnostic.contains("does not exist."), "{diagnostic}");
         assert_eq!(help_start("Please contact us."), Some(0));
         assert_eq!(help_start("No such user. Contact us."), Some(14));
@@ -1267,8 +1283,8 @@ The address ole@example.net does not exist. Contact mailto:help@example.net for 
         let raw = "From: MAILER-DAEMON@relay.example.com\nTo: news@lists.example.org\n\
 Subject: Undeliverable: mail to una@example.net failed\n\n\
 The message could not be delivered. The recipient's mailbox is unavailable.\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["una@example.net"]);
         let from_sender = "From: MAILER-DAEMON@relay.example.com\nTo: news@lists.example.org\n\
 Subject: Undeliverable mail from news@lists.example.org\n\n\
@@ -1291,7 +1307,7 @@ Reason: {reason}\n\nPlease do not reply to this automated notice.\n"
         };
         let diagnostic = |reason: &str| {
             let raw = notice(reason);
-            let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+            let r = recipients_of(raw);
             r.first()
                 .and_then(|r| r.diagnostic.clone())
                 .unwrap_or_default()
@@ -1328,11 +1344,8 @@ Technical details of permanent failure:\n\
 The message was rejected by the server for the recipient domain example.net.\n\n\
 The error that the other server returned was:\n\
 Host or domain name not found. Name service error for name=example.net type=MX\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let diagnostic = r
-            .first()
-            .and_then(|r| r.diagnostic.as_deref())
-            .unwrap_or("");
+        let r = recipients_of(raw);
+        let diagnostic = first_diagnostic(&r);
         assert!(
             diagnostic.ends_with(
                 "Host or domain name not found. Name service error for name=example.net type=MX"
@@ -1348,8 +1361,8 @@ Host or domain name not found. Name service error for name=example.net type=MX\n
 Subject: Undeliverable message\n\n\
 Your message could not be delivered to the following recipient:\n\n    xia@example.net\n\n\
 Reason: 550 5.1.6 Recipient no longer on server; new address: xia@example.com\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["xia@example.net"]);
         assert!(is_other_party("has moved to ann@example.com", 13, 28));
         let forwarded = "From: MAILER-DAEMON@relay.example.com\nTo: sender@example.org\n\
@@ -1390,8 +1403,8 @@ Subject: Delivery failure\n\n\
 Your message could not be delivered to these recipients:\n\n\
   pia@example.net: 550 No such user\n  quin@example.net: 552 Mailbox full\n\n\
 The following recipients received your message:\n  rolf@example.net\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["pia@example.net", "quin@example.net"]);
     }
 
@@ -1402,7 +1415,7 @@ Subject: Delivery Status Notification (Delay)\n\n\
 Delivery to the following recipients has been delayed:\n\n   sam@example.net\n\n\
 Delivery to the following recipients failed permanently:\n\n   tom@example.net\n\n\
 Technical details of permanent failure:\n550 5.1.1 No such user\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let r = recipients_of(raw);
         let got: Vec<_> = r
             .iter()
             .map(|r| (r.recipient.as_deref(), r.action.as_deref()))
@@ -1426,10 +1439,10 @@ Technical details of permanent failure:\n550 5.1.1 No such user\n";
         let raw = "From: mailer-daemon@mx.example.net\nTo: news-bounces@lists.example.org\n\
 Subject: Undeliverable mail\n\nYour message could not be delivered: the sender\n\
 <news-bounces@lists.example.org> is not on the allowed list.\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let r = recipients_of(raw);
         assert!(r.is_empty(), "{r:?}");
         let other = raw.replace("sender\n<news-bounces", "recipient\n<ann");
-        let r = crate::report::read(other.as_bytes()).unwrap().recipients;
+        let r = recipients_of(other);
         assert_eq!(r.len(), 1, "{r:?}");
     }
 
@@ -1442,12 +1455,12 @@ did not reach the following recipient(s):\n\nBrandt, Oskar on 12/2/2026 9:14 AM\
     The recipient name is not recognized\n\n--b\nContent-Type: message/rfc822\n\n\
 From: sender@example.org\nTo: \"Brandt, Oskar\" <o.brandt@corp.example.com>, \"Lind, Maja\" \
 <m.lind@corp.example.com>\nSubject: figures\n\nbody\n--b--\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
-        let names: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let r = recipients_of(raw);
+        let names: Vec<_> = addresses(&r);
         assert_eq!(names, ["o.brandt@corp.example.com"]);
         // Named by nobody's display name: every recipient of the original stays.
         let raw = raw.replace("Brandt, Oskar on", "Someone Else on");
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let r = recipients_of(raw);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(
             display_names(
@@ -1481,7 +1494,7 @@ Your mail could not be delivered to <Carol@Example.NET>:\n  550 5.1.1 mailbox un
         let raw = "From: postmaster@example.org\nTo: sender@example.com\nSubject: Undeliverable\n\n\
 Delivery failed: 552 message rejected by recipient policy\n\n\
 Received: from a.example.com by b.example.org\nFrom: sender@example.com\nTo: dave@example.net\n\nbody\n";
-        let r = crate::report::read(raw.as_bytes()).unwrap().recipients;
+        let r = recipients_of(raw);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].recipient.as_deref(), Some("dave@example.net"));
         assert!(
@@ -1500,7 +1513,7 @@ X-Failed-Recipients: Kim@example.net, lou@example.net\n\n\
 Your message to kim@example.net, copied to ops@example.org, could not be delivered.\n\
 Reply: 550 5.1.1 no such user\n",
         );
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["kim@example.net", "lou@example.net"]);
         assert!(
             r[1].diagnostic
@@ -1593,7 +1606,7 @@ Message from sender@example.com to erin@example.net failed.\nMAIL FROM:<sender@e
 Contact postmaster@example.org.\nRCPT TO:<erin@example.net>: 550 no such user\n\n\
 This message was sent by list-owner@lists.example.com on behalf of news@lists.example.com.\n",
         );
-        let got: Vec<_> = r.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let got: Vec<_> = addresses(&r);
         assert_eq!(got, ["erin@example.net"]);
         assert!(
             r[0].diagnostic
